@@ -1,0 +1,110 @@
+"""The CUDA path of nm_mask against the reference, bit for bit, with poisoned outputs."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from toolkit.attention import nm_mask
+from toolkit.attention._nm import _nm_mask_cuda
+
+pytestmark = pytest.mark.gpu
+
+DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
+SHAPES = [
+    ((3, 16), 2, 4),
+    ((2, 5, 37), 1, 2),
+    ((7, 33), 3, 8),
+    ((4, 70), 17, 32),
+    ((1,), 1, 1),
+    ((8, 12, 129), 2, 4),
+    ((3, 1000), 5, 9),
+    ((2, 4, 4099), 1, 2),
+]
+
+
+def _poisoned(shape, device):
+    out = torch.empty(shape, dtype=torch.bool, device=device)
+    out.view(torch.uint8).fill_(0xA5)  # neither True nor False: an unwritten byte shows
+    return out
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(("shape", "n", "m"), SHAPES)
+@pytest.mark.parametrize("ties", [False, True])
+def test_cuda_equals_reference(dtype, shape, n, m, ties):
+    gen = torch.Generator().manual_seed(hash((str(dtype), shape, n, m, ties)) % 2**31)
+    scores = (
+        torch.randint(-3, 4, shape, generator=gen) if ties else torch.randn(shape, generator=gen)
+    ).to(dtype)
+    out = _nm_mask_cuda(scores.cuda(), n, m, out=_poisoned(shape, "cuda"))
+    torch.cuda.synchronize()
+    assert set(out.view(torch.uint8).unique().tolist()) <= {0, 1}, "unwritten output bytes"
+    assert torch.equal(out.cpu(), nm_mask(scores, n, m, backend="cpu"))
+
+
+def test_cuda_special_values():
+    scores = torch.tensor(
+        [
+            [-math.inf, math.nan, math.inf, 1.0, -math.inf, -math.inf],
+            [0.0, -0.0, 0.0, -0.0, math.nan, math.nan],
+        ]
+    )
+    for dtype in DTYPES:
+        s = scores.to(dtype)
+        assert torch.equal(
+            nm_mask(s.cuda(), 2, 4, backend="cuda").cpu(), nm_mask(s, 2, 4, backend="cpu")
+        )
+
+
+def test_auto_dispatch_uses_cuda_and_large_input():
+    scores = torch.randn(64, 4096 + 3, device="cuda", dtype=torch.float16)
+    assert nm_mask(scores, 2, 4).device.type == "cuda"
+    assert torch.equal(nm_mask(scores, 2, 4).cpu(), nm_mask(scores.cpu(), 2, 4))
+
+
+def test_reference_path_runs_on_cuda_tensors():
+    scores = torch.randint(-3, 4, (6, 45)).float()
+    forced = nm_mask(scores.cuda(), 3, 8, backend="cpu")
+    assert forced.is_cuda and torch.equal(forced.cpu(), nm_mask(scores, 3, 8))
+
+
+def test_non_contiguous_and_strided_cuda():
+    scores = torch.randn(40, 24, device="cuda").t()
+    assert torch.equal(nm_mask(scores, 1, 4, backend="cuda").cpu(), nm_mask(scores.cpu(), 1, 4))
+
+
+def test_launch_validation_errors():
+    with pytest.raises(ValueError, match="out must have shape"):
+        _nm_mask_cuda(
+            torch.randn(2, 8, device="cuda"),
+            2,
+            4,
+            out=torch.empty(2, 7, dtype=torch.bool, device="cuda"),
+        )
+    with pytest.raises(TypeError, match="out must have dtype"):
+        _nm_mask_cuda(torch.randn(2, 8, device="cuda"), 2, 4, out=torch.empty(2, 8, device="cuda"))
+
+
+def test_dlpack_roundtrip_shares_memory():
+    from toolkit._backend import to_cupy, to_torch
+
+    x = torch.randn(1000, device="cuda")
+    a = to_cupy(x)
+    a[0] = 42.0
+    torch.cuda.synchronize()
+    assert x[0].item() == 42.0
+    assert to_torch(a).data_ptr() == x.data_ptr()
+
+
+def test_kernel_error_carries_compiler_log(tmp_path, monkeypatch):
+    from toolkit import KernelError, _kernels
+
+    (tmp_path / "broken.cu").write_text('extern "C" __global__ void f() { int x = ; }\n')
+    monkeypatch.setattr(_kernels, "kernel_dir", lambda: tmp_path)
+    _kernels._compiled.cache_clear()
+    with pytest.raises(KernelError) as info:
+        _kernels.load_module("broken")
+    assert "kernels/broken.cu(1)" in info.value.log or "broken.cu" in info.value.log

@@ -1,0 +1,46 @@
+"""toolkit: an interactive analysis toolkit for the design of deep networks.
+
+Subpackages are imported on first use, so ``import toolkit`` stays light:
+
+>>> import toolkit
+>>> toolkit.gpu_available() in (True, False)
+True
+>>> with toolkit.use_backend("cpu"):
+...     toolkit.active_backend()
+'cpu'
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from ._backend import active_backend, gpu_available, quick_mode, use_backend
+from ._kernels import KernelError
+
+__version__ = "0.1.0"
+
+# Listed as each module lands; every name here must import.
+_SUBPACKAGES = ("attention", "report", "widgets")
+
+__all__ = [
+    "KernelError",
+    "__version__",
+    "active_backend",
+    "gpu_available",
+    "quick_mode",
+    "use_backend",
+    *_SUBPACKAGES,
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SUBPACKAGES:
+        module = importlib.import_module(f"{__name__}.{name}")
+        globals()[name] = module
+        return module
+    raise AttributeError(f"module 'toolkit' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

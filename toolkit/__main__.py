@@ -1,0 +1,39 @@
+"""Command line: ``python -m toolkit report --out report.html [--quick]``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="toolkit", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    report = commands.add_parser("report", help="write the self-contained HTML report")
+    report.add_argument("--out", default="report.html", help="output file (default report.html)")
+    report.add_argument("--quick", action="store_true", help="small sizes: a fast run")
+    report.add_argument("--sections", help="comma-separated section keys (default: all)")
+    report.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    report.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    from .report import ReportError, build_report
+
+    keys = [k.strip() for k in args.sections.split(",")] if args.sections else None
+    try:
+        path = build_report(
+            args.out, quick=args.quick, sections=keys, seed=args.seed, progress=not args.no_progress
+        )
+    except (ReportError, ValueError, OSError) as exc:
+        print(f"toolkit report: error: {exc}", file=sys.stderr)
+        return 1
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

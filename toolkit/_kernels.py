@@ -1,0 +1,161 @@
+"""Loading and launching the CUDA kernels in ``kernels/*.cu`` through CuPy.
+
+A kernel file is self-contained CUDA C++ (it may include the project's own ``*.cuh`` headers
+from the same folder, never CuPy's).  The loader prepends ``#line 1 "kernels/<name>.cu"`` so
+that compiler diagnostics point at the real file and line, compiles with NVRTC through
+``cupy.RawModule`` and memoises the module per device.  Any compilation or launch failure
+becomes a :class:`KernelError` that carries the compiler log.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ._backend import _require_cupy, to_cupy, torch_stream
+
+__all__ = [
+    "TEMPLATE_TYPES",
+    "KernelError",
+    "grid_size",
+    "kernel_dir",
+    "kernel_source",
+    "launch",
+    "load_module",
+    "require_cuda_tensor",
+]
+
+DEFAULT_OPTIONS = ("-std=c++17",)
+DEFAULT_BLOCK = 256
+
+#: The C++ type a kernel template is instantiated with, for each torch dtype.  Half types are
+#: carried as tagged 16-bit words (``tk_half``, ``tk_bfloat16`` in ``kernels/tk_dtypes.cuh``) so
+#: that kernels compile without CUDA's own half headers under both NVRTC and nvcc.
+TEMPLATE_TYPES: dict[torch.dtype, str] = {
+    torch.float32: "float",
+    torch.float64: "double",
+    torch.float16: "tk_half",
+    torch.bfloat16: "tk_bfloat16",
+}
+
+
+class KernelError(RuntimeError):
+    """A CUDA kernel failed to compile or launch.  ``log`` holds the compiler's output."""
+
+    def __init__(self, message: str, log: str = "") -> None:
+        super().__init__(message if not log else f"{message}\n--- compiler log ---\n{log}")
+        self.log = log
+
+
+@functools.lru_cache(maxsize=1)
+def kernel_dir() -> Path:
+    """The folder holding the ``.cu`` sources: inside the installed package, else the checkout."""
+    packaged = Path(str(resources.files("toolkit"))) / "kernels"
+    if packaged.is_dir():
+        return packaged
+    source_tree = Path(__file__).resolve().parent.parent / "kernels"
+    if source_tree.is_dir():
+        return source_tree
+    raise KernelError(f"kernel sources not found in {packaged} nor {source_tree}")
+
+
+def kernel_source(name: str) -> str:
+    """The source of ``kernels/<name>.cu`` with the ``#line`` directive in front."""
+    path = kernel_dir() / f"{name}.cu"
+    if not path.is_file():
+        available = sorted(p.stem for p in kernel_dir().glob("*.cu"))
+        raise KernelError(f"no kernel file {name}.cu; available: {available}")
+    return f'#line 1 "kernels/{name}.cu"\n' + path.read_text()
+
+
+@functools.cache
+def _compiled(name: str, device: int, name_expressions: tuple[str, ...], options: tuple[str, ...]):
+    cupy = _require_cupy()
+    with cupy.cuda.Device(device):
+        module = cupy.RawModule(
+            code=kernel_source(name),
+            options=(*options, f"-I{kernel_dir()}"),
+            name_expressions=name_expressions or None,
+        )
+        try:
+            module.compile()
+        except cupy.cuda.compiler.CompileException as exc:
+            raise KernelError(f"compiling kernels/{name}.cu failed", exc.get_message()) from exc
+        except Exception as exc:
+            raise KernelError(f"loading kernels/{name}.cu failed: {exc}") from exc
+    return module
+
+
+def load_module(
+    name: str,
+    name_expressions: Sequence[str] = (),
+    options: Sequence[str] = DEFAULT_OPTIONS,
+    device: int | None = None,
+) -> Any:
+    """Compile (once per device) and return the ``cupy.RawModule`` for ``kernels/<name>.cu``."""
+    if device is None:
+        device = torch.cuda.current_device()
+    return _compiled(name, int(device), tuple(name_expressions), tuple(options))
+
+
+def grid_size(n: int, block: int = DEFAULT_BLOCK, max_blocks: int | None = None) -> int:
+    """Blocks giving ``n`` threads one each, capped at ``max_blocks`` (for grid-stride loops)."""
+    if n < 0 or block < 1:
+        raise ValueError(f"need n >= 0 and block >= 1, got n={n}, block={block}")
+    blocks = max(1, math.ceil(n / block))
+    return min(blocks, max_blocks) if max_blocks else blocks
+
+
+def require_cuda_tensor(
+    tensor: torch.Tensor, name: str, dtypes: Sequence[torch.dtype], device: torch.device
+) -> None:
+    """Validate a tensor right before a launch: type, dtype, device and contiguity."""
+    if not isinstance(tensor, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(tensor).__name__}")
+    if tensor.dtype not in dtypes:
+        raise TypeError(f"{name} must have dtype in {list(dtypes)}, got {tensor.dtype}")
+    if tensor.device != device:
+        raise ValueError(f"{name} must be on {device}, got {tensor.device}")
+    if not tensor.is_contiguous():
+        raise ValueError(f"{name} must be contiguous before a kernel launch")
+
+
+def launch(
+    module_name: str,
+    function: str,
+    n_threads: int,
+    args: Sequence[Any],
+    device: torch.device,
+    name_expressions: Sequence[str] = (),
+    block: int = DEFAULT_BLOCK,
+    shared_mem: int = 0,
+    sync: bool = False,
+) -> None:
+    """Launch ``function`` from ``kernels/<module_name>.cu`` with one thread per work item.
+
+    Tensor arguments are passed zero-copy through DLPack; the launch goes on torch's current
+    stream.  Launch errors and, with ``sync=True``, asynchronous faults become ``KernelError``.
+    """
+    cupy = _require_cupy()
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    module = load_module(module_name, name_expressions, device=index)
+    kernel = module.get_function(function)
+    converted = tuple(to_cupy(a) if isinstance(a, torch.Tensor) else a for a in args)
+    grid = grid_size(n_threads, block)
+    with torch_stream(device) as stream:
+        try:
+            kernel((grid,), (block,), converted, shared_mem=shared_mem)
+            if sync:
+                stream.synchronize()
+        except cupy.cuda.driver.CUDADriverError as exc:
+            msg = f"launching {function} from kernels/{module_name}.cu failed: {exc}"
+            raise KernelError(msg) from exc
+        except cupy.cuda.runtime.CUDARuntimeError as exc:
+            msg = f"running {function} from kernels/{module_name}.cu failed: {exc}"
+            raise KernelError(msg) from exc

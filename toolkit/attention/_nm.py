@@ -1,0 +1,110 @@
+"""N:M structured pruning masks: the reference path and the CUDA path of :func:`nm_mask`."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .._dispatch import operation
+from .._kernels import TEMPLATE_TYPES, launch, require_cuda_tensor
+
+__all__ = ["MAX_GROUP", "nm_mask"]
+
+#: The largest group size m: one CUDA thread ranks its entry against the whole group.
+MAX_GROUP = 32
+SUPPORTED_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
+_INSTANCES = tuple(f"nm_prune<{TEMPLATE_TYPES[d]}>" for d in SUPPORTED_DTYPES)
+
+
+def _check_nm(n: object, m: object) -> None:
+    for name, value in (("n", n), ("m", m)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise TypeError(f"{name} must be an int, got {type(value).__name__} ({value!r})")
+    if not 1 <= m <= MAX_GROUP:
+        raise ValueError(f"m must satisfy 1 <= m <= {MAX_GROUP}, got m={m}")
+    if not 1 <= n <= m:
+        raise ValueError(f"n must satisfy 1 <= n <= m, got n={n} with m={m}")
+
+
+def _check_scores(scores: object) -> None:
+    if not isinstance(scores, torch.Tensor):
+        raise TypeError(f"scores must be a torch.Tensor, got {type(scores).__name__}")
+    if scores.dtype not in SUPPORTED_DTYPES:
+        names = ", ".join(str(d).removeprefix("torch.") for d in SUPPORTED_DTYPES)
+        raise TypeError(f"scores must have a floating dtype ({names}), got {scores.dtype}")
+    if scores.dim() < 1:
+        raise ValueError("scores must have at least one dimension (the one pruned), got a scalar")
+
+
+@operation
+def _nm_mask_op(scores: torch.Tensor, n: int, m: int) -> torch.Tensor:
+    # Pad the tail group with -inf: padding sits after every real entry, so a stable sort
+    # ranks it last even against real -inf scores, and a short group keeps min(n, r).
+    cols = scores.shape[-1]
+    groups = math.ceil(cols / m)
+    padded = F.pad(scores, (0, groups * m - cols), value=-math.inf)
+    grouped = padded.reshape(*scores.shape[:-1], groups, m)
+    order = torch.sort(grouped, dim=-1, descending=True, stable=True).indices
+    ranks = torch.empty_like(order).scatter_(
+        -1, order, torch.arange(m, device=scores.device).expand_as(order)
+    )
+    return (ranks < n).reshape(*scores.shape[:-1], groups * m)[..., :cols]
+
+
+@_nm_mask_op.cuda
+def _nm_mask_cuda(
+    scores: torch.Tensor, n: int, m: int, out: torch.Tensor | None = None
+) -> torch.Tensor:
+    scores = scores.contiguous()
+    if out is None:
+        out = torch.empty(scores.shape, dtype=torch.bool, device=scores.device)
+    if out.shape != scores.shape:
+        raise ValueError(f"out must have shape {tuple(scores.shape)}, got {tuple(out.shape)}")
+    require_cuda_tensor(scores, "scores", SUPPORTED_DTYPES, scores.device)
+    require_cuda_tensor(out, "out", (torch.bool,), scores.device)
+    total = scores.numel()
+    if total == 0:
+        return out
+    launch(
+        "nm_prune",
+        f"nm_prune<{TEMPLATE_TYPES[scores.dtype]}>",
+        total,
+        (scores, out, np.int64(total), np.int64(scores.shape[-1]), np.int32(n), np.int32(m)),
+        device=scores.device,
+        name_expressions=_INSTANCES,
+    )
+    return out
+
+
+def nm_mask(scores: torch.Tensor, n: int, m: int, *, backend: str | None = None) -> torch.Tensor:
+    r"""Boolean N:M mask: in every group of ``m`` consecutive entries of the last dimension,
+    keep the ``n`` largest.
+
+    Groups start at index 0 of the last dimension; a last, shorter group of ``r < m`` entries
+    keeps :math:`\min(n, r)`.  Ties go to the lower index, ``NaN`` ranks above every number
+    (as :func:`torch.sort` orders it) and ``-0.0 == +0.0``.
+
+    Args:
+        scores: tensor of shape ``[..., L]``, float32, float16, bfloat16 or float64, on any
+            device.
+        n: entries kept per group, ``1 <= n <= m``.
+        m: group size, ``1 <= m <= 32``.
+        backend: ``"cpu"`` forces the torch reference path, ``"cuda"`` the CUDA kernel;
+            ``None`` follows :func:`toolkit.use_backend` and ``TOOLKIT_DEVICE``, else the
+            input's device.
+
+    Returns:
+        A ``torch.bool`` tensor with the shape and device of ``scores``.
+
+    Example:
+        >>> import torch
+        >>> from toolkit.attention import nm_mask
+        >>> nm_mask(torch.tensor([0.1, 0.9, 0.5, 0.3, 0.7, 0.2]), n=2, m=4).tolist()
+        [False, True, True, False, True, True]
+    """
+    _check_scores(scores)
+    _check_nm(n, m)
+    return _nm_mask_op(scores, int(n), int(m), backend=backend)

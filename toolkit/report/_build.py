@@ -1,0 +1,71 @@
+"""Running the sections and writing the report atomically."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import tempfile
+from pathlib import Path
+
+from ._html import render_block, render_page
+from ._registry import ReportContext, all_sections
+
+__all__ = ["ReportError", "build_report"]
+
+
+class ReportError(RuntimeError):
+    """A section failed; ``section`` names it."""
+
+    def __init__(self, section: str, cause: BaseException) -> None:
+        super().__init__(f"report section {section!r} failed: {type(cause).__name__}: {cause}")
+        self.section = section
+
+
+def build_report(
+    out: str | os.PathLike = "report.html",
+    *,
+    quick: bool = False,
+    sections: list[str] | None = None,
+    seed: int = 0,
+    progress: bool = True,
+) -> Path:
+    """Run every registered section and write one self-contained HTML file to ``out``.
+
+    The page is written to a temporary file beside ``out`` and renamed at the end, so a
+    failure leaves no half-written report.  Returns the path written.
+    """
+    from tqdm.auto import tqdm
+
+    import toolkit
+
+    out = Path(out)
+    if out.exists() and out.is_dir():
+        raise ValueError(f"out must be a file path, got the directory {out}")
+    if not out.parent.exists():
+        raise ValueError(f"out's folder {out.parent} does not exist")
+    chosen = all_sections(sections)
+    ctx = ReportContext(quick=quick, seed=seed, device="cuda" if toolkit.gpu_available() else "cpu")
+    rendered = []
+    bar = tqdm(chosen, desc="report", unit="section", disable=not progress)
+    for section in bar:
+        bar.set_postfix_str(section.key)
+        try:
+            body = "".join(render_block(b) for b in section.build(ctx))
+        except Exception as exc:
+            raise ReportError(section.key, exc) from exc
+        rendered.append((section.key, section.title, body))
+    stamp = _dt.datetime.now().isoformat(timespec="seconds")
+    footer = f"toolkit {toolkit.__version__}, {stamp}, {'quick' if quick else 'full'} mode"
+    page = render_page("toolkit report", rendered, footer)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(page)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the usual file mode
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return out
