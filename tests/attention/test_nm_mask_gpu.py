@@ -108,3 +108,13 @@ def test_kernel_error_carries_compiler_log(tmp_path, monkeypatch):
     with pytest.raises(KernelError) as info:
         _kernels.load_module("broken")
     assert "kernels/broken.cu(1)" in info.value.log or "broken.cu" in info.value.log
+
+
+@pytest.mark.parametrize("m", range(1, 33))
+def test_every_group_size(m):
+    gen = torch.Generator().manual_seed(m)
+    n = int(torch.randint(1, m + 1, (1,), generator=gen))
+    scores = torch.randint(-2, 3, (5, 3 * m + m // 2 + 1), generator=gen).to(torch.bfloat16)
+    out = _nm_mask_cuda(scores.cuda(), n, m, out=_poisoned(scores.shape, "cuda"))
+    assert set(out.view(torch.uint8).unique().tolist()) <= {0, 1}
+    assert torch.equal(out.cpu(), nm_mask(scores, n, m, backend="cpu"))

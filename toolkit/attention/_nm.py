@@ -16,7 +16,11 @@ __all__ = ["MAX_GROUP", "nm_mask"]
 #: The largest group size m: one CUDA thread ranks its entry against the whole group.
 MAX_GROUP = 32
 SUPPORTED_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
-_INSTANCES = tuple(f"nm_prune<{TEMPLATE_TYPES[d]}>" for d in SUPPORTED_DTYPES)
+#: Compile-time bounds on m: a group's keys live in registers, so loops unroll to MAXM.
+_GROUP_BOUNDS = (2, 4, 8, 16, 32)
+_INSTANCES = tuple(
+    f"nm_prune<{TEMPLATE_TYPES[d]}, {b}>" for d in SUPPORTED_DTYPES for b in _GROUP_BOUNDS
+)
 
 
 def _check_nm(n: object, m: object) -> None:
@@ -65,14 +69,16 @@ def _nm_mask_cuda(
         raise ValueError(f"out must have shape {tuple(scores.shape)}, got {tuple(out.shape)}")
     require_cuda_tensor(scores, "scores", SUPPORTED_DTYPES, scores.device)
     require_cuda_tensor(out, "out", (torch.bool,), scores.device)
-    total = scores.numel()
-    if total == 0:
+    if scores.numel() == 0:
         return out
+    cols = scores.shape[-1]
+    rows = scores.numel() // cols
+    bound = next(b for b in _GROUP_BOUNDS if b >= m)
     launch(
         "nm_prune",
-        f"nm_prune<{TEMPLATE_TYPES[scores.dtype]}>",
-        total,
-        (scores, out, np.int64(total), np.int64(scores.shape[-1]), np.int32(n), np.int32(m)),
+        f"nm_prune<{TEMPLATE_TYPES[scores.dtype]}, {bound}>",
+        rows * math.ceil(cols / m),  # one thread per group
+        (scores, out, np.int64(rows), np.int64(cols), np.int32(n), np.int32(m)),
         device=scores.device,
         name_expressions=_INSTANCES,
     )
