@@ -1,0 +1,234 @@
+"""The bound-propagation engine shared by all methods (one walk over the graph IR).
+
+Methods (for a domain of perturbations delta, see :mod:`.specs`):
+
+* ``"ibp"``: intervals node by node.
+* ``"crown"``: every node whose bounds a relaxation needs (inputs of nonlinear ops, the
+  output, and the reported nodes when asked) is bounded by a **backward** pass: start from
+  :math:`A = \\pm I` (or the margin matrix ``C`` at the output) and back-substitute through
+  every op down to the input, then concretise :math:`\\min_\\delta A\\delta` exactly for the
+  domain.  Rows of A are processed in chunks (memory: rows x largest node x 8 bytes).
+* ``"forward"``: linear lower/upper functions of delta carried forward through every op
+  (Shi et al.'s forward process), concretised at every node.
+* ``"baf"`` (backward-forward, Shi et al.): forward linear bounds everywhere; nodes outside
+  the attention sub-blocks (and the output) are then tightened by a backward pass that
+  stops at the attention outputs (``L*.merge``) and substitutes their forward linear
+  bounds there.
+
+Every method intersects with IBP and with known valid ranges (softmax in [0, 1], ...);
+NaN bounds (from 0 * inf in hopeless cases) become infinite, so results stay sound.
+All arithmetic is float64.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+
+import torch
+from torch import Tensor
+
+from .relaxations import LinearBounds
+from .relaxations._base import safe_mul
+from .relaxations.softmax import Shift
+
+__all__ = ["METHODS", "BoundMemoryError", "Propagator", "rows_per_chunk"]
+
+METHODS = ("ibp", "crown", "forward", "baf")
+F64 = torch.float64
+_BYTES = 8
+#: live A tensors per backward pass, relative to one A at the largest node (empirical margin)
+_LIVE = 6
+
+
+class BoundMemoryError(MemoryError):
+    """Raised when a bound computation cannot fit ``memory_limit``; carries ``estimate``."""
+
+    def __init__(self, msg: str, estimate: int):
+        super().__init__(msg)
+        self.estimate = estimate
+
+
+def rows_per_chunk(B: int, max_numel: int, memory_limit: int | None, chunk_size: int | None,
+                   total_rows: int) -> int:
+    """Rows of A processed at once so that ``_LIVE * B * rows * max_numel * 8 <= limit``."""
+    if chunk_size is not None:
+        return max(1, min(int(chunk_size), total_rows))
+    per_row = _LIVE * B * max_numel * _BYTES
+    limit = memory_limit if memory_limit is not None else 512 * 2 ** 20
+    return max(1, min(total_rows, limit // max(per_row, 1)))
+
+
+def _nan_to_inf(l: Tensor, u: Tensor):
+    return (torch.where(torch.isnan(l), -math.inf, l), torch.where(torch.isnan(u), math.inf, u))
+
+
+class Propagator:
+    """One bound computation of ``graph`` on ``domain`` with ``method``."""
+
+    def __init__(self, graph, domain, method: str, report: bool = False,
+                 memory_limit: int | None = None, chunk_size: int | None = None):
+        self.g, self.dom, self.method = graph, domain, method
+        self.nodes = graph.nodes
+        self.order = list(self.nodes)
+        self.index = {n: i for i, n in enumerate(self.order)}
+        self.report = report
+        self.memory_limit, self.chunk_size = memory_limit, chunk_size
+        self.max_numel = max(math.prod(n.shape) for n in self.nodes.values())
+        self.bounds: dict[str, tuple[Tensor, Tensor]] = {}
+        self.rels: dict = {}
+        self.lins: dict[str, LinearBounds] = {}
+
+    # ------------------------------------------------------------------ helpers
+    def _resolve(self, name: str) -> str:
+        node = self.nodes[name]
+        while node.op is not None and node.op.ibp_exact and len(node.inputs) == 1:
+            node = self.nodes[node.inputs[0]]
+        return node.name
+
+    def need_set(self) -> set[str]:
+        need = {self.g.output}
+        for node in self.nodes.values():
+            if node.op is not None and (node.op.nonlinear or isinstance(node.op, Shift)):
+                need.update(node.inputs)
+        if self.report:
+            need.update(self.g.reported())
+        need = {self._resolve(n) for n in need}
+        need.discard("input")
+        return need
+
+    def _in_bnds(self, node):
+        return [self.bounds[i] for i in node.inputs]
+
+    def concretize_lin(self, lin: LinearBounds):
+        B = lin.lb.shape[0]
+        shape = lin.lb.shape
+        lw, uw = lin.lw.reshape(B, -1, self.dom.n), lin.uw.reshape(B, -1, self.dom.n)
+        l = lin.lb.reshape(B, -1) + self.dom.concretize_lower(lw)
+        u = lin.ub.reshape(B, -1) + self.dom.concretize_upper(uw)
+        return l.reshape(shape), u.reshape(shape)
+
+    # ------------------------------------------------------------------ backward
+    def backward(self, start: str, A0: Tensor, stop_attention: bool) -> Tensor:
+        """Lower bound [B, m] of ``A0 . node(start)`` for A0 [B, m, *shape]."""
+        B, m = A0.shape[:2]
+        acc = {start: A0}
+        bias = A0.new_zeros(B, m)
+        Wd = A0.new_zeros(B, m, self.dom.n)
+        for name in reversed(self.order[: self.index[start] + 1]):
+            A = acc.pop(name, None)
+            if A is None:
+                continue
+            node = self.nodes[name]
+            if node.op is None:
+                bias = bias + (A * self.dom.center[:, None]).flatten(2).sum(-1)
+                Wd = Wd + self.dom.gather(A).reshape(B, m, -1)
+                continue
+            if stop_attention and node.attention:
+                lin = self.lins[name]
+                Af = A.reshape(B, m, -1)
+                Ap, An = Af.clamp(min=0), Af.clamp(max=0)
+                N = Af.shape[-1]
+                Wd = Wd + Ap @ lin.lw.reshape(B, N, -1) + An @ lin.uw.reshape(B, N, -1)
+                bias = bias + (safe_mul(Ap, lin.lb.reshape(B, 1, N))
+                               + safe_mul(An, lin.ub.reshape(B, 1, N))).sum(-1)
+                continue
+            As, b = node.op.backward(A, self._in_bnds(node), self.rels[name])
+            bias = bias + b
+            for i, Ai in zip(node.inputs, As):
+                acc[i] = acc[i] + Ai if i in acc else Ai
+        return bias + self.dom.concretize_lower(Wd)
+
+    def backward_bounds(self, name: str, stop_attention: bool):
+        """Bounds of every entry of node ``name`` by chunked backward passes from +-I."""
+        node = self.nodes[name]
+        N = math.prod(node.shape)
+        B = self.dom.B
+        rows = rows_per_chunk(B, self.max_numel, self.memory_limit, self.chunk_size, 2 * N)
+        out = torch.empty(B, 2 * N, dtype=F64)
+        for r0 in range(0, 2 * N, rows):
+            r1 = min(2 * N, r0 + rows)
+            idx = torch.arange(r0, r1)
+            A0 = torch.zeros(B, r1 - r0, N, dtype=F64)
+            A0[:, torch.arange(r1 - r0), idx % N] = torch.where(idx < N, 1.0, -1.0).to(F64)
+            out[:, r0:r1] = self.backward(name, A0.reshape(B, r1 - r0, *node.shape),
+                                          stop_attention)
+        l = out[:, :N].reshape(B, *node.shape)
+        u = -out[:, N:].reshape(B, *node.shape)
+        return l, u
+
+    # ------------------------------------------------------------------ main walk
+    def run(self, C: Tensor | None = None):
+        """Walk the graph. Returns ``(lower, upper, intermediate)``.
+
+        Without ``C`` the bounds are on the output node [B, *out]; with ``C`` [B, r, C_out]
+        they are on ``C @ output`` [B, r] (margins), computed inside the linear bounds.
+        """
+        meth = self.method
+        need = self.need_set() if meth in ("crown", "baf") else set()
+        uses_lin = meth in ("forward", "baf")
+        consumers = self.g.consumers()
+        refs = {n: len(c) for n, c in consumers.items()}
+        keep = set()
+        if meth == "baf":  # attention outputs are substituted later by backward passes
+            keep = {n for n, nd in self.nodes.items()
+                    if nd.attention and any(not self.nodes[c].attention for c in consumers[n])}
+        for name, node in self.nodes.items():
+            if node.op is None:
+                self.bounds[name] = self.dom.input_bounds()
+                if uses_lin:
+                    self.lins[name] = self.dom.input_linear()
+                continue
+            bnds = self._in_bnds(node)
+            rel = node.op.relax(bnds)
+            self.rels[name] = rel
+            l, u = node.op.ibp(bnds, rel)
+            if uses_lin:
+                lin = node.op.forward_linear([self.lins[i] for i in node.inputs], bnds, rel)
+                self.lins[name] = lin
+                fl, fu = self.concretize_lin(lin)
+                l, u = torch.fmax(l, fl), torch.fmin(u, fu)
+                for i in node.inputs:
+                    refs[i] -= 1
+                    if refs[i] == 0 and i not in keep and i != self.g.output:
+                        self.lins.pop(i, None)
+            if name in need and not (meth == "baf" and node.attention):
+                cl, cu = self.backward_bounds(name, stop_attention=(meth == "baf"))
+                l, u = torch.fmax(l, cl), torch.fmin(u, cu)
+            if node.valid_range is not None:
+                lo, hi = node.valid_range
+                l, u = l.clamp(min=lo), u.clamp(max=hi)
+            self.bounds[name] = _nan_to_inf(l, u)
+        inter = OrderedDict()
+        if self.report:
+            for n in self.g.reported():
+                if self.nodes[n].comparable:
+                    inter[n] = self.bounds[n]
+        out = self.g.output
+        if C is None:
+            l, u = self.bounds[out]
+            return l, u, inter
+        return (*self._spec_bounds(C), inter)
+
+    def _spec_bounds(self, C: Tensor):
+        out = self.g.output
+        Cp, Cn = C.clamp(min=0), C.clamp(max=0)
+        l, u = self.bounds[out]  # interval bounds of the spec (used by ibp, intersected else)
+        ilo = (Cp @ l[..., None] + Cn @ u[..., None])[..., 0]
+        ihi = (Cp @ u[..., None] + Cn @ l[..., None])[..., 0]
+        if self.method == "ibp":
+            lo, hi = ilo, ihi
+        elif self.method == "forward":
+            lin = self.lins[out]
+            lw = Cp @ lin.lw + Cn @ lin.uw
+            uw = Cp @ lin.uw + Cn @ lin.lw
+            lo = (Cp @ lin.lb[..., None] + Cn @ lin.ub[..., None])[..., 0]
+            hi = (Cp @ lin.ub[..., None] + Cn @ lin.lb[..., None])[..., 0]
+            lo = lo + self.dom.concretize_lower(lw)
+            hi = hi + self.dom.concretize_upper(uw)
+        else:
+            A = torch.cat([C, -C], 1)
+            r = self.backward(out, A, stop_attention=(self.method == "baf"))
+            k = C.shape[1]
+            lo, hi = r[:, :k], -r[:, k:]
+        return _nan_to_inf(torch.fmax(lo, ilo), torch.fmin(hi, ihi))

@@ -1,0 +1,290 @@
+"""Shared machinery of the operator relaxations.
+
+Every operator of the verification graph is an :class:`Op`.  Given bounds on its inputs it
+knows
+
+* ``forward(*xs)``: the exact value (batched, leading dim B);
+* ``relax(bnds)``: the data of its relaxation (linear planes, constants), computed once
+  per bound computation from the input intervals ``bnds = [(l, u), ...]``;
+* ``ibp(bnds, rel)``: an output interval (interval bound propagation);
+* ``backward(A, bnds, rel)``: for a linear function ``A . y`` of its output (A of shape
+  [B, m, *out]) matrices ``A_i`` and a bias ``c`` [B, m] with
+  :math:`A\\cdot y \\ge \\sum_i A_i \\cdot x_i + c` for all inputs in the bounds (CROWN step);
+* ``forward_linear(lins, bnds, rel)``: linear lower/upper functions of the perturbation
+  ``delta`` (:class:`LinearBounds`, weights [B, *shape, n]) given those of the inputs.
+
+Elementwise nonlinear functions get planes :math:`a_L x + b_L \\le f(x) \\le a_U x + b_U`
+on ``[l, u]``.  :func:`offset_range` gives the *exact* min and max of ``f(x) - a x`` over
+``[l, u]`` for any slope ``a`` (endpoints plus the stationary points, found by bisection on
+each piece where ``f'`` is monotone), so any choice of slopes yields sound planes; the
+slopes are picked among chord and tangents by the area between plane and curve.
+Products with 0 * inf are guarded by :func:`safe_mul`, and NaNs propagate (the engine turns
+a NaN bound into an infinite one), so non-finite intermediate bounds stay sound.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "SLACK",
+    "Elementwise",
+    "LinearBounds",
+    "Op",
+    "SmoothElementwise",
+    "all_finite",
+    "bisect",
+    "convex_planes",
+    "dot_rows",
+    "general_planes",
+    "offset_range",
+    "safe_mul",
+    "sum_to",
+]
+
+#: relative safety margin added to every plane bias (float64 rounding is ~1e-16)
+SLACK = 1e-12
+
+
+class LinearBounds(NamedTuple):
+    """``lw . delta + lb <= node <= uw . delta + ub``; lw, uw [B, *shape, n], lb, ub [B, *shape]."""
+
+    lw: Tensor
+    lb: Tensor
+    uw: Tensor
+    ub: Tensor
+
+
+def safe_mul(a: Tensor, b: Tensor) -> Tensor:
+    """``a * b`` with ``0 * inf = 0`` (where ``a == 0``); NaN in ``a`` still propagates."""
+    return torch.where(a == 0, torch.zeros((), dtype=a.dtype), a * b)
+
+
+def all_finite(*ts: Tensor) -> bool:
+    return all(bool(torch.isfinite(t).all()) for t in ts)
+
+
+def dot_rows(A: Tensor, c: Tensor) -> Tensor:
+    """Per-row :math:`\\sum A \\odot c`: A [B, m, *shape], c [B, *shape'] -> [B, m]."""
+    B, m = A.shape[:2]
+    c = c.expand(B, *A.shape[2:]).reshape(B, -1, 1)
+    return (A.reshape(B, m, -1) @ c)[..., 0]
+
+
+def lower_step(A: Tensor, aL: Tensor, bL: Tensor, aU: Tensor, bU: Tensor):
+    """Elementwise CROWN step: ``A^+ aL + A^- aU`` and bias ``A^+ . bL + A^- . bU``.
+
+    Coefficients [B, *shape] (broadcast over the rows of A [B, m, *shape]).  Uses
+    :math:`A^+ = A - A^-` to save work when everything is finite.
+    """
+    if all_finite(aL, aU, bL, bU):
+        An = A.clamp(max=0)
+        da = (aU - aL).unsqueeze(1)
+        Ax = A * aL.unsqueeze(1)
+        if bool(da.any()):
+            Ax = Ax + An * da
+        return Ax, dot_rows(A, bL) + dot_rows(An, bU - bL)
+    aL, aU, bL, bU = (t.unsqueeze(1) for t in (aL, aU, bL, bU))
+    Ap, An = A.clamp(min=0), A.clamp(max=0)
+    Ax = safe_mul(Ap, aL) + safe_mul(An, aU)
+    bias = (safe_mul(Ap, bL) + safe_mul(An, bU)).flatten(2).sum(-1)
+    return Ax, bias
+
+
+def sum_to(t: Tensor, shape: tuple[int, ...]) -> Tensor:
+    """Sum a broadcast tensor back to ``shape`` (same number of dims or fewer, right-aligned)."""
+    extra = t.dim() - len(shape)
+    if extra:
+        t = t.sum(tuple(range(extra)))
+    dims = tuple(i for i, s in enumerate(shape) if s == 1 and t.shape[i] != 1)
+    return t.sum(dims, keepdim=True) if dims else t
+
+
+class Op:
+    """Base class; see the module docstring for the protocol."""
+
+    arity = 1
+    #: True when IBP of this op is exact given exact input intervals (no need for CROWN bounds)
+    ibp_exact = False
+    #: True for ops whose relaxation depends on input bounds (their inputs need bounds)
+    nonlinear = False
+
+    def forward(self, *xs: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def relax(self, bnds):
+        return None
+
+    def ibp(self, bnds, rel):
+        raise NotImplementedError
+
+    def backward(self, A: Tensor, bnds, rel):
+        raise NotImplementedError
+
+    def forward_linear(self, lins, bnds, rel) -> LinearBounds:
+        raise NotImplementedError
+
+    def __repr__(self):
+        return type(self).__name__
+
+
+def bisect(g, lo: Tensor, hi: Tensor, iters: int = 64) -> Tensor:
+    """Root of ``g`` (monotone on each [lo, hi], with a sign change) by vectorised bisection."""
+    slo = g(lo) > 0
+    for _ in range(iters):
+        mid = 0.5 * (lo + hi)
+        same = (g(mid) > 0) == slo
+        lo = torch.where(same, mid, lo)
+        hi = torch.where(same, hi, mid)
+    return 0.5 * (lo + hi)
+
+
+def offset_range(f, df, pieces, a: Tensor, l: Tensor, u: Tensor):
+    """Exact ``(min, max)`` of ``h(x) = f(x) - a x`` over ``x in [l, u]`` (elementwise).
+
+    ``pieces``: list of ``(p0, p1)`` (floats, may be infinite) covering the domain, on each
+    of which ``f'`` is monotone, so ``h' = f' - a`` has at most one root there.
+    """
+    xs = [l, u]
+    for p0, p1 in pieces:
+        lo = l.clamp(min=p0)
+        hi = u.clamp(max=p1)
+        ok = lo < hi
+        lo = torch.where(ok, lo, l)
+        hi = torch.where(ok, hi, l)
+        has = ok & ((df(lo) - a) * (df(hi) - a) <= 0)
+        if bool(has.any()):
+            r = bisect(lambda x: df(x) - a, lo, hi)
+            xs.append(torch.where(has, r, l))
+    h = torch.stack([f(x) - a * x for x in xs])
+    return h.amin(0), h.amax(0)
+
+
+def convex_planes(f, df, l, u, convex: bool = True):
+    """Tangent at the midpoint and chord; for concave ``f`` the roles swap."""
+    mid = 0.5 * (l + u)
+    at = df(mid)
+    bt = f(mid) - at * mid
+    fl = f(l)
+    w = u - l
+    ac = torch.where(w > 0, (f(u) - fl) / torch.where(w > 0, w, 1.0), at)
+    bc = fl - ac * l
+    return (at, bt, ac, bc) if convex else (ac, bc, at, bt)
+
+
+def general_planes(f, df, pieces, l, u):
+    """Best of candidate slopes {chord, f'(l), f'(u), f'(mid)} with exact offsets.
+
+    Lower plane maximises its mean over [l, u], upper plane minimises it (i.e. minimal area
+    between plane and curve among the candidates).
+    """
+    mid = 0.5 * (l + u)
+    w = u - l
+    safe_w = torch.where(w > 0, w, 1.0)
+    cands = [(f(u) - f(l)) / safe_w, df(l), df(u), df(mid)]
+    best = None
+    for a in cands:
+        lo, hi = offset_range(f, df, pieces, a, l, u)
+        sl, su = a * mid + lo, a * mid + hi
+        if best is None:
+            best = [a, lo, sl, a, hi, su]
+            continue
+        bl = sl > best[2]
+        bu = su < best[5]
+        best = [torch.where(bl, a, best[0]), torch.where(bl, lo, best[1]),
+                torch.where(bl, sl, best[2]), torch.where(bu, a, best[3]),
+                torch.where(bu, hi, best[4]), torch.where(bu, su, best[5])]
+    return best[0], best[1], best[3], best[4]
+
+
+class Elementwise(Op):
+    """Elementwise nonlinear op ``y = f(x)`` relaxed by planes (aL, bL, aU, bU) per element."""
+
+    nonlinear = True
+
+    def fn(self, x: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def interval(self, l: Tensor, u: Tensor):
+        """Exact range of f over [l, u] (IBP)."""
+        raise NotImplementedError
+
+    def planes(self, l: Tensor, u: Tensor):
+        """(aL, bL, aU, bU) for finite l < u."""
+        raise NotImplementedError
+
+    def forward(self, x):
+        return self.fn(x)
+
+    def ibp(self, bnds, rel=None):
+        return self.interval(*bnds[0])
+
+    def relax(self, bnds):
+        """Planes with degenerate/non-finite intervals handled and a safety slack added."""
+        l, u = bnds[0]
+        il, iu = self.interval(l, u)
+        good = torch.isfinite(l) & torch.isfinite(u) & (u > l)
+        zero = torch.zeros_like(l)
+        if bool(good.any()):
+            # dummy interval (1, 2) lies in every op's domain; its planes are discarded below
+            aL, bL, aU, bU = self.planes(torch.where(good, l, 1.0), torch.where(good, u, 2.0))
+        else:
+            aL = bL = aU = bU = zero
+        aL, aU = torch.where(good, aL, zero), torch.where(good, aU, zero)
+        bL, bU = torch.where(good, bL, il), torch.where(good, bU, iu)
+        bad = ~(torch.isfinite(aL) & torch.isfinite(bL))
+        aL, bL = torch.where(bad & good, zero, aL), torch.where(bad & good, il, bL)
+        bad = ~(torch.isfinite(aU) & torch.isfinite(bU))
+        aU, bU = torch.where(bad & good, zero, aU), torch.where(bad & good, iu, bU)
+        r = torch.where(good, torch.maximum(l.abs(), u.abs()), zero)
+        bL = bL - SLACK * (1 + bL.abs() + aL.abs() * r)
+        bU = bU + SLACK * (1 + bU.abs() + aU.abs() * r)
+        return aL, bL, aU, bU
+
+    def backward(self, A, bnds, rel):
+        aL, bL, aU, bU = rel
+        Ax, bias = lower_step(A, aL, bL, aU, bU)
+        return [Ax], bias
+
+    def forward_linear(self, lins, bnds, rel):
+        x = lins[0]
+        aL, bL, aU, bU = rel
+        aLp, aLn, aUp, aUn = aL.clamp(min=0), aL.clamp(max=0), aU.clamp(min=0), aU.clamp(max=0)
+        e = lambda t: t.unsqueeze(-1)  # noqa: E731
+        lw = safe_mul(e(aLp), x.lw) + safe_mul(e(aLn), x.uw)
+        lb = safe_mul(aLp, x.lb) + safe_mul(aLn, x.ub) + bL
+        uw = safe_mul(e(aUp), x.uw) + safe_mul(e(aUn), x.lw)
+        ub = safe_mul(aUp, x.ub) + safe_mul(aUn, x.lb) + bU
+        return LinearBounds(lw, lb, uw, ub)
+
+
+class SmoothElementwise(Elementwise):
+    """Smooth f with known convexity: subclasses set ``pieces`` and ``curvature(l, u)``.
+
+    ``curvature`` returns two masks (convex on [l, u], concave on [l, u]); elsewhere
+    :func:`general_planes` is used.
+    """
+
+    pieces: tuple = ((-float("inf"), float("inf")),)
+
+    def df(self, x: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def curvature(self, l, u):
+        raise NotImplementedError
+
+    def planes(self, l, u):
+        vex, cave = self.curvature(l, u)
+        out = list(convex_planes(self.fn, self.df, l, u, True))
+        if bool(cave.any()):
+            cc = convex_planes(self.fn, self.df, l, u, False)
+            out = [torch.where(cave, c, o) for c, o in zip(cc, out)]
+        mixed = ~(vex | cave)
+        if bool(mixed.any()):
+            g = general_planes(self.fn, self.df, self.pieces, l[mixed], u[mixed])
+            for o, gi in zip(out, g):
+                o[mixed] = gi
+        return tuple(out)
