@@ -136,18 +136,23 @@ def launch(
     block: int = DEFAULT_BLOCK,
     shared_mem: int = 0,
     sync: bool = False,
+    grid: int | None = None,
 ) -> None:
     """Launch ``function`` from ``kernels/<module_name>.cu`` with one thread per work item.
 
+    ``grid`` overrides the block count (for kernels that give a whole block to one item).
     Tensor arguments are passed zero-copy through DLPack; the launch goes on torch's current
-    stream.  Launch errors and, with ``sync=True``, asynchronous faults become ``KernelError``.
+    stream.  Dynamic shared memory above the 48 KB default is requested from the driver.
+    Launch errors and, with ``sync=True``, asynchronous faults become ``KernelError``.
     """
     cupy = _require_cupy()
     index = device.index if device.index is not None else torch.cuda.current_device()
     module = load_module(module_name, name_expressions, device=index)
     kernel = module.get_function(function)
+    if shared_mem > 48 * 1024 and kernel.max_dynamic_shared_size_bytes < shared_mem:
+        kernel.max_dynamic_shared_size_bytes = shared_mem
     converted = tuple(to_cupy(a) if isinstance(a, torch.Tensor) else a for a in args)
-    grid = grid_size(n_threads, block)
+    grid = grid_size(n_threads, block) if grid is None else grid
     with torch_stream(device) as stream:
         try:
             kernel((grid,), (block,), converted, shared_mem=shared_mem)

@@ -1,0 +1,59 @@
+"""The CUDA path of DSA's prediction against the reference, with poisoned outputs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from toolkit.attention._dsa_predict import _predict_cuda, predict_topk_mask
+
+pytestmark = pytest.mark.gpu
+
+
+def _poisoned(shape):
+    out = torch.empty(shape, dtype=torch.bool, device="cuda")
+    out.view(torch.uint8).fill_(0xA5)
+    return out
+
+
+CASES = [
+    ((2, 3), 7, 64, 16, torch.int8, 8, 3),
+    ((1,), 33, 257, 32, torch.int8, 40, 127),
+    ((4,), 16, 1000, 64, torch.int8, 100, 1),
+    ((2,), 5, 300, 128, torch.int16, 299, 1000),
+    ((1,), 3, 13000, 32, torch.int8, 1300, 127),
+    ((1,), 4, 1, 8, torch.int8, 1, 127),
+    ((3,), 9, 511, 7, torch.int16, 77, 30000),
+]
+
+
+@pytest.mark.parametrize(("lead", "lq", "lk", "rank", "dtype", "keep", "amp"), CASES)
+def test_cuda_equals_reference(lead, lq, lk, rank, dtype, keep, amp):
+    gen = torch.Generator().manual_seed(lq * 7919 + lk)
+    q = torch.randint(-amp, amp + 1, (*lead, lq, rank), generator=gen).to(dtype)
+    k = torch.randint(-amp, amp + 1, (*lead, lk, rank), generator=gen).to(dtype)
+    scale = torch.rand(*lead, lk, generator=gen) + 0.25
+    if amp < 5:  # coarse codes and equal scales: many exact ties
+        scale = torch.ones(*lead, lk)
+    expected = predict_topk_mask(q, k, scale, keep, backend="cpu")
+    out = _predict_cuda(q.cuda(), k.cuda(), scale.cuda(), keep, out=_poisoned(expected.shape))
+    torch.cuda.synchronize()
+    assert set(out.view(torch.uint8).unique().tolist()) <= {0, 1}, "unwritten output bytes"
+    assert torch.equal(out.cpu(), expected)
+
+
+def test_auto_dispatch_and_errors():
+    q = torch.randint(-9, 10, (2, 8, 16), device="cuda").to(torch.int8)
+    k = torch.randint(-9, 10, (2, 40, 16), device="cuda").to(torch.int8)
+    s = torch.rand(2, 40, device="cuda") + 0.1
+    assert torch.equal(
+        predict_topk_mask(q, k, s, 5).cpu(), predict_topk_mask(q.cpu(), k.cpu(), s.cpu(), 5)
+    )
+    with pytest.raises(ValueError, match="code rank r <= 128"):
+        predict_topk_mask(
+            torch.zeros(1, 2, 129, dtype=torch.int8, device="cuda"),
+            torch.zeros(1, 3, 129, dtype=torch.int8, device="cuda"),
+            torch.ones(1, 3, device="cuda"),
+            1,
+            backend="cuda",
+        )

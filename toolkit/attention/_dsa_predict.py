@@ -1,0 +1,151 @@
+"""DSA's prediction step on integer codes: approximate scores and a row-wise top-k mask.
+
+Given the quantized codes of the projected queries and keys, every query row keeps the
+``keep`` keys with the largest approximate score
+
+.. math:: \\tilde s_{ij} = \\mathrm{fl}_{32}\\Big(\\sum_t c^Q_{it} c^K_{jt}\\Big)\\, \\sigma^K_j,
+
+where :math:`\\sigma^K_j > 0` dequantizes key ``j`` (the query's own positive scale does not
+change the order within its row).  Ties go to the lower key index.  The integer dot product is
+exact, so the torch reference and the CUDA kernel (``kernels/dsa_predict.cu``) agree bit for
+bit.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .._dispatch import operation
+from .._kernels import launch, require_cuda_tensor
+
+__all__ = ["MAX_CODE_RANK", "predict_topk_mask"]
+
+#: The largest projection rank the kernel holds for one query row.
+MAX_CODE_RANK = 128
+_CODE_DTYPES = (torch.int8, torch.int16)
+_KERNEL_NAME = {torch.int8: "dsa_predict<signed char>", torch.int16: "dsa_predict<short>"}
+_SMEM_LIMIT = 200 * 1024  # keys of one row live in shared memory, 4 bytes each
+
+
+def _check(q_codes, k_codes, k_scale, keep) -> None:
+    for name, t in (("q_codes", q_codes), ("k_codes", k_codes), ("k_scale", k_scale)):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    if q_codes.dtype not in _CODE_DTYPES or k_codes.dtype != q_codes.dtype:
+        raise TypeError(
+            "q_codes and k_codes must share an integer dtype (int8 or int16), got "
+            f"{q_codes.dtype} and {k_codes.dtype}"
+        )
+    if q_codes.dim() < 2 or k_codes.dim() != q_codes.dim():
+        raise ValueError(
+            "q_codes [..., Lq, r] and k_codes [..., Lk, r] need the same rank >= 2, "
+            f"got shapes {tuple(q_codes.shape)} and {tuple(k_codes.shape)}"
+        )
+    if q_codes.shape[:-2] != k_codes.shape[:-2] or q_codes.shape[-1] != k_codes.shape[-1]:
+        raise ValueError(
+            f"q_codes {tuple(q_codes.shape)} and k_codes {tuple(k_codes.shape)} "
+            "must share leading dimensions and the code rank r"
+        )
+    if k_scale.dtype != torch.float32 or k_scale.shape != k_codes.shape[:-1]:
+        raise ValueError(
+            f"k_scale must be float32 of shape {tuple(k_codes.shape[:-1])}, got "
+            f"{k_scale.dtype} {tuple(k_scale.shape)}"
+        )
+    if len({q_codes.device, k_codes.device, k_scale.device}) != 1:
+        raise ValueError("q_codes, k_codes and k_scale must be on one device")
+    lk = k_codes.shape[-2]
+    if isinstance(keep, bool) or not isinstance(keep, (int, np.integer)) or not 1 <= keep <= lk:
+        raise ValueError(f"keep must be an int in [1, Lk={lk}], got {keep!r}")
+
+
+@operation
+def _predict_op(q_codes, k_codes, k_scale, keep: int) -> torch.Tensor:
+    # float64 holds every int16 dot product exactly; the product with the scale is then
+    # rounded once to float32, as the kernel does.
+    dots = torch.matmul(q_codes.double(), k_codes.double().transpose(-1, -2))
+    scores = dots.float() * k_scale.unsqueeze(-2)
+    order = torch.sort(scores, dim=-1, descending=True, stable=True).indices[..., :keep]
+    mask = torch.zeros(scores.shape, dtype=torch.bool, device=scores.device)
+    return mask.scatter_(-1, order, True)
+
+
+@_predict_op.cuda
+def _predict_cuda(q_codes, k_codes, k_scale, keep: int, out=None) -> torch.Tensor:
+    lq, rank = q_codes.shape[-2:]
+    lk = k_codes.shape[-2]
+    if rank > MAX_CODE_RANK:
+        raise ValueError(f"the CUDA path needs a code rank r <= {MAX_CODE_RANK}, got {rank}")
+    if 4 * lk > _SMEM_LIMIT:
+        raise ValueError(
+            f"the CUDA path holds one row's keys in shared memory: Lk <= "
+            f"{_SMEM_LIMIT // 4}, got {lk}"
+        )
+    q_codes, k_codes, k_scale = (t.contiguous() for t in (q_codes, k_codes, k_scale))
+    shape = (*q_codes.shape[:-1], lk)
+    if out is None:
+        out = torch.empty(shape, dtype=torch.bool, device=q_codes.device)
+    if out.shape != shape:
+        raise ValueError(f"out must have shape {shape}, got {tuple(out.shape)}")
+    device = q_codes.device
+    for name, t, dtypes in (
+        ("q_codes", q_codes, _CODE_DTYPES),
+        ("k_codes", k_codes, _CODE_DTYPES),
+        ("k_scale", k_scale, (torch.float32,)),
+        ("out", out, (torch.bool,)),
+    ):
+        require_cuda_tensor(t, name, dtypes, device)
+    rows = q_codes.numel() // max(rank, 1)
+    if rows == 0 or lk == 0:
+        return out
+    launch(
+        "dsa_predict",
+        _KERNEL_NAME[q_codes.dtype],
+        rows,
+        (
+            q_codes,
+            k_codes,
+            k_scale,
+            out,
+            np.int32(lq),
+            np.int32(lk),
+            np.int32(rank),
+            np.int32(keep),
+        ),
+        device=device,
+        name_expressions=tuple(_KERNEL_NAME.values()),
+        block=256,
+        grid=rows,
+        shared_mem=4 * lk,
+    )
+    return out
+
+
+def predict_topk_mask(
+    q_codes: torch.Tensor,
+    k_codes: torch.Tensor,
+    k_scale: torch.Tensor,
+    keep: int,
+    *,
+    backend: str | None = None,
+) -> torch.Tensor:
+    """Row-wise top-``keep`` mask of the approximate scores of integer codes.
+
+    Args:
+        q_codes: ``[..., Lq, r]`` int8 or int16 codes of the projected queries.
+        k_codes: ``[..., Lk, r]`` codes of the projected keys (same dtype).
+        k_scale: ``[..., Lk]`` float32 positive dequantization scale of each key.
+        keep: keys kept per query row, ``1 <= keep <= Lk``.
+        backend: ``"cpu"``/``"cuda"`` forces a path; ``None`` follows the input's device.
+
+    Returns:
+        A ``torch.bool`` mask ``[..., Lq, Lk]`` with exactly ``keep`` True per row.
+
+    >>> import torch
+    >>> q = torch.tensor([[[1, 0], [0, 1]]], dtype=torch.int8)
+    >>> k = torch.tensor([[[3, 0], [0, 2], [1, 1]]], dtype=torch.int8)
+    >>> predict_topk_mask(q, k, torch.ones(1, 3), keep=1).int().tolist()
+    [[[1, 0, 0], [0, 1, 0]]]
+    """
+    _check(q_codes, k_codes, k_scale, keep)
+    return _predict_op(q_codes, k_codes, k_scale, int(keep), backend=backend)
