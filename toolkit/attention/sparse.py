@@ -1,0 +1,79 @@
+"""Dynamic N:M sparse attention (DFSS, Chen et al., PPoPP 2023).
+
+DFSS computes the full score matrix, prunes every row *dynamically* to an N:M pattern along
+the key dimension (keep the ``n`` largest of every ``m`` consecutive scores), takes the
+softmax over the kept entries only, and multiplies by ``V``.  The additive mask is applied
+before pruning, so padded keys are never kept in place of real ones.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .._dispatch import operation
+from ._core import _attend, attention_scores, check_attn_mask, check_flag, check_qkv
+from ._core import resolve_scale as _resolve_scale
+from ._nm import _check_nm, nm_mask
+
+__all__ = ["nm_attention"]
+
+
+@operation
+def _nm_attention_op(q, k, v, n: int, m: int, scale: float, attn_mask, return_probs: bool):
+    # Reference path; a fused DFSS kernel can register itself with @_nm_attention_op.cuda.
+    scores = attention_scores(q, k, scale, attn_mask)
+    keep = nm_mask(scores.detach(), n, m)  # nm_mask dispatches on its own (CPU or CUDA)
+    return _attend(q, k, v, keep, scale, attn_mask, return_probs, scores=scores)
+
+
+def nm_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    n: int = 2,
+    m: int = 4,
+    scale: float | None = None,
+    attn_mask: torch.Tensor | None = None,
+    return_probs: bool = False,
+):
+    r"""N:M dynamically pruned attention (DFSS).
+
+    .. math::
+
+        S = \text{scale}\,QK^\top + M,\qquad
+        K_i = \text{N:M}(S_{i,:}) ,\qquad
+        P_{ij} = \frac{[j\in K_i]\,e^{S_{ij}}}{\sum_{l\in K_i} e^{S_{il}}},\qquad O = PV,
+
+    where :math:`\text{N:M}` keeps, in every group of ``m`` consecutive keys (groups start at
+    key 0; a shorter tail group of ``r`` keys keeps :math:`\min(n, r)`), the ``n`` largest
+    scores, ties to the lower index (exactly :func:`toolkit.attention.nm_mask`).  The mask
+    ``M`` is added **before** pruning, as DFSS does.  Half inputs compute scores, pruning and
+    softmax in float32.  A row whose kept scores are all :math:`-\infty` (e.g. fully masked)
+    gets zero probabilities and a **zero output** (never NaN).  Density is :math:`n/m`.
+
+    Args:
+        q: queries ``[..., Lq, d]`` (float32, float16, bfloat16 or float64).
+        k: keys ``[..., Lk, d]``, same dtype and device as ``q``.
+        v: values ``[..., Lk, dv]``, same dtype and device.  Leading dims broadcast.
+        n, m: keep ``n`` of every ``m`` keys, ``1 <= n <= m <= 32``.
+        scale: score scale, default ``1/sqrt(d)``.
+        attn_mask: None, additive float mask or bool mask (``True`` = attend), broadcastable
+            to ``[..., Lq, Lk]``.
+        return_probs: also return the sparse probabilities ``[..., Lq, Lk]``.
+
+    Returns:
+        ``O`` ``[..., Lq, dv]`` in the input dtype; with ``return_probs``, ``(O, P)``.
+
+    Example:
+        >>> g = torch.Generator().manual_seed(0)
+        >>> q, k, v = (torch.randn(2, 3, 8, 16, generator=g) for _ in range(3))
+        >>> out, p = nm_attention(q, k, v, n=2, m=4, return_probs=True)
+        >>> out.shape, int((p > 0).sum(-1).max())
+        (torch.Size([2, 3, 8, 16]), 4)
+    """
+    shape = check_qkv(q, k, v)
+    _check_nm(n, m)
+    check_attn_mask(attn_mask, shape, q.device)
+    check_flag("return_probs", return_probs)
+    s = _resolve_scale(scale, q.shape[-1])
+    return _nm_attention_op(q, k, v, int(n), int(m), s, attn_mask, return_probs)

