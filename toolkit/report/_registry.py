@@ -10,7 +10,10 @@ from typing import Any
 __all__ = ["SECTION_MODULES", "ReportContext", "Section", "all_sections", "register_section"]
 
 #: Modules whose import registers a section.  A module issue appends its own here.
-SECTION_MODULES = ("toolkit.report.environment",)
+SECTION_MODULES = (
+    "toolkit.report.environment",
+    "toolkit.isometry.report",
+)
 
 
 @dataclass(frozen=True)

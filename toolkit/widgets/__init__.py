@@ -9,7 +9,7 @@ import importlib
 from typing import Any
 
 #: Explorer name -> the module that defines it.  Each module issue adds its explorer here.
-_EXPLORERS: dict[str, str] = {}
+_EXPLORERS: dict[str, str] = {"IsometryExplorer": ".isometry"}
 
 __all__ = ["Explorer", *_EXPLORERS]
 

@@ -1,0 +1,84 @@
+"""IsometryExplorer driven headless: set controls, read the figures back."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("plotly")
+pytest.importorskip("ipywidgets")
+
+from toolkit.widgets import IsometryExplorer
+
+
+@pytest.fixture(scope="module")
+def explorer():
+    return IsometryExplorer(depth=5, width=64, samples=2)
+
+
+def _trace(fig, name):
+    return next(t for t in fig.data if t.name == name)
+
+
+def test_kaiming_relu_keeps_phi_at_one(explorer):
+    explorer.controls["activation"].value = "relu"
+    explorer.controls["gain"].value = 2**0.5
+    fig = explorer.figures["depth"]
+    np.testing.assert_allclose(_trace(fig, "end-to-end φ (analytic)").y, 1.0, rtol=1e-9)
+    # ReLU with Kaiming-Gaussian weights: each block adds 2 to the end-to-end variance.
+    np.testing.assert_allclose(
+        _trace(fig, "end-to-end variance (analytic)").y, 2.0 * np.arange(1, 6), rtol=1e-9
+    )
+
+
+def test_gain_and_depth_controls_redraw(explorer):
+    explorer.controls["gain"].value = 1.0
+    explorer.controls["depth"].value = 7
+    y = _trace(explorer.figures["depth"], "end-to-end φ (analytic)").y
+    np.testing.assert_allclose(y, 0.5 ** np.arange(1, 8), rtol=1e-9)  # (g²/2)^ℓ with g = 1
+    assert r"\frac{g^{2}}{2}" in explorer.formula.value
+
+
+def test_orthogonal_linear_is_isometric(explorer):
+    explorer.controls["activation"].value = "linear"
+    explorer.controls["init"].value = "orthogonal"
+    explorer.controls["gain"].value = 1.0
+    fig = explorer.figures["depth"]
+    np.testing.assert_allclose(_trace(fig, "end-to-end variance (analytic)").y, 0.0, atol=1e-12)
+    explorer.controls["init"].value = "gaussian"
+
+
+def test_spectrum_curve_is_a_density(explorer):
+    # One square Gaussian layer without activation: Marchenko-Pastur, no atom at 0.
+    explorer.controls["activation"].value = "linear"
+    explorer.controls["depth"].value = 1
+    curve = _trace(explorer.figures["spectrum"], "free probability")
+    x, y = np.asarray(curve.x), np.asarray(curve.y)
+    assert np.all(y >= 0) and abs(np.trapezoid(y, x) - 1) < 0.05
+    mp = np.sqrt(np.clip(x * (4 - x), 0, None)) / (2 * np.pi * x)  # g = 1, ratio 1
+    inside = (x > 0.2) & (x < 3.8)
+    np.testing.assert_allclose(y[inside], mp[inside], rtol=0.02)
+    explorer.controls["activation"].value = "relu"
+
+
+def test_run_overlays_samples_that_match(explorer):
+    explorer.controls["gain"].value = 2**0.5
+    explorer.controls["depth"].value = 3
+    explorer.run()
+    fig = explorer.figures["depth"]
+    sampled = _trace(fig, "block φ (sampled)")
+    assert len(sampled.y) == 3 and len(sampled.error_y.array) == 3
+    np.testing.assert_allclose(sampled.y, 1.0, atol=0.25)
+    assert explorer.progress.value == explorer.progress.max
+    bars = _trace(explorer.figures["spectrum"], "sampled eigenvalues")
+    assert len(bars.y) > 0
+    # A design change clears the stale samples.
+    explorer.controls["depth"].value = 4
+    assert len(_trace(fig, "block φ (sampled)").y) == 0
+
+
+def test_constructor_rejects_bad_design():
+    with pytest.raises(ValueError, match="gain must be > 0"):
+        IsometryExplorer(gain=-1.0)
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        IsometryExplorer(depht=3)

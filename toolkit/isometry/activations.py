@@ -1,0 +1,375 @@
+r"""Element-wise blocks: activations and dropout. Their Jacobian is diagonal.
+
+For :math:`J = \mathrm{diag}(f'(h_i))` with pre-activations :math:`h \sim N(0, q)`
+(Chen et al. 2020, Sec. 5.2):
+
+.. math:: m_k = \phi((JJ^T)^k) = \mathbb E[f'(h)^{2k}], \qquad q \mapsto \mathbb E[f(h)^2].
+
+Closed forms are used where they exist (ReLU family, hard tanh, SeLU; exact in
+sympy when ``q`` and the parameters are exact or symbolic); the smooth
+activations (tanh, sigmoid, GELU) use a fine trapezoid rule (:func:`gaussian_expectation`)
+and need a numeric ``q``. The law of :math:`f'(h)^2` (for :func:`spectral_density`) is
+represented by 64 quantile atoms.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import sympy as sp
+
+from ._checks import check_positive, check_range, check_real, is_symbolic
+from ._series import is_exact, num
+from .blocks import Block
+
+__all__ = [
+    "GELU",
+    "SELU_ALPHA",
+    "SELU_LAMBDA",
+    "Activation",
+    "Dropout",
+    "HardTanh",
+    "LeakyReLU",
+    "PReLU",
+    "ReLU",
+    "ScaledPReLU",
+    "SeLU",
+    "Sigmoid",
+    "Tanh",
+    "gaussian_expectation",
+]
+
+SELU_LAMBDA = 1.0507009873554804934193349852946
+SELU_ALPHA = 1.6732632423543772848170429916717
+
+
+def _rule(q: float) -> tuple[np.ndarray, np.ndarray]:
+    """Nodes and weights for E[g(h)], h ~ N(0, q): trapezoid rule on a fine uniform grid.
+
+    For integrands analytic in a strip (tanh, sigmoid, GELU, ...) the trapezoid rule on
+    the real line converges geometrically in 1/step, much faster than Gauss-Hermite
+    when ``q`` is large (the integrand is then narrow on the Gaussian scale).
+    """
+    sd = math.sqrt(q)
+    step = min(0.04, sd / 16)
+    half = 12 * sd
+    nodes = np.arange(-half, half + step / 2, step)
+    weights = step * np.exp(-(nodes**2) / (2 * q)) / math.sqrt(2 * math.pi * q)
+    return nodes, weights
+
+
+def gaussian_expectation(fn: Any, q: float) -> float:
+    r""":math:`\mathbb E[fn(h)]`, :math:`h\sim N(0,q)`, by the trapezoid rule.
+
+    The grid covers :math:`[-12\sqrt q, 12\sqrt q]`.
+
+    Accurate to about machine precision for smooth ``fn`` (step :math:`\le 0.04`).
+
+    >>> round(gaussian_expectation(lambda h: h**4, 2.0), 10)   # 3 q^2
+    12.0
+    """
+    nodes, weights = _rule(float(q))
+    return float(np.sum(weights * fn(nodes)))
+
+
+def _quantile_atoms(values: np.ndarray, weights: np.ndarray, count: int = 64) -> tuple:
+    order = np.argsort(values)
+    v, w = values[order], weights[order] / weights.sum()
+    cdf = np.cumsum(w) - w / 2
+    levels = (np.arange(count) + 0.5) / count
+    return np.interp(levels, cdf, v), np.full(count, 1 / count)
+
+
+def _Phi(x: Any, exact: bool) -> Any:
+    if exact:
+        return (1 + sp.erf(x / sp.sqrt(2))) / 2
+    return 0.5 * math.erfc(-x / math.sqrt(2))
+
+
+def _npdf(x: Any, exact: bool) -> Any:
+    if exact:
+        return sp.exp(-(x**2) / 2) / sp.sqrt(2 * sp.pi)
+    return math.exp(-x * x / 2) / math.sqrt(2 * math.pi)
+
+
+class Activation(Block):
+    """Base class: subclasses give ``_f``/``_fprime`` (numpy) or override the moments."""
+
+    #: the moments need numeric q (quadrature)
+    numeric_only = True
+
+    def _params(self) -> list[Any]:
+        return []
+
+    def _check_numeric_q(self, q: Any) -> float:
+        if is_symbolic(q):
+            raise TypeError(
+                f"{type(self).__name__} moments need a numeric q (quadrature), got q={q!r}"
+            )
+        return float(q)
+
+    def _jacobian_moments(self, order: int, q: Any) -> list[Any]:
+        nodes, weights = _rule(self._check_numeric_q(q))
+        d2 = self._fprime(nodes) ** 2
+        return [float(np.sum(weights * d2**k)) for k in range(1, order + 1)]
+
+    def _propagate_q(self, q: Any) -> Any:
+        qf = self._check_numeric_q(q)
+        return gaussian_expectation(lambda h: self._f(h) ** 2, qf)
+
+    def _spectral_law(self, q: float) -> Any:
+        from .spectra import AtomLaw
+
+        nodes, weights = _rule(q)
+        return AtomLaw(*_quantile_atoms(self._fprime(nodes) ** 2, weights))
+
+    def __repr__(self) -> str:
+        args = ", ".join(repr(p) for p in self._params())
+        return f"{type(self).__name__}({args})"
+
+
+class PReLU(Activation):
+    r"""``scale * (x if x > 0 else slope * x)`` (PReLU at its initial slope).
+
+    :math:`m_k = s^{2k}(1 + a^{2k})/2` for every ``q``; ``q -> s^2 q (1 + a^2)/2``.
+    ``slope`` must lie in [0, 1].
+
+    >>> PReLU(0.25).moments()
+    Moments(m1=0.53125, m2=0.501953, variance=0.219727)
+    """
+
+    numeric_only = False
+
+    def __init__(self, slope: Any = 0.25, scale: Any = 1) -> None:
+        self.slope = check_range("slope", slope, 0, 1)
+        self.scale = check_positive("scale", scale)
+
+    def _params(self) -> list[Any]:
+        return [self.slope, self.scale]
+
+    def _jacobian_moments(self, order: int, q: Any) -> list[Any]:
+        exact = is_exact(self._params())
+        a, s = num(self.slope, exact), num(self.scale, exact)
+        half = num(sp.Rational(1, 2), exact)
+        return [s ** (2 * k) * (1 + a ** (2 * k)) * half for k in range(1, order + 1)]
+
+    def _propagate_q(self, q: Any) -> Any:
+        exact = is_exact([*self._params(), q])
+        a, s = num(self.slope, exact), num(self.scale, exact)
+        return s**2 * (1 + a**2) * num(q, exact) / 2
+
+    def _spectral_law(self, q: float) -> Any:
+        from .spectra import AtomLaw
+
+        s2 = float(self.scale) ** 2
+        return AtomLaw([s2, s2 * float(self.slope) ** 2], [0.5, 0.5])
+
+
+class LeakyReLU(PReLU):
+    """Leaky ReLU with negative ``slope`` in [0, 1] (:class:`PReLU` with scale 1).
+
+    >>> LeakyReLU(0).moments()
+    Moments(m1=1/2, m2=1/2, variance=1/4)
+    """
+
+    def __init__(self, slope: Any = 0.01) -> None:
+        super().__init__(slope, 1)
+
+    def _params(self) -> list[Any]:
+        return [self.slope]
+
+
+class ReLU(LeakyReLU):
+    """:math:`\\max(0, x)`: :math:`m_k = 1/2`, ``q -> q/2``.
+
+    >>> ReLU().moments(order=3)
+    Moments(m1=1/2, m2=1/2, m3=1/2, variance=1/4)
+    """
+
+    def __init__(self) -> None:
+        super().__init__(0)
+
+    def _params(self) -> list[Any]:
+        return []
+
+
+class ScaledPReLU(PReLU):
+    r"""PReLU scaled by :math:`\sqrt{2/(1+a^2)}`: :math:`m_1 = 1` and ``q`` preserved exactly.
+
+    Normalized variance :math:`((1-a^2)/(1+a^2))^2` per layer (Chen et al. 2020, Sec. 7).
+
+    >>> ScaledPReLU(sp.Rational(1, 2)).moments()
+    Moments(m1=1, m2=34/25, variance=9/25)
+    """
+
+    def __init__(self, slope: Any = 0.25) -> None:
+        check_range("slope", slope, 0, 1)
+        exact = is_exact([slope])
+        a = num(slope, exact)
+        scale = sp.sqrt(2 / (1 + a**2)) if exact else math.sqrt(2 / (1 + a * a))
+        super().__init__(slope, scale)
+
+    def _params(self) -> list[Any]:
+        return [self.slope]
+
+
+class HardTanh(Activation):
+    r"""``clip(x, min_val, max_val)``: :math:`m_k = P(a < h < b)`, closed form via erf.
+
+    ``q -> q[\Phi(\beta)-\Phi(\alpha) - \beta\varphi(\beta) + \alpha\varphi(\alpha)]
+    + a^2\Phi(\alpha) + b^2(1-\Phi(\beta))`` with :math:`\alpha = a/\sqrt q`,
+    :math:`\beta = b/\sqrt q`.
+
+    >>> round(HardTanh().moments().m1, 6)       # P(|h| < 1) at q = 1
+    0.682689
+    """
+
+    numeric_only = False
+
+    def __init__(self, min_val: Any = -1.0, max_val: Any = 1.0) -> None:
+        self.min_val, self.max_val = check_real("min_val", min_val), check_real("max_val", max_val)
+        if not is_symbolic(min_val) and not is_symbolic(max_val) and not min_val < max_val:
+            raise ValueError(
+                f"need min_val < max_val, got min_val={min_val!r}, max_val={max_val!r}"
+            )
+
+    def _params(self) -> list[Any]:
+        return [self.min_val, self.max_val]
+
+    def _ab(self, q: Any) -> tuple[bool, Any, Any, Any]:
+        exact = is_exact([*self._params(), q])
+        sq = sp.sqrt(num(q, exact)) if exact else math.sqrt(q)
+        return exact, num(self.min_val, exact) / sq, num(self.max_val, exact) / sq, sq
+
+    def _jacobian_moments(self, order: int, q: Any) -> list[Any]:
+        exact, al, be, _ = self._ab(q)
+        p = _Phi(be, exact) - _Phi(al, exact)
+        return [p] * order
+
+    def _propagate_q(self, q: Any) -> Any:
+        exact, al, be, sq = self._ab(q)
+        a, b = num(self.min_val, exact), num(self.max_val, exact)
+        inner = _Phi(be, exact) - _Phi(al, exact) - be * _npdf(be, exact) + al * _npdf(al, exact)
+        return sq**2 * inner + a**2 * _Phi(al, exact) + b**2 * (1 - _Phi(be, exact))
+
+    def _spectral_law(self, q: float) -> Any:
+        from .spectra import AtomLaw
+
+        p = float(self._jacobian_moments(1, q)[0])
+        return AtomLaw([1.0, 0.0], [p, 1 - p])
+
+
+class SeLU(Activation):
+    r"""SeLU: :math:`\lambda x` for :math:`x>0`, :math:`\lambda\alpha(e^x-1)` otherwise.
+
+    With :math:`C_k = e^{2k^2q}\Phi(-2k\sqrt q)` (:math:`\Phi` the normal CDF):
+    :math:`m_k = \lambda^{2k}(1/2 + \alpha^{2k} C_k)`, and
+    ``q -> \lambda^2 [q/2 + \alpha^2 (C_1 - 2e^{q/2}\Phi(-\sqrt q) + 1/2)]``.
+    Defaults are the self-normalizing constants of Klambauer et al. (2017), which
+    give :math:`m_1 \approx 1.0716` at their fixed point ``q = 1``.
+
+    >>> round(SeLU().moments().m1, 4), round(SeLU().propagate_q(1.0), 4)
+    (1.0716, 1.0)
+    """
+
+    numeric_only = False
+
+    def __init__(self, lam: Any = SELU_LAMBDA, alpha: Any = SELU_ALPHA) -> None:
+        self.lam = check_positive("lam", lam)
+        self.alpha = check_positive("alpha", alpha, allow_zero=True)
+
+    def _params(self) -> list[Any]:
+        return [self.lam, self.alpha]
+
+    def _jacobian_moments(self, order: int, q: Any) -> list[Any]:
+        exact = is_exact([*self._params(), q])
+        lam, al, qq = num(self.lam, exact), num(self.alpha, exact), num(q, exact)
+        sq = sp.sqrt(qq) if exact else math.sqrt(qq)
+        ex = sp.exp if exact else math.exp
+        out = []
+        for k in range(1, order + 1):
+            c_k = ex(2 * k * k * qq) * _Phi(-2 * k * sq, exact)
+            out.append(lam ** (2 * k) * (num(sp.Rational(1, 2), exact) + al ** (2 * k) * c_k))
+        return out
+
+    def _propagate_q(self, q: Any) -> Any:
+        exact = is_exact([*self._params(), q])
+        lam, al, qq = num(self.lam, exact), num(self.alpha, exact), num(q, exact)
+        sq = sp.sqrt(qq) if exact else math.sqrt(qq)
+        ex = sp.exp if exact else math.exp
+        half = num(sp.Rational(1, 2), exact)
+        tail = ex(2 * qq) * _Phi(-2 * sq, exact) - 2 * ex(qq / 2) * _Phi(-sq, exact) + half
+        return lam**2 * (qq * half + al**2 * tail)
+
+    def _fprime(self, h: np.ndarray) -> np.ndarray:
+        lam, al = float(self.lam), float(self.alpha)
+        return np.where(h > 0, lam, lam * al * np.exp(np.minimum(h, 0)))
+
+
+class Tanh(Activation):
+    """:math:`\\tanh`, by quadrature (numeric ``q``)."""
+
+    def _f(self, h: np.ndarray) -> np.ndarray:
+        return np.tanh(h)
+
+    def _fprime(self, h: np.ndarray) -> np.ndarray:
+        return 1 - np.tanh(h) ** 2
+
+
+class Sigmoid(Activation):
+    """Logistic sigmoid, by quadrature. Its mean 1/2 is carried into ``q``."""
+
+    def _f(self, h: np.ndarray) -> np.ndarray:
+        return 0.5 * (1 + np.tanh(h / 2))
+
+    def _fprime(self, h: np.ndarray) -> np.ndarray:
+        s = self._f(h)
+        return s * (1 - s)
+
+
+class GELU(Activation):
+    r""":math:`x\Phi(x)` (exact erf form), :math:`f' = \Phi(x) + x\varphi(x)`, by quadrature."""
+
+    def _f(self, h: np.ndarray) -> np.ndarray:
+        from scipy.special import ndtr
+
+        return h * ndtr(h)
+
+    def _fprime(self, h: np.ndarray) -> np.ndarray:
+        from scipy.special import ndtr
+
+        return ndtr(h) + h * np.exp(-h * h / 2) / math.sqrt(2 * math.pi)
+
+
+class Dropout(Activation):
+    r"""Inverted dropout in training mode: mask entries 0 (prob ``p``) or :math:`1/(1-p)`.
+
+    :math:`m_k = (1-p)^{1-2k}`, normalized variance :math:`p/(1-p)`, ``q -> q/(1-p)``.
+    In evaluation mode it is the identity.
+
+    >>> Dropout(sp.Rational(1, 2)).moments()
+    Moments(m1=2, m2=8, variance=4)
+    """
+
+    numeric_only = False
+
+    def __init__(self, p: Any = 0.5) -> None:
+        self.p = check_range("p", p, 0, 1, hi_open=True)
+
+    def _params(self) -> list[Any]:
+        return [self.p]
+
+    def _jacobian_moments(self, order: int, q: Any) -> list[Any]:
+        p = num(self.p, is_exact([self.p]))
+        return [(1 - p) ** (1 - 2 * k) for k in range(1, order + 1)]
+
+    def _propagate_q(self, q: Any) -> Any:
+        return q / (1 - self.p)
+
+    def _spectral_law(self, q: float) -> Any:
+        from .spectra import AtomLaw
+
+        p = float(self.p)
+        return AtomLaw([1 / (1 - p) ** 2, 0.0], [1 - p, p])

@@ -1,0 +1,484 @@
+r"""Analyze a real model block by block: measured Jacobian moments beside the analytic prediction.
+
+:func:`analyze` splits a model into blocks (the named children of the model, or the
+model itself when it has none), captures every block's actual input with
+forward hooks (one forward pass through ``torch.func.functional_call`` with
+cloned buffers: the model's state is not modified), and for every block
+
+* **measures** :math:`m_1 = \phi(JJ^\top)` and the variance
+  :math:`m_2 - m_1^2` with :func:`~toolkit.isometry.empirical.empirical`
+  (normalized by the block's output dimension), and
+* **predicts** them with the analytic components of :mod:`toolkit.isometry` at the
+  measured input second moment :math:`q = \mathbb E[h^2]`, for the layers it
+  recognizes (see :func:`predict_block`). Other blocks are measured only.
+
+The prediction uses the *actual* weight scale: an ``nn.Linear`` with weight
+``W`` (``out x in``) becomes ``Linear(in, out, gain=g)`` with
+:math:`g^2 = \text{in}\cdot\overline{W^2}` (Marchenko-Pastur, valid for any i.i.d.
+zero-mean weights), or an orthogonal ``Linear`` with
+:math:`g^2 = \lVert W\rVert_F^2/\min(\text{in}, \text{out})` when ``W`` is (semi-)orthogonal.
+Trained weights are not i.i.d.; there the gap between the two columns shows how
+far the network has moved from the random-matrix model.
+
+Example
+-------
+>>> import torch
+>>> from toolkit.isometry.analyze import analyze
+>>> torch.manual_seed(0)  # doctest: +ELLIPSIS
+<torch._C.Generator object at ...>
+>>> mlp = torch.nn.Sequential(torch.nn.Linear(256, 256), torch.nn.ReLU(), torch.nn.Linear(256, 64))
+>>> table = analyze(mlp, torch.randn(16, 256), probes=16, seed=0)
+>>> [row.name for row in table], table["1"].kind
+(['0', '1', '2'], 'ReLU')
+>>> abs(table["1"].measured.m1 - table["1"].predicted.m1) < 0.05
+True
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from toolkit.isometry.empirical import (
+    EmpiricalMoments,
+    _check_int,
+    empirical,
+    functional_forward,
+    make_generator,
+)
+
+__all__ = ["AnalysisRow", "AnalysisTable", "analyze", "predict_block"]
+
+_ORTHO_MAX = 2048  # orthogonality is tested for min(in, out) up to this size
+_ORTHO_TOL = 1e-4
+
+
+def _f(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+@dataclass(frozen=True)
+class AnalysisRow:
+    """One block: ``name``, module class ``kind``, input second moment ``q``,
+    the engine block used for the prediction (``model``, ``None`` if unrecognized),
+    ``predicted`` :class:`~toolkit.isometry.moments.Moments` or ``None``,
+    ``measured`` :class:`~toolkit.isometry.empirical.EmpiricalMoments` or ``None``
+    and a ``note`` saying why something is missing."""
+
+    name: str
+    kind: str
+    q: float
+    model: Any
+    predicted: Any
+    measured: EmpiricalMoments | None
+    note: str = ""
+
+    @property
+    def predicted_m1(self) -> float:
+        return _f(self.predicted.m1) if self.predicted is not None else math.nan
+
+    @property
+    def predicted_variance(self) -> float:
+        return _f(self.predicted.variance) if self.predicted is not None else math.nan
+
+    def _meas(self, field: str) -> float:
+        return getattr(self.measured, field) if self.measured is not None else math.nan
+
+    def as_dict(self) -> dict[str, Any]:
+        """Flat dict of floats and strings (NaN where missing)."""
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "q": self.q,
+            "predicted_m1": self.predicted_m1,
+            "measured_m1": self._meas("m1"),
+            "measured_m1_stderr": self._meas("m1_stderr"),
+            "predicted_variance": self.predicted_variance,
+            "measured_variance": self._meas("variance"),
+            "measured_variance_stderr": self._meas("variance_stderr"),
+            "model": "" if self.model is None else repr(self.model),
+            "note": self.note,
+        }
+
+
+_COLUMNS = (
+    ("block", 14),
+    ("kind", 12),
+    ("q", 8),
+    ("pred m1", 9),
+    ("meas m1", 18),
+    ("pred var", 9),
+    ("meas var", 18),
+)
+
+
+def _num(v: float) -> str:
+    return "—" if math.isnan(v) else f"{v:.4g}"
+
+
+def _pm(v: float, se: float) -> str:
+    return "—" if math.isnan(v) else f"{v:.4g} ± {_num(se)}"
+
+
+class AnalysisTable:
+    """Rows of :func:`analyze` (blocks in forward order, then the whole model as ``total``).
+
+    Index by position or block name; iterate over the block rows. ``to_html()``
+    gives a plain HTML table (also shown by Jupyter), ``to_pandas()`` a DataFrame
+    (needs pandas), ``plot()`` a plotly figure (needs plotly).
+    """
+
+    def __init__(self, rows: list[AnalysisRow], total: AnalysisRow | None = None) -> None:
+        self.rows = tuple(rows)
+        self.total = total
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __iter__(self) -> Iterator[AnalysisRow]:
+        return iter(self.rows)
+
+    def __getitem__(self, key: int | str) -> AnalysisRow:
+        if isinstance(key, str):
+            for row in self._all():
+                if row.name == key:
+                    return row
+            raise KeyError(f"no block named {key!r}; blocks are {[r.name for r in self.rows]}")
+        return self.rows[key]
+
+    def _all(self) -> list[AnalysisRow]:
+        return list(self.rows) + ([self.total] if self.total is not None else [])
+
+    def _cells(self, row: AnalysisRow) -> list[str]:
+        d = row.as_dict()
+        return [
+            row.name,
+            row.kind,
+            _num(row.q),
+            _num(d["predicted_m1"]),
+            _pm(d["measured_m1"], d["measured_m1_stderr"]),
+            _num(d["predicted_variance"]),
+            _pm(d["measured_variance"], d["measured_variance_stderr"]),
+        ]
+
+    def __repr__(self) -> str:
+        lines = ["  ".join(h.ljust(w) for h, w in _COLUMNS)]
+        for row in self._all():
+            lines.append("  ".join(c.ljust(w) for c, (_, w) in zip(self._cells(row), _COLUMNS)))
+        return "\n".join(lines)
+
+    def to_html(self) -> str:
+        """A self-contained ``<table>`` (no external CSS or JS)."""
+        head = "".join(f"<th>{html.escape(h)}</th>" for h, _ in _COLUMNS) + "<th>model</th>"
+        body = []
+        for row in self._all():
+            cells = [*self._cells(row), repr(row.model) if row.model is not None else row.note]
+            style = ' style="font-weight:bold"' if row is self.total else ""
+            body.append(
+                f"<tr{style}>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>"
+            )
+        return (
+            '<table class="toolkit-analysis" border="1" style="border-collapse:collapse">'
+            f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+        )
+
+    def _repr_html_(self) -> str:
+        return self.to_html()
+
+    def to_pandas(self):
+        """The rows (and total) as a ``pandas.DataFrame``; raises ImportError without pandas."""
+        try:
+            import pandas as pd
+        except ImportError as exc:
+            raise ImportError("AnalysisTable.to_pandas needs pandas: pip install pandas") from exc
+        return pd.DataFrame([r.as_dict() for r in self._all()])
+
+    def plot(self):
+        """Plotly figure: measured (with error bars) and predicted m1 and variance per block."""
+        import plotly.graph_objects as go
+        from plotly.subplots import make_subplots
+
+        names = [r.name for r in self.rows]
+        d = [r.as_dict() for r in self.rows]
+        fig = make_subplots(rows=1, cols=2, subplot_titles=("φ(JJᵀ) = m1", "variance m2 − m1²"))
+        for col, key in ((1, "m1"), (2, "variance")):
+            fig.add_trace(
+                go.Scatter(
+                    x=names,
+                    y=[r[f"measured_{key}"] for r in d],
+                    mode="markers",
+                    name="measured",
+                    error_y={"type": "data", "array": [r[f"measured_{key}_stderr"] for r in d]},
+                    marker={"color": "#1f77b4"},
+                    showlegend=col == 1,
+                ),
+                row=1,
+                col=col,
+            )
+            fig.add_trace(
+                go.Scatter(
+                    x=names,
+                    y=[r[f"predicted_{key}"] for r in d],
+                    mode="markers",
+                    name="predicted",
+                    marker={"symbol": "x", "size": 10, "color": "#d62728"},
+                    showlegend=col == 1,
+                ),
+                row=1,
+                col=col,
+            )
+        fig.update_layout(title="Block Jacobian moments: measured vs free-probability prediction")
+        return fig
+
+
+# ------------------------------------------------------------------ recognition
+
+
+def _gram_orthogonal(w: torch.Tensor) -> float | None:
+    """``g^2`` if ``w`` (``out x rest``) is ``g`` times a semi-orthogonal matrix, else ``None``."""
+    w = w.detach().double()
+    if min(w.shape) > _ORTHO_MAX:
+        return None
+    gram = w @ w.T if w.shape[0] <= w.shape[1] else w.T @ w
+    c = float(gram.diagonal().mean())
+    if c <= 0:
+        return None
+    off = (gram - c * torch.eye(gram.shape[0], dtype=gram.dtype, device=gram.device)).abs().max()
+    return c if float(off) <= _ORTHO_TOL * c else None
+
+
+def predict_block(module: nn.Module) -> tuple[Any, str]:
+    """The :mod:`toolkit.isometry` block modelling ``module``, or ``None``, and a note.
+
+    Recognized: ``nn.Linear``; ``nn.Conv2d`` (stride 1, no groups or dilation;
+    circular padding assumed); ``nn.ReLU``, ``nn.LeakyReLU`` (slope in [0, 1]),
+    ``nn.PReLU`` (one slope), ``nn.Tanh``, ``nn.Sigmoid``, ``nn.GELU``, ``nn.SELU``,
+    ``nn.Hardtanh``; ``nn.Dropout`` (identity in eval mode); ``nn.BatchNorm1d/2d``
+    (large-batch model, its ``gamma`` taken as the RMS of the weight; :func:`analyze`
+    evaluates it at the mean channel variance it divides by: the batch variance in
+    training mode, ``running_var`` in eval mode);
+    ``nn.AvgPool2d`` (no padding); ``nn.Identity``, ``nn.Flatten``; ``nn.Sequential``
+    of recognized blocks (``Serial``) and
+    :class:`~toolkit.isometry.sampling.ResidualBlock` (``Residual``).
+    """
+    from toolkit import isometry as iso  # lazy: engine side
+    from toolkit.isometry.sampling import ResidualBlock
+
+    m = module
+    if isinstance(m, nn.Sequential):
+        parts = [predict_block(c) for c in m]
+        missing = [f"{type(c).__name__}: {note}" for c, (b, note) in zip(m, parts) if b is None]
+        if missing or not parts:
+            return None, "unrecognized part(s): " + "; ".join(missing) if missing else "empty"
+        return iso.Serial([b for b, _ in parts]), ""
+    if isinstance(m, ResidualBlock):
+        branch, note = predict_block(m.branch)
+        if branch is None:
+            return None, f"branch: {note}"
+        return iso.Residual(branch, m.scale), ""
+    if isinstance(m, nn.Linear):
+        w = m.weight
+        g2 = _gram_orthogonal(w)
+        if g2 is not None:
+            return iso.Linear(m.in_features, m.out_features, "orthogonal", math.sqrt(g2)), ""
+        g2 = m.in_features * float((w.detach().double() ** 2).mean())
+        return iso.Linear(m.in_features, m.out_features, "gaussian", math.sqrt(g2)), ""
+    if isinstance(m, nn.Conv2d):
+        if m.stride != (1, 1) or m.groups != 1 or m.dilation != (1, 1):
+            return None, "only stride 1, groups 1, dilation 1 convolutions are modelled"
+        w = m.weight.detach().double()
+        kh, kw = m.kernel_size
+        centre = w[:, :, kh // 2, kw // 2]
+        others = w.clone()
+        others[:, :, kh // 2, kw // 2] = 0
+        g2 = _gram_orthogonal(centre) if not others.any() else None
+        if g2 is not None:
+            return iso.Conv2d(
+                m.in_channels, m.out_channels, (kh, kw), "delta_orthogonal", math.sqrt(g2)
+            ), ""
+        g2 = _gram_orthogonal(w.reshape(w.shape[0], -1))
+        if g2 is not None and w.shape[0] <= w[0].numel():
+            return iso.Conv2d(
+                m.in_channels, m.out_channels, (kh, kw), "orthogonal", math.sqrt(g2)
+            ), ""
+        g2 = w[0].numel() * float((w**2).mean())
+        return iso.Conv2d(m.in_channels, m.out_channels, (kh, kw), "gaussian", math.sqrt(g2)), ""
+    simple = {
+        nn.ReLU: iso.ReLU,
+        nn.Tanh: iso.Tanh,
+        nn.Sigmoid: iso.Sigmoid,
+        nn.GELU: iso.GELU,
+        nn.SELU: iso.SeLU,
+        nn.Identity: iso.Identity,
+        nn.Flatten: iso.Identity,
+    }
+    if type(m) in simple:
+        return simple[type(m)](), ""
+    if isinstance(m, nn.LeakyReLU):
+        if not 0 <= m.negative_slope <= 1:
+            return None, f"negative_slope {m.negative_slope} outside [0, 1]"
+        return iso.LeakyReLU(m.negative_slope), ""
+    if isinstance(m, nn.PReLU):
+        if m.weight.numel() != 1 or not 0 <= float(m.weight) <= 1:
+            return None, "only a single PReLU slope in [0, 1] is modelled"
+        return iso.PReLU(float(m.weight)), ""
+    if isinstance(m, nn.Hardtanh):
+        return iso.HardTanh(m.min_val, m.max_val), ""
+    if isinstance(m, nn.Dropout | nn.Dropout1d | nn.Dropout2d | nn.Dropout3d):
+        return (iso.Dropout(m.p) if m.training and m.p > 0 else iso.Identity()), ""
+    if isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d):
+        gamma = math.sqrt(float((m.weight.detach().double() ** 2).mean())) if m.affine else 1.0
+        return iso.BatchNorm(gamma=gamma, eps=m.eps), ""
+    if isinstance(m, nn.AvgPool2d):
+        if m.padding not in (0, (0, 0)):
+            return None, "padded average pooling is not modelled"
+        return iso.AvgPool(m.kernel_size, m.stride), ""
+    return None, f"no analytic model for {type(m).__name__}"
+
+
+# ------------------------------------------------------------------ analysis
+
+
+def _row(
+    name: str,
+    module: nn.Module,
+    h: Any,
+    probes: int,
+    gen: torch.Generator,
+    dtype: torch.dtype | None,
+) -> AnalysisRow:
+    kind = type(module).__name__
+    if not (isinstance(h, torch.Tensor) and h.is_floating_point() and h.ndim >= 2):
+        return AnalysisRow(
+            name,
+            kind,
+            math.nan,
+            None,
+            None,
+            None,
+            "not measured: input is not a single batched floating tensor",
+        )
+    q = float((h.detach().double() ** 2).mean())
+    notes = []
+    try:
+        measured = empirical(module, h, probes, generator=gen, dtype=dtype)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        measured = None
+        notes.append(f"not measured: {exc}")
+    model, note = predict_block(module)
+    predicted = None
+    q_model = q
+    if isinstance(module, nn.BatchNorm1d | nn.BatchNorm2d) and model is not None:
+        # the model's q is the variance the layer divides by (batch or running)
+        if module.training or module.running_var is None:
+            dims = [0, *range(2, h.ndim)]
+            q_model = float(h.detach().double().var(dims, unbiased=False).mean())
+        else:
+            q_model = float(module.running_var.double().mean())
+    if model is not None:
+        try:
+            predicted = model.moments(order=2, q=q_model)
+        except (TypeError, ValueError, NotImplementedError) as exc:
+            note = f"prediction failed: {exc}"
+    if note:
+        notes.append(note)
+    if isinstance(module, nn.BatchNorm1d | nn.BatchNorm2d) and predicted is not None:
+        notes.append("batch-statistic terms O(1/batch) are in the measurement, not the model")
+    return AnalysisRow(name, kind, q, model, predicted, measured, "; ".join(notes))
+
+
+def analyze(
+    module: nn.Module,
+    x: torch.Tensor,
+    probes: int = 32,
+    seed: int | None = None,
+    generator: torch.Generator | None = None,
+    *,
+    total: bool = True,
+    dtype: torch.dtype | None = torch.float64,
+) -> AnalysisTable:
+    r"""Measure and predict the Jacobian moments of every block of ``module`` at ``x``.
+
+    Parameters
+    ----------
+    module : the model; its named children are the blocks (the model itself if it has
+        none). Each child should take one batched tensor and be called once per forward;
+        children with other inputs are listed but not measured. Its mode is respected.
+    x : input batch ``[B, ...]`` (floating).
+    probes, seed, generator, dtype : passed to :func:`~toolkit.isometry.empirical.empirical`
+        (one generator drives all blocks).
+    total : also measure (and, if recognized, predict) the whole model as ``table.total``.
+
+    Returns
+    -------
+    :class:`AnalysisTable` with one :class:`AnalysisRow` per block, in forward order.
+    ``q`` is the block's measured input second moment :math:`\mathbb E[h^2]`; the
+    predicted moments are those of :func:`predict_block`'s model at that ``q``.
+    """
+    if not isinstance(module, nn.Module):
+        raise TypeError(f"module must be a torch.nn.Module, got {type(module).__name__}")
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+        got = f"dtype {x.dtype}" if isinstance(x, torch.Tensor) else type(x).__name__
+        raise TypeError(f"x must be a floating-point torch.Tensor of shape [B, ...], got {got}")
+    if x.ndim < 2:
+        raise ValueError(
+            f"x must be batched with shape [B, ...] (ndim >= 2), got shape {tuple(x.shape)}"
+        )
+    probes = _check_int("probes", probes, 1)
+    if dtype is not None and (not isinstance(dtype, torch.dtype) or not dtype.is_floating_point):
+        raise TypeError(f"dtype must be a floating torch.dtype or None, got {dtype!r}")
+    if not isinstance(total, bool):
+        raise TypeError(f"total must be a bool, got {total!r}")
+    gen = make_generator(seed, generator)
+    children = list(module.named_children()) or [(type(module).__name__, module)]
+    inputs: dict[str, Any] = {}
+    order: list[str] = []
+
+    def hook(name: str):
+        def capture(_mod: nn.Module, args: tuple) -> None:
+            if name not in inputs:
+                order.append(name)
+                one = len(args) == 1 and isinstance(args[0], torch.Tensor)
+                inputs[name] = args[0].detach() if one else args
+
+        return capture
+
+    handles = [child.register_forward_pre_hook(hook(name)) for name, child in children]
+    xd = x.detach().to(dtype) if dtype is not None else x.detach()
+    try:
+        with torch.no_grad():
+            functional_forward(module, dtype)(xd)
+    except Exception as exc:
+        raise ValueError(
+            f"x of shape {tuple(x.shape)} could not be passed through "
+            f"{type(module).__name__}: {type(exc).__name__}: {exc}"
+        ) from exc
+    finally:
+        for handle in handles:
+            handle.remove()
+    modules = dict(children)
+    rows = [_row(name, modules[name], inputs[name], probes, gen, dtype) for name in order]
+    rows += [
+        AnalysisRow(
+            name,
+            type(child).__name__,
+            math.nan,
+            None,
+            None,
+            None,
+            "not measured: not called in the forward pass",
+        )
+        for name, child in children
+        if name not in inputs
+    ]
+    whole = _row("total", module, x, probes, gen, dtype) if total else None
+    return AnalysisTable(rows, whole)

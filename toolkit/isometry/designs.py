@@ -1,0 +1,148 @@
+r"""The analytic twin of a :class:`~toolkit.isometry.sampling.NetworkDesign`.
+
+:func:`design_block` turns a design (the family of random networks that
+:func:`~toolkit.isometry.sampling.build_network` draws) into the composition of components
+whose Jacobian moments the free-probability engine predicts, block for block:
+
+* ``"mlp"``: ``Linear -> [BatchNorm] -> activation``, repeated ``depth`` times;
+* ``"cnn"``: the same with a 3x3 ``Conv2d`` (delta-orthogonal for ``init="orthogonal"``);
+* ``"residual"``: ``Residual(mlp block, scale=residual_scale)``, i.e. :math:`y = x + \alpha F(x)`.
+
+:func:`design_formula` gives the same design's end-to-end moments as closed forms in the
+depth :math:`L` and the gain :math:`g` (sympy), for display.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from dataclasses import dataclass
+from typing import Any
+
+import sympy as sp
+
+from .activations import GELU, LeakyReLU, ReLU, SeLU, Tanh
+from .blocks import Block, Residual, Serial, repeat
+from .linear import Conv2d, Linear
+from .moments import Moments
+from .normalization import BatchNorm
+from .sampling import NetworkDesign, _design
+
+__all__ = ["Formula", "design_block", "design_formula"]
+
+
+_PIECEWISE_LINEAR = ("relu", "leaky_relu", "linear")
+
+
+def _exact(x: float) -> sp.Rational:
+    return sp.Rational(x).limit_denominator(10**4)
+
+
+def _activation(design: NetworkDesign, exact: bool = False) -> Block | None:
+    return {
+        "relu": ReLU,
+        "leaky_relu": lambda: LeakyReLU(_exact(design.slope) if exact else design.slope),
+        "tanh": Tanh,
+        "gelu": GELU,
+        "selu": SeLU,
+        "linear": lambda: None,
+    }[design.activation]()
+
+
+def _layer(design: NetworkDesign, gain: Any) -> Block:
+    w = design.width
+    if design.architecture == "cnn":
+        init = "delta_orthogonal" if design.init == "orthogonal" else "gaussian"
+        return Conv2d(w, w, 3, init=init, gain=gain)
+    return Linear(w, w, init=design.init, gain=gain)
+
+
+def _one_block(design: NetworkDesign, gain: Any, exact: bool = False) -> Block:
+    parts = [_layer(design, gain)]
+    if design.normalization == "batchnorm":
+        parts.append(BatchNorm())
+    activation = _activation(design, exact)
+    if activation is not None:
+        parts.append(activation)
+    block: Block = Serial(parts)
+    if design.architecture == "residual":
+        scale = _exact(design.residual_scale) if exact else design.residual_scale
+        block = Residual(block, scale=scale)
+    return block
+
+
+def design_block(design: NetworkDesign | dict, **overrides: Any) -> Block:
+    """The analytic block chain of ``design``: ``Serial`` of ``depth`` copies of one block.
+
+    >>> from toolkit.isometry.sampling import NetworkDesign
+    >>> from toolkit.isometry import profile
+    >>> chain = design_block(NetworkDesign("mlp", width=256, depth=3, gain=2**0.5))
+    >>> profile(chain).cumulative_m1.round(6).tolist()  # Kaiming ReLU: m1 = 1 at every depth
+    [1.0, 1.0, 1.0]
+    """
+    design = _design(design, **overrides)
+    block = _one_block(design, design.gain)
+    return Serial([block] * design.depth)
+
+
+@dataclass(frozen=True)
+class Formula:
+    """Closed-form moments of a design: ``scope`` is ``"network"`` (functions of the depth
+    ``L``) or ``"block"`` (one block, where the second moment ``q`` drifts with depth and no
+    closed form in ``L`` exists).  ``symbols`` maps names to the sympy symbols used."""
+
+    moments: Moments
+    symbols: dict[str, sp.Symbol]
+    scope: str
+
+    def latex(self) -> str:
+        """The first moment and the variance as a LaTeX ``aligned`` block."""
+        what = r"J J^T" if self.scope == "network" else r"J_\ell J_\ell^T"
+        exprs = (sp.sympify(v) for v in (self.moments.m1, self.moments.variance))
+        m1, var = (sp.latex(e.evalf(4) if e.atoms(sp.Float) else e) for e in exprs)
+        return (
+            rf"\begin{{aligned}} \phi({what}) &= {m1} \\ "
+            rf"\varphi({what}) &= {var} \end{{aligned}}"
+        )
+
+
+def design_formula(design: NetworkDesign | dict, **overrides: Any) -> Formula:
+    r"""Moments of ``design`` as sympy expressions in the depth ``L`` and the gain ``g``.
+
+    Tries, in order: closed forms in ``L`` and ``g``; in ``L`` with the gain as a number
+    (activations evaluated by quadrature need a numeric second moment ``q``); and, where
+    ``q`` drifts from block to block so that no closed form in ``L`` exists, the moments of
+    one block (in ``g`` where possible).  Substituting ``L = depth`` and ``g = gain`` gives
+    the numeric prediction.
+
+    >>> from toolkit.isometry.sampling import NetworkDesign
+    >>> f = design_formula(NetworkDesign("mlp", activation="linear", depth=4))
+    >>> f.scope, f.moments.m1
+    ('network', g**(2*L))
+    """
+    design = _design(design, **overrides)
+    if design.activation in _PIECEWISE_LINEAR and design.normalization == "none":
+        design = dataclasses.replace(design, gain=1.0)  # the formula is symbolic in g anyway
+    return _formula(dataclasses.replace(design, depth=1))
+
+
+@functools.lru_cache(maxsize=256)
+def _formula(design: NetworkDesign) -> Formula:
+    L, g = sp.Symbol("L", positive=True, integer=True), sp.Symbol("g", positive=True)
+    # A symbolic gain only where the activation's moments are closed forms in q; sympy's
+    # exact integrals for smooth activations at symbolic q take seconds to minutes.
+    symbolic_gain = design.activation in _PIECEWISE_LINEAR and design.normalization == "none"
+    attempts = (
+        (lambda: repeat(_one_block(design, g, exact=True), L), {"L": L, "g": g}, "network"),
+        (lambda: repeat(_one_block(design, design.gain), L), {"L": L}, "network"),
+        (lambda: _one_block(design, g, exact=True), {"g": g}, "block"),
+        (lambda: _one_block(design, design.gain), {}, "block"),
+    )
+    if not symbolic_gain:
+        attempts = attempts[1::2]
+    for build, symbols, scope in attempts:
+        try:
+            return Formula(build().moments(), symbols, scope)
+        except (TypeError, ValueError):
+            continue
+    raise ValueError(f"no closed form for {design}")  # pragma: no cover - last attempt is numeric

@@ -1,0 +1,440 @@
+r"""Monte-Carlo sampling of random networks: Jacobian spectra and per-block moments.
+
+A :class:`NetworkDesign` describes a family of random networks; every draw has
+fresh weights. Each network is an ``nn.Sequential`` of ``depth`` blocks named
+``block0 ... block{depth-1}`` so that every block can be measured on its own:
+
+* ``"mlp"``: ``Linear(width, width) -> [BatchNorm1d] -> activation``;
+* ``"cnn"``: ``Conv2d(width, width, 3, padding=1, padding_mode="circular") ->
+  [BatchNorm2d] -> activation`` on ``[B, width, image_size, image_size]`` inputs
+  (circular padding: no border effects, so the Jacobian is block circulant);
+* ``"residual"``: :class:`ResidualBlock` :math:`y = x + \alpha\, F(x)` with the
+  ``"mlp"`` block as branch :math:`F` and :math:`\alpha` = ``residual_scale``.
+
+Weights (no biases; batch norm has weight 1 and bias 0):
+``"gaussian"`` :math:`W_{ij}\sim\mathcal N(0, \text{gain}^2/\text{fan\_in})` with
+``fan_in = width`` (``width * 9`` for convolutions); ``"orthogonal"``:
+``gain`` times a Haar orthogonal matrix (for convolutions the delta-orthogonal
+kernel of Xiao et al. 2018, whose Jacobian is exactly ``gain`` times orthogonal).
+For ReLU, ``gain = sqrt(2)`` is Kaiming initialization.
+
+Inputs are standard normal (second moment ``q = 1``). Networks with batch norm
+run in training mode (batch statistics over ``batch`` samples). The analytic
+twin of a design is :func:`toolkit.isometry.designs.design_block`.
+
+Example
+-------
+>>> from toolkit.isometry.sampling import NetworkDesign, sample_spectrum
+>>> design = NetworkDesign("mlp", width=128, depth=1, activation="linear")
+>>> eig = sample_spectrum(design, samples=2, seed=0)      # Marchenko-Pastur, ratio 1
+>>> eig.shape, bool(abs(eig.mean() - 1) < 0.1), bool(abs((eig**2).mean() - 2) < 0.3)
+((2, 128), True, True)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.func import jacrev
+
+from toolkit.isometry.empirical import _check_int, empirical, functional_forward, make_generator
+
+__all__ = [
+    "ACTIVATIONS",
+    "ARCHITECTURES",
+    "BlockMoments",
+    "NetworkDesign",
+    "ResidualBlock",
+    "build_network",
+    "sample_block_moments",
+    "sample_input",
+    "sample_spectrum",
+]
+
+ARCHITECTURES = ("mlp", "cnn", "residual")
+ACTIVATIONS = ("relu", "leaky_relu", "tanh", "gelu", "selu", "linear")
+INITS = ("gaussian", "orthogonal")
+NORMALIZATIONS = ("none", "batchnorm")
+
+
+@dataclass(frozen=True)
+class NetworkDesign:
+    """A family of random networks (see the module docstring for the blocks).
+
+    Fields: ``architecture`` in ``ARCHITECTURES``; ``width`` (features or
+    channels) and ``depth`` (blocks) >= 1; ``init`` ``"gaussian"`` or
+    ``"orthogonal"``; ``gain`` > 0; ``activation`` in ``ACTIVATIONS``; ``slope``
+    the leaky-ReLU negative slope; ``normalization`` ``"none"`` or
+    ``"batchnorm"``; ``residual_scale`` :math:`\\alpha` of residual blocks;
+    ``image_size`` the spatial side of ``"cnn"`` inputs.
+
+    >>> NetworkDesign("mlp", width=64, depth=3, gain=2**0.5).activation
+    'relu'
+    """
+
+    architecture: str = "mlp"
+    width: int = 128
+    depth: int = 4
+    init: str = "gaussian"
+    gain: float = 1.0
+    activation: str = "relu"
+    slope: float = 0.01
+    normalization: str = "none"
+    residual_scale: float = 1.0
+    image_size: int = 6
+
+    def __post_init__(self) -> None:
+        for name, allowed in (
+            ("architecture", ARCHITECTURES),
+            ("init", INITS),
+            ("activation", ACTIVATIONS),
+            ("normalization", NORMALIZATIONS),
+        ):
+            if getattr(self, name) not in allowed:
+                raise ValueError(
+                    f"NetworkDesign.{name} must be one of {allowed}, got {getattr(self, name)!r}"
+                )
+        for name in ("width", "depth", "image_size"):
+            _check_int(f"NetworkDesign.{name}", getattr(self, name), 1)
+        for name in ("gain", "slope", "residual_scale"):
+            value = getattr(self, name)
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not math.isfinite(value)
+            ):
+                raise TypeError(f"NetworkDesign.{name} must be a finite real number, got {value!r}")
+        if self.gain <= 0:
+            raise ValueError(f"NetworkDesign.gain must be > 0, got {self.gain!r}")
+
+    @property
+    def features(self) -> int:
+        """Elements per sample of every block's input and output."""
+        return self.width * (self.image_size**2 if self.architecture == "cnn" else 1)
+
+
+def _design(design: NetworkDesign | Mapping[str, Any], **overrides: Any) -> NetworkDesign:
+    if isinstance(design, Mapping):
+        design = NetworkDesign(**design)
+    if not isinstance(design, NetworkDesign):
+        raise TypeError(
+            "design must be a NetworkDesign or a mapping of its fields, "
+            f"got {type(design).__name__}"
+        )
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    return dataclasses.replace(design, **overrides) if overrides else design
+
+
+class ResidualBlock(nn.Module):
+    r"""Residual block :math:`y = x + \alpha\,F(x)`, Jacobian :math:`I + \alpha J_F`.
+
+    >>> blk = ResidualBlock(nn.Linear(4, 4), scale=0.5)
+    >>> blk(torch.zeros(2, 4)).shape
+    torch.Size([2, 4])
+    """
+
+    def __init__(self, branch: nn.Module, scale: float = 1.0) -> None:
+        super().__init__()
+        self.branch = branch
+        self.scale = float(scale)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.scale * self.branch(x)
+
+    def extra_repr(self) -> str:
+        return f"scale={self.scale}"
+
+
+def _activation(design: NetworkDesign) -> nn.Module | None:
+    return {
+        "relu": nn.ReLU,
+        "leaky_relu": lambda: nn.LeakyReLU(design.slope),
+        "tanh": nn.Tanh,
+        "gelu": nn.GELU,
+        "selu": nn.SELU,
+        "linear": lambda: None,
+    }[design.activation]()
+
+
+def _haar_orthogonal(n: int, gen: torch.Generator) -> torch.Tensor:
+    return nn.init.orthogonal_(torch.empty(n, n, dtype=torch.float64), generator=gen)
+
+
+def _block(design: NetworkDesign, gen: torch.Generator) -> nn.Module:
+    w = design.width
+    if design.architecture == "cnn":
+        layer: nn.Module = nn.Conv2d(
+            w, w, 3, padding=1, padding_mode="circular", bias=False, dtype=torch.float64
+        )
+        with torch.no_grad():
+            if design.init == "gaussian":
+                layer.weight.normal_(0.0, design.gain / math.sqrt(w * 9), generator=gen)
+            else:  # delta-orthogonal: only the centre tap is non-zero
+                layer.weight.zero_()
+                layer.weight[:, :, 1, 1] = design.gain * _haar_orthogonal(w, gen)
+        norm = nn.BatchNorm2d(w, dtype=torch.float64)
+    else:
+        layer = nn.Linear(w, w, bias=False, dtype=torch.float64)
+        with torch.no_grad():
+            if design.init == "gaussian":
+                layer.weight.normal_(0.0, design.gain / math.sqrt(w), generator=gen)
+            else:
+                layer.weight.copy_(design.gain * _haar_orthogonal(w, gen))
+        norm = nn.BatchNorm1d(w, dtype=torch.float64)
+    parts = [layer] + ([norm] if design.normalization == "batchnorm" else [])
+    act = _activation(design)
+    parts += [act] if act is not None else []
+    block: nn.Module = nn.Sequential(*parts)
+    if design.architecture == "residual":
+        block = ResidualBlock(block, design.residual_scale)
+    return block
+
+
+def build_network(
+    design: NetworkDesign | Mapping[str, Any],
+    width: int | None = None,
+    depth: int | None = None,
+    seed: int | None = None,
+    generator: torch.Generator | None = None,
+    *,
+    dtype: torch.dtype = torch.float64,
+    device: str | torch.device | None = None,
+) -> nn.Sequential:
+    """Draw one random network of ``design`` (``width``/``depth`` override its fields).
+
+    Returns ``nn.Sequential(OrderedDict(block0=..., ...))`` in training mode, on
+    ``device`` (default CPU) with ``dtype`` (default float64). Weights are drawn
+    on the CPU from ``seed``/``generator``, so a seed gives the same network on
+    every device.
+
+    >>> net = build_network(NetworkDesign("mlp", width=8, depth=2), seed=0)
+    >>> x = torch.randn(3, 8, dtype=torch.float64)
+    >>> [name for name, _ in net.named_children()], net(x).shape
+    (['block0', 'block1'], torch.Size([3, 8]))
+    """
+    design = _design(design, width=width, depth=depth)
+    gen = make_generator(seed, generator, cpu=True)
+    blocks = OrderedDict((f"block{i}", _block(design, gen)) for i in range(design.depth))
+    return nn.Sequential(blocks).to(device=device or "cpu", dtype=dtype)
+
+
+def sample_input(
+    design: NetworkDesign | Mapping[str, Any],
+    batch: int,
+    seed: int | None = None,
+    generator: torch.Generator | None = None,
+    *,
+    width: int | None = None,
+    dtype: torch.dtype = torch.float64,
+    device: str | torch.device | None = None,
+) -> torch.Tensor:
+    """Standard normal input ``[batch, width]`` (``[batch, width, s, s]`` for ``"cnn"``)."""
+    design = _design(design, width=width)
+    batch = _check_int("batch", batch, 1)
+    gen = make_generator(seed, generator, cpu=True)
+    shape = (batch, design.width) + (
+        (design.image_size,) * 2 if design.architecture == "cnn" else ()
+    )
+    return torch.randn(shape, generator=gen, dtype=torch.float64).to(
+        device=device or "cpu", dtype=dtype
+    )
+
+
+def _progress(progress: Callable[[int, int], Any] | bool | None, total: int, desc: str):
+    """A ``step(done)`` callback from a user callable, ``True`` (tqdm if installed) or ``None``."""
+    if callable(progress):
+        return lambda done: progress(done, total)
+    if progress:
+        try:
+            from tqdm.auto import tqdm
+        except ImportError:
+            return lambda done: None
+        bar = tqdm(total=total, desc=desc, leave=False)
+
+        def step(done: int) -> None:
+            bar.update(done - bar.n)
+            if done >= total:
+                bar.close()
+
+        return step
+    return lambda done: None
+
+
+def _same_sample(f: Callable, x: torch.Tensor, b: int) -> Callable:
+    """``x_b -> f(x with row b replaced)[b]``: the diagonal block of the batch Jacobian."""
+
+    def g(xb: torch.Tensor) -> torch.Tensor:
+        return f(torch.cat([x[:b], xb[None], x[b + 1 :]]))[b]
+
+    return g
+
+
+def sample_spectrum(
+    design: NetworkDesign | Mapping[str, Any],
+    *,
+    width: int | None = None,
+    depth: int | None = None,
+    samples: int = 8,
+    inputs: int = 1,
+    batch: int = 32,
+    seed: int | None = None,
+    generator: torch.Generator | None = None,
+    device: str | torch.device | None = None,
+    progress: Callable[[int, int], Any] | bool | None = None,
+) -> np.ndarray:
+    r"""Eigenvalues of :math:`J J^\top` of the whole network for random draws.
+
+    For each of ``samples`` networks and each of ``inputs`` standard-normal
+    inputs the full per-sample Jacobian ``J`` (``features x features``) is
+    computed in float64 with ``torch.func.jacrev`` and :math:`JJ^\top` is
+    diagonalized (eigenvalues clipped at 0 against round-off). With batch norm
+    the network sees a batch of ``max(batch, inputs)`` samples and ``J`` is the
+    diagonal (same-sample) block of the batch Jacobian.
+
+    Returns a float64 array of shape ``[samples * inputs, features]``, each row
+    sorted ascending (``.ravel()`` pools them). Its row means estimate
+    :math:`m_1` and the means of squares :math:`m_2`.
+
+    >>> eig = sample_spectrum(NetworkDesign(width=64, depth=2, init="orthogonal",
+    ...                                     activation="linear"), samples=1, seed=0)
+    >>> bool(np.allclose(eig, 1.0))
+    True
+    """
+    design = _design(design, width=width, depth=depth)
+    samples = _check_int("samples", samples, 1)
+    inputs = _check_int("inputs", inputs, 1)
+    batch = _check_int("batch", batch, 2 if design.normalization == "batchnorm" else 1)
+    gen = make_generator(seed, generator, cpu=True)
+    n_batch = max(batch, inputs) if design.normalization == "batchnorm" else inputs
+    feats = design.features
+    chunk = max(1, (1 << 22) // (n_batch * feats))
+    step = _progress(progress, samples, "spectrum")
+    rows = []
+    for s in range(samples):
+        net = build_network(design, generator=gen, device=device)
+        f = functional_forward(net, None)
+        x = sample_input(design, n_batch, generator=gen, device=device)
+        for b in range(inputs):
+            jac = jacrev(_same_sample(f, x, b), chunk_size=chunk)(x[b]).reshape(feats, feats)
+            eig = torch.linalg.eigvalsh(jac @ jac.T).clamp_min(0.0)
+            rows.append(eig.cpu().numpy())
+        step(s + 1)
+    return np.stack(rows)
+
+
+@dataclass(frozen=True)
+class BlockMoments:
+    r"""Measured Jacobian moments per block (index ``l`` = ``block{l}``), shape ``[depth]``.
+
+    ``m1``, ``m2``, ``variance`` (:math:`m_2-m_1^2`), ``normalized_variance``
+    (:math:`m_2/m_1^2-1`) are means over the sampled networks, ``*_stderr`` their
+    standard errors (spread over networks when ``samples >= 2``, else the
+    probe standard error). ``q`` is the block input's second moment
+    :math:`\mathbb E[h^2]`. The ``total_*`` fields (``None`` unless
+    ``cumulative``) are the same for the prefix network ``block0 .. block{l}``.
+    ``per_network`` maps field names to ``[samples, depth]`` raw arrays.
+    """
+
+    design: NetworkDesign
+    m1: np.ndarray
+    m1_stderr: np.ndarray
+    m2: np.ndarray
+    m2_stderr: np.ndarray
+    variance: np.ndarray
+    variance_stderr: np.ndarray
+    normalized_variance: np.ndarray
+    normalized_variance_stderr: np.ndarray
+    q: np.ndarray
+    total_m1: np.ndarray | None
+    total_m1_stderr: np.ndarray | None
+    total_variance: np.ndarray | None
+    total_variance_stderr: np.ndarray | None
+    samples: int
+    per_network: dict[str, np.ndarray] = dataclasses.field(repr=False, compare=False)
+
+
+def _mean_se(per_net: np.ndarray, probe_se: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    if per_net.shape[0] >= 2:
+        return per_net.mean(0), per_net.std(0, ddof=1) / math.sqrt(per_net.shape[0])
+    return per_net[0], probe_se[0]
+
+
+def sample_block_moments(
+    design: NetworkDesign | Mapping[str, Any],
+    *,
+    width: int | None = None,
+    depth: int | None = None,
+    samples: int = 4,
+    batch: int = 16,
+    probes: int = 16,
+    cumulative: bool = True,
+    seed: int | None = None,
+    generator: torch.Generator | None = None,
+    device: str | torch.device | None = None,
+    progress: Callable[[int, int], Any] | bool | None = None,
+) -> BlockMoments:
+    r"""Measure every block's Jacobian moments on ``samples`` random networks.
+
+    Each network sees a standard-normal batch of ``batch`` inputs; every block
+    is measured with :func:`~toolkit.isometry.empirical.empirical` (``probes``
+    Hutchinson probes, float64) at the input it actually receives. With
+    ``cumulative`` the prefix networks are measured too (``total_*``), which
+    shows how :math:`m_1` and the variance compose with depth (this costs
+    :math:`O(\text{depth}^2)` block evaluations per network). ``progress`` is
+    a callable ``progress(done, total)`` called after each network, or ``True``
+    for a tqdm bar when tqdm is installed. With batch norm the measured
+    :math:`m_1` carries the :math:`O(1/\text{batch})` cross-sample terms (see
+    :func:`~toolkit.isometry.empirical.empirical`).
+
+    >>> res = sample_block_moments(NetworkDesign(width=64, depth=2, gain=2**0.5),
+    ...                            samples=2, cumulative=False, seed=0)
+    >>> res.m1.shape, bool(np.all(np.abs(res.m1 - 1) < 0.2))
+    ((2,), True)
+    """
+    design = _design(design, width=width, depth=depth)
+    samples = _check_int("samples", samples, 1)
+    batch = _check_int("batch", batch, 2 if design.normalization == "batchnorm" else 1)
+    probes = _check_int("probes", probes, 1)
+    gen = make_generator(seed, generator, cpu=True)
+    L = design.depth
+    keys = ("m1", "m2", "variance", "normalized_variance", "q")
+    keys += ("total_m1", "total_variance") if cumulative else ()
+    raw = {k: np.full((samples, L), np.nan) for k in keys}
+    se = {k: np.full((samples, L), np.nan) for k in keys}
+    step = _progress(progress, samples, "networks")
+    for s in range(samples):
+        net = build_network(design, generator=gen, device=device)
+        h = x0 = sample_input(design, batch, generator=gen, device=device)
+        with torch.no_grad():
+            for l, block in enumerate(net):
+                est = empirical(block, h, probes, generator=gen)
+                tot = (
+                    est
+                    if l == 0 or not cumulative
+                    else empirical(net[: l + 1], x0, probes, generator=gen)
+                )
+                raw["q"][s, l] = float((h.double() ** 2).mean())
+                for k in keys:
+                    src, name = (tot, k[6:]) if k.startswith("total_") else (est, k)
+                    if k != "q":
+                        raw[k][s, l], se[k][s, l] = (
+                            getattr(src, name),
+                            getattr(src, f"{name}_stderr"),
+                        )
+                h = block(h)
+        step(s + 1)
+    fields: dict[str, Any] = {"total_m1": None, "total_m1_stderr": None, "total_variance": None}
+    fields["total_variance_stderr"] = None
+    for k in keys:
+        fields[k], err = _mean_se(raw[k], se[k])
+        if k != "q":
+            fields[f"{k}_stderr"] = err
+    return BlockMoments(design=design, samples=samples, per_network=raw, **fields)
