@@ -53,11 +53,13 @@ def test_spectrum_curve_is_a_density(explorer):
     explorer.controls["activation"].value = "linear"
     explorer.controls["depth"].value = 1
     curve = _trace(explorer.figures["spectrum"], "free probability")
-    x, y = np.asarray(curve.x), np.asarray(curve.y)
-    assert np.all(y >= 0) and abs(np.trapezoid(y, x) - 1) < 0.05
+    u, y = np.asarray(curve.x), np.asarray(curve.y)  # density of log10 λ
+    assert np.all(y >= 0) and abs(np.trapezoid(y, u) - 1) < 0.05
+    x = 10.0**u
+    rho = y / (x * np.log(10.0))
     mp = np.sqrt(np.clip(x * (4 - x), 0, None)) / (2 * np.pi * x)  # g = 1, ratio 1
     inside = (x > 0.2) & (x < 3.8)
-    np.testing.assert_allclose(y[inside], mp[inside], rtol=0.02)
+    np.testing.assert_allclose(rho[inside], mp[inside], rtol=0.02)
     explorer.controls["activation"].value = "relu"
 
 

@@ -17,6 +17,7 @@ from plotly.subplots import make_subplots
 
 from .. import gpu_available
 from ..isometry import profile, spectral_density
+from ..isometry._plotting import log_histogram, to_log_axis
 from ..isometry.designs import design_block, design_formula
 from ..isometry.sampling import (
     ACTIVATIONS,
@@ -157,8 +158,8 @@ class IsometryExplorer(Explorer):
         spectrum.update_layout(
             title="end-to-end spectral density of JJᵀ",
             height=340,
-            xaxis_title="eigenvalue λ",
-            yaxis_title="density",
+            xaxis_title="log₁₀ λ (eigenvalue of JJᵀ)",
+            yaxis_title="density of log₁₀ λ",
             bargap=0,
             margin=dict(t=50, b=40),
         )
@@ -205,7 +206,7 @@ class IsometryExplorer(Explorer):
         with self.figures["spectrum"].batch_update():
             bars, curve = self.figures["spectrum"].data
             bars.x, bars.y = [], []
-            curve.x, curve.y = x, density
+            curve.x, curve.y = to_log_axis(x, density)
         self.sampled = {}
         self.progress.value = 0
         where = (
@@ -258,9 +259,9 @@ class IsometryExplorer(Explorer):
             for trace, (y, err) in zip(fig.data[4:], series):
                 trace.x, trace.y = depth, np.asarray(y, dtype=float)
                 trace.error_y.array = np.asarray(err, dtype=float)
-        counts, edges = np.histogram(eigenvalues.ravel(), bins=80, density=True)
+        centres, heights, widths, _ = log_histogram(eigenvalues, bins=60)
         with self.figures["spectrum"].batch_update():
             bars = self.figures["spectrum"].data[0]
-            bars.x, bars.y, bars.width = (edges[:-1] + edges[1:]) / 2, counts, np.diff(edges)
+            bars.x, bars.y, bars.width = centres, heights, widths
         self.sampled = {"moments": moments, "eigenvalues": eigenvalues}
         return self.sampled
