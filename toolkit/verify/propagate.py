@@ -28,7 +28,7 @@ from collections import OrderedDict
 import torch
 from torch import Tensor
 
-from .relaxations import LinearBounds
+from .relaxations import Elementwise, Linear, LinearBounds
 from .relaxations._base import safe_mul
 from .relaxations.softmax import Shift
 
@@ -97,6 +97,17 @@ class Propagator:
         need.discard("input")
         return need
 
+    def _implied(self, node, backed: set[str]) -> bool:
+        """True when a backward pass from ``node`` cannot beat its IBP bounds.
+
+        For an elementwise op y = f(x) whose input x (up to exact shifts/reshapes) already has
+        backward bounds [L, U] from this run, the backward bound of y_i is the plane
+        a x + b minimised over [L, U] (the pass is positively homogeneous in A), which is
+        below the exact range of f over the intersected [l, u] ⊆ [L, U] that IBP gives.
+        """
+        return (isinstance(node.op, Elementwise) and len(node.inputs) == 1
+                and self._resolve(node.inputs[0]) in backed)
+
     def _in_bnds(self, node):
         return [self.bounds[i] for i in node.inputs]
 
@@ -109,11 +120,12 @@ class Propagator:
         return l.reshape(shape), u.reshape(shape)
 
     # ------------------------------------------------------------------ backward
-    def backward(self, start: str, A0: Tensor, stop_attention: bool) -> Tensor:
-        """Lower bound [B, m] of ``A0 . node(start)`` for A0 [B, m, *shape]."""
+    def backward(self, start: str, A0: Tensor, stop_attention: bool,
+                 bias0: Tensor | None = None) -> Tensor:
+        """Lower bound [B, m] of ``A0 . node(start) + bias0`` for A0 [B, m, *shape]."""
         B, m = A0.shape[:2]
         acc = {start: A0}
-        bias = A0.new_zeros(B, m)
+        bias = A0.new_zeros(B, m) if bias0 is None else bias0
         Wd = A0.new_zeros(B, m, self.dom.n)
         for name in reversed(self.order[: self.index[start] + 1]):
             A = acc.pop(name, None)
@@ -146,11 +158,30 @@ class Propagator:
         B = self.dom.B
         rows = rows_per_chunk(B, self.max_numel, self.memory_limit, self.chunk_size, 2 * N)
         out = torch.empty(B, 2 * N, dtype=F64)
+        op = node.op
+        # A0 = +-I met by a weight matrix first: start one node lower with the rows of W^T
+        # (the same numbers as I @ W^T, without the dense product with the identity)
+        skip_first = isinstance(op, Linear) and op.W is not None and len(node.inputs) == 1
         for r0 in range(0, 2 * N, rows):
             r1 = min(2 * N, r0 + rows)
             idx = torch.arange(r0, r1)
+            sign = torch.where(idx < N, 1.0, -1.0).to(F64)
+            if skip_first:
+                src = self.nodes[node.inputs[0]]
+                Dout = node.shape[-1]
+                j = idx % N
+                lead, o = j // Dout, j % Dout
+                A = torch.zeros(B, r1 - r0, N // Dout, op.W.shape[0], dtype=F64)
+                A[:, torch.arange(r1 - r0), lead] = sign[:, None] * op.W.T[o]
+                bias0 = None
+                if op.b is not None:
+                    b = op.b.expand(node.shape).reshape(-1)[j]
+                    bias0 = (sign * b).expand(B, r1 - r0).clone()
+                out[:, r0:r1] = self.backward(src.name, A.reshape(B, r1 - r0, *src.shape),
+                                              stop_attention, bias0)
+                continue
             A0 = torch.zeros(B, r1 - r0, N, dtype=F64)
-            A0[:, torch.arange(r1 - r0), idx % N] = torch.where(idx < N, 1.0, -1.0).to(F64)
+            A0[:, torch.arange(r1 - r0), idx % N] = sign
             out[:, r0:r1] = self.backward(name, A0.reshape(B, r1 - r0, *node.shape),
                                           stop_attention)
         l = out[:, :N].reshape(B, *node.shape)
@@ -169,7 +200,7 @@ class Propagator:
         uses_lin = meth in ("forward", "baf")
         consumers = self.g.consumers()
         refs = {n: len(c) for n, c in consumers.items()}
-        keep = set()
+        keep, backed = set(), set()
         if meth == "baf":  # attention outputs are substituted later by backward passes
             keep = {n for n, nd in self.nodes.items()
                     if nd.attention and any(not self.nodes[c].attention for c in consumers[n])}
@@ -192,9 +223,11 @@ class Propagator:
                     refs[i] -= 1
                     if refs[i] == 0 and i not in keep and i != self.g.output:
                         self.lins.pop(i, None)
-            if name in need and not (meth == "baf" and node.attention):
+            if name in need and not (meth == "baf" and node.attention) \
+                    and not self._implied(node, backed):
                 cl, cu = self.backward_bounds(name, stop_attention=(meth == "baf"))
                 l, u = torch.fmax(l, cl), torch.fmin(u, cu)
+                backed.add(name)
             if node.valid_range is not None:
                 lo, hi = node.valid_range
                 l, u = l.clamp(min=lo), u.clamp(max=hi)

@@ -9,7 +9,10 @@ import importlib
 from typing import Any
 
 #: Explorer name -> the module that defines it.  Each module issue adds its explorer here.
-_EXPLORERS: dict[str, str] = {"IsometryExplorer": ".isometry"}
+_EXPLORERS: dict[str, str] = {
+    "IsometryExplorer": ".isometry",
+    "BoundsExplorer": ".verify",
+}
 
 __all__ = ["Explorer", *_EXPLORERS]
 

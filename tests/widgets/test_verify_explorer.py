@@ -1,0 +1,173 @@
+"""BoundsExplorer driven headless: set controls, read the figures back, compare with the API."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("plotly")
+pytest.importorskip("ipywidgets")
+
+from toolkit.verify import LpBall, bounds, certified_radius, load_default_model, margin_bounds
+from toolkit.widgets import BoundsExplorer
+from toolkit.widgets.verify import RADIUS_RANGE
+
+SENTENCE = "a wonderful film"
+METHODS = ("ibp", "crown", "forward", "baf")
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def explorer():
+    return BoundsExplorer(SENTENCE, positions=[1], eps=0.01)
+
+
+@pytest.fixture(scope="module")
+def model():
+    m, vocab = load_default_model()
+    return m, vocab
+
+
+def _embed(model, sentence):
+    m, vocab = model
+    return m.embed(vocab.encode(sentence)).detach()
+
+
+def _trace(fig, name):
+    return next(t for t in fig.data if t.name == name)
+
+
+def _arr(values):
+    return np.asarray(values, dtype=float)
+
+
+def test_positions_follow_the_sentence(explorer):
+    opts = explorer.controls["positions"].options
+    assert [label for label, _ in opts] == ["0: a", "1: wonderful", "2: film"]
+    assert explorer.controls["positions"].value == (1,)
+
+
+@pytest.mark.parametrize("method,p", [("crown", 2.0), ("baf", math.inf), ("forward", 1.0)])
+def test_logit_intervals_equal_bounds(explorer, model, method, p):
+    c = explorer.controls
+    c["p"].value, c["eps"].value, c["method"].value = p, 0.02, method
+    c["positions"].value = (0, 2)
+    e = _embed(model, SENTENCE)
+    spec = LpBall(0.02, p=p, positions=[0, 2])
+    lo, hi = bounds(model[0], e, spec, method)
+    fig = explorer.figures["logits"]
+    bar = _trace(fig, "certified interval")
+    np.testing.assert_allclose(_arr(bar.base), lo.numpy(), rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(_arr(bar.base) + _arr(bar.y), hi.numpy(), rtol=1e-9)
+    clean = model[0].double()(e[None].double())[0].detach().numpy()
+    np.testing.assert_allclose(_arr(_trace(fig, "clean logit").y), clean, rtol=1e-10)
+    # the margin bounds behind the "certified" verdict are those of margin_bounds
+    label = int(clean.argmax())
+    mlo, _ = margin_bounds(model[0], e, spec, label, method)
+    got = explorer.results[method]
+    np.testing.assert_allclose(got.margin_lower, mlo.numpy(), rtol=1e-9, atol=1e-12)
+    assert got.certified == bool((np.delete(mlo.numpy(), label) > 0).all())
+
+
+def test_tiny_eps_shrinks_to_clean_logits(explorer):
+    c = explorer.controls
+    c["positions"].value = (1,)
+    c["p"].value, c["method"].value = 2.0, "crown"
+    c["eps"].value = 1e-6
+    fig = explorer.figures["logits"]
+    bar, clean = _trace(fig, "certified interval"), _trace(fig, "clean logit")
+    lo, width = _arr(bar.base), _arr(bar.y)
+    assert np.all(width >= 0) and np.all(width < 1e-3)
+    assert np.all(lo <= _arr(clean.y) + 1e-9)
+    assert np.all(lo + width >= _arr(clean.y) - 1e-9)
+    assert "certified" in fig.layout.title.text
+
+
+def test_methods_view_and_ibp_looser_than_crown(explorer, model):
+    c = explorer.controls
+    c["positions"].value = (1,)
+    c["p"].value, c["eps"].value = 2.0, 0.05
+    y = dict(zip(explorer.figures["methods"].data[0].x, explorer.figures["methods"].data[0].y))
+    assert set(y) == set(METHODS)
+    assert y["ibp"] >= y["crown"] and y["ibp"] >= y["baf"] and y["forward"] >= y["crown"]
+    lo, hi = bounds(model[0], _embed(model, SENTENCE), LpBall(0.05, 2, [1]), "ibp")
+    assert y["ibp"] == pytest.approx(float((hi - lo).mean()), rel=1e-9)
+
+
+def test_layer_widths_equal_intermediate_bounds(explorer, model):
+    c = explorer.controls
+    c["positions"].value = (1,)
+    c["p"].value, c["eps"].value = math.inf, 0.01
+    e = _embed(model, SENTENCE)
+    fig = explorer.figures["layers"]
+    for method in METHODS:
+        _, _, inter = bounds(model[0], e, LpBall(0.01, "inf", [1]), method,
+                             return_intermediate=True)
+        trace = _trace(fig, method)
+        assert list(trace.x) == list(inter)
+        expect = [float((u - l).mean()) for l, u in inter.values()]
+        np.testing.assert_allclose(_arr(trace.y), expect, rtol=1e-9)
+    c["method"].value = "baf"
+    assert _trace(fig, "baf").line.width > _trace(fig, "ibp").line.width
+
+
+def test_run_fills_radius_heatmap(explorer, model):
+    c = explorer.controls
+    c["p"].value, c["method"].value = 2.0, "forward"
+    row = explorer.run()
+    assert explorer.progress.value == explorer.progress.max == 3
+    m, _ = model
+    e = _embed(model, SENTENCE)
+    label = int(m(e[None]).argmax())
+    max_eps, tol = RADIUS_RANGE[2.0]
+    expect = certified_radius(m, e, label, [0, 1, 2], p=2, method="forward", tol=tol,
+                              max_eps=max_eps).numpy()
+    np.testing.assert_allclose(row, expect)
+    hm = explorer.figures["radius"].data[0]
+    z = np.asarray(hm.z, dtype=float)
+    np.testing.assert_allclose(z[list(hm.y).index("forward")], expect)
+    assert np.isnan(z[list(hm.y).index("crown")]).all()  # not run yet
+    # a new norm clears the stale radii
+    c["p"].value = 1.0
+    assert np.isnan(np.asarray(explorer.figures["radius"].data[0].z, dtype=float)).all()
+
+
+def test_example_dropdown_sets_sentence(explorer):
+    ex = explorer.controls["example"]
+    ex.value = ex.options[1]
+    assert explorer.controls["sentence"].value == ex.options[1]
+    words = ex.options[1].split()
+    assert len(explorer.controls["positions"].options) == len(words)
+    explorer.controls["sentence"].value = SENTENCE
+
+
+def test_bad_inputs_go_to_the_status_line(explorer):
+    c = explorer.controls
+    c["sentence"].value = "  ,, "
+    assert "ValueError" in explorer.status.value and "sentence" in explorer.status.value
+    c["sentence"].value = SENTENCE
+    c["positions"].value = ()
+    assert "ValueError" in explorer.status.value and "positions" in explorer.status.value
+    c["positions"].value = (1,)
+    assert "Error" not in explorer.status.value
+
+
+def test_constructor_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="method must be one of"):
+        BoundsExplorer(SENTENCE, method="alpha")
+    with pytest.raises(ValueError, match="p must be"):
+        BoundsExplorer(SENTENCE, p=3)
+    with pytest.raises(ValueError, match="eps must be"):
+        BoundsExplorer(SENTENCE, eps=-1.0)
+    with pytest.raises(TypeError, match="model and vocab"):
+        BoundsExplorer(SENTENCE, model=load_default_model()[0])

@@ -1,0 +1,328 @@
+"""BoundsExplorer: certified bounds of a small transformer classifier, interactively.
+
+The model is :mod:`toolkit.verify` (bound propagation with ``ibp``, ``crown``, ``forward`` and
+``baf``; :func:`~toolkit.verify.certified_radius`); this module adds two plain functions
+(:func:`method_bounds`, :func:`radius_row`) and lays out controls and figures.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+import time
+from dataclasses import dataclass
+
+import ipywidgets as W
+import numpy as np
+import plotly.graph_objects as go
+import torch
+
+from ..verify import LpBall, build_graph, certified_radius, load_default_model, margin_matrix
+from ..verify.propagate import METHODS, Propagator
+from ..verify.specs import normalize_p
+from ..verify.task import EXAMPLES
+from ._base import Explorer
+
+__all__ = ["RADIUS_RANGE", "BoundsExplorer", "MethodBounds", "method_bounds", "radius_row"]
+
+#: p -> (max_eps, tol) of the explorer's coarse radius search (bisection, about 6 steps)
+RADIUS_RANGE = {1.0: (2.0, 2.0 / 64), 2.0: (1.0, 1.0 / 64), math.inf: (0.25, 0.25 / 64)}
+_COLORS = dict(ibp="#7f7f7f", crown="#1f77b4", forward="#ff7f0e", baf="#2ca02c")
+
+
+@dataclass
+class MethodBounds:
+    """Bounds of one method for one sentence and perturbation.
+
+    ``lower``/``upper`` [C]: logit bounds; ``margin_lower`` [C]: lower bounds on
+    :math:`z_y - z_j` (0 at the label ``y``), computed inside the linear bounds;
+    ``layers``: reported node names (:data:`toolkit.verify.graph.REPORTED`) and
+    ``layer_width`` their mean bound width :math:`\\overline{u - l}`; ``seconds``: wall time.
+    """
+
+    method: str
+    label: int
+    lower: np.ndarray
+    upper: np.ndarray
+    margin_lower: np.ndarray
+    layers: list[str]
+    layer_width: np.ndarray
+    seconds: float
+
+    @property
+    def width(self) -> float:
+        """Mean width of the logit bounds."""
+        return float(np.mean(self.upper - self.lower))
+
+    @property
+    def certified(self) -> bool:
+        """True when every margin :math:`z_y - z_j` (j != y) is provably positive."""
+        others = np.delete(self.margin_lower, self.label)
+        return bool(np.all(others > 0))
+
+
+def method_bounds(model, e: torch.Tensor, spec, method: str, label: int) -> MethodBounds:
+    """Logit bounds, margin bounds and per-layer widths of ``method`` in one propagation.
+
+    ``e`` [T, D] word embeddings of one sentence, ``spec`` an :class:`~toolkit.verify.LpBall`.
+    The logit bounds equal ``bounds(model, e, spec, method)``, the margins
+    ``margin_bounds(model, e, spec, label, method)``.
+
+    >>> model, vocab = load_default_model()                         # doctest: +SKIP
+    >>> e = model.embed(vocab.encode("a wonderful film")).detach()  # doctest: +SKIP
+    >>> method_bounds(model, e, LpBall(0.01, 2, [1]), "crown", 1).certified  # doctest: +SKIP
+    True
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    e = e.detach().to(torch.float64)[None]
+    start = time.perf_counter()
+    graph = build_graph(model, e.shape[1])
+    prop = Propagator(graph, spec.domains(e)[0], method, report=True)
+    mlo, _mhi, inter = prop.run(margin_matrix(label, 1, model.num_classes))
+    lo, hi = prop.bounds[graph.output]
+    seconds = time.perf_counter() - start
+    mlo = mlo[0].clone()
+    mlo[label] = 0.0
+    names = list(inter)
+    widths = np.array([float((u - l).mean()) for l, u in inter.values()])
+    return MethodBounds(method, int(label), lo[0].numpy(), hi[0].numpy(), mlo.numpy(), names,
+                        widths, seconds)
+
+
+def radius_row(model, e: torch.Tensor, label: int, p, method: str, progress=None) -> np.ndarray:
+    """Certified radius of every position of one sentence ([T]), coarse (see RADIUS_RANGE).
+
+    One :func:`~toolkit.verify.certified_radius` call per position so that ``progress(done,
+    total)`` can follow; a value equal to ``max_eps`` means "at least max_eps".
+    """
+    p = normalize_p(p)
+    max_eps, tol = RADIUS_RANGE[p]
+    T = e.shape[0]
+    out = np.zeros(T)
+    for t in range(T):
+        out[t] = float(certified_radius(model, e, label, [t], p=p, method=method, tol=tol,
+                                        max_eps=max_eps)[0])
+        if progress is not None:
+            progress(t + 1, T)
+    return out
+
+
+@contextlib.contextmanager
+def _one_thread():
+    """Bound propagation on these sizes gains nothing from intra-op threads, and on shared
+    cores the threads cost several times the work; run it on one thread, then restore."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
+
+
+def _p_label(p: float) -> str:
+    return "∞" if math.isinf(p) else str(int(p))
+
+
+class BoundsExplorer(Explorer):
+    """Certified logit bounds under an Lp ball on chosen word embeddings.
+
+    Views: the logit intervals of the selected method beside the clean logits; the mean
+    bound width after every layer for all four methods (which layer loosens the bound);
+    the mean logit width per method at the current eps; and, behind **Run**, the certified
+    radius of every position of the sentence for the selected method (a heatmap).
+
+    >>> ex = BoundsExplorer("a truly wonderful and moving film")   # doctest: +SKIP
+    >>> ex.controls["eps"].value = 0.05                           # doctest: +SKIP
+    >>> ex.figures["logits"].data[0].base                         # doctest: +SKIP
+    """
+
+    live_controls = ("sentence", "positions", "p", "eps", "method")
+
+    def __init__(self, sentence: str | None = None, *, positions=None, p=2, eps: float = 0.01,
+                 method: str = "crown", model=None, vocab=None) -> None:
+        if method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+        self._p = normalize_p(p)
+        if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps > 0:
+            raise ValueError(f"eps must be a number > 0, got {eps!r}")
+        if (model is None) != (vocab is None):
+            raise TypeError("model and vocab must be given together (or neither)")
+        if model is None:
+            model, vocab = load_default_model()
+        else:
+            model = copy.deepcopy(model)
+        self.model, self.vocab = model.double().eval(), vocab
+        self._sentence = sentence if sentence is not None else EXAMPLES[0][0]
+        self._positions, self._eps, self._method = positions, float(eps), method
+        self.classes = ["negative", "positive"] if self.model.num_classes == 2 else [
+            f"class {c}" for c in range(self.model.num_classes)]
+        self._cache: dict = {}
+        self._syncing = False
+        self._radius_key = None
+        self.results: dict[str, MethodBounds] = {}
+        self.radii: dict[str, np.ndarray] = {}
+        super().__init__()
+
+    # -- layout ------------------------------------------------------------------------------
+    def _build(self) -> W.Widget:
+        c, style = self.controls, {"style": {"description_width": "80px"}}
+        c["example"] = W.Dropdown(options=[s for s, _ in EXAMPLES], value=None,
+                                  description="examples", **style)
+        c["sentence"] = W.Text(value=self._sentence, description="sentence",
+                               continuous_update=False, layout=W.Layout(width="420px"), **style)
+        c["positions"] = W.SelectMultiple(options=[], rows=6, description="perturb", **style)
+        c["p"] = W.ToggleButtons(options=[("1", 1.0), ("2", 2.0), ("∞", math.inf)],
+                                 value=self._p, description="norm p", **style)
+        c["eps"] = W.FloatLogSlider(value=self._eps, base=10, min=-6, max=0, step=0.05,
+                                    readout_format=".2e", continuous_update=False,
+                                    description="ε", **style)
+        c["method"] = W.ToggleButtons(options=list(METHODS), value=self._method,
+                                      description="method", **style)
+        c["example"].observe(self._on_example, names="value")
+        self._sync_positions(self._sentence, self._positions)
+        self.run_button = W.Button(description="Run radii", button_style="primary", icon="play")
+        self.run_button.on_click(lambda _: self.run())
+        self.progress = W.IntProgress(value=0, min=0, max=1, description="positions")
+
+        logits = go.FigureWidget()
+        logits.add_bar(name="certified interval", marker=dict(color="rgba(31,119,180,0.45)"))
+        logits.add_scatter(mode="markers", name="clean logit",
+                           marker=dict(color="#d62728", size=12, symbol="diamond"))
+        logits.update_layout(height=330, title="logit bounds", yaxis_title="logit",
+                             margin=dict(t=50, b=40))
+        layers = go.FigureWidget()
+        for m in METHODS:
+            layers.add_scatter(mode="lines+markers", name=m, line=dict(color=_COLORS[m]))
+        layers.update_layout(height=330, title="mean bound width per layer",
+                             yaxis_type="log", margin=dict(t=50, b=40))
+        methods = go.FigureWidget()
+        methods.add_bar(name="mean logit width", marker=dict(color=[_COLORS[m] for m in METHODS]))
+        methods.update_layout(height=330, title="methods at the current ε", yaxis_type="log",
+                              yaxis_title="mean width of the logit bounds", margin=dict(t=50, b=40))
+        radius = go.FigureWidget()
+        radius.add_heatmap(colorscale="Viridis", colorbar=dict(title="radius"), zmin=0)
+        radius.update_layout(height=300, title="certified radius per position (Run)",
+                             margin=dict(t=50, b=40))
+        self.figures.update(logits=logits, layers=layers, methods=methods, radius=radius)
+        controls = W.VBox([c["example"], c["sentence"], c["positions"], c["p"], c["eps"],
+                           c["method"], self.run_button, self.progress, self.status])
+        return W.VBox([W.HBox([controls, logits]), W.HBox([layers, methods]), radius])
+
+    # -- helpers -----------------------------------------------------------------------------
+    def _on_example(self, change: dict) -> None:
+        if change["new"]:
+            self.controls["sentence"].value = change["new"]
+
+    def _on_change(self, change: dict) -> None:
+        if not self._syncing:
+            self.update()
+
+    def _sync_positions(self, sentence: str, positions=None) -> tuple[torch.Tensor, list[str]]:
+        """Tokenise ``sentence``; rebuild the position options when the tokens changed."""
+        ids = self.vocab.encode(sentence)
+        if ids.numel() > self.model.max_len:
+            raise ValueError(f"sentence must have at most {self.model.max_len} words, "
+                             f"got {ids.numel()}")
+        words = [self.vocab.words[int(i)] for i in ids]
+        labels = [f"{t}: {w}" for t, w in enumerate(words)]
+        sel = self.controls["positions"]
+        if [o[0] for o in sel.options] != labels:
+            if positions is None:
+                keep = [t for t in sel.value if t < len(labels)]
+                sentiment = set(self.vocab.positive) | set(self.vocab.negative)
+                first = [t for t, i in enumerate(ids.tolist()) if i in sentiment][:1]
+                positions = keep or first or [0]
+            self._syncing = True
+            try:
+                sel.options = [(lab, t) for t, lab in enumerate(labels)]
+                sel.value = tuple(int(t) for t in positions)
+            finally:
+                self._syncing = False
+        return ids, labels
+
+    def _bounds(self, ids, positions, p, eps) -> dict[str, MethodBounds]:
+        key = (tuple(ids.tolist()), positions, p, eps)
+        if key not in self._cache:
+            e = self.model.embed(ids).detach()
+            label = int(self.model(e[None]).argmax())
+            spec = LpBall(eps, p=p, positions=list(positions))
+            if len(self._cache) > 32:
+                self._cache.clear()
+            with _one_thread():
+                self._cache[key] = {m: method_bounds(self.model, e, spec, m, label)
+                                    for m in METHODS}
+        return self._cache[key]
+
+    # -- model -> view -----------------------------------------------------------------------
+    def _update(self) -> None:
+        v = self.values()
+        ids, labels = self._sync_positions(v["sentence"])
+        positions = tuple(self.controls["positions"].value)
+        if not positions:
+            raise ValueError("positions must select at least one token, got none")
+        p, eps, method = float(v["p"]), float(v["eps"]), v["method"]
+        self.results = res = self._bounds(ids, positions, p, eps)
+        cur = res[method]
+        with torch.no_grad():
+            clean = self.model(self.model.embed(ids)[None].double())[0].numpy()
+        fig = self.figures["logits"]
+        with fig.batch_update():
+            bar, dots = fig.data
+            bar.x, bar.base, bar.y = self.classes, cur.lower, cur.upper - cur.lower
+            dots.x, dots.y = self.classes, clean
+            verdict = "certified" if cur.certified else "not certified"
+            fig.layout.title.text = (f"{method}: logit bounds at ε = {eps:.3g} (ℓ{_p_label(p)}) "
+                                     f"— {self.classes[cur.label]} {verdict}")
+        fig = self.figures["layers"]
+        with fig.batch_update():
+            for trace, m in zip(fig.data, METHODS):
+                trace.x, trace.y = res[m].layers, res[m].layer_width
+                trace.line.width = 4 if m == method else 1.5
+        fig = self.figures["methods"]
+        with fig.batch_update():
+            fig.data[0].x = list(METHODS)
+            fig.data[0].y = np.array([res[m].width for m in METHODS])
+            fig.data[0].text = [("✓ " if res[m].certified else "✗ ") + f"{res[m].seconds:.2f}s"
+                                for m in METHODS]
+        if self._radius_key != (tuple(ids.tolist()), p):
+            self._radius_key, self.radii = (tuple(ids.tolist()), p), {}
+            self._draw_radius(labels)
+        self.progress.value = 0
+        good = [m for m in METHODS if res[m].certified]
+        self.status.value = (f"prediction: <b>{self.classes[cur.label]}</b>; certified at this ε "
+                             f"by: {', '.join(good) or 'none'}")
+
+    def _draw_radius(self, labels: list[str]) -> None:
+        z = np.array([self.radii.get(m, np.full(len(labels), np.nan)) for m in METHODS])
+        fig = self.figures["radius"]
+        with fig.batch_update():
+            hm = fig.data[0]
+            hm.x, hm.y, hm.z = labels, list(METHODS), z
+            max_eps = RADIUS_RANGE[self._radius_key[1]][0]
+            hm.zmax = max_eps
+            fig.layout.title.text = (
+                f"certified radius per position (ℓ{_p_label(self._radius_key[1])}, searched "
+                f"up to {max_eps:g}; Run fills the selected method)")
+
+    def run(self) -> np.ndarray:
+        """Certified radius of every position for the selected method; fills its heatmap row."""
+        v = self.values()
+        ids, labels = self._sync_positions(v["sentence"])
+        p, method = float(v["p"]), v["method"]
+        e = self.model.embed(ids).detach()
+        label = int(self.model(e[None].double()).argmax())
+        self.progress.max, self.progress.value = len(labels), 0
+        self.run_button.disabled = True
+        try:
+            with _one_thread():
+                row = radius_row(self.model, e, label, p, method, progress=lambda done, total:
+                                 setattr(self.progress, "value", done))
+        finally:
+            self.run_button.disabled = False
+        if self._radius_key != (tuple(ids.tolist()), p):
+            self._radius_key, self.radii = (tuple(ids.tolist()), p), {}
+        self.radii[method] = row
+        self._draw_radius(labels)
+        return row
