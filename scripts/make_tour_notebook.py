@@ -15,7 +15,7 @@ is a module with an explorer widget, a notebook and a section of the offline rep
 | module | question it answers | notebook |
 | --- | --- | --- |
 | `toolkit.isometry` | Do gradient norms stay equal across the blocks of my network? (block dynamical isometry, free probability) | [01_block_dynamical_isometry](01_block_dynamical_isometry.ipynb) |
-| `toolkit.attention` | How much attention can I prune to N:M or predict away, and what does it cost? | (coming) |
+| `toolkit.attention` | How much attention can I prune to N:M or predict away, and what does it cost? | [02_attention_sparsity](02_attention_sparsity.ipynb) |
 | `toolkit.verify` | How large a perturbation of a word embedding provably cannot flip the prediction? | [03_verification_bounds](03_verification_bounds.ipynb) |
 | `toolkit.snn`, `toolkit.metric`, `toolkit.norm` | spiking networks, metric learning, normalization | (coming) |
 

@@ -13,6 +13,7 @@ __all__ = ["SECTION_MODULES", "ReportContext", "Section", "all_sections", "regis
 SECTION_MODULES = (
     "toolkit.report.environment",
     "toolkit.isometry.report",
+    "toolkit.attention.report",
     "toolkit.verify.report",
 )
 

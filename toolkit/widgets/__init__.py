@@ -12,6 +12,7 @@ from typing import Any
 _EXPLORERS: dict[str, str] = {
     "IsometryExplorer": ".isometry",
     "BoundsExplorer": ".verify",
+    "AttentionSparsityExplorer": ".attention",
 }
 
 __all__ = ["Explorer", *_EXPLORERS]

