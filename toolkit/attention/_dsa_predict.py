@@ -18,8 +18,9 @@ import torch
 
 from .._dispatch import operation
 from .._kernels import launch, require_cuda_tensor
+from .patterns import _row_topk_op  # ties to the lower index, like the kernel
 
-__all__ = ["MAX_CODE_RANK", "predict_topk_mask"]
+__all__ = ["MAX_CODE_RANK", "approximate_scores", "predict_topk_mask"]
 
 #: The largest projection rank the kernel holds for one query row.
 MAX_CODE_RANK = 128
@@ -59,15 +60,17 @@ def _check(q_codes, k_codes, k_scale, keep) -> None:
         raise ValueError(f"keep must be an int in [1, Lk={lk}], got {keep!r}")
 
 
-@operation
-def _predict_op(q_codes, k_codes, k_scale, keep: int) -> torch.Tensor:
+def approximate_scores(q_codes, k_codes, k_scale) -> torch.Tensor:
+    """The float32 ranking scores ``fl32(q_codes . k_codes) * k_scale`` ``[..., Lq, Lk]``."""
     # float64 holds every int16 dot product exactly; the product with the scale is then
     # rounded once to float32, as the kernel does.
     dots = torch.matmul(q_codes.double(), k_codes.double().transpose(-1, -2))
-    scores = dots.float() * k_scale.unsqueeze(-2)
-    order = torch.sort(scores, dim=-1, descending=True, stable=True).indices[..., :keep]
-    mask = torch.zeros(scores.shape, dtype=torch.bool, device=scores.device)
-    return mask.scatter_(-1, order, True)
+    return dots.float() * k_scale.unsqueeze(-2)
+
+
+@operation
+def _predict_op(q_codes, k_codes, k_scale, keep: int) -> torch.Tensor:
+    return _row_topk_op(approximate_scores(q_codes, k_codes, k_scale), keep, backend="cpu")
 
 
 @_predict_op.cuda

@@ -45,7 +45,7 @@ from ._core import (
     check_qkv,
     resolve_scale,
 )
-from ._dsa_predict import predict_topk_mask
+from ._dsa_predict import approximate_scores, predict_topk_mask
 from .patterns import _check_density, _check_int, _row_topk_op, keep_count
 
 __all__ = ["dsa_attention", "dsa_mask", "dsa_projection", "dsa_scores", "quantize_rows"]
@@ -114,17 +114,11 @@ def _codes(q: torch.Tensor, k: torch.Tensor, proj: torch.Tensor, bits: int):
     return qc, sq, kc, sk
 
 
-def _predicted(qc, kc, sk) -> torch.Tensor:
-    # The float32 prediction score of step 3; the integer dot product is exact in float64.
-    dots = torch.matmul(qc.double(), kc.double().transpose(-1, -2))
-    return dots.float() * sk.unsqueeze(-2)
-
-
 @operation
 def _dsa_scores_op(q: torch.Tensor, k: torch.Tensor, proj: torch.Tensor, bits: int):
     # Reference path of the approximate scores (module docstring, step 4), float32.
     qc, sq, kc, sk = _codes(q, k, proj, bits)
-    return _predicted(qc, kc, sk) * sq.unsqueeze(-1)
+    return approximate_scores(qc, kc, sk) * sq.unsqueeze(-1)
 
 
 def dsa_scores(
@@ -160,7 +154,7 @@ def _dsa_keep(q, k, proj, bits: int, kk: int, scale: float, attn_mask) -> torch.
     qc, sq, kc, sk = _codes(q, k, proj, bits)
     if attn_mask is None:
         return predict_topk_mask(qc.contiguous(), kc.contiguous(), sk.contiguous(), kk)
-    pred = _predicted(qc, kc, sk)
+    pred = approximate_scores(qc, kc, sk)
     if attn_mask.dtype == torch.bool:
         pred = pred.masked_fill(~attn_mask, -math.inf)
     else:
