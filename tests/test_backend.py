@@ -90,7 +90,9 @@ def test_to_cupy_rejects_cpu_tensors():
 
 
 def test_lazy_subpackages():
-    assert "attention" in toolkit.__all__
+    for name in toolkit.__all__:
+        assert getattr(toolkit, name) is not None  # every listed name imports
+    assert {"attention", "isometry", "verify", "models"} <= set(toolkit.__all__)
     assert toolkit.attention.nm_mask is not None
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         toolkit.nope  # noqa: B018

@@ -21,7 +21,7 @@ from ._kernels import KernelError
 __version__ = "0.1.0"
 
 # Listed as each module lands; every name here must import.
-_SUBPACKAGES = ("attention", "models", "report", "verify", "widgets")
+_SUBPACKAGES = ("attention", "isometry", "models", "report", "verify", "widgets")
 
 __all__ = [
     "KernelError",
