@@ -1,8 +1,7 @@
 """Write notebooks/02_attention_sparsity.ipynb (committed without outputs)."""
 
-from pathlib import Path
-
 import nbformat as nbf
+from _notebook import write_notebook
 
 md, code = nbf.v4.new_markdown_cell, nbf.v4.new_code_cell
 
@@ -246,8 +245,4 @@ print({name: round(float(val.mean()), 3) for name, val in explorer.metrics.items
    well as the dynamic ones after fine-tuning? Why is this task hard for a local window?"""),
 ]
 
-nb = nbf.v4.new_notebook(cells=cells)
-nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-out = Path(__file__).resolve().parent.parent / "notebooks" / "02_attention_sparsity.ipynb"
-nbf.write(nb, out)
-print("wrote", out)
+write_notebook(cells, "02_attention_sparsity.ipynb")

@@ -1,8 +1,7 @@
 """Write notebooks/01_block_dynamical_isometry.ipynb (committed without outputs)."""
 
-from pathlib import Path
-
 import nbformat as nbf
+from _notebook import write_notebook
 
 md, code = nbf.v4.new_markdown_cell, nbf.v4.new_code_cell
 
@@ -247,8 +246,4 @@ the weights. Their moments entries are `iso.BatchNorm`, `iso.SecondMomentNorm` a
    follow $q$.)"""),
 ]
 
-nb = nbf.v4.new_notebook(cells=cells)
-nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-out = Path(__file__).resolve().parent.parent / "notebooks" / "01_block_dynamical_isometry.ipynb"
-nbf.write(nb, out)
-print("wrote", out)
+write_notebook(cells, "01_block_dynamical_isometry.ipynb")

@@ -1,8 +1,7 @@
 """Write notebooks/00_tour.ipynb (committed without outputs).  Re-run after editing the cells."""
 
-from pathlib import Path
-
 import nbformat as nbf
+from _notebook import write_notebook
 
 md, code = nbf.v4.new_markdown_cell, nbf.v4.new_code_cell
 
@@ -105,8 +104,4 @@ file that opens offline. The same sections feed this tour as the modules land.""
 3. Run this notebook with `TOOLKIT_DEVICE=cpu` on a GPU machine. What changes?"""),
 ]
 
-nb = nbf.v4.new_notebook(cells=cells)
-nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-out = Path(__file__).resolve().parent.parent / "notebooks" / "00_tour.ipynb"
-nbf.write(nb, out)
-print("wrote", out)
+write_notebook(cells, "00_tour.ipynb")
