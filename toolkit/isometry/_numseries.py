@@ -88,3 +88,35 @@ def r_diagonal_sum(seqs: list[np.ndarray]) -> np.ndarray:
         sym[1::2] = s[:k]
         total = total + _cumulants(sym)
     return _from_cumulants(total)[1::2]
+
+
+def gauss_rule(values: np.ndarray, weights: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    r"""``n``-point Gauss rule of the discrete measure :math:`\sum_j w_j\delta_{v_j}` (``w > 0``).
+
+    Lanczos on :math:`\mathrm{diag}(v)` from :math:`\sqrt{w/\sum w}` (with full
+    reorthogonalization) gives the Jacobi matrix :math:`T`; its eigenvalues are the nodes
+    and the squared first components of its eigenvectors times :math:`\sum w` the weights.
+    The rule keeps the moments :math:`0 \dots 2n-1`, so
+    :math:`\sum_j w_j u/(1 - v_j u)` is replaced by its :math:`[n-1/n]` Padé approximant in
+    :math:`u`. Measures with at most ``n`` atoms are returned unchanged.
+    """
+    v, w = np.asarray(values, dtype=float), np.asarray(weights, dtype=float)
+    if v.size <= n:
+        return v, w
+    total = float(w.sum())
+    basis = np.zeros((n, v.size))
+    alpha, beta = np.zeros(n), np.zeros(n)
+    basis[0] = np.sqrt(w / total)
+    for k in range(n):
+        r = v * basis[k]
+        alpha[k] = basis[k] @ r
+        r -= basis[: k + 1].T @ (basis[: k + 1] @ r)  # Gram-Schmidt against all (twice)
+        r -= basis[: k + 1].T @ (basis[: k + 1] @ r)
+        beta[k] = np.linalg.norm(r)
+        if k + 1 == n or beta[k] <= 1e-13 * max(1.0, float(np.abs(v).max())):
+            n = k + 1
+            break
+        basis[k + 1] = r / beta[k]
+    jacobi = np.diag(alpha[:n]) + np.diag(beta[: n - 1], 1) + np.diag(beta[: n - 1], -1)
+    nodes, vectors = np.linalg.eigh(jacobi)
+    return nodes, total * vectors[0] ** 2
