@@ -42,6 +42,7 @@ _DESIGN_CONTROLS = (
     "residual_scale",
 )
 _SPECTRUM_POINTS = 240
+_SPECTRUM_TITLE = "end-to-end spectral density of JJᵀ"
 
 
 class IsometryExplorer(Explorer):
@@ -156,7 +157,7 @@ class IsometryExplorer(Explorer):
         spectrum.add_bar(name="sampled eigenvalues", marker=dict(color="rgba(31,119,180,0.35)"))
         spectrum.add_scatter(mode="lines", name="free probability", line=dict(color="#d62728"))
         spectrum.update_layout(
-            title="end-to-end spectral density of JJᵀ",
+            title=_SPECTRUM_TITLE,
             height=340,
             xaxis_title="log₁₀ λ (eigenvalue of JJᵀ)",
             yaxis_title="density of log₁₀ λ",
@@ -189,12 +190,13 @@ class IsometryExplorer(Explorer):
         return NetworkDesign(**{k: self.controls[k].value for k in _DESIGN_CONTROLS})
 
     def _update(self) -> None:
+        # Moments and the formula are cheap and drawn first; the spectrum of a deep residual
+        # chain can take a second or two, so its figure says so while it is computed.
         design = self.design()
         self.controls["slope"].disabled = design.activation != "leaky_relu"
         self.controls["residual_scale"].disabled = design.architecture != "residual"
         chain = design_block(design)
         prof = profile(chain)
-        x, density = spectral_density(chain, num=_SPECTRUM_POINTS)
         formula = design_formula(design)
         fig = self.figures["depth"]
         with fig.batch_update():
@@ -203,10 +205,6 @@ class IsometryExplorer(Explorer):
                 trace.x, trace.y = prof.depth, np.asarray(y, dtype=float)
             for trace in fig.data[4:]:  # sampled points belong to the previous design
                 trace.x, trace.y, trace.error_y.array = [], [], []
-        with self.figures["spectrum"].batch_update():
-            bars, curve = self.figures["spectrum"].data
-            bars.x, bars.y = [], []
-            curve.x, curve.y = to_log_axis(x, density)
         self.sampled = {}
         self.progress.value = 0
         where = (
@@ -222,6 +220,14 @@ class IsometryExplorer(Explorer):
             f"<p>At depth {design.depth}: φ = {prof.cumulative_m1[-1]:.4g}, "
             f"variance = {prof.cumulative_variance[-1]:.4g}.</p>"
         )
+        spectrum = self.figures["spectrum"]
+        spectrum.layout.title.text = _SPECTRUM_TITLE + " (computing…)"
+        x, density = spectral_density(chain, num=_SPECTRUM_POINTS)
+        with spectrum.batch_update():
+            bars, curve = spectrum.data
+            bars.x, bars.y = [], []
+            curve.x, curve.y = to_log_axis(x, density)
+            spectrum.layout.title.text = _SPECTRUM_TITLE
 
     def run(self) -> dict[str, Any]:
         """Sample networks of the current design; overlay per-block moments and the spectrum."""
