@@ -8,6 +8,7 @@ import torch
 from toolkit.verify.relaxations import (
     GELU,
     Add,
+    Center,
     Exp,
     Linear,
     LinearBounds,
@@ -15,6 +16,7 @@ from toolkit.verify.relaxations import (
     Mul,
     Rearrange,
     ReLU,
+    Scale,
     Shift,
     Tanh,
     TokenMean,
@@ -47,6 +49,8 @@ OPS = [
     (Add(), [(2, 4), (2, 4)]),
     (Rearrange((2, 4), (2, 2, 2), (1, 0, 2), (2, 2, 2)), [(2, 4)]),
     (TokenMean(), [(3, 4)]),
+    (Center(), [(2, 4)]),
+    (Scale(torch.tensor([1.5, -2.0, 0.0, 0.5], dtype=F64), torch.randn(4, dtype=F64)), [(2, 4)]),
     (Shift(), [(2, 3)]),
     (ReLU(), [(2, 4)]),
     (Tanh(), [(2, 4)]),
@@ -91,3 +95,21 @@ def test_op_backward_and_forward_steps_are_sound(op, shapes):
     rhs = bias[0] + sum(torch.einsum("mk,nk->nm", Ai[0].reshape(3, -1), x.reshape(n, -1))
                         for Ai, x in zip(As, xs))
     assert (rhs <= lhs + 1e-9).all()
+
+
+def test_center_and_scale_equal_their_dense_linear():
+    gen = torch.Generator().manual_seed(5)
+    w = torch.tensor([1.5, -2.0, 0.0, 0.5], dtype=F64)
+    b = torch.randn(4, generator=gen, dtype=F64)
+    C = torch.eye(4, dtype=F64) - 0.25
+    for op, dense in ((Center(), Linear(C, None)), (Scale(w, b), Linear(torch.diag(w), b))):
+        lin, bnd, _ = _input((2, 4), gen)
+        for a, d in zip(op.ibp([bnd], None), dense.ibp([bnd], None)):
+            assert torch.allclose(a, d, atol=1e-12)
+        for a, d in zip(op.forward_linear([lin], [bnd], None),
+                        dense.forward_linear([lin], [bnd], None)):
+            assert torch.allclose(a, d, atol=1e-12)
+        A = torch.randn(1, 3, 2, 4, generator=gen, dtype=F64)
+        (a,), ba = op.backward(A, [bnd], None)
+        (d,), bd = dense.backward(A, [bnd], None)
+        assert torch.allclose(a, d, atol=1e-12) and torch.allclose(ba, bd, atol=1e-12)

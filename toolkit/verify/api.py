@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 
 from .graph import build_graph
+from .minilm import MiniLMClassifier
 from .model import TransformerClassifier
 from .propagate import _LIVE, METHODS, BoundMemoryError, Propagator, rows_per_chunk
 from .specs import LpBall, LpDomain, Synonyms, normalize_p
@@ -32,8 +33,9 @@ F64 = torch.float64
 
 
 def _check_model(model):
-    if not isinstance(model, TransformerClassifier):
-        raise TypeError(f"model must be a TransformerClassifier, got {type(model).__name__}")
+    if not isinstance(model, (TransformerClassifier, MiniLMClassifier)):
+        raise TypeError("model must be a TransformerClassifier or a MiniLMClassifier, got "
+                        f"{type(model).__name__}")
 
 
 def _check_method(method: str) -> str:
@@ -88,7 +90,7 @@ def bounds(model, e: Tensor, spec, method: str = "crown", *, margins_for=None,
 
     Parameters
     ----------
-    model : TransformerClassifier
+    model : TransformerClassifier or MiniLMClassifier
     e : Tensor [B, T, D] (or [T, D]) word embeddings (``model.embed(ids)``)
     spec : LpBall or Synonyms
     method : "ibp", "crown", "forward" or "baf"

@@ -8,7 +8,7 @@ from ._base import SLACK, Elementwise, LinearBounds, Op, SmoothElementwise, offs
 from .exp import Exp
 from .gelu import GELU
 from .layernorm import add_layernorm
-from .linear import Add, Linear, Rearrange, TokenMean
+from .linear import Add, Center, Linear, Rearrange, Scale, TokenMean
 from .product import MatMul, Mul, Square, mccormick
 from .reciprocal import Reciprocal
 from .relu import ReLU
@@ -20,6 +20,7 @@ __all__ = [
            "GELU",
            "SLACK",
            "Add",
+           "Center",
            "Elementwise",
            "Exp",
            "Linear",
@@ -31,6 +32,7 @@ __all__ = [
            "Rearrange",
            "Reciprocal",
            "Rsqrt",
+           "Scale",
            "Shift",
            "SmoothElementwise",
            "Sqrt",

@@ -3,11 +3,12 @@
 * ``"none"``: identity (no node).
 * ``"no_var"``: :math:`y = w \\odot (x - \\mu) + b` is linear: one ``Linear`` with
   :math:`W = (I - \\tfrac1D \\mathbf{1}\\mathbf{1}^\\top)\\,\\mathrm{diag}(w)`.
-* ``"standard"``: :math:`d = x - \\mu` (linear), :math:`v = \\tfrac1D\\sum d^2 + \\epsilon`
+* ``"standard"``: :math:`d = x - \\mu` (:class:`~.linear.Center`),
+  :math:`v = \\tfrac1D\\sum d^2 + \\epsilon`
   (:class:`~.product.Square` then linear; valid range :math:`v \\ge \\epsilon`),
   :math:`r = v^{-1/2}` (:class:`~.sqrt.Rsqrt`, convex), :math:`n = d \\odot r`
   (:class:`~.product.Mul`, McCormick; valid range :math:`|n_i| \\le \\sqrt D` because
-  :math:`d_i^2 \\le \\sum_j d_j^2`), :math:`y = w \\odot n + b` (linear).
+  :math:`d_i^2 \\le \\sum_j d_j^2`), :math:`y = w \\odot n + b` (:class:`~.linear.Scale`).
 
 >>> from toolkit.verify.graph import Graph
 >>> import torch
@@ -23,7 +24,7 @@ import math
 
 import torch
 
-from .linear import Linear
+from .linear import Center, Linear, Scale
 from .product import Mul, Square
 from .sqrt import Rsqrt
 
@@ -46,7 +47,7 @@ def add_layernorm(g, x: str, variant: str, weight, bias, eps: float, prefix: str
     if variant != "standard":
         raise ValueError(f"variant must be 'standard', 'no_var' or 'none', got {variant!r}")
     red = (*shape[:-1], 1)
-    d = g.add(f"{prefix}.center", Linear(C, None), (x,), shape, **flags)
+    d = g.add(f"{prefix}.center", Center(), (x,), shape, **flags)
     sq = g.add(f"{prefix}.square", Square(), (d,), shape, **flags)
     v = g.add(f"{prefix}.var", Linear(torch.full((D, 1), 1.0 / D, **f64),
                                       torch.tensor([float(eps)], **f64)),
@@ -54,4 +55,4 @@ def add_layernorm(g, x: str, variant: str, weight, bias, eps: float, prefix: str
     r = g.add(f"{prefix}.rstd", Rsqrt(), (v,), red, **flags)
     n = g.add(f"{prefix}.normed", Mul(), (d, r), shape,
               valid_range=(-math.sqrt(D), math.sqrt(D)), **flags)
-    return g.add(prefix, Linear(torch.diag(w), b), (n,), shape, **flags)
+    return g.add(prefix, Scale(w, b), (n,), shape, **flags)

@@ -5,6 +5,10 @@
 * ``Add``: :math:`y = x_1 + x_2` (residuals).
 * ``Rearrange``: reshape/permute (head split and merge).
 * ``TokenMean``: :math:`y = \\frac1T\\sum_t x[t]` (mean pooling) over dim -2.
+* ``Center``: :math:`y = x - \\mathrm{mean}(x)` over the last dim and ``Scale(w, b)``:
+  :math:`y = w \\odot x + b` -- the linear maps :math:`(I - \\tfrac1D\\mathbf{1}\\mathbf{1}^\\top)`
+  and :math:`\\mathrm{diag}(w)` of LayerNorm in O(D) instead of a dense D x D product
+  (same numbers as ``Linear`` with those matrices, up to rounding).
 
 IBP of ``Linear`` uses centre/radius: :math:`y_c = x_c W + b`, :math:`y_r = x_r |W|`.
 Backward: :math:`A \\cdot (xW + b) = (A W^\\top) \\cdot x + A \\cdot b`.
@@ -24,7 +28,7 @@ from torch import Tensor
 
 from ._base import LinearBounds, Op
 
-__all__ = ["Add", "Linear", "Rearrange", "TokenMean"]
+__all__ = ["Add", "Center", "Linear", "Rearrange", "Scale", "TokenMean"]
 
 
 def _wmat(w: Tensor, W: Tensor) -> Tensor:
@@ -154,3 +158,73 @@ class TokenMean(Op):
     def forward_linear(self, lins, bnds, rel):
         x = lins[0]
         return LinearBounds(x.lw.mean(-3), x.lb.mean(-2), x.uw.mean(-3), x.ub.mean(-2))
+
+
+class Center(Op):
+    """:math:`y = x - \\bar x` over the last dim (the matrix :math:`C = I - \\tfrac1D 11^\\top`
+    is symmetric, so backward is :math:`A C = A - \\bar A`; forward splits C into its
+    positive diagonal and negative off-diagonal parts)."""
+
+    def forward(self, x):
+        return x - x.mean(-1, keepdim=True)
+
+    def ibp(self, bnds, rel=None):
+        l, u = bnds[0]
+        c, r = 0.5 * (l + u), 0.5 * (u - l)
+        D = c.shape[-1]
+        c = c - c.mean(-1, keepdim=True)
+        r = r + (r.sum(-1, keepdim=True) - 2 * r) / D  # r |C|
+        return c - r, c + r
+
+    def backward(self, A, bnds, rel):
+        return [A - A.mean(-1, keepdim=True)], A.new_zeros(A.shape[:2])
+
+    def forward_linear(self, lins, bnds, rel):
+        x = lins[0]
+        D = x.lb.shape[-1]
+
+        def side(a, b, wa, wb):  # a: coefficient on the own entry, b: the others
+            return a - b.mean(-2, keepdim=True) + (b - a) / D, \
+                None if wa is None else wa - wb.mean(-1, keepdim=True) + (wb - wa) / D
+
+        lw, lb = side(x.lw, x.uw, x.lb, x.ub)
+        uw, ub = side(x.uw, x.lw, x.ub, x.lb)
+        return LinearBounds(lw, lb, uw, ub)
+
+
+class Scale(Op):
+    """:math:`y = w \\odot x + b` on the last dim (``w``, ``b`` [D] or None)."""
+
+    def __init__(self, w: Tensor, b: Tensor | None):
+        self.w, self.b = w, b
+
+    def forward(self, x):
+        y = x * self.w
+        return y if self.b is None else y + self.b
+
+    def ibp(self, bnds, rel=None):
+        l, u = bnds[0]
+        c, r = 0.5 * (l + u) * self.w, 0.5 * (u - l) * self.w.abs()
+        if self.b is not None:
+            c = c + self.b
+        return c - r, c + r
+
+    def backward(self, A, bnds, rel):
+        if self.b is None:
+            bias = A.new_zeros(A.shape[:2])
+        else:
+            B, m = A.shape[:2]
+            bias = A.reshape(B, m, -1) @ self.b.expand(A.shape[2:]).reshape(-1)
+        return [A * self.w], bias
+
+    def forward_linear(self, lins, bnds, rel):
+        x = lins[0]
+        pos = self.w >= 0
+        wc = self.w[:, None]
+        lw = torch.where(pos[:, None], x.lw, x.uw) * wc
+        uw = torch.where(pos[:, None], x.uw, x.lw) * wc
+        lb = torch.where(pos, x.lb, x.ub) * self.w
+        ub = torch.where(pos, x.ub, x.lb) * self.w
+        if self.b is not None:
+            lb, ub = lb + self.b, ub + self.b
+        return LinearBounds(lw, lb, uw, ub)

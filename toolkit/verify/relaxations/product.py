@@ -8,8 +8,12 @@ For :math:`x \\in [l_x, u_x]`, :math:`y \\in [l_y, u_y]` the McCormick planes ar
     U_1 = u_y x + l_x y - l_x u_y,\\; U_2 = l_y x + u_x y - u_x l_y .
 
 We use the convex combinations :math:`\\lambda L_1 + (1-\\lambda) L_2` and
-:math:`\\lambda U_1 + (1-\\lambda) U_2` (default :math:`\\lambda = 1/2`, whose worst-case gap
-:math:`w_x w_y / 4` is half that of a single plane).  For a matrix product
+:math:`\\lambda U_1 + (1-\\lambda) U_2` (default :math:`\\lambda = 1/2`).  With widths
+:math:`w_x = u_x - l_x`, :math:`w_y = u_y - l_y`, the gap of the averaged lower plane is
+:math:`xy - \\tfrac12(L_1 + L_2) = \\tfrac12[(x - l_x)(y - l_y) + (u_x - x)(u_y - y)]`: its
+**worst case** over the box is :math:`w_x w_y / 2` (at the corners :math:`(l_x, l_y)` and
+:math:`(u_x, u_y)`), half the :math:`w_x w_y` of a single plane, and its **mean** over the
+box is :math:`w_x w_y / 4` (the upper plane is symmetric).  For a matrix product
 :math:`z_{ij} = \\sum_k x_{ik} y_{jk}` each term is relaxed; since the x-coefficient of term
 (i, j, k) depends only on (j, k) and the y-coefficient only on (i, k), the backward step is
 three matrix products (no [T, T, K] tensor):
