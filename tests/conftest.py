@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 import torch
 
@@ -25,6 +27,22 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(pytest.mark.skip(reason=reason))
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Every test on one torch thread and one BLAS thread: the sizes here gain nothing from
+    more, and CI's two shared cores make extra threads several times slower."""
+    from toolkit._backend import single_thread
+
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - scikit-learn brings threadpoolctl
+        limits = contextlib.nullcontext()
+    else:
+        limits = threadpool_limits(1)
+    with single_thread(), limits:
+        yield
 
 
 @pytest.fixture

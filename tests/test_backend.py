@@ -96,3 +96,18 @@ def test_lazy_subpackages():
     assert toolkit.attention.nm_mask is not None
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         toolkit.nope  # noqa: B018
+
+
+def test_single_thread_restores_the_setting():
+    from toolkit._backend import single_thread
+
+    torch.set_num_threads(2)  # the suite's autouse fixture runs tests on one thread
+    before = torch.get_num_threads()
+    with single_thread():
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    with pytest.raises(RuntimeError), single_thread():
+        raise RuntimeError("restored even on errors")
+    assert torch.get_num_threads() == before == 2
+    with single_thread(enabled=False):
+        assert torch.get_num_threads() == 2

@@ -33,6 +33,7 @@ __all__ = [
     "gpu_available",
     "quick_mode",
     "resolve_backend",
+    "single_thread",
     "to_cupy",
     "to_torch",
     "torch_stream",
@@ -138,6 +139,22 @@ def resolve_backend(tensor: torch.Tensor, backend: str | None, has_cuda_path: bo
 def quick_mode() -> bool:
     """True when ``TOOLKIT_QUICK`` is set to a true value: notebooks and reports shrink sizes."""
     return os.environ.get("TOOLKIT_QUICK", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+@contextlib.contextmanager
+def single_thread(enabled: bool = True) -> Iterator[None]:
+    """Run torch's CPU ops on one thread inside the block, then restore the setting.
+
+    The toolkit's interactive sizes (one sentence, a small model) gain nothing from intra-op
+    threads, and on shared or busy cores the threads cost several times the work.
+    """
+    threads = torch.get_num_threads()
+    if enabled:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _require_cupy() -> Any:

@@ -20,17 +20,6 @@ from toolkit.isometry import (
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_blas_thread():
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover
-        yield
-        return
-    with threadpool_limits(1):
-        yield
-
-
 def _expect(fn, q):
     dens = lambda h: fn(h) * math.exp(-h * h / (2 * q)) / math.sqrt(2 * math.pi * q)  # noqa: E731
     return integrate.quad(dens, -np.inf, 0, limit=200)[0] + integrate.quad(dens, 0, np.inf)[0]

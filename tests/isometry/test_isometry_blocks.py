@@ -34,17 +34,6 @@ from toolkit.isometry import (
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_blas_thread():
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover
-        yield
-        return
-    with threadpool_limits(1):
-        yield
-
-
 def _gauss(rng, n_out, n_in, gain=1.0):
     return rng.standard_normal((n_out, n_in)) * gain / math.sqrt(n_in)
 

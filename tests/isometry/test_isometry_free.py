@@ -26,18 +26,6 @@ from toolkit.isometry import (
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_blas_thread():
-    """Small dense linear algebra is far faster on one BLAS thread (and immune to load)."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover
-        yield
-        return
-    with threadpool_limits(1):
-        yield
-
-
 # ----------------------------------------------------------------- independent references
 def _set_partitions(items):
     if not items:

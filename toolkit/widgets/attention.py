@@ -8,7 +8,6 @@ plain functions, :func:`pattern_mask` and :func:`pattern_label`, and lays out th
 
 from __future__ import annotations
 
-import contextlib
 import html
 import time
 
@@ -18,6 +17,7 @@ import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
 
+from .._backend import single_thread
 from ..attention import attention_metrics, masked_attention, method_mask, tradeoff_curves
 from ..attention.text import DEFAULT_TEXT, TextModel
 from ..models import AttentionTrace
@@ -85,17 +85,6 @@ def _layer_trace(trace: AttentionTrace, layer: int) -> AttentionTrace:
     q, k, v = trace.layer(layer)
     return AttentionTrace(q=[q], k=[k], v=[v], scale=trace.scale, attn_mask=trace.attn_mask,
                           query_mask=trace.query_mask)
-
-
-@contextlib.contextmanager
-def _one_thread():
-    # Tensors this small run several times faster on one thread than on contended cores.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _np(t: torch.Tensor) -> np.ndarray:
@@ -224,7 +213,7 @@ class AttentionSparsityExplorer(Explorer):
 
     def _update(self) -> None:
         start = time.perf_counter()
-        with _one_thread():
+        with single_thread():
             self._redraw()
         self.timings["text" if self._new_text else "pattern"] = time.perf_counter() - start
 

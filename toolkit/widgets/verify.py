@@ -7,7 +7,6 @@ The model is :mod:`toolkit.verify` (bound propagation with ``ibp``, ``crown``, `
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import math
 import time
@@ -18,6 +17,7 @@ import numpy as np
 import plotly.graph_objects as go
 import torch
 
+from .._backend import single_thread
 from ..verify import LpBall, build_graph, certified_radius, load_default_model, margin_matrix
 from ..verify.propagate import METHODS, Propagator
 from ..verify.specs import normalize_p
@@ -107,18 +107,6 @@ def radius_row(model, e: torch.Tensor, label: int, p, method: str, progress=None
         if progress is not None:
             progress(t + 1, T)
     return out
-
-
-@contextlib.contextmanager
-def _one_thread():
-    """Bound propagation on these sizes gains nothing from intra-op threads, and on shared
-    cores the threads cost several times the work; run it on one thread, then restore."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(n)
 
 
 def _p_label(p: float) -> str:
@@ -250,7 +238,7 @@ class BoundsExplorer(Explorer):
             spec = LpBall(eps, p=p, positions=list(positions))
             if len(self._cache) > 32:
                 self._cache.clear()
-            with _one_thread():
+            with single_thread():
                 self._cache[key] = {m: method_bounds(self.model, e, spec, m, label)
                                     for m in METHODS}
         return self._cache[key]
@@ -316,7 +304,7 @@ class BoundsExplorer(Explorer):
         self.progress.max, self.progress.value = len(labels), 0
         self.run_button.disabled = True
         try:
-            with _one_thread():
+            with single_thread():
                 row = radius_row(self.model, e, label, p, method, progress=lambda done, total:
                                  setattr(self.progress, "value", done))
         finally:
