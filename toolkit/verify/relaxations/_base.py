@@ -288,3 +288,26 @@ class SmoothElementwise(Elementwise):
             for o, gi in zip(out, g):
                 o[mixed] = gi
         return tuple(out)
+
+
+class PositiveConvexElementwise(SmoothElementwise):
+    """A convex function defined for ``x > 0`` only (``1/x``, ``1/sqrt(x)``).
+
+    Its input is positive by construction (a sum of exponentials, a variance plus eps), so a
+    lower bound ``l <= 0`` is replaced by ``tiny``: sound for that input, and it keeps the
+    planes finite.
+    """
+
+    tiny = 1e-300
+
+    def _clamped(self, l, u):
+        l = l.clamp(min=self.tiny)
+        return l, torch.maximum(u, l)
+
+    def relax(self, bnds):
+        return super().relax([self._clamped(*bnds[0])])
+
+    def curvature(self, l, u):
+        convex = torch.ones_like(l, dtype=torch.bool)
+        return convex, ~convex
+

@@ -13,16 +13,12 @@ useless, the planes fall back to the interval ``[1/u, inf)``.
 
 from __future__ import annotations
 
-import torch
-
-from ._base import SmoothElementwise
+from ._base import PositiveConvexElementwise
 
 __all__ = ["Reciprocal"]
 
-_TINY = 1e-300
 
-
-class Reciprocal(SmoothElementwise):
+class Reciprocal(PositiveConvexElementwise):
     def fn(self, x):
         return 1.0 / x
 
@@ -30,15 +26,5 @@ class Reciprocal(SmoothElementwise):
         return -1.0 / (x * x)
 
     def interval(self, l, u):
-        l = l.clamp(min=_TINY)
-        u = torch.maximum(u, l)
+        l, u = self._clamped(l, u)
         return 1.0 / u, 1.0 / l
-
-    def relax(self, bnds):
-        l, u = bnds[0]
-        l = l.clamp(min=_TINY)
-        return super().relax([(l, torch.maximum(u, l))])
-
-    def curvature(self, l, u):
-        t = torch.ones_like(l, dtype=torch.bool)
-        return t, ~t

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from ._base import SmoothElementwise
+from ._base import PositiveConvexElementwise, SmoothElementwise
 
 __all__ = ["Rsqrt", "Sqrt"]
 
@@ -43,7 +43,7 @@ class Sqrt(SmoothElementwise):
         return ~t, t
 
 
-class Rsqrt(SmoothElementwise):
+class Rsqrt(PositiveConvexElementwise):
     def fn(self, x):
         return torch.rsqrt(x)
 
@@ -51,14 +51,5 @@ class Rsqrt(SmoothElementwise):
         return -0.5 * x ** -1.5
 
     def interval(self, l, u):
-        l = l.clamp(min=_TINY)
-        return torch.rsqrt(torch.maximum(u, l)), torch.rsqrt(l)
-
-    def relax(self, bnds):
-        l, u = bnds[0]
-        l = l.clamp(min=_TINY)
-        return super().relax([(l, torch.maximum(u, l))])
-
-    def curvature(self, l, u):
-        t = torch.ones_like(l, dtype=torch.bool)
-        return t, ~t
+        l, u = self._clamped(l, u)
+        return torch.rsqrt(u), torch.rsqrt(l)
