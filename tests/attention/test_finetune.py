@@ -29,6 +29,12 @@ def test_pattern_attention():
             pattern_attention(bad)
 
 
+def test_bad_learning_rate():
+    for lr in (0.0, -1e-3, 2.0, True, "fast"):
+        with pytest.raises(ValueError, match="lr must be a float in"):
+            finetune_demo(("dense",), seeds=(0,), epochs=1, quick=True, progress=False, lr=lr)
+
+
 def test_short_run():
     res = finetune_demo(("dense", "1:2"), seeds=(0,), epochs=1, quick=True, progress=False)
     t = res.table
@@ -38,10 +44,8 @@ def test_short_run():
 
 
 @pytest.mark.slow
-def test_quick_demo_under_20s():
+def test_quick_demo_fine_tuning_recovers():
     res = finetune_demo(quick=True, progress=False)
-    # The target is < 20 s (9-18 s measured on 2 shared cores); leave room for a loaded CI.
-    assert res.seconds < 40
     s = res.summary
     assert list(s["pattern"]) == ["dense", "2:4", "1:2"]
     assert (s["after_acc_mean"][1:] >= s["before_acc_mean"][1:] - 0.01).all()
