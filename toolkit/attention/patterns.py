@@ -14,22 +14,14 @@ The static patterns keep exactly the same number of keys in every row, so compar
 from __future__ import annotations
 
 import math
-from numbers import Integral, Real
+from numbers import Real
 
 import torch
 
+from .._checks import check_int as _check_int
 from .._dispatch import operation
 
 __all__ = ["keep_count", "local_mask", "strided_mask", "topk_mask"]
-
-
-def _check_int(name: str, value: object, lo: int, hi: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, Integral):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__} ({value!r})")
-    if value < lo or (hi is not None and value > hi):
-        bound = f"{lo} <= {name}" + (f" <= {hi}" if hi is not None else "")
-        raise ValueError(f"{name} must satisfy {bound}, got {name}={value}")
-    return int(value)
 
 
 def _check_density(name: str, value: object, closed_right: bool = True) -> float:

@@ -7,6 +7,8 @@ from typing import Any
 
 import sympy as sp
 
+from .._checks import check_int
+
 __all__ = [
     "check_choice",
     "check_int",
@@ -63,15 +65,6 @@ def check_range(
         left, right = "(" if lo_open else "[", ")" if hi_open else "]"
         raise ValueError(f"{name} must lie in {left}{lo}, {hi}{right}, got {name}={value!r}")
     return value
-
-
-def check_int(name: str, value: Any, minimum: int = 1) -> int:
-    """A Python/sympy integer ``>= minimum``; returns an ``int``."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral | sp.Integer):
-        raise TypeError(f"{name} must be an int >= {minimum}, got {value!r}")
-    if int(value) < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {name}={value!r}")
-    return int(value)
 
 
 def check_order(order: Any) -> int:

@@ -64,6 +64,8 @@ import torch
 from torch import nn
 from torch.func import functional_call, vjp, vmap
 
+from .._checks import check_int as _check_int
+
 __all__ = ["EmpiricalMoments", "empirical"]
 
 _DISTRIBUTIONS = ("rademacher", "gaussian")
@@ -113,16 +115,6 @@ class EmpiricalMoments:
             f"var = {self.variance:.6g} ± {self.variance_stderr:.2g} "
             f"({self.probes} probes x {self.batch} samples, {self.out_dim}x{self.in_dim})"
         )
-
-
-def _check_int(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(
-            f"{name} must be an int >= {minimum}, got {value!r} ({type(value).__name__})"
-        )
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
-    return int(value)
 
 
 def make_generator(

@@ -39,18 +39,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .._checks import check_int as _check_int
+
 __all__ = ["ACTIVATIONS", "LAYERNORMS", "TransformerClassifier"]
 
 LAYERNORMS = ("standard", "no_var", "none")
 ACTIVATIONS = ("relu", "gelu", "tanh")
-
-
-def _check_int(name: str, value, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {value!r} ({type(value).__name__})")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return value
 
 
 class _LayerNorm(nn.Module):
