@@ -20,7 +20,7 @@ from toolkit.verify import (
 
 from ._helpers import tiny_input, tiny_model
 
-METHODS = ["ibp", "crown", "forward", "baf"]
+METHODS = ["ibp", "crown", "forward", "baf", "alpha-crown"]
 VARIANTS = list(itertools.product(["standard", "no_var", "none"], ["relu", "gelu", "tanh"]))
 PS = [2, "inf", 1]
 

@@ -89,7 +89,8 @@ def test_methods_view_and_ibp_looser_than_crown(explorer, model):
     c["positions"].value = (1,)
     c["p"].value, c["eps"].value = 2.0, 0.05
     y = dict(zip(explorer.figures["methods"].data[0].x, explorer.figures["methods"].data[0].y))
-    assert set(y) == set(METHODS)
+    assert set(y) == {*METHODS, "alpha-crown"}
+    assert y["alpha-crown"] is None or math.isnan(y["alpha-crown"])  # only while selected
     assert y["ibp"] >= y["crown"] and y["ibp"] >= y["baf"] and y["forward"] >= y["crown"]
     lo, hi = bounds(model[0], _embed(model, SENTENCE), LpBall(0.05, 2, [1]), "ibp")
     assert y["ibp"] == pytest.approx(float((hi - lo).mean()), rel=1e-9)
@@ -162,3 +163,16 @@ def test_constructor_rejects_bad_arguments():
         BoundsExplorer(SENTENCE, eps=-1.0)
     with pytest.raises(TypeError, match="model and vocab"):
         BoundsExplorer(SENTENCE, model=load_default_model()[0])
+
+
+def test_alpha_crown_on_demand_matches_bounds(explorer, model):
+    c = explorer.controls
+    c["positions"].value = (1,)
+    c["p"].value, c["eps"].value, c["method"].value = 2.0, 0.05, "alpha-crown"
+    e = _embed(model, SENTENCE)
+    lo, hi = bounds(model[0], e, LpBall(0.05, 2, [1]), "alpha-crown")
+    bar = explorer.figures["logits"].data[0]
+    np.testing.assert_allclose(_arr(bar.base), lo.numpy(), rtol=1e-9)
+    np.testing.assert_allclose(_arr(bar.base) + _arr(bar.y), hi.numpy(), rtol=1e-9)
+    y = dict(zip(explorer.figures["methods"].data[0].x, explorer.figures["methods"].data[0].y))
+    assert y["alpha-crown"] <= y["crown"] + 1e-12

@@ -44,6 +44,14 @@ def _check_method(method: str) -> str:
     return method
 
 
+def _check_alpha(kw: dict) -> None:
+    steps, lr = kw.get("alpha_steps", 20), kw.get("alpha_lr", 0.25)
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+        raise ValueError(f"alpha_steps must be an int >= 0, got {steps!r}")
+    if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
+        raise ValueError(f"alpha_lr must be a finite number > 0, got {lr!r}")
+
+
 def _prep_e(model, e) -> tuple[Tensor, bool]:
     if isinstance(e, Tensor) and e.dim() == 2:
         e, squeeze = e[None], True
@@ -67,11 +75,11 @@ def _labels(label, B: int, C: int) -> Tensor:
     return y
 
 
-def margin_matrix(label, B: int, C: int) -> Tensor:
+def margin_matrix(label, B: int, C: int, device=None) -> Tensor:
     """Spec matrix [B, C, C] whose row j is :math:`e_y - e_j` (row y is zero)."""
-    y = _labels(label, B, C)
-    M = -torch.eye(C, dtype=F64).expand(B, C, C).clone()
-    M[torch.arange(B), :, y] += 1.0
+    y = _labels(label, B, C).to(device)
+    M = -torch.eye(C, dtype=F64, device=device).expand(B, C, C).clone()
+    M[torch.arange(B, device=device), :, y] += 1.0
     return M
 
 
@@ -85,7 +93,7 @@ def _domains(spec, e):
 
 def bounds(model, e: Tensor, spec, method: str = "crown", *, margins_for=None,
            return_intermediate: bool = False, memory_limit: int | None = None,
-           chunk_size: int | None = None):
+           chunk_size: int | None = None, alpha_steps: int = 20, alpha_lr: float = 0.25):
     """Certified bounds on the logits of ``model`` for all embeddings allowed by ``spec``.
 
     Parameters
@@ -93,7 +101,8 @@ def bounds(model, e: Tensor, spec, method: str = "crown", *, margins_for=None,
     model : TransformerClassifier or MiniLMClassifier
     e : Tensor [B, T, D] (or [T, D]) word embeddings (``model.embed(ids)``)
     spec : LpBall or Synonyms
-    method : "ibp", "crown", "forward" or "baf"
+    method : "ibp", "crown", "forward", "baf" or "alpha-crown" (CROWN with the final
+        planes optimised, :mod:`toolkit.verify.alpha`; intermediate bounds are CROWN's)
     margins_for : int or [B] labels; if given, bounds on :math:`z_y - z_j` [B, C] (column y
         is 0), computed inside the linear bounds (not by subtracting intervals).
     return_intermediate : also return an ordered dict node name -> (lower, upper) of the
@@ -101,11 +110,18 @@ def bounds(model, e: Tensor, spec, method: str = "crown", *, margins_for=None,
     memory_limit : bytes; backward passes are chunked to fit; ``BoundMemoryError`` (a
         ``MemoryError``) if even the estimate at one row per chunk exceeds it.
     chunk_size : rows of the linear-bound matrices per backward chunk (overrides the limit).
+    alpha_steps, alpha_lr : Adam steps and step size of alpha-CROWN (in plane parameters
+        that run over [0, 1]); ignored by the other methods.
+
+    Works on any device: the bounds are computed where ``e`` lives (the model's weights are
+    copied there), in float64.
 
     Returns ``(lower, upper)`` float64 [B, C] (or [C] for 2-d ``e``), plus the dict.
     """
     _check_model(model)
     _check_method(method)
+    alpha = dict(alpha_steps=alpha_steps, alpha_lr=alpha_lr)
+    _check_alpha(alpha)
     e, squeeze = _prep_e(model, e)
     B, T, _ = e.shape
     if memory_limit is not None:
@@ -114,12 +130,13 @@ def bounds(model, e: Tensor, spec, method: str = "crown", *, margins_for=None,
             raise BoundMemoryError(f"bounds(method={method!r}) needs about {est} bytes even "
                                    f"with one row per chunk; memory_limit={memory_limit}", est)
     doms = _domains(spec, e)
-    C = None if margins_for is None else margin_matrix(margins_for, B, model.num_classes)
-    graph = build_graph(model, T)
+    dev = e.device
+    C = None if margins_for is None else margin_matrix(margins_for, B, model.num_classes, dev)
+    graph = build_graph(model, T).to(dev)
     lo = hi = inter = None
     for dom in doms:
         prop = Propagator(graph, dom, method, report=return_intermediate,
-                          memory_limit=memory_limit, chunk_size=chunk_size)
+                          memory_limit=memory_limit, chunk_size=chunk_size, **alpha)
         l, u, it = prop.run(C)
         if lo is None:
             lo, hi, inter = l, u, it
@@ -128,9 +145,9 @@ def bounds(model, e: Tensor, spec, method: str = "crown", *, margins_for=None,
             for k, (a, b) in it.items():
                 inter[k] = (torch.minimum(inter[k][0], a), torch.maximum(inter[k][1], b))
     if C is not None:
-        y = _labels(margins_for, B, model.num_classes)
-        lo[torch.arange(B), y] = 0.0
-        hi[torch.arange(B), y] = 0.0
+        y = _labels(margins_for, B, model.num_classes).to(dev)
+        lo[torch.arange(B, device=dev), y] = 0.0
+        hi[torch.arange(B, device=dev), y] = 0.0
     if squeeze:
         lo, hi = lo[0], hi[0]
         inter = OrderedDict((k, (a[0], b[0])) for k, (a, b) in inter.items())
@@ -153,9 +170,12 @@ def certified_radius(model, e: Tensor, label, positions, p=2, method: str = "cro
     ``max_eps`` means "at least max_eps", 0 means not even eps = tol/2^k is certified (or
     the clean prediction is wrong).  Bisection assumes certification is monotone in eps,
     which holds up to relaxation noise; each returned radius was itself certified.
+    Other keywords (``memory_limit``, ``chunk_size``, ``alpha_steps``, ``alpha_lr``) are
+    as for :func:`bounds`; the bisection runs on ``e``'s device.
     """
     _check_model(model)
     _check_method(method)
+    _check_alpha(kw)
     p = normalize_p(p)
     if not (isinstance(tol, (int, float)) and tol > 0):
         raise ValueError(f"tol must be > 0, got {tol!r}")
@@ -165,22 +185,23 @@ def certified_radius(model, e: Tensor, label, positions, p=2, method: str = "cro
     B, T, _D = e.shape
     pos = LpBall(0.0, p, positions).domains(e)[0].pos[0].tolist()
     P = len(pos)
-    y = _labels(label, B, model.num_classes).repeat_interleave(P)
+    dev = e.device
+    y = _labels(label, B, model.num_classes).repeat_interleave(P).to(dev)
     eb = e.repeat_interleave(P, 0)
-    pb = torch.tensor(pos).repeat(B)[:, None]
-    graph = build_graph(model, T)
-    Cm = margin_matrix(y, B * P, model.num_classes)
-    mask = torch.ones(B * P, model.num_classes, dtype=torch.bool)
-    mask[torch.arange(B * P), y] = False
+    pb = torch.tensor(pos, device=dev).repeat(B)[:, None]
+    graph = build_graph(model, T).to(dev)
+    Cm = margin_matrix(y, B * P, model.num_classes, dev)
+    mask = torch.ones(B * P, model.num_classes, dtype=torch.bool, device=dev)
+    mask[torch.arange(B * P, device=dev), y] = False
 
     def certified(eps: Tensor) -> Tensor:
         dom = LpDomain(eb, pb, eps, p)
         lo, _, _ = Propagator(graph, dom, method, **kw).run(Cm)
         return torch.where(mask, lo, math.inf).amin(1) > 0
 
-    lo = torch.zeros(B * P, dtype=F64)
-    hi = torch.full((B * P,), float(max_eps), dtype=F64)
-    ok0 = certified(torch.zeros(B * P, dtype=F64))
+    lo = torch.zeros(B * P, dtype=F64, device=dev)
+    hi = torch.full((B * P,), float(max_eps), dtype=F64, device=dev)
+    ok0 = certified(torch.zeros(B * P, dtype=F64, device=dev))
     okm = certified(hi.clone())
     lo = torch.where(okm, hi, lo)
     active = ok0 & ~okm
@@ -225,7 +246,7 @@ def estimate_memory(model, seq_len: int, spec=None, method: str = "crown", *, ba
     est = 2 * total * batch * 8
     if method in ("forward", "baf"):
         est += 2 * total * n * batch * 8
-    if method in ("crown", "baf"):
+    if method in ("crown", "baf", "alpha-crown"):
         rows = rows_per_chunk(batch, big, memory_limit, chunk_size, 2 * big)
         est += _LIVE * rows * big * batch * 8 + rows * n * batch * 8
     return int(est)

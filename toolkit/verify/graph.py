@@ -106,6 +106,15 @@ class Graph:
                     stack.append(i)
         return seen
 
+    def to(self, device) -> Graph:
+        """Move every op's constant tensors to ``device`` (in place); returns ``self``."""
+        for node in self.nodes.values():
+            if node.op is not None:
+                for key, val in vars(node.op).items():
+                    if isinstance(val, Tensor) and val.device != torch.device(device):
+                        setattr(node.op, key, val.to(device))
+        return self
+
     def evaluate(self, e: Tensor) -> dict[str, Tensor]:
         """Exact values of every node for embeddings e [B, T, D] (float64 recommended)."""
         vals = {}

@@ -10,6 +10,8 @@ Methods (for a domain of perturbations delta, see :mod:`.specs`):
   domain.  Rows of A are processed in chunks (memory: rows x largest node x 8 bytes).
 * ``"forward"``: linear lower/upper functions of delta carried forward through every op
   (Shi et al.'s forward process), concretised at every node.
+* ``"alpha-crown"``: CROWN, then the slopes of the elementwise planes in the final
+  back-substitution are optimised for the output bounds (:mod:`.alpha`).
 * ``"baf"`` (backward-forward, Shi et al.): forward linear bounds everywhere; nodes outside
   the attention sub-blocks (and the output) are then tightened by a backward pass that
   stops at the attention outputs (``L*.merge``) and substitutes their forward linear
@@ -28,13 +30,16 @@ from collections import OrderedDict
 import torch
 from torch import Tensor
 
+from .alpha import optimize_lower
 from .relaxations import Elementwise, Linear, LinearBounds
 from .relaxations._base import safe_mul
 from .relaxations.softmax import Shift
 
 __all__ = ["METHODS", "BoundMemoryError", "Propagator", "rows_per_chunk"]
 
-METHODS = ("ibp", "crown", "forward", "baf")
+METHODS = ("ibp", "crown", "forward", "baf", "alpha-crown")
+#: methods whose intermediate bounds come from backward passes
+_BACKWARD = ("crown", "baf", "alpha-crown")
 F64 = torch.float64
 _BYTES = 8
 #: live A tensors per backward pass, relative to one A at the largest node (empirical margin)
@@ -63,12 +68,28 @@ def _nan_to_inf(l: Tensor, u: Tensor):
     return (torch.where(torch.isnan(l), -math.inf, l), torch.where(torch.isnan(u), math.inf, u))
 
 
+def _uncross(l: Tensor, u: Tensor):
+    """Order bounds that rounding left crossed (``l > u`` by a few ulps of large values).
+
+    Two sound bounds of the same value can cross only by rounding; the value then lies
+    (up to rounding) between them, so swapping keeps it inside.  Left crossed, the
+    relaxation of the next op would see an empty interval and fall back to constant planes,
+    losing all dependence on the perturbation.
+    """
+    crossed = l > u
+    if bool(crossed.any()):
+        l, u = torch.where(crossed, u, l), torch.where(crossed, l, u)
+    return l, u
+
+
 class Propagator:
     """One bound computation of ``graph`` on ``domain`` with ``method``."""
 
     def __init__(self, graph, domain, method: str, report: bool = False,
-                 memory_limit: int | None = None, chunk_size: int | None = None):
+                 memory_limit: int | None = None, chunk_size: int | None = None,
+                 alpha_steps: int = 20, alpha_lr: float = 0.25):
         self.g, self.dom, self.method = graph, domain, method
+        self.alpha_steps, self.alpha_lr = alpha_steps, alpha_lr
         self.nodes = graph.nodes
         self.order = list(self.nodes)
         self.index = {n: i for i, n in enumerate(self.order)}
@@ -121,8 +142,11 @@ class Propagator:
 
     # ------------------------------------------------------------------ backward
     def backward(self, start: str, A0: Tensor, stop_attention: bool,
-                 bias0: Tensor | None = None) -> Tensor:
-        """Lower bound [B, m] of ``A0 . node(start) + bias0`` for A0 [B, m, *shape]."""
+                 bias0: Tensor | None = None, rels: dict | None = None) -> Tensor:
+        """Lower bound [B, m] of ``A0 . node(start) + bias0`` for A0 [B, m, *shape].
+
+        ``rels`` overrides the relaxations of some nodes (alpha-CROWN's optimised planes).
+        """
         B, m = A0.shape[:2]
         acc = {start: A0}
         bias = A0.new_zeros(B, m) if bias0 is None else bias0
@@ -145,7 +169,8 @@ class Propagator:
                 bias = bias + (safe_mul(Ap, lin.lb.reshape(B, 1, N))
                                + safe_mul(An, lin.ub.reshape(B, 1, N))).sum(-1)
                 continue
-            As, b = node.op.backward(A, self._in_bnds(node), self.rels[name])
+            rel = rels[name] if rels is not None and name in rels else self.rels[name]
+            As, b = node.op.backward(A, self._in_bnds(node), rel)
             bias = bias + b
             for i, Ai in zip(node.inputs, As):
                 acc[i] = acc[i] + Ai if i in acc else Ai
@@ -155,24 +180,24 @@ class Propagator:
         """Bounds of every entry of node ``name`` by chunked backward passes from +-I."""
         node = self.nodes[name]
         N = math.prod(node.shape)
-        B = self.dom.B
+        B, dev = self.dom.B, self.dom.device
         rows = rows_per_chunk(B, self.max_numel, self.memory_limit, self.chunk_size, 2 * N)
-        out = torch.empty(B, 2 * N, dtype=F64)
+        out = torch.empty(B, 2 * N, dtype=F64, device=dev)
         op = node.op
         # A0 = +-I met by a weight matrix first: start one node lower with the rows of W^T
         # (the same numbers as I @ W^T, without the dense product with the identity)
         skip_first = isinstance(op, Linear) and op.W is not None and len(node.inputs) == 1
         for r0 in range(0, 2 * N, rows):
             r1 = min(2 * N, r0 + rows)
-            idx = torch.arange(r0, r1)
+            idx = torch.arange(r0, r1, device=dev)
             sign = torch.where(idx < N, 1.0, -1.0).to(F64)
             if skip_first:
                 src = self.nodes[node.inputs[0]]
                 Dout = node.shape[-1]
                 j = idx % N
                 lead, o = j // Dout, j % Dout
-                A = torch.zeros(B, r1 - r0, N // Dout, op.W.shape[0], dtype=F64)
-                A[:, torch.arange(r1 - r0), lead] = sign[:, None] * op.W.T[o]
+                A = torch.zeros(B, r1 - r0, N // Dout, op.W.shape[0], dtype=F64, device=dev)
+                A[:, torch.arange(r1 - r0, device=dev), lead] = sign[:, None] * op.W.T[o]
                 bias0 = None
                 if op.b is not None:
                     b = op.b.expand(node.shape).reshape(-1)[j]
@@ -180,8 +205,8 @@ class Propagator:
                 out[:, r0:r1] = self.backward(src.name, A.reshape(B, r1 - r0, *src.shape),
                                               stop_attention, bias0)
                 continue
-            A0 = torch.zeros(B, r1 - r0, N, dtype=F64)
-            A0[:, torch.arange(r1 - r0), idx % N] = sign
+            A0 = torch.zeros(B, r1 - r0, N, dtype=F64, device=dev)
+            A0[:, torch.arange(r1 - r0, device=dev), idx % N] = sign
             out[:, r0:r1] = self.backward(name, A0.reshape(B, r1 - r0, *node.shape),
                                           stop_attention)
         l = out[:, :N].reshape(B, *node.shape)
@@ -196,7 +221,7 @@ class Propagator:
         they are on ``C @ output`` [B, r] (margins), computed inside the linear bounds.
         """
         meth = self.method
-        need = self.need_set() if meth in ("crown", "baf") else set()
+        need = self.need_set() if meth in _BACKWARD else set()
         uses_lin = meth in ("forward", "baf")
         consumers = self.g.consumers()
         refs = {n: len(c) for n, c in consumers.items()}
@@ -231,13 +256,19 @@ class Propagator:
             if node.valid_range is not None:
                 lo, hi = node.valid_range
                 l, u = l.clamp(min=lo), u.clamp(max=hi)
-            self.bounds[name] = _nan_to_inf(l, u)
+            self.bounds[name] = _uncross(*_nan_to_inf(l, u))
         inter = OrderedDict()
         if self.report:
             for n in self.g.reported():
                 if self.nodes[n].comparable:
                     inter[n] = self.bounds[n]
         out = self.g.output
+        if C is None and meth == "alpha-crown":  # optimise each output entry
+            n_out = math.prod(self.nodes[out].shape)
+            C = torch.eye(n_out, dtype=F64, device=self.dom.device).expand(self.dom.B, -1, -1)
+            lo, hi = self._spec_bounds(C)
+            shape = (self.dom.B, *self.nodes[out].shape)
+            return lo.reshape(shape), hi.reshape(shape), inter
         if C is None:
             l, u = self.bounds[out]
             return l, u, inter
@@ -264,4 +295,9 @@ class Propagator:
             r = self.backward(out, A, stop_attention=(self.method == "baf"))
             k = C.shape[1]
             lo, hi = r[:, :k], -r[:, k:]
+            if self.method == "alpha-crown":
+                lo, hi = torch.fmax(lo, ilo), torch.fmin(hi, ihi)
+                kw = dict(steps=self.alpha_steps, lr=self.alpha_lr)
+                lo = optimize_lower(self, out, C, lo, **kw)
+                hi = -optimize_lower(self, out, -C, -hi, **kw)
         return _nan_to_inf(torch.fmax(lo, ilo), torch.fmin(hi, ihi))

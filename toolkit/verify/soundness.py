@@ -143,15 +143,16 @@ def check_soundness(model, e: Tensor, spec, lower: Tensor, upper: Tensor, sample
 
     if not isinstance(spec, (LpBall, Synonyms)):
         raise TypeError(f"spec must be an LpBall or Synonyms, got {type(spec).__name__}")
-    m64 = copy.deepcopy(model).to(F64).eval()
     e, _squeeze = _prep_e(model, e)
+    m64 = copy.deepcopy(model).to(device=e.device, dtype=F64).eval()
     B, T, D = e.shape
-    lower = torch.as_tensor(lower, dtype=F64).reshape(B, -1)
-    upper = torch.as_tensor(upper, dtype=F64).reshape(B, -1)
+    lower = torch.as_tensor(lower, dtype=F64, device=e.device).reshape(B, -1)
+    upper = torch.as_tensor(upper, dtype=F64, device=e.device).reshape(B, -1)
     if lower.shape[1] != model.num_classes or upper.shape != lower.shape:
         raise ValueError(f"lower/upper must have shape [B, {model.num_classes}] with B={B}, got "
                          f"{tuple(lower.shape)} and {tuple(upper.shape)}")
-    C = None if margins_for is None else margin_matrix(margins_for, B, model.num_classes)
+    C = None if margins_for is None else margin_matrix(margins_for, B, model.num_classes,
+                                                       e.device)
     tr = _Tracker(lower, upper, atol, rtol, C)
     gen = torch.Generator().manual_seed(int(seed))
     doms = spec.domains(e)
@@ -191,6 +192,6 @@ def _synonym_points(model, e, doms, budget, samples, tr, gen):
         for i in range(0, len(combos), 256):
             xs = []
             for d, c in combos[i:i + 256]:
-                delta = d.deltas[:, torch.arange(S), torch.tensor(c)]  # [B, S, D]
+                delta = d.deltas[:, torch.arange(S), torch.tensor(c, device=e.device)]
                 xs.append(d.apply(delta))
             tr.add(tr.values(model, torch.stack(xs).reshape(-1, T, D)))

@@ -68,7 +68,8 @@ class _Domain:
 
     def __init__(self, center: Tensor, pos: Tensor):
         self.center = center.to(F64)
-        self.pos = pos.long()
+        self.device = center.device
+        self.pos = pos.long().to(self.device)
         B, T, D = center.shape
         self.B, self.T, self.D, self.S = B, T, D, pos.shape[1]
         self.n = self.S * D
@@ -91,10 +92,10 @@ class _Domain:
 
     def input_linear(self) -> LinearBounds:
         B, T, D, S = self.B, self.T, self.D, self.S
-        w = torch.zeros(B, T, D, S, D, dtype=F64)
-        eye = torch.eye(D, dtype=F64)
+        w = torch.zeros(B, T, D, S, D, dtype=F64, device=self.device)
+        eye = torch.eye(D, dtype=F64, device=self.device)
         for s in range(S):
-            w[torch.arange(B), self.pos[:, s], :, s, :] = eye
+            w[torch.arange(B, device=self.device), self.pos[:, s], :, s, :] = eye
         w = w.reshape(B, T, D, S * D)
         return LinearBounds(w, self.center, w, self.center)
 
@@ -107,7 +108,7 @@ class LpDomain(_Domain):
 
     def __init__(self, center, pos, eps: Tensor, p: float):
         super().__init__(center, pos)
-        self.eps = eps.to(F64).reshape(-1).expand(self.B)
+        self.eps = eps.to(F64).to(self.device).reshape(-1).expand(self.B)
         self.p = p
 
     def box(self):
@@ -132,41 +133,52 @@ class LpDomain(_Domain):
         a = delta.abs()
         srt = a.sort(-1, descending=True).values
         cs = srt.cumsum(-1) - eps
-        k = torch.arange(1, self.D + 1, dtype=delta.dtype)
+        k = torch.arange(1, self.D + 1, dtype=delta.dtype, device=delta.device)
         rho = ((srt - cs / k) > 0).sum(-1, keepdim=True).clamp(min=1)
         theta = cs.gather(-1, rho - 1) / rho
         out = delta.sign() * (a - theta).clamp(min=0)
         return torch.where(a.sum(-1, keepdim=True) <= eps, delta, out)
 
     def sample(self, n: int, generator: torch.Generator, kind: str) -> Tensor:
-        """``n`` perturbations [n, B, S, D]: kind in {'interior', 'surface', 'vertex'}."""
+        """``n`` perturbations [n, B, S, D]: kind in {'interior', 'surface', 'vertex'}.
+
+        Drawn with ``generator`` on its own device, returned on the domain's device.
+        """
+        eps = self.eps[:, None, None].to(generator.device)
+        return self._sample(n, generator, kind, eps).to(self.device)
+
+    def _sample(self, n, generator, kind, eps):
         shape = (n, self.B, self.S, self.D)
-        eps = self.eps[:, None, None]
+        rng = dict(generator=generator, device=generator.device)
+        f64 = dict(rng, dtype=F64)
+
+        def signs(size):
+            return torch.randint(0, 2, size, **rng).to(F64) * 2 - 1
+
         if self.p == math.inf:
             if kind == "interior":
-                return (2 * torch.rand(shape, generator=generator, dtype=F64) - 1) * eps
-            sgn = torch.randint(0, 2, shape, generator=generator).to(F64) * 2 - 1
+                return (2 * torch.rand(shape, **f64) - 1) * eps
+            sgn = signs(shape)
             if kind == "vertex":
                 return sgn * eps
-            u = (2 * torch.rand(shape, generator=generator, dtype=F64) - 1)
-            face = torch.randint(0, self.D, shape[:-1], generator=generator)
+            u = 2 * torch.rand(shape, **f64) - 1
+            face = torch.randint(0, self.D, shape[:-1], **rng)
             u.scatter_(-1, face[..., None], sgn[..., :1])
             return u * eps
         if self.p == 1.0 and kind == "vertex":
-            idx = torch.randint(0, self.D, shape[:-1], generator=generator)
-            sgn = torch.randint(0, 2, shape[:-1], generator=generator).to(F64) * 2 - 1
-            out = torch.zeros(shape, dtype=F64)
-            out.scatter_(-1, idx[..., None], sgn[..., None])
+            idx = torch.randint(0, self.D, shape[:-1], **rng)
+            out = torch.zeros(shape, dtype=F64, device=generator.device)
+            out.scatter_(-1, idx[..., None], signs(shape[:-1])[..., None])
             return out * eps
         if self.p == 2.0:
-            g = torch.randn(shape, generator=generator, dtype=F64)
+            g = torch.randn(shape, **f64)
             g = g / g.norm(dim=-1, keepdim=True)
             if kind == "interior":
-                g = g * torch.rand((*shape[:-1], 1), generator=generator, dtype=F64) ** (1 / self.D)
+                g = g * torch.rand((*shape[:-1], 1), **f64) ** (1 / self.D)
             return g * eps
         # p = 1: uniform in the ball via D+1 exponentials (surface: D exponentials)
-        ex = -torch.log(torch.rand((*shape[:-1], self.D + 1), generator=generator, dtype=F64))
-        sgn = torch.randint(0, 2, shape, generator=generator).to(F64) * 2 - 1
+        ex = -torch.log(torch.rand((*shape[:-1], self.D + 1), **f64))
+        sgn = signs(shape)
         den = ex.sum(-1, keepdim=True) if kind == "interior" else ex[..., :-1].sum(-1, keepdim=True)
         return sgn * ex[..., :-1] / den * eps
 
@@ -218,7 +230,7 @@ class LpBall:
         eps = torch.as_tensor(self.eps, dtype=F64).reshape(-1)
         if eps.numel() not in (1, B):
             raise ValueError(f"eps must be a float or have B={B} entries, got {eps.numel()}")
-        return [LpDomain(e, torch.tensor(pos).expand(B, -1), eps, self.p)]
+        return [LpDomain(e, torch.tensor(pos, device=e.device).expand(B, -1), eps, self.p)]
 
 
 class Synonyms:
@@ -275,14 +287,14 @@ class Synonyms:
         pos = _check_positions(self.positions, T, "candidate positions")
         cands = []
         for t in pos:
-            c = self.candidates[t].to(F64)
+            c = self.candidates[t].to(device=e.device, dtype=F64)
             c = c.expand(B, -1, -1) if c.dim() == 2 else c
             if c.shape[0] != B or c.shape[-1] != D:
                 raise ValueError(f"candidates[{t}] must have shape [K, {D}] or [{B}, K, {D}], "
                                  f"got {tuple(self.candidates[t].shape)}")
             cands.append(c - e[:, t, None, :].to(F64))
         K = max(c.shape[1] for c in cands)
-        zero = torch.zeros(B, 1, D, dtype=F64)
+        zero = torch.zeros(B, 1, D, dtype=F64, device=e.device)
         # pad by repeating the zero offset (the original word): the hull is unchanged
         cands = [torch.cat([zero, c] + [zero] * (K - c.shape[1]), 1) for c in cands]
         deltas = torch.stack(cands, 1)  # [B, S, K+1, D]
@@ -290,6 +302,6 @@ class Synonyms:
         r = min(self.budget, S)
         out = []
         for sub in itertools.combinations(range(S), r):
-            idx = torch.tensor(pos)[list(sub)]
+            idx = torch.tensor(pos, device=e.device)[list(sub)]
             out.append(HullDomain(e, idx.expand(B, -1), deltas[:, list(sub)]))
         return out

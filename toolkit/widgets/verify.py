@@ -28,7 +28,10 @@ __all__ = ["RADIUS_RANGE", "BoundsExplorer", "MethodBounds", "method_bounds", "r
 
 #: p -> (max_eps, tol) of the explorer's coarse radius search (bisection, about 6 steps)
 RADIUS_RANGE = {1.0: (2.0, 2.0 / 64), 2.0: (1.0, 1.0 / 64), math.inf: (0.25, 0.25 / 64)}
-_COLORS = dict(ibp="#7f7f7f", crown="#1f77b4", forward="#ff7f0e", baf="#2ca02c")
+#: methods computed only while selected (alpha-CROWN's slope optimisation takes seconds)
+ON_DEMAND = ("alpha-crown",)
+_COLORS = {"ibp": "#7f7f7f", "crown": "#1f77b4", "forward": "#ff7f0e", "baf": "#2ca02c",
+           "alpha-crown": "#9467bd"}
 
 
 @dataclass
@@ -81,7 +84,10 @@ def method_bounds(model, e: torch.Tensor, spec, method: str, label: int) -> Meth
     graph = build_graph(model, e.shape[1])
     prop = Propagator(graph, spec.domains(e)[0], method, report=True)
     mlo, _mhi, inter = prop.run(margin_matrix(label, 1, model.num_classes))
-    lo, hi = prop.bounds[graph.output]
+    if method == "alpha-crown":  # optimise the logits too, on the same intermediate bounds
+        lo, hi = prop._spec_bounds(torch.eye(model.num_classes, dtype=torch.float64)[None])
+    else:
+        lo, hi = prop.bounds[graph.output]
     seconds = time.perf_counter() - start
     mlo = mlo[0].clone()
     mlo[label] = 0.0
@@ -117,7 +123,8 @@ class BoundsExplorer(Explorer):
     """Certified logit bounds under an Lp ball on chosen word embeddings.
 
     Views: the logit intervals of the selected method beside the clean logits; the mean
-    bound width after every layer for all four methods (which layer loosens the bound);
+    bound width after every layer for every method (which layer loosens the bound; alpha-CROWN,
+    whose slope optimisation takes seconds, only while selected);
     the mean logit width per method at the current eps; and, behind **Run**, the certified
     radius of every position of the sentence for the selected method (a heatmap).
 
@@ -230,18 +237,21 @@ class BoundsExplorer(Explorer):
                 self._syncing = False
         return ids, labels
 
-    def _bounds(self, ids, positions, p, eps) -> dict[str, MethodBounds]:
+    def _bounds(self, ids, positions, p, eps, selected: str) -> dict[str, MethodBounds]:
+        """Every method's bounds, except the on-demand ones unless ``selected``."""
         key = (tuple(ids.tolist()), positions, p, eps)
-        if key not in self._cache:
+        if key not in self._cache and len(self._cache) > 32:
+            self._cache.clear()
+        res = self._cache.setdefault(key, {})
+        wanted = [m for m in METHODS if m not in res and (m not in ON_DEMAND or m == selected)]
+        if wanted:
             e = self.model.embed(ids).detach()
             label = int(self.model(e[None]).argmax())
             spec = LpBall(eps, p=p, positions=list(positions))
-            if len(self._cache) > 32:
-                self._cache.clear()
             with single_thread():
-                self._cache[key] = {m: method_bounds(self.model, e, spec, m, label)
-                                    for m in METHODS}
-        return self._cache[key]
+                for m in wanted:
+                    res[m] = method_bounds(self.model, e, spec, m, label)
+        return res
 
     # -- model -> view -----------------------------------------------------------------------
     def _update(self) -> None:
@@ -251,7 +261,7 @@ class BoundsExplorer(Explorer):
         if not positions:
             raise ValueError("positions must select at least one token, got none")
         p, eps, method = float(v["p"]), float(v["eps"]), v["method"]
-        self.results = res = self._bounds(ids, positions, p, eps)
+        self.results = res = self._bounds(ids, positions, p, eps, method)
         cur = res[method]
         with torch.no_grad():
             clean = self.model(self.model.embed(ids)[None].double())[0].numpy()
@@ -266,19 +276,20 @@ class BoundsExplorer(Explorer):
         fig = self.figures["layers"]
         with fig.batch_update():
             for trace, m in zip(fig.data, METHODS):
-                trace.x, trace.y = res[m].layers, res[m].layer_width
+                trace.x = res[m].layers if m in res else []
+                trace.y = res[m].layer_width if m in res else np.zeros(0)
                 trace.line.width = 4 if m == method else 1.5
         fig = self.figures["methods"]
         with fig.batch_update():
             fig.data[0].x = list(METHODS)
-            fig.data[0].y = np.array([res[m].width for m in METHODS])
-            fig.data[0].text = [("✓ " if res[m].certified else "✗ ") + f"{res[m].seconds:.2f}s"
-                                for m in METHODS]
+            fig.data[0].y = np.array([res[m].width if m in res else np.nan for m in METHODS])
+            fig.data[0].text = [(("✓ " if res[m].certified else "✗ ") + f"{res[m].seconds:.2f}s")
+                                if m in res else "select to compute" for m in METHODS]
         if self._radius_key != (tuple(ids.tolist()), p):
             self._radius_key, self.radii = (tuple(ids.tolist()), p), {}
             self._draw_radius(labels)
         self.progress.value = 0
-        good = [m for m in METHODS if res[m].certified]
+        good = [m for m in METHODS if m in res and res[m].certified]
         self.status.value = (f"prediction: <b>{self.classes[cur.label]}</b>; certified at this ε "
                              f"by: {', '.join(good) or 'none'}")
 

@@ -60,7 +60,7 @@ class LinearBounds(NamedTuple):
 
 def safe_mul(a: Tensor, b: Tensor) -> Tensor:
     """``a * b`` with ``0 * inf = 0`` (where ``a == 0``); NaN in ``a`` still propagates."""
-    return torch.where(a == 0, torch.zeros((), dtype=a.dtype), a * b)
+    return torch.where(a == 0, a.new_zeros(()), a * b)
 
 
 def all_finite(*ts: Tensor) -> bool:
@@ -155,9 +155,11 @@ def offset_range(f, df, pieces, a: Tensor, l: Tensor, u: Tensor):
         ok = lo < hi
         lo = torch.where(ok, lo, l)
         hi = torch.where(ok, hi, l)
-        has = ok & ((df(lo) - a) * (df(hi) - a) <= 0)
-        if bool(has.any()):
-            r = bisect(lambda x: df(x) - a, lo, hi)
+        with torch.no_grad():  # the extremes' locations carry no gradient (envelope theorem)
+            ad = a.detach()
+            has = ok & ((df(lo) - ad) * (df(hi) - ad) <= 0)
+            r = bisect(lambda x: df(x) - ad, lo, hi) if bool(has.any()) else None
+        if r is not None:
             xs.append(torch.where(has, r, l))
     h = torch.stack([f(x) - a * x for x in xs])
     return h.amin(0), h.amax(0)
@@ -216,21 +218,49 @@ class Elementwise(Op):
         """(aL, bL, aU, bU) for finite l < u."""
         raise NotImplementedError
 
+    def planes_at(self, tL: Tensor, tU: Tensor, l: Tensor, u: Tensor):
+        """Sound planes (aL, bL, aU, bU) chosen by parameters ``t`` in [0, 1] (alpha-CROWN)."""
+        raise NotImplementedError
+
+    def free_sides(self, l: Tensor, u: Tensor):
+        """Masks (lower, upper): where a plane is worth optimising (alpha-CROWN).
+
+        A convex piece's best upper plane is its chord whatever the objective, so only its
+        lower plane is free (and the other way round for a concave piece).
+        """
+        raise NotImplementedError
+
+    def initial_points(self, rel, l: Tensor, u: Tensor):
+        """``(tL, tU)`` for which :meth:`planes_at` gives (about) the planes of ``rel``."""
+        raise NotImplementedError
+
+    def input_interval(self, l: Tensor, u: Tensor):
+        """The input bounds the planes are built on (ops with a restricted domain clamp)."""
+        return l, u
+
     def forward(self, x):
         return self.fn(x)
 
     def ibp(self, bnds, rel=None):
         return self.interval(*bnds[0])
 
-    def relax(self, bnds):
-        """Planes with degenerate/non-finite intervals handled and a safety slack added."""
-        l, u = bnds[0]
+    def relax(self, bnds, points=None):
+        """Planes with degenerate/non-finite intervals handled and a safety slack added.
+
+        ``points=(tL, tU)`` (alpha-CROWN) takes the planes of :meth:`planes_at` instead of
+        the default choice of :meth:`planes`.
+        """
+        l, u = self.input_interval(*bnds[0])
         il, iu = self.interval(l, u)
         good = torch.isfinite(l) & torch.isfinite(u) & (u > l)
         zero = torch.zeros_like(l)
         if bool(good.any()):
             # dummy interval (1, 2) lies in every op's domain; its planes are discarded below
-            aL, bL, aU, bU = self.planes(torch.where(good, l, 1.0), torch.where(good, u, 2.0))
+            gl, gu = torch.where(good, l, 1.0), torch.where(good, u, 2.0)
+            if points is None:
+                aL, bL, aU, bU = self.planes(gl, gu)
+            else:
+                aL, bL, aU, bU = self.planes_at(*points, gl, gu)
         else:
             aL = bL = aU = bU = zero
         aL, aU = torch.where(good, aL, zero), torch.where(good, aU, zero)
@@ -276,6 +306,65 @@ class SmoothElementwise(Elementwise):
     def curvature(self, l, u):
         raise NotImplementedError
 
+    def free_sides(self, l, u):
+        vex, cave = self.curvature(l, u)
+        return ~cave, ~vex
+
+    def _slope_range(self, l, u):
+        """Slopes worth trying on a mixed piece: the derivative at both ends and the chord."""
+        w = u - l
+        chord = (self.fn(u) - self.fn(l)) / torch.where(w > 0, w, 1.0)
+        s = torch.stack([self.df(l), self.df(u), chord])
+        lo, hi = s.amin(0), s.amax(0)
+        ok = torch.isfinite(lo) & torch.isfinite(hi)
+        return torch.where(ok, lo, 0.0), torch.where(ok, hi - lo, 0.0)
+
+    def planes_at(self, tL, tU, l, u):
+        """On a convex (concave) piece the lower (upper) plane is the tangent at
+        ``l + t (u - l)``; on a mixed piece the slope is ``lo + t (hi - lo)`` over
+        :meth:`_slope_range`, with exact offsets (:func:`offset_range`).  The other side
+        is the chord (exact there, and never used where it would not be: see
+        :meth:`free_sides`)."""
+        vex, cave = self.curvature(l, u)
+        w = u - l
+        fl = self.fn(l)
+        ac = (self.fn(u) - fl) / torch.where(w > 0, w, 1.0)
+        bc = fl - ac * l
+        aL, bL, aU, bU = ac, bc, ac, bc
+
+        def tangent(t):
+            x = l + w * t
+            a = self.df(x)
+            return a, self.fn(x) - a * x
+
+        a, b = tangent(tL)
+        aL, bL = torch.where(vex, a, aL), torch.where(vex, b, bL)
+        a, b = tangent(tU)
+        aU, bU = torch.where(cave, a, aU), torch.where(cave, b, bU)
+        mixed = ~(vex | cave)
+        if bool(mixed.any()):
+            lo, span = self._slope_range(l[mixed], u[mixed])
+            for t, low in ((tL, True), (tU, False)):
+                a = lo + span * t[mixed]
+                off = offset_range(self.fn, self.df, self.pieces, a, l[mixed], u[mixed])
+                if low:
+                    aL, bL = aL.index_put((mixed,), a), bL.index_put((mixed,), off[0])
+                else:
+                    aU, bU = aU.index_put((mixed,), a), bU.index_put((mixed,), off[1])
+        return aL, bL, aU, bU
+
+    def initial_points(self, rel, l, u):
+        vex, cave = self.curvature(l, u)
+        tL = torch.full_like(l, 0.5)  # CROWN's tangent is at the midpoint
+        tU = tL.clone()
+        mixed = ~(vex | cave)
+        if bool(mixed.any()):
+            lo, span = self._slope_range(l[mixed], u[mixed])
+            safe = torch.where(span > 0, span, 1.0)
+            tL[mixed] = ((rel[0][mixed] - lo) / safe).clamp(0, 1)
+            tU[mixed] = ((rel[2][mixed] - lo) / safe).clamp(0, 1)
+        return tL, tU
+
     def planes(self, l, u):
         vex, cave = self.curvature(l, u)
         out = list(convex_planes(self.fn, self.df, l, u, True))
@@ -300,12 +389,9 @@ class PositiveConvexElementwise(SmoothElementwise):
 
     tiny = 1e-300
 
-    def _clamped(self, l, u):
+    def input_interval(self, l, u):
         l = l.clamp(min=self.tiny)
         return l, torch.maximum(u, l)
-
-    def relax(self, bnds):
-        return super().relax([self._clamped(*bnds[0])])
 
     def curvature(self, l, u):
         convex = torch.ones_like(l, dtype=torch.bool)

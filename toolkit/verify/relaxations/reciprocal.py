@@ -26,5 +26,5 @@ class Reciprocal(PositiveConvexElementwise):
         return -1.0 / (x * x)
 
     def interval(self, l, u):
-        l, u = self._clamped(l, u)
+        l, u = self.input_interval(l, u)
         return 1.0 / u, 1.0 / l

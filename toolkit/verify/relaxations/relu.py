@@ -41,3 +41,16 @@ class ReLU(Elementwise):
             mid = torch.as_tensor(self.alpha, dtype=l.dtype).clamp(0, 1).expand_as(l)
         aL = torch.where(act, 1.0, torch.where(dead, 0.0, mid))
         return aL, torch.zeros_like(l), aU, bU
+
+    def planes_at(self, tL, tU, l, u):
+        """Lower slope ``tL`` through the origin on a crossing interval; upper: the chord."""
+        aL, bL, aU, bU = self.planes(l, u)
+        crossing = (l < 0) & (u > 0)
+        return torch.where(crossing, tL, aL), bL, aU, bU
+
+    def free_sides(self, l, u):
+        crossing = (l < 0) & (u > 0)
+        return crossing, torch.zeros_like(crossing)
+
+    def initial_points(self, rel, l, u):
+        return rel[0].clamp(0, 1), torch.zeros_like(l)

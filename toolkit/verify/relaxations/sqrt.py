@@ -33,10 +33,9 @@ class Sqrt(SmoothElementwise):
         l = l.clamp(min=0)
         return torch.sqrt(l), torch.sqrt(torch.maximum(u, l))
 
-    def relax(self, bnds):
-        l, u = bnds[0]
+    def input_interval(self, l, u):
         l = l.clamp(min=0)
-        return super().relax([(l, torch.maximum(u, l))])
+        return l, torch.maximum(u, l)
 
     def curvature(self, l, u):
         t = torch.ones_like(l, dtype=torch.bool)
@@ -51,5 +50,5 @@ class Rsqrt(PositiveConvexElementwise):
         return -0.5 * x ** -1.5
 
     def interval(self, l, u):
-        l, u = self._clamped(l, u)
+        l, u = self.input_interval(l, u)
         return torch.rsqrt(u), torch.rsqrt(l)
