@@ -17,7 +17,6 @@ from toolkit.verify import (
     check_soundness,
     margin_bounds,
 )
-
 from toolkit.verify.propagate import METHODS
 
 from ._helpers import tiny_model

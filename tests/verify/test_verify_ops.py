@@ -113,3 +113,13 @@ def test_center_and_scale_equal_their_dense_linear():
         (a,), ba = op.backward(A, [bnd], None)
         (d,), bd = dense.backward(A, [bnd], None)
         assert torch.allclose(a, d, atol=1e-12) and torch.allclose(ba, bd, atol=1e-12)
+
+
+def test_bounds_crossed_by_rounding_are_reordered():
+    from toolkit.verify.propagate import _uncross
+
+    l = torch.tensor([1.0, 0.0, -2.0], dtype=torch.float64)
+    u = torch.tensor([1.0 - 1e-15, 1.0, -2.0], dtype=torch.float64)
+    lo, hi = _uncross(l, u)
+    assert torch.equal(lo, torch.tensor([1.0 - 1e-15, 0.0, -2.0], dtype=torch.float64))
+    assert torch.equal(hi, torch.tensor([1.0, 1.0, -2.0], dtype=torch.float64))

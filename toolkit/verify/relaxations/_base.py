@@ -158,7 +158,7 @@ def offset_range(f, df, pieces, a: Tensor, l: Tensor, u: Tensor):
         with torch.no_grad():  # the extremes' locations carry no gradient (envelope theorem)
             ad = a.detach()
             has = ok & ((df(lo) - ad) * (df(hi) - ad) <= 0)
-            r = bisect(lambda x: df(x) - ad, lo, hi) if bool(has.any()) else None
+            r = bisect(lambda x, ad=ad: df(x) - ad, lo, hi) if bool(has.any()) else None
         if r is not None:
             xs.append(torch.where(has, r, l))
     h = torch.stack([f(x) - a * x for x in xs])
