@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 
 from .relaxations import Elementwise
+from .relaxations._base import usable_interval
 
 __all__ = ["optimize_lower"]
 
@@ -37,9 +38,7 @@ class _Slopes:
 
     def __init__(self, op: Elementwise, bnds, rel):
         self.op, self.bnds, self.crown = op, bnds, rel
-        l, u = op.input_interval(*bnds[0])
-        ok = torch.isfinite(l) & torch.isfinite(u) & (u > l)
-        l, u = torch.where(ok, l, 1.0), torch.where(ok, u, 2.0)
+        ok, l, u = usable_interval(*op.input_interval(*bnds[0]))
         free_l, free_u = op.free_sides(l, u)
         self.free = (free_l & ok, free_u & ok)
         self.t = [t.detach().clone().requires_grad_(True)

@@ -45,11 +45,15 @@ def _check_method(method: str) -> str:
 
 
 def _check_alpha(kw: dict) -> None:
-    steps, lr = kw.get("alpha_steps", 20), kw.get("alpha_lr", 0.25)
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
-        raise ValueError(f"alpha_steps must be an int >= 0, got {steps!r}")
-    if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
-        raise ValueError(f"alpha_lr must be a finite number > 0, got {lr!r}")
+    """Check the alpha-CROWN keywords present in ``kw``."""
+    if "alpha_steps" in kw:
+        steps = kw["alpha_steps"]
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+            raise ValueError(f"alpha_steps must be an int >= 0, got {steps!r}")
+    if "alpha_lr" in kw:
+        lr = kw["alpha_lr"]
+        if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
+            raise ValueError(f"alpha_lr must be a finite number > 0, got {lr!r}")
 
 
 def _prep_e(model, e) -> tuple[Tensor, bool]:

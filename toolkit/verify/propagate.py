@@ -262,17 +262,21 @@ class Propagator:
             for n in self.g.reported():
                 if self.nodes[n].comparable:
                     inter[n] = self.bounds[n]
-        out = self.g.output
-        if C is None and meth == "alpha-crown":  # optimise each output entry
-            n_out = math.prod(self.nodes[out].shape)
-            C = torch.eye(n_out, dtype=F64, device=self.dom.device).expand(self.dom.B, -1, -1)
-            lo, hi = self._spec_bounds(C)
-            shape = (self.dom.B, *self.nodes[out].shape)
-            return lo.reshape(shape), hi.reshape(shape), inter
         if C is None:
-            l, u = self.bounds[out]
-            return l, u, inter
+            return (*self.output_bounds(), inter)
         return (*self._spec_bounds(C), inter)
+
+    def output_bounds(self):
+        """Bounds [B, *out] of the output node after :meth:`run`; alpha-CROWN optimises every
+        entry's planes (on the intermediate bounds already computed), the others read them."""
+        out = self.g.output
+        if self.method != "alpha-crown":
+            return self.bounds[out]
+        n_out = math.prod(self.nodes[out].shape)
+        C = torch.eye(n_out, dtype=F64, device=self.dom.device).expand(self.dom.B, -1, -1)
+        lo, hi = self._spec_bounds(C)
+        shape = (self.dom.B, *self.nodes[out].shape)
+        return lo.reshape(shape), hi.reshape(shape)
 
     def _spec_bounds(self, C: Tensor):
         out = self.g.output

@@ -84,10 +84,7 @@ def method_bounds(model, e: torch.Tensor, spec, method: str, label: int) -> Meth
     graph = build_graph(model, e.shape[1])
     prop = Propagator(graph, spec.domains(e)[0], method, report=True)
     mlo, _mhi, inter = prop.run(margin_matrix(label, 1, model.num_classes))
-    if method == "alpha-crown":  # optimise the logits too, on the same intermediate bounds
-        lo, hi = prop._spec_bounds(torch.eye(model.num_classes, dtype=torch.float64)[None])
-    else:
-        lo, hi = prop.bounds[graph.output]
+    lo, hi = prop.output_bounds()  # alpha-CROWN: the logits optimised on the same bounds
     seconds = time.perf_counter() - start
     mlo = mlo[0].clone()
     mlo[label] = 0.0

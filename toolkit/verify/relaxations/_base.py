@@ -37,12 +37,14 @@ __all__ = [
     "SmoothElementwise",
     "all_finite",
     "bisect",
+    "chord_slope",
     "convex_planes",
     "dot_rows",
     "general_planes",
     "offset_range",
     "safe_mul",
     "sum_to",
+    "usable_interval",
 ]
 
 #: relative safety margin added to every plane bias (float64 rounding is ~1e-16)
@@ -165,15 +167,26 @@ def offset_range(f, df, pieces, a: Tensor, l: Tensor, u: Tensor):
     return h.amin(0), h.amax(0)
 
 
+def chord_slope(f, l: Tensor, u: Tensor) -> Tensor:
+    """``(f(u) - f(l)) / (u - l)``; where ``u == l`` the result is meaningless (finite)."""
+    w = u - l
+    return (f(u) - f(l)) / torch.where(w > 0, w, 1.0)
+
+
+def usable_interval(l: Tensor, u: Tensor):
+    """``(good, l', u')``: ``good`` where [l, u] is finite and non-degenerate; elsewhere l', u'
+    are the dummy interval (1, 2), which lies in every op's domain (its planes get discarded)."""
+    good = torch.isfinite(l) & torch.isfinite(u) & (u > l)
+    return good, torch.where(good, l, 1.0), torch.where(good, u, 2.0)
+
+
 def convex_planes(f, df, l, u, convex: bool = True):
     """Tangent at the midpoint and chord; for concave ``f`` the roles swap."""
     mid = 0.5 * (l + u)
     at = df(mid)
     bt = f(mid) - at * mid
-    fl = f(l)
-    w = u - l
-    ac = torch.where(w > 0, (f(u) - fl) / torch.where(w > 0, w, 1.0), at)
-    bc = fl - ac * l
+    ac = torch.where(u > l, chord_slope(f, l, u), at)
+    bc = f(l) - ac * l
     return (at, bt, ac, bc) if convex else (ac, bc, at, bt)
 
 
@@ -184,9 +197,7 @@ def general_planes(f, df, pieces, l, u):
     between plane and curve among the candidates).
     """
     mid = 0.5 * (l + u)
-    w = u - l
-    safe_w = torch.where(w > 0, w, 1.0)
-    cands = [(f(u) - f(l)) / safe_w, df(l), df(u), df(mid)]
+    cands = [chord_slope(f, l, u), df(l), df(u), df(mid)]
     best = None
     for a in cands:
         lo, hi = offset_range(f, df, pieces, a, l, u)
@@ -252,11 +263,9 @@ class Elementwise(Op):
         """
         l, u = self.input_interval(*bnds[0])
         il, iu = self.interval(l, u)
-        good = torch.isfinite(l) & torch.isfinite(u) & (u > l)
+        good, gl, gu = usable_interval(l, u)
         zero = torch.zeros_like(l)
         if bool(good.any()):
-            # dummy interval (1, 2) lies in every op's domain; its planes are discarded below
-            gl, gu = torch.where(good, l, 1.0), torch.where(good, u, 2.0)
             if points is None:
                 aL, bL, aU, bU = self.planes(gl, gu)
             else:
@@ -312,9 +321,7 @@ class SmoothElementwise(Elementwise):
 
     def _slope_range(self, l, u):
         """Slopes worth trying on a mixed piece: the derivative at both ends and the chord."""
-        w = u - l
-        chord = (self.fn(u) - self.fn(l)) / torch.where(w > 0, w, 1.0)
-        s = torch.stack([self.df(l), self.df(u), chord])
+        s = torch.stack([self.df(l), self.df(u), chord_slope(self.fn, l, u)])
         lo, hi = s.amin(0), s.amax(0)
         ok = torch.isfinite(lo) & torch.isfinite(hi)
         return torch.where(ok, lo, 0.0), torch.where(ok, hi - lo, 0.0)
@@ -327,9 +334,8 @@ class SmoothElementwise(Elementwise):
         :meth:`free_sides`)."""
         vex, cave = self.curvature(l, u)
         w = u - l
-        fl = self.fn(l)
-        ac = (self.fn(u) - fl) / torch.where(w > 0, w, 1.0)
-        bc = fl - ac * l
+        ac = chord_slope(self.fn, l, u)
+        bc = self.fn(l) - ac * l
         aL, bL, aU, bU = ac, bc, ac, bc
 
         def tangent(t):
