@@ -42,10 +42,13 @@ def export(path: str) -> None:
     from toolkit.models import load_minilm
 
     state = {k: v for k, v in model.state_dict().items() if not k.startswith("embedding.")}
-    blob = dict(config=load_minilm().config, state=state,
-                heads=torch.load(HEADS_PATH, weights_only=True)["heads"],
-                sentences={s: model.embed(vocab.encode(s)).detach() for s in SENTENCES},
-                tokens={s: vocab.tokens(s) for s in SENTENCES})
+    blob = dict(
+        config=load_minilm().config,
+        state=state,
+        heads=torch.load(HEADS_PATH, weights_only=True)["heads"],
+        sentences={s: model.embed(vocab.encode(s)).detach() for s in SENTENCES},
+        tokens={s: vocab.tokens(s) for s in SENTENCES},
+    )
     torch.save(blob, path)
     print(f"wrote {path}")
 
@@ -66,9 +69,12 @@ def load(path: str | None, layers: int):
     head = nn.Linear(*reversed(head_state["weight"].shape))
     head.load_state_dict(head_state)
     model = MiniLMClassifier(minilm, head, layers)
-    state = {k: v for k, v in blob["state"].items()
-             if not k.startswith(("head.", "layers.")) or (k.startswith("layers.") and
-             int(k.split(".")[1]) < layers)}
+    state = {
+        k: v
+        for k, v in blob["state"].items()
+        if not k.startswith(("head.", "layers."))
+        or (k.startswith("layers.") and int(k.split(".")[1]) < layers)
+    }
     missing, _ = model.load_state_dict(state, strict=False)
     assert all(k.startswith(("embedding.", "head.")) for k in missing), missing
     return model.double().eval().requires_grad_(False), blob["sentences"], blob["tokens"]
@@ -92,9 +98,13 @@ def main() -> None:
     ap.add_argument("--weights", help="file written by --export (default: the package)")
     ap.add_argument("--export", metavar="PATH", help="write the weights file and stop")
     ap.add_argument("--reps", type=int, default=3)
-    ap.add_argument("--cpu-max-layers", type=int, default=6,
-                    help="skip the CPU anchor above this depth (at six layers it runs on the "
-                         "shortest sentence only)")
+    ap.add_argument(
+        "--cpu-max-layers",
+        type=int,
+        default=6,
+        help="skip the CPU anchor above this depth (at six layers it runs on the "
+        "shortest sentence only)",
+    )
     ap.add_argument("--part", choices=("bounds", "radii", "all"), default="all")
     ap.add_argument("--layers", type=int, nargs="+", default=[1, 2, 6])
     args = ap.parse_args()
@@ -103,8 +113,10 @@ def main() -> None:
         return
     if not torch.cuda.is_available():
         sys.exit("bench_verify: needs a CUDA GPU")
-    print(f"card: {torch.cuda.get_device_name()}; date: {datetime.date.today()}; "
-          f"torch {torch.__version__}; CPU threads {torch.get_num_threads()}\n")
+    print(
+        f"card: {torch.cuda.get_device_name()}; date: {datetime.date.today()}; "
+        f"torch {torch.__version__}; CPU threads {torch.get_num_threads()}\n"
+    )
     if args.part in ("bounds", "all"):
         bound_table(args)
     if args.part in ("radii", "all"):
@@ -122,8 +134,9 @@ def bound_table(args) -> None:
             spec = LpBall(EPS, p=2, positions=[1])
             res = {}
             for dev in ("cpu", "cuda"):
-                if dev == "cpu" and (layers > args.cpu_max_layers
-                                     or (layers == 6 and sentence != SENTENCES[0])):
+                if dev == "cpu" and (
+                    layers > args.cpu_max_layers or (layers == 6 and sentence != SENTENCES[0])
+                ):
                     continue
                 m, ed = model.to(dev), e.to(dev)
                 reps = 1 if dev == "cpu" and layers > 2 else args.reps
@@ -134,13 +147,17 @@ def bound_table(args) -> None:
             model.cpu()
             for dev, (sec, (lo, _hi)) in res.items():
                 ratio = f"{res['cpu'][0] / sec:.1f}x" if "cpu" in res else "n/a"
-                print(f"| {layers} | {sentence} ({e.shape[1]}) | {dev} | {sec:.3f} | {ratio} | "
-                      f"{float(lo[0, 1 - y]):.4f} |", flush=True)
+                print(
+                    f"| {layers} | {sentence} ({e.shape[1]}) | {dev} | {sec:.3f} | {ratio} | "
+                    f"{float(lo[0, 1 - y]):.4f} |",
+                    flush=True,
+                )
 
 
 def radius_list(args) -> None:
-    print("\nCertified l2 radius per word, six layers, on the GPU (bisection tol 1e-4, "
-          "max 0.05):\n")
+    print(
+        "\nCertified l2 radius per word, six layers, on the GPU (bisection tol 1e-4, max 0.05):\n"
+    )
     model, emb, tokens = load(args.weights, 6)
     model.cuda()
     for sentence in SENTENCES:
@@ -148,11 +165,12 @@ def radius_list(args) -> None:
         y = int(model(e).argmax())
         pos = RADIUS_POSITIONS[sentence]
         for method in ("crown", "alpha-crown"):
-            run = functools.partial(certified_radius, model, e, y, pos, p=2, method=method,
-                                    tol=1e-4, max_eps=0.05)
+            run = functools.partial(
+                certified_radius, model, e, y, pos, p=2, method=method, tol=1e-4, max_eps=0.05
+            )
             sec, r = timed(run, "cuda", 1)
             words = " ".join(f"{tokens[sentence][t]}:{float(x):.4f}" for t, x in zip(pos, r[0]))
-            print(f"- {method}, \"{sentence}\" (label {y}): {words} ({sec:.1f} s)", flush=True)
+            print(f'- {method}, "{sentence}" (label {y}): {words} ({sec:.1f} s)', flush=True)
 
 
 if __name__ == "__main__":

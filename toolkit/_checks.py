@@ -23,8 +23,9 @@ def check_int(name: str, value: Any, minimum: int = 1, maximum: int | None = Non
     bound = f"{minimum} <= {name}" + (f" <= {maximum}" if maximum is not None else "")
     integral = isinstance(value, numbers.Integral) or getattr(value, "is_Integer", False)
     if isinstance(value, bool) or not integral:
-        raise TypeError(f"{name} must be an int with {bound}, got {value!r} "
-                        f"({type(value).__name__})")
+        raise TypeError(
+            f"{name} must be an int with {bound}, got {value!r} ({type(value).__name__})"
+        )
     if int(value) < minimum or (maximum is not None and int(value) > maximum):
         raise ValueError(f"{name} must satisfy {bound}, got {name}={value!r}")
     return int(value)

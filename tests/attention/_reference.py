@@ -10,8 +10,10 @@ import torch
 
 def _order(row: np.ndarray) -> list[int]:
     """Indices sorted by descending value, NaN first, ties to the lower index."""
-    return sorted(range(len(row)), key=lambda j: (0 if math.isnan(row[j]) else 1,
-                                                  -row[j] if not math.isnan(row[j]) else 0, j))
+    return sorted(
+        range(len(row)),
+        key=lambda j: (0 if math.isnan(row[j]) else 1, -row[j] if not math.isnan(row[j]) else 0, j),
+    )
 
 
 def scores_ref(q, k, scale, mask=None) -> np.ndarray:
@@ -36,8 +38,8 @@ def scores_ref(q, k, scale, mask=None) -> np.ndarray:
 def nm_keep_ref(row: np.ndarray, n: int, m: int) -> np.ndarray:
     keep = np.zeros(len(row), dtype=bool)
     for start in range(0, len(row), m):
-        group = row[start:start + m]
-        for j in _order(group)[:min(n, len(group))]:
+        group = row[start : start + m]
+        for j in _order(group)[: min(n, len(group))]:
             keep[start + j] = True
     return keep
 

@@ -23,8 +23,9 @@ def test_nm_attention_cuda_matches_cpu(dtype, n, m):
     assert (kept_cpu == kept_gpu).float().mean() > 0.99
     tol = 2e-2 if dtype != torch.float32 else 2e-4
     rows_equal = (kept_cpu == kept_gpu).all(-1)
-    torch.testing.assert_close(out_gpu.cpu()[rows_equal].float(), out_cpu[rows_equal].float(),
-                               atol=tol, rtol=tol)
+    torch.testing.assert_close(
+        out_gpu.cpu()[rows_equal].float(), out_cpu[rows_equal].float(), atol=tol, rtol=tol
+    )
 
 
 def test_dsa_mask_cuda_uses_kernel_and_matches_codes():

@@ -49,8 +49,15 @@ def test_quantize_matches_loop(bits, rows, cols, seed):
 
 
 @settings(max_examples=25, deadline=None)
-@given(st.integers(1, 4), st.integers(1, 20), st.integers(1, 8), st.integers(1, 8),
-       st.integers(1, 16), st.floats(0.05, 0.95), st.integers(0, 10**6))
+@given(
+    st.integers(1, 4),
+    st.integers(1, 20),
+    st.integers(1, 8),
+    st.integers(1, 8),
+    st.integers(1, 16),
+    st.floats(0.05, 0.95),
+    st.integers(0, 10**6),
+)
 def test_dsa_mask_matches_per_row_loop(lq, lk, d, rank, bits, sparsity, seed):
     g = torch.Generator().manual_seed(seed)
     q, k = torch.randn(2, lq, d, generator=g), torch.randn(2, lk, d, generator=g)
@@ -62,8 +69,14 @@ def test_dsa_mask_matches_per_row_loop(lq, lk, d, rank, bits, sparsity, seed):
         ki, sk = quantize_rows(k[b] @ proj, bits)
         for i in range(lq):
             # float32(exact integer dot) * key scale, in float32; the query scale is left out.
-            row = np.array([np.float32(sum(int(a) * int(c) for a, c in zip(qi[i], ki[j])))
-                            * np.float32(sk[j]) for j in range(lk)], dtype=np.float32)
+            row = np.array(
+                [
+                    np.float32(sum(int(a) * int(c) for a, c in zip(qi[i], ki[j])))
+                    * np.float32(sk[j])
+                    for j in range(lk)
+                ],
+                dtype=np.float32,
+            )
             assert mask[b, i].tolist() == topk_keep_ref(row, kk).tolist()
             assert int(mask[b, i].sum()) == kk
 
@@ -74,8 +87,10 @@ def test_codes_feed_the_kernel_contract(generator):
         qc, _ = quantize_rows(q @ dsa_projection(16, 8, seed=1), bits)
         kc, sk = quantize_rows(k @ dsa_projection(16, 8, seed=1), bits)
         assert qc.dtype == dtype and qc.abs().max() <= max(1, 2 ** (bits - 1) - 1)
-        assert torch.equal(dsa_mask(q, k, sparsity=0.5, rank=8, bits=bits, seed=1),
-                           predict_topk_mask(qc, kc, sk, keep_count(0.5, 9)))
+        assert torch.equal(
+            dsa_mask(q, k, sparsity=0.5, rank=8, bits=bits, seed=1),
+            predict_topk_mask(qc, kc, sk, keep_count(0.5, 9)),
+        )
 
 
 def test_topk_ties_to_lower_index_and_matches_nm_mask(generator):
@@ -100,8 +115,10 @@ def test_exact_prediction_recovers_topk(generator):
     # Rank >> d and 16 bits: P P^T ~ I, so the prediction ranks like the true scores.
     q, k = torch.randn(4, 12, 8, generator=generator), torch.randn(4, 24, 8, generator=generator)
     oracle = topk_mask(q @ k.transpose(-1, -2), density=0.25)
-    recall = [float((dsa_mask(q, k, sparsity=0.75, rank=r, bits=16) & oracle).sum()
-                    / oracle.sum()) for r in (2, 8192)]
+    recall = [
+        float((dsa_mask(q, k, sparsity=0.75, rank=r, bits=16) & oracle).sum() / oracle.sum())
+        for r in (2, 8192)
+    ]
     assert recall[1] > 0.95 and recall[1] > recall[0]
     approx = dsa_scores(q, k, rank=512, bits=16)
     exact = (q @ k.mT).double()

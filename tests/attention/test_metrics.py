@@ -21,8 +21,11 @@ from toolkit.attention import (
 
 
 def _qkv(gen, lead=(2, 3), lq=8, lk=16, d=8):
-    return (torch.randn(*lead, lq, d, generator=gen), torch.randn(*lead, lk, d, generator=gen),
-            torch.randn(*lead, lk, d, generator=gen))
+    return (
+        torch.randn(*lead, lq, d, generator=gen),
+        torch.randn(*lead, lk, d, generator=gen),
+        torch.randn(*lead, lk, d, generator=gen),
+    )
 
 
 def test_dense_pattern_is_exact(generator):

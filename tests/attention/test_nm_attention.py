@@ -39,15 +39,18 @@ def test_matches_loop_reference(case):
     g = torch.Generator().manual_seed(seed)
     q, k, v = _grid((*lead, lq, d), g), _grid((*lead, lk, d), g), _grid((*lead, lk, dv), g)
     mask = torch.where(torch.rand(lq, lk, generator=g) < 0.2, -math.inf, 0.0)
-    out, p = nm_attention(q.to(dtype), k.to(dtype), v.to(dtype), n, m, attn_mask=mask.to(dtype),
-                          return_probs=True)
-    ref_out, ref_p, _ = attention_ref(q, k, v, lambda r: nm_keep_ref(r, n, m), 1 / math.sqrt(d),
-                                      mask)
+    out, p = nm_attention(
+        q.to(dtype), k.to(dtype), v.to(dtype), n, m, attn_mask=mask.to(dtype), return_probs=True
+    )
+    ref_out, ref_p, _ = attention_ref(
+        q, k, v, lambda r: nm_keep_ref(r, n, m), 1 / math.sqrt(d), mask
+    )
     assert out.dtype == dtype and out.shape == (*lead, lq, dv) and p.shape == (*lead, lq, lk)
     tol = TOL[dtype]
     np.testing.assert_allclose(p.double().reshape(ref_p.shape).numpy(), ref_p, atol=tol, rtol=tol)
-    np.testing.assert_allclose(out.double().reshape(ref_out.shape).numpy(), ref_out,
-                               atol=4 * tol, rtol=4 * tol)
+    np.testing.assert_allclose(
+        out.double().reshape(ref_out.shape).numpy(), ref_out, atol=4 * tol, rtol=4 * tol
+    )
     assert not torch.isnan(out).any()
 
 
@@ -96,8 +99,9 @@ def test_dead_rows_give_zeros_without_nan():
 def test_kept_all_neg_inf_row_is_zero():
     # Finite scores exist, but pruning 1:4 with the finite one masked leaves only -inf kept.
     scores_mask = torch.tensor([[-math.inf, -math.inf, -math.inf, -math.inf]])
-    out = nm_attention(torch.ones(1, 1), torch.ones(4, 1), torch.ones(4, 3), 1, 4,
-                       attn_mask=scores_mask)
+    out = nm_attention(
+        torch.ones(1, 1), torch.ones(4, 1), torch.ones(4, 3), 1, 4, attn_mask=scores_mask
+    )
     assert torch.equal(out, torch.zeros(1, 3))
 
 
@@ -142,8 +146,13 @@ def test_argument_errors(kwargs, error, match, generator):
         (torch.randn(5, 4), torch.randn(7, 4).half(), torch.randn(7, 3), TypeError, "k must have"),
         (torch.randn(2, 5, 4), torch.randn(3, 7, 4), torch.randn(3, 7, 2), ValueError, "broadc"),
         (torch.randn(4), torch.randn(7, 4), torch.randn(7, 2), ValueError, "q must have shape"),
-        (torch.ones(5, 4, dtype=torch.int32), torch.randn(7, 4), torch.randn(7, 2), TypeError,
-         "q must have dtype"),
+        (
+            torch.ones(5, 4, dtype=torch.int32),
+            torch.randn(7, 4),
+            torch.randn(7, 2),
+            TypeError,
+            "q must have dtype",
+        ),
         ([[1.0]], torch.randn(7, 4), torch.randn(7, 2), TypeError, "q must be a torch.Tensor"),
     ],
 )

@@ -22,7 +22,8 @@ def test_equal_density_and_definitions(lq, lk, density):
         start = min(max(c - k // 2, 0), lk - k)
         assert local[i].nonzero().flatten().tolist() == list(range(start, start + k))
         assert sorted(strided[i].nonzero().flatten().tolist()) == sorted(
-            (c + t * s) % lk for t in range(k))
+            (c + t * s) % lk for t in range(k)
+        )
         assert strided[i, c]
 
 

@@ -18,8 +18,12 @@ from safetensors.torch import load_file
 from toolkit.attention import nm_attention, tradeoff_curves
 from toolkit.models import load_minilm, minilm_files
 
-SENTENCES = ["A man is eating food.", "A man is eating a piece of bread.",
-             "A man is riding a horse.", "hello world"]
+SENTENCES = [
+    "A man is eating food.",
+    "A man is eating a piece of bread.",
+    "A man is riding a horse.",
+    "hello world",
+]
 
 
 @pytest.fixture(scope="module")
@@ -35,33 +39,46 @@ def _torch_encoder(files):
     layers = []
     for i in range(cfg["num_hidden_layers"]):
         p = f"encoder.layer.{i}."
-        layer = torch.nn.TransformerEncoderLayer(D, H, cfg["intermediate_size"], dropout=0.0,
-                                                 activation="gelu", layer_norm_eps=1e-12,
-                                                 batch_first=True).eval()
-        sd = {"self_attn.in_proj_weight": torch.cat([w[p + f"attention.self.{n}.weight"]
-                                                     for n in ("query", "key", "value")]),
-              "self_attn.in_proj_bias": torch.cat([w[p + f"attention.self.{n}.bias"]
-                                                   for n in ("query", "key", "value")]),
-              "self_attn.out_proj.weight": w[p + "attention.output.dense.weight"],
-              "self_attn.out_proj.bias": w[p + "attention.output.dense.bias"],
-              "linear1.weight": w[p + "intermediate.dense.weight"],
-              "linear1.bias": w[p + "intermediate.dense.bias"],
-              "linear2.weight": w[p + "output.dense.weight"],
-              "linear2.bias": w[p + "output.dense.bias"],
-              "norm1.weight": w[p + "attention.output.LayerNorm.weight"],
-              "norm1.bias": w[p + "attention.output.LayerNorm.bias"],
-              "norm2.weight": w[p + "output.LayerNorm.weight"],
-              "norm2.bias": w[p + "output.LayerNorm.bias"]}
+        layer = torch.nn.TransformerEncoderLayer(
+            D,
+            H,
+            cfg["intermediate_size"],
+            dropout=0.0,
+            activation="gelu",
+            layer_norm_eps=1e-12,
+            batch_first=True,
+        ).eval()
+        sd = {
+            "self_attn.in_proj_weight": torch.cat(
+                [w[p + f"attention.self.{n}.weight"] for n in ("query", "key", "value")]
+            ),
+            "self_attn.in_proj_bias": torch.cat(
+                [w[p + f"attention.self.{n}.bias"] for n in ("query", "key", "value")]
+            ),
+            "self_attn.out_proj.weight": w[p + "attention.output.dense.weight"],
+            "self_attn.out_proj.bias": w[p + "attention.output.dense.bias"],
+            "linear1.weight": w[p + "intermediate.dense.weight"],
+            "linear1.bias": w[p + "intermediate.dense.bias"],
+            "linear2.weight": w[p + "output.dense.weight"],
+            "linear2.bias": w[p + "output.dense.bias"],
+            "norm1.weight": w[p + "attention.output.LayerNorm.weight"],
+            "norm1.bias": w[p + "attention.output.LayerNorm.bias"],
+            "norm2.weight": w[p + "output.LayerNorm.weight"],
+            "norm2.bias": w[p + "output.LayerNorm.bias"],
+        }
         layer.load_state_dict(sd)
         layers.append(layer)
 
     def run(ids, mask):
         T = ids.shape[1]
-        x = (w["embeddings.word_embeddings.weight"][ids]
-             + w["embeddings.position_embeddings.weight"][:T]
-             + w["embeddings.token_type_embeddings.weight"][0])
-        x = torch.nn.functional.layer_norm(x, (D,), w["embeddings.LayerNorm.weight"],
-                                           w["embeddings.LayerNorm.bias"], 1e-12)
+        x = (
+            w["embeddings.word_embeddings.weight"][ids]
+            + w["embeddings.position_embeddings.weight"][:T]
+            + w["embeddings.token_type_embeddings.weight"][0]
+        )
+        x = torch.nn.functional.layer_norm(
+            x, (D,), w["embeddings.LayerNorm.weight"], w["embeddings.LayerNorm.bias"], 1e-12
+        )
         with torch.no_grad():
             for layer in layers:
                 x = layer(x, src_key_padding_mask=~mask.bool())
@@ -134,8 +151,10 @@ def test_stored_reference(model):
 
     path = Path(__file__).with_name("minilm_reference.json")
     if not path.is_file():
-        pytest.skip("no tests/models/minilm_reference.json: run scripts/make_minilm_reference.py "
-                    "where sentence-transformers is installed")
+        pytest.skip(
+            "no tests/models/minilm_reference.json: run scripts/make_minilm_reference.py "
+            "where sentence-transformers is installed"
+        )
     data = json.loads(path.read_text())
     expected = torch.tensor(data["embeddings"])
     torch.testing.assert_close(model.encode(data["sentences"]), expected, atol=1e-5, rtol=1e-4)

@@ -31,7 +31,7 @@ def test_trace_shapes_and_consistency():
         torch.testing.assert_close(s, q @ k.mT / 8**0.5)
         torch.testing.assert_close(p, torch.softmax(s, -1))
     assert torch.equal(model(ids), h)
-    assert (trace.probs[0].amax(-1).mean() > 0.2)  # qk_gain gives peaked attention
+    assert trace.probs[0].amax(-1).mean() > 0.2  # qk_gain gives peaked attention
 
 
 def test_attention_fn_hook_applies_nm():
@@ -53,15 +53,25 @@ def test_padding_mask_and_metrics():
     t = tradeoff_curves(trace, methods=("nm",), nm=("2:4",))
     assert len(t["layer"]) == 2 and (t["mass"] < 1).all()
     q, k, v = trace.layer(0)
-    mets = attention_metrics(q, k, v, torch.ones(10, 10, dtype=torch.bool),
-                             attn_mask=trace.attn_mask, query_mask=trace.query_mask)
+    mets = attention_metrics(
+        q,
+        k,
+        v,
+        torch.ones(10, 10, dtype=torch.bool),
+        attn_mask=trace.attn_mask,
+        query_mask=trace.query_mask,
+    )
     assert torch.allclose(mets["mass"], torch.ones(2, 2, dtype=torch.float64))
 
 
 @pytest.mark.parametrize(
     ("kwargs", "error"),
-    [(dict(dim=30, heads=4), ValueError), (dict(layers=0), ValueError),
-     (dict(seed=1.5), TypeError), (dict(qk_gain=0), ValueError)],
+    [
+        (dict(dim=30, heads=4), ValueError),
+        (dict(layers=0), ValueError),
+        (dict(seed=1.5), TypeError),
+        (dict(qk_gain=0), ValueError),
+    ],
 )
 def test_constructor_errors(kwargs, error):
     with pytest.raises(error):

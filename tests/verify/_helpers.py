@@ -7,12 +7,29 @@ import torch
 from toolkit.verify import TransformerClassifier
 
 
-def tiny_model(seed=0, layers=1, layernorm="no_var", activation="relu", dim=8, heads=2,
-               ffn_dim=16, num_classes=3, vocab=20):
+def tiny_model(
+    seed=0,
+    layers=1,
+    layernorm="no_var",
+    activation="relu",
+    dim=8,
+    heads=2,
+    ffn_dim=16,
+    num_classes=3,
+    vocab=20,
+):
     torch.manual_seed(seed)
-    m = TransformerClassifier(vocab, dim=dim, layers=layers, heads=heads, ffn_dim=ffn_dim,
-                              num_classes=num_classes, max_len=8, layernorm=layernorm,
-                              activation=activation)
+    m = TransformerClassifier(
+        vocab,
+        dim=dim,
+        layers=layers,
+        heads=heads,
+        ffn_dim=ffn_dim,
+        num_classes=num_classes,
+        max_len=8,
+        layernorm=layernorm,
+        activation=activation,
+    )
     return m.double().eval()
 
 

@@ -13,14 +13,20 @@ from ._helpers import tiny_input, tiny_model
 from .test_verify_relaxations import ACTS, F64, TOL, _domain_intervals
 
 
-@pytest.mark.parametrize("op,f,dom", ACTS, ids=lambda v: type(v).__name__ if not callable(v)
-                         or hasattr(v, "relax") else "")
+@pytest.mark.parametrize(
+    "op,f,dom",
+    ACTS,
+    ids=lambda v: type(v).__name__ if not callable(v) or hasattr(v, "relax") else "",
+)
 @pytest.mark.parametrize("kind", ["straddle", "any", "wide"])
 def test_planes_at_any_parameter_are_sound_on_a_dense_grid(op, f, dom, kind):
     gen = torch.Generator().manual_seed(len(kind))
     l, u = _domain_intervals(dom, kind, 200, gen)
-    for t in (torch.zeros(200, dtype=F64), torch.ones(200, dtype=F64),
-              torch.rand(200, generator=gen, dtype=F64)):
+    for t in (
+        torch.zeros(200, dtype=F64),
+        torch.ones(200, dtype=F64),
+        torch.rand(200, generator=gen, dtype=F64),
+    ):
         tU = torch.rand(200, generator=gen, dtype=F64)
         aL, bL, aU, bU = op.relax([(l, u)], points=(t, tU))
         x = l + (u - l) * torch.linspace(0, 1, 2001, dtype=F64)[:, None]
@@ -30,8 +36,11 @@ def test_planes_at_any_parameter_are_sound_on_a_dense_grid(op, f, dom, kind):
         assert (fx <= aU * x + bU + TOL * scale).all(), "upper plane below f"
 
 
-@pytest.mark.parametrize("op,f,dom", ACTS, ids=lambda v: type(v).__name__ if not callable(v)
-                         or hasattr(v, "relax") else "")
+@pytest.mark.parametrize(
+    "op,f,dom",
+    ACTS,
+    ids=lambda v: type(v).__name__ if not callable(v) or hasattr(v, "relax") else "",
+)
 def test_initial_points_reproduce_crown_planes_on_free_sides(op, f, dom):
     gen = torch.Generator().manual_seed(5)
     l, u = _domain_intervals(dom, "any", 100, gen)
@@ -42,8 +51,10 @@ def test_initial_points_reproduce_crown_planes_on_free_sides(op, f, dom):
     fl, fu = op.free_sides(l, u)
     got = op.relax([(l, u)], points=op.initial_points(rel, l, u))
     x = 0.5 * (l + u)
-    for free, a, b, a0, b0 in ((fl, got[0], got[1], rel[0], rel[1]),
-                               (fu, got[2], got[3], rel[2], rel[3])):
+    for free, a, b, a0, b0 in (
+        (fl, got[0], got[1], rel[0], rel[1]),
+        (fu, got[2], got[3], rel[2], rel[3]),
+    ):
         if not free.any():
             continue
         # the planes agree where CROWN's choice is among the parameterised ones: always for
@@ -68,8 +79,9 @@ def test_never_looser_than_crown_and_sound(layernorm, activation):
         lc, hc = bounds(m, e, spec, "crown", margins_for=margins)
         la, ha = bounds(m, e, spec, "alpha-crown", margins_for=margins)
         assert (la >= lc - 1e-12).all() and (ha <= hc + 1e-12).all()
-        res = check_soundness(m, e, spec, la, ha, samples=96, pgd_steps=10, seed=2,
-                              margins_for=margins)
+        res = check_soundness(
+            m, e, spec, la, ha, samples=96, pgd_steps=10, seed=2, margins_for=margins
+        )
         assert res.ok, res.violations[:3]
 
 

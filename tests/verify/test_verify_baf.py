@@ -20,13 +20,17 @@ from toolkit.verify import LpBall, bounds, build_graph
 from ._helpers import tiny_input, tiny_model
 
 
-@pytest.mark.parametrize("layernorm,activation,p,eps", [
-    ("no_var", "relu", 2, 0.3),
-    ("standard", "gelu", "inf", 0.1),
-    ("none", "tanh", 1, 0.5),
-])
-def test_baf_substitutes_attention_forward_bounds_with_the_right_sides(layernorm, activation,
-                                                                        p, eps):
+@pytest.mark.parametrize(
+    "layernorm,activation,p,eps",
+    [
+        ("no_var", "relu", 2, 0.3),
+        ("standard", "gelu", "inf", 0.1),
+        ("none", "tanh", 1, 0.5),
+    ],
+)
+def test_baf_substitutes_attention_forward_bounds_with_the_right_sides(
+    layernorm, activation, p, eps
+):
     m = tiny_model(21, layers=2, layernorm=layernorm, activation=activation)
     e = tiny_input(m, B=2, T=4, seed=21)
     spec = LpBall(eps, p=p, positions=[0, 2])

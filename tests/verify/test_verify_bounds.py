@@ -25,14 +25,23 @@ VARIANTS = list(itertools.product(["standard", "no_var", "none"], ["relu", "gelu
 PS = [2, "inf", 1]
 
 
-def _check_all_methods(m, e, spec, seed, margins_for=None, samples=48, steps=6,
-                       methods=METHODS):
+def _check_all_methods(m, e, spec, seed, margins_for=None, samples=48, steps=6, methods=METHODS):
     widths = {}
     for method in methods:
         lo, hi = bounds(m, e, spec, method, margins_for=margins_for)
         assert torch.isfinite(lo).all() and torch.isfinite(hi).all(), method
-        res = check_soundness(m, e, spec, lo, hi, samples=samples, pgd_steps=steps, seed=seed,
-                              margins_for=margins_for, pgd_restarts=2)
+        res = check_soundness(
+            m,
+            e,
+            spec,
+            lo,
+            hi,
+            samples=samples,
+            pgd_steps=steps,
+            seed=seed,
+            margins_for=margins_for,
+            pgd_restarts=2,
+        )
         assert res.ok, (method, res.violations[:3])
         widths[method] = float((hi - lo).mean())
     return widths
@@ -59,10 +68,12 @@ def test_sound_all_methods_sweep(layernorm, activation, p, seed):
     eps = {2: 0.15, "inf": 0.04, 1: 0.3}[p]
     # alpha-CROWN (seconds per bound) on one seed of the sweep keeps the suite's time in check
     methods = METHODS if seed == 11 else [m for m in METHODS if m != "alpha-crown"]
-    _check_all_methods(m, e, LpBall(eps, p=p, positions=[1, 3]), seed, samples=128, steps=15,
-                       methods=methods)
-    _check_all_methods(m, e, LpBall(eps, p=p, positions=[0]), seed, margins_for=[0, 1],
-                       methods=methods)
+    _check_all_methods(
+        m, e, LpBall(eps, p=p, positions=[1, 3]), seed, samples=128, steps=15, methods=methods
+    )
+    _check_all_methods(
+        m, e, LpBall(eps, p=p, positions=[0]), seed, margins_for=[0, 1], methods=methods
+    )
 
 
 @pytest.mark.parametrize("layernorm,activation", VARIANTS[::2])

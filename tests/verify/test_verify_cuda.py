@@ -30,8 +30,9 @@ def _close(a, b):
 
 @pytest.fixture(scope="module")
 def pair():
-    model = tiny_model(seed=3, layers=2, layernorm="standard", activation="gelu", dim=16,
-                       heads=4, ffn_dim=32)
+    model = tiny_model(
+        seed=3, layers=2, layernorm="standard", activation="gelu", dim=16, heads=4, ffn_dim=32
+    )
     ids = torch.randint(0, 20, (2, 5), generator=torch.Generator().manual_seed(4))
     return model, model.embed(ids).detach(), ids
 
@@ -61,8 +62,9 @@ def test_margins_synonyms_and_radius_match_cpu(pair):
     model.cuda()
     try:
         m_gpu = margin_bounds(model, e.cuda(), spec, y.cuda(), "crown")
-        r_gpu = certified_radius(model, e.cuda(), y, [0, 2], p=float("inf"), method="crown",
-                                 tol=1e-3)
+        r_gpu = certified_radius(
+            model, e.cuda(), y, [0, 2], p=float("inf"), method="crown", tol=1e-3
+        )
     finally:
         model.cpu()
     for a, b in zip(m_gpu, m_cpu):

@@ -23,15 +23,18 @@ def me():
     return m, tiny_input(m)
 
 
-@pytest.mark.parametrize("make,match", [
-    (lambda: LpBall(-0.1), "eps"),
-    (lambda: LpBall(float("nan")), "eps"),
-    (lambda: LpBall(0.1, p=3), "p must"),
-    (lambda: LpBall(0.1, p="two"), "p must"),
-    (lambda: LpBall(torch.tensor([0.1, -1.0])), "eps"),
-    (lambda: Synonyms({0: torch.zeros(2, 8)}, budget=0), "budget"),
-    (lambda: Synonyms({0: torch.zeros(8)}), r"candidates\[0\]"),
-])
+@pytest.mark.parametrize(
+    "make,match",
+    [
+        (lambda: LpBall(-0.1), "eps"),
+        (lambda: LpBall(float("nan")), "eps"),
+        (lambda: LpBall(0.1, p=3), "p must"),
+        (lambda: LpBall(0.1, p="two"), "p must"),
+        (lambda: LpBall(torch.tensor([0.1, -1.0])), "eps"),
+        (lambda: Synonyms({0: torch.zeros(2, 8)}, budget=0), "budget"),
+        (lambda: Synonyms({0: torch.zeros(8)}), r"candidates\[0\]"),
+    ],
+)
 def test_spec_construction_errors(make, match):
     with pytest.raises(ValueError, match=match):
         make()

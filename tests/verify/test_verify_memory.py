@@ -15,8 +15,9 @@ def test_estimate_grows_with_length_and_method():
     est = {T: estimate_memory(m, T, [0], "crown") for T in (2, 4, 8)}
     assert est[2] < est[4] < est[8]
     assert estimate_memory(m, 8, [0], "ibp") < estimate_memory(m, 8, [0], "forward")
-    assert estimate_memory(m, 8, LpBall(0.1, positions=[0, 1]), "forward") > \
-        estimate_memory(m, 8, LpBall(0.1, positions=[0]), "forward")
+    assert estimate_memory(m, 8, LpBall(0.1, positions=[0, 1]), "forward") > estimate_memory(
+        m, 8, LpBall(0.1, positions=[0]), "forward"
+    )
     # chunking bounds the back-substitution term
     assert estimate_memory(m, 8, [0], "crown", chunk_size=1) < est[8]
 

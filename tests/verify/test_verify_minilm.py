@@ -61,8 +61,11 @@ def test_graph_matches_minilm_forward(full):
         assert (g.evaluate(e)["logits"] - z).abs().max() < 1e-10
         # the classifier's features are MiniLM's hidden states, mean-pooled
         minilm = load_minilm().double()
-        assert torch.allclose(model.features(e), minilm(vocab.encode(
-            "a wonderful and moving film")[None]).mean(1), atol=1e-10)
+        assert torch.allclose(
+            model.features(e),
+            minilm(vocab.encode("a wonderful and moving film")[None]).mean(1),
+            atol=1e-10,
+        )
 
 
 def test_features_equal_masked_pooling_of_a_padded_batch(full):
@@ -88,10 +91,15 @@ def test_shipped_heads_classify_the_task():
     assert vocab.tokens(SHORT) == ["[CLS]", "great", "film", "[SEP]"]
 
 
-@pytest.mark.parametrize("which,method", [
-    ("full", "ibp"), ("full", "forward"),
-    pytest.param("one", "baf", marks=pytest.mark.slow),
-    pytest.param("one", "crown", marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    "which,method",
+    [
+        ("full", "ibp"),
+        ("full", "forward"),
+        pytest.param("one", "baf", marks=pytest.mark.slow),
+        pytest.param("one", "crown", marks=pytest.mark.slow),
+    ],
+)
 def test_eps_zero_gives_the_clean_logits(full, one, which, method):
     model, vocab = full if which == "full" else one
     e = _e(model, vocab)
@@ -100,8 +108,9 @@ def test_eps_zero_gives_the_clean_logits(full, one, which, method):
     assert torch.allclose(lo, z, atol=1e-7) and torch.allclose(hi, z, atol=1e-7)
 
 
-@pytest.mark.parametrize("which,method,eps", [("full", "ibp", 1e-4), ("one", "forward", 1e-5),
-                                              ("one", "baf", 1e-3)])
+@pytest.mark.parametrize(
+    "which,method,eps", [("full", "ibp", 1e-4), ("one", "forward", 1e-5), ("one", "baf", 1e-3)]
+)
 def test_sound_on_a_short_sentence(full, one, which, method, eps):
     model, vocab = full if which == "full" else one
     e = _e(model, vocab)
@@ -132,8 +141,9 @@ def _check_radius(model, e, r, method, tol, max_eps):
     lo, hi = margin_bounds(model, e, spec, y, method)
     other = torch.arange(2) != y[0]
     assert (lo[0, other] > 0).all()  # proven at r
-    res = check_soundness(model, e, spec, lo, hi, samples=16, pgd_steps=3, pgd_restarts=2,
-                          margins_for=y)
+    res = check_soundness(
+        model, e, spec, lo, hi, samples=16, pgd_steps=3, pgd_restarts=2, margins_for=y
+    )
     assert res.ok and (res.observed_min[0, other] > 0).all()  # the attack does not flip it
     lo2, _ = margin_bounds(model, e, LpBall(float(r) + tol, p=2, positions=[1]), y, method)
     assert not (lo2[0, other] > 0).all()  # bisection stopped within tol of a failing eps
@@ -144,8 +154,9 @@ def test_forward_radius_on_one_position(one):
     e = _e(model, vocab)
     max_eps = 1e-4  # forward certifies about 3e-5 here; baf about 2e-3 (slow test below)
     tol = max_eps / 32
-    r = certified_radius(model, e, model(e).argmax(-1), [1], method="forward", tol=tol,
-                         max_eps=max_eps)
+    r = certified_radius(
+        model, e, model(e).argmax(-1), [1], method="forward", tol=tol, max_eps=max_eps
+    )
     _check_radius(model, e, r[0, 0], "forward", tol, max_eps)
 
 
@@ -154,8 +165,7 @@ def test_baf_radius_on_one_position(one):
     model, vocab = one
     e = _e(model, vocab)
     max_eps, tol = 0.01, 0.01 / 16
-    r = certified_radius(model, e, model(e).argmax(-1), [1], method="baf", tol=tol,
-                         max_eps=max_eps)
+    r = certified_radius(model, e, model(e).argmax(-1), [1], method="baf", tol=tol, max_eps=max_eps)
     _check_radius(model, e, r[0, 0], "baf", tol, max_eps)
 
 

@@ -22,11 +22,17 @@ def test_graph_matches_model(layernorm, activation):
     assert set(vals) >= {"L0.out", "L1.out", "L0.attention", "L1.ffn_act", "pooled"}
 
 
-@pytest.mark.parametrize("kw,err", [
-    (dict(dim=10, heads=4), ValueError), (dict(layernorm="batch"), ValueError),
-    (dict(activation="sigmoid"), ValueError), (dict(layers=0), ValueError),
-    (dict(num_classes=1), ValueError), (dict(dim=8.0), TypeError),
-])
+@pytest.mark.parametrize(
+    "kw,err",
+    [
+        (dict(dim=10, heads=4), ValueError),
+        (dict(layernorm="batch"), ValueError),
+        (dict(activation="sigmoid"), ValueError),
+        (dict(layers=0), ValueError),
+        (dict(num_classes=1), ValueError),
+        (dict(dim=8.0), TypeError),
+    ],
+)
 def test_constructor_validation(kw, err):
     with pytest.raises(err) as info:
         TransformerClassifier(10, **kw)
@@ -55,8 +61,10 @@ def test_default_model_ships_and_classifies_examples():
         assert int(model(model.embed(ids[None])).argmax()) == label, sentence
     # accuracy on fresh sentences of the task (independent reference: the generator's label)
     ids, lens, labels = make_dataset(200, seed=7)
-    correct = sum(int(model(model.embed(ids[i:i + 1, : int(lens[i])])).argmax() == labels[i])
-                  for i in range(200))
+    correct = sum(
+        int(model(model.embed(ids[i : i + 1, : int(lens[i])])).argmax() == labels[i])
+        for i in range(200)
+    )
     assert correct >= 180
 
 

@@ -92,8 +92,9 @@ def test_op_backward_and_forward_steps_are_sound(op, shapes):
     A = torch.randn(1, 3, *y.shape[1:], generator=gen, dtype=F64)
     As, bias = op.backward(A, bnds, rel)
     lhs = torch.einsum("mk,nk->nm", A[0].reshape(3, -1), y.reshape(n, -1))
-    rhs = bias[0] + sum(torch.einsum("mk,nk->nm", Ai[0].reshape(3, -1), x.reshape(n, -1))
-                        for Ai, x in zip(As, xs))
+    rhs = bias[0] + sum(
+        torch.einsum("mk,nk->nm", Ai[0].reshape(3, -1), x.reshape(n, -1)) for Ai, x in zip(As, xs)
+    )
     assert (rhs <= lhs + 1e-9).all()
 
 
@@ -106,8 +107,9 @@ def test_center_and_scale_equal_their_dense_linear():
         lin, bnd, _ = _input((2, 4), gen)
         for a, d in zip(op.ibp([bnd], None), dense.ibp([bnd], None)):
             assert torch.allclose(a, d, atol=1e-12)
-        for a, d in zip(op.forward_linear([lin], [bnd], None),
-                        dense.forward_linear([lin], [bnd], None)):
+        for a, d in zip(
+            op.forward_linear([lin], [bnd], None), dense.forward_linear([lin], [bnd], None)
+        ):
             assert torch.allclose(a, d, atol=1e-12)
         A = torch.randn(1, 3, 2, 4, generator=gen, dtype=F64)
         (a,), ba = op.backward(A, [bnd], None)

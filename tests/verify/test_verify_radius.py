@@ -32,14 +32,28 @@ def test_radius_is_certified_and_not_attackable(setup, method, p):
             if r[b, j] == 0:
                 continue
             spec = LpBall(float(r[b, j]), p=p, positions=[t])
-            lo, hi = margin_bounds(m, e[b:b + 1], spec, y[b:b + 1], method)
+            lo, hi = margin_bounds(m, e[b : b + 1], spec, y[b : b + 1], method)
             assert (lo[0, torch.arange(2) != y[b]] > 0).all()  # proven at the radius
-            res = check_soundness(m, e[b:b + 1], spec, lo, hi, samples=32, pgd_steps=8,
-                                  margins_for=y[b:b + 1], seed=b)
+            res = check_soundness(
+                m,
+                e[b : b + 1],
+                spec,
+                lo,
+                hi,
+                samples=32,
+                pgd_steps=8,
+                margins_for=y[b : b + 1],
+                seed=b,
+            )
             assert res.ok and (res.observed_min[0, torch.arange(2) != y[b]] > 0).all()
             if r[b, j] < 4.0:  # bisection stopped within tol of a failing eps
-                lo2, _ = margin_bounds(m, e[b:b + 1], LpBall(float(r[b, j]) + tol, p=p,
-                                                             positions=[t]), y[b:b + 1], method)
+                lo2, _ = margin_bounds(
+                    m,
+                    e[b : b + 1],
+                    LpBall(float(r[b, j]) + tol, p=p, positions=[t]),
+                    y[b : b + 1],
+                    method,
+                )
                 assert not (lo2[0, torch.arange(2) != y[b]] > 0).all()
 
 

@@ -69,12 +69,15 @@ def _domain_intervals(dom, kind, n, gen):
         return l, l + 1e-7 * b
     if kind == "wide":
         return torch.full((n,), lo, dtype=F64) + 1e-12, torch.full((n,), hi, dtype=F64)
-    x, y = lo + (hi - lo) * a ** 3, lo + (hi - lo) * b  # skew towards lo (curvature)
+    x, y = lo + (hi - lo) * a**3, lo + (hi - lo) * b  # skew towards lo (curvature)
     return torch.minimum(x, y), torch.maximum(x, y)
 
 
-@pytest.mark.parametrize("op,f,dom", ACTS, ids=lambda v: type(v).__name__ if not callable(v)
-                         or hasattr(v, "relax") else "")
+@pytest.mark.parametrize(
+    "op,f,dom",
+    ACTS,
+    ids=lambda v: type(v).__name__ if not callable(v) or hasattr(v, "relax") else "",
+)
 @pytest.mark.parametrize("kind", ["neg", "pos", "straddle", "any", "tiny", "wide"])
 def test_planes_and_interval_on_dense_grid(op, f, dom, kind):
     gen = torch.Generator().manual_seed(hash(kind) % 1000)
@@ -143,12 +146,15 @@ def _box(shape, gen):
     return c - r, c + r
 
 
-@pytest.mark.parametrize("op,xs,ys", [
-    (MatMul(True), (2, 3, 4), (2, 5, 4)),
-    (MatMul(False), (2, 3, 4), (2, 4, 5)),
-    (Mul(), (2, 3, 4), (2, 3, 1)),
-    (Mul(0.2), (2, 3, 4), (2, 1, 4)),
-])
+@pytest.mark.parametrize(
+    "op,xs,ys",
+    [
+        (MatMul(True), (2, 3, 4), (2, 5, 4)),
+        (MatMul(False), (2, 3, 4), (2, 4, 5)),
+        (Mul(), (2, 3, 4), (2, 3, 1)),
+        (Mul(0.2), (2, 3, 4), (2, 1, 4)),
+    ],
+)
 def test_product_ops_backward_forward_ibp_sound(op, xs, ys):
     """CROWN step, forward step and IBP of products vs random points in the boxes."""
     gen = torch.Generator().manual_seed(2)
@@ -165,18 +171,23 @@ def test_product_ops_backward_forward_ibp_sound(op, xs, ys):
     z = op.forward(x, y)  # [n, *out]
     assert (zl <= z + 1e-9).all() and (z <= zu + 1e-9).all()
     lhs = torch.einsum("mk,nk->nm", A[0].reshape(3, -1), z.reshape(n, -1))
-    rhs = (torch.einsum("mk,nk->nm", Ax[0].reshape(3, -1), x.reshape(n, -1))
-           + torch.einsum("mk,nk->nm", Ay[0].reshape(3, -1), y.reshape(n, -1)) + bias[0])
+    rhs = (
+        torch.einsum("mk,nk->nm", Ax[0].reshape(3, -1), x.reshape(n, -1))
+        + torch.einsum("mk,nk->nm", Ay[0].reshape(3, -1), y.reshape(n, -1))
+        + bias[0]
+    )
     assert (rhs <= lhs + 1e-9).all()
     # forward step with identity linear bounds of x and y (n = x.numel + y.numel)
     from toolkit.verify.relaxations import LinearBounds
+
     nx, ny = lx.numel(), ly.numel()
     ex = torch.eye(nx + ny, dtype=F64)
     wx = ex[:nx].reshape(1, *xs, nx + ny)
     wy = ex[nx:].reshape(1, *ys, nx + ny)
     zero_x, zero_y = torch.zeros_like(lx), torch.zeros_like(ly)
-    lin = op.forward_linear([LinearBounds(wx, zero_x, wx, zero_x),
-                             LinearBounds(wy, zero_y, wy, zero_y)], bnds, rel)
+    lin = op.forward_linear(
+        [LinearBounds(wx, zero_x, wx, zero_x), LinearBounds(wy, zero_y, wy, zero_y)], bnds, rel
+    )
     v = torch.cat([x.reshape(n, -1), y.reshape(n, -1)], 1)  # [n, nx+ny]
     flat = lambda w: w.reshape(-1, nx + ny)  # noqa: E731
     lo = v @ flat(lin.lw).T + lin.lb.reshape(-1)

@@ -84,10 +84,19 @@ def test_nm_pruned_entries_match_nm_mask(explorer, n, m):
     assert set(zip(pruned.y, pruned.x)) == {tuple(ij) for ij in torch.nonzero(~keep).tolist()}
     kept = _trace(explorer.figures["heatmap"], "kept")
     assert len(kept.x) == int(keep.sum())
-    _, probs = nm_attention(q, k, v, n=n, m=m, scale=explorer.trace.scale,
-                            attn_mask=explorer.trace.attn_mask, return_probs=True)
-    np.testing.assert_allclose(explorer.figures["heatmap"].data[1].z, probs[0, head].double(),
-                               atol=1e-6)
+    _, probs = nm_attention(
+        q,
+        k,
+        v,
+        n=n,
+        m=m,
+        scale=explorer.trace.scale,
+        attn_mask=explorer.trace.attn_mask,
+        return_probs=True,
+    )
+    np.testing.assert_allclose(
+        explorer.figures["heatmap"].data[1].z, probs[0, head].double(), atol=1e-6
+    )
 
 
 def test_dense_pattern_keeps_everything(explorer):
@@ -113,8 +122,14 @@ def test_topk_and_static_patterns(explorer):
     assert not explorer.controls["density"].disabled and explorer.controls["n"].disabled
     _set(explorer, method="local")
     np.testing.assert_array_equal(explorer.keep[head], local_mask(T, T, 0.25).numpy())
-    mets = attention_metrics(q, k, v, torch.from_numpy(explorer.keep)[None],
-                             scale=explorer.trace.scale, attn_mask=explorer.trace.attn_mask)
+    mets = attention_metrics(
+        q,
+        k,
+        v,
+        torch.from_numpy(explorer.keep)[None],
+        scale=explorer.trace.scale,
+        attn_mask=explorer.trace.attn_mask,
+    )
     assert _bars(explorer, 0)["retained mass"] == pytest.approx(float(mets["mass"][0, head]))
     assert _bars(explorer, 1)["output error"] == pytest.approx(float(mets["error"].mean()))
 
@@ -136,8 +151,9 @@ def test_dsa_pattern_and_recall_match_dsa_mask(explorer):
 def test_tradeoff_curves_and_current_point(explorer):
     _set(explorer, method="nm", n=2, m=4, rank=16, bits=4)
     _, _, q, k, v = _layer(explorer)
-    ref = tradeoff_curves([(q, k, v)], scale=explorer.trace.scale,
-                          attn_mask=explorer.trace.attn_mask, rank=16, bits=4)
+    ref = tradeoff_curves(
+        [(q, k, v)], scale=explorer.trace.scale, attn_mask=explorer.trace.attn_mask, rank=16, bits=4
+    )
     fig = explorer.figures["tradeoff"]
     for trace_fig, method in zip(fig.data[:5], ("nm", "topk", "dsa", "local", "strided")):
         sel = ref["method"] == method

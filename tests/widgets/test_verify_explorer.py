@@ -103,8 +103,9 @@ def test_layer_widths_equal_intermediate_bounds(explorer, model):
     e = _embed(model, SENTENCE)
     fig = explorer.figures["layers"]
     for method in METHODS:
-        _, _, inter = bounds(model[0], e, LpBall(0.01, "inf", [1]), method,
-                             return_intermediate=True)
+        _, _, inter = bounds(
+            model[0], e, LpBall(0.01, "inf", [1]), method, return_intermediate=True
+        )
         trace = _trace(fig, method)
         assert list(trace.x) == list(inter)
         expect = [float((u - l).mean()) for l, u in inter.values()]
@@ -122,8 +123,9 @@ def test_run_fills_radius_heatmap(explorer, model):
     e = _embed(model, SENTENCE)
     label = int(m(e[None]).argmax())
     max_eps, tol = RADIUS_RANGE[2.0]
-    expect = certified_radius(m, e, label, [0, 1, 2], p=2, method="forward", tol=tol,
-                              max_eps=max_eps).numpy()
+    expect = certified_radius(
+        m, e, label, [0, 1, 2], p=2, method="forward", tol=tol, max_eps=max_eps
+    ).numpy()
     np.testing.assert_allclose(row, expect)
     hm = explorer.figures["radius"].data[0]
     z = np.asarray(hm.z, dtype=float)

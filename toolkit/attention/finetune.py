@@ -62,6 +62,7 @@ def _masked_fn(method: str, density: float):
     def fn(q, k, v, attn_mask=None, return_probs=False):
         keep = method_mask(method, q, k, density, attn_mask=attn_mask)
         return masked_attention(q, k, v, keep, attn_mask=attn_mask, return_probs=return_probs)
+
     return fn
 
 
@@ -83,15 +84,20 @@ def pattern_attention(pattern: str):
         return functools.partial(nm_attention, n=n, m=m)
     method, _, dens = pattern.partition("@")
     if method not in ("dsa", "topk", "local", "strided") or not dens:
-        raise ValueError("pattern must be 'dense', 'N:M' or '<dsa|topk|local|strided>@<density>'"
-                         f", got {pattern!r}")
+        raise ValueError(
+            "pattern must be 'dense', 'N:M' or '<dsa|topk|local|strided>@<density>'"
+            f", got {pattern!r}"
+        )
     try:
         density = _check_density("density", float(dens))
     except ValueError:
         raise ValueError(f"pattern {pattern!r} needs a density in (0, 1]") from None
     if method == "dsa":
-        return functools.partial(dsa_attention, sparsity=1.0 - density) if density < 1 \
+        return (
+            functools.partial(dsa_attention, sparsity=1.0 - density)
+            if density < 1
             else masked_attention
+        )
     return _masked_fn(method, density)
 
 
@@ -130,15 +136,22 @@ class FinetuneResult:
         s = self.summary
         lines = [f"{'pattern':>10} {'dense':>14} {'before FT':>14} {'after FT':>14}"]
         for i, p in enumerate(s["pattern"]):
-            cells = [f"{s[c + '_mean'][i]:.3f} ± {s[c + '_std'][i]:.3f}"
-                     for c in ("dense_acc", "before_acc", "after_acc")]
+            cells = [
+                f"{s[c + '_mean'][i]:.3f} ± {s[c + '_std'][i]:.3f}"
+                for c in ("dense_acc", "before_acc", "after_acc")
+            ]
             lines.append(f"{p:>10} " + " ".join(f"{c:>14}" for c in cells))
         return "\n".join(lines)
 
 
-def finetune_demo(patterns=("dense", "2:4", "1:2"), seeds=(0, 1, 2), epochs: int = 2,
-                  quick: bool = False, progress: bool = True,
-                  lr: float = 3e-3) -> FinetuneResult:
+def finetune_demo(
+    patterns=("dense", "2:4", "1:2"),
+    seeds=(0, 1, 2),
+    epochs: int = 2,
+    quick: bool = False,
+    progress: bool = True,
+    lr: float = 3e-3,
+) -> FinetuneResult:
     """Train dense, prune to each pattern, fine-tune ``epochs`` epochs; accuracies over seeds.
 
     Fine-tuning uses Adam at ``lr``, the dense training rate by default (1e-3 recovered about
@@ -163,8 +176,9 @@ def finetune_demo(patterns=("dense", "2:4", "1:2"), seeds=(0, 1, 2), epochs: int
     n_train, n_test, dense_epochs = (1024, 1024, 8) if quick else (4096, 2048, 12)
     start = time.perf_counter()
     with single_thread():  # a model this small runs fastest on one thread
-        return _run(patterns, fns, seeds, epochs, n_train, n_test, dense_epochs, progress,
-                    start, float(lr))
+        return _run(
+            patterns, fns, seeds, epochs, n_train, n_test, dense_epochs, progress, start, float(lr)
+        )
 
 
 def _run(patterns, fns, seeds, epochs, n_train, n_test, dense_epochs, progress, start, lr):
@@ -172,15 +186,24 @@ def _run(patterns, fns, seeds, epochs, n_train, n_test, dense_epochs, progress, 
 
     from ..models.tiny import TinyTransformer  # lazy: toolkit.models imports this package
 
-    rows: dict[str, list] = {c: [] for c in ("pattern", "seed", "dense_acc", "before_acc",
-                                             "after_acc")}
+    rows: dict[str, list] = {
+        c: [] for c in ("pattern", "seed", "dense_acc", "before_acc", "after_acc")
+    }
     total = len(seeds) * (dense_epochs + len(patterns) * epochs)
     with tqdm(total=total, desc="fine-tuning demo", unit="epoch", disable=not progress) as bar:
         for seed in seeds:
             ids, y = counting_task(n_train, seed=1000 + seed)
             test_ids, test_y = counting_task(n_test, seed=2000 + seed)
-            dense = TinyTransformer(vocab_size=VOCAB, dim=32, layers=1, heads=2, ffn_dim=64,
-                                    max_len=ids.shape[1], seed=seed, qk_gain=1.0)
+            dense = TinyTransformer(
+                vocab_size=VOCAB,
+                dim=32,
+                layers=1,
+                heads=2,
+                ffn_dim=64,
+                max_len=ids.shape[1],
+                seed=seed,
+                qk_gain=1.0,
+            )
             _train(dense, ids, y, dense_epochs, 3e-3, 64, seed, bar)
             dense_acc = _accuracy(dense, test_ids, test_y)
             for pattern in patterns:
@@ -188,9 +211,13 @@ def _run(patterns, fns, seeds, epochs, n_train, n_test, dense_epochs, progress, 
                 model.attention_fn = fns[pattern]
                 before = _accuracy(model, test_ids, test_y)
                 _train(model, ids, y, epochs, lr, 64, seed + 1, bar)
-                for key, val in (("pattern", pattern), ("seed", seed), ("dense_acc", dense_acc),
-                                 ("before_acc", before),
-                                 ("after_acc", _accuracy(model, test_ids, test_y))):
+                for key, val in (
+                    ("pattern", pattern),
+                    ("seed", seed),
+                    ("dense_acc", dense_acc),
+                    ("before_acc", before),
+                    ("after_acc", _accuracy(model, test_ids, test_y)),
+                ):
                     rows[key].append(val)
     table = {k: np.asarray(v, dtype=object if k == "pattern" else None) for k, v in rows.items()}
     summary: dict[str, list] = {"pattern": list(patterns)}
@@ -198,6 +225,7 @@ def _run(patterns, fns, seeds, epochs, n_train, n_test, dense_epochs, progress, 
         vals = [table[col][table["pattern"] == p].astype(float) for p in patterns]
         summary[col + "_mean"] = [v.mean() for v in vals]
         summary[col + "_std"] = [v.std() for v in vals]
-    summ = {k: np.asarray(v, dtype=object if k == "pattern" else np.float64)
-            for k, v in summary.items()}
+    summ = {
+        k: np.asarray(v, dtype=object if k == "pattern" else np.float64) for k, v in summary.items()
+    }
     return FinetuneResult(table, summ, time.perf_counter() - start)

@@ -229,8 +229,12 @@ def attention_metrics(
 def _layers(source) -> tuple[list[tuple], float | None, object, object]:
     if hasattr(source, "q") and hasattr(source, "k") and hasattr(source, "v"):
         layers = list(zip(source.q, source.k, source.v))
-        return (layers, getattr(source, "scale", None), getattr(source, "attn_mask", None),
-                getattr(source, "query_mask", None))
+        return (
+            layers,
+            getattr(source, "scale", None),
+            getattr(source, "attn_mask", None),
+            getattr(source, "query_mask", None),
+        )
     if isinstance(source, tuple) and len(source) == 3 and isinstance(source[0], torch.Tensor):
         return [source], None, None, None
     if isinstance(source, Sequence) and all(isinstance(t, tuple) and len(t) == 3 for t in source):
@@ -283,8 +287,20 @@ def tradeoff_curves(
     for d in densities:
         _check_density("densities", d)
     nm_pairs = [(label, _parse_nm(label)) for label in nm]
-    cols: dict[str, list] = {c: [] for c in ("layer", "method", "pattern", "nominal_density",
-                                             "density", "mass", "kl", "error", "recall")}
+    cols: dict[str, list] = {
+        c: []
+        for c in (
+            "layer",
+            "method",
+            "pattern",
+            "nominal_density",
+            "density",
+            "mass",
+            "kl",
+            "error",
+            "recall",
+        )
+    }
     for index, (q, k, v) in enumerate(layers):
         runs = []
         for name in methods:
@@ -293,18 +309,31 @@ def tradeoff_curves(
             else:
                 runs += [(name, f"{name}@{d:g}", d, d) for d in densities]
         for name, label, d, nominal in runs:
-            keep = method_mask(label if name == "nm" else name, q, k, d, scale=scale,
-                               attn_mask=attn_mask, rank=rank, bits=bits, seed=seed)
-            mets = attention_metrics(q, k, v, keep, scale=scale, attn_mask=attn_mask,
-                                     query_mask=t_query)
+            keep = method_mask(
+                label if name == "nm" else name,
+                q,
+                k,
+                d,
+                scale=scale,
+                attn_mask=attn_mask,
+                rank=rank,
+                bits=bits,
+                seed=seed,
+            )
+            mets = attention_metrics(
+                q, k, v, keep, scale=scale, attn_mask=attn_mask, query_mask=t_query
+            )
             cols["layer"].append(index)
             cols["method"].append(name)
             cols["pattern"].append(label)
             cols["nominal_density"].append(nominal)
             for key in ("density", "mass", "kl", "error", "recall"):
                 cols[key].append(float(mets[key].mean()))
-    out = {key: np.asarray(val, dtype=np.float64) for key, val in cols.items()
-           if key not in ("layer", "method", "pattern")}
+    out = {
+        key: np.asarray(val, dtype=np.float64)
+        for key, val in cols.items()
+        if key not in ("layer", "method", "pattern")
+    }
     out["layer"] = np.asarray(cols["layer"], dtype=np.int64)
     out["method"] = np.asarray(cols["method"], dtype=object)
     out["pattern"] = np.asarray(cols["pattern"], dtype=object)

@@ -36,8 +36,13 @@ REPORT_TEXTS = (
     "The recipe needs three eggs, a cup of flour, some milk and a pinch of salt.",
 )
 _COLORS = ("#1f77b4", "#ff7f0e", "#d62728", "#2ca02c", "#9467bd", "#8c564b")
-_CURVE_NAMES = {"nm": "N:M (DFSS)", "topk": "top-k oracle", "dsa": "DSA (rank 16, 4 bits)",
-                "local": "local window", "strided": "strided"}
+_CURVE_NAMES = {
+    "nm": "N:M (DFSS)",
+    "topk": "top-k oracle",
+    "dsa": "DSA (rank 16, 4 bits)",
+    "local": "local window",
+    "strided": "strided",
+}
 
 
 def layer_metrics(trace, patterns: dict = EQUAL_DENSITY_PATTERNS) -> dict[str, np.ndarray]:
@@ -55,12 +60,19 @@ def layer_metrics(trace, patterns: dict = EQUAL_DENSITY_PATTERNS) -> dict[str, n
     for label, (method, density) in patterns.items():
         rows = []
         for q, k, v in zip(trace.q, trace.k, trace.v):
-            keep = method_mask(method, q, k, density, scale=trace.scale,
-                               attn_mask=trace.attn_mask)
-            mets = attention_metrics(q, k, v, keep, scale=trace.scale,
-                                     attn_mask=trace.attn_mask, query_mask=trace.query_mask)
-            rows.append([float(mets[c].mean()) for c in ("density", "mass", "kl", "error",
-                                                         "recall")])
+            keep = method_mask(method, q, k, density, scale=trace.scale, attn_mask=trace.attn_mask)
+            mets = attention_metrics(
+                q,
+                k,
+                v,
+                keep,
+                scale=trace.scale,
+                attn_mask=trace.attn_mask,
+                query_mask=trace.query_mask,
+            )
+            rows.append(
+                [float(mets[c].mean()) for c in ("density", "mass", "kl", "error", "recall")]
+            )
         out[label] = np.asarray(rows)
     return out
 
@@ -72,9 +84,17 @@ def _by_layer_figure(means: dict[str, np.ndarray], model: str):
     for color, (label, table) in zip(_COLORS, means.items()):
         layers = np.arange(table.shape[0])
         for col, column in ((1, 1), (2, 3)):
-            fig.add_scatter(x=layers, y=table[:, column], mode="lines+markers", name=label,
-                            legendgroup=label, showlegend=col == 1, line=dict(color=color),
-                            row=1, col=col)
+            fig.add_scatter(
+                x=layers,
+                y=table[:, column],
+                mode="lines+markers",
+                name=label,
+                legendgroup=label,
+                showlegend=col == 1,
+                line=dict(color=color),
+                row=1,
+                col=col,
+            )
     fig.update_xaxes(title_text="layer", dtick=1)
     fig.update_layout(height=400, title=f"Equal density 0.5 on {model}, by layer")
     return fig
@@ -83,17 +103,24 @@ def _by_layer_figure(means: dict[str, np.ndarray], model: str):
 def _tradeoff_figure(curves: dict[str, np.ndarray], model: str):
     from plotly.subplots import make_subplots
 
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("relative output error",
-                                                        "retained mass"))
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("relative output error", "retained mass"))
     for color, (method, name) in zip(_COLORS, _CURVE_NAMES.items()):
         sel = curves["method"] == method
         order = np.argsort(curves["density"][sel], kind="stable")
         for col, column in ((1, "error"), (2, "mass")):
-            fig.add_scatter(x=curves["density"][sel][order], y=curves[column][sel][order],
-                            name=name, legendgroup=name, showlegend=col == 1,
-                            mode="markers+text" if method == "nm" else "lines+markers",
-                            text=curves["pattern"][sel][order] if method == "nm" else None,
-                            textposition="top center", line=dict(color=color), row=1, col=col)
+            fig.add_scatter(
+                x=curves["density"][sel][order],
+                y=curves[column][sel][order],
+                name=name,
+                legendgroup=name,
+                showlegend=col == 1,
+                mode="markers+text" if method == "nm" else "lines+markers",
+                text=curves["pattern"][sel][order] if method == "nm" else None,
+                textposition="top center",
+                line=dict(color=color),
+                row=1,
+                col=col,
+            )
     fig.update_xaxes(title_text="density (kept fraction)")
     fig.update_layout(height=420, title=f"Trade-off, averaged over layers and sentences ({model})")
     return fig
@@ -107,13 +134,21 @@ def attention_section(ctx: ReportContext) -> list:
         traces = [tm.trace(t) for t in texts]
         per_text = [layer_metrics(tr) for tr in traces]
         curves = [tradeoff_curves(tr, seed=ctx.seed) for tr in traces]
-    means = {label: np.mean([m[label] for m in per_text], axis=0)
-             for label in EQUAL_DENSITY_PATTERNS}
+    means = {
+        label: np.mean([m[label] for m in per_text], axis=0) for label in EQUAL_DENSITY_PATTERNS
+    }
     rows = [
-        {"layer": layer, "pattern": label, "density": float(table[layer, 0]),
-         "retained mass": float(table[layer, 1]), "KL(sparse‖full)": float(table[layer, 2]),
-         "output error": float(table[layer, 3]), "top-k recall": float(table[layer, 4])}
-        for layer in range(tm.num_layers) for label, table in means.items()
+        {
+            "layer": layer,
+            "pattern": label,
+            "density": float(table[layer, 0]),
+            "retained mass": float(table[layer, 1]),
+            "KL(sparse‖full)": float(table[layer, 2]),
+            "output error": float(table[layer, 3]),
+            "top-k recall": float(table[layer, 4]),
+        }
+        for layer in range(tm.num_layers)
+        for label, table in means.items()
     ]
     # Average the trade-off tables over layers and sentences, pattern by pattern.
     patterns = list(dict.fromkeys(curves[0]["pattern"]))
@@ -124,8 +159,10 @@ def attention_section(ctx: ReportContext) -> list:
         avg["pattern"].append(pattern)
         for col in ("density", "mass", "error"):
             avg[col].append(np.mean([c[col][s].mean() for c, s in zip(curves, sel)]))
-    avg_np = {k: np.asarray(v, dtype=object if k in ("method", "pattern") else float)
-              for k, v in avg.items()}
+    avg_np = {
+        k: np.asarray(v, dtype=object if k in ("method", "pattern") else float)
+        for k, v in avg.items()
+    }
     short = "MiniLM" if tm.name == "minilm" else "the tiny model"
     tokens = sum(len(tr.tokens[0]) for tr in traces)
     return [

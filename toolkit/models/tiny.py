@@ -63,22 +63,46 @@ class TinyTransformer(nn.Module):
             :data:`~toolkit.models.AttentionFn`); settable later as ``model.attention_fn``.
     """
 
-    def __init__(self, vocab_size: int = 32, dim: int = 32, layers: int = 2, heads: int = 2,
-                 ffn_dim: int = 64, max_len: int = 128, num_classes: int = 2, seed: int = 0,
-                 qk_gain: float = 1.5, attention_fn: AttentionFn | None = None):
+    def __init__(
+        self,
+        vocab_size: int = 32,
+        dim: int = 32,
+        layers: int = 2,
+        heads: int = 2,
+        ffn_dim: int = 64,
+        max_len: int = 128,
+        num_classes: int = 2,
+        seed: int = 0,
+        qk_gain: float = 1.5,
+        attention_fn: AttentionFn | None = None,
+    ):
         super().__init__()
-        for name, value, lo in (("vocab_size", vocab_size, 1), ("dim", dim, 1),
-                                ("layers", layers, 1), ("heads", heads, 1),
-                                ("ffn_dim", ffn_dim, 1), ("max_len", max_len, 1),
-                                ("num_classes", num_classes, 1), ("seed", seed, 0)):
+        for name, value, lo in (
+            ("vocab_size", vocab_size, 1),
+            ("dim", dim, 1),
+            ("layers", layers, 1),
+            ("heads", heads, 1),
+            ("ffn_dim", ffn_dim, 1),
+            ("max_len", max_len, 1),
+            ("num_classes", num_classes, 1),
+            ("seed", seed, 0),
+        ):
             _check_int(name, value, lo)
         if dim % heads:
             raise ValueError(f"dim must be divisible by heads, got dim={dim}, heads={heads}")
         if not isinstance(qk_gain, (int, float)) or not qk_gain > 0:
             raise ValueError(f"qk_gain must be a positive number, got {qk_gain!r}")
-        self.config = dict(vocab_size=vocab_size, dim=dim, layers=layers, heads=heads,
-                           ffn_dim=ffn_dim, max_len=max_len, num_classes=num_classes,
-                           seed=seed, qk_gain=qk_gain)
+        self.config = dict(
+            vocab_size=vocab_size,
+            dim=dim,
+            layers=layers,
+            heads=heads,
+            ffn_dim=ffn_dim,
+            max_len=max_len,
+            num_classes=num_classes,
+            seed=seed,
+            qk_gain=qk_gain,
+        )
         self.attention_fn = attention_fn
         self.embedding = nn.Embedding(vocab_size, dim)
         self.position = nn.Embedding(max_len, dim)
@@ -114,18 +138,23 @@ class TinyTransformer(nn.Module):
         if not isinstance(ids, Tensor) or ids.dtype not in (torch.int32, torch.int64):
             raise TypeError(f"ids must be an integer torch.Tensor [B, T], got {ids!r:.60}")
         if ids.dim() != 2 or not 1 <= ids.shape[1] <= self.config["max_len"]:
-            raise ValueError(f"ids must have shape [B, T] with 1 <= T <= "
-                             f"{self.config['max_len']}, got {tuple(ids.shape)}")
+            raise ValueError(
+                f"ids must have shape [B, T] with 1 <= T <= "
+                f"{self.config['max_len']}, got {tuple(ids.shape)}"
+            )
         vocab = self.config["vocab_size"]
         if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= vocab):
-            raise ValueError(f"ids must lie in [0, {vocab}), got [{int(ids.min())}, "
-                             f"{int(ids.max())}]")
-        if attention_mask is not None and (not isinstance(attention_mask, Tensor)
-                                           or attention_mask.shape != ids.shape):
+            raise ValueError(
+                f"ids must lie in [0, {vocab}), got [{int(ids.min())}, {int(ids.max())}]"
+            )
+        if attention_mask is not None and (
+            not isinstance(attention_mask, Tensor) or attention_mask.shape != ids.shape
+        ):
             raise ValueError(f"attention_mask must be a tensor of shape {tuple(ids.shape)}")
 
-    def forward(self, ids: Tensor, attention_mask: Tensor | None = None,
-                return_attention: bool = False):
+    def forward(
+        self, ids: Tensor, attention_mask: Tensor | None = None, return_attention: bool = False
+    ):
         """Hidden states ``[B, T, dim]`` (and an :class:`AttentionTrace` if asked).
 
         ``attention_mask`` ``[B, T]`` marks real tokens (1/True) against padding (0/False).
@@ -133,9 +162,11 @@ class TinyTransformer(nn.Module):
         self._check_ids(ids, attention_mask)
         T = ids.shape[1]
         mask = None if attention_mask is None else attention_mask.bool()[:, None, None, :]
-        trace = AttentionTrace(attn_mask=mask,
-                               query_mask=None if mask is None else mask[:, :, 0, :]
-                               ) if return_attention else None
+        trace = (
+            AttentionTrace(attn_mask=mask, query_mask=None if mask is None else mask[:, :, 0, :])
+            if return_attention
+            else None
+        )
         x = self.embedding(ids) + self.position(torch.arange(T, device=ids.device))
         for block in self.blocks:
             x = block(x, mask, self.attention_fn, trace)
@@ -145,5 +176,3 @@ class TinyTransformer(nn.Module):
     def classify(self, ids: Tensor, attention_mask: Tensor | None = None) -> Tensor:
         """Logits ``[B, num_classes]`` from the first position's hidden state."""
         return self.head(self(ids, attention_mask)[:, 0])
-
-

@@ -41,8 +41,7 @@ class _Slopes:
         ok, l, u = usable_interval(*op.input_interval(*bnds[0]))
         free_l, free_u = op.free_sides(l, u)
         self.free = (free_l & ok, free_u & ok)
-        self.t = [t.detach().clone().requires_grad_(True)
-                  for t in op.initial_points(rel, l, u)]
+        self.t = [t.detach().clone().requires_grad_(True) for t in op.initial_points(rel, l, u)]
 
     def any_free(self) -> bool:
         return bool(self.free[0].any() or self.free[1].any())
@@ -51,8 +50,12 @@ class _Slopes:
         aL, bL, aU, bU = self.op.relax(self.bnds, points=self.t)
         cL, dL, cU, dU = self.crown  # CROWN's planes where a side is not free
         fl, fu = self.free
-        return (torch.where(fl, aL, cL), torch.where(fl, bL, dL),
-                torch.where(fu, aU, cU), torch.where(fu, bU, dU))
+        return (
+            torch.where(fl, aL, cL),
+            torch.where(fl, bL, dL),
+            torch.where(fu, aU, cU),
+            torch.where(fu, bU, dU),
+        )
 
     def clamp_(self):
         with torch.no_grad():
@@ -60,8 +63,9 @@ class _Slopes:
                 t.clamp_(0, 1)
 
 
-def optimize_lower(prop, start: str, A: Tensor, init: Tensor, steps: int = 20,
-                   lr: float = 0.25) -> Tensor:
+def optimize_lower(
+    prop, start: str, A: Tensor, init: Tensor, steps: int = 20, lr: float = 0.25
+) -> Tensor:
     """Best lower bound [B, m] of ``A . node(start)`` over ``steps`` slope updates.
 
     ``prop``: a :class:`~toolkit.verify.propagate.Propagator` that has run (its bounds and
@@ -96,6 +100,7 @@ def optimize_lower(prop, start: str, A: Tensor, init: Tensor, steps: int = 20,
                 s.clamp_()
         # the last update is evaluated too
         with torch.no_grad():
-            val = prop.backward(start, A, stop_attention=False,
-                                rels={name: s.rel() for name, s in slopes.items()})
+            val = prop.backward(
+                start, A, stop_attention=False, rels={name: s.rel() for name, s in slopes.items()}
+            )
     return torch.where(torch.isfinite(val), torch.fmax(best, val), best)

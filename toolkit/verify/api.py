@@ -26,16 +26,24 @@ from .model import TransformerClassifier
 from .propagate import _LIVE, METHODS, BoundMemoryError, Propagator, rows_per_chunk
 from .specs import LpBall, LpDomain, Synonyms, normalize_p
 
-__all__ = ["BoundMemoryError", "bounds", "certified_radius", "estimate_memory",
-           "margin_bounds", "margin_matrix"]
+__all__ = [
+    "BoundMemoryError",
+    "bounds",
+    "certified_radius",
+    "estimate_memory",
+    "margin_bounds",
+    "margin_matrix",
+]
 
 F64 = torch.float64
 
 
 def _check_model(model):
     if not isinstance(model, (TransformerClassifier, MiniLMClassifier)):
-        raise TypeError("model must be a TransformerClassifier or a MiniLMClassifier, got "
-                        f"{type(model).__name__}")
+        raise TypeError(
+            "model must be a TransformerClassifier or a MiniLMClassifier, got "
+            f"{type(model).__name__}"
+        )
 
 
 def _check_method(method: str) -> str:
@@ -95,9 +103,19 @@ def _domains(spec, e):
     raise TypeError(f"spec must be an LpBall or Synonyms, got {type(spec).__name__}")
 
 
-def bounds(model, e: Tensor, spec, method: str = "crown", *, margins_for=None,
-           return_intermediate: bool = False, memory_limit: int | None = None,
-           chunk_size: int | None = None, alpha_steps: int = 20, alpha_lr: float = 0.25):
+def bounds(
+    model,
+    e: Tensor,
+    spec,
+    method: str = "crown",
+    *,
+    margins_for=None,
+    return_intermediate: bool = False,
+    memory_limit: int | None = None,
+    chunk_size: int | None = None,
+    alpha_steps: int = 20,
+    alpha_lr: float = 0.25,
+):
     """Certified bounds on the logits of ``model`` for all embeddings allowed by ``spec``.
 
     Parameters
@@ -131,16 +149,26 @@ def bounds(model, e: Tensor, spec, method: str = "crown", *, margins_for=None,
     if memory_limit is not None:
         est = estimate_memory(model, T, spec, method, batch=B, chunk_size=1)
         if est > memory_limit:
-            raise BoundMemoryError(f"bounds(method={method!r}) needs about {est} bytes even "
-                                   f"with one row per chunk; memory_limit={memory_limit}", est)
+            raise BoundMemoryError(
+                f"bounds(method={method!r}) needs about {est} bytes even "
+                f"with one row per chunk; memory_limit={memory_limit}",
+                est,
+            )
     doms = _domains(spec, e)
     dev = e.device
     C = None if margins_for is None else margin_matrix(margins_for, B, model.num_classes, dev)
     graph = build_graph(model, T).to(dev)
     lo = hi = inter = None
     for dom in doms:
-        prop = Propagator(graph, dom, method, report=return_intermediate,
-                          memory_limit=memory_limit, chunk_size=chunk_size, **alpha)
+        prop = Propagator(
+            graph,
+            dom,
+            method,
+            report=return_intermediate,
+            memory_limit=memory_limit,
+            chunk_size=chunk_size,
+            **alpha,
+        )
         l, u, it = prop.run(C)
         if lo is None:
             lo, hi, inter = l, u, it
@@ -163,8 +191,17 @@ def margin_bounds(model, e: Tensor, spec, label, method: str = "crown", **kw):
     return bounds(model, e, spec, method, margins_for=label, **kw)
 
 
-def certified_radius(model, e: Tensor, label, positions, p=2, method: str = "crown",
-                     tol: float = 1e-3, max_eps: float = 1.0, **kw) -> Tensor:
+def certified_radius(
+    model,
+    e: Tensor,
+    label,
+    positions,
+    p=2,
+    method: str = "crown",
+    tol: float = 1e-3,
+    max_eps: float = 1.0,
+    **kw,
+) -> Tensor:
     """Largest eps (to ``tol``) for which ``method`` proves the label, per sentence and position.
 
     For every sentence b and every position t in ``positions`` the perturbation is one Lp
@@ -220,8 +257,16 @@ def certified_radius(model, e: Tensor, label, positions, p=2, method: str = "cro
     return out[0] if squeeze else out
 
 
-def estimate_memory(model, seq_len: int, spec=None, method: str = "crown", *, batch: int = 1,
-                    chunk_size: int | None = None, memory_limit: int | None = None) -> int:
+def estimate_memory(
+    model,
+    seq_len: int,
+    spec=None,
+    method: str = "crown",
+    *,
+    batch: int = 1,
+    chunk_size: int | None = None,
+    memory_limit: int | None = None,
+) -> int:
     """Estimated peak bytes of :func:`bounds` before anything is allocated.
 
     ``spec``: an LpBall/Synonyms or a list of positions (default: one position).  Terms:
@@ -232,8 +277,11 @@ def estimate_memory(model, seq_len: int, spec=None, method: str = "crown", *, ba
     """
     _check_model(model)
     _check_method(method)
-    if isinstance(seq_len, bool) or not isinstance(seq_len, int) \
-            or not 1 <= seq_len <= model.max_len:
+    if (
+        isinstance(seq_len, bool)
+        or not isinstance(seq_len, int)
+        or not 1 <= seq_len <= model.max_len
+    ):
         raise ValueError(f"seq_len must be an int in [1, {model.max_len}], got {seq_len!r}")
     if spec is None:
         S = 1

@@ -138,15 +138,24 @@ def _layernorm(g: Graph, x: str, ln, name: str, layer: int) -> str:
     """LayerNorm of node ``x`` from a model's LN module (toolkit ``_LayerNorm`` or
     ``nn.LayerNorm``, which is the "standard" variant); the result is always named ``name``."""
     variant = getattr(ln, "variant", "standard")
-    y = add_layernorm(g, x, variant, getattr(ln, "weight", None), getattr(ln, "bias", None),
-                      ln.eps, name, layer=layer)
+    y = add_layernorm(
+        g,
+        x,
+        variant,
+        getattr(ln, "weight", None),
+        getattr(ln, "bias", None),
+        ln.eps,
+        name,
+        layer=layer,
+    )
     if y == x:  # "none": give the reported node its name anyway
         y = g.add(name, Linear(None, None), (x,), g.nodes[x].shape, layer=layer)
     return y
 
 
-def _add_layer(g: Graph, x: str, i: int, heads: int, attn, ln1, ff1, ff2, ln2,
-               activation: str) -> str:
+def _add_layer(
+    g: Graph, x: str, i: int, heads: int, attn, ln1, ff1, ff2, ln2, activation: str
+) -> str:
     """One post-LN encoder layer on node ``x`` [T, D]; ``attn`` has ``q, k, v, o`` Linears.
 
     :math:`y = \\mathrm{LN}_1(x + W_o\\,\\mathrm{MHA}(x))`,
@@ -202,8 +211,9 @@ def build_graph(model, T: int) -> Graph:
     x = g.add("input", None, (), (T, D))
     x = g.add("embed", Linear(None, _f64(model.position[:T])), (x,), (T, D))
     for i, blk in enumerate(model.blocks):
-        x = _add_layer(g, x, i, model.heads, blk, blk.ln1, blk.ff1, blk.ff2, blk.ln2,
-                       blk.activation)
+        x = _add_layer(
+            g, x, i, model.heads, blk, blk.ln1, blk.ff1, blk.ff2, blk.ln2, blk.activation
+        )
     _add_head(g, x, model.classifier)
     return g
 
@@ -223,7 +233,8 @@ def build_bert_graph(model, T: int) -> Graph:
     x = g.add("embed.sum", Linear(None, const), (x,), (T, D))
     x = _layernorm(g, x, model.ln_emb, "embed", -1)
     for i, layer in enumerate(model.layers):
-        x = _add_layer(g, x, i, model.heads, layer.attn, layer.ln1, layer.ff1, layer.ff2,
-                       layer.ln2, "gelu")
+        x = _add_layer(
+            g, x, i, model.heads, layer.attn, layer.ln1, layer.ff1, layer.ff2, layer.ln2, "gelu"
+        )
     _add_head(g, x, model.head)
     return g

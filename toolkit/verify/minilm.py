@@ -37,8 +37,14 @@ from torch import Tensor, nn
 
 from .model import TransformerClassifier
 
-__all__ = ["HEADS_PATH", "MiniLMClassifier", "MiniLMVocab", "fit_head", "load_minilm_classifier",
-           "pooled_features"]
+__all__ = [
+    "HEADS_PATH",
+    "MiniLMClassifier",
+    "MiniLMVocab",
+    "fit_head",
+    "load_minilm_classifier",
+    "pooled_features",
+]
 
 HEADS_PATH = Path(__file__).parent / "data" / "minilm_heads.pt"
 
@@ -63,8 +69,9 @@ class MiniLMVocab:
         return list(self.tokenizer.encode(sentence).tokens)
 
     def decode(self, ids) -> str:
-        return " ".join(self.tokenizer.id_to_token(int(i))
-                        for i in torch.as_tensor(ids).reshape(-1))
+        return " ".join(
+            self.tokenizer.id_to_token(int(i)) for i in torch.as_tensor(ids).reshape(-1)
+        )
 
 
 class MiniLMClassifier(nn.Module):
@@ -121,8 +128,9 @@ class MiniLMClassifier(nn.Module):
         return self.head(self.features(e))
 
 
-def pooled_features(minilm, sentences: list[str], depths=None, batch: int = 64
-                    ) -> dict[int, Tensor]:
+def pooled_features(
+    minilm, sentences: list[str], depths=None, batch: int = 64
+) -> dict[int, Tensor]:
     """Mean-pooled (over real tokens) hidden states after each layer in ``depths``.
 
     Returns ``{depth: [N, 384] float32}``; depth L means the output of layer L (1-based).
@@ -131,13 +139,14 @@ def pooled_features(minilm, sentences: list[str], depths=None, batch: int = 64
     depths = list(range(1, n + 1)) if depths is None else list(depths)
     out = {d: [] for d in depths}
     grabbed = {}
-    hooks = [layer.register_forward_hook(
-        lambda _m, _i, o, d=d: grabbed.__setitem__(d, o)) for d, layer in
-        ((d, minilm.layers[d - 1]) for d in depths)]
+    hooks = [
+        layer.register_forward_hook(lambda _m, _i, o, d=d: grabbed.__setitem__(d, o))
+        for d, layer in ((d, minilm.layers[d - 1]) for d in depths)
+    ]
     try:
         with torch.no_grad():
             for i in range(0, len(sentences), batch):
-                tok = minilm.tokenize(list(sentences[i:i + batch]))
+                tok = minilm.tokenize(list(sentences[i : i + batch]))
                 minilm(tok["input_ids"], tok["attention_mask"], tok["token_type_ids"])
                 w = tok["attention_mask"].float()[..., None]
                 for d in depths:
@@ -148,8 +157,9 @@ def pooled_features(minilm, sentences: list[str], depths=None, batch: int = 64
     return {d: torch.cat(v) for d, v in out.items()}
 
 
-def fit_head(features: Tensor, labels: Tensor, weight_decay: float = 1e-3,
-             steps: int = 200) -> nn.Linear:
+def fit_head(
+    features: Tensor, labels: Tensor, weight_decay: float = 1e-3, steps: int = 200
+) -> nn.Linear:
     """Logistic regression (softmax, C = max label + 1) on ``features`` [N, D] by L-BFGS
     in float64, :math:`\\min_{W,b}\\ \\mathrm{CE}(XW^\\top + b, y) + \\lambda\\|W\\|^2`.
 

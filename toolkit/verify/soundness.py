@@ -63,8 +63,10 @@ class SoundnessResult:
         return not self.violations
 
     def __repr__(self):
-        return (f"SoundnessResult(ok={self.ok}, violations={len(self.violations)}, "
-                f"max_excess={self.max_excess:.3g}, n_points={self.n_points})")
+        return (
+            f"SoundnessResult(ok={self.ok}, violations={len(self.violations)}, "
+            f"max_excess={self.max_excess:.3g}, n_points={self.n_points})"
+        )
 
 
 class _Tracker:
@@ -89,13 +91,23 @@ class _Tracker:
 
     def result(self) -> SoundnessResult:
         res = SoundnessResult(observed_min=self.mn, observed_max=self.mx, n_points=self.n)
-        for side, val, bnd, exc in (("lower", self.mn, self.lower, self.lower - self.mn),
-                                    ("upper", self.mx, self.upper, self.mx - self.upper)):
+        for side, val, bnd, exc in (
+            ("lower", self.mn, self.lower, self.lower - self.mn),
+            ("upper", self.mx, self.upper, self.mx - self.upper),
+        ):
             res.max_excess = max(res.max_excess, float(exc.max()))
             bad = exc > self.atol + self.rtol * val.abs()
             for b, j in bad.nonzero().tolist():
-                res.violations.append(dict(batch=b, index=j, side=side, value=float(val[b, j]),
-                                           bound=float(bnd[b, j]), excess=float(exc[b, j])))
+                res.violations.append(
+                    dict(
+                        batch=b,
+                        index=j,
+                        side=side,
+                        value=float(val[b, j]),
+                        bound=float(bnd[b, j]),
+                        excess=float(exc[b, j]),
+                    )
+                )
         return res
 
 
@@ -123,10 +135,21 @@ def _pgd(model, dom: LpDomain, tr: _Tracker, steps: int, restarts: int, gen):
                 delta = dom.project(delta + alpha * step).requires_grad_(True)
 
 
-def check_soundness(model, e: Tensor, spec, lower: Tensor, upper: Tensor, samples: int = 256,
-                    pgd_steps: int = 20, seed: int = 0, *, margins_for=None,
-                    pgd_restarts: int = 4, atol: float = 1e-6, rtol: float = 1e-6
-                    ) -> SoundnessResult:
+def check_soundness(
+    model,
+    e: Tensor,
+    spec,
+    lower: Tensor,
+    upper: Tensor,
+    samples: int = 256,
+    pgd_steps: int = 20,
+    seed: int = 0,
+    *,
+    margins_for=None,
+    pgd_restarts: int = 4,
+    atol: float = 1e-6,
+    rtol: float = 1e-6,
+) -> SoundnessResult:
     """Search for points of ``spec`` whose logits (or margins) escape ``[lower, upper]``.
 
     Parameters
@@ -149,10 +172,11 @@ def check_soundness(model, e: Tensor, spec, lower: Tensor, upper: Tensor, sample
     lower = torch.as_tensor(lower, dtype=F64, device=e.device).reshape(B, -1)
     upper = torch.as_tensor(upper, dtype=F64, device=e.device).reshape(B, -1)
     if lower.shape[1] != model.num_classes or upper.shape != lower.shape:
-        raise ValueError(f"lower/upper must have shape [B, {model.num_classes}] with B={B}, got "
-                         f"{tuple(lower.shape)} and {tuple(upper.shape)}")
-    C = None if margins_for is None else margin_matrix(margins_for, B, model.num_classes,
-                                                       e.device)
+        raise ValueError(
+            f"lower/upper must have shape [B, {model.num_classes}] with B={B}, got "
+            f"{tuple(lower.shape)} and {tuple(upper.shape)}"
+        )
+    C = None if margins_for is None else margin_matrix(margins_for, B, model.num_classes, e.device)
     tr = _Tracker(lower, upper, atol, rtol, C)
     gen = torch.Generator().manual_seed(int(seed))
     doms = spec.domains(e)
@@ -180,7 +204,7 @@ def _synonym_points(model, e, doms, budget, samples, tr, gen):
     _B, T, D = e.shape
     K = dom0.deltas.shape[2]
     S = dom0.S
-    total = len(doms) * K ** S
+    total = len(doms) * K**S
     with torch.no_grad():
         if total <= samples:
             combos = [(d, c) for d in doms for c in itertools.product(range(K), repeat=S)]
@@ -191,7 +215,7 @@ def _synonym_points(model, e, doms, budget, samples, tr, gen):
                 combos.append((d, tuple(torch.randint(K, (S,), generator=gen).tolist())))
         for i in range(0, len(combos), 256):
             xs = []
-            for d, c in combos[i:i + 256]:
+            for d, c in combos[i : i + 256]:
                 delta = d.deltas[:, torch.arange(S), torch.tensor(c, device=e.device)]
                 xs.append(d.apply(delta))
             tr.add(tr.values(model, torch.stack(xs).reshape(-1, T, D)))

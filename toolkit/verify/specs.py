@@ -49,8 +49,10 @@ def normalize_p(p) -> float:
 def _check_positions(positions, T: int, name: str = "positions") -> list[int]:
     pos = list(positions)
     for t in pos:
-        if isinstance(t, bool) or (not isinstance(t, (int,)) and not (
-                isinstance(t, Tensor) and t.dim() == 0 and not t.is_floating_point())):
+        if isinstance(t, bool) or (
+            not isinstance(t, (int,))
+            and not (isinstance(t, Tensor) and t.dim() == 0 and not t.is_floating_point())
+        ):
             raise TypeError(f"{name} must contain ints, got {t!r}")
     pos = [int(t) for t in pos]
     if not pos:
@@ -210,8 +212,12 @@ class LpBall:
 
     def __init__(self, eps, p=2, positions: Sequence[int] | None = None):
         if isinstance(eps, Tensor):
-            if eps.is_complex() or eps.dim() > 1 or not bool(torch.isfinite(eps).all()) \
-                    or bool((eps < 0).any()):
+            if (
+                eps.is_complex()
+                or eps.dim() > 1
+                or not bool(torch.isfinite(eps).all())
+                or bool((eps < 0).any())
+            ):
                 raise ValueError(f"eps must be finite and >= 0 (float or 1-d tensor), got {eps}")
         else:
             if isinstance(eps, bool) or not isinstance(eps, (int, float)):
@@ -242,12 +248,16 @@ class Synonyms:
 
     def __init__(self, candidates: Mapping[int, Tensor], budget: int = 1):
         if not isinstance(candidates, Mapping) or not candidates:
-            raise TypeError("candidates must be a non-empty mapping position -> tensor [K, D] "
-                            f"or [B, K, D], got {type(candidates).__name__}")
+            raise TypeError(
+                "candidates must be a non-empty mapping position -> tensor [K, D] "
+                f"or [B, K, D], got {type(candidates).__name__}"
+            )
         for t, c in candidates.items():
             if not isinstance(c, Tensor) or c.dim() not in (2, 3) or c.shape[-2] < 1:
-                raise ValueError(f"candidates[{t}] must be a tensor [K, D] or [B, K, D] with "
-                                 f"K >= 1, got {getattr(c, 'shape', c)!r}")
+                raise ValueError(
+                    f"candidates[{t}] must be a tensor [K, D] or [B, K, D] with "
+                    f"K >= 1, got {getattr(c, 'shape', c)!r}"
+                )
         if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
             raise ValueError(f"budget must be an int >= 1, got {budget!r}")
         self.candidates = dict(candidates)
@@ -258,8 +268,9 @@ class Synonyms:
         return f"Synonyms(positions={self.positions}, budget={self.budget})"
 
     @classmethod
-    def nearest(cls, model, token_ids, positions, k: int = 5, budget: int = 1,
-                exclude: Sequence[int] = ()) -> Synonyms:
+    def nearest(
+        cls, model, token_ids, positions, k: int = 5, budget: int = 1, exclude: Sequence[int] = ()
+    ) -> Synonyms:
         """Candidates = the ``k`` nearest rows (L2) of ``model``'s embedding table.
 
         ``token_ids`` [T] or [B, T]; the word itself and ids in ``exclude`` are skipped.
@@ -290,8 +301,10 @@ class Synonyms:
             c = self.candidates[t].to(device=e.device, dtype=F64)
             c = c.expand(B, -1, -1) if c.dim() == 2 else c
             if c.shape[0] != B or c.shape[-1] != D:
-                raise ValueError(f"candidates[{t}] must have shape [K, {D}] or [{B}, K, {D}], "
-                                 f"got {tuple(self.candidates[t].shape)}")
+                raise ValueError(
+                    f"candidates[{t}] must have shape [K, {D}] or [{B}, K, {D}], "
+                    f"got {tuple(self.candidates[t].shape)}"
+                )
             cands.append(c - e[:, t, None, :].to(F64))
         K = max(c.shape[1] for c in cands)
         zero = torch.zeros(B, 1, D, dtype=F64, device=e.device)

@@ -25,8 +25,16 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-__all__ = ["EXAMPLES", "NEGATIVE", "NEUTRAL", "POSITIVE", "Vocab", "encode",
-           "load_default_model", "make_dataset"]
+__all__ = [
+    "EXAMPLES",
+    "NEGATIVE",
+    "NEUTRAL",
+    "POSITIVE",
+    "Vocab",
+    "encode",
+    "load_default_model",
+    "make_dataset",
+]
 
 POSITIVE = """good great excellent wonderful amazing superb brilliant delightful lovely
 charming enjoyable fantastic fine pleasant beautiful moving touching funny clever witty

@@ -26,19 +26,46 @@ from ._base import Explorer
 __all__ = ["METHOD_OPTIONS", "AttentionSparsityExplorer", "pattern_label", "pattern_mask"]
 
 #: Dropdown label -> method key of :func:`pattern_mask`.
-METHOD_OPTIONS = (("N:M (DFSS)", "nm"), ("top-k (oracle)", "topk"), ("DSA (predicted)", "dsa"),
-                  ("local window", "local"), ("strided", "strided"), ("dense", "dense"))
-_METRICS = (("mass", "retained mass"), ("kl", "KL(sparse‖full)"), ("error", "output error"),
-            ("recall", "top-k recall"))
-_CURVES = (("nm", "N:M", "#1f77b4"), ("topk", "top-k (oracle)", "#2ca02c"),
-           ("dsa", "DSA", "#d62728"), ("local", "local", "#9467bd"),
-           ("strided", "strided", "#8c564b"))
-_PARAMS = {"nm": ("n", "m"), "topk": ("density",), "dsa": ("rank", "bits", "sparsity"),
-           "local": ("density",), "strided": ("density",), "dense": ()}
+METHOD_OPTIONS = (
+    ("N:M (DFSS)", "nm"),
+    ("top-k (oracle)", "topk"),
+    ("DSA (predicted)", "dsa"),
+    ("local window", "local"),
+    ("strided", "strided"),
+    ("dense", "dense"),
+)
+_METRICS = (
+    ("mass", "retained mass"),
+    ("kl", "KL(sparse‖full)"),
+    ("error", "output error"),
+    ("recall", "top-k recall"),
+)
+_CURVES = (
+    ("nm", "N:M", "#1f77b4"),
+    ("topk", "top-k (oracle)", "#2ca02c"),
+    ("dsa", "DSA", "#d62728"),
+    ("local", "local", "#9467bd"),
+    ("strided", "strided", "#8c564b"),
+)
+_PARAMS = {
+    "nm": ("n", "m"),
+    "topk": ("density",),
+    "dsa": ("rank", "bits", "sparsity"),
+    "local": ("density",),
+    "strided": ("density",),
+    "dense": (),
+}
 
 
-def pattern_label(method: str, n: int = 2, m: int = 4, density: float = 0.5,
-                  rank: int = 16, bits: int = 4, sparsity: float = 0.5) -> str:
+def pattern_label(
+    method: str,
+    n: int = 2,
+    m: int = 4,
+    density: float = 0.5,
+    rank: int = 16,
+    bits: int = 4,
+    sparsity: float = 0.5,
+) -> str:
     """A short label of a pattern: ``"2:4"``, ``"topk@0.5"``, ``"dsa@0.5 (r=16, 4 bits)"``.
 
     >>> pattern_label("dsa", sparsity=0.75, rank=8, bits=2)
@@ -51,9 +78,19 @@ def pattern_label(method: str, n: int = 2, m: int = 4, density: float = 0.5,
     return "dense" if method == "dense" else f"{method}@{density:.3g}"
 
 
-def pattern_mask(trace: AttentionTrace, layer: int, method: str, *, n: int = 2, m: int = 4,
-                 density: float = 0.5, rank: int = 16, bits: int = 4, sparsity: float = 0.5,
-                 seed: int = 0) -> torch.Tensor:
+def pattern_mask(
+    trace: AttentionTrace,
+    layer: int,
+    method: str,
+    *,
+    n: int = 2,
+    m: int = 4,
+    density: float = 0.5,
+    rank: int = 16,
+    bits: int = 4,
+    sparsity: float = 0.5,
+    seed: int = 0,
+) -> torch.Tensor:
     """The kept pattern of every head of ``layer``, bool ``[B, H, T, T]`` on the trace's device.
 
     ``method`` is a key of :data:`METHOD_OPTIONS`: ``"nm"`` keeps ``n`` of every ``m`` keys,
@@ -83,8 +120,14 @@ def pattern_mask(trace: AttentionTrace, layer: int, method: str, *, n: int = 2, 
 
 def _layer_trace(trace: AttentionTrace, layer: int) -> AttentionTrace:
     q, k, v = trace.layer(layer)
-    return AttentionTrace(q=[q], k=[k], v=[v], scale=trace.scale, attn_mask=trace.attn_mask,
-                          query_mask=trace.query_mask)
+    return AttentionTrace(
+        q=[q],
+        k=[k],
+        v=[v],
+        scale=trace.scale,
+        attn_mask=trace.attn_mask,
+        query_mask=trace.query_mask,
+    )
 
 
 def _np(t: torch.Tensor) -> np.ndarray:
@@ -114,14 +157,37 @@ class AttentionSparsityExplorer(Explorer):
     >>> ex.figures["metrics"].data[0].y                                # doctest: +SKIP
     """
 
-    def __init__(self, text: str = DEFAULT_TEXT, *, model: str | TextModel = "auto",
-                 layer: int = 0, head: int = 0, method: str = "nm", n: int = 2, m: int = 4,
-                 density: float = 0.5, rank: int = 16, bits: int = 4, sparsity: float = 0.5,
-                 seed: int = 0, device: str | None = None) -> None:
+    def __init__(
+        self,
+        text: str = DEFAULT_TEXT,
+        *,
+        model: str | TextModel = "auto",
+        layer: int = 0,
+        head: int = 0,
+        method: str = "nm",
+        n: int = 2,
+        m: int = 4,
+        density: float = 0.5,
+        rank: int = 16,
+        bits: int = 4,
+        sparsity: float = 0.5,
+        seed: int = 0,
+        device: str | None = None,
+    ) -> None:
         self.text_model = model if isinstance(model, TextModel) else TextModel(model, device)
         self.seed = seed
-        self._initial = dict(text=text, layer=layer, head=head, method=method, n=n, m=m,
-                             density=density, rank=rank, bits=bits, sparsity=sparsity)
+        self._initial = dict(
+            text=text,
+            layer=layer,
+            head=head,
+            method=method,
+            n=n,
+            m=m,
+            density=density,
+            rank=rank,
+            bits=bits,
+            sparsity=sparsity,
+        )
         self._curves: dict[tuple, dict[str, np.ndarray]] = {}
         self.trace: AttentionTrace | None = None
         self.keep: np.ndarray | None = None
@@ -134,80 +200,153 @@ class AttentionSparsityExplorer(Explorer):
     def _build(self) -> W.Widget:
         v, c, tm = self._initial, self.controls, self.text_model
         style = {"style": {"description_width": "90px"}, "continuous_update": False}
-        c["text"] = W.Textarea(value=v["text"], description="text", rows=3,
-                               layout=W.Layout(width="98%"), **style)
-        c["layer"] = W.IntSlider(value=v["layer"], min=0, max=tm.num_layers - 1,
-                                 description="layer", **style)
-        c["head"] = W.IntSlider(value=v["head"], min=0, max=tm.num_heads - 1,
-                                description="head", **style)
-        c["method"] = W.Dropdown(options=METHOD_OPTIONS, value=v["method"], description="method",
-                                 style=style["style"])
+        c["text"] = W.Textarea(
+            value=v["text"], description="text", rows=3, layout=W.Layout(width="98%"), **style
+        )
+        c["layer"] = W.IntSlider(
+            value=v["layer"], min=0, max=tm.num_layers - 1, description="layer", **style
+        )
+        c["head"] = W.IntSlider(
+            value=v["head"], min=0, max=tm.num_heads - 1, description="head", **style
+        )
+        c["method"] = W.Dropdown(
+            options=METHOD_OPTIONS, value=v["method"], description="method", style=style["style"]
+        )
         c["n"] = W.IntSlider(value=v["n"], min=1, max=32, description="N", **style)
         c["m"] = W.IntSlider(value=v["m"], min=1, max=32, description="M", **style)
-        c["density"] = W.FloatSlider(value=v["density"], min=0.05, max=1.0, step=0.05,
-                                     description="density", **style)
+        c["density"] = W.FloatSlider(
+            value=v["density"], min=0.05, max=1.0, step=0.05, description="density", **style
+        )
         c["rank"] = W.IntSlider(value=v["rank"], min=1, max=64, description="DSA rank", **style)
         c["bits"] = W.IntSlider(value=v["bits"], min=1, max=16, description="DSA bits", **style)
-        c["sparsity"] = W.FloatSlider(value=v["sparsity"], min=0.05, max=0.95, step=0.05,
-                                      description="DSA sparsity", **style)
+        c["sparsity"] = W.FloatSlider(
+            value=v["sparsity"], min=0.05, max=0.95, step=0.05, description="DSA sparsity", **style
+        )
         self.model_info = W.HTML(f"<b>model:</b> {tm.label} on {tm.device}")
 
-        heat = make_subplots(rows=1, cols=2, horizontal_spacing=0.08,
-                             subplot_titles=("full attention", "sparse attention"))
+        heat = make_subplots(
+            rows=1,
+            cols=2,
+            horizontal_spacing=0.08,
+            subplot_titles=("full attention", "sparse attention"),
+        )
         for col, name in ((1, "full attention"), (2, "sparse attention")):
-            heat.add_heatmap(name=name, row=1, col=col, colorscale="Viridis", zmin=0,
-                             coloraxis="coloraxis",
-                             hovertemplate="query %{y}, key %{x}: p = %{z:.4f}<extra></extra>")
-        heat.add_scatter(name="pruned", mode="markers", row=1, col=1, hoverinfo="skip",
-                         marker=dict(symbol="x-thin", size=5, line=dict(width=1, color="white")))
-        heat.add_scatter(name="kept", mode="markers", row=1, col=2, hoverinfo="skip",
-                         marker=dict(symbol="square-open", size=6, color="#ff7f0e"))
+            heat.add_heatmap(
+                name=name,
+                row=1,
+                col=col,
+                colorscale="Viridis",
+                zmin=0,
+                coloraxis="coloraxis",
+                hovertemplate="query %{y}, key %{x}: p = %{z:.4f}<extra></extra>",
+            )
+        heat.add_scatter(
+            name="pruned",
+            mode="markers",
+            row=1,
+            col=1,
+            hoverinfo="skip",
+            marker=dict(symbol="x-thin", size=5, line=dict(width=1, color="white")),
+        )
+        heat.add_scatter(
+            name="kept",
+            mode="markers",
+            row=1,
+            col=2,
+            hoverinfo="skip",
+            marker=dict(symbol="square-open", size=6, color="#ff7f0e"),
+        )
         heat.update_yaxes(autorange="reversed", tickfont=dict(size=9))
         heat.update_xaxes(tickfont=dict(size=9), tickangle=-60)
-        heat.update_layout(height=470, margin=dict(t=50, b=40), coloraxis=dict(
-            colorscale="Viridis", cmin=0, colorbar=dict(title="p")),
-            legend=dict(orientation="h", y=-0.25))
+        heat.update_layout(
+            height=470,
+            margin=dict(t=50, b=40),
+            coloraxis=dict(colorscale="Viridis", cmin=0, colorbar=dict(title="p")),
+            legend=dict(orientation="h", y=-0.25),
+        )
         self.figures["heatmap"] = go.FigureWidget(heat)
 
         bars = go.FigureWidget()
         bars.add_bar(name="head", marker_color="#1f77b4")
         bars.add_bar(name="layer average", marker_color="#ff7f0e")
-        bars.update_layout(height=320, barmode="group", title="metrics", margin=dict(t=50, b=40),
-                           yaxis=dict(rangemode="tozero"))
+        bars.update_layout(
+            height=320,
+            barmode="group",
+            title="metrics",
+            margin=dict(t=50, b=40),
+            yaxis=dict(rangemode="tozero"),
+        )
         self.figures["metrics"] = bars
 
         curve = go.FigureWidget()
         for _, name, color in _CURVES:
-            curve.add_scatter(name=name, mode="lines+markers", line=dict(color=color),
-                              textposition="top center")
-        curve.add_scatter(name="current", mode="markers", marker=dict(
-            symbol="star", size=16, color="black", line=dict(width=1, color="yellow")))
-        curve.update_layout(height=320, title="trade-off (layer average)", margin=dict(t=50, b=40),
-                            xaxis_title="density (kept fraction)", yaxis_title="output error")
+            curve.add_scatter(
+                name=name, mode="lines+markers", line=dict(color=color), textposition="top center"
+            )
+        curve.add_scatter(
+            name="current",
+            mode="markers",
+            marker=dict(symbol="star", size=16, color="black", line=dict(width=1, color="yellow")),
+        )
+        curve.update_layout(
+            height=320,
+            title="trade-off (layer average)",
+            margin=dict(t=50, b=40),
+            xaxis_title="density (kept fraction)",
+            yaxis_title="output error",
+        )
         self.figures["tradeoff"] = curve
         self.summary = W.HTML()
 
-        controls = W.VBox([c[k] for k in ("layer", "head", "method", "n", "m", "density", "rank",
-                                          "bits", "sparsity")] + [self.summary])
-        return W.VBox([self.model_info, c["text"], self.status,
-                       W.HBox([controls, self.figures["heatmap"]]),
-                       W.HBox([self.figures["metrics"], self.figures["tradeoff"]])])
+        controls = W.VBox(
+            [
+                c[k]
+                for k in (
+                    "layer",
+                    "head",
+                    "method",
+                    "n",
+                    "m",
+                    "density",
+                    "rank",
+                    "bits",
+                    "sparsity",
+                )
+            ]
+            + [self.summary]
+        )
+        return W.VBox(
+            [
+                self.model_info,
+                c["text"],
+                self.status,
+                W.HBox([controls, self.figures["heatmap"]]),
+                W.HBox([self.figures["metrics"], self.figures["tradeoff"]]),
+            ]
+        )
 
     # -- model -> view -----------------------------------------------------------------------
     def params(self) -> dict:
         """The pattern's parameters from the controls (keywords of :func:`pattern_mask`)."""
-        return {k: self.controls[k].value for k in ("n", "m", "density", "rank", "bits",
-                                                    "sparsity")}
+        return {
+            k: self.controls[k].value for k in ("n", "m", "density", "rank", "bits", "sparsity")
+        }
 
     def _layer_curves(self, text: str, layer: int, rank: int, bits: int) -> dict:
         key = (text, layer, rank, bits)
         static = (text, layer)
         if static not in self._curves:
             self._curves[static] = tradeoff_curves(
-                _layer_trace(self.trace, layer), methods=("nm", "topk", "local", "strided"))
+                _layer_trace(self.trace, layer), methods=("nm", "topk", "local", "strided")
+            )
         if key not in self._curves:
-            self._curves[key] = tradeoff_curves(_layer_trace(self.trace, layer), methods=("dsa",),
-                                                rank=rank, bits=bits, seed=self.seed)
+            self._curves[key] = tradeoff_curves(
+                _layer_trace(self.trace, layer),
+                methods=("dsa",),
+                rank=rank,
+                bits=bits,
+                seed=self.seed,
+            )
         both = (self._curves[static], self._curves[key])
         return {c: np.concatenate([t[c] for t in both]) for c in both[0]}
 
@@ -228,12 +367,19 @@ class AttentionSparsityExplorer(Explorer):
         params = self.params()
         keep = pattern_mask(trace, layer, method, seed=self.seed, **params)
         q, k, v = trace.layer(layer)
-        mets = attention_metrics(q, k, v, keep, scale=trace.scale, attn_mask=trace.attn_mask,
-                                 query_mask=trace.query_mask)
+        mets = attention_metrics(
+            q, k, v, keep, scale=trace.scale, attn_mask=trace.attn_mask, query_mask=trace.query_mask
+        )
         self.metrics = {key: _np(val[0]) for key, val in mets.items()}
-        _, sparse = masked_attention(q[:, head], k[:, head], v[:, head], keep[:, head],
-                                     scale=trace.scale, attn_mask=trace.attn_mask[:, 0]
-                                     if trace.attn_mask is not None else None, return_probs=True)
+        _, sparse = masked_attention(
+            q[:, head],
+            k[:, head],
+            v[:, head],
+            keep[:, head],
+            scale=trace.scale,
+            attn_mask=trace.attn_mask[:, 0] if trace.attn_mask is not None else None,
+            return_probs=True,
+        )
         self.keep = keep[0].cpu().numpy()
         full = _np(trace.probs[layer][0, head])
         sparse = _np(sparse[0])
@@ -280,8 +426,10 @@ class AttentionSparsityExplorer(Explorer):
         rows = "".join(
             f"<tr><td>{html.escape(label)}</td><td>{self.metrics[key][head]:.4f}</td>"
             f"<td>{self.metrics[key].mean():.4f}</td></tr>"
-            for key, label in (("density", "density"), *_METRICS))
+            for key, label in (("density", "density"), *_METRICS)
+        )
         self.summary.value = (
             f"<p><b>{html.escape(pattern_label(method, **params))}</b>: head {head} keeps "
             f"{kept} of {T * T} entries, prunes {T * T - kept} ({T} tokens).</p>"
-            f"<table><tr><th></th><th>head {head}</th><th>layer avg</th></tr>{rows}</table>")
+            f"<table><tr><th></th><th>head {head}</th><th>layer avg</th></tr>{rows}</table>"
+        )

@@ -30,8 +30,13 @@ __all__ = ["RADIUS_RANGE", "BoundsExplorer", "MethodBounds", "method_bounds", "r
 RADIUS_RANGE = {1.0: (2.0, 2.0 / 64), 2.0: (1.0, 1.0 / 64), math.inf: (0.25, 0.25 / 64)}
 #: methods computed only while selected (alpha-CROWN's slope optimisation takes seconds)
 ON_DEMAND = ("alpha-crown",)
-_COLORS = {"ibp": "#7f7f7f", "crown": "#1f77b4", "forward": "#ff7f0e", "baf": "#2ca02c",
-           "alpha-crown": "#9467bd"}
+_COLORS = {
+    "ibp": "#7f7f7f",
+    "crown": "#1f77b4",
+    "forward": "#ff7f0e",
+    "baf": "#2ca02c",
+    "alpha-crown": "#9467bd",
+}
 
 
 @dataclass
@@ -90,8 +95,9 @@ def method_bounds(model, e: torch.Tensor, spec, method: str, label: int) -> Meth
     mlo[label] = 0.0
     names = list(inter)
     widths = np.array([float((u - l).mean()) for l, u in inter.values()])
-    return MethodBounds(method, int(label), lo[0].numpy(), hi[0].numpy(), mlo.numpy(), names,
-                        widths, seconds)
+    return MethodBounds(
+        method, int(label), lo[0].numpy(), hi[0].numpy(), mlo.numpy(), names, widths, seconds
+    )
 
 
 def radius_row(model, e: torch.Tensor, label: int, p, method: str, progress=None) -> np.ndarray:
@@ -105,8 +111,9 @@ def radius_row(model, e: torch.Tensor, label: int, p, method: str, progress=None
     T = e.shape[0]
     out = np.zeros(T)
     for t in range(T):
-        out[t] = float(certified_radius(model, e, label, [t], p=p, method=method, tol=tol,
-                                        max_eps=max_eps)[0])
+        out[t] = float(
+            certified_radius(model, e, label, [t], p=p, method=method, tol=tol, max_eps=max_eps)[0]
+        )
         if progress is not None:
             progress(t + 1, T)
     return out
@@ -132,8 +139,17 @@ class BoundsExplorer(Explorer):
 
     live_controls = ("sentence", "positions", "p", "eps", "method")
 
-    def __init__(self, sentence: str | None = None, *, positions=None, p=2, eps: float = 0.01,
-                 method: str = "crown", model=None, vocab=None) -> None:
+    def __init__(
+        self,
+        sentence: str | None = None,
+        *,
+        positions=None,
+        p=2,
+        eps: float = 0.01,
+        method: str = "crown",
+        model=None,
+        vocab=None,
+    ) -> None:
         if method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {method!r}")
         self._p = normalize_p(p)
@@ -148,8 +164,11 @@ class BoundsExplorer(Explorer):
         self.model, self.vocab = model.double().eval(), vocab
         self._sentence = sentence if sentence is not None else EXAMPLES[0][0]
         self._positions, self._eps, self._method = positions, float(eps), method
-        self.classes = ["negative", "positive"] if self.model.num_classes == 2 else [
-            f"class {c}" for c in range(self.model.num_classes)]
+        self.classes = (
+            ["negative", "positive"]
+            if self.model.num_classes == 2
+            else [f"class {c}" for c in range(self.model.num_classes)]
+        )
         self._cache: dict = {}
         self._syncing = False
         self._radius_key = None
@@ -160,18 +179,37 @@ class BoundsExplorer(Explorer):
     # -- layout ------------------------------------------------------------------------------
     def _build(self) -> W.Widget:
         c, style = self.controls, {"style": {"description_width": "80px"}}
-        c["example"] = W.Dropdown(options=[s for s, _ in EXAMPLES], value=None,
-                                  description="examples", **style)
-        c["sentence"] = W.Text(value=self._sentence, description="sentence",
-                               continuous_update=False, layout=W.Layout(width="420px"), **style)
+        c["example"] = W.Dropdown(
+            options=[s for s, _ in EXAMPLES], value=None, description="examples", **style
+        )
+        c["sentence"] = W.Text(
+            value=self._sentence,
+            description="sentence",
+            continuous_update=False,
+            layout=W.Layout(width="420px"),
+            **style,
+        )
         c["positions"] = W.SelectMultiple(options=[], rows=6, description="perturb", **style)
-        c["p"] = W.ToggleButtons(options=[("1", 1.0), ("2", 2.0), ("∞", math.inf)],
-                                 value=self._p, description="norm p", **style)
-        c["eps"] = W.FloatLogSlider(value=self._eps, base=10, min=-6, max=0, step=0.05,
-                                    readout_format=".2e", continuous_update=False,
-                                    description="ε", **style)
-        c["method"] = W.ToggleButtons(options=list(METHODS), value=self._method,
-                                      description="method", **style)
+        c["p"] = W.ToggleButtons(
+            options=[("1", 1.0), ("2", 2.0), ("∞", math.inf)],
+            value=self._p,
+            description="norm p",
+            **style,
+        )
+        c["eps"] = W.FloatLogSlider(
+            value=self._eps,
+            base=10,
+            min=-6,
+            max=0,
+            step=0.05,
+            readout_format=".2e",
+            continuous_update=False,
+            description="ε",
+            **style,
+        )
+        c["method"] = W.ToggleButtons(
+            options=list(METHODS), value=self._method, description="method", **style
+        )
         c["example"].observe(self._on_example, names="value")
         self._sync_positions(self._sentence, self._positions)
         self.run_button = W.Button(description="Run radii", button_style="primary", icon="play")
@@ -180,26 +218,51 @@ class BoundsExplorer(Explorer):
 
         logits = go.FigureWidget()
         logits.add_bar(name="certified interval", marker=dict(color="rgba(31,119,180,0.45)"))
-        logits.add_scatter(mode="markers", name="clean logit",
-                           marker=dict(color="#d62728", size=12, symbol="diamond"))
-        logits.update_layout(height=330, title="logit bounds", yaxis_title="logit",
-                             margin=dict(t=50, b=40))
+        logits.add_scatter(
+            mode="markers",
+            name="clean logit",
+            marker=dict(color="#d62728", size=12, symbol="diamond"),
+        )
+        logits.update_layout(
+            height=330, title="logit bounds", yaxis_title="logit", margin=dict(t=50, b=40)
+        )
         layers = go.FigureWidget()
         for m in METHODS:
             layers.add_scatter(mode="lines+markers", name=m, line=dict(color=_COLORS[m]))
-        layers.update_layout(height=330, title="mean bound width per layer",
-                             yaxis_type="log", margin=dict(t=50, b=40))
+        layers.update_layout(
+            height=330,
+            title="mean bound width per layer",
+            yaxis_type="log",
+            margin=dict(t=50, b=40),
+        )
         methods = go.FigureWidget()
         methods.add_bar(name="mean logit width", marker=dict(color=[_COLORS[m] for m in METHODS]))
-        methods.update_layout(height=330, title="methods at the current ε", yaxis_type="log",
-                              yaxis_title="mean width of the logit bounds", margin=dict(t=50, b=40))
+        methods.update_layout(
+            height=330,
+            title="methods at the current ε",
+            yaxis_type="log",
+            yaxis_title="mean width of the logit bounds",
+            margin=dict(t=50, b=40),
+        )
         radius = go.FigureWidget()
         radius.add_heatmap(colorscale="Viridis", colorbar=dict(title="radius"), zmin=0)
-        radius.update_layout(height=300, title="certified radius per position (Run)",
-                             margin=dict(t=50, b=40))
+        radius.update_layout(
+            height=300, title="certified radius per position (Run)", margin=dict(t=50, b=40)
+        )
         self.figures.update(logits=logits, layers=layers, methods=methods, radius=radius)
-        controls = W.VBox([c["example"], c["sentence"], c["positions"], c["p"], c["eps"],
-                           c["method"], self.run_button, self.progress, self.status])
+        controls = W.VBox(
+            [
+                c["example"],
+                c["sentence"],
+                c["positions"],
+                c["p"],
+                c["eps"],
+                c["method"],
+                self.run_button,
+                self.progress,
+                self.status,
+            ]
+        )
         return W.VBox([W.HBox([controls, logits]), W.HBox([layers, methods]), radius])
 
     # -- helpers -----------------------------------------------------------------------------
@@ -215,8 +278,9 @@ class BoundsExplorer(Explorer):
         """Tokenise ``sentence``; rebuild the position options when the tokens changed."""
         ids = self.vocab.encode(sentence)
         if ids.numel() > self.model.max_len:
-            raise ValueError(f"sentence must have at most {self.model.max_len} words, "
-                             f"got {ids.numel()}")
+            raise ValueError(
+                f"sentence must have at most {self.model.max_len} words, got {ids.numel()}"
+            )
         words = [self.vocab.words[int(i)] for i in ids]
         labels = [f"{t}: {w}" for t, w in enumerate(words)]
         sel = self.controls["positions"]
@@ -268,8 +332,10 @@ class BoundsExplorer(Explorer):
             bar.x, bar.base, bar.y = self.classes, cur.lower, cur.upper - cur.lower
             dots.x, dots.y = self.classes, clean
             verdict = "certified" if cur.certified else "not certified"
-            fig.layout.title.text = (f"{method}: logit bounds at ε = {eps:.3g} (ℓ{_p_label(p)}) "
-                                     f"— {self.classes[cur.label]} {verdict}")
+            fig.layout.title.text = (
+                f"{method}: logit bounds at ε = {eps:.3g} (ℓ{_p_label(p)}) "
+                f"— {self.classes[cur.label]} {verdict}"
+            )
         fig = self.figures["layers"]
         with fig.batch_update():
             for trace, m in zip(fig.data, METHODS):
@@ -280,15 +346,21 @@ class BoundsExplorer(Explorer):
         with fig.batch_update():
             fig.data[0].x = list(METHODS)
             fig.data[0].y = np.array([res[m].width if m in res else np.nan for m in METHODS])
-            fig.data[0].text = [(("✓ " if res[m].certified else "✗ ") + f"{res[m].seconds:.2f}s")
-                                if m in res else "select to compute" for m in METHODS]
+            fig.data[0].text = [
+                (("✓ " if res[m].certified else "✗ ") + f"{res[m].seconds:.2f}s")
+                if m in res
+                else "select to compute"
+                for m in METHODS
+            ]
         if self._radius_key != (tuple(ids.tolist()), p):
             self._radius_key, self.radii = (tuple(ids.tolist()), p), {}
             self._draw_radius(labels)
         self.progress.value = 0
         good = [m for m in METHODS if m in res and res[m].certified]
-        self.status.value = (f"prediction: <b>{self.classes[cur.label]}</b>; certified at this ε "
-                             f"by: {', '.join(good) or 'none'}")
+        self.status.value = (
+            f"prediction: <b>{self.classes[cur.label]}</b>; certified at this ε "
+            f"by: {', '.join(good) or 'none'}"
+        )
 
     def _draw_radius(self, labels: list[str]) -> None:
         z = np.array([self.radii.get(m, np.full(len(labels), np.nan)) for m in METHODS])
@@ -300,7 +372,8 @@ class BoundsExplorer(Explorer):
             hm.zmax = max_eps
             fig.layout.title.text = (
                 f"certified radius per position (ℓ{_p_label(self._radius_key[1])}, searched "
-                f"up to {max_eps:g}; Run fills the selected method)")
+                f"up to {max_eps:g}; Run fills the selected method)"
+            )
 
     def run(self) -> np.ndarray:
         """Certified radius of every position for the selected method; fills its heatmap row."""
@@ -313,8 +386,14 @@ class BoundsExplorer(Explorer):
         self.run_button.disabled = True
         try:
             with single_thread():
-                row = radius_row(self.model, e, label, p, method, progress=lambda done, total:
-                                 setattr(self.progress, "value", done))
+                row = radius_row(
+                    self.model,
+                    e,
+                    label,
+                    p,
+                    method,
+                    progress=lambda done, total: setattr(self.progress, "value", done),
+                )
         finally:
             self.run_button.disabled = False
         if self._radius_key != (tuple(ids.tolist()), p):

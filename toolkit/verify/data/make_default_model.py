@@ -22,8 +22,17 @@ import torch.nn.functional as F
 from toolkit.verify.model import TransformerClassifier
 from toolkit.verify.task import VOCAB, make_dataset
 
-CONFIG = dict(vocab_size=len(VOCAB), dim=64, layers=1, heads=4, ffn_dim=128, num_classes=2,
-              max_len=32, layernorm="no_var", activation="relu")
+CONFIG = dict(
+    vocab_size=len(VOCAB),
+    dim=64,
+    layers=1,
+    heads=4,
+    ffn_dim=128,
+    num_classes=2,
+    max_len=32,
+    layernorm="no_var",
+    activation="relu",
+)
 
 
 def _batches(ids, lens, labels, size, gen):
@@ -70,12 +79,17 @@ def main(out: Path | None = None) -> None:
     torch.set_num_threads(1)  # tiny ops: threads only add overhead
     model, acc = train()
     out = out or Path(__file__).parent / "default_model.pt"
-    blob = {"config": CONFIG, "vocab": list(VOCAB.words),
-            "state_dict": {k: v.detach().float().clone() for k, v in model.state_dict().items()},
-            "test_accuracy": acc}
+    blob = {
+        "config": CONFIG,
+        "vocab": list(VOCAB.words),
+        "state_dict": {k: v.detach().float().clone() for k, v in model.state_dict().items()},
+        "test_accuracy": acc,
+    }
     torch.save(blob, out)
-    print(f"test accuracy {acc:.3f}; saved {out} ({out.stat().st_size} bytes) "
-          f"in {time.time() - t0:.1f}s")
+    print(
+        f"test accuracy {acc:.3f}; saved {out} ({out.stat().st_size} bytes) "
+        f"in {time.time() - t0:.1f}s"
+    )
 
 
 if __name__ == "__main__":

@@ -207,9 +207,14 @@ def general_planes(f, df, pieces, l, u):
             continue
         bl = sl > best[2]
         bu = su < best[5]
-        best = [torch.where(bl, a, best[0]), torch.where(bl, lo, best[1]),
-                torch.where(bl, sl, best[2]), torch.where(bu, a, best[3]),
-                torch.where(bu, hi, best[4]), torch.where(bu, su, best[5])]
+        best = [
+            torch.where(bl, a, best[0]),
+            torch.where(bl, lo, best[1]),
+            torch.where(bl, sl, best[2]),
+            torch.where(bu, a, best[3]),
+            torch.where(bu, hi, best[4]),
+            torch.where(bu, su, best[5]),
+        ]
     return best[0], best[1], best[3], best[4]
 
 
@@ -402,4 +407,3 @@ class PositiveConvexElementwise(SmoothElementwise):
     def curvature(self, l, u):
         convex = torch.ones_like(l, dtype=torch.bool)
         return convex, ~convex
-

@@ -32,8 +32,14 @@ def _dgelu(x):
     return 0.5 * (1 + torch.erf(x / _R2)) + x * torch.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)
 
 
-_XMIN = float(bisect(_dgelu, torch.tensor([-_R2], dtype=torch.float64),
-                     torch.tensor([0.0], dtype=torch.float64), 80)[0])
+_XMIN = float(
+    bisect(
+        _dgelu,
+        torch.tensor([-_R2], dtype=torch.float64),
+        torch.tensor([0.0], dtype=torch.float64),
+        80,
+    )[0]
+)
 _FMIN = float(_gelu(torch.tensor(_XMIN, dtype=torch.float64))) - SLACK
 
 

@@ -31,8 +31,7 @@ from .sqrt import Rsqrt
 __all__ = ["add_layernorm"]
 
 
-def add_layernorm(g, x: str, variant: str, weight, bias, eps: float, prefix: str,
-                  **flags) -> str:
+def add_layernorm(g, x: str, variant: str, weight, bias, eps: float, prefix: str, **flags) -> str:
     """Append LayerNorm of node ``x`` (over its last dim) to graph ``g``; return the name."""
     if variant == "none":
         return x
@@ -49,10 +48,16 @@ def add_layernorm(g, x: str, variant: str, weight, bias, eps: float, prefix: str
     red = (*shape[:-1], 1)
     d = g.add(f"{prefix}.center", Center(), (x,), shape, **flags)
     sq = g.add(f"{prefix}.square", Square(), (d,), shape, **flags)
-    v = g.add(f"{prefix}.var", Linear(torch.full((D, 1), 1.0 / D, **f64),
-                                      torch.tensor([float(eps)], **f64)),
-              (sq,), red, valid_range=(float(eps), math.inf), **flags)
+    v = g.add(
+        f"{prefix}.var",
+        Linear(torch.full((D, 1), 1.0 / D, **f64), torch.tensor([float(eps)], **f64)),
+        (sq,),
+        red,
+        valid_range=(float(eps), math.inf),
+        **flags,
+    )
     r = g.add(f"{prefix}.rstd", Rsqrt(), (v,), red, **flags)
-    n = g.add(f"{prefix}.normed", Mul(), (d, r), shape,
-              valid_range=(-math.sqrt(D), math.sqrt(D)), **flags)
+    n = g.add(
+        f"{prefix}.normed", Mul(), (d, r), shape, valid_range=(-math.sqrt(D), math.sqrt(D)), **flags
+    )
     return g.add(prefix, Scale(w, b), (n,), shape, **flags)

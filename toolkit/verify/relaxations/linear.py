@@ -111,7 +111,7 @@ class Rearrange(Op):
         self.inv = tuple(sorted(range(len(perm)), key=lambda i: perm[i]))
 
     def _apply(self, x, lead: int, trail: int = 0):
-        pre, post = x.shape[:lead], x.shape[x.dim() - trail:]
+        pre, post = x.shape[:lead], x.shape[x.dim() - trail :]
         k = len(self.perm)
         x = x.reshape(*pre, *self.split, *post)
         tail = range(lead + k, lead + k + trail)
@@ -136,8 +136,12 @@ class Rearrange(Op):
 
     def forward_linear(self, lins, bnds, rel):
         x = lins[0]
-        return LinearBounds(self._apply(x.lw, 1, 1), self._apply(x.lb, 1),
-                            self._apply(x.uw, 1, 1), self._apply(x.ub, 1))
+        return LinearBounds(
+            self._apply(x.lw, 1, 1),
+            self._apply(x.lb, 1),
+            self._apply(x.uw, 1, 1),
+            self._apply(x.ub, 1),
+        )
 
 
 class TokenMean(Op):
@@ -184,8 +188,9 @@ class Center(Op):
         D = x.lb.shape[-1]
 
         def side(a, b, wa, wb):  # a: coefficient on the own entry, b: the others
-            return a - b.mean(-2, keepdim=True) + (b - a) / D, \
-                None if wa is None else wa - wb.mean(-1, keepdim=True) + (wb - wa) / D
+            return a - b.mean(-2, keepdim=True) + (b - a) / D, None if wa is None else wa - wb.mean(
+                -1, keepdim=True
+            ) + (wb - wa) / D
 
         lw, lb = side(x.lw, x.uw, x.lb, x.ub)
         uw, ub = side(x.uw, x.lw, x.ub, x.lb)

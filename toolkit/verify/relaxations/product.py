@@ -107,8 +107,10 @@ class Mul(Op):
 
         def side(a, ax_lo, ax_hi, bx_lo, bx_hi):
             p, n = _pn(a)
-            return (safe_mul(e(p), ax_lo) + safe_mul(e(n), ax_hi),
-                    safe_mul(p, bx_lo) + safe_mul(n, bx_hi))
+            return (
+                safe_mul(e(p), ax_lo) + safe_mul(e(n), ax_hi),
+                safe_mul(p, bx_lo) + safe_mul(n, bx_hi),
+            )
 
         w1, b1 = side(axL, x.lw, x.uw, x.lb, x.ub)
         w2, b2 = side(ayL, y.lw, y.uw, y.lb, y.ub)
@@ -177,20 +179,28 @@ class MatMul(Op):
     def forward_linear(self, lins, bnds, rel):
         x, y = lins
         if not self.transpose_b:
-            y = LinearBounds(y.lw.transpose(-2, -3), y.lb.transpose(-1, -2),
-                             y.uw.transpose(-2, -3), y.ub.transpose(-1, -2))
+            y = LinearBounds(
+                y.lw.transpose(-2, -3),
+                y.lb.transpose(-1, -2),
+                y.uw.transpose(-2, -3),
+                y.ub.transpose(-1, -2),
+            )
         axL, ayL, cL, axU, ayU, cU = rel
 
         def side(ax, ay, xlo, xhi, ylo, yhi):
             (axp, axn), (ayp, ayn) = _pn(ax), _pn(ay)
-            w = (torch.einsum("...jk,...ikn->...ijn", axp, xlo[0])
-                 + torch.einsum("...jk,...ikn->...ijn", axn, xhi[0])
-                 + torch.einsum("...ik,...jkn->...ijn", ayp, ylo[0])
-                 + torch.einsum("...ik,...jkn->...ijn", ayn, yhi[0]))
-            b = (torch.einsum("...jk,...ik->...ij", axp, xlo[1])
-                 + torch.einsum("...jk,...ik->...ij", axn, xhi[1])
-                 + torch.einsum("...ik,...jk->...ij", ayp, ylo[1])
-                 + torch.einsum("...ik,...jk->...ij", ayn, yhi[1]))
+            w = (
+                torch.einsum("...jk,...ikn->...ijn", axp, xlo[0])
+                + torch.einsum("...jk,...ikn->...ijn", axn, xhi[0])
+                + torch.einsum("...ik,...jkn->...ijn", ayp, ylo[0])
+                + torch.einsum("...ik,...jkn->...ijn", ayn, yhi[0])
+            )
+            b = (
+                torch.einsum("...jk,...ik->...ij", axp, xlo[1])
+                + torch.einsum("...jk,...ik->...ij", axn, xhi[1])
+                + torch.einsum("...ik,...jk->...ij", ayp, ylo[1])
+                + torch.einsum("...ik,...jk->...ij", ayn, yhi[1])
+            )
             return w, b
 
         xl, xu, yl, yu = (x.lw, x.lb), (x.uw, x.ub), (y.lw, y.lb), (y.uw, y.ub)

@@ -63,10 +63,17 @@ def add_softmax(g, x: str, prefix: str, **flags) -> str:
     n = shape[-1]
     ones = torch.ones(n, 1, dtype=torch.float64)
     s = g.add(f"{prefix}.shift", Shift(), (x,), shape, comparable=False, **flags)
-    e = g.add(f"{prefix}.exp", Exp(), (s,), shape, comparable=False, valid_range=(0.0, 1.0),
-              **flags)
-    z = g.add(f"{prefix}.sum", Linear(ones, None), (e,), (*shape[:-1], 1), comparable=False,
-              valid_range=(0.0, float(n)), **flags)
-    r = g.add(f"{prefix}.recip", Reciprocal(), (z,), (*shape[:-1], 1), comparable=False,
-              **flags)
+    e = g.add(
+        f"{prefix}.exp", Exp(), (s,), shape, comparable=False, valid_range=(0.0, 1.0), **flags
+    )
+    z = g.add(
+        f"{prefix}.sum",
+        Linear(ones, None),
+        (e,),
+        (*shape[:-1], 1),
+        comparable=False,
+        valid_range=(0.0, float(n)),
+        **flags,
+    )
+    r = g.add(f"{prefix}.recip", Reciprocal(), (z,), (*shape[:-1], 1), comparable=False, **flags)
     return g.add(prefix, Mul(), (e, r), shape, valid_range=(0.0, 1.0), **flags)

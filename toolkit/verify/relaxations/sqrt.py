@@ -47,7 +47,7 @@ class Rsqrt(PositiveConvexElementwise):
         return torch.rsqrt(x)
 
     def df(self, x):
-        return -0.5 * x ** -1.5
+        return -0.5 * x**-1.5
 
     def interval(self, l, u):
         l, u = self.input_interval(l, u)
