@@ -18,6 +18,20 @@ def test_there_are_notebooks():
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_paired_source_matches_the_notebook(path):
+    """Each notebook is edited as its jupytext percent-format twin ``NN_name.py``; after an
+    edit, ``jupytext --sync notebooks/*.py`` rewrites the ``.ipynb``.  The two must agree."""
+    jupytext = pytest.importorskip("jupytext")
+    source = path.with_suffix(".py")
+    assert source.exists(), f"{path.name} has no paired source {source.name}"
+    from_source = jupytext.read(source)
+    committed = nbformat.read(path, as_version=4)
+    assert [(c.cell_type, c.source) for c in from_source.cells] == [
+        (c.cell_type, c.source) for c in committed.cells
+    ], f"{path.name} differs from {source.name}: run jupytext --sync {source}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_committed_without_outputs(path):
     nb = nbformat.read(path, as_version=4)
     for i, cell in enumerate(nb.cells):

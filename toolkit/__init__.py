@@ -17,11 +17,17 @@ from typing import Any
 
 from ._backend import active_backend, gpu_available, quick_mode, use_backend
 from ._kernels import KernelError
+from ._modules import module_cards
 
 __version__ = "0.1.0"
 
-# Listed as each module lands; every name here must import.
-_SUBPACKAGES = ("attention", "isometry", "models", "report", "verify", "widgets")
+# The analysis modules declare themselves in their ``_card.py``; the shared layers are fixed.
+_SUBPACKAGES = (
+    *(card.name for card in module_cards()),
+    "models",
+    "report",
+    "widgets",
+)
 
 __all__ = [
     "KernelError",

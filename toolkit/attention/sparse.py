@@ -11,8 +11,8 @@ from __future__ import annotations
 import torch
 
 from .._dispatch import operation
-from ._core import _attend, attention_scores, check_attn_mask, check_flag, check_qkv
-from ._core import resolve_scale as _resolve_scale
+from ..models._attention import _attend, attention_scores, check_attn_mask, check_flag, check_qkv
+from ..models._attention import resolve_scale as _resolve_scale
 from ._nm import _check_nm, nm_mask
 
 __all__ = ["nm_attention"]

@@ -20,14 +20,18 @@ import torch  # noqa: F401  (used by the docstring example)
 
 from ._trace import AttentionFn, AttentionTrace, SelfAttention
 from .minilm import MiniLM, load_minilm, minilm_files
+from .text import DEFAULT_TEXT, TextModel, tiny_tokenize
 from .tiny import TinyTransformer
 
 __all__ = [
+    "DEFAULT_TEXT",
     "AttentionFn",
     "AttentionTrace",
     "MiniLM",
     "SelfAttention",
+    "TextModel",
     "TinyTransformer",
     "load_minilm",
     "minilm_files",
+    "tiny_tokenize",
 ]

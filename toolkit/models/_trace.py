@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from torch import Tensor, nn
 
-from ..attention._core import attention_scores, masked_attention
+from ._attention import attention_scores, masked_attention
 
 __all__ = ["AttentionFn", "AttentionTrace", "SelfAttention"]
 

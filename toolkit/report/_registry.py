@@ -7,14 +7,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .._modules import module_cards
+
 __all__ = ["SECTION_MODULES", "ReportContext", "Section", "all_sections", "register_section"]
 
-#: Modules whose import registers a section.  A module issue appends its own here.
+#: Modules whose import registers a section: the environment, then each module's card.
 SECTION_MODULES = (
     "toolkit.report.environment",
-    "toolkit.isometry.report",
-    "toolkit.attention.report",
-    "toolkit.verify.report",
+    *(card.section for card in module_cards() if card.section),
 )
 
 

@@ -8,11 +8,13 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-#: Explorer name -> the module that defines it.  Each module issue adds its explorer here.
+from .._modules import module_cards
+
+#: Explorer name -> the module that defines it, from the modules' cards.
 _EXPLORERS: dict[str, str] = {
-    "IsometryExplorer": ".isometry",
-    "BoundsExplorer": ".verify",
-    "AttentionSparsityExplorer": ".attention",
+    card.explorer: card.explorer_module
+    for card in module_cards()
+    if card.explorer and card.explorer_module
 }
 
 __all__ = ["Explorer", *_EXPLORERS]
@@ -24,5 +26,5 @@ def __getattr__(name: str) -> Any:
 
         return Explorer
     if name in _EXPLORERS:
-        return getattr(importlib.import_module(_EXPLORERS[name], __name__), name)
+        return getattr(importlib.import_module(_EXPLORERS[name]), name)
     raise AttributeError(f"module 'toolkit.widgets' has no attribute {name!r}")

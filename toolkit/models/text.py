@@ -24,6 +24,10 @@ from collections import OrderedDict
 
 import torch
 
+from .._backend import gpu_available
+from .minilm import load_minilm
+from .tiny import TinyTransformer
+
 __all__ = ["DEFAULT_TEXT", "MODEL_KINDS", "TINY_CONFIG", "TextModel", "tiny_tokenize"]
 
 #: The sentence the explorer, the notebook and the report start from.
@@ -76,16 +80,12 @@ class TextModel:
         if kind not in MODEL_KINDS:
             raise ValueError(f"kind must be one of {MODEL_KINDS}, got {kind!r}")
         if device is None:
-            from .. import gpu_available
-
             device = "cuda" if gpu_available() else "cpu"
         self.device = torch.device(device)
         self._cache: OrderedDict[str, object] = OrderedDict()
         reason = ""
         if kind in ("auto", "minilm"):
             try:
-                from ..models import load_minilm
-
                 self.model = load_minilm()
                 self.name = "minilm"
             except (ImportError, FileNotFoundError) as exc:
@@ -94,8 +94,6 @@ class TextModel:
                 reason = f" (MiniLM unavailable: {exc})"
                 kind = "tiny"
         if kind == "tiny":
-            from ..models import TinyTransformer
-
             self.model = TinyTransformer(**TINY_CONFIG).eval()
             self.name = "tiny"
         self.model = self.model.to(self.device)

@@ -1,4 +1,4 @@
-"""Argument checks and the attention-on-a-kept-pattern core shared by every sparse method.
+"""The attention primitives every model and sparse method shares: checks, scores, kept softmax.
 
 Conventions (all public attention functions of :mod:`toolkit.attention` follow them):
 
@@ -21,6 +21,8 @@ import math
 from numbers import Real
 
 import torch
+
+from .._checks import check_flag
 
 __all__ = [
     "ATTENTION_DTYPES",
@@ -117,12 +119,6 @@ def resolve_scale(scale: object, d: int) -> float:
     if scale <= 0:
         raise ValueError(f"scale must be > 0, got {scale}")
     return float(scale)
-
-
-def check_flag(name: str, value: object) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"{name} must be a bool, got {value!r}")
-    return value
 
 
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:
