@@ -24,6 +24,7 @@ __version__ = "0.1.0"
 # The analysis modules declare themselves in their ``_card.py``; the shared layers are fixed.
 _SUBPACKAGES = (
     *(card.name for card in module_cards()),
+    "data",
     "models",
     "report",
     "widgets",
