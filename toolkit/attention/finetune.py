@@ -124,10 +124,19 @@ def _train(model, ids, y, epochs, lr, batch, seed, bar=None) -> None:
 
 @dataclass
 class FinetuneResult:
-    """``table``: one row per (seed, pattern) -- ``pattern``, ``seed``, ``dense_acc``,
-    ``before_acc`` (pruned, not fine-tuned), ``after_acc`` (after fine-tuning).
-    ``summary``: one row per pattern -- means and standard deviations over seeds.
-    ``seconds``: wall time."""
+    """What :func:`finetune_demo` measured.
+
+    Attributes
+    ----------
+    table : dict of str to numpy.ndarray
+        One row per (seed, pattern): ``pattern`` (its label), ``seed``, ``dense_acc``,
+        ``before_acc`` (pruned, not fine-tuned), ``after_acc`` (after fine-tuning).
+    summary : dict of str to numpy.ndarray
+        One row per pattern: ``pattern`` and the means and standard deviations over seeds
+        (``dense_acc_mean``, ``dense_acc_std``, ...).
+    seconds : float
+        Wall time.
+    """
 
     table: dict[str, np.ndarray]
     summary: dict[str, np.ndarray]

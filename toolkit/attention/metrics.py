@@ -60,8 +60,22 @@ METRICS = ("density", "mass", "kl", "error", "recall")
 
 
 def retained_mass(probs: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-    r"""Per-row mass of the full probabilities on the kept entries, ``[..., Lq]``.
+    r"""Per-row mass of the full probabilities on the kept entries, :math:`\sum_{j\in K} p_j`.
 
+    Parameters
+    ----------
+    probs : torch.Tensor
+        Full (dense) probabilities ``[..., Lq, Lk]``.
+    keep : torch.Tensor
+        Bool kept set, broadcastable to ``probs``.
+
+    Returns
+    -------
+    torch.Tensor
+        ``[..., Lq]`` in the dtype of ``probs``.
+
+    Examples
+    --------
     >>> retained_mass(torch.tensor([[0.5, 0.3, 0.2]]), torch.tensor([[True, False, True]]))
     tensor([0.7000])
     """
@@ -69,10 +83,22 @@ def retained_mass(probs: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
 
 
 def kl_divergence(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
-    r""":math:`\mathrm{KL}(p\,\|\,q) = \sum_j p_j \log(p_j / q_j)` per row, ``[..., L]`` ->
-    ``[...]``, in float64, with :math:`0 \log 0 = 0` and :math:`+\infty` where
-    :math:`p_j > 0 = q_j`.
+    r""":math:`\mathrm{KL}(p\,\|\,q) = \sum_j p_j \log(p_j / q_j)` per row, in float64.
 
+    :math:`0 \log 0 = 0`, and the divergence is :math:`+\infty` where :math:`p_j > 0 = q_j`.
+
+    Parameters
+    ----------
+    p, q : torch.Tensor
+        Probabilities ``[..., L]`` (rows summing to 1).
+
+    Returns
+    -------
+    torch.Tensor
+        float64 ``[...]``.
+
+    Examples
+    --------
     >>> kl_divergence(torch.tensor([0.5, 0.5]), torch.tensor([0.5, 0.5])).item()
     0.0
     """
@@ -83,8 +109,20 @@ def kl_divergence(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
 
 def output_error(out: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
     r"""Relative error :math:`\|O - O_{\text{ref}}\|_F / \|O_{\text{ref}}\|_F` over the last
-    two dims ``[Lq, dv]``; 0 where both are zero, :math:`+\infty` where only ``ref`` is.
+    two dims ``[Lq, dv]``.
 
+    Parameters
+    ----------
+    out, ref : torch.Tensor
+        Outputs ``[..., Lq, dv]``.
+
+    Returns
+    -------
+    torch.Tensor
+        float64 ``[...]``: 0 where both are zero, :math:`+\infty` where only ``ref`` is.
+
+    Examples
+    --------
     >>> output_error(torch.ones(2, 2) * 1.1, torch.ones(2, 2)).item()  # doctest: +ELLIPSIS
     0.1000...
     """
@@ -95,9 +133,24 @@ def output_error(out: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
 
 
 def topk_recall(keep: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-    r"""Per row, the fraction of the true top-:math:`|K|` entries (by ``scores``, ties to the
-    lower index) that the kept set :math:`K` contains; 1 for a row that keeps nothing.
+    r"""Per row, the fraction :math:`|K \cap T_{|K|}| / |K|` of the kept set :math:`K` that
+    lies in the true top-:math:`|K|` entries :math:`T_{|K|}` (by ``scores``, ties to the
+    lower index).
 
+    Parameters
+    ----------
+    keep : torch.Tensor
+        Bool kept set, broadcastable to ``scores``.
+    scores : torch.Tensor
+        The true scores ``[..., L]``.
+
+    Returns
+    -------
+    torch.Tensor
+        float64 ``[...]``; 1 for a row that keeps nothing.
+
+    Examples
+    --------
     >>> topk_recall(torch.tensor([True, False, True]), torch.tensor([3.0, 2.0, 1.0])).item()
     0.5
     """
