@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import torch
@@ -26,8 +27,7 @@ import torch.nn.functional as F
 
 from .._backend import single_thread
 from .._checks import check_flag, check_int, check_real, check_seed
-from ..models import TinyTransformer
-from ..models._attention import AttentionOutput
+from ..models import AttentionFn, TinyTransformer
 from .patterns import PatternLike, parse_pattern
 
 __all__ = ["FinetuneResult", "counting_task", "finetune_demo", "pattern_attention"]
@@ -77,7 +77,7 @@ def counting_task(count: int, length: int = 32, seed: int = 0) -> tuple[torch.Te
     return torch.cat([torch.full((count, 1), CLS), ids], 1), y
 
 
-def pattern_attention(pattern: PatternLike) -> Callable[..., AttentionOutput]:
+def pattern_attention(pattern: PatternLike) -> AttentionFn:
     """An ``attention_fn`` for a model: the pattern's :meth:`~toolkit.attention.Pattern.attention`.
 
     Parameters
@@ -89,8 +89,9 @@ def pattern_attention(pattern: PatternLike) -> Callable[..., AttentionOutput]:
 
     Returns
     -------
-    callable
-        ``fn(q, k, v, scale=None, attn_mask=None, return_probs=False)``.
+    AttentionFn
+        ``fn(q, k, v, scale=None, attn_mask=None, return_probs=False)`` (the pattern's
+        ``attention`` method).
 
     Examples
     --------
@@ -99,7 +100,8 @@ def pattern_attention(pattern: PatternLike) -> Callable[..., AttentionOutput]:
     >>> torch.equal(pattern_attention("2:4")(q, k, v), nm_attention(q, k, v, 2, 4))
     True
     """
-    return parse_pattern(pattern).attention
+    # AttentionFn is the return_probs=True form, the one the models call.
+    return cast(AttentionFn, parse_pattern(pattern).attention)
 
 
 def _accuracy(model, ids, y) -> float:
@@ -200,7 +202,7 @@ def finetune_demo(
     """
     parsed = [parse_pattern(p, "patterns") for p in patterns]
     labels = [p.label for p in parsed]
-    fns = {p.label: p.attention for p in parsed}
+    fns = {p.label: pattern_attention(p) for p in parsed}
     epochs = check_int("epochs", epochs, 0)
     lr = check_real("lr", lr, 0.0, 1.0, lo_open=True, hi_open=True)
     seed_list = [check_seed(s, "seeds") for s in seeds]
@@ -213,7 +215,18 @@ def finetune_demo(
         )
 
 
-def _run(patterns, fns, seeds, epochs, n_train, n_test, dense_epochs, progress, start, lr):
+def _run(
+    patterns: list[str],
+    fns: dict[str, AttentionFn],
+    seeds: list[int],
+    epochs: int,
+    n_train: int,
+    n_test: int,
+    dense_epochs: int,
+    progress: bool,
+    start: float,
+    lr: float,
+) -> FinetuneResult:
     from tqdm.auto import tqdm
 
     rows: dict[str, list] = {

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .._checks import check_choice
 from ..models import AttentionTrace
 from ..models._attention import (
     attention_scores,
@@ -347,8 +348,7 @@ def sweep_patterns(
     ['1:2', 'dsa@0.5 r=8']
     """
     for name in methods:
-        if name not in METHODS:
-            raise ValueError(f"methods must be drawn from {METHODS}, got {name!r}")
+        check_choice("methods", name, METHODS)
     dens = [check_density("densities", d) for d in densities]
     nms = [parse_pattern(label, "nm") for label in nm]
     for p in nms:

@@ -46,7 +46,7 @@ from typing import ClassVar, Literal, TypeAlias, get_args
 
 import torch
 
-from .._checks import check_int, check_seed
+from .._checks import check_seed
 from ..models._attention import (
     AttentionOutput,
     attention_scores,
@@ -83,7 +83,11 @@ PATTERN_KINDS: tuple[PatternKind, ...] = get_args(PatternKind)
 
 @dataclass(frozen=True)
 class PatternStyle:
-    """How one kind of pattern is drawn: its display ``name`` and its ``color``."""
+    """How one kind of pattern is drawn: its display ``name`` and its ``color``.
+
+    >>> PATTERN_STYLES["dsa"]
+    PatternStyle(name='DSA', color='#d62728')
+    """
 
     name: str
     color: str
@@ -181,11 +185,23 @@ class Pattern:
         """Attention on this pattern's kept set, as :func:`~toolkit.attention.masked_attention`
         computes it; usable as a model's ``attention_fn``.
 
+        Parameters
+        ----------
+        q, k, v : torch.Tensor
+            ``[..., Lq, d]``, ``[..., Lk, d]``, ``[..., Lk, dv]``; one float dtype and device.
+        scale, attn_mask
+            As in :meth:`mask`.
+        return_probs : bool
+            Also return the sparse probabilities ``[..., Lq, Lk]``.
+
         Returns
         -------
         torch.Tensor or tuple of torch.Tensor
             ``O`` ``[..., Lq, dv]``, and the probabilities with ``return_probs``.
         """
+        return self._attention(q, k, v, scale, attn_mask, return_probs)
+
+    def _attention(self, q, k, v, scale, attn_mask, return_probs) -> AttentionOutput:
         keep = self.mask(q, k, scale=scale, attn_mask=attn_mask)
         return masked_attention(q, k, v, keep, scale, attn_mask, return_probs)
 
@@ -221,15 +237,7 @@ class Dense(Pattern):
     def _keep(self, q, k, shape, scale, attn_mask) -> torch.Tensor:
         return torch.ones(shape, dtype=torch.bool, device=q.device)
 
-    def attention(
-        self,
-        q: torch.Tensor,
-        k: torch.Tensor,
-        v: torch.Tensor,
-        scale: float | None = None,
-        attn_mask: torch.Tensor | None = None,
-        return_probs: bool = False,
-    ) -> AttentionOutput:
+    def _attention(self, q, k, v, scale, attn_mask, return_probs) -> AttentionOutput:
         return masked_attention(q, k, v, None, scale, attn_mask, return_probs)
 
 
@@ -269,15 +277,7 @@ class NM(Pattern):
     def _keep(self, q, k, shape, scale, attn_mask) -> torch.Tensor:
         return nm_mask(attention_scores(q, k, scale, attn_mask), self.n, self.m)
 
-    def attention(
-        self,
-        q: torch.Tensor,
-        k: torch.Tensor,
-        v: torch.Tensor,
-        scale: float | None = None,
-        attn_mask: torch.Tensor | None = None,
-        return_probs: bool = False,
-    ) -> AttentionOutput:
+    def _attention(self, q, k, v, scale, attn_mask, return_probs) -> AttentionOutput:
         return nm_attention(q, k, v, self.n, self.m, scale, attn_mask, return_probs)
 
 
@@ -309,7 +309,11 @@ class TopK(_Density):
 
 @dataclass(frozen=True)
 class Local(_Density):
-    """A sliding window around the query's key (:func:`~toolkit.attention.local_mask`)."""
+    """A sliding window around the query's key (:func:`~toolkit.attention.local_mask`).
+
+    >>> Local(0.5).mask(torch.zeros(4, 1), torch.zeros(4, 1)).int().tolist()
+    [[1, 1, 0, 0], [1, 1, 0, 0], [0, 1, 1, 0], [0, 0, 1, 1]]
+    """
 
     kind: ClassVar[PatternKind] = "local"
 
@@ -319,7 +323,11 @@ class Local(_Density):
 
 @dataclass(frozen=True)
 class Strided(_Density):
-    """Evenly spaced keys from the query's key on (:func:`~toolkit.attention.strided_mask`)."""
+    """Evenly spaced keys from the query's key on (:func:`~toolkit.attention.strided_mask`).
+
+    >>> Strided(0.5).mask(torch.zeros(4, 1), torch.zeros(4, 1)).int().tolist()
+    [[1, 0, 1, 0], [0, 1, 0, 1], [1, 0, 1, 0], [0, 1, 0, 1]]
+    """
 
     kind: ClassVar[PatternKind] = "strided"
 
@@ -374,15 +382,7 @@ class DSA(_Density):
             q, k, self.density, self.rank, self.bits, self._generator(), scale, attn_mask
         )
 
-    def attention(
-        self,
-        q: torch.Tensor,
-        k: torch.Tensor,
-        v: torch.Tensor,
-        scale: float | None = None,
-        attn_mask: torch.Tensor | None = None,
-        return_probs: bool = False,
-    ) -> AttentionOutput:
+    def _attention(self, q, k, v, scale, attn_mask, return_probs) -> AttentionOutput:
         if self.density == 1:  # dsa_attention's sparsity lies in (0, 1)
             return Dense().attention(q, k, v, scale, attn_mask, return_probs)
         return dsa_attention(
@@ -504,5 +504,5 @@ def parse_pattern(spec: PatternLike, name: str = "pattern") -> Pattern:
                 f"{name} {spec!r}: only DSA takes parameters, as r=<rank>, b=<bits>, "
                 f"seed=<seed>; got {item!r}"
             )
-        extra[_DSA_KEYS[key]] = check_int(key, int(number), 0)
+        extra[_DSA_KEYS[key]] = int(number)  # DSA checks the ranges
     return _from_method(kind, density, name, **extra)
