@@ -206,21 +206,7 @@ def dsa_scores(
     return _dsa_scores_op(q, k, proj, bits, backend=backend)
 
 
-def _dsa_keep(q, k, proj, bits: int, kk: int, scale: float, attn_mask) -> torch.Tensor:
-    """The predicted pattern: without a mask through ``predict_topk_mask`` (which dispatches
-    to the CUDA kernel), with one through the torch top-k."""
-    qc, sq, kc, sk = _codes(q, k, proj, bits)
-    if attn_mask is None:
-        return predict_topk_mask(qc.contiguous(), kc.contiguous(), sk.contiguous(), kk)
-    pred = approximate_scores(qc, kc, sk)
-    if attn_mask.dtype == torch.bool:
-        pred = pred.masked_fill(~attn_mask, -math.inf)
-    else:
-        pred = pred * sq.unsqueeze(-1) * scale + attn_mask.float()
-    return _row_topk_op(pred, kk)
-
-
-def dsa_keep(
+def _predict_keep(
     q: torch.Tensor,
     k: torch.Tensor,
     density: float,
@@ -231,10 +217,20 @@ def dsa_keep(
     attn_mask: torch.Tensor | None,
 ) -> torch.Tensor:
     """DSA's kept pattern at ``density`` on checked inputs (shared by :func:`dsa_mask`,
-    :func:`dsa_attention` and :class:`~toolkit.attention.DSA`)."""
+    :func:`dsa_attention` and :class:`~toolkit.attention.DSA`): without a mask through
+    ``predict_topk_mask`` (which dispatches to the CUDA kernel), with one through the torch
+    top-k."""
     proj = _projection(q.shape[-1], rank, generator)
     kk = keep_count(density, k.shape[-2])
-    return _dsa_keep(q.detach(), k.detach(), proj, bits, kk, scale, attn_mask)
+    qc, sq, kc, sk = _codes(q.detach(), k.detach(), proj, bits)
+    if attn_mask is None:
+        return predict_topk_mask(qc.contiguous(), kc.contiguous(), sk.contiguous(), kk)
+    pred = approximate_scores(qc, kc, sk)
+    if attn_mask.dtype == torch.bool:
+        pred = pred.masked_fill(~attn_mask, -math.inf)
+    else:
+        pred = pred * sq.unsqueeze(-1) * scale + attn_mask.float()
+    return _row_topk_op(pred, kk)
 
 
 def dsa_mask(
@@ -286,7 +282,7 @@ def dsa_mask(
     sparsity = check_density("sparsity", sparsity, allow_one=False)
     rank, bits = check_dsa(rank, bits)
     gen = make_generator(seed, generator, default_seed=0)
-    return dsa_keep(q, k, 1.0 - sparsity, rank, bits, gen, 1.0, None)
+    return _predict_keep(q, k, 1.0 - sparsity, rank, bits, gen, 1.0, None)
 
 
 @operation
@@ -355,5 +351,5 @@ def dsa_attention(
     check_flag("return_probs", return_probs)
     s = resolve_scale(scale, q.shape[-1])
     gen = make_generator(seed, generator, default_seed=0)
-    keep = dsa_keep(q, k, 1.0 - sparsity, rank, bits, gen, s, attn_mask)
+    keep = _predict_keep(q, k, 1.0 - sparsity, rank, bits, gen, s, attn_mask)
     return _dsa_attention_op(q, k, v, keep, s, attn_mask, return_probs)

@@ -39,6 +39,7 @@ attention functions do.  Strings such as ``"2:4"`` and ``"dsa@0.25"`` are read i
 from __future__ import annotations
 
 import re
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -56,7 +57,7 @@ from ..models._attention import (
     resolve_scale,
 )
 from ._nm import check_nm, nm_mask
-from .dsa import check_dsa, dsa_attention, dsa_keep
+from .dsa import _predict_keep, check_dsa, dsa_attention
 from .masks import _row_topk_op, check_density, keep_count, local_mask, strided_mask
 from .sparse import nm_attention
 
@@ -106,15 +107,15 @@ PATTERN_STYLES: Mapping[PatternKind, PatternStyle] = MappingProxyType(
 )
 
 
-class Pattern:
-    """Base of the pattern values (see the module docstring); not instantiated itself."""
+class Pattern(ABC):
+    """Base of the pattern values (see the module docstring)."""
 
     kind: ClassVar[PatternKind]
 
     @property
+    @abstractmethod
     def density(self) -> float:
         """The nominal kept fraction of every row, in ``(0, 1]``."""
-        raise NotImplementedError
 
     @property
     def label(self) -> str:
@@ -170,8 +171,9 @@ class Pattern:
         s = resolve_scale(scale, q.shape[-1])
         return self._keep(q.detach(), k.detach(), shape, s, attn_mask)
 
+    @abstractmethod
     def _keep(self, q, k, shape, scale, attn_mask) -> torch.Tensor:
-        raise NotImplementedError
+        """The mask on checked, detached inputs with the scale resolved."""
 
     def attention(
         self,
@@ -378,7 +380,7 @@ class DSA(_Density):
         return torch.Generator().manual_seed(self.seed)
 
     def _keep(self, q, k, shape, scale, attn_mask) -> torch.Tensor:
-        return dsa_keep(
+        return _predict_keep(
             q, k, self.density, self.rank, self.bits, self._generator(), scale, attn_mask
         )
 

@@ -116,7 +116,11 @@ def control_pattern(
         return DSA(1.0 - sparsity, rank, bits, seed)
     if method == "dense":
         return Dense()
-    kinds = {"topk": TopK, "local": Local, "strided": Strided}
+    kinds: dict[str, type[TopK | Local | Strided]] = {
+        "topk": TopK,
+        "local": Local,
+        "strided": Strided,
+    }
     if method not in kinds:
         raise ValueError(f"method must be one of {_KINDS}, got {method!r}")
     return kinds[method](density)
