@@ -13,6 +13,7 @@ synthetic tuples weighted by how good the generator is (:class:`HDML`).
 * evaluation: :func:`recall_at_k`, :func:`nmi`, :func:`map_at_r`, :func:`retrieval_topk`
   (CUDA kernel ``kernels/retrieval_topk.cu``)
 * the experiment: :func:`compare_on_digits` (zero-shot digits, HDML vs the base loss)
+* the explorer's model: :func:`pca_2d`, :func:`synthesis_view`, :func:`smooth`
 
 >>> import torch
 >>> from toolkit.metric import hardness_aware_negative
@@ -23,6 +24,7 @@ synthetic tuples weighted by how good the generator is (:class:`HDML`).
 
 from .evaluation import map_at_r, nmi, recall_at_k, retrieval_topk
 from .experiment import Comparison, RunResult, compare_on_digits, train_on_digits
+from .explore import Projection, SynthesisView, pca_2d, smooth, synthesis_view
 from .hdml import (
     DIGITS_CONFIG,
     HDML,
@@ -45,8 +47,10 @@ __all__ = [
     "EmbeddingNet",
     "Generator",
     "HDMLConfig",
+    "Projection",
     "RunResult",
     "RunningMean",
+    "SynthesisView",
     "TupleLoss",
     "compare_on_digits",
     "from_pml",
@@ -56,9 +60,12 @@ __all__ = [
     "nmi",
     "npair_loss",
     "npair_negatives",
+    "pca_2d",
     "recall_at_k",
     "retrieval_topk",
     "sample_triplets",
+    "smooth",
+    "synthesis_view",
     "train_on_digits",
     "triplet_loss",
 ]
