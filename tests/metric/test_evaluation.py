@@ -44,11 +44,11 @@ def test_topk_ties_go_to_lower_index():
 
 
 def test_topk_blocks_agree(generator, monkeypatch):
-    from toolkit.metric import evaluation
+    from toolkit.metric import _retrieval
 
     emb = torch.randn(37, 3, generator=generator)
     full = retrieval_topk(emb, 5)
-    monkeypatch.setattr(evaluation, "_BLOCK", 8)  # several blocks, with self-exclusion offsets
+    monkeypatch.setattr(_retrieval, "_BLOCK", 8)  # several blocks, with self-exclusion offsets
     blocked = retrieval_topk(emb, 5)
     assert torch.equal(full[1], blocked[1]) and torch.equal(full[0], blocked[0])
 

@@ -13,32 +13,11 @@ import numpy as np
 import torch
 
 from .._checks import check_finite_tensor, check_int, check_seed, check_tensor
-from .._dispatch import operation
+from ._retrieval import _topk_op
 
 __all__ = ["map_at_r", "nmi", "recall_at_k", "retrieval_topk"]
 
 _FLOATS = (torch.float32, torch.float64)
-#: Queries per block of the reference path: bounds its memory to ``block x M`` distances.
-_BLOCK = 1024
-
-
-@operation
-def _topk_op(
-    queries: torch.Tensor, references: torch.Tensor, k: int, exclude_self: bool
-) -> tuple[torch.Tensor, torch.Tensor]:
-    values, indices = [], []
-    for start in range(0, queries.shape[0], _BLOCK):
-        q = queries[start : start + _BLOCK]
-        # Differences, not the ||q||^2 + ||r||^2 - 2 q.r expansion: exact small distances.
-        d = torch.cdist(q, references, compute_mode="donot_use_mm_for_euclid_dist")
-        if exclude_self:
-            rows = torch.arange(q.shape[0], device=q.device)
-            d[rows, start + rows] = torch.inf
-        # A stable sort fixes the order of tied distances: the lower reference index first.
-        v, i = torch.sort(d, dim=1, stable=True)
-        values.append(v[:, :k])
-        indices.append(i[:, :k])
-    return torch.cat(values), torch.cat(indices)
 
 
 def retrieval_topk(
@@ -51,7 +30,10 @@ def retrieval_topk(
     r"""The ``k`` nearest references of every query (Euclidean), without the full matrix.
 
     Without ``references`` the queries retrieve among themselves, leaving each query out of
-    its own list (leave-one-out retrieval).  Ties go to the lower reference index.
+    its own list (leave-one-out retrieval).  Ties go to the lower reference index.  On a CUDA
+    tensor with ``k <= MAX_K`` (32) the kernel ``kernels/retrieval_topk.cu`` runs: one warp per
+    query keeps running top-k lists in registers, so memory stays ``O(N k)``; larger ``k`` runs
+    the reference path (blocks of 1024 queries) on the same device.
 
     Parameters
     ----------
