@@ -135,7 +135,8 @@ def recall_at_k(
     lab = lab.to(idx.device)
     hits = lab[idx] == lab.unsqueeze(1)  # [N, kmax]
     first = torch.cumsum(hits.int(), dim=1) > 0
-    return {k: float(first[:, k - 1].double().mean()) for k in ks_t}
+    # an integer count over N: the same float on every device (no reduction-order rounding)
+    return {k: int(first[:, k - 1].sum()) / n for k in ks_t}
 
 
 def map_at_r(
