@@ -199,8 +199,11 @@ explorer = MetricLearningExplorer(comparison)
 explorer
 
 # %%
-explorer.controls["log_j_avg"].value = math.log10(ml.DIGITS_CONFIG.alpha / 10)
-print(explorer.readout.value)
+# a far negative (rank 200 by distance to the anchor), then a small J_avg: it is pulled to d⁺
+explorer.controls["negative"].value = 200
+for log_j in (math.log10(ml.DIGITS_CONFIG.alpha * 10), math.log10(ml.DIGITS_CONFIG.alpha / 10)):
+    explorer.controls["log_j_avg"].value = log_j
+    print(explorer.readout.value.replace("<br>", "; "))
 
 # %% [markdown]
 # ## 7. Exercises

@@ -167,7 +167,7 @@ def map_at_r(
     --------
     >>> e = torch.tensor([[0.0], [0.1], [0.2], [5.0]])
     >>> round(map_at_r(e, torch.tensor([0, 0, 1, 0])), 4)
-    0.4444
+    0.4167
     """
     check_tensor("embeddings", embeddings, dtypes=_FLOATS, ndim=2, nonempty=True)
     lab = _as_labels(labels, embeddings.shape[0])

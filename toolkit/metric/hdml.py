@@ -239,7 +239,7 @@ class HDML:
     >>> h = HDML(EmbeddingNet(embed_dim=4), num_classes=2, config=DIGITS_CONFIG)
     >>> x, y = torch.rand(8, 64), torch.tensor([0, 1] * 4)
     >>> sorted(h.step(x, y))[:3]
-    ['hardness', 'j_avg', 'j_gen']
+    ['hardness', 'j_avg', 'j_cls']
     """
 
     def __init__(
