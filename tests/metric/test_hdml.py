@@ -46,6 +46,10 @@ def test_each_optimizer_moves_its_own_parameters(generator, loss):
     for moved in (_moved(b, m) for b, m in zip(before, (h.model, h.generator, h.classifier))):
         assert all(moved)
     assert 0.0 < stats["w_real"] < 1.0
+    if loss == "npair":  # the synthetic N-pair negatives keep the other classes' labels
+        t = h._tuples(h.model(x), y)
+        assert t.negative.shape[:2] == t.negative_labels.shape == (3, 2)
+        assert all(t.anchor_labels[i] not in t.negative_labels[i] for i in range(3))
     expected = stats["w_real"] * stats["j_m"] + (1 - stats["w_real"]) * stats["j_syn"]
     assert stats["j_metric"] == pytest.approx(expected, rel=1e-5)
     assert stats["j_gen"] == pytest.approx(stats["j_recon"] + 0.5 * stats["j_soft"], rel=1e-5)
@@ -158,6 +162,8 @@ def test_errors(generator):
         HDML(EmbeddingNet(), 3, loss="contrastive")
     with pytest.raises(ValueError, match="beta must be > 0"):
         HDMLConfig(beta=0.0)
+    with pytest.raises(ValueError, match="one pair per class"):
+        HDML(EmbeddingNet(), 3, loss="npair", miner=lambda e, y: None)
     h = HDML(EmbeddingNet(), 3)
     x, y = _batch(generator)
     with pytest.raises(ValueError, match=r"labels must lie in \[0, 3\)"):

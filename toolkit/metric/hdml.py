@@ -273,6 +273,8 @@ class HDML:
             raise TypeError(f"loss must be 'triplet', 'npair' or a callable, got {loss!r}")
         if miner is not None and not callable(miner):
             raise TypeError(f"miner must be callable, got {type(miner).__name__}")
+        if miner is not None and self.kind == "npair":
+            raise ValueError("miner picks triplets; the N-pair loss takes one pair per class")
         self.miner = miner
         self._rng = torch.Generator().manual_seed(seed)
         with torch.random.fork_rng(devices=[]):
@@ -293,9 +295,10 @@ class HDML:
     def _tuples(self, z: torch.Tensor, labels: torch.Tensor) -> _Tuples:
         if self.kind == "npair":
             a, p = _npair_indices(labels, self._rng)
-            neg = npair_negatives(z[p])
-            neg_lab = npair_negatives(labels[p].unsqueeze(1).float()).squeeze(-1).long()
-            return _Tuples(z[a], z[p], neg, labels[a], neg_lab)
+            n = len(p)
+            others = ~torch.eye(n, dtype=torch.bool, device=z.device)
+            neg_lab = labels[p].unsqueeze(0).expand(n, n)[others].reshape(n, n - 1)
+            return _Tuples(z[a], z[p], npair_negatives(z[p]), labels[a], neg_lab)
         if self.miner is not None:
             mined = self.miner(z.detach(), labels)
             if len(mined) != 3:
