@@ -73,9 +73,11 @@ def _forward(
     sample: Sample,
     eps: float,
     center: bool,
+    out: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Launch the forward kernels; ``x`` contiguous ``[N, C, H, W]``.  Returns ``y``, ``stats``
-    (rows mean, var, invstd, scale, shift), ``rows`` and ``h0``, ``w0``."""
+    """Launch the forward kernels; ``x`` contiguous ``[N, C, H, W]``.  Returns ``y`` (written
+    into ``out`` when given), ``stats`` (rows mean, var, invstd, scale, shift), ``rows`` and
+    ``h0``, ``w0``."""
     device = x.device
     c, h, w = x.shape[1:]
     t = TEMPLATE_TYPES[x.dtype]
@@ -87,9 +89,12 @@ def _forward(
     splits = _splits(c, sample.count, device)
     partial = torch.empty(2 * c * splits, dtype=torch.float64, device=device)
     stats = torch.empty(5, c, dtype=sdt, device=device)
-    y = torch.empty_like(x)
+    y = torch.empty_like(x) if out is None else out
+    if y.shape != x.shape:
+        raise ValueError(f"out must have shape {tuple(x.shape)}, got {tuple(y.shape)}")
     for name, tensor, dtypes in (
         ("x", x, CUDA_DTYPES),
+        ("out", y, (x.dtype,)),
         ("weight", weight, (sdt,)),
         ("bias", bias, (sdt,)),
         ("rows", rows, (torch.int64,)),
@@ -143,8 +148,10 @@ def _backward(
     w0: torch.Tensor,
     sample: Sample,
     center: bool,
+    out: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``dx``, ``grad_weight``, ``grad_bias`` (the last two in the statistics' dtype)."""
+    """``dx`` (written into ``out`` when given), ``grad_weight``, ``grad_bias`` (the last two in
+    the statistics' dtype)."""
     device = x.device
     n, c, h, w = x.shape
     t = TEMPLATE_TYPES[x.dtype]
@@ -153,7 +160,10 @@ def _backward(
     splits = _splits(c, n * h * w, device)
     partial = torch.empty(2 * c * splits, dtype=torch.float64, device=device)
     coef = torch.empty(5, c, dtype=stats.dtype, device=device)
-    dx = torch.empty_like(x)
+    dx = torch.empty_like(x) if out is None else out
+    if dx.shape != x.shape:
+        raise ValueError(f"out must have shape {tuple(x.shape)}, got {tuple(dx.shape)}")
+    require_cuda_tensor(dx, "out", (x.dtype,), device)
     i32 = np.int32
     launch(
         "bn_sampling",
