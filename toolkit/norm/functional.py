@@ -42,6 +42,7 @@ __all__ = [
     "batch_sample",
     "feature_sample",
     "full_sample",
+    "patch_sample",
     "patch_size",
     "sample_count",
     "sampled_batch_norm",
@@ -167,14 +168,38 @@ def feature_sample(
 ) -> Sample:
     """Feature sampling: one random ``patch_size`` window in every row, placed independently.
 
+    When the patch tiles the map (its sides divide ``H`` and ``W``) the window is one tile
+    drawn at random, so every position is sampled with the same probability and the
+    estimates are unbiased even where activations depend on the position (image borders);
+    otherwise the corner is uniform over every valid place.
+
     >>> s = feature_sample((8, 8, 8), 0.25, torch.Generator().manual_seed(0))
-    >>> s.patch, s.count, bool((s.starts <= 4).all())
-    ((4, 4), 128, True)
+    >>> s.patch, s.count, sorted(set(s.starts.flatten().tolist()))
+    ((4, 4), 128, [0, 4])
+    """
+    _, h, w = shape
+    return patch_sample(shape, patch_size(h, w, patch_ratio), generator)
+
+
+def _corners(n: int, size: int, patch: int, generator: torch.Generator) -> torch.Tensor:
+    if size % patch == 0:
+        return patch * torch.randint(0, size // patch, (n,), generator=generator)
+    return torch.randint(0, size - patch + 1, (n,), generator=generator)
+
+
+def patch_sample(
+    shape: tuple[int, int, int], patch: tuple[int, int], generator: torch.Generator
+) -> Sample:
+    """One ``patch = (ph, pw)`` window in every row (see :func:`feature_sample`).
+
+    >>> patch_sample((4, 6, 6), (1, 2), torch.Generator().manual_seed(0)).count
+    8
     """
     n, h, w = shape
-    ph, pw = patch_size(h, w, patch_ratio)
-    h0 = torch.randint(0, h - ph + 1, (n,), generator=generator)
-    w0 = torch.randint(0, w - pw + 1, (n,), generator=generator)
+    ph, pw = patch
+    if not (1 <= ph <= h and 1 <= pw <= w):
+        raise ValueError(f"patch must fit in the {h}x{w} map, got patch={patch}")
+    h0, w0 = _corners(n, h, ph, generator), _corners(n, w, pw, generator)
     return Sample(torch.arange(n), torch.stack([h0, w0], 1), (ph, pw), shape)
 
 
