@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from .._backend import quick_mode
 from .._checks import check_choice, check_int, check_real, check_seed, check_tensor
 from ..data import digits
-from .functional import Sample, _gather, patch_sample
+from .functional import Sample, _gather, batch_sample, feature_sample, patch_sample
 from .layers import (
     BatchSamplingBN2d,
     FeatureSamplingBN2d,
@@ -37,6 +37,7 @@ from .layers import (
 )
 
 __all__ = [
+    "ESTIMATORS",
     "NORM_KINDS",
     "EstimationCurves",
     "SmallCNN",
@@ -46,6 +47,7 @@ __all__ = [
     "estimation_curves",
     "make_norm",
     "microbatch_table",
+    "sampling_error",
     "train_digits",
 ]
 
@@ -363,6 +365,66 @@ def estimation_curves(
         iid=1 / np.sqrt(cnt),
         rho=rho,
     )
+
+
+def sampling_error(
+    acts: torch.Tensor,
+    method: str,
+    ratio: float,
+    batch_size: int | None = None,
+    trials: int = 32,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Error of one layer's statistics when ``method`` samples ``ratio`` of a batch.
+
+    Each trial draws a batch of ``batch_size`` samples from ``acts``, takes its full-batch
+    mean and variance as the target (what batch norm would use), and estimates them with
+    ``"BS"`` (:func:`~toolkit.norm.batch_sample` with ``sample_ratio=ratio``), ``"FS"``
+    (:func:`~toolkit.norm.feature_sample` with ``patch_ratio=ratio``) or ``"random"``
+    (``ratio`` of the batch's data at independent random places).
+
+    Returns
+    -------
+    dict
+        ``count`` (data per channel), ``mean_error`` and ``var_error`` (RMS over trials and
+        channels of :math:`(\\hat\\mu-\\mu)/\\sigma` and :math:`\\hat\\sigma^2/\\sigma^2-1`).
+
+    Examples
+    --------
+    >>> e = sampling_error(torch.randn(64, 3, 4, 4), "BS", 0.25, batch_size=32, trials=4)
+    >>> e["count"]
+    128
+    """
+    check_tensor("acts", acts, ndim=4, nonempty=True)
+    check_choice("method", method, ESTIMATORS)
+    ratio = check_real("ratio", ratio, 0.0, 1.0, lo_open=True)
+    n_all, _, h, w = acts.shape
+    n = n_all if batch_size is None else check_int("batch_size", batch_size, 1, n_all)
+    trials = check_int("trials", trials, 1)
+    gen = torch.Generator().manual_seed(check_seed(seed))
+    x = acts.double()
+    se_mean = se_var = 0.0
+    count = 0
+    for _ in range(trials):
+        batch = x[torch.randperm(n_all, generator=gen)[:n]]
+        mu, var = batch.mean((0, 2, 3)), batch.var((0, 2, 3), unbiased=False)
+        if method == "random":
+            count = max(1, round(ratio * n * h * w))
+            pos = torch.randperm(n * h * w, generator=gen)[:count]
+            data = batch.transpose(0, 1).reshape(batch.shape[1], -1)[:, pos]
+        else:
+            draw = batch_sample if method == "BS" else feature_sample
+            sample = draw((n, h, w), ratio, gen)
+            count = sample.count
+            data = _gather(batch, sample)
+        est_mu, est_var = data.mean(1), data.var(1, unbiased=False)
+        se_mean += float((((est_mu - mu) ** 2) / var).mean())
+        se_var += float(((est_var / var - 1) ** 2).mean())
+    return {
+        "count": count,
+        "mean_error": math.sqrt(se_mean / trials),
+        "var_error": math.sqrt(se_var / trials),
+    }
 
 
 def correlation_profile(acts: torch.Tensor, max_lag: int | None = None) -> dict[str, np.ndarray]:
