@@ -70,8 +70,9 @@ def test_forward_backward_match_reference(dtype, shape, kind, center):
     eps = 1e-4
 
     # reference in float64 on the CPU, from the same (rounded) inputs
-    xr = x.double().requires_grad_()
-    gr, br = gamma.double().requires_grad_(), beta.double().requires_grad_()
+    # clone: for float64 inputs .double() would alias them and requires_grad_ leak into them
+    xr = x.double().clone().requires_grad_()
+    gr, br = gamma.double().clone().requires_grad_(), beta.double().clone().requires_grad_()
     y_ref, mean_ref, var_ref = sampled_batch_norm(
         xr, sample, gr, br, eps, center=center, backend="cpu"
     )

@@ -212,11 +212,14 @@ class _SampledNormFunction(torch.autograd.Function):
         eps: float,
         center: bool,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        # Inputs keep requires_grad inside forward, and DLPack refuses to export such tensors.
+        x4 = x4.detach()
         c = x4.shape[1]
         sdt = _stat_dtype(x4.dtype)
         gamma = torch.ones(c, dtype=sdt, device=x4.device) if weight is None else weight
         beta = torch.zeros(c, dtype=sdt, device=x4.device) if bias is None else bias
-        gamma, beta = gamma.to(sdt).contiguous(), beta.to(sdt).contiguous()
+        gamma = gamma.detach().to(sdt).contiguous()
+        beta = beta.detach().to(sdt).contiguous()
         y, stats, _, h0, w0 = _forward(x4, gamma, beta, sample, eps, center)
         ctx.save_for_backward(x4, gamma, stats, h0, w0)
         ctx.sample, ctx.center = sample, center
@@ -231,7 +234,7 @@ class _SampledNormFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, dy: torch.Tensor, _dmean: Any, _dvar: Any) -> tuple[Any, ...]:
         x4, gamma, stats, h0, w0 = ctx.saved_tensors
-        dx, gw, gb = _backward(dy, x4, gamma, stats, h0, w0, ctx.sample, ctx.center)
+        dx, gw, gb = _backward(dy.detach(), x4, gamma, stats, h0, w0, ctx.sample, ctx.center)
         wdt, bdt = ctx.param_dtypes
         grad_w = gw.to(wdt) if wdt is not None and ctx.needs_input_grad[1] else None
         grad_b = gb.to(bdt) if bdt is not None and ctx.needs_input_grad[2] else None
