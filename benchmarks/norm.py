@@ -200,6 +200,17 @@ def markdown(layer_rows: list[dict], train_rows: list[dict]) -> str:
             + " | ".join(cells)
             + " |"
         )
+    lines += [
+        "",
+        "SMN / BN time with the same fused kernels (the isometry paper expects about 0.7):",
+        "",
+        "| dtype | shape | smn / fused-bn |",
+        "| --- | --- | ---: |",
+    ]
+    for r in layer_rows:
+        smn, bn = r.get("smn"), r.get("fused-bn")
+        ratio = f"{smn / bn:.2f}" if smn and bn else "n/a"
+        lines.append(f"| {r['dtype']} | {fmt_shape.format(*r['shape'])} | {ratio} |")
     tnames = [k for k in VARIANTS if k != "bs-1/8"]
     lines += [
         "",

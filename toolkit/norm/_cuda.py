@@ -8,6 +8,7 @@ per-channel finalize, one elementwise pass that adds the statistics' terms to sa
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -38,9 +39,14 @@ def _stat_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
+@functools.cache
+def _sm_count(device: torch.device) -> int:
+    return int(torch.cuda.get_device_properties(device).multi_processor_count)
+
+
 def _splits(channels: int, work: int, device: torch.device) -> int:
     """Blocks per channel: enough for ~4 blocks per SM, each with >= 4 data per thread."""
-    sms = torch.cuda.get_device_properties(device).multi_processor_count
+    sms = _sm_count(device)
     wanted = math.ceil(4 * sms / channels)
     return max(1, min(wanted, math.ceil(work / (4 * _BLOCK))))
 
@@ -51,7 +57,7 @@ def _vec(*tensors: torch.Tensor, plane: int) -> int:
 
 
 def _elementwise_grid(packs: int, device: torch.device) -> int:
-    sms = torch.cuda.get_device_properties(device).multi_processor_count
+    sms = _sm_count(device)
     return max(1, min(math.ceil(packs / _BLOCK), 32 * sms))
 
 
