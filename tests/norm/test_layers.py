@@ -351,3 +351,18 @@ def test_batch_too_small_and_mismatched_channels():
         sampled_batch_norm(torch.randn(6, 3, 4, 4), sample)
     with pytest.raises(ValueError, match="weight must have one entry per channel"):
         sampled_batch_norm(torch.randn(8, 3, 4, 4), sample, torch.ones(4))
+
+
+def test_without_running_statistics_eval_uses_the_sample():
+    bs = BatchSamplingBN2d(3, 0.5, track_running_stats=False, seed=0)
+    assert bs.running_mean is None and "running_mean" not in bs.state_dict()
+    bs.eval()
+    x = _randn(8, 3, 4, 4, seed=1)
+    y = bs(x)  # no running stats: eval still normalizes with the sample, like BatchNorm
+    rows = bs.last_sample.rows
+    mean, var = _brute_stats(x, rows, torch.zeros(len(rows), 2, dtype=torch.long), (4, 4))
+    ch = (None, slice(None), None, None)
+    expected = (x.double() - mean[ch]) / torch.sqrt(var[ch] + bs.eps)
+    torch.testing.assert_close(y.double(), expected, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="momentum must lie in"):
+        BatchSamplingBN2d(3, momentum=1.5)
