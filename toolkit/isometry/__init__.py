@@ -22,55 +22,75 @@ Modules: :mod:`.free` (transforms and convolutions), :mod:`.moments`,
 :mod:`.designs` (a network design's analytic twin and closed forms).
 """
 
-from .activations import (
+from .engine import (
     GELU,
     SELU_ALPHA,
     SELU_LAMBDA,
     Activation,
+    AvgPool,
+    BatchNorm,
+    Block,
+    Concat,
+    Conv2d,
     Dropout,
     HardTanh,
+    Identity,
     LeakyReLU,
+    LeakySlope,
+    Linear,
+    Moments,
+    Parallel,
     PReLU,
+    Profile,
     ReLU,
+    Repeat,
+    Residual,
+    Scale,
     ScaledPReLU,
+    SecondMomentNorm,
     SeLU,
+    Serial,
     Sigmoid,
     Tanh,
-    gaussian_expectation,
-)
-from .analyze import AnalysisRow, AnalysisTable, analyze, predict_block
-from .applications import LeakySlope, leaky_relu_slope, selu_parameters
-from .blocks import Block, Concat, Identity, Parallel, Repeat, Residual, Scale, Serial, repeat
-from .designs import Formula, design_block, design_formula
-from .empirical import EmpiricalMoments, empirical
-from .free import (
+    WeightNorm,
+    WeightStandardization,
     cumulants_to_moments,
     free_additive_convolution,
     free_multiplicative_convolution,
+    gaussian_expectation,
+    leaky_relu_slope,
     marchenko_pastur_density,
     marchenko_pastur_moments,
     moments_from_s_transform,
     moments_to_cumulants,
     noncrossing_partitions,
+    profile,
     r_diagonal_sum,
     r_transform,
+    repeat,
     s_transform,
     s_transform_coefficients,
+    selu_parameters,
+    spectral_density,
 )
-from .linear import AvgPool, Conv2d, Linear, WeightNorm, WeightStandardization
-from .moments import Moments
-from .normalization import BatchNorm, SecondMomentNorm
-from .profile import Profile, profile
-from .sampling import (
+from .measure import (
+    AnalysisRow,
+    AnalysisTable,
     BlockMoments,
+    EmpiricalMoments,
+    Formula,
     NetworkDesign,
     ResidualBlock,
+    analyze,
     build_network,
+    design_block,
+    design_formula,
+    empirical,
+    predict_block,
     sample_block_moments,
     sample_input,
     sample_spectrum,
 )
-from .spectra import spectral_density
 
 __all__ = [
     "GELU",

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
 
 from ..report import ReportContext, Table, register_section
 from ._plotting import log_histogram, to_log_axis
-from .designs import design_block
-from .profile import profile
-from .sampling import NetworkDesign, sample_block_moments, sample_spectrum
-from .spectra import spectral_density
+from .engine import profile, spectral_density
+from .measure import NetworkDesign, design_block, sample_block_moments, sample_spectrum
 
 __all__ = ["DEFAULT_DESIGNS", "isometry_section"]
 
@@ -31,8 +31,6 @@ def _sizes(quick: bool) -> dict:
 
 
 def _depth_figure(results: dict):
-    from plotly.subplots import make_subplots
-
     fig = make_subplots(rows=1, cols=2, subplot_titles=("end-to-end φ(JJᵀ)", "end-to-end variance"))
     palette = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728")
     for color, (label, (prof, measured)) in zip(palette, results.items()):
@@ -77,8 +75,6 @@ def _depth_figure(results: dict):
 
 
 def _spectrum_figure(design: NetworkDesign, samples: int, seed: int, device: str):
-    import plotly.graph_objects as go
-
     u, density = to_log_axis(*spectral_density(design_block(design), num=300))
     eigenvalues = sample_spectrum(design, samples=samples, seed=seed, device=device)
     centres, heights, widths, _ = log_histogram(eigenvalues, bins=50)

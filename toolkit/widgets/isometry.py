@@ -16,16 +16,17 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from .. import gpu_available
-from ..isometry import profile, spectral_density
-from ..isometry._plotting import log_histogram, to_log_axis
-from ..isometry.designs import design_block, design_formula
-from ..isometry.sampling import (
-    ACTIVATIONS,
-    ARCHITECTURES,
+from ..isometry import (
     NetworkDesign,
+    design_block,
+    design_formula,
+    profile,
     sample_block_moments,
     sample_spectrum,
+    spectral_density,
 )
+from ..isometry._plotting import log_histogram, to_log_axis
+from ..isometry.measure.network import ACTIVATIONS, ARCHITECTURES, INITS, NORMALIZATIONS
 from ._base import Explorer
 
 __all__ = ["IsometryExplorer"]
@@ -80,7 +81,7 @@ class IsometryExplorer(Explorer):
             options=[16, 32, 64, 128, 256, 512], value=d.width, description="width", **style
         )
         c["init"] = W.ToggleButtons(
-            options=["gaussian", "orthogonal"], value=d.init, description="init", **style
+            options=INITS, value=d.init, description="init", **style
         )
         c["gain"] = W.FloatSlider(
             value=d.gain,
@@ -98,7 +99,7 @@ class IsometryExplorer(Explorer):
             value=d.slope, min=0.0, max=1.0, step=0.01, description="leaky slope", **slider
         )
         c["normalization"] = W.Dropdown(
-            options=["none", "batchnorm"],
+            options=NORMALIZATIONS,
             value=d.normalization,
             description="normalization",
             **style,

@@ -117,8 +117,8 @@ def test_density_arguments():
 
 
 def test_deep_tanh_residual_chain_matches_monte_carlo():
-    from toolkit.isometry.designs import design_block
-    from toolkit.isometry.sampling import NetworkDesign, sample_spectrum
+    from toolkit.isometry.measure.designs import design_block
+    from toolkit.isometry import NetworkDesign, sample_spectrum
 
     design = NetworkDesign(
         "residual", width=64, depth=32, activation="tanh", gain=1.0, residual_scale=0.3
@@ -148,8 +148,8 @@ _SWEEP = [
 def test_design_sweep_densities_are_finite_and_consistent(case):
     import warnings
 
-    from toolkit.isometry.designs import design_block
-    from toolkit.isometry.sampling import NetworkDesign
+    from toolkit.isometry.measure.designs import design_block
+    from toolkit.isometry import NetworkDesign
 
     arch, act, init, norm, gain, depth, scale = case
     design = NetworkDesign(

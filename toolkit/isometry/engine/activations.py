@@ -19,10 +19,12 @@ from typing import Any
 
 import numpy as np
 import sympy as sp
+from scipy.special import ndtr
 
-from ._checks import check_positive, check_range, check_real, is_symbolic
-from ._series import is_exact, num
+from ..._checks import check_positive, check_real, is_symbolic
+from ._series import is_exact, normal_cdf, normal_pdf, num
 from .blocks import Block
+from .spectra import AtomLaw
 
 __all__ = [
     "GELU",
@@ -98,18 +100,6 @@ def _quantile_atoms(values: np.ndarray, weights: np.ndarray, count: int = 64) ->
     return np.interp(levels, cdf, v), np.full(count, 1 / count)
 
 
-def _Phi(x: Any, exact: bool) -> Any:
-    if exact:
-        return (1 + sp.erf(x / sp.sqrt(2))) / 2
-    return 0.5 * math.erfc(-x / math.sqrt(2))
-
-
-def _npdf(x: Any, exact: bool) -> Any:
-    if exact:
-        return sp.exp(-(x**2) / 2) / sp.sqrt(2 * sp.pi)
-    return math.exp(-x * x / 2) / math.sqrt(2 * math.pi)
-
-
 class Activation(Block):
     """Base class: subclasses give ``_f``/``_fprime`` (numpy) or override the moments."""
 
@@ -136,8 +126,6 @@ class Activation(Block):
         return gaussian_expectation(lambda h: self._f(h) ** 2, qf)
 
     def _spectral_law(self, q: float) -> Any:
-        from .spectra import AtomLaw
-
         nodes, weights = _rule(q)
         return AtomLaw(*_quantile_atoms(self._fprime(nodes) ** 2, weights))
 
@@ -159,8 +147,10 @@ class PReLU(Activation):
     numeric_only = False
 
     def __init__(self, slope: Any = 0.25, scale: Any = 1) -> None:
-        self.slope = check_range("slope", slope, 0, 1)
-        self.scale = check_positive("scale", scale)
+        check_real("slope", slope, 0, 1, symbolic=True)
+        self.slope = slope
+        check_positive("scale", scale, symbolic=True)
+        self.scale = scale
 
     def _params(self) -> list[Any]:
         return [self.slope, self.scale]
@@ -177,8 +167,6 @@ class PReLU(Activation):
         return s**2 * (1 + a**2) * num(q, exact) / 2
 
     def _spectral_law(self, q: float) -> Any:
-        from .spectra import AtomLaw
-
         s2 = float(self.scale) ** 2
         return AtomLaw([s2, s2 * float(self.slope) ** 2], [0.5, 0.5])
 
@@ -221,7 +209,7 @@ class ScaledPReLU(PReLU):
     """
 
     def __init__(self, slope: Any = 0.25) -> None:
-        check_range("slope", slope, 0, 1)
+        check_real("slope", slope, 0, 1, symbolic=True)
         exact = is_exact([slope])
         a = num(slope, exact)
         scale = sp.sqrt(2 / (1 + a**2)) if exact else math.sqrt(2 / (1 + a * a))
@@ -245,7 +233,9 @@ class HardTanh(Activation):
     numeric_only = False
 
     def __init__(self, min_val: Any = -1.0, max_val: Any = 1.0) -> None:
-        self.min_val, self.max_val = check_real("min_val", min_val), check_real("max_val", max_val)
+        check_real("min_val", min_val, symbolic=True)
+        check_real("max_val", max_val, symbolic=True)
+        self.min_val, self.max_val = min_val, max_val
         if not is_symbolic(min_val) and not is_symbolic(max_val) and not min_val < max_val:
             raise ValueError(
                 f"need min_val < max_val, got min_val={min_val!r}, max_val={max_val!r}"
@@ -261,18 +251,17 @@ class HardTanh(Activation):
 
     def _jacobian_moments(self, order: int, q: Any) -> list[Any]:
         exact, al, be, _ = self._ab(q)
-        p = _Phi(be, exact) - _Phi(al, exact)
+        p = normal_cdf(be, exact) - normal_cdf(al, exact)
         return [p] * order
 
     def _propagate_q(self, q: Any) -> Any:
         exact, al, be, sq = self._ab(q)
         a, b = num(self.min_val, exact), num(self.max_val, exact)
-        inner = _Phi(be, exact) - _Phi(al, exact) - be * _npdf(be, exact) + al * _npdf(al, exact)
-        return sq**2 * inner + a**2 * _Phi(al, exact) + b**2 * (1 - _Phi(be, exact))
+        cdf_a, cdf_b = normal_cdf(al, exact), normal_cdf(be, exact)
+        inner = cdf_b - cdf_a - be * normal_pdf(be, exact) + al * normal_pdf(al, exact)
+        return sq**2 * inner + a**2 * cdf_a + b**2 * (1 - cdf_b)
 
     def _spectral_law(self, q: float) -> Any:
-        from .spectra import AtomLaw
-
         p = float(self._jacobian_moments(1, q)[0])
         return AtomLaw([1.0, 0.0], [p, 1 - p])
 
@@ -293,8 +282,10 @@ class SeLU(Activation):
     numeric_only = False
 
     def __init__(self, lam: Any = SELU_LAMBDA, alpha: Any = SELU_ALPHA) -> None:
-        self.lam = check_positive("lam", lam)
-        self.alpha = check_positive("alpha", alpha, allow_zero=True)
+        check_positive("lam", lam, symbolic=True)
+        self.lam = lam
+        check_positive("alpha", alpha, allow_zero=True, symbolic=True)
+        self.alpha = alpha
 
     def _params(self) -> list[Any]:
         return [self.lam, self.alpha]
@@ -306,7 +297,7 @@ class SeLU(Activation):
         ex = sp.exp if exact else math.exp
         out = []
         for k in range(1, order + 1):
-            c_k = ex(2 * k * k * qq) * _Phi(-2 * k * sq, exact)
+            c_k = ex(2 * k * k * qq) * normal_cdf(-2 * k * sq, exact)
             out.append(lam ** (2 * k) * (num(sp.Rational(1, 2), exact) + al ** (2 * k) * c_k))
         return out
 
@@ -316,7 +307,9 @@ class SeLU(Activation):
         sq = sp.sqrt(qq) if exact else math.sqrt(qq)
         ex = sp.exp if exact else math.exp
         half = num(sp.Rational(1, 2), exact)
-        tail = ex(2 * qq) * _Phi(-2 * sq, exact) - 2 * ex(qq / 2) * _Phi(-sq, exact) + half
+        tail = (
+            ex(2 * qq) * normal_cdf(-2 * sq, exact) - 2 * ex(qq / 2) * normal_cdf(-sq, exact) + half
+        )
         return lam**2 * (qq * half + al**2 * tail)
 
     def _fprime(self, h: np.ndarray) -> np.ndarray:
@@ -349,13 +342,9 @@ class GELU(Activation):
     r""":math:`x\Phi(x)` (exact erf form), :math:`f' = \Phi(x) + x\varphi(x)`, by quadrature."""
 
     def _f(self, h: np.ndarray) -> np.ndarray:
-        from scipy.special import ndtr
-
         return h * ndtr(h)
 
     def _fprime(self, h: np.ndarray) -> np.ndarray:
-        from scipy.special import ndtr
-
         return ndtr(h) + h * np.exp(-h * h / 2) / math.sqrt(2 * math.pi)
 
 
@@ -372,7 +361,8 @@ class Dropout(Activation):
     numeric_only = False
 
     def __init__(self, p: Any = 0.5) -> None:
-        self.p = check_range("p", p, 0, 1, hi_open=True)
+        check_real("p", p, 0, 1, hi_open=True, symbolic=True)
+        self.p = p
 
     def _params(self) -> list[Any]:
         return [self.p]
@@ -385,7 +375,5 @@ class Dropout(Activation):
         return q / (1 - self.p)
 
     def _spectral_law(self, q: float) -> Any:
-        from .spectra import AtomLaw
-
         p = float(self.p)
         return AtomLaw([1 / (1 - p) ** 2, 0.0], [1 - p, p])

@@ -16,19 +16,19 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import sympy as sp
 
-from .activations import GELU, LeakyReLU, ReLU, SeLU, Tanh
-from .blocks import Block, Residual, Serial, repeat
-from .linear import Conv2d, Linear
-from .moments import Moments
-from .normalization import BatchNorm
-from .sampling import NetworkDesign, _design
+from ..engine.blocks import Block, Residual, Serial, repeat
+from ..engine.linear import Conv2d, Linear
+from ..engine.moments import Moments
+from ..engine.normalization import BatchNorm
+from .network import ActivationLayers, NetworkDesign, as_design, compose_block
 
-__all__ = ["Formula", "design_block", "design_formula"]
+__all__ = ["AnalyticLayers", "Formula", "design_block", "design_formula"]
 
 
 _PIECEWISE_LINEAR = ("relu", "leaky_relu", "linear")
@@ -38,37 +38,41 @@ def _exact(x: float) -> sp.Rational:
     return sp.Rational(x).limit_denominator(10**4)
 
 
-def _activation(design: NetworkDesign, exact: bool = False) -> Block | None:
-    return {
-        "relu": ReLU,
-        "leaky_relu": lambda: LeakyReLU(_exact(design.slope) if exact else design.slope),
-        "tanh": Tanh,
-        "gelu": GELU,
-        "selu": SeLU,
-        "linear": lambda: None,
-    }[design.activation]()
+class AnalyticLayers:
+    """The layers of a design's block as analytic components with weight scale ``gain``.
 
+    ``gain`` may be a sympy symbol; ``exact=True`` turns the design's float slope and
+    residual scale into nearby rationals so that the moments stay exact.
+    """
 
-def _layer(design: NetworkDesign, gain: Any) -> Block:
-    w = design.width
-    if design.architecture == "cnn":
-        init = "delta_orthogonal" if design.init == "orthogonal" else "gaussian"
-        return Conv2d(w, w, 3, init=init, gain=gain)
-    return Linear(w, w, init=design.init, gain=gain)
+    def __init__(self, gain: Any = None, exact: bool = False) -> None:
+        self.gain, self.exact = gain, exact
+
+    def layer(self, design: NetworkDesign) -> Block:
+        w, gain = design.width, design.gain if self.gain is None else self.gain
+        if design.architecture == "cnn":
+            init = "delta_orthogonal" if design.init == "orthogonal" else "gaussian"
+            return Conv2d(w, w, 3, init=init, gain=gain)
+        return Linear(w, w, init=design.init, gain=gain)
+
+    def norm(self, design: NetworkDesign) -> Block:
+        return BatchNorm()
+
+    def activation(self, layers: ActivationLayers, design: NetworkDesign) -> Block:
+        if not layers.sloped:
+            return layers.analytic()
+        return layers.analytic(_exact(design.slope) if self.exact else design.slope)
+
+    def serial(self, parts: Sequence[Block]) -> Block:
+        return Serial(list(parts))
+
+    def residual(self, branch: Block, design: NetworkDesign) -> Block:
+        scale = design.residual_scale
+        return Residual(branch, scale=_exact(scale) if self.exact else scale)
 
 
 def _one_block(design: NetworkDesign, gain: Any, exact: bool = False) -> Block:
-    parts = [_layer(design, gain)]
-    if design.normalization == "batchnorm":
-        parts.append(BatchNorm())
-    activation = _activation(design, exact)
-    if activation is not None:
-        parts.append(activation)
-    block: Block = Serial(parts)
-    if design.architecture == "residual":
-        scale = _exact(design.residual_scale) if exact else design.residual_scale
-        block = Residual(block, scale=scale)
-    return block
+    return compose_block(design, AnalyticLayers(gain, exact))
 
 
 def design_block(design: NetworkDesign | dict, **overrides: Any) -> Block:
@@ -80,7 +84,7 @@ def design_block(design: NetworkDesign | dict, **overrides: Any) -> Block:
     >>> profile(chain).cumulative_m1.round(6).tolist()  # Kaiming ReLU: m1 = 1 at every depth
     [1.0, 1.0, 1.0]
     """
-    design = _design(design, **overrides)
+    design = as_design(design, **overrides)
     block = _one_block(design, design.gain)
     return Serial([block] * design.depth)
 
@@ -120,7 +124,7 @@ def design_formula(design: NetworkDesign | dict, **overrides: Any) -> Formula:
     >>> f.scope, f.moments.m1
     ('network', g**(2*L))
     """
-    design = _design(design, **overrides)
+    design = as_design(design, **overrides)
     if design.activation in _PIECEWISE_LINEAR and design.normalization == "none":
         design = dataclasses.replace(design, gain=1.0)  # the formula is symbolic in g anyway
     return _formula(dataclasses.replace(design, depth=1))

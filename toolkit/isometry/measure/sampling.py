@@ -1,30 +1,17 @@
 r"""Monte-Carlo sampling of random networks: Jacobian spectra and per-block moments.
 
-A :class:`NetworkDesign` describes a family of random networks; every draw has
-fresh weights. Each network is an ``nn.Sequential`` of ``depth`` blocks named
-``block0 ... block{depth-1}`` so that every block can be measured on its own:
-
-* ``"mlp"``: ``Linear(width, width) -> [BatchNorm1d] -> activation``;
-* ``"cnn"``: ``Conv2d(width, width, 3, padding=1, padding_mode="circular") ->
-  [BatchNorm2d] -> activation`` on ``[B, width, image_size, image_size]`` inputs
-  (circular padding: no border effects, so the Jacobian is block circulant);
-* ``"residual"``: :class:`ResidualBlock` :math:`y = x + \alpha\, F(x)` with the
-  ``"mlp"`` block as branch :math:`F` and :math:`\alpha` = ``residual_scale``.
-
-Weights (no biases; batch norm has weight 1 and bias 0):
-``"gaussian"`` :math:`W_{ij}\sim\mathcal N(0, \text{gain}^2/\text{fan\_in})` with
-``fan_in = width`` (``width * 9`` for convolutions); ``"orthogonal"``:
-``gain`` times a Haar orthogonal matrix (for convolutions the delta-orthogonal
-kernel of Xiao et al. 2018, whose Jacobian is exactly ``gain`` times orthogonal).
-For ReLU, ``gain = sqrt(2)`` is Kaiming initialization.
+A :class:`~toolkit.isometry.measure.network.NetworkDesign` describes a family of random
+networks (its blocks are listed in :mod:`toolkit.isometry.measure.network`); every draw has
+fresh weights, drawn in float64 on the CPU.  Orthogonal convolutions are delta-orthogonal
+(Xiao et al. 2018): their Jacobian is exactly ``gain`` times an orthogonal matrix.
 
 Inputs are standard normal (second moment ``q = 1``). Networks with batch norm
 run in training mode (batch statistics over ``batch`` samples). The analytic
-twin of a design is :func:`toolkit.isometry.designs.design_block`.
+twin of a design is :func:`toolkit.isometry.measure.designs.design_block`.
 
-Example
--------
->>> from toolkit.isometry.sampling import NetworkDesign, sample_spectrum
+Examples
+--------
+>>> from toolkit.isometry import NetworkDesign, sample_spectrum
 >>> design = NetworkDesign("mlp", width=128, depth=1, activation="linear")
 >>> eig = sample_spectrum(design, samples=2, seed=0)      # Marchenko-Pastur, ratio 1
 >>> eig.shape, bool(abs(eig.mean() - 1) < 0.1), bool(abs((eig**2).mean() - 2) < 0.3)
@@ -36,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,158 +31,71 @@ import numpy as np
 import torch
 from torch import nn
 from torch.func import jacrev
+from tqdm.auto import tqdm
 
-from toolkit.isometry.empirical import _check_int, empirical, functional_forward, make_generator
+from ..._checks import check_int, make_generator
+from .empirical import empirical, functional_forward
+from .network import (
+    ActivationLayers,
+    NetworkDesign,
+    ResidualBlock,
+    as_design,
+    compose_block,
+)
 
 __all__ = [
-    "ACTIVATIONS",
-    "ARCHITECTURES",
     "BlockMoments",
-    "NetworkDesign",
-    "ResidualBlock",
+    "TorchLayers",
     "build_network",
     "sample_block_moments",
     "sample_input",
     "sample_spectrum",
 ]
 
-ARCHITECTURES = ("mlp", "cnn", "residual")
-ACTIVATIONS = ("relu", "leaky_relu", "tanh", "gelu", "selu", "linear")
-INITS = ("gaussian", "orthogonal")
-NORMALIZATIONS = ("none", "batchnorm")
-
-
-@dataclass(frozen=True)
-class NetworkDesign:
-    """A family of random networks (see the module docstring for the blocks).
-
-    Fields: ``architecture`` in ``ARCHITECTURES``; ``width`` (features or
-    channels) and ``depth`` (blocks) >= 1; ``init`` ``"gaussian"`` or
-    ``"orthogonal"``; ``gain`` > 0; ``activation`` in ``ACTIVATIONS``; ``slope``
-    the leaky-ReLU negative slope; ``normalization`` ``"none"`` or
-    ``"batchnorm"``; ``residual_scale`` :math:`\\alpha` of residual blocks;
-    ``image_size`` the spatial side of ``"cnn"`` inputs.
-
-    >>> NetworkDesign("mlp", width=64, depth=3, gain=2**0.5).activation
-    'relu'
-    """
-
-    architecture: str = "mlp"
-    width: int = 128
-    depth: int = 4
-    init: str = "gaussian"
-    gain: float = 1.0
-    activation: str = "relu"
-    slope: float = 0.01
-    normalization: str = "none"
-    residual_scale: float = 1.0
-    image_size: int = 6
-
-    def __post_init__(self) -> None:
-        for name, allowed in (
-            ("architecture", ARCHITECTURES),
-            ("init", INITS),
-            ("activation", ACTIVATIONS),
-            ("normalization", NORMALIZATIONS),
-        ):
-            if getattr(self, name) not in allowed:
-                raise ValueError(
-                    f"NetworkDesign.{name} must be one of {allowed}, got {getattr(self, name)!r}"
-                )
-        for name in ("width", "depth", "image_size"):
-            _check_int(f"NetworkDesign.{name}", getattr(self, name), 1)
-        for name in ("gain", "slope", "residual_scale"):
-            value = getattr(self, name)
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, (int, float))
-                or not math.isfinite(value)
-            ):
-                raise TypeError(f"NetworkDesign.{name} must be a finite real number, got {value!r}")
-        if self.gain <= 0:
-            raise ValueError(f"NetworkDesign.gain must be > 0, got {self.gain!r}")
-
-    @property
-    def features(self) -> int:
-        """Elements per sample of every block's input and output."""
-        return self.width * (self.image_size**2 if self.architecture == "cnn" else 1)
-
-
-def _design(design: NetworkDesign | Mapping[str, Any], **overrides: Any) -> NetworkDesign:
-    if isinstance(design, Mapping):
-        design = NetworkDesign(**design)
-    if not isinstance(design, NetworkDesign):
-        raise TypeError(
-            "design must be a NetworkDesign or a mapping of its fields, "
-            f"got {type(design).__name__}"
-        )
-    overrides = {k: v for k, v in overrides.items() if v is not None}
-    return dataclasses.replace(design, **overrides) if overrides else design
-
-
-class ResidualBlock(nn.Module):
-    r"""Residual block :math:`y = x + \alpha\,F(x)`, Jacobian :math:`I + \alpha J_F`.
-
-    >>> blk = ResidualBlock(nn.Linear(4, 4), scale=0.5)
-    >>> blk(torch.zeros(2, 4)).shape
-    torch.Size([2, 4])
-    """
-
-    def __init__(self, branch: nn.Module, scale: float = 1.0) -> None:
-        super().__init__()
-        self.branch = branch
-        self.scale = float(scale)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.scale * self.branch(x)
-
-    def extra_repr(self) -> str:
-        return f"scale={self.scale}"
-
-
-def _activation(design: NetworkDesign) -> nn.Module | None:
-    return {
-        "relu": nn.ReLU,
-        "leaky_relu": lambda: nn.LeakyReLU(design.slope),
-        "tanh": nn.Tanh,
-        "gelu": nn.GELU,
-        "selu": nn.SELU,
-        "linear": lambda: None,
-    }[design.activation]()
-
 
 def _haar_orthogonal(n: int, gen: torch.Generator) -> torch.Tensor:
     return nn.init.orthogonal_(torch.empty(n, n, dtype=torch.float64), generator=gen)
 
 
-def _block(design: NetworkDesign, gen: torch.Generator) -> nn.Module:
-    w = design.width
-    if design.architecture == "cnn":
-        layer: nn.Module = nn.Conv2d(
-            w, w, 3, padding=1, padding_mode="circular", bias=False, dtype=torch.float64
-        )
+class TorchLayers:
+    """The layers of a design's block as float64 ``torch.nn`` modules, weights from ``gen``."""
+
+    def __init__(self, gen: torch.Generator) -> None:
+        self.gen = gen
+
+    def layer(self, design: NetworkDesign) -> nn.Module:
+        w, gen = design.width, self.gen
+        if design.architecture == "cnn":
+            conv = nn.Conv2d(
+                w, w, 3, padding=1, padding_mode="circular", bias=False, dtype=torch.float64
+            )
+            with torch.no_grad():
+                if design.init == "gaussian":
+                    conv.weight.normal_(0.0, design.gain / math.sqrt(w * 9), generator=gen)
+                else:  # delta-orthogonal: only the centre tap is non-zero
+                    conv.weight.zero_()
+                    conv.weight[:, :, 1, 1] = design.gain * _haar_orthogonal(w, gen)
+            return conv
+        linear = nn.Linear(w, w, bias=False, dtype=torch.float64)
         with torch.no_grad():
             if design.init == "gaussian":
-                layer.weight.normal_(0.0, design.gain / math.sqrt(w * 9), generator=gen)
-            else:  # delta-orthogonal: only the centre tap is non-zero
-                layer.weight.zero_()
-                layer.weight[:, :, 1, 1] = design.gain * _haar_orthogonal(w, gen)
-        norm = nn.BatchNorm2d(w, dtype=torch.float64)
-    else:
-        layer = nn.Linear(w, w, bias=False, dtype=torch.float64)
-        with torch.no_grad():
-            if design.init == "gaussian":
-                layer.weight.normal_(0.0, design.gain / math.sqrt(w), generator=gen)
+                linear.weight.normal_(0.0, design.gain / math.sqrt(w), generator=gen)
             else:
-                layer.weight.copy_(design.gain * _haar_orthogonal(w, gen))
-        norm = nn.BatchNorm1d(w, dtype=torch.float64)
-    parts = [layer] + ([norm] if design.normalization == "batchnorm" else [])
-    act = _activation(design)
-    parts += [act] if act is not None else []
-    block: nn.Module = nn.Sequential(*parts)
-    if design.architecture == "residual":
-        block = ResidualBlock(block, design.residual_scale)
-    return block
+                linear.weight.copy_(design.gain * _haar_orthogonal(w, gen))
+        return linear
+
+    def norm(self, design: NetworkDesign) -> nn.Module:
+        bn = nn.BatchNorm2d if design.architecture == "cnn" else nn.BatchNorm1d
+        return bn(design.width, dtype=torch.float64)
+
+    def activation(self, layers: ActivationLayers, design: NetworkDesign) -> nn.Module:
+        return layers.torch(design.slope) if layers.sloped else layers.torch()
+
+    def serial(self, parts: Sequence[nn.Module]) -> nn.Module:
+        return nn.Sequential(*parts)
+
+    def residual(self, branch: nn.Module, design: NetworkDesign) -> nn.Module:
+        return ResidualBlock(branch, design.residual_scale)
 
 
 def build_network(
@@ -220,9 +120,9 @@ def build_network(
     >>> [name for name, _ in net.named_children()], net(x).shape
     (['block0', 'block1'], torch.Size([3, 8]))
     """
-    design = _design(design, width=width, depth=depth)
-    gen = make_generator(seed, generator, cpu=True)
-    blocks = OrderedDict((f"block{i}", _block(design, gen)) for i in range(design.depth))
+    design = as_design(design, width=width, depth=depth)
+    layers = TorchLayers(make_generator(seed, generator, cpu=True))
+    blocks = OrderedDict((f"block{i}", compose_block(design, layers)) for i in range(design.depth))
     return nn.Sequential(blocks).to(device=device or "cpu", dtype=dtype)
 
 
@@ -237,8 +137,8 @@ def sample_input(
     device: str | torch.device | None = None,
 ) -> torch.Tensor:
     """Standard normal input ``[batch, width]`` (``[batch, width, s, s]`` for ``"cnn"``)."""
-    design = _design(design, width=width)
-    batch = _check_int("batch", batch, 1)
+    design = as_design(design, width=width)
+    batch = check_int("batch", batch, 1)
     gen = make_generator(seed, generator, cpu=True)
     shape = (batch, design.width) + (
         (design.image_size,) * 2 if design.architecture == "cnn" else ()
@@ -253,10 +153,6 @@ def _progress(progress: Callable[[int, int], Any] | bool | None, total: int, des
     if callable(progress):
         return lambda done: progress(done, total)
     if progress:
-        try:
-            from tqdm.auto import tqdm
-        except ImportError:
-            return lambda done: None
         bar = tqdm(total=total, desc=desc, leave=False)
 
         def step(done: int) -> None:
@@ -308,10 +204,10 @@ def sample_spectrum(
     >>> bool(np.allclose(eig, 1.0))
     True
     """
-    design = _design(design, width=width, depth=depth)
-    samples = _check_int("samples", samples, 1)
-    inputs = _check_int("inputs", inputs, 1)
-    batch = _check_int("batch", batch, 2 if design.normalization == "batchnorm" else 1)
+    design = as_design(design, width=width, depth=depth)
+    samples = check_int("samples", samples, 1)
+    inputs = check_int("inputs", inputs, 1)
+    batch = check_int("batch", batch, 2 if design.normalization == "batchnorm" else 1)
     gen = make_generator(seed, generator, cpu=True)
     n_batch = max(batch, inputs) if design.normalization == "batchnorm" else inputs
     feats = design.features
@@ -399,10 +295,10 @@ def sample_block_moments(
     >>> res.m1.shape, bool(np.all(np.abs(res.m1 - 1) < 0.2))
     ((2,), True)
     """
-    design = _design(design, width=width, depth=depth)
-    samples = _check_int("samples", samples, 1)
-    batch = _check_int("batch", batch, 2 if design.normalization == "batchnorm" else 1)
-    probes = _check_int("probes", probes, 1)
+    design = as_design(design, width=width, depth=depth)
+    samples = check_int("samples", samples, 1)
+    batch = check_int("batch", batch, 2 if design.normalization == "batchnorm" else 1)
+    probes = check_int("probes", probes, 1)
     gen = make_generator(seed, generator, cpu=True)
     L = design.depth
     keys = ("m1", "m2", "variance", "normalized_variance", "q")

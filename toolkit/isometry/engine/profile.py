@@ -14,10 +14,10 @@ from typing import Any
 
 import numpy as np
 
+from ..._checks import check_int
 from . import free
-from ._checks import check_order, check_q
 from ._series import series_mul
-from .blocks import Block, _check_block
+from .blocks import Block, _check_block, check_q
 
 __all__ = ["Profile", "profile"]
 
@@ -77,7 +77,7 @@ def profile(block: Block, q: Any = 1.0, order: int = 2, flatten: bool = False) -
     ([1.0, 1.0, 1.0], [2.0, 4.0, 6.0])
     """
     _check_block("block", block)
-    order = max(2, check_order(order))
+    order = max(2, check_int("order", order, 1))
     q = check_q(q)
     items = block._items(flatten)
     names, rows = [], []

@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 import sympy as sp
 
+from ..._checks import check_int
 from ._series import (
     coerce,
     finish,
@@ -304,8 +305,7 @@ def noncrossing_partitions(n: int) -> Iterator[list[list[int]]]:
     >>> sum(1 for _ in noncrossing_partitions(4))
     14
     """
-    if not isinstance(n, int) or n < 0:
-        raise ValueError(f"n must be a non-negative int, got {n!r}")
+    n = check_int("n", n, 0)
 
     def rec(items: list[int]) -> Iterator[list[list[int]]]:
         if not items:
@@ -343,8 +343,7 @@ def marchenko_pastur_moments(order: int, ratio: Any = 1, scale: Any = 1) -> list
     >>> marchenko_pastur_moments(4)
     [1, 2, 5, 14]
     """
-    if not isinstance(order, int) or order < 1:
-        raise ValueError(f"order must be an int >= 1, got {order!r}")
+    order = check_int("order", order, 1)
     exact = is_exact([ratio, scale])
     lam, s = coerce([ratio, scale], exact)
     out = []

@@ -54,10 +54,10 @@ from typing import Any
 
 import numpy as np
 
+from ..._checks import check_int, check_positive
 from . import _numseries as _ns
 from . import _subordination as _sub
 from . import free
-from ._checks import check_int, check_positive
 
 __all__ = ["AtomLaw", "MPLaw", "ProductLaw", "SumLaw", "spectral_density"]
 
@@ -405,7 +405,7 @@ def spectral_density(
     >>> bool(abs(np.trapezoid(rho, x) - 1) < 0.02)
     True
     """
-    check_positive("q", q)
+    check_positive("q", q, symbolic=True)
     num = check_int("num", num, 8)
     try:
         law = block._spectral_law(float(q))

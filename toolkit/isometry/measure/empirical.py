@@ -64,7 +64,8 @@ import torch
 from torch import nn
 from torch.func import functional_call, vjp, vmap
 
-from .._checks import check_int as _check_int
+from ..._checks import check_choice, check_int, check_tensor, make_generator
+from ..engine.moments import Moments
 
 __all__ = ["EmpiricalMoments", "empirical"]
 
@@ -102,10 +103,8 @@ class EmpiricalMoments:
     m1_samples: np.ndarray = field(repr=False, compare=False)
     m2_samples: np.ndarray = field(repr=False, compare=False)
 
-    def to_moments(self) -> Any:
-        """The estimate as a :class:`toolkit.isometry.moments.Moments` (m1, m2)."""
-        from toolkit.isometry.moments import Moments  # lazy: engine may evolve
-
+    def to_moments(self) -> Moments:
+        """The estimate as a :class:`~toolkit.isometry.engine.moments.Moments` (m1, m2)."""
         return Moments(self.m1, self.m2)
 
     def __str__(self) -> str:
@@ -117,35 +116,19 @@ class EmpiricalMoments:
         )
 
 
-def make_generator(
-    seed: int | None, generator: torch.Generator | None, cpu: bool = False
-) -> torch.Generator:
-    """A torch generator from ``seed`` or ``generator`` (not both); fresh entropy if neither.
+def check_batch(name: str, x: Any) -> torch.Tensor:
+    """``x`` if it is a floating tensor ``[B, ...]``, ``B >= 1``, else a TypeError/ValueError."""
+    check_tensor(name, x, min_ndim=2, nonempty=True)
+    if not x.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
+    return x
 
-    With ``cpu=True`` a given generator must be a CPU generator.
-    """
-    if seed is not None and generator is not None:
-        raise ValueError(
-            f"pass either seed or generator, not both (got seed={seed!r} and a generator)"
-        )
-    if generator is not None:
-        if not isinstance(generator, torch.Generator):
-            raise TypeError(
-                f"generator must be a torch.Generator or None, got {type(generator).__name__}"
-            )
-        if cpu and generator.device.type != "cpu":
-            raise ValueError(
-                f"generator must be a CPU torch.Generator (weights and inputs are drawn on the "
-                f"CPU), got one on {generator.device}"
-            )
-        return generator
-    gen = torch.Generator()
-    if seed is None:
-        gen.seed()
-        return gen
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise TypeError(f"seed must be an int or None, got {seed!r} ({type(seed).__name__})")
-    return gen.manual_seed(int(seed))
+
+def check_dtype(name: str, dtype: Any) -> torch.dtype | None:
+    """``dtype`` if it is a floating ``torch.dtype`` or ``None``, else a TypeError naming it."""
+    if dtype is not None and (not isinstance(dtype, torch.dtype) or not dtype.is_floating_point):
+        raise TypeError(f"{name} must be a floating torch.dtype or None, got {dtype!r}")
+    return dtype
 
 
 def functional_forward(module: nn.Module, dtype: torch.dtype | None):
@@ -235,21 +218,12 @@ def empirical(
     """
     if not isinstance(module, nn.Module):
         raise TypeError(f"module must be a torch.nn.Module, got {type(module).__name__}")
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"x must be a torch.Tensor of shape [B, ...], got {type(x).__name__}")
-    if not x.is_floating_point():
-        raise TypeError(f"x must be a floating-point tensor, got dtype {x.dtype}")
-    if x.ndim < 2 or x.shape[0] < 1:
-        raise ValueError(
-            f"x must be batched with shape [B, ...] (ndim >= 2, B >= 1), got shape {tuple(x.shape)}"
-        )
-    probes = _check_int("probes", probes, 1)
-    if distribution not in _DISTRIBUTIONS:
-        raise ValueError(f"distribution must be one of {_DISTRIBUTIONS}, got {distribution!r}")
-    if dtype is not None and (not isinstance(dtype, torch.dtype) or not dtype.is_floating_point):
-        raise TypeError(f"dtype must be a floating torch.dtype or None, got {dtype!r}")
+    check_batch("x", x)
+    probes = check_int("probes", probes, 1)
+    check_choice("distribution", distribution, _DISTRIBUTIONS)
+    check_dtype("dtype", dtype)
     if chunk_size is not None:
-        chunk_size = _check_int("chunk_size", chunk_size, 1)
+        chunk_size = check_int("chunk_size", chunk_size, 1)
     gen = make_generator(seed, generator)
 
     xd = x.detach().to(dtype) if dtype is not None else x.detach()

@@ -33,10 +33,11 @@ from typing import Any
 
 import sympy as sp
 
+from ..._checks import check_int, check_positive, check_real, is_symbolic
 from . import free
-from ._checks import check_int, check_order, check_q, check_real, is_symbolic
 from ._series import coerce, is_exact, num
 from .moments import Moments
+from .spectra import AtomLaw, ProductLaw, SumLaw
 
 __all__ = [
     "Block",
@@ -64,9 +65,8 @@ class Block:
 
     def moments(self, order: int = 2, q: Any = 1.0) -> Moments:
         r"""Moments :math:`m_k = \phi((JJ^T)^k)`, ``k = 1..order``, at input second moment ``q``."""
-        order = check_order(order)
-        q = check_q(q)
-        return Moments(*self._jacobian_moments(order, q))
+        order = check_int("order", order, 1)
+        return Moments(*self._jacobian_moments(order, check_q(q)))
 
     def propagate_q(self, q: Any = 1.0) -> Any:
         """Per-coordinate second moment of the output for input second moment ``q``."""
@@ -87,6 +87,15 @@ class Block:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
+
+
+def check_q(q: Any) -> Any:
+    """The input second moment ``q > 0`` (a symbol is assumed positive), returned unchanged.
+
+    Unchanged rather than converted to float: an exact ``q`` keeps the moments exact.
+    """
+    check_positive("q", q, symbolic=True)
+    return q
 
 
 def _check_block(name: str, value: Any) -> Block:
@@ -116,8 +125,6 @@ class Identity(Block):
         return [sp.Integer(1)] * order
 
     def _spectral_law(self, q: float) -> Any:
-        from .spectra import AtomLaw
-
         return AtomLaw([1.0], [1.0])
 
 
@@ -125,7 +132,8 @@ class Scale(Block):
     r"""Multiplication by a constant: :math:`m_k = \text{factor}^{2k}`, ``q -> factor^2 q``."""
 
     def __init__(self, factor: Any) -> None:
-        self.factor = check_real("factor", factor)
+        check_real("factor", factor, symbolic=True)
+        self.factor = factor
 
     def _jacobian_moments(self, order: int, q: Any) -> list[Any]:
         (c,) = coerce([self.factor])
@@ -135,8 +143,6 @@ class Scale(Block):
         return self.factor**2 * q
 
     def _spectral_law(self, q: float) -> Any:
-        from .spectra import AtomLaw
-
         return AtomLaw([float(self.factor) ** 2], [1.0])
 
     def __repr__(self) -> str:
@@ -178,8 +184,6 @@ class Serial(Block):
         return q
 
     def _spectral_law(self, q: float) -> Any:
-        from .spectra import ProductLaw
-
         items = []
         for b in self.blocks:
             items.append((b._spectral_law(q), float(b.ratio)))
@@ -242,8 +246,6 @@ class Parallel(Block):
         return sum(b._propagate_q(q) for b in self.branches)
 
     def _spectral_law(self, q: float) -> Any:
-        from .spectra import SumLaw
-
         return SumLaw([b._spectral_law(q) for b in self.branches])
 
     def __repr__(self) -> str:
@@ -264,7 +266,8 @@ class Residual(Block):
 
     def __init__(self, branch: Block, scale: Any = 1.0) -> None:
         self.branch = _check_block("branch", branch)
-        self.scale = check_real("scale", scale)
+        check_real("scale", scale, symbolic=True)
+        self.scale = scale
         if not branch.r_diagonal:
             raise ValueError(
                 f"Residual: branch must contain a random weight layer (R-diagonal "
@@ -284,8 +287,6 @@ class Residual(Block):
         return q + self.scale**2 * self.branch._propagate_q(q)
 
     def _spectral_law(self, q: float) -> Any:
-        from .spectra import AtomLaw, ProductLaw, SumLaw
-
         s2 = float(self.scale) ** 2
         if s2 == 0:
             return AtomLaw([1.0], [1.0])

@@ -12,6 +12,7 @@ Internal module: the public entry points are in :mod:`toolkit.isometry.free`.
 
 from __future__ import annotations
 
+import math
 import numbers
 from collections.abc import Iterable, Sequence
 from fractions import Fraction
@@ -23,6 +24,8 @@ __all__ = [
     "coerce",
     "finish",
     "is_exact",
+    "normal_cdf",
+    "normal_pdf",
     "num",
     "series_inv",
     "series_mul",
@@ -215,3 +218,17 @@ def series_reverse(a: Sequence[Any], n: int) -> list[Any]:
         if isinstance(b[k], sp.Basic):
             b[k] = simplify(b[k])
     return b
+
+
+def normal_cdf(x: Any, exact: bool) -> Any:
+    """Standard normal CDF :math:`\\Phi(x)`: a sympy ``erf`` expression or a float."""
+    if exact:
+        return (1 + sp.erf(x / sp.sqrt(2))) / 2
+    return 0.5 * math.erfc(-x / math.sqrt(2))
+
+
+def normal_pdf(x: Any, exact: bool) -> Any:
+    """Standard normal density :math:`\\varphi(x)`: a sympy expression or a float."""
+    if exact:
+        return sp.exp(-(x**2) / 2) / sp.sqrt(2 * sp.pi)
+    return math.exp(-x * x / 2) / math.sqrt(2 * math.pi)

@@ -23,10 +23,11 @@ from typing import Any
 import numpy as np
 import sympy as sp
 
+from ..._checks import check_choice, check_flag, check_int, check_positive
 from . import free
-from ._checks import check_choice, check_int, check_positive
 from ._series import coerce, is_exact, num
 from .blocks import Block
+from .spectra import AtomLaw, MPLaw, ProductLaw
 
 __all__ = ["AvgPool", "Conv2d", "Linear", "WeightNorm", "WeightStandardization"]
 
@@ -38,8 +39,6 @@ def _orth_moments(n_in: int, n_out: int, gain: Any, order: int, exact: bool) -> 
 
 
 def _orth_law(n_in: int, n_out: int, gain: Any) -> Any:
-    from .spectra import AtomLaw
-
     frac = min(n_in, n_out) / n_out
     return AtomLaw([float(gain) ** 2, 0.0], [frac, 1 - frac])
 
@@ -50,7 +49,8 @@ class _Weight(Block):
     def __init__(self, n_in: Any, n_out: Any, gain: Any) -> None:
         self.n_in = check_int("fan_in", n_in)
         self.n_out = check_int("fan_out", n_out)
-        self.gain = check_positive("gain", gain)
+        check_positive("gain", gain, symbolic=True)
+        self.gain = gain
 
     @property
     def ratio(self) -> Any:
@@ -87,8 +87,6 @@ class Linear(_Weight):
         return free.marchenko_pastur_moments(order, lam, g**2)
 
     def _spectral_law(self, q: float) -> Any:
-        from .spectra import MPLaw
-
         if self.init == "orthogonal":
             return _orth_law(self.n_in, self.n_out, self.gain)
         return MPLaw(float(self.gain) ** 2, float(self.ratio))
@@ -163,8 +161,6 @@ class Conv2d(_Weight):
         return free._product([e_law, u_law], ratios, order)
 
     def _spectral_law(self, q: float) -> Any:
-        from .spectra import AtomLaw, MPLaw, ProductLaw
-
         if self.init == "delta_orthogonal":
             return _orth_law(self.c_in, self.c_out, self.gain)
         if self.init == "gaussian":
@@ -205,9 +201,7 @@ class WeightStandardization(_Weight):
     ) -> None:
         super().__init__(c_in, c_out, gain)
         self.kernel_size = _pair("kernel_size", kernel_size)
-        if not isinstance(scaled, bool):
-            raise TypeError(f"scaled must be a bool, got {scaled!r}")
-        self.scaled = scaled
+        self.scaled = check_flag("scaled", scaled)
 
     def _scale(self, exact: bool) -> Any:
         g2 = num(self.gain, exact) ** 2
@@ -220,8 +214,6 @@ class WeightStandardization(_Weight):
         return free.marchenko_pastur_moments(order, num(self.ratio, exact), self._scale(exact))
 
     def _spectral_law(self, q: float) -> Any:
-        from .spectra import MPLaw
-
         return MPLaw(float(self._scale(False)), float(self.ratio))
 
     def __repr__(self) -> str:
@@ -304,8 +296,6 @@ class AvgPool(Block):
         return self._jacobian_moments(1, q)[0] * q
 
     def _spectral_law(self, q: float) -> Any:
-        from .spectra import AtomLaw
-
         omega = 2 * np.pi * (np.arange(256) + 0.5) / 256
         sym = []
         for i in range(2):

@@ -14,16 +14,10 @@ from typing import Any, NamedTuple
 
 import sympy as sp
 
-from ._checks import check_int, check_positive, check_real, is_symbolic
-from ._series import finish, is_exact, num
+from ..._checks import check_int, check_positive, check_real, is_symbolic
+from ._series import finish, is_exact, normal_cdf, num
 
 __all__ = ["LeakySlope", "leaky_relu_slope", "selu_parameters"]
-
-
-def _Phi(x: Any, exact: bool) -> Any:
-    if exact:
-        return (1 + sp.erf(x / sp.sqrt(2))) / 2
-    return 0.5 * math.erfc(-x / math.sqrt(2))
 
 
 def selu_parameters(epsilon: Any, gain: Any = 1.0, q: Any = 1.0) -> tuple[Any, Any]:
@@ -50,14 +44,14 @@ def selu_parameters(epsilon: Any, gain: Any = 1.0, q: Any = 1.0) -> tuple[Any, A
     >>> round(lam, 3), round(alpha, 3)
     (1.051, 1.674)
     """
-    check_real("epsilon", epsilon)
-    check_positive("gain", gain)
-    check_positive("q", q)
+    check_real("epsilon", epsilon, symbolic=True)
+    check_positive("gain", gain, symbolic=True)
+    check_positive("q", q, symbolic=True)
     exact = is_exact([epsilon, gain, q])
     eps, g, qq = num(epsilon, exact), num(gain, exact), num(q, exact)
     sqrt, exp = (sp.sqrt, sp.exp) if exact else (math.sqrt, math.exp)
-    c = exp(2 * qq) * _Phi(-2 * sqrt(qq), exact)
-    b = c - 2 * exp(qq / 2) * _Phi(-sqrt(qq), exact) + num(sp.Rational(1, 2), exact)
+    c = exp(2 * qq) * normal_cdf(-2 * sqrt(qq), exact)
+    b = c - 2 * exp(qq / 2) * normal_cdf(-sqrt(qq), exact) + num(sp.Rational(1, 2), exact)
     if not is_symbolic(eps) and not is_symbolic(qq):
         limit = float(qq * c / b - 1)
         if not 0 <= float(eps) < limit:
@@ -98,7 +92,7 @@ def leaky_relu_slope(depth: Any, target_variance: Any) -> LeakySlope:
         depth_v = depth
     else:
         depth_v = check_int("depth", depth, 1)
-    check_positive("target_variance", target_variance, allow_zero=True)
+    check_positive("target_variance", target_variance, allow_zero=True, symbolic=True)
     if not is_symbolic(depth_v) and not is_symbolic(target_variance):
         if float(target_variance) > depth_v:
             raise ValueError(

@@ -45,13 +45,20 @@ from typing import Any
 import torch
 from torch import nn
 
-from toolkit.isometry.empirical import (
+from ..._checks import check_flag, check_int, make_generator
+from ..engine import activations as act
+from ..engine.blocks import Block, Identity, Residual, Serial
+from ..engine.linear import AvgPool, Conv2d, Linear
+from ..engine.moments import Moments
+from ..engine.normalization import BatchNorm
+from .empirical import (
     EmpiricalMoments,
-    _check_int,
+    check_batch,
+    check_dtype,
     empirical,
     functional_forward,
-    make_generator,
 )
+from .network import ACTIVATION_LAYERS, ResidualBlock
 
 __all__ = ["AnalysisRow", "AnalysisTable", "analyze", "predict_block"]
 
@@ -77,8 +84,8 @@ class AnalysisRow:
     name: str
     kind: str
     q: float
-    model: Any
-    predicted: Any
+    model: Block | None
+    predicted: Moments | None
     measured: EmpiricalMoments | None
     note: str = ""
 
@@ -196,7 +203,7 @@ class AnalysisTable:
 
     def to_pandas(self):
         """The rows (and total) as a ``pandas.DataFrame``; raises ImportError without pandas."""
-        try:
+        try:  # pandas is optional: not a dependency of the toolkit
             import pandas as pd
         except ImportError as exc:
             raise ImportError("AnalysisTable.to_pandas needs pandas: pip install pandas") from exc
@@ -204,6 +211,8 @@ class AnalysisTable:
 
     def plot(self):
         """Plotly figure: measured (with error bars) and predicted m1 and variance per block."""
+        # Lazy: plotly is needed only for this figure, and ``import toolkit.isometry`` (which
+        # imports this module) stays free of it.
         import plotly.graph_objects as go
         from plotly.subplots import make_subplots
 
@@ -256,7 +265,27 @@ def _gram_orthogonal(w: torch.Tensor) -> float | None:
     return c if float(off) <= _ORTHO_TOL * c else None
 
 
-def predict_block(module: nn.Module) -> tuple[Any, str]:
+# nn classes modelled by a component without parameters: the design activations' own
+# table, plus the few layers no design uses.
+_PARAMETERLESS: dict[type[nn.Module], type[Block]] = {
+    **{a.torch: a.analytic for a in ACTIVATION_LAYERS.values() if a is not None and not a.sloped},
+    nn.Sigmoid: act.Sigmoid,
+    nn.Identity: Identity,
+    nn.Flatten: Identity,
+}
+
+
+# nn classes modelled by a component without parameters: the design activations' own
+# table, plus the few layers no design uses.
+_PARAMETERLESS: dict[type[nn.Module], type[Block]] = {
+    **{a.torch: a.analytic for a in ACTIVATION_LAYERS.values() if a is not None and not a.sloped},
+    nn.Sigmoid: act.Sigmoid,
+    nn.Identity: Identity,
+    nn.Flatten: Identity,
+}
+
+
+def predict_block(module: nn.Module) -> tuple[Block | None, str]:
     """The :mod:`toolkit.isometry` block modelling ``module``, or ``None``, and a note.
 
     Recognized: ``nn.Linear``; ``nn.Conv2d`` (stride 1, no groups or dilation;
@@ -270,28 +299,25 @@ def predict_block(module: nn.Module) -> tuple[Any, str]:
     of recognized blocks (``Serial``) and
     :class:`~toolkit.isometry.sampling.ResidualBlock` (``Residual``).
     """
-    from toolkit import isometry as iso  # lazy: engine side
-    from toolkit.isometry.sampling import ResidualBlock
-
     m = module
     if isinstance(m, nn.Sequential):
         parts = [predict_block(c) for c in m]
         missing = [f"{type(c).__name__}: {note}" for c, (b, note) in zip(m, parts) if b is None]
         if missing or not parts:
             return None, "unrecognized part(s): " + "; ".join(missing) if missing else "empty"
-        return iso.Serial([b for b, _ in parts]), ""
+        return Serial([b for b, _ in parts]), ""
     if isinstance(m, ResidualBlock):
         branch, note = predict_block(m.branch)
         if branch is None:
             return None, f"branch: {note}"
-        return iso.Residual(branch, m.scale), ""
+        return Residual(branch, m.scale), ""
     if isinstance(m, nn.Linear):
         w = m.weight
         g2 = _gram_orthogonal(w)
         if g2 is not None:
-            return iso.Linear(m.in_features, m.out_features, "orthogonal", math.sqrt(g2)), ""
+            return Linear(m.in_features, m.out_features, "orthogonal", math.sqrt(g2)), ""
         g2 = m.in_features * float((w.detach().double() ** 2).mean())
-        return iso.Linear(m.in_features, m.out_features, "gaussian", math.sqrt(g2)), ""
+        return Linear(m.in_features, m.out_features, "gaussian", math.sqrt(g2)), ""
     if isinstance(m, nn.Conv2d):
         if m.stride != (1, 1) or m.groups != 1 or m.dilation != (1, 1):
             return None, "only stride 1, groups 1, dilation 1 convolutions are modelled"
@@ -302,46 +328,35 @@ def predict_block(module: nn.Module) -> tuple[Any, str]:
         others[:, :, kh // 2, kw // 2] = 0
         g2 = _gram_orthogonal(centre) if not others.any() else None
         if g2 is not None:
-            return iso.Conv2d(
+            return Conv2d(
                 m.in_channels, m.out_channels, (kh, kw), "delta_orthogonal", math.sqrt(g2)
             ), ""
         g2 = _gram_orthogonal(w.reshape(w.shape[0], -1))
         if g2 is not None and w.shape[0] <= w[0].numel():
-            return iso.Conv2d(
-                m.in_channels, m.out_channels, (kh, kw), "orthogonal", math.sqrt(g2)
-            ), ""
+            return Conv2d(m.in_channels, m.out_channels, (kh, kw), "orthogonal", math.sqrt(g2)), ""
         g2 = w[0].numel() * float((w**2).mean())
-        return iso.Conv2d(m.in_channels, m.out_channels, (kh, kw), "gaussian", math.sqrt(g2)), ""
-    simple = {
-        nn.ReLU: iso.ReLU,
-        nn.Tanh: iso.Tanh,
-        nn.Sigmoid: iso.Sigmoid,
-        nn.GELU: iso.GELU,
-        nn.SELU: iso.SeLU,
-        nn.Identity: iso.Identity,
-        nn.Flatten: iso.Identity,
-    }
-    if type(m) in simple:
-        return simple[type(m)](), ""
+        return Conv2d(m.in_channels, m.out_channels, (kh, kw), "gaussian", math.sqrt(g2)), ""
+    if type(m) in _PARAMETERLESS:
+        return _PARAMETERLESS[type(m)](), ""
     if isinstance(m, nn.LeakyReLU):
         if not 0 <= m.negative_slope <= 1:
             return None, f"negative_slope {m.negative_slope} outside [0, 1]"
-        return iso.LeakyReLU(m.negative_slope), ""
+        return act.LeakyReLU(m.negative_slope), ""
     if isinstance(m, nn.PReLU):
         if m.weight.numel() != 1 or not 0 <= float(m.weight) <= 1:
             return None, "only a single PReLU slope in [0, 1] is modelled"
-        return iso.PReLU(float(m.weight)), ""
+        return act.PReLU(float(m.weight)), ""
     if isinstance(m, nn.Hardtanh):
-        return iso.HardTanh(m.min_val, m.max_val), ""
+        return act.HardTanh(m.min_val, m.max_val), ""
     if isinstance(m, nn.Dropout | nn.Dropout1d | nn.Dropout2d | nn.Dropout3d):
-        return (iso.Dropout(m.p) if m.training and m.p > 0 else iso.Identity()), ""
+        return (act.Dropout(m.p) if m.training and m.p > 0 else Identity()), ""
     if isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d):
         gamma = math.sqrt(float((m.weight.detach().double() ** 2).mean())) if m.affine else 1.0
-        return iso.BatchNorm(gamma=gamma, eps=m.eps), ""
+        return BatchNorm(gamma=gamma, eps=m.eps), ""
     if isinstance(m, nn.AvgPool2d):
         if m.padding not in (0, (0, 0)):
             return None, "padded average pooling is not modelled"
-        return iso.AvgPool(m.kernel_size, m.stride), ""
+        return AvgPool(m.kernel_size, m.stride), ""
     return None, f"no analytic model for {type(m).__name__}"
 
 
@@ -426,18 +441,10 @@ def analyze(
     """
     if not isinstance(module, nn.Module):
         raise TypeError(f"module must be a torch.nn.Module, got {type(module).__name__}")
-    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
-        got = f"dtype {x.dtype}" if isinstance(x, torch.Tensor) else type(x).__name__
-        raise TypeError(f"x must be a floating-point torch.Tensor of shape [B, ...], got {got}")
-    if x.ndim < 2:
-        raise ValueError(
-            f"x must be batched with shape [B, ...] (ndim >= 2), got shape {tuple(x.shape)}"
-        )
-    probes = _check_int("probes", probes, 1)
-    if dtype is not None and (not isinstance(dtype, torch.dtype) or not dtype.is_floating_point):
-        raise TypeError(f"dtype must be a floating torch.dtype or None, got {dtype!r}")
-    if not isinstance(total, bool):
-        raise TypeError(f"total must be a bool, got {total!r}")
+    check_batch("x", x)
+    probes = check_int("probes", probes, 1)
+    check_dtype("dtype", dtype)
+    check_flag("total", total)
     gen = make_generator(seed, generator)
     children = list(module.named_children()) or [(type(module).__name__, module)]
     inputs: dict[str, Any] = {}

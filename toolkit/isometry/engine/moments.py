@@ -12,7 +12,9 @@ from typing import Any
 
 import sympy as sp
 
+from ..._checks import check_int
 from ._series import coerce, finish
+from .free import moments_to_cumulants, s_transform
 
 __all__ = ["Moments"]
 
@@ -62,8 +64,7 @@ class Moments:
 
     def moment(self, k: int) -> Any:
         r""":math:`m_k = \phi((JJ^T)^k)`, for ``1 <= k <= order``."""
-        if not isinstance(k, int) or isinstance(k, bool) or k < 1:
-            raise ValueError(f"k must be an int >= 1, got k={k!r}")
+        k = check_int("k", k, 1)
         if k > self.order:
             raise ValueError(
                 f"k={k} exceeds the order {self.order} these moments were computed to; "
@@ -93,14 +94,10 @@ class Moments:
 
     def free_cumulants(self) -> tuple[Any, ...]:
         """Free cumulants of the same order (:func:`toolkit.isometry.free.moments_to_cumulants`)."""
-        from .free import moments_to_cumulants
-
         return tuple(moments_to_cumulants(list(self._values)))
 
     def s_transform(self, z: Any = None) -> sp.Expr:
         """Truncated S-transform (see :func:`toolkit.isometry.free.s_transform`)."""
-        from .free import s_transform
-
         return s_transform(list(self._values), z)
 
     @property
