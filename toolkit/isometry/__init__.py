@@ -13,13 +13,16 @@ R-transforms; activations enter through the law of :math:`f'(h)`,
 >>> repeat(Serial([Linear(256, 256, gain=sp.sqrt(2)), ReLU()]), L).moments()
 Moments(m1=1, m2=2*L + 1, variance=2*L)
 
-Modules: :mod:`.free` (transforms and convolutions), :mod:`.moments`,
-:mod:`.blocks` (composition), :mod:`.linear`, :mod:`.activations`,
-:mod:`.normalization` (components), :mod:`.profile`, :mod:`.spectra`
-(eigenvalue densities), :mod:`.applications` (design rules); the measurement side:
-:mod:`.empirical` (Hutchinson estimates on real ``torch.nn.Module``s), :mod:`.analyze`
-(predicted vs measured per block), :mod:`.sampling` (Monte Carlo over random networks) and
-:mod:`.designs` (a network design's analytic twin and closed forms).
+Two halves.  The symbolic engine, :mod:`toolkit.isometry.engine`: :mod:`~.engine.free`
+(transforms and convolutions), :mod:`~.engine.moments`, :mod:`~.engine.blocks` (composition),
+the components :mod:`~.engine.linear`, :mod:`~.engine.activations` and
+:mod:`~.engine.normalization`, :mod:`~.engine.profile`, :mod:`~.engine.spectra` (eigenvalue
+densities) and :mod:`~.engine.applications` (design rules).  The measurement side,
+:mod:`toolkit.isometry.measure`: :mod:`~.measure.network` (a family of random networks),
+:mod:`~.measure.empirical` (Hutchinson estimates on real ``torch.nn.Module`` objects),
+:mod:`~.measure.sampling` (Monte Carlo over random networks), :mod:`~.measure.designs` (a
+network design's analytic twin and closed forms) and :mod:`~.measure.analyze` (predicted vs
+measured per block).  Every public name is importable from :mod:`toolkit.isometry`.
 """
 
 from .engine import (

@@ -80,9 +80,7 @@ class IsometryExplorer(Explorer):
         c["width"] = W.Dropdown(
             options=[16, 32, 64, 128, 256, 512], value=d.width, description="width", **style
         )
-        c["init"] = W.ToggleButtons(
-            options=INITS, value=d.init, description="init", **style
-        )
+        c["init"] = W.ToggleButtons(options=INITS, value=d.init, description="init", **style)
         c["gain"] = W.FloatSlider(
             value=d.gain,
             min=0.1,

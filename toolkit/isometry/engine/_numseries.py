@@ -1,8 +1,8 @@
 r"""Float power-series moment algebra on numpy arrays (fast path of :mod:`.free` for floats).
 
-Internal helper of :mod:`toolkit.isometry.spectra`: the same formulas as
-:func:`toolkit.isometry.free.free_multiplicative_convolution` and
-:func:`toolkit.isometry.free.r_diagonal_sum`, for float moments only, with
+Internal helper of :mod:`toolkit.isometry.engine.spectra`: the same formulas as
+:func:`toolkit.isometry.free_multiplicative_convolution` and
+:func:`toolkit.isometry.r_diagonal_sum`, for float moments only, with
 series reversion by Lagrange inversion: if :math:`f(z) = \sum_{j\ge1} a_j z^j` and
 :math:`\varphi(z) = z/f(z)`, the inverse :math:`g = f^{-1}` has
 :math:`g_n = \frac1n [z^{n-1}]\,\varphi(z)^n`. A series is an array ``a`` with

@@ -7,7 +7,7 @@ symbolic). :func:`coerce` picks the path from the inputs: any Python float
 without symbols selects floats; anything else (ints, ``Fraction``, sympy numbers
 or symbols) selects sympy.
 
-Internal module: the public entry points are in :mod:`toolkit.isometry.free`.
+Internal module: the public entry points are in :mod:`toolkit.isometry.engine.free`.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 r"""Vectorized Newton solver for the Cauchy transform of a tree of free laws.
 
-Internal module of :mod:`toolkit.isometry.spectra` (which documents the laws). The
+Internal module of :mod:`toolkit.isometry.engine.spectra` (which documents the laws). The
 solver works on a whole grid :math:`z = x + i\eta` at once (numpy arrays, no Python loop
 over grid points, atoms, factors or repeated sub-trees); every unknown is a logarithm.
 

@@ -4,7 +4,7 @@ Conventions. A law :math:`\mu` (the eigenvalue distribution of :math:`JJ^T`) is
 given by its moments ``[m_1, ..., m_K]`` with :math:`m_k = \phi((JJ^T)^k)` and
 :math:`\phi(A) = \mathbb E\,\mathrm{tr}A/\dim`. All functions work exactly on
 sympy input (integers, rationals, symbols) and in floating point on float input
-(see :func:`toolkit.isometry._series.coerce`); ``K`` moments in give ``K``
+(see :func:`toolkit.isometry.engine._series.coerce`); ``K`` moments in give ``K``
 results out.
 
 * Free cumulants :math:`\kappa_n` (moment-cumulant formula): with

@@ -93,11 +93,11 @@ class Moments:
         return finish(coerce([self.m2 / self.m1**2 - 1])[0])
 
     def free_cumulants(self) -> tuple[Any, ...]:
-        """Free cumulants of the same order (:func:`toolkit.isometry.free.moments_to_cumulants`)."""
+        """Free cumulants of the same order (:func:`toolkit.isometry.moments_to_cumulants`)."""
         return tuple(moments_to_cumulants(list(self._values)))
 
     def s_transform(self, z: Any = None) -> sp.Expr:
-        """Truncated S-transform (see :func:`toolkit.isometry.free.s_transform`)."""
+        """Truncated S-transform (see :func:`toolkit.isometry.s_transform`)."""
         return s_transform(list(self._values), z)
 
     @property

@@ -4,7 +4,7 @@ For a chain of blocks :math:`J = J_L\cdots J_1`, the profile holds, for every bl
 :math:`i`: the second moment of its input and output (mean-field propagation),
 its own :math:`\phi(J_iJ_i^T)` and variance (block dynamical isometry asks
 :math:`\approx 1` and :math:`\approx 0`), and the cumulative values for
-:math:`J_i\cdots J_1` (free multiplicative convolution, see :mod:`toolkit.isometry.free`).
+:math:`J_i\cdots J_1` (free multiplicative convolution, see :mod:`toolkit.isometry.engine.free`).
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ forward hooks (one forward pass through ``torch.func.functional_call`` with
 cloned buffers: the model's state is not modified), and for every block
 
 * **measures** :math:`m_1 = \phi(JJ^\top)` and the variance
-  :math:`m_2 - m_1^2` with :func:`~toolkit.isometry.empirical.empirical`
+  :math:`m_2 - m_1^2` with :func:`~toolkit.isometry.empirical`
   (normalized by the block's output dimension), and
 * **predicts** them with the analytic components of :mod:`toolkit.isometry` at the
   measured input second moment :math:`q = \mathbb E[h^2]`, for the layers it
@@ -23,7 +23,7 @@ far the network has moved from the random-matrix model.
 Example
 -------
 >>> import torch
->>> from toolkit.isometry.analyze import analyze
+>>> from toolkit.isometry import analyze
 >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
 <torch._C.Generator object at ...>
 >>> mlp = torch.nn.Sequential(torch.nn.Linear(256, 256), torch.nn.ReLU(), torch.nn.Linear(256, 64))
@@ -77,8 +77,8 @@ def _f(value: Any) -> float:
 class AnalysisRow:
     """One block: ``name``, module class ``kind``, input second moment ``q``,
     the engine block used for the prediction (``model``, ``None`` if unrecognized),
-    ``predicted`` :class:`~toolkit.isometry.moments.Moments` or ``None``,
-    ``measured`` :class:`~toolkit.isometry.empirical.EmpiricalMoments` or ``None``
+    ``predicted`` :class:`~toolkit.isometry.Moments` or ``None``,
+    ``measured`` :class:`~toolkit.isometry.EmpiricalMoments` or ``None``
     and a ``note`` saying why something is missing."""
 
     name: str
@@ -297,7 +297,7 @@ def predict_block(module: nn.Module) -> tuple[Block | None, str]:
     training mode, ``running_var`` in eval mode);
     ``nn.AvgPool2d`` (no padding); ``nn.Identity``, ``nn.Flatten``; ``nn.Sequential``
     of recognized blocks (``Serial``) and
-    :class:`~toolkit.isometry.sampling.ResidualBlock` (``Residual``).
+    :class:`~toolkit.isometry.ResidualBlock` (``Residual``).
     """
     m = module
     if isinstance(m, nn.Sequential):
@@ -429,7 +429,7 @@ def analyze(
         none). Each child should take one batched tensor and be called once per forward;
         children with other inputs are listed but not measured. Its mode is respected.
     x : input batch ``[B, ...]`` (floating).
-    probes, seed, generator, dtype : passed to :func:`~toolkit.isometry.empirical.empirical`
+    probes, seed, generator, dtype : passed to :func:`~toolkit.isometry.empirical`
         (one generator drives all blocks).
     total : also measure (and, if recognized, predict) the whole model as ``table.total``.
 

@@ -1,7 +1,7 @@
-r"""The analytic twin of a :class:`~toolkit.isometry.sampling.NetworkDesign`.
+r"""The analytic twin of a :class:`~toolkit.isometry.NetworkDesign`.
 
 :func:`design_block` turns a design (the family of random networks that
-:func:`~toolkit.isometry.sampling.build_network` draws) into the composition of components
+:func:`~toolkit.isometry.build_network` draws) into the composition of components
 whose Jacobian moments the free-probability engine predicts, block for block:
 
 * ``"mlp"``: ``Linear -> [BatchNorm] -> activation``, repeated ``depth`` times;
@@ -78,7 +78,7 @@ def _one_block(design: NetworkDesign, gain: Any, exact: bool = False) -> Block:
 def design_block(design: NetworkDesign | dict, **overrides: Any) -> Block:
     """The analytic block chain of ``design``: ``Serial`` of ``depth`` copies of one block.
 
-    >>> from toolkit.isometry.sampling import NetworkDesign
+    >>> from toolkit.isometry import NetworkDesign
     >>> from toolkit.isometry import profile
     >>> chain = design_block(NetworkDesign("mlp", width=256, depth=3, gain=2**0.5))
     >>> profile(chain).cumulative_m1.round(6).tolist()  # Kaiming ReLU: m1 = 1 at every depth
@@ -119,7 +119,7 @@ def design_formula(design: NetworkDesign | dict, **overrides: Any) -> Formula:
     one block (in ``g`` where possible).  Substituting ``L = depth`` and ``g = gain`` gives
     the numeric prediction.
 
-    >>> from toolkit.isometry.sampling import NetworkDesign
+    >>> from toolkit.isometry import NetworkDesign
     >>> f = design_formula(NetworkDesign("mlp", activation="linear", depth=4))
     >>> f.scope, f.moments.m1
     ('network', g**(2*L))

@@ -45,7 +45,7 @@ cross-sample terms.
 Example
 -------
 >>> import torch
->>> from toolkit.isometry.empirical import empirical
+>>> from toolkit.isometry import empirical
 >>> lin = torch.nn.Linear(256, 256, bias=False)
 >>> _ = torch.nn.init.orthogonal_(lin.weight)
 >>> est = empirical(lin, torch.randn(8, 256), probes=16, seed=0)

@@ -280,7 +280,7 @@ def sample_block_moments(
     r"""Measure every block's Jacobian moments on ``samples`` random networks.
 
     Each network sees a standard-normal batch of ``batch`` inputs; every block
-    is measured with :func:`~toolkit.isometry.empirical.empirical` (``probes``
+    is measured with :func:`~toolkit.isometry.empirical` (``probes``
     Hutchinson probes, float64) at the input it actually receives. With
     ``cumulative`` the prefix networks are measured too (``total_*``), which
     shows how :math:`m_1` and the variance compose with depth (this costs
@@ -288,7 +288,7 @@ def sample_block_moments(
     a callable ``progress(done, total)`` called after each network, or ``True``
     for a tqdm bar when tqdm is installed. With batch norm the measured
     :math:`m_1` carries the :math:`O(1/\text{batch})` cross-sample terms (see
-    :func:`~toolkit.isometry.empirical.empirical`).
+    :func:`~toolkit.isometry.empirical`).
 
     >>> res = sample_block_moments(NetworkDesign(width=64, depth=2, gain=2**0.5),
     ...                            samples=2, cumulative=False, seed=0)
