@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
@@ -14,7 +16,7 @@ from .measure import NetworkDesign, design_block, sample_block_moments, sample_s
 __all__ = ["DEFAULT_DESIGNS", "isometry_section"]
 
 #: The designs the report compares: label -> the fields of a NetworkDesign.
-DEFAULT_DESIGNS = {
+DEFAULT_DESIGNS: dict[str, dict[str, Any]] = {
     "ReLU MLP, Kaiming Gaussian": dict(activation="relu", init="gaussian", gain=2**0.5),
     "tanh MLP, orthogonal": dict(activation="tanh", init="orthogonal", gain=1.0),
     "residual ReLU, no normalization": dict(
@@ -99,6 +101,12 @@ def _spectrum_figure(design: NetworkDesign, samples: int, seed: int, device: str
     return fig
 
 
+def _last(values: np.ndarray | None) -> float:
+    if values is None:  # sample_block_moments is called with cumulative=True (the default)
+        raise RuntimeError("the end-to-end moments were not measured")
+    return float(values[-1])
+
+
 @register_section("isometry", "Block dynamical isometry", order=10)
 def isometry_section(ctx: ReportContext) -> list:
     sizes = _sizes(ctx.quick)
@@ -114,11 +122,11 @@ def isometry_section(ctx: ReportContext) -> list:
             {
                 "design": label,
                 "φ predicted": float(prof.cumulative_m1[-1]),
-                "φ sampled": float(measured.total_m1[-1]),
-                "± se": float(measured.total_m1_stderr[-1]),
+                "φ sampled": _last(measured.total_m1),
+                "± se": _last(measured.total_m1_stderr),
                 "variance predicted": float(prof.cumulative_variance[-1]),
-                "variance sampled": float(measured.total_variance[-1]),
-                "± se ": float(measured.total_variance_stderr[-1]),
+                "variance sampled": _last(measured.total_variance),
+                "± se ": _last(measured.total_variance_stderr),
                 "max |block φ − 1|": float(np.max(np.abs(prof.m1 - 1))),
             }
         )

@@ -9,12 +9,15 @@ import pytest
 import torch
 from numpy.polynomial.hermite_e import hermegauss
 from scipy import integrate, stats
+from scipy.special import ndtr
 from torch import nn
 
 from toolkit.isometry import (
     NetworkDesign,
     ResidualBlock,
     build_network,
+    design_block,
+    profile,
     sample_block_moments,
     sample_input,
     sample_spectrum,
@@ -30,8 +33,6 @@ def gauss_mean(fn, var: float) -> float:
 
 
 def _gelu_d(z):
-    from scipy.special import ndtr
-
     return ndtr(z) + z * np.exp(-z * z / 2) / np.sqrt(2 * np.pi)
 
 
@@ -293,9 +294,6 @@ def test_sampled_blocks_match_the_analytic_design(design: NetworkDesign) -> None
     Odd activations only: with GELU/ReLU branches the residual stream accumulates a mean
     and E[x F(x)] != 0, which mean-field q propagation (q + s^2 q_F) leaves out.
     """
-    from toolkit.isometry import profile
-    from toolkit.isometry.measure.designs import design_block
-
     pred = profile(design_block(design), q=1.0)
     res = sample_block_moments(design, samples=6, batch=8, probes=8, seed=0)
     assert np.allclose(res.q, pred.q_in, rtol=0.03)  # mean-field q propagation

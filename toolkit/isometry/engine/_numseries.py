@@ -82,7 +82,7 @@ def _from_cumulants(kappa: np.ndarray) -> np.ndarray:
 def r_diagonal_sum(seqs: list[np.ndarray]) -> np.ndarray:
     """Moments of :math:`JJ^T` for a free sum of R-diagonal terms (symmetrized laws add)."""
     k = min(len(s) for s in seqs)
-    total = 0.0
+    total = np.zeros(2 * k)
     for s in seqs:
         sym = np.zeros(2 * k)
         sym[1::2] = s[:k]

@@ -60,7 +60,7 @@ def num(x: Any, exact: bool) -> Any:
             return x
         if isinstance(x, numbers.Integral):
             return sp.Integer(int(x))
-        if isinstance(x, numbers.Number):
+        if isinstance(x, numbers.Real):
             return sp.Float(float(x))
         raise TypeError(f"expected a number or a sympy expression, got {x!r}")
     if isinstance(x, sp.Basic):

@@ -109,6 +109,12 @@ class Activation(Block):
     def _params(self) -> list[Any]:
         return []
 
+    def _f(self, h: np.ndarray) -> np.ndarray:
+        raise NotImplementedError(f"{type(self).__name__} gives its moments in closed form")
+
+    def _fprime(self, h: np.ndarray) -> np.ndarray:
+        raise NotImplementedError(f"{type(self).__name__} gives its moments in closed form")
+
     def _check_numeric_q(self, q: Any) -> float:
         if is_symbolic(q):
             raise TypeError(

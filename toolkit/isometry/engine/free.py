@@ -235,7 +235,7 @@ def free_multiplicative_convolution(*moment_seqs: Sequence[Any], ratios: Any = N
 
 
 def _product(seqs: list[list[Any]], ratios: list[Any], k: int) -> list[Any]:
-    total = None
+    total: list[Any] | None = None
     for seq, r in zip(seqs, ratios):
         s = _s_coeffs(seq[:k])
         if total is None:
@@ -244,6 +244,8 @@ def _product(seqs: list[list[Any]], ratios: list[Any], k: int) -> list[Any]:
             # S_{M_i}(w) = S_{M_{i-1}}(w r_i) S_{nu_i}(w)
             scaled = [c * r**j for j, c in enumerate(total)]
             total = [simplify(c) for c in series_mul(scaled, s, k)]
+    if total is None:
+        raise ValueError("the product needs at least one moment sequence")
     return _moments_from_s(total, k)
 
 

@@ -75,7 +75,7 @@ class Linear(_Weight):
     Moments(m1=1, m2=1, variance=0)
     """
 
-    def __init__(self, fan_in: int, fan_out: int, init: str = "gaussian", gain: Any = 1.0):
+    def __init__(self, fan_in: int, fan_out: int, init: str = "gaussian", gain: Any = 1.0) -> None:
         super().__init__(fan_in, fan_out, gain)
         self.init = check_choice("init", init, ("gaussian", "orthogonal"))
 

@@ -7,7 +7,7 @@ r"""The :class:`Moments` of a Jacobian: :math:`m_k = \phi((JJ^T)^k)`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import sympy as sp
@@ -125,7 +125,7 @@ class Moments:
     def __float__(self) -> float:
         return float(self.m1)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Any]:
         return iter(self._values)
 
     def __len__(self) -> int:

@@ -35,6 +35,7 @@ class SecondMomentNorm(Block):
     Chen et al. 2020 propose it as a cheaper batch norm (no centring). Moments
     :math:`(\gamma^2/(q+\epsilon))^k`; ``q -> gamma^2 q/(q + eps)``.
 
+    >>> import sympy as sp
     >>> q = sp.Symbol("q", positive=True)
     >>> SecondMomentNorm().moments(q=q)
     Moments(m1=1/q, m2=q**(-2), variance=0)

@@ -112,7 +112,7 @@ class ProductLaw:
                 flat.extend(law.items)
             else:
                 flat.append((law, float(ratio)))
-        self.items = flat
+        self.items: list[tuple[Any, float]] = flat
 
     @property
     def ratio(self) -> float:
@@ -135,7 +135,7 @@ class ProductLaw:
         return [tuple(g) for g in groups.values()]
 
     def moments(self, k: int) -> list[float]:
-        total = None
+        total: np.ndarray | None = None
         for law, c, mult in self.factors():
             if isinstance(law, AtomLaw) and law.values.size == 1:  # constant: S = 1/a
                 s = np.zeros(k)
@@ -144,6 +144,8 @@ class ProductLaw:
                 s = _ns.s_coeffs(np.asarray(law.moments(k), dtype=float))
             s = _ns.power(s, mult, k) * c ** np.arange(k)
             total = s if total is None else _ns.mul(total, s, k)
+        if total is None:
+            raise ValueError("a ProductLaw needs at least one factor")
         return _ns.moments_from_s(total, k).tolist()
 
 
@@ -330,7 +332,7 @@ def _attempt(
 
 #: fallbacks for points that fail: exact laws, a start further out (``top`` is an estimate),
 #: smaller continuation steps, then a larger eta
-_RETRIES = (
+_RETRIES: tuple[dict[str, Any], ...] = (
     {"start": 20.0},
     {"compress": False, "start": 20.0},
     {"compress": False, "start": 20.0, "h0": 0.2, "h_max": 0.5, "rounds": 400},

@@ -37,8 +37,9 @@ True
 from __future__ import annotations
 
 import html
+import importlib
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -201,15 +202,15 @@ class AnalysisTable:
     def _repr_html_(self) -> str:
         return self.to_html()
 
-    def to_pandas(self):
+    def to_pandas(self) -> Any:
         """The rows (and total) as a ``pandas.DataFrame``; raises ImportError without pandas."""
         try:  # pandas is optional: not a dependency of the toolkit
-            import pandas as pd
+            pd = importlib.import_module("pandas")
         except ImportError as exc:
             raise ImportError("AnalysisTable.to_pandas needs pandas: pip install pandas") from exc
         return pd.DataFrame([r.as_dict() for r in self._all()])
 
-    def plot(self):
+    def plot(self) -> Any:
         """Plotly figure: measured (with error bars) and predicted m1 and variance per block."""
         # Lazy: plotly is needed only for this figure, and ``import toolkit.isometry`` (which
         # imports this module) stays free of it.
@@ -267,17 +268,7 @@ def _gram_orthogonal(w: torch.Tensor) -> float | None:
 
 # nn classes modelled by a component without parameters: the design activations' own
 # table, plus the few layers no design uses.
-_PARAMETERLESS: dict[type[nn.Module], type[Block]] = {
-    **{a.torch: a.analytic for a in ACTIVATION_LAYERS.values() if a is not None and not a.sloped},
-    nn.Sigmoid: act.Sigmoid,
-    nn.Identity: Identity,
-    nn.Flatten: Identity,
-}
-
-
-# nn classes modelled by a component without parameters: the design activations' own
-# table, plus the few layers no design uses.
-_PARAMETERLESS: dict[type[nn.Module], type[Block]] = {
+_PARAMETERLESS: dict[type[nn.Module], Callable[[], Block]] = {
     **{a.torch: a.analytic for a in ACTIVATION_LAYERS.values() if a is not None and not a.sloped},
     nn.Sigmoid: act.Sigmoid,
     nn.Identity: Identity,
@@ -305,7 +296,7 @@ def predict_block(module: nn.Module) -> tuple[Block | None, str]:
         missing = [f"{type(c).__name__}: {note}" for c, (b, note) in zip(m, parts) if b is None]
         if missing or not parts:
             return None, "unrecognized part(s): " + "; ".join(missing) if missing else "empty"
-        return Serial([b for b, _ in parts]), ""
+        return Serial([b for b, _ in parts if b is not None]), ""
     if isinstance(m, ResidualBlock):
         branch, note = predict_block(m.branch)
         if branch is None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -136,7 +136,7 @@ def _formula(design: NetworkDesign) -> Formula:
     # A symbolic gain only where the activation's moments are closed forms in q; sympy's
     # exact integrals for smooth activations at symbolic q take seconds to minutes.
     symbolic_gain = design.activation in _PIECEWISE_LINEAR and design.normalization == "none"
-    attempts = (
+    attempts: tuple[tuple[Callable[[], Block], dict[str, sp.Symbol], str], ...] = (
         (lambda: repeat(_one_block(design, g, exact=True), L), {"L": L, "g": g}, "network"),
         (lambda: repeat(_one_block(design, design.gain), L), {"L": L}, "network"),
         (lambda: _one_block(design, g, exact=True), {"g": g}, "block"),

@@ -56,6 +56,7 @@ Example
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -131,7 +132,9 @@ def check_dtype(name: str, dtype: Any) -> torch.dtype | None:
     return dtype
 
 
-def functional_forward(module: nn.Module, dtype: torch.dtype | None):
+def functional_forward(
+    module: nn.Module, dtype: torch.dtype | None
+) -> Callable[[torch.Tensor], torch.Tensor]:
     """``x -> module(x)`` through ``torch.func.functional_call`` with cast, cloned state.
 
     Parameters and floating buffers are cast to ``dtype`` (unless ``None``);
@@ -229,7 +232,7 @@ def empirical(
     xd = x.detach().to(dtype) if dtype is not None else x.detach()
     f = functional_forward(module, dtype)
     try:
-        out, vjp_fn = vjp(f, xd)
+        out, vjp_fn = vjp(f, xd)[:2]
     except Exception as exc:  # the module rejected the input: name the argument
         raise ValueError(
             f"x of shape {tuple(x.shape)} and dtype {xd.dtype} could not be passed through "
@@ -259,7 +262,7 @@ def empirical(
     v = v.to(out.device)
 
     def jt_and_jjt(vi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        u, vjp_lin = vjp(lambda w: vjp_fn(w)[0], vi)  # u = J^T v (linear in v)
+        u, vjp_lin = vjp(lambda w: vjp_fn(w)[0], vi)[:2]  # u = J^T v (linear in v)
         return u, vjp_lin(u)[0]  # J u: transpose of the linear map v -> J^T v
 
     if chunk_size is None:

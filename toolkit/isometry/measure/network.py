@@ -21,7 +21,7 @@ both take an activation name to a layer through the one table :data:`ACTIVATION_
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
@@ -54,7 +54,7 @@ class ActivationLayers:
     """
 
     torch: type[nn.Module]
-    analytic: type[Activation]
+    analytic: Callable[..., Activation]
     sloped: bool = False
 
 
@@ -230,7 +230,7 @@ def compose_block(design: NetworkDesign, builder: LayerBuilder[T]) -> T:
     --------
     >>> from toolkit.isometry.measure.designs import AnalyticLayers
     >>> compose_block(NetworkDesign(width=4, normalization="batchnorm"), AnalyticLayers())
-    Serial([Linear(4, 4, init='gaussian', gain=1.0), BatchNorm(gamma=1, eps=0), ReLU()])
+    Serial([Linear(4, 4, init='gaussian', gain=1.0), BatchNorm(gamma=1, beta=0, eps=0), ReLU()])
     """
     parts = [builder.layer(design)]
     if design.normalization == "batchnorm":

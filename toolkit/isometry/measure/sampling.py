@@ -301,7 +301,7 @@ def sample_block_moments(
     probes = check_int("probes", probes, 1)
     gen = make_generator(seed, generator, cpu=True)
     L = design.depth
-    keys = ("m1", "m2", "variance", "normalized_variance", "q")
+    keys: tuple[str, ...] = ("m1", "m2", "variance", "normalized_variance", "q")
     keys += ("total_m1", "total_variance") if cumulative else ()
     raw = {k: np.full((samples, L), np.nan) for k in keys}
     se = {k: np.full((samples, L), np.nan) for k in keys}
