@@ -80,11 +80,24 @@ def _rule(q: float) -> tuple[np.ndarray, np.ndarray]:
 
 
 def gaussian_expectation(fn: Any, q: float) -> float:
-    r""":math:`\mathbb E[fn(h)]`, :math:`h\sim N(0,q)`, by composite Gauss-Legendre.
+    r""":math:`\mathbb E[f(h)]`, :math:`h\sim N(0,q)`, by composite Gauss-Legendre quadrature.
 
     The panels cover :math:`[-12\sqrt q, 12\sqrt q]` (see ``_rule``); accurate to about
     machine precision for ``fn`` smooth within each panel.
 
+    Parameters
+    ----------
+    fn : callable
+        Vectorized :math:`f`: numpy array in, numpy array out.
+    q : float
+        The variance of :math:`h`, ``> 0``.
+
+    Returns
+    -------
+    float
+
+    Examples
+    --------
     >>> round(gaussian_expectation(lambda h: h**4, 2.0), 10)   # 3 q^2
     12.0
     """

@@ -36,10 +36,30 @@ def selu_parameters(epsilon: Any, gain: Any = 1.0, q: Any = 1.0) -> tuple[Any, A
     .. math:: \alpha^2 = \frac{\epsilon q}{2\,(qC - (1+\epsilon)B)}, \qquad
               \lambda^2 = \frac{1+\epsilon}{g^2(1/2 + \alpha^2 C)}.
 
-    A solution exists for :math:`0 \le \epsilon < qC/B - 1` (about 0.160 at
-    ``q = 1``). The self-normalizing SeLU of Klambauer et al. corresponds to
-    :math:`\epsilon \approx 0.0716`. Exact inputs give sympy results.
+    The self-normalizing SeLU of Klambauer et al. corresponds to :math:`\epsilon \approx 0.0716`.
 
+    Parameters
+    ----------
+    epsilon : number or sympy expression
+        The excess :math:`\phi(JJ^T) - 1`; a solution exists for
+        :math:`0 \le \epsilon < qC/B - 1` (about 0.160 at ``q = 1``).
+    gain : number or sympy expression
+        The layer's gain, ``> 0``.
+    q : number or sympy expression
+        The fixed-point second moment, ``> 0``.
+
+    Returns
+    -------
+    lam, alpha
+        Floats, or sympy expressions for exact input.
+
+    Raises
+    ------
+    ValueError
+        If ``epsilon`` is outside the range above.
+
+    Examples
+    --------
     >>> lam, alpha = selu_parameters(0.0716)
     >>> round(lam, 3), round(alpha, 3)
     (1.051, 1.674)
@@ -83,8 +103,25 @@ def leaky_relu_slope(depth: Any, target_variance: Any) -> LeakySlope:
     .. math:: L\,v_a = v_\text{target} \iff a = \sqrt{\frac{1-t}{1+t}}, \quad
               t = \sqrt{v_\text{target}/L}.
 
-    Needs :math:`0 \le v_\text{target} \le L` (slope 0, plain ReLU, gives :math:`L`).
+    Parameters
+    ----------
+    depth : int or sympy.Symbol
+        :math:`L \ge 1`.
+    target_variance : number or sympy expression
+        :math:`0 \le v_\text{target} \le L` (slope 0, plain ReLU, gives :math:`L`).
 
+    Returns
+    -------
+    LeakySlope
+        ``(slope, gain)``; sympy expressions for exact or symbolic input.
+
+    Raises
+    ------
+    ValueError
+        If ``target_variance`` lies outside :math:`[0, L]`.
+
+    Examples
+    --------
     >>> leaky_relu_slope(100, 1.0)     # doctest: +ELLIPSIS
     LeakySlope(slope=0.9045..., gain=1.0488...)
     """

@@ -433,5 +433,25 @@ class Repeat(Block):
 
 
 def repeat(block: Block, depth: Any) -> Repeat:
-    """``block`` stacked ``depth`` times (int or sympy symbol); see :class:`Repeat`."""
+    """``block`` stacked ``depth`` times; see :class:`Repeat`.
+
+    Parameters
+    ----------
+    block : Block
+        A shape-preserving block (ratio 1) when ``depth`` is symbolic or above 1.
+    depth : int or sympy.Symbol
+        ``>= 1``, or a symbol for closed forms in the depth.
+
+    Returns
+    -------
+    Repeat
+
+    Examples
+    --------
+    >>> import sympy as sp
+    >>> from toolkit.isometry import Linear
+    >>> L = sp.Symbol("L", positive=True)
+    >>> repeat(Linear(8, 8, gain=2), L).moments()
+    Moments(m1=4**L, m2=16**L*(L + 1), variance=16**L*L)
+    """
     return Repeat(block, depth)

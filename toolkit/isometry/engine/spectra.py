@@ -391,17 +391,34 @@ def spectral_density(
 ) -> tuple[np.ndarray, np.ndarray]:
     r"""Eigenvalue density of :math:`JJ^T` for ``block`` at input second moment ``q``.
 
-    Returns ``(x, density)`` numpy arrays. The default grid has ``num`` points on
-    :math:`(0, x_\max]`, denser near 0 (:math:`x = x_\max t^2`), where
-    :math:`x_\max` bounds the support (estimated from the 16th moment). ``eta`` is
-    the imaginary part used for :math:`z = x + i\eta` (default
-    :math:`\min(10^{-2}x, 10^{-3}x_\max)`, relative near 0);
-    it smooths the density on that scale. Atoms are not resolved: they appear
-    as Lorentzians of width ``eta`` (e.g. the zero eigenvalues of an expanding layer,
-    mass :math:`1 - n_\text{in}/n_\text{out}`, or of ReLU masks, mass 1/2). Deep
-    products concentrate mass near 0 like :math:`x^{-L/(L+1)}`, which no grid
-    resolves; use :meth:`Block.moments` for exact moments.
+    Atoms are not resolved: they appear as Lorentzians of width ``eta`` (e.g. the zero
+    eigenvalues of an expanding layer, mass :math:`1 - n_\text{in}/n_\text{out}`, or of ReLU
+    masks, mass 1/2). Deep products concentrate mass near 0 like :math:`x^{-L/(L+1)}`, which
+    no grid resolves; use :meth:`Block.moments` for exact moments.
 
+    Parameters
+    ----------
+    block : Block
+        Any block with numeric parameters.
+    q : float
+        Second moment of the block's input, ``> 0``.
+    num : int
+        Points of the default grid (``>= 8``): :math:`(0, x_\max]`, denser near 0
+        (:math:`x = x_\max t^2`), where :math:`x_\max` bounds the support (estimated from the
+        16th moment).
+    x : array_like, optional
+        Evaluate at these points instead of the default grid.
+    eta : float, optional
+        Imaginary part of :math:`z = x + i\eta`, which smooths the density on that scale
+        (default :math:`\min(10^{-2}x, 10^{-3}x_\max)`, relative near 0).
+
+    Returns
+    -------
+    x, density : numpy.ndarray
+        The grid and the density on it.
+
+    Examples
+    --------
     >>> from toolkit.isometry import Linear
     >>> x, rho = spectral_density(Linear(64, 64), num=400)
     >>> bool(abs(np.trapezoid(rho, x) - 1) < 0.02)

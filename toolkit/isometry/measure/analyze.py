@@ -76,11 +76,25 @@ def _f(value: Any) -> float:
 
 @dataclass(frozen=True)
 class AnalysisRow:
-    """One block: ``name``, module class ``kind``, input second moment ``q``,
-    the engine block used for the prediction (``model``, ``None`` if unrecognized),
-    ``predicted`` :class:`~toolkit.isometry.Moments` or ``None``,
-    ``measured`` :class:`~toolkit.isometry.EmpiricalMoments` or ``None``
-    and a ``note`` saying why something is missing."""
+    r"""One row of an :class:`AnalysisTable`: a block's measured and predicted moments.
+
+    Attributes
+    ----------
+    name : str
+        The block's name (``"total"`` for the whole model).
+    kind : str
+        The module's class name.
+    q : float
+        The block input's measured second moment :math:`\mathbb E[h^2]` (NaN if not measured).
+    model : Block or None
+        The engine block used for the prediction (``None`` if unrecognized).
+    predicted : Moments or None
+        Its moments at ``q``.
+    measured : EmpiricalMoments or None
+        The Hutchinson estimate.
+    note : str
+        Why something is missing.
+    """
 
     name: str
     kind: str
@@ -138,11 +152,18 @@ def _pm(v: float, se: float) -> str:
 
 
 class AnalysisTable:
-    """Rows of :func:`analyze` (blocks in forward order, then the whole model as ``total``).
+    """Rows of :func:`analyze`: the blocks in forward order, then the whole model as ``total``.
 
     Index by position or block name; iterate over the block rows. ``to_html()``
     gives a plain HTML table (also shown by Jupyter), ``to_pandas()`` a DataFrame
-    (needs pandas), ``plot()`` a plotly figure (needs plotly).
+    (needs pandas), ``plot()`` a plotly figure.
+
+    Parameters
+    ----------
+    rows : list of AnalysisRow
+        The block rows.
+    total : AnalysisRow, optional
+        The whole model's row.
     """
 
     def __init__(self, rows: list[AnalysisRow], total: AnalysisRow | None = None) -> None:
@@ -277,7 +298,7 @@ _PARAMETERLESS: dict[type[nn.Module], Callable[[], Block]] = {
 
 
 def predict_block(module: nn.Module) -> tuple[Block | None, str]:
-    """The :mod:`toolkit.isometry` block modelling ``module``, or ``None``, and a note.
+    r"""The :mod:`toolkit.isometry` block modelling ``module``, or ``None``, and a note.
 
     Recognized: ``nn.Linear``; ``nn.Conv2d`` (stride 1, no groups or dilation;
     circular padding assumed); ``nn.ReLU``, ``nn.LeakyReLU`` (slope in [0, 1]),
@@ -289,6 +310,30 @@ def predict_block(module: nn.Module) -> tuple[Block | None, str]:
     ``nn.AvgPool2d`` (no padding); ``nn.Identity``, ``nn.Flatten``; ``nn.Sequential``
     of recognized blocks (``Serial``) and
     :class:`~toolkit.isometry.ResidualBlock` (``Residual``).
+
+    The weight scale is read from the weights: :math:`g^2 = \text{in}\cdot\overline{W^2}` for
+    i.i.d. weights, or :math:`\lVert W\rVert_F^2/\min(\text{in}, \text{out})` when ``W`` is
+    (semi-)orthogonal.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        The layer or block to model.
+
+    Returns
+    -------
+    block : Block or None
+        The analytic model, ``None`` if ``module`` is not recognized.
+    note : str
+        Why it is not recognized (empty otherwise).
+
+    Examples
+    --------
+    >>> from torch import nn
+    >>> predict_block(nn.Sequential(nn.Linear(4, 4), nn.Tanh()))[0]  # doctest: +ELLIPSIS
+    Serial([Linear(4, 4, init='gaussian', gain=...), Tanh()])
+    >>> predict_block(nn.Conv2d(4, 4, 3, stride=2))
+    (None, 'only stride 1, groups 1, dilation 1 convolutions are modelled')
     """
     m = module
     if isinstance(m, nn.Sequential):
@@ -416,19 +461,40 @@ def analyze(
 
     Parameters
     ----------
-    module : the model; its named children are the blocks (the model itself if it has
-        none). Each child should take one batched tensor and be called once per forward;
-        children with other inputs are listed but not measured. Its mode is respected.
-    x : input batch ``[B, ...]`` (floating).
-    probes, seed, generator, dtype : passed to :func:`~toolkit.isometry.empirical`
-        (one generator drives all blocks).
-    total : also measure (and, if recognized, predict) the whole model as ``table.total``.
+    module : torch.nn.Module
+        The model; its named children are the blocks (the model itself if it has none).
+        Each child should take one batched tensor and be called once per forward; children
+        with other inputs are listed but not measured. Its mode is respected.
+    x : torch.Tensor
+        Input batch ``[B, ...]`` (floating).
+    probes : int
+        Hutchinson probes per block, passed to :func:`~toolkit.isometry.empirical`.
+    seed, generator : optional
+        Source of the probes (give at most one); one generator drives all blocks.
+    total : bool
+        Also measure (and, if recognized, predict) the whole model as ``table.total``.
+    dtype : torch.dtype or None
+        Computation dtype, passed to :func:`~toolkit.isometry.empirical`.
 
     Returns
     -------
-    :class:`AnalysisTable` with one :class:`AnalysisRow` per block, in forward order.
-    ``q`` is the block's measured input second moment :math:`\mathbb E[h^2]`; the
-    predicted moments are those of :func:`predict_block`'s model at that ``q``.
+    AnalysisTable
+        One :class:`AnalysisRow` per block, in forward order. ``q`` is the block's measured
+        input second moment :math:`\mathbb E[h^2]`; the predicted moments are those of
+        :func:`predict_block`'s model at that ``q``.
+
+    Raises
+    ------
+    TypeError, ValueError
+        For bad arguments, or when ``x`` cannot be passed through ``module``.
+
+    Examples
+    --------
+    >>> mlp = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.ReLU())
+    >>> table = analyze(mlp, torch.randn(8, 64, generator=torch.Generator().manual_seed(0)),
+    ...                 probes=8, seed=0)
+    >>> [row.kind for row in table], table.total.kind
+    (['Linear', 'ReLU'], 'Sequential')
     """
     if not isinstance(module, nn.Module):
         raise TypeError(f"module must be a torch.nn.Module, got {type(module).__name__}")

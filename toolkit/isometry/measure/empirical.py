@@ -192,27 +192,40 @@ def empirical(
 
     Parameters
     ----------
-    module : a ``torch.nn.Module`` mapping ``[B, ...]`` to ``[B, ...]`` sample-wise.
-        Its train/eval mode is respected; its state is not modified.
-    x : input batch, floating tensor of shape ``[B, ...]`` (``B >= 1``, ``x.ndim >= 2``).
-        The computation runs on ``x.device``.
-    probes : Hutchinson probes per sample (``>= 1``); the cost is one forward
-        pass plus ``2 * probes`` vectorized backward passes.
-    seed, generator : source of the probes (give at most one).
-    distribution : ``"rademacher"`` (default, lower variance) or ``"gaussian"``.
-    dtype : the parameters, buffers and ``x`` are cast to this dtype for the
-        computation (default float64); ``None`` keeps them as they are.
-    chunk_size : probes vectorized at once (default: as many as fit ~8M elements).
+    module : torch.nn.Module
+        Maps ``[B, ...]`` to ``[B, ...]`` sample-wise. Its train/eval mode is respected; its
+        state is not modified.
+    x : torch.Tensor
+        Input batch, floating, shape ``[B, ...]`` (``B >= 1``, ``x.ndim >= 2``). The
+        computation runs on ``x.device``.
+    probes : int
+        Hutchinson probes per sample (``>= 1``); the cost is one forward pass plus
+        ``2 * probes`` vectorized backward passes.
+    seed, generator : optional
+        Source of the probes (give at most one; neither draws fresh entropy).
+    distribution : {"rademacher", "gaussian"}
+        The probe distribution (Rademacher has the lower variance).
+    dtype : torch.dtype or None
+        The parameters, buffers and ``x`` are cast to this dtype for the computation
+        (default float64); ``None`` keeps them as they are.
+    chunk_size : int, optional
+        Probes vectorized at once (default: as many as fit ~8M elements).
 
     Returns
     -------
-    :class:`EmpiricalMoments`. Standard errors measure the probe noise given
-    ``x``: from the spread of the ``probes`` per-probe batch averages when
-    ``probes >= 2``; with one probe, from the spread over the ``B`` samples
-    (conservative: it also includes the variation between inputs).
+    EmpiricalMoments
+        Standard errors measure the probe noise given ``x``: from the spread of the
+        ``probes`` per-probe batch averages when ``probes >= 2``; with one probe, from the
+        spread over the ``B`` samples (conservative: it also includes the variation between
+        inputs).
 
-    Example
-    -------
+    Raises
+    ------
+    TypeError, ValueError
+        For bad arguments, or a module whose output is not one tensor ``[B, ...]``.
+
+    Examples
+    --------
     >>> relu_block = torch.nn.Sequential(torch.nn.Linear(512, 512, bias=False), torch.nn.ReLU())
     >>> _ = torch.nn.init.normal_(relu_block[0].weight, std=(2 / 512) ** 0.5)
     >>> est = empirical(relu_block, torch.randn(16, 512), probes=32, seed=0)

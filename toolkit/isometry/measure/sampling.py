@@ -108,13 +108,30 @@ def build_network(
     dtype: torch.dtype = torch.float64,
     device: str | torch.device | None = None,
 ) -> nn.Sequential:
-    """Draw one random network of ``design`` (``width``/``depth`` override its fields).
+    """Draw one random network of ``design``.
 
-    Returns ``nn.Sequential(OrderedDict(block0=..., ...))`` in training mode, on
-    ``device`` (default CPU) with ``dtype`` (default float64). Weights are drawn
-    on the CPU from ``seed``/``generator``, so a seed gives the same network on
-    every device.
+    Weights are drawn in float64 on the CPU, so a seed gives the same network on every device.
 
+    Parameters
+    ----------
+    design : NetworkDesign or mapping
+        The family of networks, or a mapping of its fields.
+    width, depth : int, optional
+        Override the design's fields.
+    seed, generator : optional
+        Source of the weights (give at most one; neither draws fresh entropy).
+    dtype : torch.dtype
+        Of the returned network (default float64).
+    device : str or torch.device, optional
+        Where the network lives (default CPU).
+
+    Returns
+    -------
+    torch.nn.Sequential
+        ``Sequential(OrderedDict(block0=..., ...))`` in training mode.
+
+    Examples
+    --------
     >>> net = build_network(NetworkDesign("mlp", width=8, depth=2), seed=0)
     >>> x = torch.randn(3, 8, dtype=torch.float64)
     >>> [name for name, _ in net.named_children()], net(x).shape
@@ -136,7 +153,33 @@ def sample_input(
     dtype: torch.dtype = torch.float64,
     device: str | torch.device | None = None,
 ) -> torch.Tensor:
-    """Standard normal input ``[batch, width]`` (``[batch, width, s, s]`` for ``"cnn"``)."""
+    """A standard-normal input batch for networks of ``design``.
+
+    Parameters
+    ----------
+    design : NetworkDesign or mapping
+        The family of networks, or a mapping of its fields.
+    batch : int
+        Samples, ``>= 1``.
+    seed, generator : optional
+        Source of the input (give at most one; neither draws fresh entropy).
+    width : int, optional
+        Overrides the design's width.
+    dtype : torch.dtype
+        Default float64 (drawn in float64 on the CPU, then cast).
+    device : str or torch.device, optional
+        Default CPU.
+
+    Returns
+    -------
+    torch.Tensor
+        ``[batch, width]``, or ``[batch, width, s, s]`` for ``"cnn"`` (``s = image_size``).
+
+    Examples
+    --------
+    >>> sample_input(NetworkDesign("cnn", width=4, image_size=5), 2, seed=0).shape
+    torch.Size([2, 4, 5, 5])
+    """
     design = as_design(design, width=width)
     batch = check_int("batch", batch, 1)
     gen = make_generator(seed, generator, cpu=True)
@@ -149,7 +192,7 @@ def sample_input(
 
 
 def _progress(progress: Callable[[int, int], Any] | bool | None, total: int, desc: str):
-    """A ``step(done)`` callback from a user callable, ``True`` (tqdm if installed) or ``None``."""
+    """A ``step(done)`` callback from a user callable, ``True`` (a tqdm bar) or ``None``."""
     if callable(progress):
         return lambda done: progress(done, total)
     if progress:
@@ -195,10 +238,34 @@ def sample_spectrum(
     the network sees a batch of ``max(batch, inputs)`` samples and ``J`` is the
     diagonal (same-sample) block of the batch Jacobian.
 
-    Returns a float64 array of shape ``[samples * inputs, features]``, each row
-    sorted ascending (``.ravel()`` pools them). Its row means estimate
-    :math:`m_1` and the means of squares :math:`m_2`.
+    Parameters
+    ----------
+    design : NetworkDesign or mapping
+        The family of networks, or a mapping of its fields.
+    width, depth : int, optional
+        Override the design's fields.
+    samples : int
+        Networks drawn, ``>= 1``.
+    inputs : int
+        Inputs per network whose Jacobian is diagonalized, ``>= 1``.
+    batch : int
+        Batch size seen by batch-norm networks (``>= 2`` there).
+    seed, generator : optional
+        Source of weights and inputs (give at most one).
+    device : str or torch.device, optional
+        Where the networks run (default CPU).
+    progress : callable or bool, optional
+        ``progress(done, total)`` after each network, or ``True`` for a tqdm bar.
 
+    Returns
+    -------
+    numpy.ndarray
+        Float64, shape ``[samples * inputs, features]``, each row sorted ascending
+        (``.ravel()`` pools them). Its row means estimate :math:`m_1` and the means of
+        squares :math:`m_2`.
+
+    Examples
+    --------
     >>> eig = sample_spectrum(NetworkDesign(width=64, depth=2, init="orthogonal",
     ...                                     activation="linear"), samples=1, seed=0)
     >>> bool(np.allclose(eig, 1.0))
@@ -228,15 +295,27 @@ def sample_spectrum(
 
 @dataclass(frozen=True)
 class BlockMoments:
-    r"""Measured Jacobian moments per block (index ``l`` = ``block{l}``), shape ``[depth]``.
+    r"""Measured Jacobian moments per block (index ``l`` = ``block{l}``), each of shape ``[depth]``.
 
-    ``m1``, ``m2``, ``variance`` (:math:`m_2-m_1^2`), ``normalized_variance``
-    (:math:`m_2/m_1^2-1`) are means over the sampled networks, ``*_stderr`` their
-    standard errors (spread over networks when ``samples >= 2``, else the
-    probe standard error). ``q`` is the block input's second moment
-    :math:`\mathbb E[h^2]`. The ``total_*`` fields (``None`` unless
-    ``cumulative``) are the same for the prefix network ``block0 .. block{l}``.
-    ``per_network`` maps field names to ``[samples, depth]`` raw arrays.
+    Standard errors are the spread over networks when ``samples >= 2``, else the probe
+    standard error.
+
+    Attributes
+    ----------
+    design : NetworkDesign
+        The design measured.
+    m1, m2, variance, normalized_variance : numpy.ndarray
+        Means over the sampled networks of :math:`m_1`, :math:`m_2`, :math:`m_2-m_1^2` and
+        :math:`m_2/m_1^2-1`; ``*_stderr`` their standard errors.
+    q : numpy.ndarray
+        The block input's second moment :math:`\mathbb E[h^2]`.
+    total_m1, total_variance : numpy.ndarray or None
+        The same for the prefix network ``block0 .. block{l}`` (``None`` unless
+        ``cumulative``), with ``total_*_stderr``.
+    samples : int
+        Networks drawn.
+    per_network : dict of str to numpy.ndarray
+        The raw ``[samples, depth]`` arrays per field.
     """
 
     design: NetworkDesign
@@ -281,15 +360,39 @@ def sample_block_moments(
 
     Each network sees a standard-normal batch of ``batch`` inputs; every block
     is measured with :func:`~toolkit.isometry.empirical` (``probes``
-    Hutchinson probes, float64) at the input it actually receives. With
-    ``cumulative`` the prefix networks are measured too (``total_*``), which
-    shows how :math:`m_1` and the variance compose with depth (this costs
-    :math:`O(\text{depth}^2)` block evaluations per network). ``progress`` is
-    a callable ``progress(done, total)`` called after each network, or ``True``
-    for a tqdm bar when tqdm is installed. With batch norm the measured
-    :math:`m_1` carries the :math:`O(1/\text{batch})` cross-sample terms (see
+    Hutchinson probes, float64) at the input it actually receives. With batch norm the
+    measured :math:`m_1` carries the :math:`O(1/\text{batch})` cross-sample terms (see
     :func:`~toolkit.isometry.empirical`).
 
+    Parameters
+    ----------
+    design : NetworkDesign or mapping
+        The family of networks, or a mapping of its fields.
+    width, depth : int, optional
+        Override the design's fields.
+    samples : int
+        Networks drawn, ``>= 1``.
+    batch : int
+        Inputs per network (``>= 2`` with batch norm).
+    probes : int
+        Hutchinson probes per block, ``>= 1``.
+    cumulative : bool
+        Also measure the prefix networks (``total_*``), which shows how :math:`m_1` and the
+        variance compose with depth; costs :math:`O(\text{depth}^2)` block evaluations per
+        network.
+    seed, generator : optional
+        Source of weights, inputs and probes (give at most one).
+    device : str or torch.device, optional
+        Where the networks run (default CPU).
+    progress : callable or bool, optional
+        ``progress(done, total)`` after each network, or ``True`` for a tqdm bar.
+
+    Returns
+    -------
+    BlockMoments
+
+    Examples
+    --------
     >>> res = sample_block_moments(NetworkDesign(width=64, depth=2, gain=2**0.5),
     ...                            samples=2, cumulative=False, seed=0)
     >>> res.m1.shape, bool(np.all(np.abs(res.m1 - 1) < 0.2))
