@@ -94,3 +94,7 @@ def test_constructor_rejects_bad_design():
         IsometryExplorer(gain=-1.0)
     with pytest.raises(TypeError, match="unexpected keyword"):
         IsometryExplorer(depht=3)
+    with pytest.raises(ValueError, match="samples"):
+        IsometryExplorer(samples=0)
+    with pytest.raises(TypeError, match="seed"):
+        IsometryExplorer(seed=1.5)

@@ -16,6 +16,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from .. import gpu_available
+from .._checks import check_int, check_seed
 from ..isometry import (
     NetworkDesign,
     design_block,
@@ -52,6 +53,20 @@ class IsometryExplorer(Explorer):
     Analytic curves follow every control at once; the Run button samples real networks of the
     design (``samples`` draws, on the GPU when there is one) and overlays their measurements.
 
+    Parameters
+    ----------
+    design : NetworkDesign, optional
+        The design the controls start from (default: a Kaiming ReLU MLP of width 128 and
+        depth 8).
+    samples : int
+        Networks drawn per Run, in ``[1, 32]`` (the range of its slider).
+    seed : int
+        Seed of the Monte Carlo runs (the spectrum uses ``seed + 1``).
+    **fields
+        :class:`~toolkit.isometry.NetworkDesign` fields that replace those of ``design``.
+
+    Examples
+    --------
     >>> ex = IsometryExplorer(depth=6, width=64)           # doctest: +SKIP
     >>> ex.controls["gain"].value = 1.5                    # doctest: +SKIP
     >>> ex.figures["depth"].data[0].y                      # doctest: +SKIP
@@ -64,7 +79,8 @@ class IsometryExplorer(Explorer):
     ) -> None:
         base = design or NetworkDesign(architecture="mlp", width=128, depth=8, gain=2**0.5)
         self._initial = dataclasses.replace(base, **fields)
-        self._samples, self.seed = samples, seed
+        self._samples = check_int("samples", samples, 1, 32)
+        self.seed = check_seed(seed)
         self.sampled: dict[str, Any] = {}
         super().__init__()
 
@@ -229,7 +245,14 @@ class IsometryExplorer(Explorer):
             spectrum.layout.title.text = _SPECTRUM_TITLE
 
     def run(self) -> dict[str, Any]:
-        """Sample networks of the current design; overlay per-block moments and the spectrum."""
+        """Sample networks of the current design; overlay per-block moments and the spectrum.
+
+        Returns
+        -------
+        dict
+            ``"moments"``: the :class:`~toolkit.isometry.BlockMoments`; ``"eigenvalues"``: the
+            array of :func:`~toolkit.isometry.sample_spectrum` (also kept as ``sampled``).
+        """
         design = self.design()
         samples = int(self.controls["samples"].value)
         device = "cuda" if gpu_available() else "cpu"

@@ -148,7 +148,7 @@ def series_pow(a: Sequence[Any], e: Any, n: int) -> list[Any]:
     Non-negative integer powers multiply; other exponents use the binomial series
     :math:`a_0^e \\sum_j \\binom{e}{j} t(z)^j` with :math:`t = a/a_0 - 1` (so :math:`a_0 \\ne 0`).
     """
-    if isinstance(e, (int, sp.Integer)) and not isinstance(e, bool) and int(e) >= 0:
+    if getattr(sp.sympify(e), "is_Integer", False) and int(e) >= 0:  # (a bool is not)
         e = int(e)
         zero = _zero(a)
         result = [zero] * n

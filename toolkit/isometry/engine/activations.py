@@ -114,7 +114,17 @@ def _quantile_atoms(values: np.ndarray, weights: np.ndarray, count: int = 64) ->
 
 
 class Activation(Block):
-    """Base class: subclasses give ``_f``/``_fprime`` (numpy) or override the moments."""
+    r"""Base class of the element-wise activations :math:`f`, with :math:`h \sim N(0, q)`.
+
+    The Jacobian is :math:`\mathrm{diag}(f'(h))`, so :math:`m_k = \mathbb E[f'(h)^{2k}]` and
+    ``q -> E[f(h)^2]``.  Subclasses give ``_f``/``_fprime`` (numpy; the moments then come by
+    quadrature and need a numeric ``q``) or override the moments with closed forms.
+
+    Attributes
+    ----------
+    numeric_only : bool
+        The moments need a numeric ``q`` (quadrature).
+    """
 
     #: the moments need numeric q (quadrature)
     numeric_only = True
@@ -159,6 +169,15 @@ class PReLU(Activation):
     :math:`m_k = s^{2k}(1 + a^{2k})/2` for every ``q``; ``q -> s^2 q (1 + a^2)/2``.
     ``slope`` must lie in [0, 1].
 
+    Parameters
+    ----------
+    slope : number or sympy expression
+        :math:`a \in [0, 1]`.
+    scale : number or sympy expression
+        :math:`s > 0`.
+
+    Examples
+    --------
     >>> PReLU(0.25).moments()
     Moments(m1=0.53125, m2=0.501953, variance=0.219727)
     """
@@ -193,6 +212,13 @@ class PReLU(Activation):
 class LeakyReLU(PReLU):
     """Leaky ReLU with negative ``slope`` in [0, 1] (:class:`PReLU` with scale 1).
 
+    Parameters
+    ----------
+    slope : number or sympy expression
+        The negative slope, in [0, 1].
+
+    Examples
+    --------
     >>> LeakyReLU(0).moments()
     Moments(m1=1/2, m2=1/2, variance=1/4)
     """
@@ -205,8 +231,10 @@ class LeakyReLU(PReLU):
 
 
 class ReLU(LeakyReLU):
-    """:math:`\\max(0, x)`: :math:`m_k = 1/2`, ``q -> q/2``.
+    r""":math:`\max(0, x)`: :math:`m_k = 1/2`, ``q -> q/2``.
 
+    Examples
+    --------
     >>> ReLU().moments(order=3)
     Moments(m1=1/2, m2=1/2, m3=1/2, variance=1/4)
     """
@@ -223,6 +251,13 @@ class ScaledPReLU(PReLU):
 
     Normalized variance :math:`((1-a^2)/(1+a^2))^2` per layer (Chen et al. 2020, Sec. 7).
 
+    Parameters
+    ----------
+    slope : number or sympy expression
+        :math:`a \in [0, 1]`.
+
+    Examples
+    --------
     >>> ScaledPReLU(sp.Rational(1, 2)).moments()
     Moments(m1=1, m2=34/25, variance=9/25)
     """
@@ -245,6 +280,13 @@ class HardTanh(Activation):
     + a^2\Phi(\alpha) + b^2(1-\Phi(\beta))`` with :math:`\alpha = a/\sqrt q`,
     :math:`\beta = b/\sqrt q`.
 
+    Parameters
+    ----------
+    min_val, max_val : number or sympy expression
+        :math:`a < b`.
+
+    Examples
+    --------
     >>> round(HardTanh().moments().m1, 6)       # P(|h| < 1) at q = 1
     0.682689
     """
@@ -294,6 +336,13 @@ class SeLU(Activation):
     Defaults are the self-normalizing constants of Klambauer et al. (2017), which
     give :math:`m_1 \approx 1.0716` at their fixed point ``q = 1``.
 
+    Parameters
+    ----------
+    lam, alpha : number or sympy expression
+        :math:`\lambda > 0` and :math:`\alpha \ge 0`.
+
+    Examples
+    --------
     >>> round(SeLU().moments().m1, 4), round(SeLU().propagate_q(1.0), 4)
     (1.0716, 1.0)
     """
@@ -337,7 +386,14 @@ class SeLU(Activation):
 
 
 class Tanh(Activation):
-    """:math:`\\tanh`, by quadrature (numeric ``q``)."""
+    r""":math:`\tanh`, by quadrature (numeric ``q``).
+
+    Examples
+    --------
+    >>> m = Tanh().moments(q=1.0)
+    >>> round(m.m1, 6), round(m.variance, 6)
+    (0.464403, 0.125839)
+    """
 
     def _f(self, h: np.ndarray) -> np.ndarray:
         return np.tanh(h)
@@ -347,7 +403,13 @@ class Tanh(Activation):
 
 
 class Sigmoid(Activation):
-    """Logistic sigmoid, by quadrature. Its mean 1/2 is carried into ``q``."""
+    """Logistic sigmoid, by quadrature. Its mean 1/2 is carried into ``q``.
+
+    Examples
+    --------
+    >>> round(Sigmoid().moments(q=1.0).m1, 6)
+    0.044836
+    """
 
     def _f(self, h: np.ndarray) -> np.ndarray:
         return 0.5 * (1 + np.tanh(h / 2))
@@ -358,7 +420,13 @@ class Sigmoid(Activation):
 
 
 class GELU(Activation):
-    r""":math:`x\Phi(x)` (exact erf form), :math:`f' = \Phi(x) + x\varphi(x)`, by quadrature."""
+    r""":math:`x\Phi(x)` (exact erf form), :math:`f' = \Phi(x) + x\varphi(x)`, by quadrature.
+
+    Examples
+    --------
+    >>> round(GELU().moments(q=1.0).m1, 6)
+    0.455851
+    """
 
     def _f(self, h: np.ndarray) -> np.ndarray:
         return h * ndtr(h)
@@ -368,11 +436,18 @@ class GELU(Activation):
 
 
 class Dropout(Activation):
-    r"""Inverted dropout in training mode: mask entries 0 (prob ``p``) or :math:`1/(1-p)`.
+    """Inverted dropout in training mode: mask entries 0 (prob ``p``) or :math:`1/(1-p)`.
 
     :math:`m_k = (1-p)^{1-2k}`, normalized variance :math:`p/(1-p)`, ``q -> q/(1-p)``.
     In evaluation mode it is the identity.
 
+    Parameters
+    ----------
+    p : number or sympy expression
+        The drop probability, in [0, 1).
+
+    Examples
+    --------
     >>> Dropout(sp.Rational(1, 2)).moments()
     Moments(m1=2, m2=8, variance=4)
     """

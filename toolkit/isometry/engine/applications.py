@@ -86,7 +86,15 @@ def selu_parameters(epsilon: Any, gain: Any = 1.0, q: Any = 1.0) -> tuple[Any, A
 
 
 class LeakySlope(NamedTuple):
-    """Result of :func:`leaky_relu_slope`: the negative ``slope`` and the ``gain`` (m1 = 1)."""
+    r"""Result of :func:`leaky_relu_slope`.
+
+    Attributes
+    ----------
+    slope : float or sympy expression
+        The leaky-ReLU negative slope :math:`a`.
+    gain : float or sympy expression
+        The orthogonal layers' gain :math:`\sqrt{2/(1+a^2)}`, which keeps :math:`m_1 = 1`.
+    """
 
     slope: Any
     gain: Any

@@ -69,6 +69,18 @@ class Linear(_Weight):
     Moments: see the module docstring. ``q -> g^2 q`` (Gaussian),
     ``q -> g^2 min(1, fan_in/fan_out) q`` (orthogonal). Source: Chen et al. 2020, Sec. 5.1.
 
+    Parameters
+    ----------
+    fan_in, fan_out : int
+        Input and output width, ``>= 1``.
+    init : {"gaussian", "orthogonal"}
+        Entries :math:`N(0, g^2/\text{fan\_in})`, or ``gain`` times a Haar (semi-)orthogonal
+        matrix.
+    gain : number or sympy expression
+        :math:`g > 0`.
+
+    Examples
+    --------
     >>> Linear(100, 100, gain=1).moments(order=4)    # Catalan numbers
     Moments(m1=1, m2=2, m3=5, m4=14, variance=1)
     >>> Linear(100, 50, init="orthogonal").moments()
@@ -124,6 +136,19 @@ class Conv2d(_Weight):
 
     Zero padding adds border corrections of relative size :math:`O(k/H)`, ignored here.
 
+    Parameters
+    ----------
+    c_in, c_out : int
+        Input and output channels, ``>= 1``.
+    kernel_size : int or pair of int
+        :math:`(k_h, k_w)`.
+    init : {"gaussian", "orthogonal", "delta_orthogonal"}
+        The weight distribution (see above).
+    gain : number or sympy expression
+        :math:`g > 0`.
+
+    Examples
+    --------
     >>> Conv2d(16, 16, 3, gain=1).moments()
     Moments(m1=1, m2=2, variance=1)
     >>> Conv2d(16, 16, 3, init="orthogonal", gain=1).moments()
@@ -190,6 +215,19 @@ class WeightStandardization(_Weight):
     which explodes with width). The centring removes one input direction, an
     :math:`O(1/\text{fan\_in})` effect ignored here.
 
+    Parameters
+    ----------
+    c_in, c_out : int
+        Input and output channels (features for ``kernel_size=1``), ``>= 1``.
+    kernel_size : int or pair of int
+        :math:`(k_h, k_w)`.
+    gain : number or sympy expression
+        :math:`g > 0`.
+    scaled : bool
+        Multiply the standardized rows by :math:`g/\sqrt{\text{fan\_in}}`.
+
+    Examples
+    --------
     >>> WeightStandardization(64, 64, kernel_size=3, gain=2).moments()
     Moments(m1=4, m2=32, variance=16)
     """
@@ -224,10 +262,21 @@ class WeightStandardization(_Weight):
 
 
 class WeightNorm(WeightStandardization):
-    r"""Weight normalization (Salimans & Kingma 2016) with every row of norm ``gain``.
+    """Weight normalization (Salimans & Kingma 2016) with every row of norm ``gain``.
 
     Same asymptotic law as scaled :class:`WeightStandardization` (no centring).
 
+    Parameters
+    ----------
+    c_in, c_out : int
+        Input and output channels (features for ``kernel_size=1``), ``>= 1``.
+    kernel_size : int or pair of int
+        :math:`(k_h, k_w)`.
+    gain : number or sympy expression
+        The norm of every row, ``> 0``.
+
+    Examples
+    --------
     >>> WeightNorm(32, 32).moments()
     Moments(m1=1, m2=2, variance=1)
     """
@@ -269,6 +318,15 @@ class AvgPool(Block):
     :math:`m_1 = 1/(k_hk_w)` always. ``ratio`` = :math:`1/(s_hs_w)`; assumes
     uncorrelated zero-mean inputs, so ``q -> m_1 q``.
 
+    Parameters
+    ----------
+    kernel_size : int or pair of int
+        :math:`(k_h, k_w)`.
+    stride : int or pair of int, optional
+        :math:`(s_h, s_w)`, default ``kernel_size``.
+
+    Examples
+    --------
     >>> AvgPool(2).moments()
     Moments(m1=1/4, m2=1/16, variance=0)
     >>> AvgPool(2, stride=1).moments()   # (1/2, 3/8) per axis, squared

@@ -31,6 +31,8 @@ class Moments:
     *values
         :math:`m_1, m_2, \dots` (or one sequence of them).
 
+    Examples
+    --------
     >>> m = Moments(1, 3)
     >>> m.m1, m.m2, m.variance, m.normalized_variance
     (1, 3, 2, 2)
@@ -110,13 +112,32 @@ class Moments:
         return out
 
     def subs(self, *args: Any, **kwargs: Any) -> Moments:
-        """Substitute into every moment (``sympy.Basic.subs`` arguments)."""
+        """Substitute into every moment (``sympy.Basic.subs`` arguments).
+
+        Examples
+        --------
+        >>> import sympy as sp
+        >>> g = sp.Symbol("g", positive=True)
+        >>> Moments(g**2, 2 * g**4).subs(g, 2)
+        Moments(m1=4, m2=32, variance=16)
+        """
         return Moments(
             *[v.subs(*args, **kwargs) if isinstance(v, sp.Basic) else v for v in self._values]
         )
 
     def numeric(self) -> Moments:
-        """All moments as floats (raises ``TypeError`` if symbols remain)."""
+        """All moments as floats.
+
+        Raises
+        ------
+        TypeError
+            If symbols remain.
+
+        Examples
+        --------
+        >>> Moments(1, 3).numeric().values
+        (1.0, 3.0)
+        """
         if self.free_symbols:
             raise TypeError(f"moments still depend on {sorted(map(str, self.free_symbols))}")
         return Moments(*[float(v) for v in self._values])

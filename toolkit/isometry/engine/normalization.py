@@ -35,6 +35,15 @@ class SecondMomentNorm(Block):
     Chen et al. 2020 propose it as a cheaper batch norm (no centring). Moments
     :math:`(\gamma^2/(q+\epsilon))^k`; ``q -> gamma^2 q/(q + eps)``.
 
+    Parameters
+    ----------
+    gamma : number or sympy expression
+        The output scale, non-zero.
+    eps : number or sympy expression
+        Added to the second moment, ``>= 0``.
+
+    Examples
+    --------
     >>> import sympy as sp
     >>> q = sp.Symbol("q", positive=True)
     >>> SecondMomentNorm().moments(q=q)
@@ -78,6 +87,17 @@ class BatchNorm(SecondMomentNorm):
     :math:`m_k = (\gamma^2/(q+\epsilon))^k` with ``q`` the input second moment (assumed
     zero-mean); ``q -> gamma^2 q/(q + eps) + beta^2``.
 
+    Parameters
+    ----------
+    gamma : number or sympy expression
+        The affine weight, non-zero.
+    beta : number or sympy expression
+        The affine bias (it shifts ``q`` only).
+    eps : number or sympy expression
+        Added to the variance, ``>= 0``.
+
+    Examples
+    --------
     >>> from toolkit.isometry import Linear, Serial
     >>> Serial([Linear(64, 64, gain=3), BatchNorm()]).moments()
     Moments(m1=1, m2=2, variance=1)

@@ -78,6 +78,20 @@ def _one_block(design: NetworkDesign, gain: Any, exact: bool = False) -> Block:
 def design_block(design: NetworkDesign | dict, **overrides: Any) -> Block:
     """The analytic block chain of ``design``: ``Serial`` of ``depth`` copies of one block.
 
+    Parameters
+    ----------
+    design : NetworkDesign or mapping
+        The family of networks, or a mapping of its fields.
+    **overrides
+        Fields to replace (``None`` values are ignored).
+
+    Returns
+    -------
+    Block
+        The analytic twin of :func:`~toolkit.isometry.build_network`'s networks.
+
+    Examples
+    --------
     >>> from toolkit.isometry import NetworkDesign
     >>> from toolkit.isometry import profile
     >>> chain = design_block(NetworkDesign("mlp", width=256, depth=3, gain=2**0.5))
@@ -91,9 +105,25 @@ def design_block(design: NetworkDesign | dict, **overrides: Any) -> Block:
 
 @dataclass(frozen=True)
 class Formula:
-    """Closed-form moments of a design: ``scope`` is ``"network"`` (functions of the depth
-    ``L``) or ``"block"`` (one block, where the second moment ``q`` drifts with depth and no
-    closed form in ``L`` exists).  ``symbols`` maps names to the sympy symbols used."""
+    r"""Closed-form moments of a design, from :func:`design_formula`.
+
+    Attributes
+    ----------
+    moments : Moments
+        The moments, sympy expressions in ``symbols``.
+    symbols : dict of str to sympy.Symbol
+        The symbols used (``"L"`` the depth, ``"g"`` the gain).
+    scope : {"network", "block"}
+        Functions of the depth ``L``, or one block's moments (where the second moment ``q``
+        drifts with depth and no closed form in ``L`` exists).
+
+    Examples
+    --------
+    >>> from toolkit.isometry import NetworkDesign
+    >>> f = design_formula(NetworkDesign(activation="relu"))
+    >>> f.scope, sorted(f.symbols), f.moments.m1
+    ('network', ['L', 'g'], (g**2/2)**L)
+    """
 
     moments: Moments
     symbols: dict[str, sp.Symbol]
@@ -111,7 +141,7 @@ class Formula:
 
 
 def design_formula(design: NetworkDesign | dict, **overrides: Any) -> Formula:
-    r"""Moments of ``design`` as sympy expressions in the depth ``L`` and the gain ``g``.
+    """Moments of ``design`` as sympy expressions in the depth ``L`` and the gain ``g``.
 
     Tries, in order: closed forms in ``L`` and ``g``; in ``L`` with the gain as a number
     (activations evaluated by quadrature need a numeric second moment ``q``); and, where
@@ -119,6 +149,20 @@ def design_formula(design: NetworkDesign | dict, **overrides: Any) -> Formula:
     one block (in ``g`` where possible).  Substituting ``L = depth`` and ``g = gain`` gives
     the numeric prediction.
 
+    Parameters
+    ----------
+    design : NetworkDesign or mapping
+        The family of networks, or a mapping of its fields (its depth and, for piecewise-linear
+        activations without normalization, its gain are replaced by symbols).
+    **overrides
+        Fields to replace (``None`` values are ignored).
+
+    Returns
+    -------
+    Formula
+
+    Examples
+    --------
     >>> from toolkit.isometry import NetworkDesign
     >>> f = design_formula(NetworkDesign("mlp", activation="linear", depth=4))
     >>> f.scope, f.moments.m1

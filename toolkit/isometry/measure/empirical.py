@@ -77,16 +77,23 @@ _CHUNK_ELEMENTS = 1 << 23
 
 @dataclass(frozen=True)
 class EmpiricalMoments:
-    r"""Estimated Jacobian moments of one block at one batch of inputs.
+    r"""Estimated Jacobian moments of one block at one batch of inputs, from :func:`empirical`.
 
-    ``m1`` :math:`=\phi(JJ^\top)`, ``m2`` :math:`=\phi((JJ^\top)^2)` (normalized by
-    the output dimension), ``variance`` :math:`= m_2 - m_1^2` (variance of the
-    eigenvalue distribution of :math:`JJ^\top`), ``normalized_variance``
-    :math:`= m_2/m_1^2 - 1`. The ``*_stderr`` fields are standard errors of the
-    Hutchinson estimate given ``x`` (see :func:`empirical`); those of
-    ``variance`` and ``normalized_variance`` use the delta method.
-    ``m1_samples`` and ``m2_samples`` hold the per-probe, per-sample terms,
-    shape ``[probes, batch]``.
+    Attributes
+    ----------
+    m1, m2 : float
+        :math:`\phi(JJ^\top)` and :math:`\phi((JJ^\top)^2)`, normalized by the output dimension.
+    variance : float
+        :math:`m_2 - m_1^2`, the variance of the eigenvalue distribution of :math:`JJ^\top`.
+    normalized_variance : float
+        :math:`m_2/m_1^2 - 1`.
+    m1_stderr, m2_stderr, variance_stderr, normalized_variance_stderr : float
+        Standard errors of the Hutchinson estimate given ``x``; those of ``variance`` and
+        ``normalized_variance`` use the delta method.
+    probes, batch, in_dim, out_dim : int
+        Probes, samples, and per-sample input and output elements.
+    m1_samples, m2_samples : numpy.ndarray
+        The per-probe, per-sample terms, shape ``[probes, batch]``.
     """
 
     m1: float
@@ -105,7 +112,14 @@ class EmpiricalMoments:
     m2_samples: np.ndarray = field(repr=False, compare=False)
 
     def to_moments(self) -> Moments:
-        """The estimate as a :class:`~toolkit.isometry.engine.moments.Moments` (m1, m2)."""
+        """The estimate as :class:`~toolkit.isometry.Moments` ``(m1, m2)``, to compare.
+
+        Examples
+        --------
+        >>> est = empirical(torch.nn.Identity(), torch.randn(2, 8), probes=2, seed=0)
+        >>> est.to_moments()
+        Moments(m1=1, m2=1, variance=0)
+        """
         return Moments(self.m1, self.m2)
 
     def __str__(self) -> str:
