@@ -2,11 +2,10 @@ r"""The analytic twin of a :class:`~toolkit.isometry.NetworkDesign`.
 
 :func:`design_block` turns a design (the family of random networks that
 :func:`~toolkit.isometry.build_network` draws) into the composition of components
-whose Jacobian moments the free-probability engine predicts, block for block:
-
-* ``"mlp"``: ``Linear -> [BatchNorm] -> activation``, repeated ``depth`` times;
-* ``"cnn"``: the same with a 3x3 ``Conv2d`` (delta-orthogonal for ``init="orthogonal"``);
-* ``"residual"``: ``Residual(mlp block, scale=residual_scale)``, i.e. :math:`y = x + \alpha F(x)`.
+whose Jacobian moments the free-probability engine predicts, block for block.  Both are
+built by :func:`~toolkit.isometry.measure.network.compose_block` (the blocks are listed in
+:mod:`toolkit.isometry.measure.network`): here with :class:`AnalyticLayers`, where an
+orthogonal 3x3 convolution is the delta-orthogonal ``Conv2d``.
 
 :func:`design_formula` gives the same design's end-to-end moments as closed forms in the
 depth :math:`L` and the gain :math:`g` (sympy), for display.
