@@ -65,7 +65,27 @@ class Moments:
         return len(self._values)
 
     def moment(self, k: int) -> Any:
-        r""":math:`m_k = \phi((JJ^T)^k)`, for ``1 <= k <= order``."""
+        r""":math:`m_k = \phi((JJ^T)^k)`.
+
+        Parameters
+        ----------
+        k : int
+            ``1 <= k <= order``.
+
+        Returns
+        -------
+        number or sympy expression
+
+        Raises
+        ------
+        ValueError
+            If ``k`` exceeds the order the moments were computed to.
+
+        Examples
+        --------
+        >>> Moments(1, 2, 5).moment(3)
+        5
+        """
         k = check_int("k", k, 1)
         if k > self.order:
             raise ValueError(
@@ -99,7 +119,22 @@ class Moments:
         return tuple(moments_to_cumulants(list(self._values)))
 
     def s_transform(self, z: Any = None) -> sp.Expr:
-        """Truncated S-transform (see :func:`toolkit.isometry.s_transform`)."""
+        """Truncated S-transform; see :func:`~toolkit.isometry.s_transform`.
+
+        Parameters
+        ----------
+        z : sympy.Symbol, optional
+            The variable (default ``Symbol("z")``).
+
+        Returns
+        -------
+        sympy.Expr
+
+        Examples
+        --------
+        >>> Moments(1, 2, 5).s_transform()   # Marchenko-Pastur: 1/(1+z), truncated
+        z**2 - z + 1
+        """
         return s_transform(list(self._values), z)
 
     @property
@@ -112,7 +147,16 @@ class Moments:
         return out
 
     def subs(self, *args: Any, **kwargs: Any) -> Moments:
-        """Substitute into every moment (``sympy.Basic.subs`` arguments).
+        """Substitute into every moment.
+
+        Parameters
+        ----------
+        *args, **kwargs
+            As for ``sympy.Basic.subs``.
+
+        Returns
+        -------
+        Moments
 
         Examples
         --------
