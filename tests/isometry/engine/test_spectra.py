@@ -120,6 +120,7 @@ def test_density_arguments():
         spectral_density(Concat([Linear(5, 5), Linear(5, 5)]))
 
 
+@pytest.mark.slow  # ~7 s: 32 blocks sampled on the CPU
 def test_deep_tanh_residual_chain_matches_monte_carlo():
     design = NetworkDesign(
         "residual", width=64, depth=32, activation="tanh", gain=1.0, residual_scale=0.3

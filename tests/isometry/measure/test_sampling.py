@@ -210,7 +210,10 @@ def test_spectrum_batchnorm_is_diagonal_block_and_scale_invariant() -> None:
 # ---------------------------------------------------------------- per-block moments
 
 
-@pytest.mark.parametrize("depth", [1, 4, 8])
+@pytest.mark.parametrize(
+    "depth",
+    [1, 4, pytest.param(8, marks=pytest.mark.slow)],  # depth 8: ~6 s
+)
 def test_relu_kaiming_block_moments(depth: int) -> None:
     """ReLU + Kaiming Gaussian: every block m1 = 1, var = 2; the network m1 = 1, var = 2L."""
     samples = 12
