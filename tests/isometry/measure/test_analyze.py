@@ -12,8 +12,7 @@ from numpy.polynomial.hermite_e import hermegauss
 from scipy.special import ndtr
 from torch import nn
 
-from toolkit.isometry import NetworkDesign, build_network
-from toolkit.isometry.measure.analyze import AnalysisTable, analyze, predict_block
+from toolkit.isometry import AnalysisTable, NetworkDesign, analyze, build_network, predict_block
 
 D = torch.float64
 

@@ -3,12 +3,12 @@ r"""The measurement side: Jacobian moments of real ``torch.nn`` networks, and th
 :mod:`.network` (:class:`~.network.NetworkDesign`, the family of random networks, and the one
 map from its fields to layers), :mod:`.empirical` (Hutchinson estimates on any module),
 :mod:`.sampling` (Monte Carlo over random networks), :mod:`.designs` (a design's analytic
-twin and closed forms) and :mod:`.analyze` (predicted beside measured, block by block).  It
-builds on :mod:`toolkit.isometry.engine`; the public names are re-exported by
-:mod:`toolkit.isometry`.
+twin and closed forms) and :mod:`.analyze` (predicted beside measured, block by block, in
+the :mod:`.table` it returns).  It builds on :mod:`toolkit.isometry.engine`; the public
+names are re-exported by :mod:`toolkit.isometry`.
 """
 
-from .analyze import AnalysisRow, AnalysisTable, analyze, predict_block
+from .analyze import analyze, predict_block
 from .designs import Formula, design_block, design_formula
 from .empirical import EmpiricalMoments, empirical
 from .network import NetworkDesign, ResidualBlock
@@ -19,6 +19,7 @@ from .sampling import (
     sample_input,
     sample_spectrum,
 )
+from .table import AnalysisRow, AnalysisTable
 
 __all__ = [
     "AnalysisRow",
