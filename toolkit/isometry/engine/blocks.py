@@ -33,10 +33,11 @@ from typing import Any
 
 import sympy as sp
 
+from ..._checks import check_int, check_positive, check_real, is_symbolic
 from . import free
-from ._checks import check_int, check_order, check_q, check_real, is_symbolic
 from ._series import coerce, is_exact, num
 from .moments import Moments
+from .spectra import AtomLaw, ProductLaw, SumLaw
 
 __all__ = [
     "Block",
@@ -52,7 +53,17 @@ __all__ = [
 
 
 class Block:
-    """Base class of all blocks (see the module docstring)."""
+    """Base class of all blocks: a map whose Jacobian moments the engine computes.
+
+    Subclasses implement ``_jacobian_moments(order, q)`` and, if the map changes the
+    second moment of its input, ``_propagate_q(q)``; see the module docstring for how blocks
+    compose.
+
+    Attributes
+    ----------
+    r_diagonal : bool
+        The Jacobian is R-diagonal (contains a rotation-invariant random weight factor).
+    """
 
     #: the Jacobian is R-diagonal (contains a rotation-invariant random weight factor)
     r_diagonal: bool = False
@@ -63,13 +74,46 @@ class Block:
         return 1
 
     def moments(self, order: int = 2, q: Any = 1.0) -> Moments:
-        r"""Moments :math:`m_k = \phi((JJ^T)^k)`, ``k = 1..order``, at input second moment ``q``."""
-        order = check_order(order)
-        q = check_q(q)
-        return Moments(*self._jacobian_moments(order, q))
+        r"""Moments :math:`m_k = \phi((JJ^T)^k)`, ``k = 1..order``, at input second moment ``q``.
+
+        Parameters
+        ----------
+        order : int
+            Number of moments, ``>= 1``.
+        q : number or sympy expression
+            Second moment of the block's input, ``> 0`` (a symbol is assumed positive).
+
+        Returns
+        -------
+        Moments
+
+        Examples
+        --------
+        >>> from toolkit.isometry import ReLU
+        >>> ReLU().moments(order=3)
+        Moments(m1=1/2, m2=1/2, m3=1/2, variance=1/4)
+        """
+        order = check_int("order", order, 1)
+        return Moments(*self._jacobian_moments(order, check_q(q)))
 
     def propagate_q(self, q: Any = 1.0) -> Any:
-        """Per-coordinate second moment of the output for input second moment ``q``."""
+        """Per-coordinate second moment of the output for input second moment ``q``.
+
+        Parameters
+        ----------
+        q : number or sympy expression
+            Second moment of the block's input, ``> 0``.
+
+        Returns
+        -------
+        number or sympy expression
+
+        Examples
+        --------
+        >>> from toolkit.isometry import ReLU
+        >>> ReLU().propagate_q(2)
+        1
+        """
         return self._propagate_q(check_q(q))
 
     # -- to implement ----------------------------------------------------------------
@@ -87,6 +131,15 @@ class Block:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
+
+
+def check_q(q: Any) -> Any:
+    """The input second moment ``q > 0`` (a symbol is assumed positive), returned unchanged.
+
+    Unchanged rather than converted to float: an exact ``q`` keeps the moments exact.
+    """
+    check_positive("q", q, symbolic=True)
+    return q
 
 
 def _check_block(name: str, value: Any) -> Block:
@@ -110,22 +163,38 @@ def _same(a: Any, b: Any) -> bool:
 
 
 class Identity(Block):
-    """The identity map: :math:`JJ^T = I`, all moments 1, ``q`` unchanged (skip connections)."""
+    """The identity map: :math:`JJ^T = I`, all moments 1, ``q`` unchanged (skip connections).
+
+    Examples
+    --------
+    >>> Identity().moments()
+    Moments(m1=1, m2=1, variance=0)
+    """
 
     def _jacobian_moments(self, order: int, q: Any) -> list[Any]:
         return [sp.Integer(1)] * order
 
     def _spectral_law(self, q: float) -> Any:
-        from .spectra import AtomLaw
-
         return AtomLaw([1.0], [1.0])
 
 
 class Scale(Block):
-    r"""Multiplication by a constant: :math:`m_k = \text{factor}^{2k}`, ``q -> factor^2 q``."""
+    r"""Multiplication by a constant: :math:`m_k = \text{factor}^{2k}`, ``q -> factor^2 q``.
+
+    Parameters
+    ----------
+    factor : number or sympy expression
+        The constant.
+
+    Examples
+    --------
+    >>> Scale(3).moments()
+    Moments(m1=9, m2=81, variance=0)
+    """
 
     def __init__(self, factor: Any) -> None:
-        self.factor = check_real("factor", factor)
+        check_real("factor", factor, symbolic=True)
+        self.factor = factor
 
     def _jacobian_moments(self, order: int, q: Any) -> list[Any]:
         (c,) = coerce([self.factor])
@@ -135,8 +204,6 @@ class Scale(Block):
         return self.factor**2 * q
 
     def _spectral_law(self, q: float) -> Any:
-        from .spectra import AtomLaw
-
         return AtomLaw([float(self.factor) ** 2], [1.0])
 
     def __repr__(self) -> str:
@@ -144,8 +211,15 @@ class Scale(Block):
 
 
 class Serial(Block):
-    """Blocks applied one after the other (``blocks[0]`` first); see the module docstring.
+    """Blocks applied one after the other (``blocks[0]`` first); S-transforms multiply.
 
+    Parameters
+    ----------
+    blocks : sequence of Block
+        In the order they are applied; each sees the second moment its predecessor outputs.
+
+    Examples
+    --------
     >>> from toolkit.isometry import Linear, ReLU
     >>> Serial([Linear(100, 100, gain=2**0.5), ReLU()]).moments()
     Moments(m1=1, m2=3, variance=2)
@@ -178,8 +252,6 @@ class Serial(Block):
         return q
 
     def _spectral_law(self, q: float) -> Any:
-        from .spectra import ProductLaw
-
         items = []
         for b in self.blocks:
             items.append((b._spectral_law(q), float(b.ratio)))
@@ -221,6 +293,13 @@ class Parallel(Block):
 
     Assumes free branches with at most one non-R-diagonal; see the module docstring.
 
+    Parameters
+    ----------
+    branches : sequence of Block
+        With equal width ratios.
+
+    Examples
+    --------
     >>> from toolkit.isometry import Linear
     >>> Parallel([Identity(), Linear(50, 50, gain=1)]).moments()
     Moments(m1=2, m2=7, variance=3)
@@ -242,8 +321,6 @@ class Parallel(Block):
         return sum(b._propagate_q(q) for b in self.branches)
 
     def _spectral_law(self, q: float) -> Any:
-        from .spectra import SumLaw
-
         return SumLaw([b._spectral_law(q) for b in self.branches])
 
     def __repr__(self) -> str:
@@ -253,10 +330,18 @@ class Parallel(Block):
 class Residual(Block):
     r"""Residual block :math:`y = x + \text{scale}\cdot F(x)`, :math:`J = I + \text{scale}\,J_F`.
 
-    ``branch`` must be shape preserving and R-diagonal (contain a weight layer).
     :math:`m_1 = 1 + s^2 m_{1,F}`, :math:`\mathrm{Var} = 2 s^2 m_{1,F} + s^4 \mathrm{Var}_F`,
     ``q -> q + s^2 q_F``.
 
+    Parameters
+    ----------
+    branch : Block
+        :math:`F`: shape preserving and R-diagonal (it contains a weight layer).
+    scale : number or sympy expression
+        :math:`s`.
+
+    Examples
+    --------
     >>> from toolkit.isometry import Linear
     >>> Residual(Linear(10, 10, gain=1), scale=sp.Rational(1, 2)).moments()
     Moments(m1=5/4, m2=17/8, variance=9/16)
@@ -264,7 +349,8 @@ class Residual(Block):
 
     def __init__(self, branch: Block, scale: Any = 1.0) -> None:
         self.branch = _check_block("branch", branch)
-        self.scale = check_real("scale", scale)
+        check_real("scale", scale, symbolic=True)
+        self.scale = scale
         if not branch.r_diagonal:
             raise ValueError(
                 f"Residual: branch must contain a random weight layer (R-diagonal "
@@ -284,8 +370,6 @@ class Residual(Block):
         return q + self.scale**2 * self.branch._propagate_q(q)
 
     def _spectral_law(self, q: float) -> Any:
-        from .spectra import AtomLaw, ProductLaw, SumLaw
-
         s2 = float(self.scale) ** 2
         if s2 == 0:
             return AtomLaw([1.0], [1.0])
@@ -304,6 +388,13 @@ class Concat(Block):
     freely; the result is renormalized by :math:`R`. So :math:`m_1 = \sum_i r_i m_{1,i}/R`,
     ``q -> sum_i r_i q_i / R``. Needs at most one non-R-diagonal branch.
 
+    Parameters
+    ----------
+    branches : sequence of Block
+        Sharing one input.
+
+    Examples
+    --------
     >>> from toolkit.isometry import Linear
     >>> Concat([Linear(10, 10, gain=1), Linear(10, 10, gain=1)]).moments()  # = Linear(10, 20)
     Moments(m1=1, m2=3, variance=2)
@@ -336,14 +427,22 @@ class Concat(Block):
 
 
 class Repeat(Block):
-    r"""``block`` applied ``depth`` times (independent weights each time).
+    """``block`` applied ``depth`` times (independent weights each time).
 
-    ``depth`` is an int ``>= 1`` or a sympy symbol. For a symbol, the result is a
-    closed form: :math:`S(w)^L` for the block's S-transform. This needs the block's
-    moments to be the same at every depth: either they do not depend on ``q``
-    (linear layers, ReLU, leaky ReLU, ...) or ``q`` is a fixed point of
+    For a symbolic depth the result is a closed form: :math:`S(w)^L` for the block's
+    S-transform. This needs the block's moments to be the same at every depth: either they
+    do not depend on ``q`` (linear layers, ReLU, leaky ReLU, ...) or ``q`` is a fixed point of
     :meth:`propagate_q`.
 
+    Parameters
+    ----------
+    block : Block
+        Shape preserving when ``depth`` is symbolic or above 1.
+    depth : int or sympy.Symbol
+        ``>= 1``, or a positive symbol.
+
+    Examples
+    --------
     >>> from toolkit.isometry import Linear
     >>> L, g = sp.symbols("L g", positive=True)
     >>> repeat(Linear(8, 8, gain=g), L).moments().m1
@@ -352,7 +451,7 @@ class Repeat(Block):
 
     def __init__(self, block: Block, depth: Any) -> None:
         self.block = _check_block("block", block)
-        if isinstance(depth, sp.Basic) and depth.free_symbols:
+        if is_symbolic(depth):
             if depth.is_nonpositive:
                 raise ValueError(f"depth must be positive, got depth={depth!r}")
         else:
@@ -432,5 +531,25 @@ class Repeat(Block):
 
 
 def repeat(block: Block, depth: Any) -> Repeat:
-    """``block`` stacked ``depth`` times (int or sympy symbol); see :class:`Repeat`."""
+    """``block`` stacked ``depth`` times; see :class:`Repeat`.
+
+    Parameters
+    ----------
+    block : Block
+        A shape-preserving block (ratio 1) when ``depth`` is symbolic or above 1.
+    depth : int or sympy.Symbol
+        ``>= 1``, or a symbol for closed forms in the depth.
+
+    Returns
+    -------
+    Repeat
+
+    Examples
+    --------
+    >>> import sympy as sp
+    >>> from toolkit.isometry import Linear
+    >>> L = sp.Symbol("L", positive=True)
+    >>> repeat(Linear(8, 8, gain=2), L).moments()
+    Moments(m1=4**L, m2=16**L*(L + 1), variance=16**L*L)
+    """
     return Repeat(block, depth)

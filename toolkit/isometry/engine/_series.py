@@ -7,11 +7,12 @@ symbolic). :func:`coerce` picks the path from the inputs: any Python float
 without symbols selects floats; anything else (ints, ``Fraction``, sympy numbers
 or symbols) selects sympy.
 
-Internal module: the public entry points are in :mod:`toolkit.isometry.free`.
+Internal module: the public entry points are in :mod:`toolkit.isometry.engine.free`.
 """
 
 from __future__ import annotations
 
+import math
 import numbers
 from collections.abc import Iterable, Sequence
 from fractions import Fraction
@@ -23,6 +24,8 @@ __all__ = [
     "coerce",
     "finish",
     "is_exact",
+    "normal_cdf",
+    "normal_pdf",
     "num",
     "series_inv",
     "series_mul",
@@ -57,7 +60,7 @@ def num(x: Any, exact: bool) -> Any:
             return x
         if isinstance(x, numbers.Integral):
             return sp.Integer(int(x))
-        if isinstance(x, numbers.Number):
+        if isinstance(x, numbers.Real):
             return sp.Float(float(x))
         raise TypeError(f"expected a number or a sympy expression, got {x!r}")
     if isinstance(x, sp.Basic):
@@ -145,7 +148,7 @@ def series_pow(a: Sequence[Any], e: Any, n: int) -> list[Any]:
     Non-negative integer powers multiply; other exponents use the binomial series
     :math:`a_0^e \\sum_j \\binom{e}{j} t(z)^j` with :math:`t = a/a_0 - 1` (so :math:`a_0 \\ne 0`).
     """
-    if isinstance(e, (int, sp.Integer)) and not isinstance(e, bool) and int(e) >= 0:
+    if getattr(sp.sympify(e), "is_Integer", False) and int(e) >= 0:  # (a bool is not)
         e = int(e)
         zero = _zero(a)
         result = [zero] * n
@@ -215,3 +218,17 @@ def series_reverse(a: Sequence[Any], n: int) -> list[Any]:
         if isinstance(b[k], sp.Basic):
             b[k] = simplify(b[k])
     return b
+
+
+def normal_cdf(x: Any, exact: bool) -> Any:
+    """Standard normal CDF :math:`\\Phi(x)`: a sympy ``erf`` expression or a float."""
+    if exact:
+        return (1 + sp.erf(x / sp.sqrt(2))) / 2
+    return 0.5 * math.erfc(-x / math.sqrt(2))
+
+
+def normal_pdf(x: Any, exact: bool) -> Any:
+    """Standard normal density :math:`\\varphi(x)`: a sympy expression or a float."""
+    if exact:
+        return sp.exp(-(x**2) / 2) / sp.sqrt(2 * sp.pi)
+    return math.exp(-x * x / 2) / math.sqrt(2 * math.pi)

@@ -1,6 +1,6 @@
 r"""Vectorized Newton solver for the Cauchy transform of a tree of free laws.
 
-Internal module of :mod:`toolkit.isometry.spectra` (which documents the laws). The
+Internal module of :mod:`toolkit.isometry.engine.spectra` (which documents the laws). The
 solver works on a whole grid :math:`z = x + i\eta` at once (numpy arrays, no Python loop
 over grid points, atoms, factors or repeated sub-trees); every unknown is a logarithm.
 
@@ -53,6 +53,7 @@ out of rounds) fails (``ok`` False), and the caller retries it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -156,13 +157,18 @@ def _groups(specs: list, key) -> list[tuple[int, int]]:
     return runs
 
 
-def build(specs: list):
+def build(specs: list) -> Product | Sum:
     """Batched solver node for specs of equal signature."""
     return Product(specs) if isinstance(specs[0], ProductSpec) else Sum(specs)
 
 
 def newton(
-    node, idx: np.ndarray, logz: np.ndarray, tol: np.ndarray, iters: int, max_step: float
+    node: Product | Sum,
+    idx: np.ndarray,
+    logz: np.ndarray,
+    tol: np.ndarray,
+    iters: int,
+    max_step: float,
 ) -> np.ndarray:
     """Damped Newton steps (no log-unknown moves by more than ``max_step``) at the points
     ``idx`` (input ``logz``, shape ``(1, idx.size)``) until the step is below ``tol``
@@ -182,16 +188,17 @@ def newton(
     return last
 
 
-def state(node) -> list[np.ndarray]:
+def state(node: Product | Sum) -> list[np.ndarray]:
     """All unknowns of the tree (every array has the points on its last axis)."""
+    kids: list[Product | Sum]
     if isinstance(node, Product):
         own, kids = [node.l, node.w, node.u], [n for *_, n in node.sums]
     else:
-        own, kids = [node.g, node.om], node.products
+        own, kids = [node.g, node.om], list(node.products)
     return own + [a for kid in kids for a in state(kid)]
 
 
-def root_g(node, idx: np.ndarray, z: np.ndarray) -> np.ndarray:
+def root_g(node: Product | Sum, idx: np.ndarray, z: np.ndarray) -> np.ndarray:
     """:math:`G(z)` of a root node at the points ``idx``."""
     if isinstance(node, Sum):
         return node.g[0, idx] / np.sqrt(z)
@@ -199,7 +206,7 @@ def root_g(node, idx: np.ndarray, z: np.ndarray) -> np.ndarray:
 
 
 def solve(
-    node,
+    node: Product | Sum,
     x: np.ndarray,
     eta: np.ndarray,
     top: float,
@@ -335,7 +342,7 @@ class Product:
         self.beta = -1 / den
         return self.alpha, self.beta
 
-    def propose(self, dlogz) -> np.ndarray:
+    def propose(self, dlogz: Any) -> np.ndarray:
         """Newton step for a change ``dlogz`` of the input; returns its size ``(B, n)``."""
         self.dw = self.alpha + self.beta * dlogz
         self.du = -(self.r + self.big_b * self.dw[None]) / self.big_a
@@ -406,7 +413,7 @@ class Sum:
         self.beta = zeta / big_h
         return self.alpha, self.beta
 
-    def propose(self, dlogzeta) -> np.ndarray:
+    def propose(self, dlogzeta: Any) -> np.ndarray:
         self.dg = self.alpha + self.beta * dlogzeta
         self.dom = (self.dg[None] - self.rho) / self.e
         size = np.maximum(np.abs(self.dg), np.abs(self.dom).max(axis=0))

@@ -1,8 +1,8 @@
 r"""Float power-series moment algebra on numpy arrays (fast path of :mod:`.free` for floats).
 
-Internal helper of :mod:`toolkit.isometry.spectra`: the same formulas as
-:func:`toolkit.isometry.free.free_multiplicative_convolution` and
-:func:`toolkit.isometry.free.r_diagonal_sum`, for float moments only, with
+Internal helper of :mod:`toolkit.isometry.engine.spectra`: the same formulas as
+:func:`toolkit.isometry.free_multiplicative_convolution` and
+:func:`toolkit.isometry.r_diagonal_sum`, for float moments only, with
 series reversion by Lagrange inversion: if :math:`f(z) = \sum_{j\ge1} a_j z^j` and
 :math:`\varphi(z) = z/f(z)`, the inverse :math:`g = f^{-1}` has
 :math:`g_n = \frac1n [z^{n-1}]\,\varphi(z)^n`. A series is an array ``a`` with
@@ -82,7 +82,7 @@ def _from_cumulants(kappa: np.ndarray) -> np.ndarray:
 def r_diagonal_sum(seqs: list[np.ndarray]) -> np.ndarray:
     """Moments of :math:`JJ^T` for a free sum of R-diagonal terms (symmetrized laws add)."""
     k = min(len(s) for s in seqs)
-    total = 0.0
+    total = np.zeros(2 * k)
     for s in seqs:
         sym = np.zeros(2 * k)
         sym[1::2] = s[:k]

@@ -4,7 +4,7 @@ For a chain of blocks :math:`J = J_L\cdots J_1`, the profile holds, for every bl
 :math:`i`: the second moment of its input and output (mean-field propagation),
 its own :math:`\phi(J_iJ_i^T)` and variance (block dynamical isometry asks
 :math:`\approx 1` and :math:`\approx 0`), and the cumulative values for
-:math:`J_i\cdots J_1` (free multiplicative convolution, see :mod:`toolkit.isometry.free`).
+:math:`J_i\cdots J_1` (free multiplicative convolution, see :mod:`toolkit.isometry.engine.free`).
 """
 
 from __future__ import annotations
@@ -14,17 +14,29 @@ from typing import Any
 
 import numpy as np
 
+from ..._checks import check_int
 from . import free
-from ._checks import check_order, check_q
 from ._series import series_mul
-from .blocks import Block, _check_block
+from .blocks import Block, _check_block, check_q
 
 __all__ = ["Profile", "profile"]
 
 
 @dataclass(frozen=True)
 class Profile:
-    """Per-block arrays (length = number of blocks); see :func:`profile`."""
+    r"""Per-block metrics of a chain, as arrays with one entry per block; see :func:`profile`.
+
+    Attributes
+    ----------
+    names : tuple of str
+        The blocks' ``repr``.
+    q_in, q_out : numpy.ndarray
+        Second moment of each block's input and output (mean-field propagation).
+    m1, variance, normalized_variance : numpy.ndarray
+        :math:`\phi(J_iJ_i^T)`, :math:`m_2 - m_1^2` and :math:`m_2/m_1^2 - 1` of block ``i``.
+    cumulative_m1, cumulative_variance, cumulative_normalized_variance : numpy.ndarray
+        The same for the prefix :math:`J_i \cdots J_1`.
+    """
 
     names: tuple[str, ...]
     q_in: np.ndarray
@@ -64,20 +76,39 @@ def _float(name: str, value: Any, block: Block) -> float:
 
 
 def profile(block: Block, q: Any = 1.0, order: int = 2, flatten: bool = False) -> Profile:
-    r"""Metrics of every block of ``block`` across depth.
+    """Metrics of every block of ``block`` across depth.
 
-    The blocks are the items of a :class:`Serial` (nested ``repeat`` expanded into
-    its copies); with ``flatten=True`` nested chains are expanded down to single
-    layers (a :class:`Parallel`/:class:`Residual` stays one item). ``order`` >= 2 is
-    the number of moments used internally (the arrays report the first two).
+    Parameters
+    ----------
+    block : Block
+        Usually a :class:`Serial`; its items are the blocks (a nested ``repeat`` is expanded
+        into its copies).
+    q : float
+        Second moment of the chain's input, ``> 0``.
+    order : int
+        Moments used internally (at least 2; the arrays report the first two).
+    flatten : bool
+        Expand nested chains down to single layers (a :class:`Parallel` or
+        :class:`Residual` stays one item).
 
+    Returns
+    -------
+    Profile
+
+    Raises
+    ------
+    TypeError
+        If a block has symbolic parameters (substitute numbers first).
+
+    Examples
+    --------
     >>> from toolkit.isometry import Linear, ReLU, Serial, repeat
     >>> p = profile(repeat(Serial([Linear(64, 64, gain=2**0.5), ReLU()]), 3))
     >>> p.cumulative_m1.round(6).tolist(), p.cumulative_variance.round(6).tolist()
     ([1.0, 1.0, 1.0], [2.0, 4.0, 6.0])
     """
     _check_block("block", block)
-    order = max(2, check_order(order))
+    order = max(2, check_int("order", order, 1))
     q = check_q(q)
     items = block._items(flatten)
     names, rows = [], []

@@ -4,7 +4,7 @@ Conventions. A law :math:`\mu` (the eigenvalue distribution of :math:`JJ^T`) is
 given by its moments ``[m_1, ..., m_K]`` with :math:`m_k = \phi((JJ^T)^k)` and
 :math:`\phi(A) = \mathbb E\,\mathrm{tr}A/\dim`. All functions work exactly on
 sympy input (integers, rationals, symbols) and in floating point on float input
-(see :func:`toolkit.isometry._series.coerce`); ``K`` moments in give ``K``
+(see :func:`toolkit.isometry.engine._series.coerce`); ``K`` moments in give ``K``
 results out.
 
 * Free cumulants :math:`\kappa_n` (moment-cumulant formula): with
@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 import sympy as sp
 
+from ..._checks import check_int
 from ._series import (
     coerce,
     finish,
@@ -89,10 +90,23 @@ def _powers_coeff(m: Sequence[Any], n: int, one: Any) -> list[list[Any]]:
 
 
 def moments_to_cumulants(moments: Sequence[Any]) -> list[Any]:
-    r"""Free cumulants :math:`\kappa_1..\kappa_K` of the moments :math:`m_1..m_K`.
+    r"""Free cumulants :math:`\kappa_1, \dots, \kappa_K` of the moments :math:`m_1, \dots, m_K`.
 
     Uses :math:`\kappa_n = m_n - \sum_{s<n} \kappa_s [z^{n-s}] M(z)^s`.
 
+    Parameters
+    ----------
+    moments : sequence of numbers or sympy expressions
+        :math:`m_1, \dots, m_K` (ints, fractions and sympy values stay exact, floats are
+        computed in floating point).
+
+    Returns
+    -------
+    list
+        :math:`\kappa_1, \dots, \kappa_K`.
+
+    Examples
+    --------
     >>> moments_to_cumulants([0, 1, 0, 2])   # semicircle: only kappa_2 = 1
     [0, 1, 0, 0]
     """
@@ -110,8 +124,20 @@ def moments_to_cumulants(moments: Sequence[Any]) -> list[Any]:
 
 
 def cumulants_to_moments(cumulants: Sequence[Any]) -> list[Any]:
-    r"""Moments :math:`m_1..m_K` from free cumulants :math:`\kappa_1..\kappa_K`.
+    r"""Moments :math:`m_1, \dots, m_K` from the free cumulants :math:`\kappa_1, \dots, \kappa_K`.
 
+    Parameters
+    ----------
+    cumulants : sequence of numbers or sympy expressions
+        :math:`\kappa_1, \dots, \kappa_K`.
+
+    Returns
+    -------
+    list
+        :math:`m_1, \dots, m_K`; the inverse of :func:`moments_to_cumulants`.
+
+    Examples
+    --------
     >>> cumulants_to_moments([1, 1, 1])     # free Poisson = Marchenko-Pastur
     [1, 2, 5]
     """
@@ -133,8 +159,22 @@ def _z(z: Any) -> sp.Symbol:
 
 
 def r_transform(moments: Sequence[Any], z: Any = None) -> sp.Expr:
-    r""":math:`R(z) = \sum_{n=0}^{K-1} \kappa_{n+1} z^n`, truncated (sympy expression).
+    r"""The truncated R-transform :math:`R(z) = \sum_{n=0}^{K-1} \kappa_{n+1} z^n`.
 
+    Parameters
+    ----------
+    moments : sequence of numbers or sympy expressions
+        :math:`m_1, \dots, m_K`.
+    z : sympy.Symbol, optional
+        The variable (default ``Symbol("z")``).
+
+    Returns
+    -------
+    sympy.Expr
+        The polynomial in ``z``.
+
+    Examples
+    --------
     >>> r_transform([1, 2, 5])
     z**2 + z + 1
     """
@@ -144,8 +184,28 @@ def r_transform(moments: Sequence[Any], z: Any = None) -> sp.Expr:
 
 
 def s_transform_coefficients(moments: Sequence[Any]) -> list[Any]:
-    r"""Coefficients ``[s_0, ..., s_{K-1}]`` of the S-transform (needs :math:`m_1 \ne 0`).
+    r"""Coefficients :math:`s_0, \dots, s_{K-1}` of the truncated S-transform.
 
+    :math:`S(z) = \frac{1+z}{z}\chi(z)` with :math:`\chi` the compositional inverse of
+    :math:`\psi(z) = \sum_k m_k z^k`; it needs :math:`m_1 \ne 0` (then :math:`s_0 = 1/m_1`).
+
+    Parameters
+    ----------
+    moments : sequence of numbers or sympy expressions
+        :math:`m_1, \dots, m_K`.
+
+    Returns
+    -------
+    list
+        :math:`s_0, \dots, s_{K-1}`.
+
+    Raises
+    ------
+    ValueError
+        If :math:`m_1 = 0`.
+
+    Examples
+    --------
     >>> s_transform_coefficients([1, 2, 5])  # MP: S(z) = 1/(1+z)
     [1, -1, 1]
     """
@@ -177,6 +237,20 @@ def _moments_from_s(s: Sequence[Any], k: int) -> list[Any]:
 def s_transform(moments: Sequence[Any], z: Any = None) -> sp.Expr:
     r"""The truncated S-transform :math:`\sum_{n<K} s_n z^n` as a sympy expression.
 
+    Parameters
+    ----------
+    moments : sequence of numbers or sympy expressions
+        :math:`m_1, \dots, m_K` with :math:`m_1 \ne 0`.
+    z : sympy.Symbol, optional
+        The variable (default ``Symbol("z")``).
+
+    Returns
+    -------
+    sympy.Expr
+        See :func:`s_transform_coefficients` for the coefficients.
+
+    Examples
+    --------
     >>> s_transform([2, 4])        # point mass at 2: S = 1/2
     1/2
     """
@@ -186,8 +260,20 @@ def s_transform(moments: Sequence[Any], z: Any = None) -> sp.Expr:
 
 
 def moments_from_s_transform(coefficients: Sequence[Any]) -> list[Any]:
-    r"""Inverse of :func:`s_transform_coefficients`: K coefficients give K moments.
+    r"""Inverse of :func:`s_transform_coefficients`: ``K`` coefficients give ``K`` moments.
 
+    Parameters
+    ----------
+    coefficients : sequence of numbers or sympy expressions
+        :math:`s_0, \dots, s_{K-1}` with :math:`s_0 = 1/m_1 \ne 0`.
+
+    Returns
+    -------
+    list
+        :math:`m_1, \dots, m_K`.
+
+    Examples
+    --------
     >>> moments_from_s_transform([1, -1, 1])
     [1, 2, 5]
     """
@@ -212,14 +298,28 @@ def _check_ratios(ratios: Any, count: int) -> list[Any]:
 def free_multiplicative_convolution(*moment_seqs: Sequence[Any], ratios: Any = None) -> list[Any]:
     r"""Moments of :math:`JJ^T` for :math:`J = J_n \cdots J_1` with free factors.
 
-    ``moment_seqs[i]`` are the moments of :math:`J_{i+1}J_{i+1}^T` (normalized by its
-    output width), in the order the factors are applied. ``ratios[i]`` is
-    :math:`d_\text{out}/d_\text{in}` of factor ``i`` (default all 1, i.e. square);
-    the result is normalized by the last output width:
-    :math:`S(w) = \prod_i S_i(w\, n_L/n_i)`.
+    The result is normalized by the last output width: :math:`S(w) = \prod_i S_i(w\, n_L/n_i)`.
 
+    Parameters
+    ----------
+    *moment_seqs : sequences of numbers or sympy expressions
+        ``moment_seqs[i]`` are the moments of :math:`J_{i+1}J_{i+1}^T` (normalized by its
+        output width), in the order the factors are applied.  The shortest sets the order.
+    ratios : sequence, optional
+        ``ratios[i]`` is :math:`d_\text{out}/d_\text{in}` of factor ``i`` (default all 1,
+        i.e. square factors).
+
+    Returns
+    -------
+    list
+        The moments of the product.
+
+    Examples
+    --------
     >>> free_multiplicative_convolution([1, 2], ratios=[1])
     [1, 2]
+    >>> free_multiplicative_convolution([1, 2, 5], [1, 2, 5])   # two MP laws: Fuss-Catalan
+    [1, 3, 12]
     """
     if not moment_seqs:
         raise ValueError("free_multiplicative_convolution needs at least one moment sequence")
@@ -234,7 +334,7 @@ def free_multiplicative_convolution(*moment_seqs: Sequence[Any], ratios: Any = N
 
 
 def _product(seqs: list[list[Any]], ratios: list[Any], k: int) -> list[Any]:
-    total = None
+    total: list[Any] | None = None
     for seq, r in zip(seqs, ratios):
         s = _s_coeffs(seq[:k])
         if total is None:
@@ -243,6 +343,8 @@ def _product(seqs: list[list[Any]], ratios: list[Any], k: int) -> list[Any]:
             # S_{M_i}(w) = S_{M_{i-1}}(w r_i) S_{nu_i}(w)
             scaled = [c * r**j for j, c in enumerate(total)]
             total = [simplify(c) for c in series_mul(scaled, s, k)]
+    if total is None:
+        raise ValueError("the product needs at least one moment sequence")
     return _moments_from_s(total, k)
 
 
@@ -257,6 +359,18 @@ def repeated_product_moments(moments: Sequence[Any], depth: Any) -> list[Any]:
 def free_additive_convolution(*moment_seqs: Sequence[Any]) -> list[Any]:
     r"""Moments of :math:`a_1 + \dots + a_n` for free self-adjoint :math:`a_i` (cumulants add).
 
+    Parameters
+    ----------
+    *moment_seqs : sequences of numbers or sympy expressions
+        The moments of each :math:`a_i`; the shortest sets the order.
+
+    Returns
+    -------
+    list
+        The moments of the sum.
+
+    Examples
+    --------
     >>> free_additive_convolution([0, 1], [0, 1])    # two semicircles: variance 2
     [0, 2]
     """
@@ -279,6 +393,18 @@ def r_diagonal_sum(*moment_seqs: Sequence[Any]) -> list[Any]:
     Gaussian or Haar-orthogonal factor is R-diagonal; the identity is the typical
     exception, as in residual blocks).
 
+    Parameters
+    ----------
+    *moment_seqs : sequences of numbers or sympy expressions
+        The moments of :math:`J_iJ_i^T`; the shortest sets the order.
+
+    Returns
+    -------
+    list
+        The moments of :math:`JJ^T`.
+
+    Examples
+    --------
     >>> r_diagonal_sum([1, 1], [1, 2])      # identity + Ginibre: m1 = 2, m2 = 1 + 4 + 2
     [2, 7]
     """
@@ -301,11 +427,22 @@ def r_diagonal_sum(*moment_seqs: Sequence[Any]) -> list[Any]:
 def noncrossing_partitions(n: int) -> Iterator[list[list[int]]]:
     """All non-crossing partitions of ``{0, ..., n-1}`` (Catalan(n) of them), as block lists.
 
+    Parameters
+    ----------
+    n : int
+        The size of the set, ``>= 0``.
+
+    Returns
+    -------
+    iterator of list of list of int
+        Each partition as a list of blocks.
+
+    Examples
+    --------
     >>> sum(1 for _ in noncrossing_partitions(4))
     14
     """
-    if not isinstance(n, int) or n < 0:
-        raise ValueError(f"n must be a non-negative int, got {n!r}")
+    n = check_int("n", n, 0)
 
     def rec(items: list[int]) -> Iterator[list[list[int]]]:
         if not items:
@@ -335,16 +472,30 @@ def _combine(block, gaps, rec):
 def marchenko_pastur_moments(order: int, ratio: Any = 1, scale: Any = 1) -> list[Any]:
     r"""Moments of :math:`WW^T` for :math:`W` of shape ``(m, n)``, entries of variance ``scale/n``.
 
-    ``ratio`` is :math:`\lambda = m/n` and :math:`\phi` normalizes by :math:`m`. Free
-    cumulants are :math:`\kappa_k = \text{scale}^k \lambda^{k-1}`; the moments are
-    Narayana polynomials :math:`m_k = \text{scale}^k \sum_{j=0}^{k-1}
-    \frac{1}{k}\binom{k}{j}\binom{k}{j+1} \lambda^j`.
+    :math:`\phi` normalizes by :math:`m`. Free cumulants are
+    :math:`\kappa_k = \text{scale}^k \lambda^{k-1}`; the moments are Narayana polynomials
+    :math:`m_k = \text{scale}^k \sum_{j=0}^{k-1} \frac{1}{k}\binom{k}{j}\binom{k}{j+1} \lambda^j`.
 
+    Parameters
+    ----------
+    order : int
+        Number of moments, ``>= 1``.
+    ratio : number or sympy expression
+        :math:`\lambda = m/n`.
+    scale : number or sympy expression
+        The entry variance times ``n``.
+
+    Returns
+    -------
+    list
+        :math:`m_1, \dots, m_{\text{order}}`.
+
+    Examples
+    --------
     >>> marchenko_pastur_moments(4)
     [1, 2, 5, 14]
     """
-    if not isinstance(order, int) or order < 1:
-        raise ValueError(f"order must be an int >= 1, got {order!r}")
+    order = check_int("order", order, 1)
     exact = is_exact([ratio, scale])
     lam, s = coerce([ratio, scale], exact)
     out = []
@@ -363,6 +514,22 @@ def marchenko_pastur_density(x: Any, ratio: float = 1.0, scale: float = 1.0) -> 
     :math:`[x_-, x_+]`, :math:`x_\pm = \text{scale}(1 \pm \sqrt\lambda)^2`; for
     :math:`\lambda > 1` an atom of mass :math:`1 - 1/\lambda` sits at 0 (not included).
 
+    Parameters
+    ----------
+    x : float or array_like
+        Where to evaluate.
+    ratio : float
+        :math:`\lambda = m/n > 0`.
+    scale : float
+        The entry variance times ``n``, ``> 0``.
+
+    Returns
+    -------
+    numpy.ndarray
+        :math:`\rho(x)`, zero outside the support.
+
+    Examples
+    --------
     >>> float(marchenko_pastur_density(1.0))  # doctest: +ELLIPSIS
     0.2756...
     """

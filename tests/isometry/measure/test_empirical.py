@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from torch import nn
 from torch.func import jacrev, vmap
 
-from toolkit.isometry.empirical import EmpiricalMoments, empirical
+from toolkit.isometry import EmpiricalMoments, Moments, empirical
 
 D = torch.float64
 
@@ -209,11 +209,11 @@ def test_dtype_none_keeps_float32() -> None:
 
 
 def test_to_moments() -> None:
-    moments = pytest.importorskip("toolkit.isometry.moments")
     est = empirical(_seeded(nn.Linear(8, 8), 0), torch.randn(3, 8, dtype=D), probes=10, seed=0)
     m = est.to_moments()
-    assert isinstance(m, moments.Moments)
+    assert isinstance(m, Moments)
     assert m.m1 == pytest.approx(est.m1) and m.m2 == pytest.approx(est.m2)
+    assert m.variance == pytest.approx(est.variance)
 
 
 class _Tuple(nn.Module):
@@ -232,7 +232,7 @@ class _Flatten(nn.Module):
         ({"module": lambda x: x}, TypeError, "module"),
         ({"x": [[1.0, 2.0]]}, TypeError, "x"),
         ({"x": torch.ones(2, 4, dtype=torch.long)}, TypeError, "x"),
-        ({"x": torch.ones(4)}, ValueError, r"x .*\[B, \.\.\.\]"),
+        ({"x": torch.ones(4)}, ValueError, r"x must have at least 2 dimensions"),
         ({"x": torch.ones(2, 5)}, ValueError, r"x of shape \(2, 5\)"),
         ({"probes": 0}, ValueError, "probes"),
         ({"probes": 2.5}, TypeError, "probes"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import math
 
 import numpy as np
@@ -11,8 +12,7 @@ from numpy.polynomial.hermite_e import hermegauss
 from scipy.special import ndtr
 from torch import nn
 
-from toolkit.isometry.analyze import AnalysisTable, analyze, predict_block
-from toolkit.isometry.sampling import NetworkDesign, build_network
+from toolkit.isometry import AnalysisTable, NetworkDesign, analyze, build_network, predict_block
 
 D = torch.float64
 
@@ -233,8 +233,20 @@ def test_to_pandas(mlp_table) -> None:
     assert len(frame) == 9 and list(frame["name"])[-1] == "total"
 
 
-def test_plot(mlp_table) -> None:
-    pytest.importorskip("plotly")
+def test_to_pandas_without_pandas_says_how_to_get_it(mlp_table, monkeypatch) -> None:
+    real = importlib.import_module
+
+    def no_pandas(name: str, *args, **kwargs):
+        if name == "pandas":
+            raise ImportError("No module named 'pandas'")
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(importlib, "import_module", no_pandas)
+    with pytest.raises(ImportError, match="pip install pandas"):
+        mlp_table[2].to_pandas()
+
+
+def test_plot(mlp_table) -> None:  # plotly is a dependency: no skip
     _, _, table = mlp_table
     fig = table.plot()
     assert len(fig.data) == 4

@@ -21,11 +21,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import sympy as sp
-
-from ._checks import check_positive, check_real
+from ..._checks import check_positive, check_real, is_symbolic
 from ._series import is_exact, num
 from .blocks import Block
+from .spectra import AtomLaw
 
 __all__ = ["BatchNorm", "SecondMomentNorm"]
 
@@ -36,16 +35,28 @@ class SecondMomentNorm(Block):
     Chen et al. 2020 propose it as a cheaper batch norm (no centring). Moments
     :math:`(\gamma^2/(q+\epsilon))^k`; ``q -> gamma^2 q/(q + eps)``.
 
+    Parameters
+    ----------
+    gamma : number or sympy expression
+        The output scale, non-zero.
+    eps : number or sympy expression
+        Added to the second moment, ``>= 0``.
+
+    Examples
+    --------
+    >>> import sympy as sp
     >>> q = sp.Symbol("q", positive=True)
     >>> SecondMomentNorm().moments(q=q)
     Moments(m1=1/q, m2=q**(-2), variance=0)
     """
 
     def __init__(self, gamma: Any = 1, eps: Any = 0) -> None:
-        self.gamma = check_real("gamma", gamma)
-        if not (isinstance(gamma, sp.Basic) and gamma.free_symbols) and float(gamma) == 0:
+        check_real("gamma", gamma, symbolic=True)
+        self.gamma = gamma
+        if not is_symbolic(gamma) and float(gamma) == 0:
             raise ValueError(f"gamma must be non-zero, got gamma={gamma!r}")
-        self.eps = check_positive("eps", eps, allow_zero=True)
+        check_positive("eps", eps, allow_zero=True, symbolic=True)
+        self.eps = eps
 
     def _params(self) -> list[Any]:
         return [self.gamma, self.eps]
@@ -64,8 +75,6 @@ class SecondMomentNorm(Block):
         return r * num(q, exact)
 
     def _spectral_law(self, q: float) -> Any:
-        from .spectra import AtomLaw
-
         return AtomLaw([float(self._gain2(q)[1])], [1.0])
 
     def __repr__(self) -> str:
@@ -78,6 +87,17 @@ class BatchNorm(SecondMomentNorm):
     :math:`m_k = (\gamma^2/(q+\epsilon))^k` with ``q`` the input second moment (assumed
     zero-mean); ``q -> gamma^2 q/(q + eps) + beta^2``.
 
+    Parameters
+    ----------
+    gamma : number or sympy expression
+        The affine weight, non-zero.
+    beta : number or sympy expression
+        The affine bias (it shifts ``q`` only).
+    eps : number or sympy expression
+        Added to the variance, ``>= 0``.
+
+    Examples
+    --------
     >>> from toolkit.isometry import Linear, Serial
     >>> Serial([Linear(64, 64, gain=3), BatchNorm()]).moments()
     Moments(m1=1, m2=2, variance=1)
@@ -85,7 +105,8 @@ class BatchNorm(SecondMomentNorm):
 
     def __init__(self, gamma: Any = 1, beta: Any = 0, eps: Any = 0) -> None:
         super().__init__(gamma, eps)
-        self.beta = check_real("beta", beta)
+        check_real("beta", beta, symbolic=True)
+        self.beta = beta
 
     def _propagate_q(self, q: Any) -> Any:
         exact = is_exact([*self._params(), self.beta, q])

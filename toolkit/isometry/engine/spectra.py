@@ -54,10 +54,10 @@ from typing import Any
 
 import numpy as np
 
+from ..._checks import check_int, check_positive
 from . import _numseries as _ns
 from . import _subordination as _sub
 from . import free
-from ._checks import check_int, check_positive
 
 __all__ = ["AtomLaw", "MPLaw", "ProductLaw", "SumLaw", "spectral_density"]
 
@@ -112,7 +112,7 @@ class ProductLaw:
                 flat.extend(law.items)
             else:
                 flat.append((law, float(ratio)))
-        self.items = flat
+        self.items: list[tuple[Any, float]] = flat
 
     @property
     def ratio(self) -> float:
@@ -135,7 +135,7 @@ class ProductLaw:
         return [tuple(g) for g in groups.values()]
 
     def moments(self, k: int) -> list[float]:
-        total = None
+        total: np.ndarray | None = None
         for law, c, mult in self.factors():
             if isinstance(law, AtomLaw) and law.values.size == 1:  # constant: S = 1/a
                 s = np.zeros(k)
@@ -144,6 +144,8 @@ class ProductLaw:
                 s = _ns.s_coeffs(np.asarray(law.moments(k), dtype=float))
             s = _ns.power(s, mult, k) * c ** np.arange(k)
             total = s if total is None else _ns.mul(total, s, k)
+        if total is None:
+            raise ValueError("a ProductLaw needs at least one factor")
         return _ns.moments_from_s(total, k).tolist()
 
 
@@ -330,7 +332,7 @@ def _attempt(
 
 #: fallbacks for points that fail: exact laws, a start further out (``top`` is an estimate),
 #: smaller continuation steps, then a larger eta
-_RETRIES = (
+_RETRIES: tuple[dict[str, Any], ...] = (
     {"start": 20.0},
     {"compress": False, "start": 20.0},
     {"compress": False, "start": 20.0, "h0": 0.2, "h_max": 0.5, "rounds": 400},
@@ -389,23 +391,40 @@ def spectral_density(
 ) -> tuple[np.ndarray, np.ndarray]:
     r"""Eigenvalue density of :math:`JJ^T` for ``block`` at input second moment ``q``.
 
-    Returns ``(x, density)`` numpy arrays. The default grid has ``num`` points on
-    :math:`(0, x_\max]`, denser near 0 (:math:`x = x_\max t^2`), where
-    :math:`x_\max` bounds the support (estimated from the 16th moment). ``eta`` is
-    the imaginary part used for :math:`z = x + i\eta` (default
-    :math:`\min(10^{-2}x, 10^{-3}x_\max)`, relative near 0);
-    it smooths the density on that scale. Atoms are not resolved: they appear
-    as Lorentzians of width ``eta`` (e.g. the zero eigenvalues of an expanding layer,
-    mass :math:`1 - n_\text{in}/n_\text{out}`, or of ReLU masks, mass 1/2). Deep
-    products concentrate mass near 0 like :math:`x^{-L/(L+1)}`, which no grid
-    resolves; use :meth:`Block.moments` for exact moments.
+    Atoms are not resolved: they appear as Lorentzians of width ``eta`` (e.g. the zero
+    eigenvalues of an expanding layer, mass :math:`1 - n_\text{in}/n_\text{out}`, or of ReLU
+    masks, mass 1/2). Deep products concentrate mass near 0 like :math:`x^{-L/(L+1)}`, which
+    no grid resolves; use :meth:`Block.moments` for exact moments.
 
+    Parameters
+    ----------
+    block : Block
+        Any block with numeric parameters.
+    q : float
+        Second moment of the block's input, ``> 0``.
+    num : int
+        Points of the default grid (``>= 8``): :math:`(0, x_\max]`, denser near 0
+        (:math:`x = x_\max t^2`), where :math:`x_\max` bounds the support (estimated from the
+        16th moment).
+    x : array_like, optional
+        Evaluate at these points instead of the default grid.
+    eta : float, optional
+        Imaginary part of :math:`z = x + i\eta`, which smooths the density on that scale
+        (default :math:`\min(10^{-2}x, 10^{-3}x_\max)`, relative near 0).
+
+    Returns
+    -------
+    x, density : numpy.ndarray
+        The grid and the density on it.
+
+    Examples
+    --------
     >>> from toolkit.isometry import Linear
     >>> x, rho = spectral_density(Linear(64, 64), num=400)
     >>> bool(abs(np.trapezoid(rho, x) - 1) < 0.02)
     True
     """
-    check_positive("q", q)
+    check_positive("q", q, symbolic=True)
     num = check_int("num", num, 8)
     try:
         law = block._spectral_law(float(q))

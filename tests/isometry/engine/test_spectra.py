@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -10,11 +11,14 @@ import pytest
 from toolkit.isometry import (
     Concat,
     Linear,
+    NetworkDesign,
     ReLU,
     Residual,
     Serial,
     Tanh,
+    design_block,
     marchenko_pastur_density,
+    sample_spectrum,
     spectral_density,
 )
 
@@ -116,10 +120,8 @@ def test_density_arguments():
         spectral_density(Concat([Linear(5, 5), Linear(5, 5)]))
 
 
+@pytest.mark.slow  # ~7 s: 32 blocks sampled on the CPU
 def test_deep_tanh_residual_chain_matches_monte_carlo():
-    from toolkit.isometry.designs import design_block
-    from toolkit.isometry.sampling import NetworkDesign, sample_spectrum
-
     design = NetworkDesign(
         "residual", width=64, depth=32, activation="tanh", gain=1.0, residual_scale=0.3
     )
@@ -146,11 +148,6 @@ _SWEEP = [
 
 @pytest.mark.parametrize("case", _SWEEP, ids=lambda c: "-".join(map(str, c[:4] + c[5:])))
 def test_design_sweep_densities_are_finite_and_consistent(case):
-    import warnings
-
-    from toolkit.isometry.designs import design_block
-    from toolkit.isometry.sampling import NetworkDesign
-
     arch, act, init, norm, gain, depth, scale = case
     design = NetworkDesign(
         arch,

@@ -19,10 +19,12 @@ from typing import Any
 
 import numpy as np
 import sympy as sp
+from scipy.special import ndtr
 
-from ._checks import check_positive, check_range, check_real, is_symbolic
-from ._series import is_exact, num
+from ..._checks import check_positive, check_real, is_symbolic
+from ._series import is_exact, normal_cdf, normal_pdf, num
 from .blocks import Block
+from .spectra import AtomLaw
 
 __all__ = [
     "GELU",
@@ -78,11 +80,24 @@ def _rule(q: float) -> tuple[np.ndarray, np.ndarray]:
 
 
 def gaussian_expectation(fn: Any, q: float) -> float:
-    r""":math:`\mathbb E[fn(h)]`, :math:`h\sim N(0,q)`, by composite Gauss-Legendre.
+    r""":math:`\mathbb E[f(h)]`, :math:`h\sim N(0,q)`, by composite Gauss-Legendre quadrature.
 
     The panels cover :math:`[-12\sqrt q, 12\sqrt q]` (see ``_rule``); accurate to about
     machine precision for ``fn`` smooth within each panel.
 
+    Parameters
+    ----------
+    fn : callable
+        Vectorized :math:`f`: numpy array in, numpy array out.
+    q : float
+        The variance of :math:`h`, ``> 0``.
+
+    Returns
+    -------
+    float
+
+    Examples
+    --------
     >>> round(gaussian_expectation(lambda h: h**4, 2.0), 10)   # 3 q^2
     12.0
     """
@@ -98,26 +113,30 @@ def _quantile_atoms(values: np.ndarray, weights: np.ndarray, count: int = 64) ->
     return np.interp(levels, cdf, v), np.full(count, 1 / count)
 
 
-def _Phi(x: Any, exact: bool) -> Any:
-    if exact:
-        return (1 + sp.erf(x / sp.sqrt(2))) / 2
-    return 0.5 * math.erfc(-x / math.sqrt(2))
-
-
-def _npdf(x: Any, exact: bool) -> Any:
-    if exact:
-        return sp.exp(-(x**2) / 2) / sp.sqrt(2 * sp.pi)
-    return math.exp(-x * x / 2) / math.sqrt(2 * math.pi)
-
-
 class Activation(Block):
-    """Base class: subclasses give ``_f``/``_fprime`` (numpy) or override the moments."""
+    r"""Base class of the element-wise activations :math:`f`, with :math:`h \sim N(0, q)`.
+
+    The Jacobian is :math:`\mathrm{diag}(f'(h))`, so :math:`m_k = \mathbb E[f'(h)^{2k}]` and
+    ``q -> E[f(h)^2]``.  Subclasses give ``_f``/``_fprime`` (numpy; the moments then come by
+    quadrature and need a numeric ``q``) or override the moments with closed forms.
+
+    Attributes
+    ----------
+    numeric_only : bool
+        The moments need a numeric ``q`` (quadrature).
+    """
 
     #: the moments need numeric q (quadrature)
     numeric_only = True
 
     def _params(self) -> list[Any]:
         return []
+
+    def _f(self, h: np.ndarray) -> np.ndarray:
+        raise NotImplementedError(f"{type(self).__name__} gives its moments in closed form")
+
+    def _fprime(self, h: np.ndarray) -> np.ndarray:
+        raise NotImplementedError(f"{type(self).__name__} gives its moments in closed form")
 
     def _check_numeric_q(self, q: Any) -> float:
         if is_symbolic(q):
@@ -136,8 +155,6 @@ class Activation(Block):
         return gaussian_expectation(lambda h: self._f(h) ** 2, qf)
 
     def _spectral_law(self, q: float) -> Any:
-        from .spectra import AtomLaw
-
         nodes, weights = _rule(q)
         return AtomLaw(*_quantile_atoms(self._fprime(nodes) ** 2, weights))
 
@@ -152,6 +169,15 @@ class PReLU(Activation):
     :math:`m_k = s^{2k}(1 + a^{2k})/2` for every ``q``; ``q -> s^2 q (1 + a^2)/2``.
     ``slope`` must lie in [0, 1].
 
+    Parameters
+    ----------
+    slope : number or sympy expression
+        :math:`a \in [0, 1]`.
+    scale : number or sympy expression
+        :math:`s > 0`.
+
+    Examples
+    --------
     >>> PReLU(0.25).moments()
     Moments(m1=0.53125, m2=0.501953, variance=0.219727)
     """
@@ -159,8 +185,10 @@ class PReLU(Activation):
     numeric_only = False
 
     def __init__(self, slope: Any = 0.25, scale: Any = 1) -> None:
-        self.slope = check_range("slope", slope, 0, 1)
-        self.scale = check_positive("scale", scale)
+        check_real("slope", slope, 0, 1, symbolic=True)
+        self.slope = slope
+        check_positive("scale", scale, symbolic=True)
+        self.scale = scale
 
     def _params(self) -> list[Any]:
         return [self.slope, self.scale]
@@ -177,8 +205,6 @@ class PReLU(Activation):
         return s**2 * (1 + a**2) * num(q, exact) / 2
 
     def _spectral_law(self, q: float) -> Any:
-        from .spectra import AtomLaw
-
         s2 = float(self.scale) ** 2
         return AtomLaw([s2, s2 * float(self.slope) ** 2], [0.5, 0.5])
 
@@ -186,6 +212,13 @@ class PReLU(Activation):
 class LeakyReLU(PReLU):
     """Leaky ReLU with negative ``slope`` in [0, 1] (:class:`PReLU` with scale 1).
 
+    Parameters
+    ----------
+    slope : number or sympy expression
+        The negative slope, in [0, 1].
+
+    Examples
+    --------
     >>> LeakyReLU(0).moments()
     Moments(m1=1/2, m2=1/2, variance=1/4)
     """
@@ -198,8 +231,10 @@ class LeakyReLU(PReLU):
 
 
 class ReLU(LeakyReLU):
-    """:math:`\\max(0, x)`: :math:`m_k = 1/2`, ``q -> q/2``.
+    r""":math:`\max(0, x)`: :math:`m_k = 1/2`, ``q -> q/2``.
 
+    Examples
+    --------
     >>> ReLU().moments(order=3)
     Moments(m1=1/2, m2=1/2, m3=1/2, variance=1/4)
     """
@@ -216,12 +251,19 @@ class ScaledPReLU(PReLU):
 
     Normalized variance :math:`((1-a^2)/(1+a^2))^2` per layer (Chen et al. 2020, Sec. 7).
 
+    Parameters
+    ----------
+    slope : number or sympy expression
+        :math:`a \in [0, 1]`.
+
+    Examples
+    --------
     >>> ScaledPReLU(sp.Rational(1, 2)).moments()
     Moments(m1=1, m2=34/25, variance=9/25)
     """
 
     def __init__(self, slope: Any = 0.25) -> None:
-        check_range("slope", slope, 0, 1)
+        check_real("slope", slope, 0, 1, symbolic=True)
         exact = is_exact([slope])
         a = num(slope, exact)
         scale = sp.sqrt(2 / (1 + a**2)) if exact else math.sqrt(2 / (1 + a * a))
@@ -238,6 +280,13 @@ class HardTanh(Activation):
     + a^2\Phi(\alpha) + b^2(1-\Phi(\beta))`` with :math:`\alpha = a/\sqrt q`,
     :math:`\beta = b/\sqrt q`.
 
+    Parameters
+    ----------
+    min_val, max_val : number or sympy expression
+        :math:`a < b`.
+
+    Examples
+    --------
     >>> round(HardTanh().moments().m1, 6)       # P(|h| < 1) at q = 1
     0.682689
     """
@@ -245,7 +294,9 @@ class HardTanh(Activation):
     numeric_only = False
 
     def __init__(self, min_val: Any = -1.0, max_val: Any = 1.0) -> None:
-        self.min_val, self.max_val = check_real("min_val", min_val), check_real("max_val", max_val)
+        check_real("min_val", min_val, symbolic=True)
+        check_real("max_val", max_val, symbolic=True)
+        self.min_val, self.max_val = min_val, max_val
         if not is_symbolic(min_val) and not is_symbolic(max_val) and not min_val < max_val:
             raise ValueError(
                 f"need min_val < max_val, got min_val={min_val!r}, max_val={max_val!r}"
@@ -261,18 +312,17 @@ class HardTanh(Activation):
 
     def _jacobian_moments(self, order: int, q: Any) -> list[Any]:
         exact, al, be, _ = self._ab(q)
-        p = _Phi(be, exact) - _Phi(al, exact)
+        p = normal_cdf(be, exact) - normal_cdf(al, exact)
         return [p] * order
 
     def _propagate_q(self, q: Any) -> Any:
         exact, al, be, sq = self._ab(q)
         a, b = num(self.min_val, exact), num(self.max_val, exact)
-        inner = _Phi(be, exact) - _Phi(al, exact) - be * _npdf(be, exact) + al * _npdf(al, exact)
-        return sq**2 * inner + a**2 * _Phi(al, exact) + b**2 * (1 - _Phi(be, exact))
+        cdf_a, cdf_b = normal_cdf(al, exact), normal_cdf(be, exact)
+        inner = cdf_b - cdf_a - be * normal_pdf(be, exact) + al * normal_pdf(al, exact)
+        return sq**2 * inner + a**2 * cdf_a + b**2 * (1 - cdf_b)
 
     def _spectral_law(self, q: float) -> Any:
-        from .spectra import AtomLaw
-
         p = float(self._jacobian_moments(1, q)[0])
         return AtomLaw([1.0, 0.0], [p, 1 - p])
 
@@ -286,6 +336,13 @@ class SeLU(Activation):
     Defaults are the self-normalizing constants of Klambauer et al. (2017), which
     give :math:`m_1 \approx 1.0716` at their fixed point ``q = 1``.
 
+    Parameters
+    ----------
+    lam, alpha : number or sympy expression
+        :math:`\lambda > 0` and :math:`\alpha \ge 0`.
+
+    Examples
+    --------
     >>> round(SeLU().moments().m1, 4), round(SeLU().propagate_q(1.0), 4)
     (1.0716, 1.0)
     """
@@ -293,8 +350,10 @@ class SeLU(Activation):
     numeric_only = False
 
     def __init__(self, lam: Any = SELU_LAMBDA, alpha: Any = SELU_ALPHA) -> None:
-        self.lam = check_positive("lam", lam)
-        self.alpha = check_positive("alpha", alpha, allow_zero=True)
+        check_positive("lam", lam, symbolic=True)
+        self.lam = lam
+        check_positive("alpha", alpha, allow_zero=True, symbolic=True)
+        self.alpha = alpha
 
     def _params(self) -> list[Any]:
         return [self.lam, self.alpha]
@@ -306,7 +365,7 @@ class SeLU(Activation):
         ex = sp.exp if exact else math.exp
         out = []
         for k in range(1, order + 1):
-            c_k = ex(2 * k * k * qq) * _Phi(-2 * k * sq, exact)
+            c_k = ex(2 * k * k * qq) * normal_cdf(-2 * k * sq, exact)
             out.append(lam ** (2 * k) * (num(sp.Rational(1, 2), exact) + al ** (2 * k) * c_k))
         return out
 
@@ -316,7 +375,9 @@ class SeLU(Activation):
         sq = sp.sqrt(qq) if exact else math.sqrt(qq)
         ex = sp.exp if exact else math.exp
         half = num(sp.Rational(1, 2), exact)
-        tail = ex(2 * qq) * _Phi(-2 * sq, exact) - 2 * ex(qq / 2) * _Phi(-sq, exact) + half
+        tail = (
+            ex(2 * qq) * normal_cdf(-2 * sq, exact) - 2 * ex(qq / 2) * normal_cdf(-sq, exact) + half
+        )
         return lam**2 * (qq * half + al**2 * tail)
 
     def _fprime(self, h: np.ndarray) -> np.ndarray:
@@ -325,7 +386,14 @@ class SeLU(Activation):
 
 
 class Tanh(Activation):
-    """:math:`\\tanh`, by quadrature (numeric ``q``)."""
+    r""":math:`\tanh`, by quadrature (numeric ``q``).
+
+    Examples
+    --------
+    >>> m = Tanh().moments(q=1.0)
+    >>> round(m.m1, 6), round(m.variance, 6)
+    (0.464403, 0.125839)
+    """
 
     def _f(self, h: np.ndarray) -> np.ndarray:
         return np.tanh(h)
@@ -335,7 +403,13 @@ class Tanh(Activation):
 
 
 class Sigmoid(Activation):
-    """Logistic sigmoid, by quadrature. Its mean 1/2 is carried into ``q``."""
+    """Logistic sigmoid, by quadrature. Its mean 1/2 is carried into ``q``.
+
+    Examples
+    --------
+    >>> round(Sigmoid().moments(q=1.0).m1, 6)
+    0.044836
+    """
 
     def _f(self, h: np.ndarray) -> np.ndarray:
         return 0.5 * (1 + np.tanh(h / 2))
@@ -346,25 +420,34 @@ class Sigmoid(Activation):
 
 
 class GELU(Activation):
-    r""":math:`x\Phi(x)` (exact erf form), :math:`f' = \Phi(x) + x\varphi(x)`, by quadrature."""
+    r""":math:`x\Phi(x)` (exact erf form), :math:`f' = \Phi(x) + x\varphi(x)`, by quadrature.
+
+    Examples
+    --------
+    >>> round(GELU().moments(q=1.0).m1, 6)
+    0.455851
+    """
 
     def _f(self, h: np.ndarray) -> np.ndarray:
-        from scipy.special import ndtr
-
         return h * ndtr(h)
 
     def _fprime(self, h: np.ndarray) -> np.ndarray:
-        from scipy.special import ndtr
-
         return ndtr(h) + h * np.exp(-h * h / 2) / math.sqrt(2 * math.pi)
 
 
 class Dropout(Activation):
-    r"""Inverted dropout in training mode: mask entries 0 (prob ``p``) or :math:`1/(1-p)`.
+    """Inverted dropout in training mode: mask entries 0 (prob ``p``) or :math:`1/(1-p)`.
 
     :math:`m_k = (1-p)^{1-2k}`, normalized variance :math:`p/(1-p)`, ``q -> q/(1-p)``.
     In evaluation mode it is the identity.
 
+    Parameters
+    ----------
+    p : number or sympy expression
+        The drop probability, in [0, 1).
+
+    Examples
+    --------
     >>> Dropout(sp.Rational(1, 2)).moments()
     Moments(m1=2, m2=8, variance=4)
     """
@@ -372,7 +455,8 @@ class Dropout(Activation):
     numeric_only = False
 
     def __init__(self, p: Any = 0.5) -> None:
-        self.p = check_range("p", p, 0, 1, hi_open=True)
+        check_real("p", p, 0, 1, hi_open=True, symbolic=True)
+        self.p = p
 
     def _params(self) -> list[Any]:
         return [self.p]
@@ -385,7 +469,5 @@ class Dropout(Activation):
         return q / (1 - self.p)
 
     def _spectral_law(self, q: float) -> Any:
-        from .spectra import AtomLaw
-
         p = float(self.p)
         return AtomLaw([1 / (1 - p) ** 2, 0.0], [1 - p, p])

@@ -23,10 +23,11 @@ from typing import Any
 import numpy as np
 import sympy as sp
 
+from ..._checks import check_choice, check_flag, check_int, check_positive
 from . import free
-from ._checks import check_choice, check_int, check_positive
 from ._series import coerce, is_exact, num
 from .blocks import Block
+from .spectra import AtomLaw, MPLaw, ProductLaw
 
 __all__ = ["AvgPool", "Conv2d", "Linear", "WeightNorm", "WeightStandardization"]
 
@@ -38,8 +39,6 @@ def _orth_moments(n_in: int, n_out: int, gain: Any, order: int, exact: bool) -> 
 
 
 def _orth_law(n_in: int, n_out: int, gain: Any) -> Any:
-    from .spectra import AtomLaw
-
     frac = min(n_in, n_out) / n_out
     return AtomLaw([float(gain) ** 2, 0.0], [frac, 1 - frac])
 
@@ -50,7 +49,8 @@ class _Weight(Block):
     def __init__(self, n_in: Any, n_out: Any, gain: Any) -> None:
         self.n_in = check_int("fan_in", n_in)
         self.n_out = check_int("fan_out", n_out)
-        self.gain = check_positive("gain", gain)
+        check_positive("gain", gain, symbolic=True)
+        self.gain = gain
 
     @property
     def ratio(self) -> Any:
@@ -69,13 +69,25 @@ class Linear(_Weight):
     Moments: see the module docstring. ``q -> g^2 q`` (Gaussian),
     ``q -> g^2 min(1, fan_in/fan_out) q`` (orthogonal). Source: Chen et al. 2020, Sec. 5.1.
 
+    Parameters
+    ----------
+    fan_in, fan_out : int
+        Input and output width, ``>= 1``.
+    init : {"gaussian", "orthogonal"}
+        Entries :math:`N(0, g^2/\text{fan\_in})`, or ``gain`` times a Haar (semi-)orthogonal
+        matrix.
+    gain : number or sympy expression
+        :math:`g > 0`.
+
+    Examples
+    --------
     >>> Linear(100, 100, gain=1).moments(order=4)    # Catalan numbers
     Moments(m1=1, m2=2, m3=5, m4=14, variance=1)
     >>> Linear(100, 50, init="orthogonal").moments()
     Moments(m1=1, m2=1, variance=0)
     """
 
-    def __init__(self, fan_in: int, fan_out: int, init: str = "gaussian", gain: Any = 1.0):
+    def __init__(self, fan_in: int, fan_out: int, init: str = "gaussian", gain: Any = 1.0) -> None:
         super().__init__(fan_in, fan_out, gain)
         self.init = check_choice("init", init, ("gaussian", "orthogonal"))
 
@@ -87,8 +99,6 @@ class Linear(_Weight):
         return free.marchenko_pastur_moments(order, lam, g**2)
 
     def _spectral_law(self, q: float) -> Any:
-        from .spectra import MPLaw
-
         if self.init == "orthogonal":
             return _orth_law(self.n_in, self.n_out, self.gain)
         return MPLaw(float(self.gain) ** 2, float(self.ratio))
@@ -126,6 +136,19 @@ class Conv2d(_Weight):
 
     Zero padding adds border corrections of relative size :math:`O(k/H)`, ignored here.
 
+    Parameters
+    ----------
+    c_in, c_out : int
+        Input and output channels, ``>= 1``.
+    kernel_size : int or pair of int
+        :math:`(k_h, k_w)`.
+    init : {"gaussian", "orthogonal", "delta_orthogonal"}
+        The weight distribution (see above).
+    gain : number or sympy expression
+        :math:`g > 0`.
+
+    Examples
+    --------
     >>> Conv2d(16, 16, 3, gain=1).moments()
     Moments(m1=1, m2=2, variance=1)
     >>> Conv2d(16, 16, 3, init="orthogonal", gain=1).moments()
@@ -163,8 +186,6 @@ class Conv2d(_Weight):
         return free._product([e_law, u_law], ratios, order)
 
     def _spectral_law(self, q: float) -> Any:
-        from .spectra import AtomLaw, MPLaw, ProductLaw
-
         if self.init == "delta_orthogonal":
             return _orth_law(self.c_in, self.c_out, self.gain)
         if self.init == "gaussian":
@@ -194,6 +215,19 @@ class WeightStandardization(_Weight):
     which explodes with width). The centring removes one input direction, an
     :math:`O(1/\text{fan\_in})` effect ignored here.
 
+    Parameters
+    ----------
+    c_in, c_out : int
+        Input and output channels (features for ``kernel_size=1``), ``>= 1``.
+    kernel_size : int or pair of int
+        :math:`(k_h, k_w)`.
+    gain : number or sympy expression
+        :math:`g > 0`.
+    scaled : bool
+        Multiply the standardized rows by :math:`g/\sqrt{\text{fan\_in}}`.
+
+    Examples
+    --------
     >>> WeightStandardization(64, 64, kernel_size=3, gain=2).moments()
     Moments(m1=4, m2=32, variance=16)
     """
@@ -205,9 +239,7 @@ class WeightStandardization(_Weight):
     ) -> None:
         super().__init__(c_in, c_out, gain)
         self.kernel_size = _pair("kernel_size", kernel_size)
-        if not isinstance(scaled, bool):
-            raise TypeError(f"scaled must be a bool, got {scaled!r}")
-        self.scaled = scaled
+        self.scaled = check_flag("scaled", scaled)
 
     def _scale(self, exact: bool) -> Any:
         g2 = num(self.gain, exact) ** 2
@@ -220,8 +252,6 @@ class WeightStandardization(_Weight):
         return free.marchenko_pastur_moments(order, num(self.ratio, exact), self._scale(exact))
 
     def _spectral_law(self, q: float) -> Any:
-        from .spectra import MPLaw
-
         return MPLaw(float(self._scale(False)), float(self.ratio))
 
     def __repr__(self) -> str:
@@ -232,10 +262,21 @@ class WeightStandardization(_Weight):
 
 
 class WeightNorm(WeightStandardization):
-    r"""Weight normalization (Salimans & Kingma 2016) with every row of norm ``gain``.
+    """Weight normalization (Salimans & Kingma 2016) with every row of norm ``gain``.
 
     Same asymptotic law as scaled :class:`WeightStandardization` (no centring).
 
+    Parameters
+    ----------
+    c_in, c_out : int
+        Input and output channels (features for ``kernel_size=1``), ``>= 1``.
+    kernel_size : int or pair of int
+        :math:`(k_h, k_w)`.
+    gain : number or sympy expression
+        The norm of every row, ``> 0``.
+
+    Examples
+    --------
     >>> WeightNorm(32, 32).moments()
     Moments(m1=1, m2=2, variance=1)
     """
@@ -277,6 +318,15 @@ class AvgPool(Block):
     :math:`m_1 = 1/(k_hk_w)` always. ``ratio`` = :math:`1/(s_hs_w)`; assumes
     uncorrelated zero-mean inputs, so ``q -> m_1 q``.
 
+    Parameters
+    ----------
+    kernel_size : int or pair of int
+        :math:`(k_h, k_w)`.
+    stride : int or pair of int, optional
+        :math:`(s_h, s_w)`, default ``kernel_size``.
+
+    Examples
+    --------
     >>> AvgPool(2).moments()
     Moments(m1=1/4, m2=1/16, variance=0)
     >>> AvgPool(2, stride=1).moments()   # (1/2, 3/8) per axis, squared
@@ -304,8 +354,6 @@ class AvgPool(Block):
         return self._jacobian_moments(1, q)[0] * q
 
     def _spectral_law(self, q: float) -> Any:
-        from .spectra import AtomLaw
-
         omega = 2 * np.pi * (np.arange(256) + 0.5) / 256
         sym = []
         for i in range(2):

@@ -14,16 +14,10 @@ from typing import Any, NamedTuple
 
 import sympy as sp
 
-from ._checks import check_int, check_positive, check_real, is_symbolic
-from ._series import finish, is_exact, num
+from ..._checks import check_int, check_positive, check_real, is_symbolic
+from ._series import finish, is_exact, normal_cdf, num
 
 __all__ = ["LeakySlope", "leaky_relu_slope", "selu_parameters"]
-
-
-def _Phi(x: Any, exact: bool) -> Any:
-    if exact:
-        return (1 + sp.erf(x / sp.sqrt(2))) / 2
-    return 0.5 * math.erfc(-x / math.sqrt(2))
 
 
 def selu_parameters(epsilon: Any, gain: Any = 1.0, q: Any = 1.0) -> tuple[Any, Any]:
@@ -42,22 +36,42 @@ def selu_parameters(epsilon: Any, gain: Any = 1.0, q: Any = 1.0) -> tuple[Any, A
     .. math:: \alpha^2 = \frac{\epsilon q}{2\,(qC - (1+\epsilon)B)}, \qquad
               \lambda^2 = \frac{1+\epsilon}{g^2(1/2 + \alpha^2 C)}.
 
-    A solution exists for :math:`0 \le \epsilon < qC/B - 1` (about 0.160 at
-    ``q = 1``). The self-normalizing SeLU of Klambauer et al. corresponds to
-    :math:`\epsilon \approx 0.0716`. Exact inputs give sympy results.
+    The self-normalizing SeLU of Klambauer et al. corresponds to :math:`\epsilon \approx 0.0716`.
 
+    Parameters
+    ----------
+    epsilon : number or sympy expression
+        The excess :math:`\phi(JJ^T) - 1`; a solution exists for
+        :math:`0 \le \epsilon < qC/B - 1` (about 0.160 at ``q = 1``).
+    gain : number or sympy expression
+        The layer's gain, ``> 0``.
+    q : number or sympy expression
+        The fixed-point second moment, ``> 0``.
+
+    Returns
+    -------
+    lam, alpha
+        Floats, or sympy expressions for exact input.
+
+    Raises
+    ------
+    ValueError
+        If ``epsilon`` is outside the range above.
+
+    Examples
+    --------
     >>> lam, alpha = selu_parameters(0.0716)
     >>> round(lam, 3), round(alpha, 3)
     (1.051, 1.674)
     """
-    check_real("epsilon", epsilon)
-    check_positive("gain", gain)
-    check_positive("q", q)
+    check_real("epsilon", epsilon, symbolic=True)
+    check_positive("gain", gain, symbolic=True)
+    check_positive("q", q, symbolic=True)
     exact = is_exact([epsilon, gain, q])
     eps, g, qq = num(epsilon, exact), num(gain, exact), num(q, exact)
     sqrt, exp = (sp.sqrt, sp.exp) if exact else (math.sqrt, math.exp)
-    c = exp(2 * qq) * _Phi(-2 * sqrt(qq), exact)
-    b = c - 2 * exp(qq / 2) * _Phi(-sqrt(qq), exact) + num(sp.Rational(1, 2), exact)
+    c = exp(2 * qq) * normal_cdf(-2 * sqrt(qq), exact)
+    b = c - 2 * exp(qq / 2) * normal_cdf(-sqrt(qq), exact) + num(sp.Rational(1, 2), exact)
     if not is_symbolic(eps) and not is_symbolic(qq):
         limit = float(qq * c / b - 1)
         if not 0 <= float(eps) < limit:
@@ -72,7 +86,15 @@ def selu_parameters(epsilon: Any, gain: Any = 1.0, q: Any = 1.0) -> tuple[Any, A
 
 
 class LeakySlope(NamedTuple):
-    """Result of :func:`leaky_relu_slope`: the negative ``slope`` and the ``gain`` (m1 = 1)."""
+    r"""Result of :func:`leaky_relu_slope`.
+
+    Attributes
+    ----------
+    slope : float or sympy expression
+        The leaky-ReLU negative slope :math:`a`.
+    gain : float or sympy expression
+        The orthogonal layers' gain :math:`\sqrt{2/(1+a^2)}`, which keeps :math:`m_1 = 1`.
+    """
 
     slope: Any
     gain: Any
@@ -89,8 +111,25 @@ def leaky_relu_slope(depth: Any, target_variance: Any) -> LeakySlope:
     .. math:: L\,v_a = v_\text{target} \iff a = \sqrt{\frac{1-t}{1+t}}, \quad
               t = \sqrt{v_\text{target}/L}.
 
-    Needs :math:`0 \le v_\text{target} \le L` (slope 0, plain ReLU, gives :math:`L`).
+    Parameters
+    ----------
+    depth : int or sympy.Symbol
+        :math:`L \ge 1`.
+    target_variance : number or sympy expression
+        :math:`0 \le v_\text{target} \le L` (slope 0, plain ReLU, gives :math:`L`).
 
+    Returns
+    -------
+    LeakySlope
+        ``(slope, gain)``; sympy expressions for exact or symbolic input.
+
+    Raises
+    ------
+    ValueError
+        If ``target_variance`` lies outside :math:`[0, L]`.
+
+    Examples
+    --------
     >>> leaky_relu_slope(100, 1.0)     # doctest: +ELLIPSIS
     LeakySlope(slope=0.9045..., gain=1.0488...)
     """
@@ -98,7 +137,7 @@ def leaky_relu_slope(depth: Any, target_variance: Any) -> LeakySlope:
         depth_v = depth
     else:
         depth_v = check_int("depth", depth, 1)
-    check_positive("target_variance", target_variance, allow_zero=True)
+    check_positive("target_variance", target_variance, allow_zero=True, symbolic=True)
     if not is_symbolic(depth_v) and not is_symbolic(target_variance):
         if float(target_variance) > depth_v:
             raise ValueError(

@@ -7,12 +7,14 @@ r"""The :class:`Moments` of a Jacobian: :math:`m_k = \phi((JJ^T)^k)`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import sympy as sp
 
+from ..._checks import check_int
 from ._series import coerce, finish
+from .free import moments_to_cumulants, s_transform
 
 __all__ = ["Moments"]
 
@@ -29,6 +31,8 @@ class Moments:
     *values
         :math:`m_1, m_2, \dots` (or one sequence of them).
 
+    Examples
+    --------
     >>> m = Moments(1, 3)
     >>> m.m1, m.m2, m.variance, m.normalized_variance
     (1, 3, 2, 2)
@@ -61,9 +65,28 @@ class Moments:
         return len(self._values)
 
     def moment(self, k: int) -> Any:
-        r""":math:`m_k = \phi((JJ^T)^k)`, for ``1 <= k <= order``."""
-        if not isinstance(k, int) or isinstance(k, bool) or k < 1:
-            raise ValueError(f"k must be an int >= 1, got k={k!r}")
+        r""":math:`m_k = \phi((JJ^T)^k)`.
+
+        Parameters
+        ----------
+        k : int
+            ``1 <= k <= order``.
+
+        Returns
+        -------
+        number or sympy expression
+
+        Raises
+        ------
+        ValueError
+            If ``k`` exceeds the order the moments were computed to.
+
+        Examples
+        --------
+        >>> Moments(1, 2, 5).moment(3)
+        5
+        """
+        k = check_int("k", k, 1)
         if k > self.order:
             raise ValueError(
                 f"k={k} exceeds the order {self.order} these moments were computed to; "
@@ -92,15 +115,26 @@ class Moments:
         return finish(coerce([self.m2 / self.m1**2 - 1])[0])
 
     def free_cumulants(self) -> tuple[Any, ...]:
-        """Free cumulants of the same order (:func:`toolkit.isometry.free.moments_to_cumulants`)."""
-        from .free import moments_to_cumulants
-
+        """Free cumulants of the same order (:func:`toolkit.isometry.moments_to_cumulants`)."""
         return tuple(moments_to_cumulants(list(self._values)))
 
     def s_transform(self, z: Any = None) -> sp.Expr:
-        """Truncated S-transform (see :func:`toolkit.isometry.free.s_transform`)."""
-        from .free import s_transform
+        """Truncated S-transform; see :func:`~toolkit.isometry.s_transform`.
 
+        Parameters
+        ----------
+        z : sympy.Symbol, optional
+            The variable (default ``Symbol("z")``).
+
+        Returns
+        -------
+        sympy.Expr
+
+        Examples
+        --------
+        >>> Moments(1, 2, 5).s_transform()   # Marchenko-Pastur: 1/(1+z), truncated
+        z**2 - z + 1
+        """
         return s_transform(list(self._values), z)
 
     @property
@@ -113,13 +147,41 @@ class Moments:
         return out
 
     def subs(self, *args: Any, **kwargs: Any) -> Moments:
-        """Substitute into every moment (``sympy.Basic.subs`` arguments)."""
+        """Substitute into every moment.
+
+        Parameters
+        ----------
+        *args, **kwargs
+            As for ``sympy.Basic.subs``.
+
+        Returns
+        -------
+        Moments
+
+        Examples
+        --------
+        >>> import sympy as sp
+        >>> g = sp.Symbol("g", positive=True)
+        >>> Moments(g**2, 2 * g**4).subs(g, 2)
+        Moments(m1=4, m2=32, variance=16)
+        """
         return Moments(
             *[v.subs(*args, **kwargs) if isinstance(v, sp.Basic) else v for v in self._values]
         )
 
     def numeric(self) -> Moments:
-        """All moments as floats (raises ``TypeError`` if symbols remain)."""
+        """All moments as floats.
+
+        Raises
+        ------
+        TypeError
+            If symbols remain.
+
+        Examples
+        --------
+        >>> Moments(1, 3).numeric().values
+        (1.0, 3.0)
+        """
         if self.free_symbols:
             raise TypeError(f"moments still depend on {sorted(map(str, self.free_symbols))}")
         return Moments(*[float(v) for v in self._values])
@@ -128,7 +190,7 @@ class Moments:
     def __float__(self) -> float:
         return float(self.m1)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Any]:
         return iter(self._values)
 
     def __len__(self) -> int:

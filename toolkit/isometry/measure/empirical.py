@@ -45,7 +45,7 @@ cross-sample terms.
 Example
 -------
 >>> import torch
->>> from toolkit.isometry.empirical import empirical
+>>> from toolkit.isometry import empirical
 >>> lin = torch.nn.Linear(256, 256, bias=False)
 >>> _ = torch.nn.init.orthogonal_(lin.weight)
 >>> est = empirical(lin, torch.randn(8, 256), probes=16, seed=0)
@@ -56,6 +56,7 @@ Example
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,7 +65,8 @@ import torch
 from torch import nn
 from torch.func import functional_call, vjp, vmap
 
-from .._checks import check_int as _check_int
+from ..._checks import check_choice, check_int, check_tensor, make_generator
+from ..engine.moments import Moments
 
 __all__ = ["EmpiricalMoments", "empirical"]
 
@@ -75,16 +77,23 @@ _CHUNK_ELEMENTS = 1 << 23
 
 @dataclass(frozen=True)
 class EmpiricalMoments:
-    r"""Estimated Jacobian moments of one block at one batch of inputs.
+    r"""Estimated Jacobian moments of one block at one batch of inputs, from :func:`empirical`.
 
-    ``m1`` :math:`=\phi(JJ^\top)`, ``m2`` :math:`=\phi((JJ^\top)^2)` (normalized by
-    the output dimension), ``variance`` :math:`= m_2 - m_1^2` (variance of the
-    eigenvalue distribution of :math:`JJ^\top`), ``normalized_variance``
-    :math:`= m_2/m_1^2 - 1`. The ``*_stderr`` fields are standard errors of the
-    Hutchinson estimate given ``x`` (see :func:`empirical`); those of
-    ``variance`` and ``normalized_variance`` use the delta method.
-    ``m1_samples`` and ``m2_samples`` hold the per-probe, per-sample terms,
-    shape ``[probes, batch]``.
+    Attributes
+    ----------
+    m1, m2 : float
+        :math:`\phi(JJ^\top)` and :math:`\phi((JJ^\top)^2)`, normalized by the output dimension.
+    variance : float
+        :math:`m_2 - m_1^2`, the variance of the eigenvalue distribution of :math:`JJ^\top`.
+    normalized_variance : float
+        :math:`m_2/m_1^2 - 1`.
+    m1_stderr, m2_stderr, variance_stderr, normalized_variance_stderr : float
+        Standard errors of the Hutchinson estimate given ``x``; those of ``variance`` and
+        ``normalized_variance`` use the delta method.
+    probes, batch, in_dim, out_dim : int
+        Probes, samples, and per-sample input and output elements.
+    m1_samples, m2_samples : numpy.ndarray
+        The per-probe, per-sample terms, shape ``[probes, batch]``.
     """
 
     m1: float
@@ -102,10 +111,15 @@ class EmpiricalMoments:
     m1_samples: np.ndarray = field(repr=False, compare=False)
     m2_samples: np.ndarray = field(repr=False, compare=False)
 
-    def to_moments(self) -> Any:
-        """The estimate as a :class:`toolkit.isometry.moments.Moments` (m1, m2)."""
-        from toolkit.isometry.moments import Moments  # lazy: engine may evolve
+    def to_moments(self) -> Moments:
+        """The estimate as :class:`~toolkit.isometry.Moments` ``(m1, m2)``, to compare.
 
+        Examples
+        --------
+        >>> est = empirical(torch.nn.Identity(), torch.randn(2, 8), probes=2, seed=0)
+        >>> est.to_moments()
+        Moments(m1=1, m2=1, variance=0)
+        """
         return Moments(self.m1, self.m2)
 
     def __str__(self) -> str:
@@ -117,38 +131,24 @@ class EmpiricalMoments:
         )
 
 
-def make_generator(
-    seed: int | None, generator: torch.Generator | None, cpu: bool = False
-) -> torch.Generator:
-    """A torch generator from ``seed`` or ``generator`` (not both); fresh entropy if neither.
-
-    With ``cpu=True`` a given generator must be a CPU generator.
-    """
-    if seed is not None and generator is not None:
-        raise ValueError(
-            f"pass either seed or generator, not both (got seed={seed!r} and a generator)"
-        )
-    if generator is not None:
-        if not isinstance(generator, torch.Generator):
-            raise TypeError(
-                f"generator must be a torch.Generator or None, got {type(generator).__name__}"
-            )
-        if cpu and generator.device.type != "cpu":
-            raise ValueError(
-                f"generator must be a CPU torch.Generator (weights and inputs are drawn on the "
-                f"CPU), got one on {generator.device}"
-            )
-        return generator
-    gen = torch.Generator()
-    if seed is None:
-        gen.seed()
-        return gen
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise TypeError(f"seed must be an int or None, got {seed!r} ({type(seed).__name__})")
-    return gen.manual_seed(int(seed))
+def check_batch(name: str, x: Any) -> torch.Tensor:
+    """``x`` if it is a floating tensor ``[B, ...]``, ``B >= 1``, else a TypeError/ValueError."""
+    check_tensor(name, x, min_ndim=2, nonempty=True)
+    if not x.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
+    return x
 
 
-def functional_forward(module: nn.Module, dtype: torch.dtype | None):
+def check_dtype(name: str, dtype: Any) -> torch.dtype | None:
+    """``dtype`` if it is a floating ``torch.dtype`` or ``None``, else a TypeError naming it."""
+    if dtype is not None and (not isinstance(dtype, torch.dtype) or not dtype.is_floating_point):
+        raise TypeError(f"{name} must be a floating torch.dtype or None, got {dtype!r}")
+    return dtype
+
+
+def functional_forward(
+    module: nn.Module, dtype: torch.dtype | None
+) -> Callable[[torch.Tensor], torch.Tensor]:
     """``x -> module(x)`` through ``torch.func.functional_call`` with cast, cloned state.
 
     Parameters and floating buffers are cast to ``dtype`` (unless ``None``);
@@ -206,27 +206,40 @@ def empirical(
 
     Parameters
     ----------
-    module : a ``torch.nn.Module`` mapping ``[B, ...]`` to ``[B, ...]`` sample-wise.
-        Its train/eval mode is respected; its state is not modified.
-    x : input batch, floating tensor of shape ``[B, ...]`` (``B >= 1``, ``x.ndim >= 2``).
-        The computation runs on ``x.device``.
-    probes : Hutchinson probes per sample (``>= 1``); the cost is one forward
-        pass plus ``2 * probes`` vectorized backward passes.
-    seed, generator : source of the probes (give at most one).
-    distribution : ``"rademacher"`` (default, lower variance) or ``"gaussian"``.
-    dtype : the parameters, buffers and ``x`` are cast to this dtype for the
-        computation (default float64); ``None`` keeps them as they are.
-    chunk_size : probes vectorized at once (default: as many as fit ~8M elements).
+    module : torch.nn.Module
+        Maps ``[B, ...]`` to ``[B, ...]`` sample-wise. Its train/eval mode is respected; its
+        state is not modified.
+    x : torch.Tensor
+        Input batch, floating, shape ``[B, ...]`` (``B >= 1``, ``x.ndim >= 2``). The
+        computation runs on ``x.device``.
+    probes : int
+        Hutchinson probes per sample (``>= 1``); the cost is one forward pass plus
+        ``2 * probes`` vectorized backward passes.
+    seed, generator : optional
+        Source of the probes (give at most one; neither draws fresh entropy).
+    distribution : {"rademacher", "gaussian"}
+        The probe distribution (Rademacher has the lower variance).
+    dtype : torch.dtype or None
+        The parameters, buffers and ``x`` are cast to this dtype for the computation
+        (default float64); ``None`` keeps them as they are.
+    chunk_size : int, optional
+        Probes vectorized at once (default: as many as fit ~8M elements).
 
     Returns
     -------
-    :class:`EmpiricalMoments`. Standard errors measure the probe noise given
-    ``x``: from the spread of the ``probes`` per-probe batch averages when
-    ``probes >= 2``; with one probe, from the spread over the ``B`` samples
-    (conservative: it also includes the variation between inputs).
+    EmpiricalMoments
+        Standard errors measure the probe noise given ``x``: from the spread of the
+        ``probes`` per-probe batch averages when ``probes >= 2``; with one probe, from the
+        spread over the ``B`` samples (conservative: it also includes the variation between
+        inputs).
 
-    Example
-    -------
+    Raises
+    ------
+    TypeError, ValueError
+        For bad arguments, or a module whose output is not one tensor ``[B, ...]``.
+
+    Examples
+    --------
     >>> relu_block = torch.nn.Sequential(torch.nn.Linear(512, 512, bias=False), torch.nn.ReLU())
     >>> _ = torch.nn.init.normal_(relu_block[0].weight, std=(2 / 512) ** 0.5)
     >>> est = empirical(relu_block, torch.randn(16, 512), probes=32, seed=0)
@@ -235,27 +248,18 @@ def empirical(
     """
     if not isinstance(module, nn.Module):
         raise TypeError(f"module must be a torch.nn.Module, got {type(module).__name__}")
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"x must be a torch.Tensor of shape [B, ...], got {type(x).__name__}")
-    if not x.is_floating_point():
-        raise TypeError(f"x must be a floating-point tensor, got dtype {x.dtype}")
-    if x.ndim < 2 or x.shape[0] < 1:
-        raise ValueError(
-            f"x must be batched with shape [B, ...] (ndim >= 2, B >= 1), got shape {tuple(x.shape)}"
-        )
-    probes = _check_int("probes", probes, 1)
-    if distribution not in _DISTRIBUTIONS:
-        raise ValueError(f"distribution must be one of {_DISTRIBUTIONS}, got {distribution!r}")
-    if dtype is not None and (not isinstance(dtype, torch.dtype) or not dtype.is_floating_point):
-        raise TypeError(f"dtype must be a floating torch.dtype or None, got {dtype!r}")
+    check_batch("x", x)
+    probes = check_int("probes", probes, 1)
+    check_choice("distribution", distribution, _DISTRIBUTIONS)
+    check_dtype("dtype", dtype)
     if chunk_size is not None:
-        chunk_size = _check_int("chunk_size", chunk_size, 1)
+        chunk_size = check_int("chunk_size", chunk_size, 1)
     gen = make_generator(seed, generator)
 
     xd = x.detach().to(dtype) if dtype is not None else x.detach()
     f = functional_forward(module, dtype)
     try:
-        out, vjp_fn = vjp(f, xd)
+        out, vjp_fn = vjp(f, xd)[:2]
     except Exception as exc:  # the module rejected the input: name the argument
         raise ValueError(
             f"x of shape {tuple(x.shape)} and dtype {xd.dtype} could not be passed through "
@@ -285,7 +289,7 @@ def empirical(
     v = v.to(out.device)
 
     def jt_and_jjt(vi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        u, vjp_lin = vjp(lambda w: vjp_fn(w)[0], vi)  # u = J^T v (linear in v)
+        u, vjp_lin = vjp(lambda w: vjp_fn(w)[0], vi)[:2]  # u = J^T v (linear in v)
         return u, vjp_lin(u)[0]  # J u: transpose of the linear map v -> J^T v
 
     if chunk_size is None:
