@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from .._backend import single_thread
 from .._checks import check_flag, check_int, check_real, check_seed
 from ..models import AttentionFn, TinyTransformer
-from .patterns import PatternLike, parse_pattern
+from .patterns import PatternLike, check_sequence, parse_pattern
 
 __all__ = ["FinetuneResult", "counting_task", "finetune_demo", "pattern_attention"]
 
@@ -177,9 +177,10 @@ def finetune_demo(
     Parameters
     ----------
     patterns : sequence of Pattern or str
-        The patterns to prune to (``"dense"`` is the control); see :func:`pattern_attention`.
+        The patterns to prune to (``"dense"`` is the control), at least one; see
+        :func:`pattern_attention`.
     seeds : sequence of int
-        One dense model per seed.
+        One dense model per seed, at least one (each in ``[0, 2**64 - 1]``).
     epochs : int
         Fine-tuning epochs, ``>= 0``.
     quick : bool
@@ -194,18 +195,26 @@ def finetune_demo(
     FinetuneResult
         The per-seed table (``pattern`` holds the patterns' labels) and its summary.
 
+    Raises
+    ------
+    TypeError, ValueError
+        On a bad argument (named in the message), including an empty ``patterns`` or
+        ``seeds`` (whose summary would be NaN).
+
     Examples
     --------
     >>> res = finetune_demo(("2:4",), seeds=(0,), epochs=1, quick=True, progress=False)
     >>> sorted(res.table)
     ['after_acc', 'before_acc', 'dense_acc', 'pattern', 'seed']
     """
-    parsed = [parse_pattern(p, "patterns") for p in patterns]
+    parsed = [
+        parse_pattern(p, "patterns") for p in check_sequence("patterns", patterns, nonempty=True)
+    ]
     labels = [p.label for p in parsed]
     fns = {p.label: pattern_attention(p) for p in parsed}
     epochs = check_int("epochs", epochs, 0)
     lr = check_real("lr", lr, 0.0, 1.0, lo_open=True, hi_open=True)
-    seed_list = [check_seed(s, "seeds") for s in seeds]
+    seed_list = [check_seed(s, "seeds") for s in check_sequence("seeds", seeds, nonempty=True)]
     quick, progress = check_flag("quick", quick), check_flag("progress", progress)
     n_train, n_test, dense_epochs = (1024, 1024, 8) if quick else (4096, 2048, 12)
     start = time.perf_counter()
