@@ -189,3 +189,43 @@ def test_dsa_with_no_keys_is_empty_not_a_message_about_length(lk):
     assert ta.TopK(0.5).mask(q, k).shape == (4, 0)
     out = ta.dsa_attention(q, k, v)
     assert out.shape == (4, 3) and not out.any()  # empty rows: zero output, as documented
+
+
+# -- found by the sweep (tests/attention/test_bad_inputs.py) ----------------------------------
+@pytest.mark.parametrize(
+    "call, start",
+    [
+        # v=None slipped through the checks and failed with AttributeError in the matmul.
+        (lambda q, k, v: ta.Local(0.5).attention(q, k, None), "v must be a torch.Tensor"),
+        (lambda q, k, v: ta.masked_attention(q, k, None), "v must be a torch.Tensor"),
+        # keep=None was read as "no mask" and failed on .expand.
+        (lambda q, k, v: ta.attention_metrics(q, k, v, None), "keep must be a torch.Tensor"),
+        # metrics of rows without keys were NaN averages
+        (
+            lambda q, k, v: ta.attention_metrics(q, k[:, :0], v[:, :0], torch.tensor(True)),
+            "q and k must hold at least one",
+        ),
+        (
+            lambda q, k, v: ta.tradeoff_curves((q[:0], k[:0], v[:0]), patterns=("2:4",)),
+            "source layer 0",
+        ),
+        # a value inside a pattern string now names the string it came from
+        (lambda q, k, v: ta.parse_pattern("5:4"), "pattern '5:4': n must satisfy"),
+        (lambda q, k, v: ta.sweep_patterns(("nm",), nm=("5:4",)), "nm '5:4'"),
+        # sizes past int64 overflowed inside torch; a rank of 2**70 was accepted
+        (lambda q, k, v: ta.local_mask(2**70, 4, 0.5), "lq must satisfy"),
+        (lambda q, k, v: ta.counting_task(2**70), "count must satisfy"),
+        (lambda q, k, v: ta.DSA(0.5, rank=2**70), "rank must satisfy 1 <= rank <= 65536"),
+        (lambda q, k, v: ta.dsa_projection(4, 2**16 + 1), "rank must satisfy"),
+        # 2**70 epochs ran "forever"
+        (
+            lambda q, k, v: ta.finetune_demo(("2:4",), (0,), epochs=2**70, progress=False),
+            "epochs must satisfy 0 <= epochs <= 1000",
+        ),
+    ],
+)
+def test_sweep_findings(call, start):
+    q, k, v = torch.randn(2, 5, 4), torch.randn(2, 6, 4), torch.randn(2, 6, 3)
+    with pytest.raises((TypeError, ValueError)) as info:
+        call(q, k, v)
+    assert str(info.value).startswith(start), str(info.value)

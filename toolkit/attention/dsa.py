@@ -51,16 +51,19 @@ from ..models._attention import (
     resolve_scale,
 )
 from ._dsa_predict import approximate_scores, predict_topk_mask
-from .masks import _row_topk_op, check_density, keep_count
+from .masks import MAX_SIZE, _row_topk_op, check_density, keep_count
 
 __all__ = ["dsa_attention", "dsa_mask", "dsa_projection", "dsa_scores", "quantize_rows"]
 
 MAX_BITS = 16
+#: The largest projection rank (DSA's prediction is meant to be cheap; rank >> d only serves
+#: to check that the prediction tends to the exact top-k).
+MAX_RANK = 2**16
 
 
 def check_dsa(rank: object, bits: object) -> tuple[int, int]:
-    """``(rank, bits)`` as ints with ``rank >= 1`` and ``1 <= bits <= 16``."""
-    return check_int("rank", rank, 1), check_int("bits", bits, 1, MAX_BITS)
+    """``(rank, bits)`` as ints with ``1 <= rank <= 65536`` and ``1 <= bits <= 16``."""
+    return check_int("rank", rank, 1, MAX_RANK), check_int("bits", bits, 1, MAX_BITS)
 
 
 def _projection(d: int, rank: int, generator: torch.Generator) -> torch.Tensor:
@@ -76,9 +79,9 @@ def dsa_projection(
     Parameters
     ----------
     d : int
-        Head size, ``>= 1``.
+        Head size, ``1 <= d < 2**63``.
     rank : int
-        Projection rank ``r >= 1``.
+        Projection rank, ``1 <= r <= 65536``.
     seed : int, optional
         Seeds a fresh CPU generator; None means 0, so the same seed gives the same ``P``
         everywhere.
@@ -103,7 +106,7 @@ def dsa_projection(
     >>> torch.equal(dsa_projection(4, 2), dsa_projection(4, 2, generator=torch.manual_seed(0)))
     True
     """
-    d, rank = check_int("d", d, 1), check_int("rank", rank, 1)
+    d, rank = check_int("d", d, 1, MAX_SIZE), check_int("rank", rank, 1, MAX_RANK)
     return _projection(d, rank, make_generator(seed, generator, default_seed=0))
 
 
@@ -198,7 +201,7 @@ def dsa_scores(
     q, k : torch.Tensor
         ``[..., Lq, d]`` and ``[..., Lk, d]`` (same dtype and device, leading dims broadcast).
     rank : int
-        Projection rank ``r >= 1`` (may exceed ``d``).
+        Projection rank, ``1 <= r <= 65536`` (may exceed ``d``).
     bits : int
         Quantization bits, ``1 <= bits <= 16``.
     seed : int, optional
@@ -286,7 +289,7 @@ def dsa_mask(
     sparsity : float
         Dropped fraction, in ``(0, 1)``; the kept fraction (density) is ``1 - sparsity``.
     rank : int
-        Projection rank ``r >= 1`` (may exceed ``d``).
+        Projection rank, ``1 <= r <= 65536`` (may exceed ``d``).
     bits : int
         Quantization bits, ``1 <= bits <= 16``.
     seed : int, optional

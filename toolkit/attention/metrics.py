@@ -334,7 +334,8 @@ def attention_metrics(
     Raises
     ------
     TypeError, ValueError
-        On a bad tensor or mask (named in the message).
+        On a bad tensor or mask (named in the message), or no queries or no keys
+        (``Lq = 0`` or ``Lk = 0``).
 
     Examples
     --------
@@ -344,7 +345,13 @@ def attention_metrics(
     (1.0, 0.0)
     """
     shape = check_qkv(q, k, v)
+    if 0 in shape[-2:]:
+        raise ValueError(
+            f"q and k must hold at least one query and one key (the metrics of an empty row "
+            f"are undefined), got q {tuple(q.shape)} and k {tuple(k.shape)}"
+        )
     check_attn_mask(attn_mask, shape, q.device)
+    check_tensor("keep", keep, dtypes=(torch.bool,))
     check_attn_mask(keep, shape, q.device, name="keep")
     if query_mask is not None:
         query_mask = check_padding_mask("query_mask", query_mask, shape[:-1], q.device)
@@ -484,6 +491,12 @@ def tradeoff_curves(
         ``mass``, ``kl``, ``error``, ``recall`` (float64).
         ``{k: v[t["layer"] == 0] for k, v in t.items()}`` selects a layer.
 
+    Raises
+    ------
+    TypeError, ValueError
+        On a bad source, pattern or mask (named in the message), and on a layer with no
+        queries, no keys or an empty batch (its averages would be NaN).
+
     Examples
     --------
     >>> g = torch.Generator().manual_seed(0)
@@ -508,6 +521,11 @@ def tradeoff_curves(
             mets = attention_metrics(
                 q, k, v, keep, scale=scale, attn_mask=attn_mask, query_mask=t_query
             )
+            if mets["density"].numel() == 0:
+                raise ValueError(
+                    f"source layer {index}: q {tuple(q.shape)} and k {tuple(k.shape)} hold an "
+                    "empty batch, so there is nothing to average"
+                )
             cols["layer"].append(index)
             cols["method"].append(pattern.kind)
             cols["pattern"].append(pattern.label)

@@ -522,6 +522,16 @@ def parse_pattern(spec: PatternLike, name: str = "pattern") -> Pattern:
         return spec
     if not isinstance(spec, str):
         raise TypeError(f"{name} must be a Pattern or a str, got {type(spec).__name__}")
+    try:
+        return _parse(spec, name)
+    except ValueError as exc:
+        if str(exc).startswith(name):
+            raise
+        # A parameter's own message ("n must satisfy ...") gets the string it came from.
+        raise ValueError(f"{name} {spec!r}: {exc}") from None
+
+
+def _parse(spec: str, name: str) -> Pattern:
     if "@" not in spec:
         return _from_method(spec, None, name)
     kind, _, rest = spec.partition("@")

@@ -43,8 +43,12 @@ ATTENTION_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
 AttentionOutput: TypeAlias = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
 
 
-def check_qkv(q: object, k: object, v: object | None = None) -> tuple[int, ...]:
-    """Check ``q``, ``k`` (and ``v``); return the broadcast scores' shape ``[..., Lq, Lk]``.
+_NO_V = object()
+
+
+def check_qkv(q: object, k: object, v: object = _NO_V) -> tuple[int, ...]:
+    """Check ``q``, ``k`` (and ``v`` when given: None is then an error); return the broadcast
+    scores' shape ``[..., Lq, Lk]``.
 
     >>> check_qkv(torch.zeros(2, 5, 4), torch.zeros(7, 4))
     (2, 5, 7)
@@ -53,7 +57,7 @@ def check_qkv(q: object, k: object, v: object | None = None) -> tuple[int, ...]:
     kt = check_tensor("k", k, dtypes=(qt.dtype,), min_ndim=2, device=qt.device)
     vt = (
         None
-        if v is None
+        if v is _NO_V
         else check_tensor("v", v, dtypes=(qt.dtype,), min_ndim=2, device=qt.device)
     )
     if kt.shape[-1] != qt.shape[-1]:
