@@ -104,9 +104,10 @@ def use_backend(backend: str) -> Iterator[str]:
     ...     toolkit.active_backend()
     'cpu'
     """
-    token = _context_backend.set(_check_backend(backend, "backend"))
+    choice = _check_backend(backend, "backend")
+    token = _context_backend.set(choice)
     try:
-        yield _context_backend.get()
+        yield choice
     finally:
         _context_backend.reset(token)
 

@@ -134,7 +134,7 @@ class TinyTransformer(nn.Module):
         _check_int("batch", batch, 1)
         _check_int("length", length, 1)
         g = torch.Generator().manual_seed(check_seed(seed))
-        return torch.randint(self.config["vocab_size"], (batch, length), generator=g)
+        return torch.randint(int(self.config["vocab_size"]), (batch, length), generator=g)
 
     def _check_ids(self, ids: Tensor, attention_mask: Tensor | None) -> None:
         if not isinstance(ids, Tensor) or ids.dtype not in (torch.int32, torch.int64):
