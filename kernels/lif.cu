@@ -166,6 +166,9 @@ __global__ void lif_backward(const T* __restrict__ x, const T* __restrict__ v0,
     }
 }
 
+// Explicit instances for nvcc's compile check; NVRTC instantiates only what name_expressions
+// asks for (one dtype at a time), which keeps the run-time compilation short.
+#ifndef __CUDACC_RTC__
 #define TK_LIF_INSTANCES(T)                                                                    \
     template __global__ void lif_forward<T>(const T* __restrict__, const T* __restrict__,      \
                                             T* __restrict__, T* __restrict__,                  \
@@ -186,3 +189,4 @@ __global__ void lif_backward(const T* __restrict__ x, const T* __restrict__ v0,
 TK_LIF_INSTANCES(float)
 TK_LIF_INSTANCES(double)
 TK_LIF_INSTANCES(tk_half)
+#endif

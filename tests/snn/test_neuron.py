@@ -78,7 +78,7 @@ def test_exact_zeros_for_compact_surrogates():
 
 
 def test_module_forms_and_if_neuron():
-    x, _, w_s, _ = _inputs(7)
+    x, _, _, _ = _inputs(7)
     lif = LIFNeuron(tau=3.0, v_reset=None, surrogate="sigmoid", record=True)
     s = lif(x)
     s_ref, v_ref = lif_loop(x, 3.0, 1.0, None, "sigmoid", 4.0, False, True, torch.zeros(3, 5))

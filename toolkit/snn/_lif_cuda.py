@@ -23,17 +23,10 @@ _REGISTER_T = (8, 16, 32)
 _NULL = np.uint64(0)  # a null pointer argument
 
 
-def _instances() -> tuple[str, ...]:
-    names = []
-    for t in TEMPLATE_TYPES.values():
-        if t == "tk_bfloat16":
-            continue
-        names.append(f"lif_forward<{t}>")
-        names += [f"lif_backward<{t}, {m}>" for m in (0, *_REGISTER_T)]
-    return tuple(names)
-
-
-_INSTANCES = _instances()
+def _instances(dtype: torch.dtype) -> tuple[str, ...]:
+    """The kernels of one dtype: each dtype compiles (once per device) on first use."""
+    t = TEMPLATE_TYPES[dtype]
+    return (f"lif_forward<{t}>", *(f"lif_backward<{t}, {m}>" for m in (0, *_REGISTER_T)))
 
 
 def _scalars(p: LIFParams, v_start: float) -> tuple:
@@ -51,7 +44,8 @@ def _scalars(p: LIFParams, v_start: float) -> tuple:
 
 
 def _ptr(t: torch.Tensor | None):
-    return _NULL if t is None else t
+    # Detached: DLPack refuses tensors that require grad (autograd.Function hands them over).
+    return _NULL if t is None else t.detach()
 
 
 def lif_forward_kernel(
@@ -87,10 +81,18 @@ def lif_forward_kernel(
         "lif",
         f"lif_forward<{TEMPLATE_TYPES[x.dtype]}>",
         n,
-        (x, _ptr(v0), spikes, _ptr(v_seq), bits, np.int64(n), np.int32(steps))
-        + _scalars(p, v_start),
+        (
+            x,
+            _ptr(v0),
+            spikes,
+            _ptr(v_seq),
+            bits,
+            np.int64(n),
+            np.int32(steps),
+            *_scalars(p, v_start),
+        ),
         device=dev,
-        name_expressions=_INSTANCES,
+        name_expressions=_instances(x.dtype),
     )
 
 
@@ -129,20 +131,20 @@ def lif_backward_kernel(
         f"lif_backward<{TEMPLATE_TYPES[x.dtype]}, {maxt}>",
         n,
         (
-            x,
+            _ptr(x),
             _ptr(v0),
-            bits,
-            grad_s,
+            _ptr(bits),
+            _ptr(grad_s),
             _ptr(grad_v),
-            grad_x,
+            _ptr(grad_x),
             _ptr(grad_v0),
             _ptr(scratch),
             np.int64(n),
             np.int32(steps),
-        )
-        + _scalars(p, v_start),
+            *_scalars(p, v_start),
+        ),
         device=dev,
-        name_expressions=_INSTANCES,
+        name_expressions=_instances(x.dtype),
     )
 
 

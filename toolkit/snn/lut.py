@@ -11,14 +11,14 @@ Counting, per product of ``samples`` spike vectors of length ``n`` with a weight
 (all counts are additions or memory accesses of one number; the expected counts assume
 independent spikes of density :math:`\rho`):
 
-=====================  ===========================================  ===============================
-scheme                 additions                                    memory reads
-=====================  ===========================================  ===============================
-dense                  :math:`S n m`                                :math:`S n m` weights + :math:`S n` inputs
-zero-skipping          :math:`\mathrm{nnz}\, m`                     :math:`\mathrm{nnz}\, m` weights + :math:`S n` inputs
-LUT, table build       :math:`m \sum_k (2^{g_k} - g_k - 1)`         :math:`n m` weights, :math:`m\sum_k 2^{g_k}` writes
-LUT, lookups           (non-zero groups) :math:`m`                  (non-zero groups) :math:`m` + :math:`S\lceil n/g\rceil` indices
-=====================  ===========================================  ===============================
+* dense: :math:`S n m` additions; reads :math:`S n m` weights and :math:`S n` inputs;
+* zero-skipping: :math:`\mathrm{nnz}\, m` additions; reads :math:`\mathrm{nnz}\, m` weights
+  and :math:`S n` inputs (each input is read to test it);
+* LUT, table build (once): :math:`m \sum_k (2^{g_k} - g_k - 1)` additions (each entry with
+  two or more bits set is one addition onto a smaller entry); reads :math:`n m` weights and
+  writes :math:`m \sum_k 2^{g_k}` entries;
+* LUT, lookups: one addition and one table read per non-zero group and output, plus
+  :math:`S \lceil n/g \rceil` index reads.
 
 :math:`g_k` is the size of group :math:`k` (the last may be shorter).  A group whose bits are all
 zero is skipped (its entry is 0), which happens with probability :math:`(1-\rho)^{g_k}`.
