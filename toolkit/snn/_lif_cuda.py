@@ -150,7 +150,7 @@ def lif_backward_kernel(
 
 class _LIFFunction(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, v0, v_start, p, membrane):  # type: ignore[override]
+    def forward(ctx, x, v0, v_start, p, membrane):
         steps, n = x.shape
         spikes = torch.empty_like(x)
         bits = torch.empty(((steps + 7) // 8, n), dtype=torch.uint8, device=x.device)
@@ -162,7 +162,7 @@ class _LIFFunction(torch.autograd.Function):
         return spikes, (v_seq if membrane else x.new_empty(0))
 
     @staticmethod
-    def backward(ctx, grad_s, grad_v):  # type: ignore[override]
+    def backward(ctx, grad_s, grad_v):
         x, v0, bits = ctx.saved_tensors
         grad_s = torch.zeros_like(x) if grad_s is None else grad_s.contiguous()
         grad_v = None if grad_v is None or grad_v.numel() == 0 else grad_v.contiguous()

@@ -149,13 +149,13 @@ class _SpikeFn(torch.autograd.Function):
     """Heaviside forward, surrogate derivative backward."""
 
     @staticmethod
-    def forward(ctx, u, surrogate, alpha):  # type: ignore[override]
+    def forward(ctx, u, surrogate, alpha):
         ctx.save_for_backward(u)
         ctx.surrogate, ctx.alpha = surrogate, alpha
         return (u >= 0).to(u.dtype)
 
     @staticmethod
-    def backward(ctx, grad):  # type: ignore[override]
+    def backward(ctx, grad):
         (u,) = ctx.saved_tensors
         return grad * surrogate_grad(u, ctx.surrogate, ctx.alpha), None, None
 
