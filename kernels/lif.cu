@@ -15,8 +15,8 @@
 // recurrence backwards in time:
 //     dL/dH[t] = dL/dS[t] s'(H[t] - Vth) + dL/dV[t] dV[t]/dH[t]
 //     dL/dX[t] = dL/dH[t] dH/dX,   dL/dV[t-1] = dL/dH[t] (1 - 1/tau) (+ dL/dV-trace[t-1])
-// MAXT = 0 instantiates a variant that keeps the replayed membrane values in a float scratch
-// buffer [T, n] instead, for long sequences.
+// MAXT = 0 instantiates a variant that keeps the replayed membrane values in a scratch buffer
+// [T, n] of the working type instead, for long sequences.
 #include "tk_dtypes.cuh"
 
 namespace {
@@ -108,7 +108,7 @@ __global__ void lif_backward(const T* __restrict__ x, const T* __restrict__ v0,
                              const unsigned char* __restrict__ bits,
                              const T* __restrict__ grad_s, const T* __restrict__ grad_v,
                              T* __restrict__ grad_x, T* __restrict__ grad_v0,
-                             float* __restrict__ scratch, long long n, int steps,
+                             void* __restrict__ scratch_, long long n, int steps,
     double inv_tau_, double v_threshold_, double v_reset_, double v_start_, double alpha_,
     int hard, int decay_input, int detach_reset, int surrogate) {
     using A = typename acc_of<T>::type;
@@ -116,6 +116,7 @@ __global__ void lif_backward(const T* __restrict__ x, const T* __restrict__ v0,
     const A v_rest = hard ? A(v_reset_) : A(0), v_reset = A(v_reset_);
     const A decay = A(1) - inv_tau;
     const A dh_dx = decay_input ? inv_tau : A(1);
+    A* scratch = static_cast<A*>(scratch_);  // [T, n] in the working type, MAXT == 0 only
     const long long stride = static_cast<long long>(gridDim.x) * blockDim.x;
     for (long long i = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
          i += stride) {
@@ -159,7 +160,7 @@ __global__ void lif_backward(const T* __restrict__ x, const T* __restrict__ v0,
         } else {
             for (int t = 0; t < steps; ++t) scratch[static_cast<long long>(t) * n + i] = replay(t);
             for (int t = steps - 1; t >= 0; --t) {
-                adjoint(t, A(scratch[static_cast<long long>(t) * n + i]));
+                adjoint(t, scratch[static_cast<long long>(t) * n + i]);
             }
         }
         if (grad_v0) store(grad_v0 + i, gv);
@@ -183,7 +184,7 @@ __global__ void lif_backward(const T* __restrict__ x, const T* __restrict__ v0,
     template __global__ void lif_backward<T, MAXT>(                                            \
         const T* __restrict__, const T* __restrict__, const unsigned char* __restrict__,       \
         const T* __restrict__, const T* __restrict__, T* __restrict__, T* __restrict__,        \
-        float* __restrict__, long long, int, double, double, double, double, double, int, int,  \
+        void* __restrict__, long long, int, double, double, double, double, double, int, int,  \
         int, int);
 
 TK_LIF_INSTANCES(float)

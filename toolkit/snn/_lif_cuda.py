@@ -125,7 +125,8 @@ def lif_backward_kernel(
     if n == 0:
         return
     maxt = next((m for m in _REGISTER_T if m >= steps), 0)
-    scratch = torch.empty((steps, n), dtype=torch.float32, device=dev) if maxt == 0 else None
+    work = torch.float64 if x.dtype == torch.float64 else torch.float32
+    scratch = torch.empty((steps, n), dtype=work, device=dev) if maxt == 0 else None
     launch(
         "lif",
         f"lif_backward<{TEMPLATE_TYPES[x.dtype]}, {maxt}>",
