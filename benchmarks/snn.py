@@ -90,6 +90,19 @@ def kernel_benchmark(args) -> list[str]:
     if args.compile:
         methods["torch-compile"] = _fwd_bwd(torch.compile(reference, dynamic=False))
     methods["toolkit-cuda"] = _fwd_bwd(toolkit_cuda)
+    # Smoke check: every method runs, and the LIF methods fire the same spikes as ours
+    # (snnTorch's Leaky is a different equation, so only its running is checked).
+    x = (torch.rand(4, 4096, device="cuda") * 1.5).requires_grad_()
+    ours = toolkit_cuda(x).detach()
+    for name in list(methods):
+        try:
+            methods[name](x, torch.randn_like(x))
+        except Exception as exc:  # keep the other methods' numbers
+            print(f"dropping {name}: {type(exc).__name__}: {exc}", flush=True)
+            del methods[name]
+    if "spikingjelly" in methods:
+        same = torch.equal(spikingjelly_method()(x).detach(), ours)
+        print(f"SpikingJelly fires the same spikes as toolkit-cuda: {same}", flush=True)
     tables = []
     steps = (4, 32) if args.quick else (4, 8, 16, 32)
     for dtype in (torch.float32, torch.float16):
