@@ -45,7 +45,7 @@ from plotly.subplots import make_subplots
 
 import toolkit
 import toolkit.attention as ta
-from toolkit.attention.text import DEFAULT_TEXT, TextModel
+from toolkit.models.text import DEFAULT_TEXT, TextModel
 
 QUICK = toolkit.quick_mode()          # TOOLKIT_QUICK=1 shrinks every size
 torch.set_num_threads(1)              # one sentence of attention gains nothing from threads
@@ -139,6 +139,11 @@ fig.update_layout(height=430, title=f"layer {layer}, head {head}")
 fig
 
 # %% [markdown]
+# Every pattern is a small value: `ta.NM(2, 4)`, `ta.TopK(0.5)`, `ta.DSA(0.5, rank=16,
+# bits=4)`, `ta.Local(0.5)`, `ta.Strided(0.5)`, `ta.Dense()`. Each knows its `density`, a short
+# `label` (`"2:4"`, `"topk@0.5"`; `ta.parse_pattern` reads it back), its `mask(q, k, ...)` and
+# its `attention(q, k, v, ...)`.
+#
 # Every pattern below keeps half of each row. The **retained mass** $\sum_{j \in K} p_j$ is
 # the share of the dense probability that survives (1 is lossless); the oracle top-k keeps the
 # largest half of the whole row, so it bounds what any pattern at density 0.5 can retain.
@@ -147,12 +152,11 @@ fig
 # %%
 q, k, v = trace.layer(layer)
 rows = []
-for method, density in (("1:2", None), ("2:4", None), ("4:8", None), ("topk", 0.5),
-                        ("local", 0.5), ("strided", 0.5)):
-    keep = ta.method_mask(method, q, k, density, scale=trace.scale, attn_mask=trace.attn_mask)
+for pattern in (ta.NM(1, 2), ta.NM(2, 4), ta.NM(4, 8), ta.TopK(0.5), ta.Local(0.5),
+                ta.Strided(0.5)):
+    keep = pattern.mask(q, k, scale=trace.scale, attn_mask=trace.attn_mask)
     mets = ta.attention_metrics(q, k, v, keep, scale=trace.scale, attn_mask=trace.attn_mask)
-    rows.append((method if density is None else f"{method}@0.5",
-                 *(float(mets[c].mean()) for c in ("density", "mass", "error"))))
+    rows.append((pattern.label, *(float(mets[c].mean()) for c in ("density", "mass", "error"))))
 print(f"{'pattern':12} {'density':>8} {'mass':>8} {'error':>8}   (layer {layer}, mean over heads)")
 for r in rows:
     print(f"{r[0]:12} {r[1]:8.3f} {r[2]:8.3f} {r[3]:8.3f}")
@@ -177,8 +181,8 @@ for col, density in ((1, 0.25), (2, 0.5)):
     for bits in bit_widths:
         recall = []
         for r in ranks:
-            keep = ta.method_mask("dsa", q, k, density, scale=trace.scale,
-                                  attn_mask=trace.attn_mask, rank=r, bits=bits)
+            keep = ta.DSA(density, rank=r, bits=bits).mask(q, k, scale=trace.scale,
+                                                           attn_mask=trace.attn_mask)
             mets = ta.attention_metrics(q, k, v, keep, scale=trace.scale, attn_mask=trace.attn_mask)
             recall.append(float(mets["recall"].mean()))
         fig.add_scatter(x=ranks, y=recall, name=f"{bits} bit(s)", legendgroup=str(bits),
@@ -210,17 +214,17 @@ fig
 # most.
 
 # %%
-patterns = {"2:4": ("2:4", None), "DSA": ("dsa", 0.5), "top-k": ("topk", 0.5)}
-mass = {name: np.zeros((tm.num_layers, tm.num_heads)) for name in patterns}
+patterns = (ta.NM(2, 4), ta.DSA(0.5), ta.TopK(0.5))
+mass = {p: np.zeros((tm.num_layers, tm.num_heads)) for p in patterns}
 for ell in range(tm.num_layers):
     ql, kl, vl = trace.layer(ell)
-    for name, (method, density) in patterns.items():
-        keep = ta.method_mask(method, ql, kl, density, scale=trace.scale, attn_mask=trace.attn_mask)
+    for p in patterns:
+        keep = p.mask(ql, kl, scale=trace.scale, attn_mask=trace.attn_mask)
         mets = ta.attention_metrics(ql, kl, vl, keep, scale=trace.scale, attn_mask=trace.attn_mask)
-        mass[name][ell] = mets["mass"][0].cpu().numpy()
-fig = make_subplots(rows=1, cols=3, subplot_titles=[f"retained mass, {n}" for n in patterns])
-for col, name in enumerate(patterns, start=1):
-    fig.add_heatmap(z=mass[name], zmin=0.5, zmax=1, colorscale="Viridis", row=1, col=col,
+        mass[p][ell] = mets["mass"][0].cpu().numpy()
+fig = make_subplots(rows=1, cols=3, subplot_titles=[f"retained mass, {p.name}" for p in patterns])
+for col, p in enumerate(patterns, start=1):
+    fig.add_heatmap(z=mass[p], zmin=0.5, zmax=1, colorscale="Viridis", row=1, col=col,
                     showscale=col == 3)
 fig.update_xaxes(title_text="head")
 fig.update_yaxes(title_text="layer", autorange="reversed")
@@ -230,18 +234,21 @@ fig
 # %% [markdown]
 # The trade-off of every method, averaged over heads and layers: relative output error
 # $\|\tilde O - O\| / \|O\|$ against the kept fraction. N:M patterns are points (their
-# density is fixed); the others are swept.
+# density is fixed); the others are swept. Names and colours come from `ta.PATTERN_STYLES`,
+# the table the report and the explorer draw with.
 
 # %%
 curves = ta.tradeoff_curves(trace, densities=(0.125, 0.25, 0.5) if QUICK else (0.0625, 0.125, 0.25, 0.375, 0.5, 0.75))
 fig = go.Figure()
 for method in ("nm", "topk", "dsa", "local", "strided"):
+    style = ta.PATTERN_STYLES[method]
     sel = curves["method"] == method
     patterns_m = list(dict.fromkeys(curves["pattern"][sel]))
     x = [curves["density"][curves["pattern"] == p].mean() for p in patterns_m]
     y = [curves["error"][curves["pattern"] == p].mean() for p in patterns_m]
     order = np.argsort(x, kind="stable")
-    fig.add_scatter(x=np.array(x)[order], y=np.array(y)[order], name=method,
+    fig.add_scatter(x=np.array(x)[order], y=np.array(y)[order], name=style.name,
+                    line=dict(color=style.color),
                     mode="markers+text" if method == "nm" else "lines+markers",
                     text=np.array(patterns_m)[order] if method == "nm" else None,
                     textposition="top center")
@@ -258,7 +265,7 @@ fig
 # epochs of fine-tuning (the dense control gets the same extra epochs).
 
 # %%
-result = ta.finetune_demo(patterns=("dense", "2:4", "1:2", "dsa@0.5"),
+result = ta.finetune_demo(patterns=("dense", ta.NM(2, 4), ta.NM(1, 2), ta.DSA(0.5)),
                           seeds=(0,) if QUICK else (0, 1, 2), epochs=2, quick=QUICK)
 print(result)
 print(f"({result.seconds:.1f} s)")
@@ -274,13 +281,15 @@ print(f"({result.seconds:.1f} s)")
 # the model (cached per text); every other control only recomputes masks.
 
 # %%
-explorer = toolkit.widgets.AttentionSparsityExplorer(DEFAULT_TEXT, model=tm, layer=layer)
+explorer = toolkit.widgets.AttentionSparsityExplorer(DEFAULT_TEXT, model=tm, layer=layer,
+                                                     method=ta.NM(2, 4))
 explorer
 
 # %%
 # Driven from code, as the tests do:
 explorer.controls["method"].value = "dsa"
 explorer.controls["rank"].value = 8
+print(repr(explorer.pattern))
 print({name: round(float(val.mean()), 3) for name, val in explorer.metrics.items()},
       explorer.timings)
 
@@ -296,5 +305,6 @@ print({name: round(float(val.mean()), 3) for name, val in explorer.metrics.items
 #    $QK^\top$ in fp16?
 # 4. Find a head whose 2:4 retained mass is above 0.99 and one below 0.7 (section 4). Look at
 #    both in the explorer: what do they attend to?
-# 5. Run `finetune_demo` with `"local@0.5"` and `"strided@0.5"`. Do static patterns recover as
-#    well as the dynamic ones after fine-tuning? Why is this task hard for a local window?
+# 5. Run `finetune_demo` with `ta.Local(0.5)` and `ta.Strided(0.5)` (or the strings
+#    `"local@0.5"`, `"strided@0.5"`). Do static patterns recover as well as the dynamic ones
+#    after fine-tuning? Why is this task hard for a local window?

@@ -152,7 +152,8 @@ def test_dsa_attention_mask_enters_prediction(generator):
     [
         (dict(sparsity=0.0), ValueError, "sparsity must lie in"),
         (dict(sparsity=1.0), ValueError, "sparsity must lie in"),
-        (dict(sparsity=math.nan), TypeError, "sparsity"),
+        (dict(sparsity=math.nan), ValueError, "sparsity must be finite"),
+        (dict(sparsity="0.5"), TypeError, "sparsity must be a real number"),
         (dict(rank=0), ValueError, "rank must satisfy"),
         (dict(rank=2.5), TypeError, "rank must be an int"),
         (dict(bits=0), ValueError, "bits must satisfy"),

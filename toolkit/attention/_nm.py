@@ -8,14 +8,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .._checks import check_int, check_tensor
 from .._dispatch import operation
 from .._kernels import TEMPLATE_TYPES, launch, require_cuda_tensor
+from ..models._attention import ATTENTION_DTYPES
 
-__all__ = ["MAX_GROUP", "nm_mask"]
+__all__ = ["MAX_GROUP", "check_nm", "nm_mask"]
 
 #: The largest group size m: one CUDA thread ranks its entry against the whole group.
 MAX_GROUP = 32
-SUPPORTED_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
+SUPPORTED_DTYPES = ATTENTION_DTYPES
 #: Compile-time bounds on m: a group's keys live in registers, so loops unroll to MAXM.
 _GROUP_BOUNDS = (2, 4, 8, 16, 32)
 _INSTANCES = tuple(
@@ -23,24 +25,14 @@ _INSTANCES = tuple(
 )
 
 
-def _check_nm(n: object, m: object) -> None:
-    for name, value in (("n", n), ("m", m)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-            raise TypeError(f"{name} must be an int, got {type(value).__name__} ({value!r})")
-    if not 1 <= m <= MAX_GROUP:
-        raise ValueError(f"m must satisfy 1 <= m <= {MAX_GROUP}, got m={m}")
-    if not 1 <= n <= m:
-        raise ValueError(f"n must satisfy 1 <= n <= m, got n={n} with m={m}")
+def check_nm(n: object, m: object) -> tuple[int, int]:
+    """``(n, m)`` as ints with ``1 <= m <= MAX_GROUP`` and ``1 <= n <= m``.
 
-
-def _check_scores(scores: object) -> None:
-    if not isinstance(scores, torch.Tensor):
-        raise TypeError(f"scores must be a torch.Tensor, got {type(scores).__name__}")
-    if scores.dtype not in SUPPORTED_DTYPES:
-        names = ", ".join(str(d).removeprefix("torch.") for d in SUPPORTED_DTYPES)
-        raise TypeError(f"scores must have a floating dtype ({names}), got {scores.dtype}")
-    if scores.dim() < 1:
-        raise ValueError("scores must have at least one dimension (the one pruned), got a scalar")
+    >>> check_nm(2, 4)
+    (2, 4)
+    """
+    m = check_int("m", m, 1, MAX_GROUP)
+    return check_int("n", n, 1, m), m
 
 
 @operation
@@ -93,24 +85,37 @@ def nm_mask(scores: torch.Tensor, n: int, m: int, *, backend: str | None = None)
     keeps :math:`\min(n, r)`.  Ties go to the lower index, ``NaN`` ranks above every number
     (as :func:`torch.sort` orders it) and ``-0.0 == +0.0``.
 
-    Args:
-        scores: tensor of shape ``[..., L]``, float32, float16, bfloat16 or float64, on any
-            device.
-        n: entries kept per group, ``1 <= n <= m``.
-        m: group size, ``1 <= m <= 32``.
-        backend: ``"cpu"`` forces the torch reference path, ``"cuda"`` the CUDA kernel;
-            ``None`` follows :func:`toolkit.use_backend` and ``TOOLKIT_DEVICE``, else the
-            input's device.
+    Parameters
+    ----------
+    scores : torch.Tensor
+        Shape ``[..., L]``, float32, float16, bfloat16 or float64, on any device.
+    n : int
+        Entries kept per group, ``1 <= n <= m``.
+    m : int
+        Group size, ``1 <= m <= 32``.
+    backend : str, optional
+        ``"cpu"`` forces the torch reference path, ``"cuda"`` the CUDA kernel; ``None``
+        follows :func:`toolkit.use_backend` and ``TOOLKIT_DEVICE``, else the input's device.
 
-    Returns:
+    Returns
+    -------
+    torch.Tensor
         A ``torch.bool`` tensor with the shape and device of ``scores``.
 
-    Example:
-        >>> import torch
-        >>> from toolkit.attention import nm_mask
-        >>> nm_mask(torch.tensor([0.1, 0.9, 0.5, 0.3, 0.7, 0.2]), n=2, m=4).tolist()
-        [False, True, True, False, True, True]
+    Raises
+    ------
+    TypeError
+        If ``scores`` is not a tensor of a supported dtype, or ``n``/``m`` is not an int.
+    ValueError
+        If ``scores`` is a scalar or ``n``, ``m`` are out of range.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from toolkit.attention import nm_mask
+    >>> nm_mask(torch.tensor([0.1, 0.9, 0.5, 0.3, 0.7, 0.2]), n=2, m=4).tolist()
+    [False, True, True, False, True, True]
     """
-    _check_scores(scores)
-    _check_nm(n, m)
-    return _nm_mask_op(scores, int(n), int(m), backend=backend)
+    check_tensor("scores", scores, dtypes=SUPPORTED_DTYPES, min_ndim=1)
+    n, m = check_nm(n, m)
+    return _nm_mask_op(scores, n, m, backend=backend)

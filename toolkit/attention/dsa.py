@@ -6,7 +6,8 @@ the predicted entries.  The approximation here, written so that a CUDA path can 
 bit for bit from the same integer inputs:
 
 1. **Projection.** :math:`P \in \mathbb R^{d\times r}` with i.i.d. :math:`\mathcal N(0, 1/r)`
-   entries, drawn in float32 on the CPU from ``seed`` (or ``generator``), so that
+   entries, drawn from ``seed`` (default 0) or from a ``generator`` (not both: see
+   :func:`toolkit._checks.make_generator`) and kept in float32 on the CPU, so that
    :math:`\mathbb E[(QP)(KP)^\top] = QK^\top` (Johnson-Lindenstrauss).
    :math:`\hat Q = QP`, :math:`\hat K = KP` in float32.
 2. **Quantization** (:func:`quantize_rows`), symmetric and **per row** (per token vector):
@@ -36,62 +37,97 @@ import math
 
 import torch
 
+from .._checks import check_flag, check_int, make_generator
 from .._dispatch import operation
 from ..models._attention import (
+    AttentionOutput,
     _attend,
     attention_scores,
     check_attn_mask,
-    check_flag,
     check_qkv,
     resolve_scale,
 )
 from ._dsa_predict import approximate_scores, predict_topk_mask
-from .patterns import _check_density, _check_int, _row_topk_op, keep_count
+from .masks import _row_topk_op, check_density, keep_count
 
 __all__ = ["dsa_attention", "dsa_mask", "dsa_projection", "dsa_scores", "quantize_rows"]
 
 MAX_BITS = 16
 
 
-def _check_dsa(sparsity, rank, bits, seed, generator) -> None:
-    _check_density("sparsity", sparsity, closed_right=False)
-    _check_int("rank", rank, 1)
-    _check_int("bits", bits, 1, MAX_BITS)
-    _check_int("seed", seed, 0)
-    if generator is not None and not isinstance(generator, torch.Generator):
-        raise TypeError(f"generator must be a torch.Generator or None, got {generator!r}")
+def check_dsa(rank: object, bits: object) -> tuple[int, int]:
+    """``(rank, bits)`` as ints with ``rank >= 1`` and ``1 <= bits <= 16``."""
+    return check_int("rank", rank, 1), check_int("bits", bits, 1, MAX_BITS)
 
 
-def dsa_projection(
-    d: int, rank: int, seed: int = 0, generator: torch.Generator | None = None
-) -> torch.Tensor:
-    r"""The random projection :math:`P` ``[d, rank]``, float32, entries :math:`\mathcal N(0, 1/r)`.
-
-    Drawn from ``generator`` when given (on its device, then moved to the CPU), else from a
-    fresh CPU generator seeded with ``seed``: the same seed gives the same ``P`` everywhere.
-
-    >>> dsa_projection(4, 2, seed=0).shape
-    torch.Size([4, 2])
-    """
-    _check_int("d", d, 1)
-    _check_int("rank", rank, 1)
-    if generator is None:
-        generator = torch.Generator().manual_seed(_check_int("seed", seed, 0))
+def _projection(d: int, rank: int, generator: torch.Generator) -> torch.Tensor:
     p = torch.randn(d, rank, generator=generator, device=generator.device)
     return (p / math.sqrt(rank)).to("cpu", torch.float32)
 
 
+def dsa_projection(
+    d: int, rank: int, seed: int | None = None, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    r"""The random projection :math:`P` ``[d, rank]``, float32, entries :math:`\mathcal N(0, 1/r)`.
+
+    Parameters
+    ----------
+    d : int
+        Head size, ``>= 1``.
+    rank : int
+        Projection rank ``r >= 1``.
+    seed : int, optional
+        Seeds a fresh CPU generator; None means 0, so the same seed gives the same ``P``
+        everywhere.
+    generator : torch.Generator, optional
+        Draw ``P`` from this generator instead (on its device, then moved to the CPU).
+        Giving both ``seed`` and ``generator`` is an error.
+
+    Returns
+    -------
+    torch.Tensor
+        ``P``, float32 on the CPU.
+
+    Raises
+    ------
+    ValueError
+        If both ``seed`` and ``generator`` are given, or a size is out of range.
+
+    Examples
+    --------
+    >>> dsa_projection(4, 2, seed=0).shape
+    torch.Size([4, 2])
+    >>> torch.equal(dsa_projection(4, 2), dsa_projection(4, 2, generator=torch.manual_seed(0)))
+    True
+    """
+    d, rank = check_int("d", d, 1), check_int("rank", rank, 1)
+    return _projection(d, rank, make_generator(seed, generator, default_seed=0))
+
+
 def quantize_rows(x: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Tensor]:
-    r"""Symmetric per-row quantization of float32 ``x`` ``[..., L, r]`` to ``bits`` bits.
+    r"""Symmetric per-row quantization of ``x`` ``[..., L, r]`` (as float32) to ``bits`` bits.
 
-    Returns ``(codes, scales)``: int8 (``bits <= 8``) or int16 codes ``[..., L, r]`` and
-    float32 scales ``[..., L]`` with :math:`x \approx c \cdot s` (rule in the module
-    docstring).
+    Parameters
+    ----------
+    x : torch.Tensor
+        Floating ``[..., L, r]``; every row (last dimension) gets its own scale.
+    bits : int
+        ``1 <= bits <= 16`` (rule in the module docstring).
 
+    Returns
+    -------
+    codes : torch.Tensor
+        int8 (``bits <= 8``) or int16 codes ``[..., L, r]``.
+    scales : torch.Tensor
+        float32 scales ``[..., L]`` with :math:`x \approx c \cdot s`.
+
+    Examples
+    --------
     >>> codes, s = quantize_rows(torch.tensor([[0.5, -1.0, 0.25]]), bits=3)
     >>> codes.tolist(), codes.dtype, s.tolist()
     ([[2, -3, 1]], torch.int8, [0.3333333432674408])
     """
+    bits = check_int("bits", bits, 1, MAX_BITS)
     x = x.to(torch.float32)
     dtype = torch.int8 if bits <= 8 else torch.int16
     if bits == 1:
@@ -126,32 +162,67 @@ def dsa_scores(
     k: torch.Tensor,
     rank: int = 16,
     bits: int = 4,
-    seed: int = 0,
+    seed: int | None = None,
     generator: torch.Generator | None = None,
     *,
     backend: str | None = None,
 ) -> torch.Tensor:
-    r"""DSA's approximate (unscaled) scores :math:`\hat S \approx QK^\top`, float32
-    ``[..., Lq, Lk]`` (module docstring, steps 1, 2 and 4).
+    r"""DSA's approximate (unscaled) scores :math:`\hat S \approx QK^\top` (module docstring,
+    steps 1, 2 and 4).
 
-    Example:
-        >>> g = torch.Generator().manual_seed(0)
-        >>> q, k = torch.randn(5, 64, generator=g), torch.randn(7, 64, generator=g)
-        >>> s = dsa_scores(q, k, rank=64, bits=8)
-        >>> exact = (q @ k.T).double()
-        >>> bool(torch.corrcoef(torch.stack([s.flatten(), exact.flatten()]))[0, 1] > 0.5)
-        True
+    Parameters
+    ----------
+    q, k : torch.Tensor
+        ``[..., Lq, d]`` and ``[..., Lk, d]`` (same dtype and device, leading dims broadcast).
+    rank : int
+        Projection rank ``r >= 1`` (may exceed ``d``).
+    bits : int
+        Quantization bits, ``1 <= bits <= 16``.
+    seed : int, optional
+        Seeds the projection (None means 0).
+    generator : torch.Generator, optional
+        Draw the projection from this generator instead (not together with ``seed``).
+    backend : str, optional
+        ``"cpu"`` forces the reference path.
+
+    Returns
+    -------
+    torch.Tensor
+        float32 ``[..., Lq, Lk]``.
+
+    Examples
+    --------
+    >>> g = torch.Generator().manual_seed(0)
+    >>> q, k = torch.randn(5, 64, generator=g), torch.randn(7, 64, generator=g)
+    >>> s = dsa_scores(q, k, rank=64, bits=8)
+    >>> exact = (q @ k.T).double()
+    >>> bool(torch.corrcoef(torch.stack([s.flatten(), exact.flatten()]))[0, 1] > 0.5)
+    True
     """
     check_qkv(q, k)
-    _check_dsa(0.5, rank, bits, seed, generator)
-    proj = dsa_projection(q.shape[-1], rank, seed, generator)
-    return _dsa_scores_op(q, k, proj, int(bits), backend=backend)
+    rank, bits = check_dsa(rank, bits)
+    gen = make_generator(seed, generator, default_seed=0)
+    proj = _projection(q.shape[-1], rank, gen)
+    return _dsa_scores_op(q, k, proj, bits, backend=backend)
 
 
-def _dsa_keep(q, k, proj, bits: int, kk: int, scale: float, attn_mask) -> torch.Tensor:
-    """The predicted pattern: without a mask through ``predict_topk_mask`` (which dispatches
-    to the CUDA kernel), with one through the torch top-k."""
-    qc, sq, kc, sk = _codes(q, k, proj, bits)
+def _predict_keep(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    density: float,
+    rank: int,
+    bits: int,
+    generator: torch.Generator,
+    scale: float,
+    attn_mask: torch.Tensor | None,
+) -> torch.Tensor:
+    """DSA's kept pattern at ``density`` on checked inputs (shared by :func:`dsa_mask`,
+    :func:`dsa_attention` and :class:`~toolkit.attention.DSA`): without a mask through
+    ``predict_topk_mask`` (which dispatches to the CUDA kernel), with one through the torch
+    top-k."""
+    proj = _projection(q.shape[-1], rank, generator)
+    kk = keep_count(density, k.shape[-2])
+    qc, sq, kc, sk = _codes(q.detach(), k.detach(), proj, bits)
     if attn_mask is None:
         return predict_topk_mask(qc.contiguous(), kc.contiguous(), sk.contiguous(), kk)
     pred = approximate_scores(qc, kc, sk)
@@ -168,36 +239,55 @@ def dsa_mask(
     sparsity: float = 0.5,
     rank: int = 16,
     bits: int = 4,
-    seed: int = 0,
+    seed: int | None = None,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    r"""DSA's predicted pattern: bool ``[..., Lq, Lk]`` keeping, per row, the
-    :math:`\max(1, \text{round}((1-\text{sparsity}) L_k))` largest approximate scores.
+    r"""DSA's predicted pattern: per row, the :func:`~toolkit.attention.keep_count`
+    ``(1 - sparsity, Lk)`` largest approximate scores.
 
-    Args:
-        q: ``[..., Lq, d]``; k: ``[..., Lk, d]`` (same dtype and device, leading dims broadcast).
-        sparsity: dropped fraction, in ``(0, 1)``.
-        rank: projection rank ``r >= 1`` (may exceed ``d``).
-        bits: quantization bits, ``1 <= bits <= 16``.
-        seed: seeds the projection (ignored when ``generator`` is given).
-        generator: a ``torch.Generator`` to draw the projection from instead.
+    Parameters
+    ----------
+    q, k : torch.Tensor
+        ``[..., Lq, d]`` and ``[..., Lk, d]`` (same dtype and device, leading dims broadcast).
+    sparsity : float
+        Dropped fraction, in ``(0, 1)``; the kept fraction (density) is ``1 - sparsity``.
+    rank : int
+        Projection rank ``r >= 1`` (may exceed ``d``).
+    bits : int
+        Quantization bits, ``1 <= bits <= 16``.
+    seed : int, optional
+        Seeds the projection (None means 0).
+    generator : torch.Generator, optional
+        Draw the projection from this generator instead (not together with ``seed``).
 
-    Example:
-        >>> g = torch.Generator().manual_seed(0)
-        >>> q, k = torch.randn(2, 8, 16, generator=g), torch.randn(2, 8, 16, generator=g)
-        >>> dsa_mask(q, k, sparsity=0.75).sum(-1).unique().tolist()
-        [2]
+    Returns
+    -------
+    torch.Tensor
+        Bool ``[..., Lq, Lk]``.
+
+    Raises
+    ------
+    TypeError, ValueError
+        On a bad argument (named in the message), or when both ``seed`` and ``generator``
+        are given.
+
+    Examples
+    --------
+    >>> g = torch.Generator().manual_seed(0)
+    >>> q, k = torch.randn(2, 8, 16, generator=g), torch.randn(2, 8, 16, generator=g)
+    >>> dsa_mask(q, k, sparsity=0.75).sum(-1).unique().tolist()
+    [2]
     """
-    shape = check_qkv(q, k)
-    _check_dsa(sparsity, rank, bits, seed, generator)
-    proj = dsa_projection(q.shape[-1], rank, seed, generator)
-    kk = keep_count(1.0 - sparsity, shape[-1])
-    return _dsa_keep(q.detach(), k.detach(), proj, int(bits), kk, 1.0, None)
+    check_qkv(q, k)
+    sparsity = check_density("sparsity", sparsity, allow_one=False)
+    rank, bits = check_dsa(rank, bits)
+    gen = make_generator(seed, generator, default_seed=0)
+    return _predict_keep(q, k, 1.0 - sparsity, rank, bits, gen, 1.0, None)
 
 
 @operation
-def _dsa_attention_op(q, k, v, proj, bits, kk, scale, attn_mask, return_probs):
-    keep = _dsa_keep(q.detach(), k.detach(), proj, bits, kk, scale, attn_mask)
+def _dsa_attention_op(q, k, v, keep, scale, attn_mask, return_probs):
+    # Reference path; issue 14's sparse CUDA path can register itself with .cuda.
     scores = attention_scores(q, k, scale, attn_mask)
     return _attend(q, k, v, keep, scale, attn_mask, return_probs, scores=scores)
 
@@ -209,13 +299,13 @@ def dsa_attention(
     sparsity: float = 0.5,
     rank: int = 16,
     bits: int = 4,
-    seed: int = 0,
+    seed: int | None = None,
     scale: float | None = None,
     attn_mask: torch.Tensor | None = None,
     return_probs: bool = False,
     *,
     generator: torch.Generator | None = None,
-):
+) -> AttentionOutput:
     r"""Attention computed only on DSA's predicted entries.
 
     .. math::
@@ -229,20 +319,37 @@ def dsa_attention(
     ``dsa_mask(q, k, ...)``).  Rows whose kept scores are all :math:`-\infty` give zero
     output, as in :func:`~toolkit.attention.nm_attention`.
 
-    Returns:
+    Parameters
+    ----------
+    q, k, v : torch.Tensor
+        ``[..., Lq, d]``, ``[..., Lk, d]``, ``[..., Lk, dv]``; one float dtype and device.
+    sparsity, rank, bits, seed, generator
+        The prediction, as in :func:`dsa_mask`.
+    scale : float, optional
+        Score scale, default ``1/sqrt(d)``.
+    attn_mask : torch.Tensor, optional
+        Additive float or bool (``True`` = attend) mask, broadcastable to ``[..., Lq, Lk]``.
+    return_probs : bool
+        Also return the sparse probabilities ``[..., Lq, Lk]``.
+
+    Returns
+    -------
+    torch.Tensor or tuple of torch.Tensor
         ``O`` ``[..., Lq, dv]`` in the input dtype; with ``return_probs``, ``(O, P)``.
 
-    Example:
-        >>> g = torch.Generator().manual_seed(0)
-        >>> q, k, v = (torch.randn(4, 8, 16, generator=g) for _ in range(3))
-        >>> dsa_attention(q, k, v, sparsity=0.5).shape
-        torch.Size([4, 8, 16])
+    Examples
+    --------
+    >>> g = torch.Generator().manual_seed(0)
+    >>> q, k, v = (torch.randn(4, 8, 16, generator=g) for _ in range(3))
+    >>> dsa_attention(q, k, v, sparsity=0.5).shape
+    torch.Size([4, 8, 16])
     """
     shape = check_qkv(q, k, v)
-    _check_dsa(sparsity, rank, bits, seed, generator)
+    sparsity = check_density("sparsity", sparsity, allow_one=False)
+    rank, bits = check_dsa(rank, bits)
     check_attn_mask(attn_mask, shape, q.device)
     check_flag("return_probs", return_probs)
     s = resolve_scale(scale, q.shape[-1])
-    proj = dsa_projection(q.shape[-1], rank, seed, generator)
-    kk = keep_count(1.0 - sparsity, shape[-1])
-    return _dsa_attention_op(q, k, v, proj, int(bits), kk, s, attn_mask, return_probs)
+    gen = make_generator(seed, generator, default_seed=0)
+    keep = _predict_keep(q, k, 1.0 - sparsity, rank, bits, gen, s, attn_mask)
+    return _dsa_attention_op(q, k, v, keep, s, attn_mask, return_probs)

@@ -16,21 +16,19 @@ accuracy *before* fine-tuning, fine-tune ``epochs`` epochs, measure again *after
 from __future__ import annotations
 
 import copy
-import functools
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from .._backend import single_thread
-from ..models._attention import masked_attention
-from ..models.tiny import TinyTransformer
-from .dsa import dsa_attention
-from .metrics import _parse_nm, method_mask
-from .patterns import _check_density
-from .sparse import nm_attention
+from .._checks import check_flag, check_int, check_real, check_seed
+from ..models import AttentionFn, TinyTransformer
+from .patterns import PatternLike, parse_pattern
 
 __all__ = ["FinetuneResult", "counting_task", "finetune_demo", "pattern_attention"]
 
@@ -39,12 +37,32 @@ VOCAB = 3 + FILLERS
 
 
 def counting_task(count: int, length: int = 32, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """``count`` examples ``(ids [count, length + 1], labels [count])`` of the counting task.
+    """``count`` examples of the counting task (module docstring).
 
+    Parameters
+    ----------
+    count : int
+        Number of examples, ``>= 1``.
+    length : int
+        Tokens after ``[CLS]``, ``>= 5`` (room for the ``a`` and ``b`` tokens).
+    seed : int
+        Seeds the draw.
+
+    Returns
+    -------
+    ids : torch.Tensor
+        int64 ``[count, length + 1]``, ``[CLS]`` (id 0) first.
+    labels : torch.Tensor
+        int64 ``[count]``: 1 where ``a`` (id 1) occurs more often than ``b`` (id 2).
+
+    Examples
+    --------
     >>> ids, y = counting_task(4, length=16, seed=0)
     >>> ids.shape, bool(((ids[:, 1:] == 1).sum(1) > (ids[:, 1:] == 2).sum(1)).eq(y.bool()).all())
     (torch.Size([4, 17]), True)
     """
+    count, length = check_int("count", count, 1), check_int("length", length, 5)
+    seed = check_seed(seed)
     g = torch.Generator().manual_seed(seed)
     ids = 3 + torch.randint(FILLERS, (count, length), generator=g)
     y = torch.randint(2, (count,), generator=g)
@@ -59,47 +77,31 @@ def counting_task(count: int, length: int = 32, seed: int = 0) -> tuple[torch.Te
     return torch.cat([torch.full((count, 1), CLS), ids], 1), y
 
 
-def _masked_fn(method: str, density: float):
-    def fn(q, k, v, attn_mask=None, return_probs=False):
-        keep = method_mask(method, q, k, density, attn_mask=attn_mask)
-        return masked_attention(q, k, v, keep, attn_mask=attn_mask, return_probs=return_probs)
+def pattern_attention(pattern: PatternLike) -> AttentionFn:
+    """An ``attention_fn`` for a model: the pattern's :meth:`~toolkit.attention.Pattern.attention`.
 
-    return fn
+    Parameters
+    ----------
+    pattern : Pattern or str
+        A pattern, or a string :func:`~toolkit.attention.parse_pattern` reads: ``"dense"``,
+        ``"N:M"`` (:func:`~toolkit.attention.nm_attention`), ``"dsa@0.25"`` (DSA at density
+        0.25), ``"topk@0.5"``, ``"local@0.5"``, ``"strided@0.5"``.
 
+    Returns
+    -------
+    AttentionFn
+        ``fn(q, k, v, scale=None, attn_mask=None, return_probs=False)`` (the pattern's
+        ``attention`` method).
 
-def pattern_attention(pattern: str):
-    """An ``attention_fn`` for a model from a pattern label.
-
-    ``"dense"``, ``"N:M"`` (:func:`nm_attention`), ``"dsa@0.25"`` (DSA at density 0.25),
-    ``"topk@0.5"``, ``"local@0.5"``, ``"strided@0.5"``.
-
-    >>> pattern_attention("2:4").keywords
-    {'n': 2, 'm': 4}
+    Examples
+    --------
+    >>> q = k = v = torch.randn(2, 8, 4)
+    >>> from toolkit.attention import nm_attention
+    >>> torch.equal(pattern_attention("2:4")(q, k, v), nm_attention(q, k, v, 2, 4))
+    True
     """
-    if not isinstance(pattern, str):
-        raise TypeError(f"pattern must be a str, got {pattern!r}")
-    if pattern == "dense":
-        return masked_attention
-    if ":" in pattern:
-        n, m = _parse_nm(pattern)
-        return functools.partial(nm_attention, n=n, m=m)
-    method, _, dens = pattern.partition("@")
-    if method not in ("dsa", "topk", "local", "strided") or not dens:
-        raise ValueError(
-            "pattern must be 'dense', 'N:M' or '<dsa|topk|local|strided>@<density>'"
-            f", got {pattern!r}"
-        )
-    try:
-        density = _check_density("density", float(dens))
-    except ValueError:
-        raise ValueError(f"pattern {pattern!r} needs a density in (0, 1]") from None
-    if method == "dsa":
-        return (
-            functools.partial(dsa_attention, sparsity=1.0 - density)
-            if density < 1
-            else masked_attention
-        )
-    return _masked_fn(method, density)
+    # AttentionFn is the return_probs=True form, the one the models call.
+    return cast(AttentionFn, parse_pattern(pattern).attention)
 
 
 def _accuracy(model, ids, y) -> float:
@@ -124,10 +126,19 @@ def _train(model, ids, y, epochs, lr, batch, seed, bar=None) -> None:
 
 @dataclass
 class FinetuneResult:
-    """``table``: one row per (seed, pattern) -- ``pattern``, ``seed``, ``dense_acc``,
-    ``before_acc`` (pruned, not fine-tuned), ``after_acc`` (after fine-tuning).
-    ``summary``: one row per pattern -- means and standard deviations over seeds.
-    ``seconds``: wall time."""
+    """What :func:`finetune_demo` measured.
+
+    Attributes
+    ----------
+    table : dict of str to numpy.ndarray
+        One row per (seed, pattern): ``pattern`` (its label), ``seed``, ``dense_acc``,
+        ``before_acc`` (pruned, not fine-tuned), ``after_acc`` (after fine-tuning).
+    summary : dict of str to numpy.ndarray
+        One row per pattern: ``pattern`` and the means and standard deviations over seeds
+        (``dense_acc_mean``, ``dense_acc_std``, ...).
+    seconds : float
+        Wall time.
+    """
 
     table: dict[str, np.ndarray]
     summary: dict[str, np.ndarray]
@@ -146,8 +157,8 @@ class FinetuneResult:
 
 
 def finetune_demo(
-    patterns=("dense", "2:4", "1:2"),
-    seeds=(0, 1, 2),
+    patterns: Sequence[PatternLike] = ("dense", "2:4", "1:2"),
+    seeds: Sequence[int] = (0, 1, 2),
     epochs: int = 2,
     quick: bool = False,
     progress: bool = True,
@@ -163,26 +174,59 @@ def finetune_demo(
     Training runs on one thread (restored afterwards): faster for a model this small.
     The seed fixes the data, the initialisation and the batch order.
 
-    Example:
-        >>> res = finetune_demo(("2:4",), seeds=(0,), epochs=1, quick=True, progress=False)
-        >>> sorted(res.table)
-        ['after_acc', 'before_acc', 'dense_acc', 'pattern', 'seed']
+    Parameters
+    ----------
+    patterns : sequence of Pattern or str
+        The patterns to prune to (``"dense"`` is the control); see :func:`pattern_attention`.
+    seeds : sequence of int
+        One dense model per seed.
+    epochs : int
+        Fine-tuning epochs, ``>= 0``.
+    quick : bool
+        The small sizes above.
+    progress : bool
+        Show a progress bar.
+    lr : float
+        Fine-tuning learning rate, in ``(0, 1)``.
+
+    Returns
+    -------
+    FinetuneResult
+        The per-seed table (``pattern`` holds the patterns' labels) and its summary.
+
+    Examples
+    --------
+    >>> res = finetune_demo(("2:4",), seeds=(0,), epochs=1, quick=True, progress=False)
+    >>> sorted(res.table)
+    ['after_acc', 'before_acc', 'dense_acc', 'pattern', 'seed']
     """
-    fns = {p: pattern_attention(p) for p in patterns}
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
-        raise ValueError(f"epochs must be an int >= 0, got {epochs!r}")
-    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not 0 < lr < 1:
-        raise ValueError(f"lr must be a float in (0, 1), got {lr!r}")
-    seeds = [int(s) for s in seeds]
+    parsed = [parse_pattern(p, "patterns") for p in patterns]
+    labels = [p.label for p in parsed]
+    fns = {p.label: pattern_attention(p) for p in parsed}
+    epochs = check_int("epochs", epochs, 0)
+    lr = check_real("lr", lr, 0.0, 1.0, lo_open=True, hi_open=True)
+    seed_list = [check_seed(s, "seeds") for s in seeds]
+    quick, progress = check_flag("quick", quick), check_flag("progress", progress)
     n_train, n_test, dense_epochs = (1024, 1024, 8) if quick else (4096, 2048, 12)
     start = time.perf_counter()
     with single_thread():  # a model this small runs fastest on one thread
         return _run(
-            patterns, fns, seeds, epochs, n_train, n_test, dense_epochs, progress, start, float(lr)
+            labels, fns, seed_list, epochs, n_train, n_test, dense_epochs, progress, start, lr
         )
 
 
-def _run(patterns, fns, seeds, epochs, n_train, n_test, dense_epochs, progress, start, lr):
+def _run(
+    patterns: list[str],
+    fns: dict[str, AttentionFn],
+    seeds: list[int],
+    epochs: int,
+    n_train: int,
+    n_test: int,
+    dense_epochs: int,
+    progress: bool,
+    start: float,
+    lr: float,
+) -> FinetuneResult:
     from tqdm.auto import tqdm
 
     rows: dict[str, list] = {

@@ -21,21 +21,22 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
+from .._checks import check_choice
+from ..models import AttentionTrace
 from ..models._attention import (
-    _attend,
     attention_scores,
     check_attn_mask,
     check_qkv,
     resolve_scale,
     softmax_kept,
 )
-from ._nm import _check_nm, nm_mask
-from .dsa import _check_dsa, _dsa_keep, dsa_projection
-from .patterns import _check_density, _row_topk_op, keep_count, local_mask, strided_mask
+from .masks import check_density
+from .patterns import NM, Pattern, PatternKind, PatternLike, _from_method, parse_pattern
 
 __all__ = [
     "DEFAULT_DENSITIES",
@@ -46,18 +47,36 @@ __all__ = [
     "method_mask",
     "output_error",
     "retained_mass",
+    "sweep_patterns",
     "topk_recall",
     "tradeoff_curves",
 ]
 
-METHODS = ("nm", "topk", "dsa", "local", "strided")
+#: The method families of :func:`tradeoff_curves` (the pattern kinds other than dense).
+METHODS: tuple[PatternKind, ...] = ("nm", "topk", "dsa", "local", "strided")
 DEFAULT_NM = ("1:2", "2:4", "4:8", "1:4", "2:8", "1:8")
 DEFAULT_DENSITIES = (0.125, 0.25, 0.5, 0.75)
+#: The metric columns of :func:`attention_metrics` and :func:`tradeoff_curves`.
+METRICS = ("density", "mass", "kl", "error", "recall")
 
 
 def retained_mass(probs: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-    r"""Per-row mass of the full probabilities on the kept entries, ``[..., Lq]``.
+    r"""Per-row mass of the full probabilities on the kept entries, :math:`\sum_{j\in K} p_j`.
 
+    Parameters
+    ----------
+    probs : torch.Tensor
+        Full (dense) probabilities ``[..., Lq, Lk]``.
+    keep : torch.Tensor
+        Bool kept set, broadcastable to ``probs``.
+
+    Returns
+    -------
+    torch.Tensor
+        ``[..., Lq]`` in the dtype of ``probs``.
+
+    Examples
+    --------
     >>> retained_mass(torch.tensor([[0.5, 0.3, 0.2]]), torch.tensor([[True, False, True]]))
     tensor([0.7000])
     """
@@ -65,10 +84,22 @@ def retained_mass(probs: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
 
 
 def kl_divergence(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
-    r""":math:`\mathrm{KL}(p\,\|\,q) = \sum_j p_j \log(p_j / q_j)` per row, ``[..., L]`` ->
-    ``[...]``, in float64, with :math:`0 \log 0 = 0` and :math:`+\infty` where
-    :math:`p_j > 0 = q_j`.
+    r""":math:`\mathrm{KL}(p\,\|\,q) = \sum_j p_j \log(p_j / q_j)` per row, in float64.
 
+    :math:`0 \log 0 = 0`, and the divergence is :math:`+\infty` where :math:`p_j > 0 = q_j`.
+
+    Parameters
+    ----------
+    p, q : torch.Tensor
+        Probabilities ``[..., L]`` (rows summing to 1).
+
+    Returns
+    -------
+    torch.Tensor
+        float64 ``[...]``.
+
+    Examples
+    --------
     >>> kl_divergence(torch.tensor([0.5, 0.5]), torch.tensor([0.5, 0.5])).item()
     0.0
     """
@@ -79,8 +110,20 @@ def kl_divergence(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
 
 def output_error(out: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
     r"""Relative error :math:`\|O - O_{\text{ref}}\|_F / \|O_{\text{ref}}\|_F` over the last
-    two dims ``[Lq, dv]``; 0 where both are zero, :math:`+\infty` where only ``ref`` is.
+    two dims ``[Lq, dv]``.
 
+    Parameters
+    ----------
+    out, ref : torch.Tensor
+        Outputs ``[..., Lq, dv]``.
+
+    Returns
+    -------
+    torch.Tensor
+        float64 ``[...]``: 0 where both are zero, :math:`+\infty` where only ``ref`` is.
+
+    Examples
+    --------
     >>> output_error(torch.ones(2, 2) * 1.1, torch.ones(2, 2)).item()  # doctest: +ELLIPSIS
     0.1000...
     """
@@ -91,9 +134,24 @@ def output_error(out: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
 
 
 def topk_recall(keep: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-    r"""Per row, the fraction of the true top-:math:`|K|` entries (by ``scores``, ties to the
-    lower index) that the kept set :math:`K` contains; 1 for a row that keeps nothing.
+    r"""Per row, the fraction :math:`|K \cap T_{|K|}| / |K|` of the kept set :math:`K` that
+    lies in the true top-:math:`|K|` entries :math:`T_{|K|}` (by ``scores``, ties to the
+    lower index).
 
+    Parameters
+    ----------
+    keep : torch.Tensor
+        Bool kept set, broadcastable to ``scores``.
+    scores : torch.Tensor
+        The true scores ``[..., L]``.
+
+    Returns
+    -------
+    torch.Tensor
+        float64 ``[...]``; 1 for a row that keeps nothing.
+
+    Examples
+    --------
     >>> topk_recall(torch.tensor([True, False, True]), torch.tensor([3.0, 2.0, 1.0])).item()
     0.5
     """
@@ -108,17 +166,8 @@ def topk_recall(keep: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
     return torch.where(count > 0, hits.double() / count.clamp_min(1), 1.0)
 
 
-def _parse_nm(label: str) -> tuple[int, int]:
-    try:
-        n, m = (int(x) for x in label.split(":"))
-    except (ValueError, AttributeError):
-        raise ValueError(f"an N:M pattern must look like '2:4', got {label!r}") from None
-    _check_nm(n, m)
-    return n, m
-
-
 def method_mask(
-    method: str,
+    method: PatternLike,
     q: torch.Tensor,
     k: torch.Tensor,
     density: float | None = None,
@@ -127,50 +176,51 @@ def method_mask(
     attn_mask: torch.Tensor | None = None,
     rank: int = 16,
     bits: int = 4,
-    seed: int = 0,
+    seed: int | None = None,
 ) -> torch.Tensor:
     r"""The kept pattern ``[..., Lq, Lk]`` of one method on ``q``, ``k``.
 
-    ``method`` is ``"dense"``, an N:M label such as ``"2:4"`` (density ``n/m``; ``density``
-    must be None), or one of ``"topk"`` (oracle), ``"dsa"`` (``sparsity = 1 - density``,
-    with ``rank``, ``bits``, ``seed``), ``"local"``, ``"strided"`` with a ``density``.  The
-    dynamic methods see the scores with ``attn_mask`` added, as in the attention functions.
+    The string form of :meth:`Pattern.mask <toolkit.attention.Pattern.mask>`: ``method`` is
+    a :class:`~toolkit.attention.Pattern` (``density`` must be None), ``"dense"``, an N:M
+    label such as ``"2:4"`` (density ``n/m``; ``density`` must be None), or one of ``"topk"``
+    (oracle), ``"dsa"`` (``sparsity = 1 - density``, with ``rank``, ``bits``, ``seed``),
+    ``"local"``, ``"strided"`` with a ``density``.  The dynamic methods see the scores with
+    ``attn_mask`` added, as in the attention functions.
 
-    Example:
-        >>> q = k = torch.randn(2, 8, 4)
-        >>> method_mask("2:4", q, k).sum(-1).unique().tolist()
-        [4]
+    Parameters
+    ----------
+    method : Pattern or str
+        The pattern, or its method name as above.
+    q, k : torch.Tensor
+        ``[..., Lq, d]`` and ``[..., Lk, d]``.
+    density : float, optional
+        Kept fraction in ``(0, 1]`` for the methods that take one.
+    scale : float, optional
+        Score scale, default ``1/sqrt(d)``.
+    attn_mask : torch.Tensor, optional
+        Additive float or bool mask, broadcastable to the scores.
+    rank, bits, seed : int
+        DSA's projection rank, quantization bits and seed (None means 0).
+
+    Returns
+    -------
+    torch.Tensor
+        Bool ``[..., Lq, Lk]``.
+
+    Raises
+    ------
+    TypeError, ValueError
+        On an unknown method, a missing or superfluous density, or a bad parameter.
+
+    Examples
+    --------
+    >>> q = k = torch.randn(2, 8, 4)
+    >>> method_mask("2:4", q, k).sum(-1).unique().tolist()
+    [4]
     """
-    shape = check_qkv(q, k)
-    check_attn_mask(attn_mask, shape, q.device)
-    s = resolve_scale(scale, q.shape[-1])
-    if not isinstance(method, str):
-        raise TypeError(f"method must be a str, got {method!r}")
-    if method == "dense" or ":" in method:
-        if density is not None:
-            raise ValueError(f"method {method!r} fixes its density; got density={density!r}")
-        if method == "dense":
-            return torch.ones(shape, dtype=torch.bool, device=q.device)
-        n, m = _parse_nm(method)
-        return nm_mask(attention_scores(q.detach(), k.detach(), s, attn_mask), n, m)
-    if method not in METHODS:
-        raise ValueError(f"method must be 'dense', 'N:M' or one of {METHODS}, got {method!r}")
-    if density is None:
-        raise ValueError(f"method {method!r} needs a density in (0, 1]")
-    density = _check_density("density", density)
-    lq, lk = shape[-2], shape[-1]
-    if method == "topk":
-        scores = attention_scores(q.detach(), k.detach(), s, attn_mask)
-        return _row_topk_op(scores, keep_count(density, lk))
-    if method == "dsa":
-        if density >= 1:
-            return torch.ones(shape, dtype=torch.bool, device=q.device)
-        _check_dsa(1 - density, rank, bits, seed, None)
-        proj = dsa_projection(q.shape[-1], rank, seed)
-        kk = keep_count(density, lk)
-        return _dsa_keep(q.detach(), k.detach(), proj, bits, kk, s, attn_mask)
-    make = local_mask if method == "local" else strided_mask
-    return make(lq, lk, density, device=q.device).expand(shape)
+    seed = 0 if seed is None else seed
+    pattern = _from_method(method, density, "method", rank=rank, bits=bits, seed=seed)
+    return pattern.mask(q, k, scale=scale, attn_mask=attn_mask)
 
 
 def attention_metrics(
@@ -186,17 +236,33 @@ def attention_metrics(
     r"""Metrics of a kept pattern, averaged over query rows: one value per leading index
     (e.g. ``[B, H]`` for per-head values).
 
-    Returns a dict of float64 tensors of shape ``[...]`` (the leading dims): ``density``
-    (kept fraction), ``mass``, ``kl`` (:math:`\mathrm{KL}(\tilde p\|p)`), ``error`` (relative
-    output error) and ``recall`` (see the module docstring).  ``query_mask`` (bool,
-    broadcastable to ``[..., Lq]``) excludes rows such as padding from the averages and
-    from the output error.
+    Parameters
+    ----------
+    q, k, v : torch.Tensor
+        ``[..., Lq, d]``, ``[..., Lk, d]``, ``[..., Lk, dv]``.
+    keep : torch.Tensor
+        Bool kept set, broadcastable to ``[..., Lq, Lk]``.
+    scale : float, optional
+        Score scale, default ``1/sqrt(d)``.
+    attn_mask : torch.Tensor, optional
+        Additive float or bool mask, broadcastable to the scores.
+    query_mask : torch.Tensor, optional
+        Bool, broadcastable to ``[..., Lq]``: rows to average over (padding excluded from
+        the averages and from the output error).
 
-    Example:
-        >>> q, k, v = torch.randn(3, 6, 4), torch.randn(3, 6, 4), torch.randn(3, 6, 4)
-        >>> mets = attention_metrics(q, k, v, torch.ones(6, 6, dtype=torch.bool))
-        >>> round(float(mets["mass"].min()), 12), float(mets["error"].max())
-        (1.0, 0.0)
+    Returns
+    -------
+    dict of str to torch.Tensor
+        float64 tensors of the leading shape: ``density`` (kept fraction), ``mass``,
+        ``kl`` (:math:`\mathrm{KL}(\tilde p\|p)`), ``error`` (relative output error) and
+        ``recall`` (see the module docstring).
+
+    Examples
+    --------
+    >>> q, k, v = torch.randn(3, 6, 4), torch.randn(3, 6, 4), torch.randn(3, 6, 4)
+    >>> mets = attention_metrics(q, k, v, torch.ones(6, 6, dtype=torch.bool))
+    >>> round(float(mets["mass"].min()), 12), float(mets["error"].max())
+    (1.0, 0.0)
     """
     shape = check_qkv(q, k, v)
     check_attn_mask(attn_mask, shape, q.device)
@@ -212,11 +278,10 @@ def attention_metrics(
         rows = rows * query_mask.to(q.device, torch.float64)
     weight = rows / rows.sum(-1, keepdim=True).clamp_min(1)
 
-    def mean(x):
+    def mean(x: torch.Tensor) -> torch.Tensor:
         return (x * weight).sum(-1)
 
-    out_full = _attend(q64, k64, v64, None, s, attn_mask, False, scores=scores)
-    out_sparse = _attend(q64, k64, v64, keep, s, attn_mask, False, scores=scores)
+    out_full, out_sparse = p_full @ v64, p_sparse @ v64
     return {
         "density": mean(keep.double().mean(-1)),
         "mass": mean(retained_mass(p_full, keep)),
@@ -226,8 +291,13 @@ def attention_metrics(
     }
 
 
-def _layers(source) -> tuple[list[tuple], float | None, object, object]:
-    if hasattr(source, "q") and hasattr(source, "k") and hasattr(source, "v"):
+Layer = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+def _layers(
+    source: Any,
+) -> tuple[list[Layer], float | None, torch.Tensor | None, torch.Tensor | None]:
+    if all(hasattr(source, name) for name in ("q", "k", "v")):  # a trace, or one alike
         layers = list(zip(source.q, source.k, source.v))
         return (
             layers,
@@ -245,89 +315,123 @@ def _layers(source) -> tuple[list[tuple], float | None, object, object]:
     )
 
 
-def tradeoff_curves(
-    source,
+def sweep_patterns(
     methods: Sequence[str] = METHODS,
     densities: Sequence[float] = DEFAULT_DENSITIES,
-    nm: Sequence[str] = DEFAULT_NM,
+    nm: Sequence[PatternLike] = DEFAULT_NM,
+    *,
+    rank: int = 16,
+    bits: int = 4,
+    seed: int | None = None,
+) -> list[Pattern]:
+    """The patterns :func:`tradeoff_curves` runs: every N:M of ``nm`` for ``"nm"``, every
+    density of ``densities`` for the other ``methods`` (in the order given).
+
+    Parameters
+    ----------
+    methods : sequence of str
+        Drawn from :data:`METHODS`.
+    densities : sequence of float
+        Kept fractions in ``(0, 1]``.
+    nm : sequence of str or NM
+        N:M patterns (``"2:4"`` or ``NM(2, 4)``).
+    rank, bits, seed : int
+        DSA's parameters (seed None means 0).
+
+    Returns
+    -------
+    list of Pattern
+
+    Examples
+    --------
+    >>> [p.label for p in sweep_patterns(("nm", "dsa"), (0.5,), ("1:2",), rank=8)]
+    ['1:2', 'dsa@0.5 r=8']
+    """
+    for name in methods:
+        check_choice("methods", name, METHODS)
+    dens = [check_density("densities", d) for d in densities]
+    nms = [parse_pattern(label, "nm") for label in nm]
+    for p in nms:
+        if not isinstance(p, NM):
+            raise ValueError(f"nm must hold N:M patterns such as '2:4', got {p.label!r}")
+    seed = 0 if seed is None else seed
+    out: list[Pattern] = []
+    for name in methods:
+        if name == "nm":
+            out += nms
+        else:
+            out += [_from_method(name, d, rank=rank, bits=bits, seed=seed) for d in dens]
+    return out
+
+
+def tradeoff_curves(
+    source: AttentionTrace | Layer | Sequence[Layer],
+    methods: Sequence[str] = METHODS,
+    densities: Sequence[float] = DEFAULT_DENSITIES,
+    nm: Sequence[PatternLike] = DEFAULT_NM,
     *,
     scale: float | None = None,
     attn_mask: torch.Tensor | None = None,
     rank: int = 16,
     bits: int = 4,
-    seed: int = 0,
+    seed: int | None = None,
+    patterns: Sequence[PatternLike] | None = None,
 ) -> dict[str, np.ndarray]:
     r"""Error against density for every method, per layer, as a column table.
 
-    ``source`` is an :class:`~toolkit.models.AttentionTrace` (its ``scale``, ``attn_mask``
-    and ``query_mask`` are used unless given here), a ``(q, k, v)`` tuple or a list of them
-    (one per layer).  ``"nm"`` in ``methods`` runs every label of ``nm``; the other methods
-    run at every density of ``densities``.
+    Parameters
+    ----------
+    source : AttentionTrace, (q, k, v) tuple or list of them
+        The attention, one ``(q, k, v)`` per layer.  A trace's ``scale``, ``attn_mask``
+        and ``query_mask`` are used unless given here.
+    methods, densities, nm, rank, bits, seed
+        The patterns, as :func:`sweep_patterns` builds them: ``"nm"`` in ``methods`` runs
+        every N:M of ``nm``, the other methods run at every density of ``densities``.
+    scale : float, optional
+        Score scale, default the trace's or ``1/sqrt(d)``.
+    attn_mask : torch.Tensor, optional
+        Additive float or bool mask, broadcastable to the scores.
+    patterns : sequence of Pattern or str, optional
+        Run exactly these patterns instead of ``methods``, ``densities`` and ``nm``.
 
-    Returns:
-        dict of equal-length numpy arrays, one row per (layer, method, density): ``layer``
-        (int), ``method`` (``"nm"``, ``"topk"``, ...), ``pattern`` (``"2:4"``, ``"topk@0.5"``),
-        ``nominal_density``, and the head- and batch-averaged ``density``, ``mass``, ``kl``,
-        ``error``, ``recall`` (float64).  ``{k: v[t["layer"] == 0] for k, v in t.items()}``
-        selects a layer.
+    Returns
+    -------
+    dict of str to numpy.ndarray
+        Equal-length columns, one row per (layer, pattern): ``layer`` (int), ``method``
+        (the pattern's kind: ``"nm"``, ``"topk"``, ...), ``pattern`` (its label: ``"2:4"``,
+        ``"topk@0.5"``), ``nominal_density``, and the head- and batch-averaged ``density``,
+        ``mass``, ``kl``, ``error``, ``recall`` (float64).
+        ``{k: v[t["layer"] == 0] for k, v in t.items()}`` selects a layer.
 
-    Example:
-        >>> g = torch.Generator().manual_seed(0)
-        >>> qkv = tuple(torch.randn(2, 16, 8, generator=g) for _ in range(3))
-        >>> t = tradeoff_curves(qkv, methods=("nm", "topk"), densities=(0.5,), nm=("2:4",))
-        >>> list(t["pattern"]), bool(t["mass"][1] >= t["mass"][0])
-        (['2:4', 'topk@0.5'], True)
+    Examples
+    --------
+    >>> g = torch.Generator().manual_seed(0)
+    >>> qkv = tuple(torch.randn(2, 16, 8, generator=g) for _ in range(3))
+    >>> t = tradeoff_curves(qkv, methods=("nm", "topk"), densities=(0.5,), nm=("2:4",))
+    >>> list(t["pattern"]), bool(t["mass"][1] >= t["mass"][0])
+    (['2:4', 'topk@0.5'], True)
     """
     layers, t_scale, t_mask, t_query = _layers(source)
     scale = t_scale if scale is None else scale
     attn_mask = t_mask if attn_mask is None else attn_mask
-    for name in methods:
-        if name not in METHODS:
-            raise ValueError(f"methods must be drawn from {METHODS}, got {name!r}")
-    for d in densities:
-        _check_density("densities", d)
-    nm_pairs = [(label, _parse_nm(label)) for label in nm]
+    if patterns is None:
+        runs = sweep_patterns(methods, densities, nm, rank=rank, bits=bits, seed=seed)
+    else:
+        runs = [parse_pattern(p, "patterns") for p in patterns]
     cols: dict[str, list] = {
-        c: []
-        for c in (
-            "layer",
-            "method",
-            "pattern",
-            "nominal_density",
-            "density",
-            "mass",
-            "kl",
-            "error",
-            "recall",
-        )
+        c: [] for c in ("layer", "method", "pattern", "nominal_density", *METRICS)
     }
     for index, (q, k, v) in enumerate(layers):
-        runs = []
-        for name in methods:
-            if name == "nm":
-                runs += [("nm", label, None, n / m) for label, (n, m) in nm_pairs]
-            else:
-                runs += [(name, f"{name}@{d:g}", d, d) for d in densities]
-        for name, label, d, nominal in runs:
-            keep = method_mask(
-                label if name == "nm" else name,
-                q,
-                k,
-                d,
-                scale=scale,
-                attn_mask=attn_mask,
-                rank=rank,
-                bits=bits,
-                seed=seed,
-            )
+        for pattern in runs:
+            keep = pattern.mask(q, k, scale=scale, attn_mask=attn_mask)
             mets = attention_metrics(
                 q, k, v, keep, scale=scale, attn_mask=attn_mask, query_mask=t_query
             )
             cols["layer"].append(index)
-            cols["method"].append(name)
-            cols["pattern"].append(label)
-            cols["nominal_density"].append(nominal)
-            for key in ("density", "mass", "kl", "error", "recall"):
+            cols["method"].append(pattern.kind)
+            cols["pattern"].append(pattern.label)
+            cols["nominal_density"].append(pattern.density)
+            for key in METRICS:
                 cols[key].append(float(mets[key].mean()))
     out = {
         key: np.asarray(val, dtype=np.float64)

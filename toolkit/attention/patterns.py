@@ -1,185 +1,510 @@
-"""Comparison patterns at a given density: the top-k oracle and two static patterns.
+r"""Attention patterns as values: one small frozen object per method, with its mask and style.
 
-* :func:`topk_mask` -- the *oracle*: in every row keep the ``k`` largest true scores (what
-  DSA tries to predict; ties to the lower index, like :func:`~toolkit.attention.nm_mask`).
-* :func:`local_mask` -- a sliding window of ``window`` consecutive keys around the query.
-* :func:`strided_mask` -- ``k`` keys spaced ``stride`` apart, starting at the query's key.
+Every sparse method of :mod:`toolkit.attention` keeps, in each row of the scores, a set
+:math:`K_i` of keys; its **density** is the kept fraction :math:`|K_i| / L_k` (a
+:class:`NM` pattern keeps :math:`n/m`, the others the :func:`~toolkit.attention.keep_count`
+of their density).  A pattern is a value: it compares and hashes by its parameters, and
+offers
 
-Densities become per-row counts with :func:`keep_count`:
-:math:`k = \\min(L, \\max(1, \\lfloor \\rho L + 1/2 \\rfloor))` (round half up, at least 1).
-The static patterns keep exactly the same number of keys in every row, so comparisons at
-"equal density" are exact.
+* ``mask(q, k, scale=..., attn_mask=...)`` -- the kept set, bool ``[..., Lq, Lk]``;
+* ``attention(q, k, v, scale=..., attn_mask=..., return_probs=...)`` -- attention on that
+  set (usable as a model's ``attention_fn``);
+* ``density``, ``label`` (a short string that :func:`parse_pattern` reads back: ``"2:4"``,
+  ``"topk@0.5"``, ``"dsa@0.25 r=8 b=2"``), ``name`` (for tables and legends) and ``style``
+  (the name and colour of its kind, from :data:`PATTERN_STYLES`, shared by the report and
+  the explorer).
+
+========================  =====================================================================
+:class:`Dense`            every key (density 1)
+:class:`NM`               the ``n`` largest scores of every ``m`` consecutive keys (DFSS)
+:class:`TopK`             the oracle: the largest scores of the row
+:class:`DSA`              DSA's prediction from a rank-``rank`` projection quantized to ``bits``
+:class:`Local`            a sliding window around the query's key
+:class:`Strided`          keys spaced evenly, starting at the query's key
+========================  =====================================================================
+
+The dynamic patterns (N:M, top-k, DSA) see the scores with ``attn_mask`` applied, as the
+attention functions do.  Strings such as ``"2:4"`` and ``"dsa@0.25"`` are read in one place,
+:func:`parse_pattern`; the public functions that take them call it.
+
+>>> import torch
+>>> from toolkit.attention import NM, DSA, parse_pattern
+>>> parse_pattern("2:4") == NM(2, 4), NM(2, 4).density, DSA(0.25, bits=2).label
+(True, 0.5, 'dsa@0.25 b=2')
+>>> q = k = torch.randn(2, 8, 16)
+>>> NM(1, 4).mask(q, k).sum(-1).unique().tolist()
+[2]
 """
 
 from __future__ import annotations
 
-import math
-from numbers import Real
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import ClassVar, Literal, TypeAlias, get_args
 
 import torch
 
-from .._checks import check_int as _check_int
-from .._dispatch import operation
+from .._checks import check_seed
+from ..models._attention import (
+    AttentionOutput,
+    attention_scores,
+    check_attn_mask,
+    check_qkv,
+    masked_attention,
+    resolve_scale,
+)
+from ._nm import check_nm, nm_mask
+from .dsa import _predict_keep, check_dsa, dsa_attention
+from .masks import _row_topk_op, check_density, keep_count, local_mask, strided_mask
+from .sparse import nm_attention
 
-__all__ = ["keep_count", "local_mask", "strided_mask", "topk_mask"]
+__all__ = [
+    "DSA",
+    "NM",
+    "PATTERN_KINDS",
+    "PATTERN_STYLES",
+    "Dense",
+    "Local",
+    "Pattern",
+    "PatternKind",
+    "PatternLike",
+    "PatternStyle",
+    "Strided",
+    "TopK",
+    "parse_pattern",
+]
+
+#: The names of the pattern kinds, one per class.
+PatternKind: TypeAlias = Literal["nm", "topk", "dsa", "local", "strided", "dense"]
+PATTERN_KINDS: tuple[PatternKind, ...] = get_args(PatternKind)
 
 
-def _check_density(name: str, value: object, closed_right: bool = True) -> float:
-    if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value):
-        raise TypeError(f"{name} must be a finite real number, got {value!r}")
-    ok = 0 < value <= 1 if closed_right else 0 < value < 1
-    if not ok:
-        interval = "(0, 1]" if closed_right else "(0, 1)"
-        raise ValueError(f"{name} must lie in {interval}, got {name}={value}")
-    return float(value)
+@dataclass(frozen=True)
+class PatternStyle:
+    """How one kind of pattern is drawn: its display ``name`` and its ``color``.
 
-
-def keep_count(density: float, length: int) -> int:
-    """Entries kept per row of ``length`` at ``density``: round half up, at least 1, at most L.
-
-    >>> keep_count(0.5, 7), keep_count(0.01, 7), keep_count(1.0, 7)
-    (4, 1, 7)
+    >>> PATTERN_STYLES["dsa"]
+    PatternStyle(name='DSA', color='#d62728')
     """
-    density = _check_density("density", density)
-    length = _check_int("length", length, 1)
-    return min(length, max(1, math.floor(density * length + 0.5)))
+
+    name: str
+    color: str
 
 
-@operation
-def _row_topk_op(scores: torch.Tensor, k: int) -> torch.Tensor:
-    # Reference path of the row-wise top-k: a stable descending sort keeps equal scores in
-    # index order, so ties go to the lower index; NaN sorts above every number.
-    order = torch.sort(scores, dim=-1, descending=True, stable=True).indices
-    return torch.zeros(scores.shape, dtype=torch.bool, device=scores.device).scatter_(
-        -1, order[..., :k], True
-    )
+#: Kind -> style; the report and the explorer draw every method with these.
+PATTERN_STYLES: Mapping[PatternKind, PatternStyle] = MappingProxyType(
+    {
+        "nm": PatternStyle("N:M (DFSS)", "#1f77b4"),
+        "topk": PatternStyle("top-k oracle", "#2ca02c"),
+        "dsa": PatternStyle("DSA", "#d62728"),
+        "local": PatternStyle("local window", "#9467bd"),
+        "strided": PatternStyle("strided", "#8c564b"),
+        "dense": PatternStyle("dense", "#7f7f7f"),
+    }
+)
 
 
-def topk_mask(
-    scores: torch.Tensor,
-    density: float | None = None,
-    k: int | None = None,
-    *,
-    backend: str | None = None,
-) -> torch.Tensor:
-    r"""Row-wise top-k of ``scores`` (the oracle pattern): keep the ``k`` largest per row.
+class Pattern(ABC):
+    """Base of the pattern values (see the module docstring)."""
 
-    Give exactly one of ``density`` (:math:`k =` :func:`keep_count` ``(density, L)``) or ``k``.
-    Ties go to the lower index and NaN ranks above every number, as in ``nm_mask``; a row
-    with fewer than ``k`` finite scores keeps some :math:`-\infty` entries (harmless: they get
-    zero probability).
+    kind: ClassVar[PatternKind]
 
-    Args:
-        scores: ``[..., L]`` floating tensor.
-        density: fraction of each row to keep, in ``(0, 1]``.
-        k: entries to keep per row, ``1 <= k <= L``.
-        backend: ``"cpu"`` forces the reference path (see :mod:`toolkit._dispatch`).
+    @property
+    @abstractmethod
+    def density(self) -> float:
+        """The nominal kept fraction of every row, in ``(0, 1]``."""
 
-    Returns:
-        bool tensor of the shape and device of ``scores``.
+    @property
+    def label(self) -> str:
+        """A short string that :func:`parse_pattern` reads back into an equal pattern."""
+        return f"{self.kind}@{self.density:g}"
 
-    Example:
-        >>> topk_mask(torch.tensor([0.3, 0.9, 0.3, 0.1]), k=2).tolist()
-        [True, True, False, False]
+    @property
+    def style(self) -> PatternStyle:
+        """The display name and colour of this pattern's kind (:data:`PATTERN_STYLES`)."""
+        return PATTERN_STYLES[self.kind]
+
+    @property
+    def name(self) -> str:
+        """Display name: the method and its parameters other than the density."""
+        return self.style.name
+
+    @property
+    def family(self) -> str:
+        """Legend name of a curve of such patterns over density (``name``, but
+        ``"N:M (DFSS)"`` for every :class:`NM`)."""
+        return self.name
+
+    def __str__(self) -> str:
+        return self.label
+
+    def mask(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        *,
+        scale: float | None = None,
+        attn_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The kept set of every row, bool ``[..., Lq, Lk]`` on ``q``'s device.
+
+        Parameters
+        ----------
+        q, k : torch.Tensor
+            ``[..., Lq, d]`` and ``[..., Lk, d]``, one float dtype and device.
+        scale : float, optional
+            Score scale, default ``1/sqrt(d)``.
+        attn_mask : torch.Tensor, optional
+            Additive float or bool (``True`` = attend) mask, broadcastable to the scores;
+            the dynamic patterns rank the masked scores.
+
+        Returns
+        -------
+        torch.Tensor
+            Bool, the broadcast scores' shape.
+        """
+        shape = check_qkv(q, k)
+        check_attn_mask(attn_mask, shape, q.device)
+        s = resolve_scale(scale, q.shape[-1])
+        return self._keep(q.detach(), k.detach(), shape, s, attn_mask)
+
+    @abstractmethod
+    def _keep(self, q, k, shape, scale, attn_mask) -> torch.Tensor:
+        """The mask on checked, detached inputs with the scale resolved."""
+
+    def attention(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        scale: float | None = None,
+        attn_mask: torch.Tensor | None = None,
+        return_probs: bool = False,
+    ) -> AttentionOutput:
+        """Attention on this pattern's kept set, as :func:`~toolkit.attention.masked_attention`
+        computes it; usable as a model's ``attention_fn``.
+
+        Parameters
+        ----------
+        q, k, v : torch.Tensor
+            ``[..., Lq, d]``, ``[..., Lk, d]``, ``[..., Lk, dv]``; one float dtype and device.
+        scale, attn_mask
+            As in :meth:`mask`.
+        return_probs : bool
+            Also return the sparse probabilities ``[..., Lq, Lk]``.
+
+        Returns
+        -------
+        torch.Tensor or tuple of torch.Tensor
+            ``O`` ``[..., Lq, dv]``, and the probabilities with ``return_probs``.
+        """
+        return self._attention(q, k, v, scale, attn_mask, return_probs)
+
+    def _attention(self, q, k, v, scale, attn_mask, return_probs) -> AttentionOutput:
+        keep = self.mask(q, k, scale=scale, attn_mask=attn_mask)
+        return masked_attention(q, k, v, keep, scale, attn_mask, return_probs)
+
+
+#: A pattern, or a string :func:`parse_pattern` reads.
+PatternLike: TypeAlias = Pattern | str
+
+
+def _set(obj: object, **values: object) -> None:
+    # Frozen dataclasses store their checked, normalised fields through object.__setattr__.
+    for key, value in values.items():
+        object.__setattr__(obj, key, value)
+
+
+@dataclass(frozen=True)
+class Dense(Pattern):
+    """Every key: dense attention.
+
+    >>> Dense().label, Dense().density
+    ('dense', 1.0)
     """
-    if not isinstance(scores, torch.Tensor) or not scores.is_floating_point():
-        raise TypeError(f"scores must be a floating torch.Tensor, got {scores!r:.60}")
-    if scores.dim() < 1 or scores.shape[-1] < 1:
-        raise ValueError(f"scores must have shape [..., L] with L >= 1, got {tuple(scores.shape)}")
-    if (density is None) == (k is None):
-        raise ValueError(f"give exactly one of density or k, got density={density!r}, k={k!r}")
-    L = scores.shape[-1]
-    kk = keep_count(density, L) if k is None else _check_int("k", k, 1, L)
-    return _row_topk_op(scores, kk, backend=backend)
+
+    kind: ClassVar[PatternKind] = "dense"
+
+    @property
+    def density(self) -> float:
+        return 1.0
+
+    @property
+    def label(self) -> str:
+        return "dense"
+
+    def _keep(self, q, k, shape, scale, attn_mask) -> torch.Tensor:
+        return torch.ones(shape, dtype=torch.bool, device=q.device)
+
+    def _attention(self, q, k, v, scale, attn_mask, return_probs) -> AttentionOutput:
+        return masked_attention(q, k, v, None, scale, attn_mask, return_probs)
 
 
-def _center(lq: int, lk: int) -> torch.Tensor:
-    # Key aligned with query i: i itself when Lq == Lk, proportionally placed otherwise.
-    return (torch.arange(lq) * lk) // lq
+@dataclass(frozen=True)
+class NM(Pattern):
+    """N:M pruning (DFSS): the ``n`` largest scores of every ``m`` consecutive keys
+    (:func:`~toolkit.attention.nm_mask`); density :math:`n/m`.
+
+    >>> NM(2, 4).label, NM(2, 4).name, NM(1, 8).density
+    ('2:4', '2:4 (DFSS)', 0.125)
+    """
+
+    n: int = 2
+    m: int = 4
+    kind: ClassVar[PatternKind] = "nm"
+
+    def __post_init__(self) -> None:
+        n, m = check_nm(self.n, self.m)
+        _set(self, n=n, m=m)
+
+    @property
+    def density(self) -> float:
+        return self.n / self.m
+
+    @property
+    def label(self) -> str:
+        return f"{self.n}:{self.m}"
+
+    @property
+    def name(self) -> str:
+        return f"{self.label} (DFSS)"
+
+    @property
+    def family(self) -> str:
+        return self.style.name
+
+    def _keep(self, q, k, shape, scale, attn_mask) -> torch.Tensor:
+        return nm_mask(attention_scores(q, k, scale, attn_mask), self.n, self.m)
+
+    def _attention(self, q, k, v, scale, attn_mask, return_probs) -> AttentionOutput:
+        return nm_attention(q, k, v, self.n, self.m, scale, attn_mask, return_probs)
 
 
-def _pattern_args(lq, lk, density, count, count_name):
-    lq = _check_int("lq", lq, 1)
-    lk = _check_int("lk", lk, 1)
-    if (density is None) == (count is None):
-        raise ValueError(
-            f"give exactly one of density or {count_name}, "
-            f"got density={density!r}, {count_name}={count!r}"
+@dataclass(frozen=True)
+class _Density(Pattern):
+    """A pattern with a free density in ``(0, 1]``."""
+
+    density: float = 0.5  # a field where the base class has a read-only property
+
+    def __post_init__(self) -> None:
+        _set(self, density=check_density("density", self.density))
+
+
+@dataclass(frozen=True)
+class TopK(_Density):
+    """The oracle: the :func:`~toolkit.attention.keep_count` largest true scores of each row
+    (:func:`~toolkit.attention.topk_mask`).
+
+    >>> TopK(0.25).label
+    'topk@0.25'
+    """
+
+    kind: ClassVar[PatternKind] = "topk"
+
+    def _keep(self, q, k, shape, scale, attn_mask) -> torch.Tensor:
+        scores = attention_scores(q, k, scale, attn_mask)
+        return _row_topk_op(scores, keep_count(self.density, shape[-1]))
+
+
+@dataclass(frozen=True)
+class Local(_Density):
+    """A sliding window around the query's key (:func:`~toolkit.attention.local_mask`).
+
+    >>> Local(0.5).mask(torch.zeros(4, 1), torch.zeros(4, 1)).int().tolist()
+    [[1, 1, 0, 0], [1, 1, 0, 0], [0, 1, 1, 0], [0, 0, 1, 1]]
+    """
+
+    kind: ClassVar[PatternKind] = "local"
+
+    def _keep(self, q, k, shape, scale, attn_mask) -> torch.Tensor:
+        return local_mask(shape[-2], shape[-1], self.density, device=q.device).expand(shape)
+
+
+@dataclass(frozen=True)
+class Strided(_Density):
+    """Evenly spaced keys from the query's key on (:func:`~toolkit.attention.strided_mask`).
+
+    >>> Strided(0.5).mask(torch.zeros(4, 1), torch.zeros(4, 1)).int().tolist()
+    [[1, 0, 1, 0], [0, 1, 0, 1], [1, 0, 1, 0], [0, 1, 0, 1]]
+    """
+
+    kind: ClassVar[PatternKind] = "strided"
+
+    def _keep(self, q, k, shape, scale, attn_mask) -> torch.Tensor:
+        return strided_mask(shape[-2], shape[-1], self.density, device=q.device).expand(shape)
+
+
+#: DSA's defaults, left out of its label.
+_DSA_DEFAULTS = {"rank": 16, "bits": 4, "seed": 0}
+_DSA_KEYS = {"r": "rank", "b": "bits", "seed": "seed"}
+
+
+@dataclass(frozen=True)
+class DSA(_Density):
+    """DSA's predicted pattern (:func:`~toolkit.attention.dsa_mask` at sparsity
+    ``1 - density``): a rank-``rank`` random projection seeded by ``seed``, quantized to
+    ``bits`` bits.  At density 1 it keeps everything.
+
+    >>> DSA(0.5).name, DSA(0.25, rank=8, seed=3).label
+    ('DSA (rank 16, 4 bits)', 'dsa@0.25 r=8 seed=3')
+    """
+
+    rank: int = 16
+    bits: int = 4
+    seed: int = 0
+    kind: ClassVar[PatternKind] = "dsa"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        rank, bits = check_dsa(self.rank, self.bits)
+        _set(self, rank=rank, bits=bits, seed=check_seed(self.seed))
+
+    @property
+    def label(self) -> str:
+        extra = "".join(
+            f" {short}={getattr(self, key)}"
+            for short, key in _DSA_KEYS.items()
+            if getattr(self, key) != _DSA_DEFAULTS[key]
         )
-    return lq, lk
+        return super().label + extra
+
+    @property
+    def name(self) -> str:
+        seed = f", seed {self.seed}" if self.seed else ""
+        return f"DSA (rank {self.rank}, {self.bits} bits{seed})"
+
+    def _generator(self) -> torch.Generator:
+        return torch.Generator().manual_seed(self.seed)
+
+    def _keep(self, q, k, shape, scale, attn_mask) -> torch.Tensor:
+        return _predict_keep(
+            q, k, self.density, self.rank, self.bits, self._generator(), scale, attn_mask
+        )
+
+    def _attention(self, q, k, v, scale, attn_mask, return_probs) -> AttentionOutput:
+        if self.density == 1:  # dsa_attention's sparsity lies in (0, 1)
+            return Dense().attention(q, k, v, scale, attn_mask, return_probs)
+        return dsa_attention(
+            q,
+            k,
+            v,
+            1.0 - self.density,
+            self.rank,
+            self.bits,
+            self.seed,
+            scale,
+            attn_mask,
+            return_probs,
+        )
 
 
-def local_mask(
-    lq: int,
-    lk: int,
-    density: float | None = None,
-    window: int | None = None,
+_DENSITY_KINDS: dict[str, type[_Density]] = {
+    "topk": TopK,
+    "dsa": DSA,
+    "local": Local,
+    "strided": Strided,
+}
+_NM = re.compile(r"\s*(\d+)\s*:\s*(\d+)\s*")
+
+
+def _from_method(
+    method: object,
+    density: float | None,
+    name: str = "method",
     *,
-    device: torch.device | str | None = None,
-) -> torch.Tensor:
-    r"""Sliding-window pattern: query ``i`` keeps ``window`` consecutive keys around key
-    :math:`c_i = \lfloor i L_k / L_q \rfloor` (``= i`` for self-attention).
+    rank: int = 16,
+    bits: int = 4,
+    seed: int = 0,
+) -> Pattern:
+    """The pattern of ``method`` -- ``"dense"``, ``"N:M"`` (both with ``density=None``) or a
+    kind of :data:`_DENSITY_KINDS` with a ``density`` -- and DSA's ``rank``/``bits``/``seed``."""
+    if isinstance(method, Pattern):
+        if density is not None:
+            raise ValueError(f"{name} {method!r} fixes its density; got density={density!r}")
+        return method
+    if not isinstance(method, str):
+        raise TypeError(f"{name} must be a Pattern or a str, got {type(method).__name__}")
+    if method == "dense" or ":" in method:
+        if density is not None:
+            raise ValueError(f"{name} {method!r} fixes its density; got density={density!r}")
+        if method == "dense":
+            return Dense()
+        match = _NM.fullmatch(method)
+        if match is None:
+            raise ValueError(f"an N:M pattern must look like '2:4', got {name}={method!r}")
+        return NM(int(match[1]), int(match[2]))
+    cls = _DENSITY_KINDS.get(method)
+    if cls is None:
+        raise ValueError(
+            f"{name} must be 'dense', 'N:M' or one of {tuple(_DENSITY_KINDS)}, got {method!r}"
+        )
+    if density is None:
+        raise ValueError(f"{name} {method!r} needs a density in (0, 1]")
+    if cls is DSA:
+        return DSA(density, rank=rank, bits=bits, seed=seed)
+    return cls(density)
 
-    The window starts at :math:`\text{clip}(c_i - \lfloor w/2 \rfloor, 0, L_k - w)`, so it
-    is centred where possible and shifted inside at the ends: every row keeps exactly ``w``.
 
-    Args:
-        lq, lk: query and key lengths.
-        density: kept fraction, ``w =`` :func:`keep_count` ``(density, lk)``; or
-        window: ``w`` itself, ``1 <= w <= lk``.
-        device: where to build the mask (default CPU).
+def parse_pattern(spec: PatternLike, name: str = "pattern") -> Pattern:
+    """The pattern a string names (a pattern is returned as it is).
 
-    Returns:
-        bool ``[lq, lk]``.
+    Strings: ``"dense"``, ``"N:M"`` (``"2:4"``), ``"<kind>@<density>"`` with kind ``topk``,
+    ``dsa``, ``local`` or ``strided`` (``"topk@0.5"``), and for DSA optionally
+    ``r=<rank>``, ``b=<bits>``, ``seed=<seed>`` after a space (``"dsa@0.25 r=8 b=2"``).
+    Every pattern's ``label`` reads back into an equal pattern.
 
-    Example:
-        >>> local_mask(4, 4, window=2).int().tolist()
-        [[1, 1, 0, 0], [1, 1, 0, 0], [0, 1, 1, 0], [0, 0, 1, 1]]
+    Parameters
+    ----------
+    spec : Pattern or str
+        The pattern or its string.
+    name : str
+        The argument's name in error messages.
+
+    Returns
+    -------
+    Pattern
+
+    Raises
+    ------
+    TypeError
+        If ``spec`` is neither a pattern nor a string.
+    ValueError
+        If the string is malformed or a parameter is out of range.
+
+    Examples
+    --------
+    >>> parse_pattern("dsa@0.25 r=8 b=2")
+    DSA(density=0.25, rank=8, bits=2, seed=0)
+    >>> all(parse_pattern(p.label) == p for p in (NM(1, 2), TopK(0.3), Local(1.0), Dense()))
+    True
     """
-    lq, lk = _pattern_args(lq, lk, density, window, "window")
-    w = keep_count(density, lk) if window is None else _check_int("window", window, 1, lk)
-    start = (_center(lq, lk) - w // 2).clamp(0, lk - w)
-    j = torch.arange(lk)
-    mask = (j >= start[:, None]) & (j < start[:, None] + w)
-    return mask.to(device) if device is not None else mask
-
-
-def strided_mask(
-    lq: int,
-    lk: int,
-    density: float | None = None,
-    stride: int | None = None,
-    *,
-    device: torch.device | str | None = None,
-) -> torch.Tensor:
-    r"""Strided pattern: query ``i`` keeps keys :math:`(c_i + t\,s) \bmod L_k`,
-    :math:`t = 0, \dots, k-1`, with :math:`c_i = \lfloor i L_k / L_q \rfloor`.
-
-    With ``density``: :math:`k =` :func:`keep_count` ``(density, lk)`` and
-    :math:`s = \lfloor L_k / k \rfloor`; with ``stride``: :math:`s` given and
-    :math:`k = \lfloor L_k / s \rfloor`.  As :math:`k s \le L_k` the keys are distinct, so
-    every row keeps exactly ``k`` (including its own key :math:`c_i`).
-
-    Args:
-        lq, lk: query and key lengths.
-        density: kept fraction in ``(0, 1]``; or
-        stride: spacing ``s``, ``1 <= s <= lk``.
-        device: where to build the mask (default CPU).
-
-    Returns:
-        bool ``[lq, lk]``.
-
-    Example:
-        >>> strided_mask(4, 4, stride=2).int().tolist()
-        [[1, 0, 1, 0], [0, 1, 0, 1], [1, 0, 1, 0], [0, 1, 0, 1]]
-    """
-    lq, lk = _pattern_args(lq, lk, density, stride, "stride")
-    if stride is None:
-        k = keep_count(density, lk)
-        s = lk // k
-    else:
-        s = _check_int("stride", stride, 1, lk)
-        k = lk // s
-    cols = (_center(lq, lk)[:, None] + s * torch.arange(k)) % lk
-    mask = torch.zeros(lq, lk, dtype=torch.bool).scatter_(1, cols, True)
-    return mask.to(device) if device is not None else mask
+    if isinstance(spec, Pattern):
+        return spec
+    if not isinstance(spec, str):
+        raise TypeError(f"{name} must be a Pattern or a str, got {type(spec).__name__}")
+    if "@" not in spec:
+        return _from_method(spec, None, name)
+    kind, _, rest = spec.partition("@")
+    if kind not in _DENSITY_KINDS:
+        raise ValueError(
+            f"{name} must be 'dense', 'N:M' or '<kind>@<density>' with kind in "
+            f"{tuple(_DENSITY_KINDS)}, got {spec!r}"
+        )
+    value, *params = rest.split() or [""]
+    try:
+        density = float(value)
+    except ValueError:
+        raise ValueError(f"{name} {spec!r} needs a density in (0, 1] after '@'") from None
+    extra: dict[str, int] = {}
+    for item in params:
+        key, _, number = item.partition("=")
+        if kind != "dsa" or key not in _DSA_KEYS or not number.isdigit():
+            raise ValueError(
+                f"{name} {spec!r}: only DSA takes parameters, as r=<rank>, b=<bits>, "
+                f"seed=<seed>; got {item!r}"
+            )
+        extra[_DSA_KEYS[key]] = int(number)  # DSA checks the ranges
+    return _from_method(kind, density, name, **extra)

@@ -8,22 +8,31 @@ says which.  Metrics are averaged over heads, query rows and sentences.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from typing import Any
+
 import numpy as np
 
 from .._backend import single_thread
+from ..models import AttentionTrace
 from ..models.text import DEFAULT_TEXT, TextModel
 from ..report import ReportContext, Table, register_section
-from .metrics import attention_metrics, method_mask, tradeoff_curves
+from .metrics import METHODS, METRICS, attention_metrics, sweep_patterns, tradeoff_curves
+from .patterns import (
+    DSA,
+    NM,
+    PATTERN_STYLES,
+    Pattern,
+    PatternLike,
+    TopK,
+    _from_method,
+    parse_pattern,
+)
 
 __all__ = ["EQUAL_DENSITY_PATTERNS", "REPORT_TEXTS", "attention_section", "layer_metrics"]
 
-#: label -> (method_mask method, density): the patterns compared at density 0.5.
-EQUAL_DENSITY_PATTERNS = {
-    "2:4 (DFSS)": ("2:4", None),
-    "1:2 (DFSS)": ("1:2", None),
-    "DSA (rank 16, 4 bits)": ("dsa", 0.5),
-    "top-k oracle": ("topk", 0.5),
-}
+#: The patterns compared at density 0.5 (the table's rows are their names).
+EQUAL_DENSITY_PATTERNS: tuple[Pattern, ...] = (NM(2, 4), NM(1, 2), DSA(0.5), TopK(0.5))
 #: The embedded sentences (quick mode uses the first two).
 REPORT_TEXTS = (
     DEFAULT_TEXT,
@@ -35,32 +44,61 @@ REPORT_TEXTS = (
     "If the forecast is right, heavy rain will reach the coast tonight and move inland.",
     "The recipe needs three eggs, a cup of flour, some milk and a pinch of salt.",
 )
-_COLORS = ("#1f77b4", "#ff7f0e", "#d62728", "#2ca02c", "#9467bd", "#8c564b")
-_CURVE_NAMES = {
-    "nm": "N:M (DFSS)",
-    "topk": "top-k oracle",
-    "dsa": "DSA (rank 16, 4 bits)",
-    "local": "local window",
-    "strided": "strided",
-}
+#: Line dashes for the second, third, ... pattern of one kind in the by-layer figure.
+_DASHES = ("solid", "dash", "dot", "dashdot")
 
 
-def layer_metrics(trace, patterns: dict = EQUAL_DENSITY_PATTERNS) -> dict[str, np.ndarray]:
+def _named(
+    patterns: Sequence[PatternLike] | Mapping[str, Any],
+) -> dict[str, Pattern]:
+    """``{display name: pattern}``; a mapping keeps its keys and may map to the
+    ``(method, density)`` pairs :func:`~toolkit.attention.method_mask` takes."""
+    if isinstance(patterns, Mapping):
+        out = {}
+        for label, spec in patterns.items():
+            method, density = spec if isinstance(spec, tuple) else (spec, None)
+            out[str(label)] = _from_method(method, density, "patterns")
+        return out
+    parsed = [parse_pattern(p, "patterns") for p in patterns]
+    names = [p.name for p in parsed]
+    if len(set(names)) != len(names):
+        raise ValueError(f"patterns must have distinct names, got {names}")
+    return dict(zip(names, parsed))
+
+
+def layer_metrics(
+    trace: AttentionTrace,
+    patterns: Sequence[PatternLike] | Mapping[str, Any] = EQUAL_DENSITY_PATTERNS,
+) -> dict[str, np.ndarray]:
     """Head-averaged metrics of every pattern in every layer of one trace.
 
-    Returns ``{label: array [layers, 5]}`` with columns density, retained mass,
-    KL(sparse||full), output error and top-k recall.
+    Parameters
+    ----------
+    trace : AttentionTrace
+        The attention of one forward pass.
+    patterns : sequence of Pattern or str, or mapping
+        The patterns, keyed in the result by their ``name``; or a mapping from a label to a
+        pattern, a pattern string or a ``(method, density)`` pair of
+        :func:`~toolkit.attention.method_mask`, keyed by the label.
 
+    Returns
+    -------
+    dict of str to numpy.ndarray
+        ``{name: array [layers, 5]}`` with columns density, retained mass,
+        KL(sparse||full), output error and top-k recall.
+
+    Examples
+    --------
     >>> from toolkit.models.text import TextModel
     >>> m = layer_metrics(TextModel("tiny").trace("a b c d e f g"))  # [CLS] + 7 tokens
     >>> m["2:4 (DFSS)"].shape, float(m["2:4 (DFSS)"][0, 0])
     ((4, 5), 0.5)
     """
     out = {}
-    for label, (method, density) in patterns.items():
+    for label, pattern in _named(patterns).items():
         rows = []
         for q, k, v in zip(trace.q, trace.k, trace.v):
-            keep = method_mask(method, q, k, density, scale=trace.scale, attn_mask=trace.attn_mask)
+            keep = pattern.mask(q, k, scale=trace.scale, attn_mask=trace.attn_mask)
             mets = attention_metrics(
                 q,
                 k,
@@ -70,18 +108,20 @@ def layer_metrics(trace, patterns: dict = EQUAL_DENSITY_PATTERNS) -> dict[str, n
                 attn_mask=trace.attn_mask,
                 query_mask=trace.query_mask,
             )
-            rows.append(
-                [float(mets[c].mean()) for c in ("density", "mass", "kl", "error", "recall")]
-            )
+            rows.append([float(mets[c].mean()) for c in METRICS])
         out[label] = np.asarray(rows)
     return out
 
 
-def _by_layer_figure(means: dict[str, np.ndarray], model: str):
+def _by_layer_figure(means: dict[str, np.ndarray], patterns: dict[str, Pattern], model: str):
     from plotly.subplots import make_subplots
 
     fig = make_subplots(rows=1, cols=2, subplot_titles=("retained mass", "relative output error"))
-    for color, (label, table) in zip(_COLORS, means.items()):
+    seen: dict[str, int] = {}
+    for label, table in means.items():
+        pattern = patterns[label]
+        dash = _DASHES[seen.get(pattern.kind, 0) % len(_DASHES)]
+        seen[pattern.kind] = seen.get(pattern.kind, 0) + 1
         layers = np.arange(table.shape[0])
         for col, column in ((1, 1), (2, 3)):
             fig.add_scatter(
@@ -91,7 +131,7 @@ def _by_layer_figure(means: dict[str, np.ndarray], model: str):
                 name=label,
                 legendgroup=label,
                 showlegend=col == 1,
-                line=dict(color=color),
+                line=dict(color=pattern.style.color, dash=dash),
                 row=1,
                 col=col,
             )
@@ -100,13 +140,14 @@ def _by_layer_figure(means: dict[str, np.ndarray], model: str):
     return fig
 
 
-def _tradeoff_figure(curves: dict[str, np.ndarray], model: str):
+def _tradeoff_figure(curves: dict[str, np.ndarray], families: dict[str, str], model: str):
     from plotly.subplots import make_subplots
 
     fig = make_subplots(rows=1, cols=2, subplot_titles=("relative output error", "retained mass"))
-    for color, (method, name) in zip(_COLORS, _CURVE_NAMES.items()):
+    for method in METHODS:
         sel = curves["method"] == method
         order = np.argsort(curves["density"][sel], kind="stable")
+        name = families[method]
         for col, column in ((1, "error"), (2, "mass")):
             fig.add_scatter(
                 x=curves["density"][sel][order],
@@ -117,7 +158,7 @@ def _tradeoff_figure(curves: dict[str, np.ndarray], model: str):
                 mode="markers+text" if method == "nm" else "lines+markers",
                 text=curves["pattern"][sel][order] if method == "nm" else None,
                 textposition="top center",
-                line=dict(color=color),
+                line=dict(color=PATTERN_STYLES[method].color),
                 row=1,
                 col=col,
             )
@@ -128,15 +169,17 @@ def _tradeoff_figure(curves: dict[str, np.ndarray], model: str):
 
 @register_section("attention", "Attention sparsity", order=20)
 def attention_section(ctx: ReportContext) -> list:
+    """The section: intro, the equal-density table by layer, and two figures."""
     texts = REPORT_TEXTS[:2] if ctx.quick else REPORT_TEXTS
+    equal = _named(EQUAL_DENSITY_PATTERNS)
+    sweep = sweep_patterns(seed=ctx.seed)
+    families: dict[str, str] = {p.kind: p.family for p in sweep}
     with single_thread(ctx.device == "cpu"):
         tm = TextModel("auto", device=ctx.device)
         traces = [tm.trace(t) for t in texts]
-        per_text = [layer_metrics(tr) for tr in traces]
-        curves = [tradeoff_curves(tr, seed=ctx.seed) for tr in traces]
-    means = {
-        label: np.mean([m[label] for m in per_text], axis=0) for label in EQUAL_DENSITY_PATTERNS
-    }
+        per_text = [layer_metrics(tr, equal) for tr in traces]
+        curves = [tradeoff_curves(tr, patterns=sweep) for tr in traces]
+    means = {label: np.mean([m[label] for m in per_text], axis=0) for label in equal}
     rows = [
         {
             "layer": layer,
@@ -164,7 +207,7 @@ def attention_section(ctx: ReportContext) -> list:
         for k, v in avg.items()
     }
     short = "MiniLM" if tm.name == "minilm" else "the tiny model"
-    tokens = sum(len(tr.tokens[0]) for tr in traces)
+    tokens = sum(int(tr.q[0].shape[-2]) for tr in traces)
     return [
         "<p>DFSS prunes every row of the score matrix to an N:M pattern (2:4 runs on sparse "
         "tensor cores); DSA predicts the important half from a rank-16 random projection "
@@ -174,6 +217,6 @@ def attention_section(ctx: ReportContext) -> list:
         f"<p>Model: <b>{tm.label}</b>; {len(texts)} sentence(s), {tokens} tokens, averaged "
         "over heads and sentences.</p>",
         Table(rows, caption=f"Equal density 0.5 on {short}, by layer"),
-        _by_layer_figure(means, short),
-        _tradeoff_figure(avg_np, short),
+        _by_layer_figure(means, equal, short),
+        _tradeoff_figure(avg_np, families, short),
     ]

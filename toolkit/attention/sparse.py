@@ -10,10 +10,17 @@ from __future__ import annotations
 
 import torch
 
+from .._checks import check_flag
 from .._dispatch import operation
-from ..models._attention import _attend, attention_scores, check_attn_mask, check_flag, check_qkv
-from ..models._attention import resolve_scale as _resolve_scale
-from ._nm import _check_nm, nm_mask
+from ..models._attention import (
+    AttentionOutput,
+    _attend,
+    attention_scores,
+    check_attn_mask,
+    check_qkv,
+    resolve_scale,
+)
+from ._nm import check_nm, nm_mask
 
 __all__ = ["nm_attention"]
 
@@ -35,7 +42,7 @@ def nm_attention(
     scale: float | None = None,
     attn_mask: torch.Tensor | None = None,
     return_probs: bool = False,
-):
+) -> AttentionOutput:
     r"""N:M dynamically pruned attention (DFSS).
 
     .. math::
@@ -51,29 +58,45 @@ def nm_attention(
     softmax in float32.  A row whose kept scores are all :math:`-\infty` (e.g. fully masked)
     gets zero probabilities and a **zero output** (never NaN).  Density is :math:`n/m`.
 
-    Args:
-        q: queries ``[..., Lq, d]`` (float32, float16, bfloat16 or float64).
-        k: keys ``[..., Lk, d]``, same dtype and device as ``q``.
-        v: values ``[..., Lk, dv]``, same dtype and device.  Leading dims broadcast.
-        n, m: keep ``n`` of every ``m`` keys, ``1 <= n <= m <= 32``.
-        scale: score scale, default ``1/sqrt(d)``.
-        attn_mask: None, additive float mask or bool mask (``True`` = attend), broadcastable
-            to ``[..., Lq, Lk]``.
-        return_probs: also return the sparse probabilities ``[..., Lq, Lk]``.
+    Parameters
+    ----------
+    q : torch.Tensor
+        Queries ``[..., Lq, d]`` (float32, float16, bfloat16 or float64).
+    k : torch.Tensor
+        Keys ``[..., Lk, d]``, same dtype and device as ``q``.
+    v : torch.Tensor
+        Values ``[..., Lk, dv]``, same dtype and device.  Leading dims broadcast.
+    n, m : int
+        Keep ``n`` of every ``m`` keys, ``1 <= n <= m <= 32``.
+    scale : float, optional
+        Score scale, default ``1/sqrt(d)``.
+    attn_mask : torch.Tensor, optional
+        Additive float mask or bool mask (``True`` = attend), broadcastable to
+        ``[..., Lq, Lk]``.
+    return_probs : bool
+        Also return the sparse probabilities ``[..., Lq, Lk]``.
 
-    Returns:
+    Returns
+    -------
+    torch.Tensor or tuple of torch.Tensor
         ``O`` ``[..., Lq, dv]`` in the input dtype; with ``return_probs``, ``(O, P)``.
 
-    Example:
-        >>> g = torch.Generator().manual_seed(0)
-        >>> q, k, v = (torch.randn(2, 3, 8, 16, generator=g) for _ in range(3))
-        >>> out, p = nm_attention(q, k, v, n=2, m=4, return_probs=True)
-        >>> out.shape, int((p > 0).sum(-1).max())
-        (torch.Size([2, 3, 8, 16]), 4)
+    Raises
+    ------
+    TypeError, ValueError
+        On a bad argument (named in the message), e.g. ``n > m`` or mismatched shapes.
+
+    Examples
+    --------
+    >>> g = torch.Generator().manual_seed(0)
+    >>> q, k, v = (torch.randn(2, 3, 8, 16, generator=g) for _ in range(3))
+    >>> out, p = nm_attention(q, k, v, n=2, m=4, return_probs=True)
+    >>> out.shape, int((p > 0).sum(-1).max())
+    (torch.Size([2, 3, 8, 16]), 4)
     """
     shape = check_qkv(q, k, v)
-    _check_nm(n, m)
+    n, m = check_nm(n, m)
     check_attn_mask(attn_mask, shape, q.device)
     check_flag("return_probs", return_probs)
-    s = _resolve_scale(scale, q.shape[-1])
-    return _nm_attention_op(q, k, v, int(n), int(m), s, attn_mask, return_probs)
+    s = resolve_scale(scale, q.shape[-1])
+    return _nm_attention_op(q, k, v, n, m, s, attn_mask, return_probs)

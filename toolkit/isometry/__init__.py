@@ -13,64 +13,87 @@ R-transforms; activations enter through the law of :math:`f'(h)`,
 >>> repeat(Serial([Linear(256, 256, gain=sp.sqrt(2)), ReLU()]), L).moments()
 Moments(m1=1, m2=2*L + 1, variance=2*L)
 
-Modules: :mod:`.free` (transforms and convolutions), :mod:`.moments`,
-:mod:`.blocks` (composition), :mod:`.linear`, :mod:`.activations`,
-:mod:`.normalization` (components), :mod:`.profile`, :mod:`.spectra`
-(eigenvalue densities), :mod:`.applications` (design rules); the measurement side:
-:mod:`.empirical` (Hutchinson estimates on real ``torch.nn.Module``s), :mod:`.analyze`
-(predicted vs measured per block), :mod:`.sampling` (Monte Carlo over random networks) and
-:mod:`.designs` (a network design's analytic twin and closed forms).
+Two halves.  The symbolic engine, :mod:`toolkit.isometry.engine`: :mod:`~.engine.free`
+(transforms and convolutions), :mod:`~.engine.moments`, :mod:`~.engine.blocks` (composition),
+the components :mod:`~.engine.linear`, :mod:`~.engine.activations` and
+:mod:`~.engine.normalization`, :mod:`~.engine.profile`, :mod:`~.engine.spectra` (eigenvalue
+densities) and :mod:`~.engine.applications` (design rules).  The measurement side,
+:mod:`toolkit.isometry.measure`: :mod:`~.measure.network` (a family of random networks),
+:mod:`~.measure.empirical` (Hutchinson estimates on real ``torch.nn.Module`` objects),
+:mod:`~.measure.sampling` (Monte Carlo over random networks), :mod:`~.measure.designs` (a
+network design's analytic twin and closed forms) and :mod:`~.measure.analyze` (predicted vs
+measured per block).  Every public name is importable from :mod:`toolkit.isometry`.
 """
 
-from .activations import (
+from .engine import (
     GELU,
     SELU_ALPHA,
     SELU_LAMBDA,
     Activation,
+    AvgPool,
+    BatchNorm,
+    Block,
+    Concat,
+    Conv2d,
     Dropout,
     HardTanh,
+    Identity,
     LeakyReLU,
+    LeakySlope,
+    Linear,
+    Moments,
+    Parallel,
     PReLU,
+    Profile,
     ReLU,
+    Repeat,
+    Residual,
+    Scale,
     ScaledPReLU,
+    SecondMomentNorm,
     SeLU,
+    Serial,
     Sigmoid,
     Tanh,
-    gaussian_expectation,
-)
-from .analyze import AnalysisRow, AnalysisTable, analyze, predict_block
-from .applications import LeakySlope, leaky_relu_slope, selu_parameters
-from .blocks import Block, Concat, Identity, Parallel, Repeat, Residual, Scale, Serial, repeat
-from .designs import Formula, design_block, design_formula
-from .empirical import EmpiricalMoments, empirical
-from .free import (
+    WeightNorm,
+    WeightStandardization,
     cumulants_to_moments,
     free_additive_convolution,
     free_multiplicative_convolution,
+    gaussian_expectation,
+    leaky_relu_slope,
     marchenko_pastur_density,
     marchenko_pastur_moments,
     moments_from_s_transform,
     moments_to_cumulants,
     noncrossing_partitions,
+    profile,
     r_diagonal_sum,
     r_transform,
+    repeat,
     s_transform,
     s_transform_coefficients,
+    selu_parameters,
+    spectral_density,
 )
-from .linear import AvgPool, Conv2d, Linear, WeightNorm, WeightStandardization
-from .moments import Moments
-from .normalization import BatchNorm, SecondMomentNorm
-from .profile import Profile, profile
-from .sampling import (
+from .measure import (
+    AnalysisRow,
+    AnalysisTable,
     BlockMoments,
+    EmpiricalMoments,
+    Formula,
     NetworkDesign,
     ResidualBlock,
+    analyze,
     build_network,
+    design_block,
+    design_formula,
+    empirical,
+    predict_block,
     sample_block_moments,
     sample_input,
     sample_spectrum,
 )
-from .spectra import spectral_density
 
 __all__ = [
     "GELU",

@@ -20,7 +20,9 @@ def to_log_axis(x: np.ndarray, density: np.ndarray) -> tuple[np.ndarray, np.ndar
     return np.log10(x[keep]), density[keep] * x[keep] * np.log(10.0)
 
 
-def log_histogram(eigenvalues: np.ndarray, bins: int = 60, floor: float = 1e-12):
+def log_histogram(
+    eigenvalues: np.ndarray, bins: int = 60, floor: float = 1e-12
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
     """Bin centres, densities and widths of ``log10`` of the eigenvalues above ``floor``.
 
     Eigenvalues at or below ``floor`` (exact zeros of rank-deficient Jacobians) are left out;

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
 
 from ..report import ReportContext, Table, register_section
 from ._plotting import log_histogram, to_log_axis
-from .designs import design_block
-from .profile import profile
-from .sampling import NetworkDesign, sample_block_moments, sample_spectrum
-from .spectra import spectral_density
+from .engine import profile, spectral_density
+from .measure import NetworkDesign, design_block, sample_block_moments, sample_spectrum
 
 __all__ = ["DEFAULT_DESIGNS", "isometry_section"]
 
 #: The designs the report compares: label -> the fields of a NetworkDesign.
-DEFAULT_DESIGNS = {
+DEFAULT_DESIGNS: dict[str, dict[str, Any]] = {
     "ReLU MLP, Kaiming Gaussian": dict(activation="relu", init="gaussian", gain=2**0.5),
     "tanh MLP, orthogonal": dict(activation="tanh", init="orthogonal", gain=1.0),
     "residual ReLU, no normalization": dict(
@@ -31,8 +33,6 @@ def _sizes(quick: bool) -> dict:
 
 
 def _depth_figure(results: dict):
-    from plotly.subplots import make_subplots
-
     fig = make_subplots(rows=1, cols=2, subplot_titles=("end-to-end φ(JJᵀ)", "end-to-end variance"))
     palette = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728")
     for color, (label, (prof, measured)) in zip(palette, results.items()):
@@ -77,8 +77,6 @@ def _depth_figure(results: dict):
 
 
 def _spectrum_figure(design: NetworkDesign, samples: int, seed: int, device: str):
-    import plotly.graph_objects as go
-
     u, density = to_log_axis(*spectral_density(design_block(design), num=300))
     eigenvalues = sample_spectrum(design, samples=samples, seed=seed, device=device)
     centres, heights, widths, _ = log_histogram(eigenvalues, bins=50)
@@ -103,6 +101,12 @@ def _spectrum_figure(design: NetworkDesign, samples: int, seed: int, device: str
     return fig
 
 
+def _last(values: np.ndarray | None) -> float:
+    if values is None:  # sample_block_moments is called with cumulative=True (the default)
+        raise RuntimeError("the end-to-end moments were not measured")
+    return float(values[-1])
+
+
 @register_section("isometry", "Block dynamical isometry", order=10)
 def isometry_section(ctx: ReportContext) -> list:
     sizes = _sizes(ctx.quick)
@@ -118,11 +122,11 @@ def isometry_section(ctx: ReportContext) -> list:
             {
                 "design": label,
                 "φ predicted": float(prof.cumulative_m1[-1]),
-                "φ sampled": float(measured.total_m1[-1]),
-                "± se": float(measured.total_m1_stderr[-1]),
+                "φ sampled": _last(measured.total_m1),
+                "± se": _last(measured.total_m1_stderr),
                 "variance predicted": float(prof.cumulative_variance[-1]),
-                "variance sampled": float(measured.total_variance[-1]),
-                "± se ": float(measured.total_variance_stderr[-1]),
+                "variance sampled": _last(measured.total_variance),
+                "± se ": _last(measured.total_variance_stderr),
                 "max |block φ − 1|": float(np.max(np.abs(prof.m1 - 1))),
             }
         )

@@ -18,17 +18,18 @@ Conventions (all public attention functions of :mod:`toolkit.attention` follow t
 from __future__ import annotations
 
 import math
-from numbers import Real
+from collections.abc import Sequence
+from typing import TypeAlias
 
 import torch
 
-from .._checks import check_flag
+from .._checks import check_flag, check_positive, check_tensor
 
 __all__ = [
     "ATTENTION_DTYPES",
+    "AttentionOutput",
     "attention_scores",
     "check_attn_mask",
-    "check_flag",
     "check_qkv",
     "compute_dtype",
     "masked_attention",
@@ -37,44 +38,36 @@ __all__ = [
 ]
 
 ATTENTION_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
-
-
-def _names(dtypes) -> str:
-    return ", ".join(str(d).removeprefix("torch.") for d in dtypes)
+#: What the attention functions return: ``O``, or ``(O, P)`` with ``return_probs=True``.
+AttentionOutput: TypeAlias = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
 
 
 def check_qkv(q: object, k: object, v: object | None = None) -> tuple[int, ...]:
-    """Check ``q``, ``k`` (and ``v``); return the broadcast scores' shape ``[..., Lq, Lk]``."""
-    tensors = (("q", q), ("k", k)) + ((("v", v),) if v is not None else ())
-    for name, t in tensors:
-        if not isinstance(t, torch.Tensor):
-            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
-        if t.dtype not in ATTENTION_DTYPES:
-            raise TypeError(
-                f"{name} must have dtype in ({_names(ATTENTION_DTYPES)}), got {t.dtype}"
-            )
-        if t.dim() < 2:
-            raise ValueError(
-                f"{name} must have shape [..., L, d] (>= 2 dims), got {tuple(t.shape)}"
-            )
-    for name, t in tensors[1:]:
-        if t.dtype != q.dtype:
-            raise TypeError(f"{name} must have the dtype of q ({q.dtype}), got {t.dtype}")
-        if t.device != q.device:
-            raise ValueError(f"{name} must be on the device of q ({q.device}), got {t.device}")
-    if k.shape[-1] != q.shape[-1]:
+    """Check ``q``, ``k`` (and ``v``); return the broadcast scores' shape ``[..., Lq, Lk]``.
+
+    >>> check_qkv(torch.zeros(2, 5, 4), torch.zeros(7, 4))
+    (2, 5, 7)
+    """
+    qt = check_tensor("q", q, dtypes=ATTENTION_DTYPES, min_ndim=2)
+    kt = check_tensor("k", k, dtypes=(qt.dtype,), min_ndim=2, device=qt.device)
+    vt = (
+        None
+        if v is None
+        else check_tensor("v", v, dtypes=(qt.dtype,), min_ndim=2, device=qt.device)
+    )
+    if kt.shape[-1] != qt.shape[-1]:
         raise ValueError(
-            f"k must have the feature size of q: q is {tuple(q.shape)}, k is {tuple(k.shape)} "
-            f"(expected k.shape[-1] == {q.shape[-1]})"
+            f"k must have the feature size of q: q is {tuple(qt.shape)}, k is {tuple(kt.shape)} "
+            f"(expected k.shape[-1] == {qt.shape[-1]})"
         )
-    if v is not None and v.shape[-2] != k.shape[-2]:
+    if vt is not None and vt.shape[-2] != kt.shape[-2]:
         raise ValueError(
-            f"v must have as many rows as k: k is {tuple(k.shape)}, v is {tuple(v.shape)} "
-            f"(expected v.shape[-2] == {k.shape[-2]})"
+            f"v must have as many rows as k: k is {tuple(kt.shape)}, v is {tuple(vt.shape)} "
+            f"(expected v.shape[-2] == {kt.shape[-2]})"
         )
-    leads = [("q", q.shape[:-2]), ("k", k.shape[:-2])]
-    if v is not None:
-        leads.append(("v", v.shape[:-2]))
+    leads = [("q", qt.shape[:-2]), ("k", kt.shape[:-2])]
+    if vt is not None:
+        leads.append(("v", vt.shape[:-2]))
     try:
         lead = torch.broadcast_shapes(*(s for _, s in leads))
     except RuntimeError:
@@ -82,43 +75,47 @@ def check_qkv(q: object, k: object, v: object | None = None) -> tuple[int, ...]:
         raise ValueError(
             f"q, k, v leading (batch/head) shapes must broadcast, got {desc}"
         ) from None
-    return (*lead, q.shape[-2], k.shape[-2])
+    return (*lead, qt.shape[-2], kt.shape[-2])
 
 
 def check_attn_mask(
-    attn_mask: object, score_shape: tuple[int, ...], device, name: str = "attn_mask"
+    attn_mask: object,
+    score_shape: Sequence[int],
+    device: torch.device,
+    name: str = "attn_mask",
 ) -> None:
-    """``attn_mask`` must be None, or a bool/float tensor broadcastable to ``score_shape``."""
+    """``attn_mask`` must be None, or a bool/float tensor on ``device`` broadcastable to
+    ``score_shape``; with ``name="keep"`` it must be bool.
+
+    >>> check_attn_mask(torch.ones(3, dtype=torch.bool), (2, 3), torch.device("cpu"))
+    """
     if attn_mask is None:
         return
-    if not isinstance(attn_mask, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor or None, got {type(attn_mask).__name__}")
-    if name == "keep" and attn_mask.dtype != torch.bool:
-        raise TypeError(f"keep must be a bool tensor, got {attn_mask.dtype}")
-    if attn_mask.dtype != torch.bool and not attn_mask.is_floating_point():
-        raise TypeError(f"{name} must be bool or floating (additive), got {attn_mask.dtype}")
-    if attn_mask.device != device:
-        raise ValueError(f"{name} must be on the device of q ({device}), got {attn_mask.device}")
+    mask = check_tensor(name, attn_mask, device=device)
+    if name == "keep" and mask.dtype != torch.bool:
+        raise TypeError(f"keep must be a bool tensor, got {mask.dtype}")
+    if mask.dtype != torch.bool and not mask.is_floating_point():
+        raise TypeError(f"{name} must be bool or floating (additive), got {mask.dtype}")
     try:
-        ok = torch.broadcast_shapes(attn_mask.shape, score_shape) == torch.Size(score_shape)
+        ok = torch.broadcast_shapes(mask.shape, tuple(score_shape)) == torch.Size(score_shape)
     except RuntimeError:
         ok = False
     if not ok:
         raise ValueError(
             f"{name} must broadcast to the scores' shape {tuple(score_shape)} "
-            f"([..., Lq, Lk]), got {tuple(attn_mask.shape)}"
+            f"([..., Lq, Lk]), got {tuple(mask.shape)}"
         )
 
 
-def resolve_scale(scale: object, d: int) -> float:
-    """``1/sqrt(d)`` when ``scale`` is None, else a finite positive real number."""
+def resolve_scale(scale: float | None, d: int) -> float:
+    """``1/sqrt(d)`` when ``scale`` is None, else a finite positive real number.
+
+    >>> resolve_scale(None, 16), resolve_scale(2, 16)
+    (0.25, 2.0)
+    """
     if scale is None:
         return 1.0 / math.sqrt(d) if d > 0 else 1.0
-    if isinstance(scale, bool) or not isinstance(scale, Real) or not math.isfinite(scale):
-        raise TypeError(f"scale must be a finite real number or None, got {scale!r}")
-    if scale <= 0:
-        raise ValueError(f"scale must be > 0, got {scale}")
-    return float(scale)
+    return float(check_positive("scale", scale))
 
 
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -133,6 +130,23 @@ def attention_scores(
 
     Inputs are assumed checked (see :func:`check_qkv`, :func:`check_attn_mask`).
 
+    Parameters
+    ----------
+    q, k : torch.Tensor
+        ``[..., Lq, d]`` and ``[..., Lk, d]``, one floating dtype and device.
+    scale : float
+        Multiplies :math:`QK^\\top`.
+    attn_mask : torch.Tensor, optional
+        Additive float mask, or bool mask (``False`` becomes :math:`-\\infty`),
+        broadcastable to ``[..., Lq, Lk]``.
+
+    Returns
+    -------
+    torch.Tensor
+        The scores, float32 for half inputs, else the input dtype.
+
+    Examples
+    --------
     >>> attention_scores(torch.ones(1, 2), torch.ones(3, 2), scale=0.5).tolist()
     [[1.0, 1.0, 1.0]]
     """
@@ -169,7 +183,7 @@ def masked_attention(
     scale: float | None = None,
     attn_mask: torch.Tensor | None = None,
     return_probs: bool = False,
-):
+) -> AttentionOutput:
     r"""Attention restricted to a given pattern: softmax over the kept entries, times V.
 
     .. math::
@@ -180,23 +194,37 @@ def masked_attention(
     ``keep=None`` is dense attention.  Rows whose kept scores are all :math:`-\infty` give
     zero probabilities and a zero output.
 
-    Args:
-        q, k, v: ``[..., Lq, d]``, ``[..., Lk, d]``, ``[..., Lk, dv]``; one float dtype/device.
-        keep: bool ``[..., Lq, Lk]`` (broadcastable; moved to ``q``'s device) or None (keep
-            everything).
-        scale: multiplies :math:`QK^\top`; default ``1/sqrt(d)``.
-        attn_mask: additive float or boolean (``True`` = attend) mask, broadcastable to
-            ``[..., Lq, Lk]``; applied before the pattern.
-        return_probs: also return ``P`` ``[..., Lq, Lk]`` (input dtype).
+    Parameters
+    ----------
+    q, k, v : torch.Tensor
+        ``[..., Lq, d]``, ``[..., Lk, d]``, ``[..., Lk, dv]``; one float dtype and device.
+    keep : torch.Tensor, optional
+        Bool ``[..., Lq, Lk]`` (broadcastable; moved to ``q``'s device), or None to keep
+        everything.
+    scale : float, optional
+        Multiplies :math:`QK^\top`; default ``1/sqrt(d)``.
+    attn_mask : torch.Tensor, optional
+        Additive float or boolean (``True`` = attend) mask, broadcastable to
+        ``[..., Lq, Lk]``; applied before the pattern.
+    return_probs : bool
+        Also return ``P`` ``[..., Lq, Lk]`` (input dtype).
 
-    Returns:
-        ``O`` of shape ``[..., Lq, dv]`` in the input dtype (and ``P`` if ``return_probs``).
+    Returns
+    -------
+    torch.Tensor or tuple of torch.Tensor
+        ``O`` of shape ``[..., Lq, dv]`` in the input dtype, and ``P`` if ``return_probs``.
 
-    Example:
-        >>> q = k = v = torch.eye(4)
-        >>> keep = torch.eye(4, dtype=torch.bool)
-        >>> torch.equal(masked_attention(q, k, v, keep), torch.eye(4))
-        True
+    Raises
+    ------
+    TypeError, ValueError
+        On tensors of the wrong kind, dtype, device or shape (named in the message).
+
+    Examples
+    --------
+    >>> q = k = v = torch.eye(4)
+    >>> keep = torch.eye(4, dtype=torch.bool)
+    >>> torch.equal(masked_attention(q, k, v, keep), torch.eye(4))
+    True
     """
     shape = check_qkv(q, k, v)
     check_attn_mask(attn_mask, shape, q.device)
@@ -207,7 +235,7 @@ def masked_attention(
     return _attend(q, k, v, keep, resolve_scale(scale, q.shape[-1]), attn_mask, return_probs)
 
 
-def _attend(q, k, v, keep, scale, attn_mask, return_probs, scores=None):
+def _attend(q, k, v, keep, scale, attn_mask, return_probs, scores=None) -> AttentionOutput:
     """Unchecked core: ``scores`` may be passed in when already computed."""
     if scores is None:
         scores = attention_scores(q, k, scale, attn_mask)

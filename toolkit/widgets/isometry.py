@@ -16,16 +16,18 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from .. import gpu_available
-from ..isometry import profile, spectral_density
-from ..isometry._plotting import log_histogram, to_log_axis
-from ..isometry.designs import design_block, design_formula
-from ..isometry.sampling import (
-    ACTIVATIONS,
-    ARCHITECTURES,
+from .._checks import check_int, check_seed
+from ..isometry import (
     NetworkDesign,
+    design_block,
+    design_formula,
+    profile,
     sample_block_moments,
     sample_spectrum,
+    spectral_density,
 )
+from ..isometry._plotting import log_histogram, to_log_axis
+from ..isometry.measure.network import ACTIVATIONS, ARCHITECTURES, INITS, NORMALIZATIONS
 from ._base import Explorer
 
 __all__ = ["IsometryExplorer"]
@@ -51,6 +53,20 @@ class IsometryExplorer(Explorer):
     Analytic curves follow every control at once; the Run button samples real networks of the
     design (``samples`` draws, on the GPU when there is one) and overlays their measurements.
 
+    Parameters
+    ----------
+    design : NetworkDesign, optional
+        The design the controls start from (default: a Kaiming ReLU MLP of width 128 and
+        depth 8).
+    samples : int
+        Networks drawn per Run, in ``[1, 32]`` (the range of its slider).
+    seed : int
+        Seed of the Monte Carlo runs (the spectrum uses ``seed + 1``).
+    **fields
+        :class:`~toolkit.isometry.NetworkDesign` fields that replace those of ``design``.
+
+    Examples
+    --------
     >>> ex = IsometryExplorer(depth=6, width=64)           # doctest: +SKIP
     >>> ex.controls["gain"].value = 1.5                    # doctest: +SKIP
     >>> ex.figures["depth"].data[0].y                      # doctest: +SKIP
@@ -63,7 +79,8 @@ class IsometryExplorer(Explorer):
     ) -> None:
         base = design or NetworkDesign(architecture="mlp", width=128, depth=8, gain=2**0.5)
         self._initial = dataclasses.replace(base, **fields)
-        self._samples, self.seed = samples, seed
+        self._samples = check_int("samples", samples, 1, 32)
+        self.seed = check_seed(seed)
         self.sampled: dict[str, Any] = {}
         super().__init__()
 
@@ -79,9 +96,7 @@ class IsometryExplorer(Explorer):
         c["width"] = W.Dropdown(
             options=[16, 32, 64, 128, 256, 512], value=d.width, description="width", **style
         )
-        c["init"] = W.ToggleButtons(
-            options=["gaussian", "orthogonal"], value=d.init, description="init", **style
-        )
+        c["init"] = W.ToggleButtons(options=INITS, value=d.init, description="init", **style)
         c["gain"] = W.FloatSlider(
             value=d.gain,
             min=0.1,
@@ -98,7 +113,7 @@ class IsometryExplorer(Explorer):
             value=d.slope, min=0.0, max=1.0, step=0.01, description="leaky slope", **slider
         )
         c["normalization"] = W.Dropdown(
-            options=["none", "batchnorm"],
+            options=NORMALIZATIONS,
             value=d.normalization,
             description="normalization",
             **style,
@@ -230,7 +245,14 @@ class IsometryExplorer(Explorer):
             spectrum.layout.title.text = _SPECTRUM_TITLE
 
     def run(self) -> dict[str, Any]:
-        """Sample networks of the current design; overlay per-block moments and the spectrum."""
+        """Sample networks of the current design; overlay per-block moments and the spectrum.
+
+        Returns
+        -------
+        dict
+            ``"moments"``: the :class:`~toolkit.isometry.BlockMoments`; ``"eigenvalues"``: the
+            array of :func:`~toolkit.isometry.sample_spectrum` (also kept as ``sampled``).
+        """
         design = self.design()
         samples = int(self.controls["samples"].value)
         device = "cuda" if gpu_available() else "cpu"

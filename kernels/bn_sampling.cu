@@ -1,0 +1,321 @@
+// Batch normalization with statistics from a sample of the data (toolkit.norm).
+//
+// x is NCHW contiguous (1-d inputs use H = 1).  The sample is a set of rows n (batch indices)
+// and, in each, one ph x pw window starting at (h0[n], w0[n]); h0[n] = -1 marks a row outside
+// the sample.  Batch sampling takes whole rows, feature sampling one window in every row.
+//
+// Forward:  bn_sample_stats   per-channel sums over the sample only (the cheap reduction),
+//           bn_stats_finalize mean, variance, 1/sqrt(var + eps), and the affine folded in,
+//           bn_normalize      y = x * scale[c] + shift[c] over every datum.
+// Backward: bn_backward_reduce    per-channel sums of dy and dy * (x - mean) over every datum
+//                                 (the weight and bias gradients need them anyway),
+//           bn_backward_finalize  the gradients of weight and bias and three coefficients,
+//           bn_backward_dx        dx = A dy - [i in S] (B + D (x - mean)).
+// With center = 0 the mean is zero and the "variance" is the second moment (SMN).
+//
+// Sums accumulate in double (shifted by the channel's first sampled datum when centring), so
+// E[x^2] - E[x]^2 does not cancel; elementwise math runs in float (double for double inputs).
+#include "tk_dtypes.cuh"
+
+namespace {
+
+template <typename T> struct compute_of { using type = float; };
+template <> struct compute_of<double> { using type = double; };
+
+// binary32 -> binary16 with round-to-nearest-even (overflow to inf, NaN kept quiet).
+__device__ __forceinline__ unsigned short bn_f32_to_f16(float f) {
+    const unsigned int x = __float_as_uint(f);
+    const unsigned int sign = (x >> 16) & 0x8000u;
+    const unsigned int mag = x & 0x7fffffffu;
+    if (mag >= 0x7f800000u) return sign | 0x7c00u | (mag > 0x7f800000u ? 0x200u : 0u);
+    if (mag >= 0x477ff000u) return sign | 0x7c00u;  // >= 65520 rounds to inf
+    if (mag < 0x38800000u) {  // below 2^-14: a subnormal half, value * 2^24 rounded
+        return sign | __float2uint_rn(__uint_as_float(mag) * 16777216.0f);
+    }
+    unsigned int r = mag - 0x38000000u;  // rebias the exponent from 127 to 15
+    r += 0xfffu + ((r >> 13) & 1u);
+    return sign | (r >> 13);
+}
+
+__device__ __forceinline__ unsigned short bn_f32_to_bf16(float f) {
+    const unsigned int x = __float_as_uint(f);
+    if ((x & 0x7fffffffu) > 0x7f800000u) return static_cast<unsigned short>((x >> 16) | 0x40u);
+    return static_cast<unsigned short>((x + 0x7fffu + ((x >> 16) & 1u)) >> 16);
+}
+
+__device__ __forceinline__ void bn_store(float& p, float v) { p = v; }
+__device__ __forceinline__ void bn_store(double& p, double v) { p = v; }
+__device__ __forceinline__ void bn_store(tk_half& p, float v) { p.bits = bn_f32_to_f16(v); }
+__device__ __forceinline__ void bn_store(tk_bfloat16& p, float v) { p.bits = bn_f32_to_bf16(v); }
+
+template <typename T, int VEC> struct alignas(sizeof(T) * VEC) bn_pack { T v[VEC]; };
+
+// Sum two doubles over the block (blockDim.x a multiple of 32, at most 1024); thread 0 holds
+// the result.
+__device__ __forceinline__ void bn_block_sum2(double& a, double& b) {
+    __shared__ double sa[32], sb[32];
+    for (int off = 16; off > 0; off >>= 1) {
+        a += __shfl_down_sync(0xffffffffu, a, off);
+        b += __shfl_down_sync(0xffffffffu, b, off);
+    }
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    if (lane == 0) { sa[warp] = a; sb[warp] = b; }
+    __syncthreads();
+    if (warp == 0) {
+        const int warps = (blockDim.x + 31) >> 5;
+        a = lane < warps ? sa[lane] : 0.0;
+        b = lane < warps ? sb[lane] : 0.0;
+        for (int off = 16; off > 0; off >>= 1) {
+            a += __shfl_down_sync(0xffffffffu, a, off);
+            b += __shfl_down_sync(0xffffffffu, b, off);
+        }
+    }
+}
+
+// The channel's first sampled datum: the shift of the sums (0 without centring).
+template <typename T>
+__device__ __forceinline__ double bn_shift(const T* x, const long long* rows, const int* h0,
+                                           const int* w0, int c, int C, int H, int W,
+                                           int center) {
+    if (!center) return 0.0;
+    const long long n = rows[0];
+    return static_cast<double>(tk_to_float(x[((n * C + c) * H + h0[n]) * W + w0[n]]));
+}
+
+}  // namespace
+
+// grid = C * splits blocks; block b sums channel b / splits over every splits-th piece.
+template <typename T>
+__global__ void bn_sample_stats(const T* __restrict__ x, const long long* __restrict__ rows,
+                                const int* __restrict__ h0, const int* __restrict__ w0,
+                                double* __restrict__ partial, int C, int H, int W, int k,
+                                int ph, int pw, int splits, int center) {
+    const int c = blockIdx.x / splits;
+    const int s = blockIdx.x - c * splits;
+    const double shift = bn_shift(x, rows, h0, w0, c, C, H, W, center);
+    const int P = ph * pw;
+    double s1 = 0.0, s2 = 0.0;
+    if (P >= static_cast<int>(blockDim.x)) {
+        // Large windows: the block walks its rows, threads stride along each window.
+        for (int r = s; r < k; r += splits) {
+            const long long n = rows[r];
+            const T* base = x + ((n * C + c) * H + h0[n]) * W + w0[n];
+            for (int t = threadIdx.x; t < P; t += blockDim.x) {
+                const int hh = pw == W ? 0 : t / pw;
+                const int off = pw == W ? t : hh * W + (t - hh * pw);
+                const double v = static_cast<double>(tk_to_float(base[off])) - shift;
+                s1 += v;
+                s2 += v * v;
+            }
+        }
+    } else {
+        // Small windows (7x7 maps): one flat index over (row, position) keeps threads busy.
+        const long long total = static_cast<long long>(k) * P;
+        const long long step = static_cast<long long>(splits) * blockDim.x;
+        for (long long j = static_cast<long long>(s) * blockDim.x + threadIdx.x; j < total;
+             j += step) {
+            const int r = static_cast<int>(j / P);
+            const int t = static_cast<int>(j - static_cast<long long>(r) * P);
+            const long long n = rows[r];
+            const int hh = t / pw;
+            const long long at = ((n * C + c) * H + h0[n] + hh) * W + w0[n] + (t - hh * pw);
+            const double v = static_cast<double>(tk_to_float(x[at])) - shift;
+            s1 += v;
+            s2 += v * v;
+        }
+    }
+    bn_block_sum2(s1, s2);
+    if (threadIdx.x == 0) {
+        partial[2 * blockIdx.x] = s1;
+        partial[2 * blockIdx.x + 1] = s2;
+    }
+}
+
+// One thread per channel.  weight and bias are given (ones and zeros without affine).
+template <typename T>
+__global__ void bn_stats_finalize(const T* __restrict__ x, const long long* __restrict__ rows,
+                                  const int* __restrict__ h0, const int* __restrict__ w0,
+                                  const double* __restrict__ partial,
+                                  const typename compute_of<T>::type* __restrict__ weight,
+                                  const typename compute_of<T>::type* __restrict__ bias,
+                                  typename compute_of<T>::type* __restrict__ stats, int C, int H,
+                                  int W, int splits, long long count, double eps, int center) {
+    using S = typename compute_of<T>::type;
+    const int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= C) return;
+    double s1 = 0.0, s2 = 0.0;
+    for (int s = 0; s < splits; ++s) {
+        s1 += partial[2 * (c * splits + s)];
+        s2 += partial[2 * (c * splits + s) + 1];
+    }
+    const double a = s1 / count, b = s2 / count;
+    const double mean = center ? bn_shift(x, rows, h0, w0, c, C, H, W, center) + a : 0.0;
+    const double var = center ? fmax(b - a * a, 0.0) : b;
+    const double invstd = 1.0 / sqrt(var + eps);
+    const double scale = static_cast<double>(weight[c]) * invstd;
+    // stats rows: mean, var, invstd, scale, shift
+    stats[c] = static_cast<S>(mean);
+    stats[C + c] = static_cast<S>(var);
+    stats[2 * C + c] = static_cast<S>(invstd);
+    stats[3 * C + c] = static_cast<S>(scale);
+    stats[4 * C + c] = static_cast<S>(static_cast<double>(bias[c]) - mean * scale);
+}
+
+// y = x * scale[c] + shift[c]; each thread handles VEC consecutive data of one plane (HW % VEC
+// == 0 and 16-byte-friendly alignment are checked by the caller).
+template <typename T, int VEC>
+__global__ void bn_normalize(const T* __restrict__ x, T* __restrict__ y,
+                             const typename compute_of<T>::type* __restrict__ stats,
+                             long long packs, int C, long long HW) {
+    using S = typename compute_of<T>::type;
+    using P = bn_pack<T, VEC>;
+    const long long stride = static_cast<long long>(gridDim.x) * blockDim.x;
+    for (long long v = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x; v < packs;
+         v += stride) {
+        const int c = static_cast<int>((v * VEC / HW) % C);
+        const S scale = stats[3 * C + c], shift = stats[4 * C + c];
+        const P in = reinterpret_cast<const P*>(x)[v];
+        P out;
+#pragma unroll
+        for (int e = 0; e < VEC; ++e) {
+            bn_store(out.v[e], static_cast<S>(tk_to_float(in.v[e])) * scale + shift);
+        }
+        reinterpret_cast<P*>(y)[v] = out;
+    }
+}
+
+// grid = C * splits blocks: sums of dy and dy * (x - mean) over every datum of channel c.
+template <typename T>
+__global__ void bn_backward_reduce(const T* __restrict__ dy, const T* __restrict__ x,
+                                   const typename compute_of<T>::type* __restrict__ stats,
+                                   double* __restrict__ partial, int N, int C, long long HW,
+                                   int splits) {
+    const int c = blockIdx.x / splits;
+    const int s = blockIdx.x - c * splits;
+    const double mean = static_cast<double>(stats[c]);
+    double s1 = 0.0, s2 = 0.0;
+    if (HW >= static_cast<long long>(blockDim.x)) {
+        for (int n = s; n < N; n += splits) {
+            const long long base = (static_cast<long long>(n) * C + c) * HW;
+            for (long long t = threadIdx.x; t < HW; t += blockDim.x) {
+                const double g = static_cast<double>(tk_to_float(dy[base + t]));
+                s1 += g;
+                s2 += g * (static_cast<double>(tk_to_float(x[base + t])) - mean);
+            }
+        }
+    } else {
+        const long long total = static_cast<long long>(N) * HW;
+        const long long step = static_cast<long long>(splits) * blockDim.x;
+        for (long long j = static_cast<long long>(s) * blockDim.x + threadIdx.x; j < total;
+             j += step) {
+            const long long n = j / HW;
+            const long long at = (n * C + c) * HW + (j - n * HW);
+            const double g = static_cast<double>(tk_to_float(dy[at]));
+            s1 += g;
+            s2 += g * (static_cast<double>(tk_to_float(x[at])) - mean);
+        }
+    }
+    bn_block_sum2(s1, s2);
+    if (threadIdx.x == 0) {
+        partial[2 * blockIdx.x] = s1;
+        partial[2 * blockIdx.x + 1] = s2;
+    }
+}
+
+// One thread per channel: grad_weight, grad_bias, and coef rows A, B, D of bn_backward_dx.
+template <typename T>
+__global__ void bn_backward_finalize(const double* __restrict__ partial,
+                                     const typename compute_of<T>::type* __restrict__ stats,
+                                     const typename compute_of<T>::type* __restrict__ weight,
+                                     typename compute_of<T>::type* __restrict__ coef, int C,
+                                     int splits, long long count, int center) {
+    using S = typename compute_of<T>::type;
+    const int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= C) return;
+    double sdy = 0.0, sdyx = 0.0;
+    for (int s = 0; s < splits; ++s) {
+        sdy += partial[2 * (c * splits + s)];
+        sdyx += partial[2 * (c * splits + s) + 1];
+    }
+    const double r = static_cast<double>(stats[2 * C + c]);
+    const double gr = static_cast<double>(weight[c]) * r;
+    coef[c] = static_cast<S>(sdyx * r);                                  // grad weight
+    coef[C + c] = static_cast<S>(sdy);                                   // grad bias
+    coef[2 * C + c] = static_cast<S>(gr);                                // A
+    coef[3 * C + c] = static_cast<S>(center ? gr * sdy / count : 0.0);   // B
+    coef[4 * C + c] = static_cast<S>(gr * r * r * sdyx / count);         // D
+}
+
+// dx = A dy - [datum in the sample] (B + D (x - mean)); VEC data of one plane per thread.
+template <typename T, int VEC>
+__global__ void bn_backward_dx(const T* __restrict__ dy, const T* __restrict__ x,
+                               T* __restrict__ dx,
+                               const typename compute_of<T>::type* __restrict__ stats,
+                               const typename compute_of<T>::type* __restrict__ coef,
+                               const int* __restrict__ h0, const int* __restrict__ w0,
+                               long long packs, int C, int H, int W, int ph, int pw, int whole) {
+    using S = typename compute_of<T>::type;
+    using P = bn_pack<T, VEC>;
+    const long long HW = static_cast<long long>(H) * W;
+    const long long stride = static_cast<long long>(gridDim.x) * blockDim.x;
+    for (long long v = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x; v < packs;
+         v += stride) {
+        const long long i = v * VEC;
+        const long long plane = i / HW;
+        const int n = static_cast<int>(plane / C);
+        const int c = static_cast<int>(plane - static_cast<long long>(n) * C);
+        const S mean = stats[c], a = coef[2 * C + c], b = coef[3 * C + c], d = coef[4 * C + c];
+        const int hs = h0[n], ws = w0[n];
+        const P g = reinterpret_cast<const P*>(dy)[v];
+        const P in = reinterpret_cast<const P*>(x)[v];
+        P out;
+#pragma unroll
+        for (int e = 0; e < VEC; ++e) {
+            S val = a * static_cast<S>(tk_to_float(g.v[e]));
+            bool sampled = hs >= 0;
+            if (sampled && !whole) {
+                const int p = static_cast<int>(i + e - plane * HW);
+                const int hh = p / W, ww = p - hh * W;
+                sampled = hh >= hs && hh < hs + ph && ww >= ws && ww < ws + pw;
+            }
+            if (sampled) val -= b + d * (static_cast<S>(tk_to_float(in.v[e])) - mean);
+            bn_store(out.v[e], val);
+        }
+        reinterpret_cast<P*>(dx)[v] = out;
+    }
+}
+
+// Explicit instances: NVRTC finds them through name_expressions, and nvcc's compile check
+// builds real code for every dtype.
+#define TK_BN_S(T) typename compute_of<T>::type
+#define TK_BN_INSTANCES(T)                                                                   \
+    template __global__ void bn_sample_stats<T>(const T* __restrict__,                       \
+        const long long* __restrict__, const int* __restrict__, const int* __restrict__,     \
+        double* __restrict__, int, int, int, int, int, int, int, int);                       \
+    template __global__ void bn_stats_finalize<T>(const T* __restrict__,                     \
+        const long long* __restrict__, const int* __restrict__, const int* __restrict__,     \
+        const double* __restrict__, const TK_BN_S(T)* __restrict__,                          \
+        const TK_BN_S(T)* __restrict__, TK_BN_S(T)* __restrict__, int, int, int, int,        \
+        long long, double, int);                                                             \
+    template __global__ void bn_normalize<T, 1>(const T* __restrict__, T* __restrict__,      \
+        const TK_BN_S(T)* __restrict__, long long, int, long long);                          \
+    template __global__ void bn_normalize<T, 4>(const T* __restrict__, T* __restrict__,      \
+        const TK_BN_S(T)* __restrict__, long long, int, long long);                          \
+    template __global__ void bn_backward_reduce<T>(const T* __restrict__,                    \
+        const T* __restrict__, const TK_BN_S(T)* __restrict__, double* __restrict__, int,    \
+        int, long long, int);                                                                \
+    template __global__ void bn_backward_finalize<T>(const double* __restrict__,             \
+        const TK_BN_S(T)* __restrict__, const TK_BN_S(T)* __restrict__,                      \
+        TK_BN_S(T)* __restrict__, int, int, long long, int);                                 \
+    template __global__ void bn_backward_dx<T, 1>(const T* __restrict__,                     \
+        const T* __restrict__, T* __restrict__, const TK_BN_S(T)* __restrict__,              \
+        const TK_BN_S(T)* __restrict__, const int* __restrict__, const int* __restrict__,    \
+        long long, int, int, int, int, int, int);                                            \
+    template __global__ void bn_backward_dx<T, 4>(const T* __restrict__,                     \
+        const T* __restrict__, T* __restrict__, const TK_BN_S(T)* __restrict__,              \
+        const TK_BN_S(T)* __restrict__, const int* __restrict__, const int* __restrict__,    \
+        long long, int, int, int, int, int, int);
+TK_BN_INSTANCES(float)
+TK_BN_INSTANCES(double)
+TK_BN_INSTANCES(tk_half)
+TK_BN_INSTANCES(tk_bfloat16)

@@ -1,0 +1,154 @@
+"""The fused CUDA kernels (kernels/bn_sampling.cu) against the reference path, on fresh random
+inputs, with NaN-poisoned outputs so that an unwritten element shows."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from toolkit.norm import (
+    BatchSamplingBN2d,
+    SecondMomentNorm2d,
+    batch_sample,
+    feature_sample,
+    full_sample,
+    sampled_batch_norm,
+    virtual_sample,
+)
+from toolkit.norm._cuda import _backward, _forward
+
+pytestmark = pytest.mark.gpu
+
+SHAPES = [
+    (8, 3, 5, 7),  # odd planes: the scalar (VEC = 1) paths
+    (16, 64, 14, 14),  # planes of 196: flat reduction, vectorized elementwise
+    (32, 256, 7, 7),  # many channels, 49-element planes
+    (6, 4, 40, 40),  # planes above the block size: the row-loop reductions
+    (9, 5, 1, 33),  # a 1-d input seen as H = 1
+]
+KINDS = ("full", "batch", "feature", "virtual")
+TOL = {
+    torch.float64: 1e-9,
+    torch.float32: 2e-5,
+    torch.float16: 4e-3,
+    torch.bfloat16: 3e-2,
+}
+
+
+def _sample(kind, shape, gen):
+    n, _, h, w = shape
+    s = (n, h, w)
+    if kind == "full":
+        return full_sample(s)
+    if kind == "batch":
+        return batch_sample(s, 0.25 if n >= 8 else 0.5, gen)
+    if kind == "feature":
+        return feature_sample(s, 0.2, gen)
+    return virtual_sample(s, 2, 0.25, gen)
+
+
+def _close(got, ref, dtype, what):
+    scale = max(1.0, float(ref.abs().max()))
+    err = float((got.double().cpu() - ref.double().cpu()).abs().max())
+    assert err <= TOL[dtype] * scale, f"{what}: max error {err:.3g} (scale {scale:.3g}) in {dtype}"
+
+
+@pytest.mark.parametrize("dtype", list(TOL))
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("center", [True, False])
+def test_forward_backward_match_reference(dtype, shape, kind, center):
+    gen = torch.Generator().manual_seed(hash((str(dtype), shape, kind, center)) % 2**31)
+    sample = _sample(kind, shape, gen)
+    c = shape[1]
+    x = (0.7 + 1.3 * torch.randn(shape, generator=gen)).to(dtype)
+    dy = torch.randn(shape, generator=gen).to(dtype)
+    sdt = torch.float64 if dtype == torch.float64 else torch.float32
+    gamma = 1 + 0.3 * torch.randn(c, generator=gen, dtype=sdt)
+    beta = 0.2 * torch.randn(c, generator=gen, dtype=sdt)
+    eps = 1e-4
+
+    # reference in float64 on the CPU, from the same (rounded) inputs
+    # clone: for float64 inputs .double() would alias them and requires_grad_ leak into them
+    xr = x.double().clone().requires_grad_()
+    gr, br = gamma.double().clone().requires_grad_(), beta.double().clone().requires_grad_()
+    y_ref, mean_ref, var_ref = sampled_batch_norm(
+        xr, sample, gr, br, eps, center=center, backend="cpu"
+    )
+    dx_ref, dg_ref, db_ref = torch.autograd.grad((y_ref * dy.double()).sum(), (xr, gr, br))
+
+    xc = x.cuda()
+    y_out = torch.full_like(xc, float("nan"))
+    y, stats, _, h0, w0 = _forward(xc, gamma.cuda(), beta.cuda(), sample, eps, center, out=y_out)
+    dx_out = torch.full_like(xc, float("nan"))
+    dx, dg, db = _backward(dy.cuda(), xc, gamma.cuda(), stats, h0, w0, sample, center, out=dx_out)
+    torch.cuda.synchronize()
+    assert y.data_ptr() == y_out.data_ptr() and dx.data_ptr() == dx_out.data_ptr()
+    assert not y.isnan().any() and not dx.isnan().any(), "unwritten output elements"
+    _close(stats[0], mean_ref, dtype, "mean")
+    _close(stats[1], var_ref, dtype, "var")
+    _close(y, y_ref.detach(), dtype, "y")
+    _close(dx, dx_ref, dtype, "dx")
+    _close(dg, dg_ref, dtype, "grad weight")
+    _close(db, db_ref, dtype, "grad bias")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_autograd_dispatch_on_cuda(dtype):
+    gen = torch.Generator().manual_seed(0)
+    shape = (12, 8, 9, 9)
+    sample = feature_sample((12, 9, 9), 0.3, gen)
+    x = torch.randn(shape, generator=gen).to(dtype)
+    w = (torch.rand(8, generator=gen) + 0.5).to(dtype)
+    b = torch.randn(8, generator=gen).to(dtype)
+    dy = torch.randn(shape, generator=gen).to(dtype)
+    ref_in = [t.double().requires_grad_() for t in (x, w, b)]
+    y_ref = sampled_batch_norm(ref_in[0], sample, ref_in[1], ref_in[2])[0]
+    ref_grads = torch.autograd.grad((y_ref * dy.double()).sum(), ref_in)
+    cuda_in = [t.cuda().requires_grad_() for t in (x, w, b)]
+    y = sampled_batch_norm(cuda_in[0], sample, cuda_in[1], cuda_in[2])[0]
+    assert y.is_cuda and y.dtype == dtype
+    grads = torch.autograd.grad((y.float() * dy.cuda().float()).sum(), cuda_in)
+    assert [g.dtype for g in grads] == [dtype] * 3
+    _close(y, y_ref.detach(), dtype, "y")
+    for got, ref, what in zip(grads, ref_grads, ("dx", "dw", "db")):
+        _close(got, ref, dtype, what)
+
+
+def test_module_matches_cudnn_batchnorm():
+    torch.manual_seed(0)
+    ours = BatchSamplingBN2d(32, sample_ratio=1.0, seed=0).cuda()
+    ref = nn.BatchNorm2d(32).cuda()
+    for _ in range(3):
+        x = (1 + 2 * torch.randn(16, 32, 12, 12, device="cuda")).requires_grad_()
+        x2 = x.detach().clone().requires_grad_()
+        dy = torch.randn_like(x)
+        y, y2 = ours(x), ref(x2)
+        (y * dy).sum().backward()
+        (y2 * dy).sum().backward()
+        torch.testing.assert_close(y, y2, atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(x.grad, x2.grad, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(ours.running_mean, ref.running_mean)
+    torch.testing.assert_close(ours.running_var, ref.running_var, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(ours.weight.grad, ref.weight.grad, atol=1e-3, rtol=1e-4)
+
+
+def test_second_moment_norm_on_cuda_matches_cpu():
+    x = torch.randn(8, 16, 10, 10) + 1
+    cpu = SecondMomentNorm2d(16, sample_ratio=0.5, seed=3)
+    gpu = SecondMomentNorm2d(16, sample_ratio=0.5, seed=3).cuda()
+    torch.testing.assert_close(gpu(x.cuda()).cpu(), cpu(x), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(gpu.running_second_moment.cpu(), cpu.running_second_moment)
+
+
+def test_launch_validation():
+    x = torch.randn(4, 3, 5, 5, device="cuda")
+    s = full_sample((4, 5, 5))
+    g, b = torch.ones(3, device="cuda"), torch.zeros(3, device="cuda")
+    with pytest.raises(TypeError, match="weight must have dtype"):
+        _forward(x, g.double(), b, s, 1e-5, True)
+    with pytest.raises(ValueError, match="out must have shape"):
+        _forward(x, g, b, s, 1e-5, True, out=torch.empty(3, device="cuda"))
+    with pytest.raises(ValueError, match="must be contiguous"):
+        _forward(x.transpose(2, 3), g, b, s, 1e-5, True)

@@ -1,0 +1,75 @@
+"""NormSamplingExplorer driven headless: set controls, compare figures with toolkit.norm."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("plotly")
+pytest.importorskip("ipywidgets")
+
+from toolkit.norm.analysis import correlation_profile, sampling_error
+from toolkit.widgets import NormSamplingExplorer
+from toolkit.widgets.norm import RATIO_GRID, accuracy_html
+
+
+def _acts():
+    g = torch.Generator().manual_seed(0)
+    shared = torch.randn(96, 3, 1, 1, generator=g) * math.sqrt(0.6)
+    return shared + torch.randn(96, 3, 4, 4, generator=g) * math.sqrt(0.4)
+
+
+@pytest.fixture(scope="module")
+def explorer():
+    return NormSamplingExplorer(_acts(), batch_size=64, trials=6, method="FS", ratio=0.25)
+
+
+def _by_name(fig, name):
+    return next(t for t in fig.data if t.name == name)
+
+
+def test_marker_follows_the_controls(explorer):
+    acts = explorer.acts
+    for method, ratio, batch in (("BS", 0.25, 64), ("FS", 0.5, 32), ("random", 0.1, 48)):
+        explorer.controls["method"].value = method
+        explorer.controls["ratio"].value = ratio
+        explorer.controls["batch_size"].value = batch
+        assert "Error" not in explorer.status.value, explorer.status.value
+        expected = sampling_error(acts, method, ratio, batch, trials=6, seed=0)
+        fig = explorer.figures["error"]
+        cur, cur_var = _by_name(fig, "current"), _by_name(fig, "current (var)")
+        assert cur.x[0] == expected["count"]
+        assert cur.y[0] == pytest.approx(expected["mean_error"])
+        assert cur_var.y[0] == pytest.approx(expected["var_error"])
+        bs = _by_name(fig, "BS")
+        assert len(bs.x) == len(RATIO_GRID)
+        grid_point = sampling_error(acts, "BS", RATIO_GRID[-1], batch, trials=6, seed=0)
+        assert bs.y[-1] == pytest.approx(grid_point["mean_error"])
+
+
+def test_correlated_maps_show_bs_worse_than_fs(explorer):
+    explorer.controls["batch_size"].value = 96
+    fig = explorer.figures["error"]
+    bs, fs = np.asarray(_by_name(fig, "BS").y), np.asarray(_by_name(fig, "FS").y)
+    assert (bs > fs).all()
+    corr = explorer.figures["correlation"]
+    within = _by_name(corr, "within a map (all pairs)").y[0]
+    assert within == pytest.approx(float(correlation_profile(explorer.acts)["rho_map"].mean()))
+    assert within > 0.4
+
+
+def test_bad_ratio_reports_in_status():
+    ex = NormSamplingExplorer(_acts(), batch_size=8, trials=2, method="BS", ratio=0.05)
+    assert "too small for sample_ratio" in ex.status.value
+
+
+def test_accuracy_table(explorer):
+    table = explorer.run_accuracy(
+        kinds=("bn", "fs"), seeds=(0,), epochs=1, limit=64, progress=False
+    )
+    assert set(table) == {"bn", "fs"}
+    assert explorer.table.value == accuracy_html(table)
+    assert "feature sampling (FS)" in explorer.table.value
