@@ -1,0 +1,193 @@
+// Fused multi-step LIF neuron: forward and backward through time, one thread per neuron.
+//
+// Layout: the input is [T, n] contiguous (time outermost), so that at each step the threads of
+// a warp read consecutive neurons.  Each thread keeps its membrane potential in a register and
+// loops over the T steps; nothing of the state goes through global memory.
+//
+// Arithmetic runs in float (double for double inputs) with explicitly rounded operations
+// (__fadd_rn and friends), in the same order as the torch reference, so that the charge and the
+// threshold test give the same spikes bit for bit.  Half inputs are integrated in float.
+//
+// The forward writes the spikes (in the input's dtype, the output the user sees), optionally the
+// membrane trace, and the spikes once more as bits, [ceil(T/8), n] bytes: that is all the
+// backward keeps besides the input.  The backward replays the charge from the input and the
+// saved bits (registers hold the T membrane values when T <= MAXT), then runs the adjoint
+// recurrence backwards in time:
+//     dL/dH[t] = dL/dS[t] s'(H[t] - Vth) + dL/dV[t] dV[t]/dH[t]
+//     dL/dX[t] = dL/dH[t] dH/dX,   dL/dV[t-1] = dL/dH[t] (1 - 1/tau) (+ dL/dV-trace[t-1])
+// MAXT = 0 instantiates a variant that keeps the replayed membrane values in a scratch buffer
+// [T, n] of the working type instead, for long sequences.
+#include "tk_dtypes.cuh"
+
+namespace {
+
+template <typename T> struct acc_of { using type = float; };
+template <> struct acc_of<double> { using type = double; };
+
+__device__ __forceinline__ float add_rn(float a, float b) { return __fadd_rn(a, b); }
+__device__ __forceinline__ float sub_rn(float a, float b) { return __fsub_rn(a, b); }
+__device__ __forceinline__ float mul_rn(float a, float b) { return __fmul_rn(a, b); }
+__device__ __forceinline__ double add_rn(double a, double b) { return __dadd_rn(a, b); }
+__device__ __forceinline__ double sub_rn(double a, double b) { return __dsub_rn(a, b); }
+__device__ __forceinline__ double mul_rn(double a, double b) { return __dmul_rn(a, b); }
+
+__device__ __forceinline__ float load(const float* p) { return *p; }
+__device__ __forceinline__ double load(const double* p) { return *p; }
+__device__ __forceinline__ float load(const tk_half* p) { return tk_to_float(*p); }
+
+__device__ __forceinline__ void store(float* p, float v) { *p = v; }
+__device__ __forceinline__ void store(double* p, double v) { *p = v; }
+__device__ __forceinline__ void store(tk_half* p, float v) {
+    unsigned short bits;
+    asm("cvt.rn.f16.f32 %0, %1;" : "=h"(bits) : "f"(v));  // round to nearest even
+    p->bits = bits;
+}
+
+__device__ __forceinline__ float exp_(float a) { return expf(a); }
+__device__ __forceinline__ double exp_(double a) { return exp(a); }
+__device__ __forceinline__ float abs_(float a) { return fabsf(a); }
+__device__ __forceinline__ double abs_(double a) { return fabs(a); }
+
+// H[t] from V[t-1] and X[t]; soft reset charges towards 0 (v_reset is 0 in the charge then).
+template <typename A>
+__device__ __forceinline__ A charge(A v, A x, A inv_tau, A v_rest, int decay_input) {
+    if (decay_input) return add_rn(v, mul_rn(sub_rn(x, sub_rn(v, v_rest)), inv_tau));
+    return add_rn(sub_rn(v, mul_rn(sub_rn(v, v_rest), inv_tau)), x);
+}
+
+// Surrogate derivative at u = H - Vth.  0 atan, 1 sigmoid, 2 rectangular, 3 triangle.
+template <typename A>
+__device__ __forceinline__ A surrogate_grad(A u, A alpha, int kind) {
+    if (kind == 0) {
+        const A z = A(1.5707963267948966) * alpha * u;
+        return A(0.5) * alpha / (A(1) + z * z);
+    }
+    if (kind == 1) {
+        const A s = A(1) / (A(1) + exp_(-alpha * u));
+        return alpha * s * (A(1) - s);
+    }
+    const A a = abs_(u);
+    if (kind == 2) return a < A(0.5) * alpha ? A(1) / alpha : A(0);
+    return a < alpha ? (alpha - a) / (alpha * alpha) : A(0);
+}
+
+}  // namespace
+
+template <typename T>
+__global__ void lif_forward(const T* __restrict__ x, const T* __restrict__ v0,
+                            T* __restrict__ spikes, T* __restrict__ v_seq,
+                            unsigned char* __restrict__ bits, long long n, int steps,
+    double inv_tau_, double v_threshold_, double v_reset_, double v_start_, double alpha_,
+    int hard, int decay_input, int detach_reset, int surrogate) {
+    using A = typename acc_of<T>::type;
+    const A inv_tau = A(inv_tau_), vth = A(v_threshold_);
+    const A v_rest = hard ? A(v_reset_) : A(0), v_reset = A(v_reset_);
+    const long long stride = static_cast<long long>(gridDim.x) * blockDim.x;
+    for (long long i = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
+         i += stride) {
+        A v = v0 ? load(v0 + i) : A(v_start_);
+        unsigned int byte = 0;
+        for (int t = 0; t < steps; ++t) {
+            const long long k = static_cast<long long>(t) * n + i;
+            const A h = charge(v, load(x + k), inv_tau, v_rest, decay_input);
+            const bool s = h >= vth;
+            store(spikes + k, s ? A(1) : A(0));
+            v = s ? (hard ? v_reset : sub_rn(h, vth)) : h;
+            if (v_seq) store(v_seq + k, v);
+            byte |= static_cast<unsigned int>(s) << (t & 7);
+            if ((t & 7) == 7 || t == steps - 1) {
+                bits[static_cast<long long>(t >> 3) * n + i] = static_cast<unsigned char>(byte);
+                byte = 0;
+            }
+        }
+    }
+}
+
+template <typename T, int MAXT>
+__global__ void lif_backward(const T* __restrict__ x, const T* __restrict__ v0,
+                             const unsigned char* __restrict__ bits,
+                             const T* __restrict__ grad_s, const T* __restrict__ grad_v,
+                             T* __restrict__ grad_x, T* __restrict__ grad_v0,
+                             void* __restrict__ scratch_, long long n, int steps,
+    double inv_tau_, double v_threshold_, double v_reset_, double v_start_, double alpha_,
+    int hard, int decay_input, int detach_reset, int surrogate) {
+    using A = typename acc_of<T>::type;
+    const A inv_tau = A(inv_tau_), vth = A(v_threshold_), alpha = A(alpha_);
+    const A v_rest = hard ? A(v_reset_) : A(0), v_reset = A(v_reset_);
+    const A decay = A(1) - inv_tau;
+    const A dh_dx = decay_input ? inv_tau : A(1);
+    A* scratch = static_cast<A*>(scratch_);  // [T, n] in the working type, MAXT == 0 only
+    const long long stride = static_cast<long long>(gridDim.x) * blockDim.x;
+    for (long long i = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
+         i += stride) {
+        A h_reg[MAXT > 0 ? MAXT : 1];
+        // Replay the forward: the membrane values H[t] that the surrogate needs.
+        A v = v0 ? load(v0 + i) : A(v_start_);
+        unsigned int byte = 0;
+        auto replay = [&](int t) -> A {
+            const long long k = static_cast<long long>(t) * n + i;
+            if ((t & 7) == 0) byte = bits[static_cast<long long>(t >> 3) * n + i];
+            const A h = charge(v, load(x + k), inv_tau, v_rest, decay_input);
+            const bool s = (byte >> (t & 7)) & 1u;
+            v = s ? (hard ? v_reset : sub_rn(h, vth)) : h;
+            return h;
+        };
+        A gv = A(0);
+        auto adjoint = [&](int t, A h) {
+            const long long k = static_cast<long long>(t) * n + i;
+            const A s = A((bits[static_cast<long long>(t >> 3) * n + i] >> (t & 7)) & 1u);
+            const A sg = surrogate_grad(h - vth, alpha, surrogate);
+            if (grad_v) gv += load(grad_v + k);
+            A dv_dh;
+            if (hard) {
+                dv_dh = (A(1) - s) + (detach_reset ? A(0) : (v_reset - h) * sg);
+            } else {
+                dv_dh = A(1) - (detach_reset ? A(0) : vth * sg);
+            }
+            const A gh = load(grad_s + k) * sg + gv * dv_dh;
+            store(grad_x + k, gh * dh_dx);
+            gv = gh * decay;
+        };
+        if constexpr (MAXT > 0) {
+#pragma unroll
+            for (int t = 0; t < MAXT; ++t) {
+                if (t < steps) h_reg[t] = replay(t);
+            }
+#pragma unroll
+            for (int t = MAXT - 1; t >= 0; --t) {
+                if (t < steps) adjoint(t, h_reg[t]);
+            }
+        } else {
+            for (int t = 0; t < steps; ++t) scratch[static_cast<long long>(t) * n + i] = replay(t);
+            for (int t = steps - 1; t >= 0; --t) {
+                adjoint(t, scratch[static_cast<long long>(t) * n + i]);
+            }
+        }
+        if (grad_v0) store(grad_v0 + i, gv);
+    }
+}
+
+// Explicit instances for nvcc's compile check; NVRTC instantiates only what name_expressions
+// asks for (one dtype at a time), which keeps the run-time compilation short.
+#ifndef __CUDACC_RTC__
+#define TK_LIF_INSTANCES(T)                                                                    \
+    template __global__ void lif_forward<T>(const T* __restrict__, const T* __restrict__,      \
+                                            T* __restrict__, T* __restrict__,                  \
+                                            unsigned char* __restrict__, long long, int, double, \
+                                            double, double, double, double, int, int, int,     \
+                                            int);                                              \
+    TK_LIF_BACKWARD(T, 0)                                                                      \
+    TK_LIF_BACKWARD(T, 8)                                                                      \
+    TK_LIF_BACKWARD(T, 16)                                                                     \
+    TK_LIF_BACKWARD(T, 32)
+#define TK_LIF_BACKWARD(T, MAXT)                                                               \
+    template __global__ void lif_backward<T, MAXT>(                                            \
+        const T* __restrict__, const T* __restrict__, const unsigned char* __restrict__,       \
+        const T* __restrict__, const T* __restrict__, T* __restrict__, T* __restrict__,        \
+        void* __restrict__, long long, int, double, double, double, double, double, int, int,  \
+        int, int);
+
+TK_LIF_INSTANCES(float)
+TK_LIF_INSTANCES(double)
+TK_LIF_INSTANCES(tk_half)
+#endif

@@ -1,0 +1,191 @@
+"""The CUDA path of :func:`toolkit.snn.lif_multistep`: the fused kernels of ``kernels/lif.cu``
+wrapped in a :class:`torch.autograd.Function`."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from .._kernels import TEMPLATE_TYPES, launch, require_cuda_tensor
+
+if TYPE_CHECKING:
+    from .neuron import LIFParams
+
+__all__ = ["lif_backward_kernel", "lif_cuda", "lif_forward_kernel"]
+
+SUPPORTED_DTYPES = (torch.float16, torch.float32, torch.float64)
+_SURROGATE_IDS = {"atan": 0, "sigmoid": 1, "rectangular": 2, "triangle": 3}
+#: Sequence lengths up to which the backward keeps the replayed potentials in registers.
+_REGISTER_T = (8, 16, 32)
+_NULL = np.uint64(0)  # a null pointer argument
+
+
+def _instances(dtype: torch.dtype) -> tuple[str, ...]:
+    """The kernels of one dtype: each dtype compiles (once per device) on first use."""
+    t = TEMPLATE_TYPES[dtype]
+    return (f"lif_forward<{t}>", *(f"lif_backward<{t}, {m}>" for m in (0, *_REGISTER_T)))
+
+
+def _scalars(p: LIFParams, v_start: float) -> tuple:
+    return (
+        np.float64(0.0 if math.isinf(p.tau) else 1.0 / p.tau),
+        np.float64(p.v_threshold),
+        np.float64(p.v_rest),
+        np.float64(v_start),
+        np.float64(p.alpha),
+        np.int32(p.hard),
+        np.int32(p.decay_input),
+        np.int32(p.detach_reset),
+        np.int32(_SURROGATE_IDS[p.surrogate]),
+    )
+
+
+def _ptr(t: torch.Tensor | None):
+    # Detached: DLPack refuses tensors that require grad (autograd.Function hands them over).
+    return _NULL if t is None else t.detach()
+
+
+def lif_forward_kernel(
+    x: torch.Tensor,
+    v0: torch.Tensor | None,
+    v_start: float,
+    p: LIFParams,
+    spikes: torch.Tensor,
+    bits: torch.Tensor,
+    v_seq: torch.Tensor | None = None,
+) -> None:
+    """Launch ``lif_forward`` on ``x`` ``[T, n]`` into preallocated outputs (validated here)."""
+    dev = x.device
+    require_cuda_tensor(x, "x", SUPPORTED_DTYPES, dev)
+    steps, n = x.shape
+    require_cuda_tensor(spikes, "spikes", (x.dtype,), dev)
+    require_cuda_tensor(bits, "bits", (torch.uint8,), dev)
+    if spikes.shape != x.shape or bits.shape != ((steps + 7) // 8, n):
+        raise ValueError(
+            f"spikes must be {tuple(x.shape)} and bits {((steps + 7) // 8, n)}, "
+            f"got {tuple(spikes.shape)} and {tuple(bits.shape)}"
+        )
+    for name, t in (("v0", v0), ("v_seq", v_seq)):
+        if t is not None:
+            require_cuda_tensor(t, name, (x.dtype,), dev)
+    if v0 is not None and v0.numel() != n:
+        raise ValueError(f"v0 must hold {n} values, got shape {tuple(v0.shape)}")
+    if v_seq is not None and v_seq.shape != x.shape:
+        raise ValueError(f"v_seq must be {tuple(x.shape)}, got {tuple(v_seq.shape)}")
+    if n == 0:
+        return
+    launch(
+        "lif",
+        f"lif_forward<{TEMPLATE_TYPES[x.dtype]}>",
+        n,
+        (
+            x,
+            _ptr(v0),
+            spikes,
+            _ptr(v_seq),
+            bits,
+            np.int64(n),
+            np.int32(steps),
+            *_scalars(p, v_start),
+        ),
+        device=dev,
+        name_expressions=_instances(x.dtype),
+    )
+
+
+def lif_backward_kernel(
+    x: torch.Tensor,
+    v0: torch.Tensor | None,
+    v_start: float,
+    p: LIFParams,
+    bits: torch.Tensor,
+    grad_s: torch.Tensor,
+    grad_v: torch.Tensor | None,
+    grad_x: torch.Tensor,
+    grad_v0: torch.Tensor | None = None,
+) -> None:
+    """Launch ``lif_backward`` (replay + adjoint recurrence) into preallocated gradients."""
+    dev = x.device
+    require_cuda_tensor(x, "x", SUPPORTED_DTYPES, dev)
+    steps, n = x.shape
+    require_cuda_tensor(bits, "bits", (torch.uint8,), dev)
+    for name, t in (("grad_s", grad_s), ("grad_x", grad_x), ("grad_v", grad_v)):
+        if t is not None:
+            require_cuda_tensor(t, name, (x.dtype,), dev)
+            if t.shape != x.shape:
+                raise ValueError(f"{name} must be {tuple(x.shape)}, got {tuple(t.shape)}")
+    for name, t in (("v0", v0), ("grad_v0", grad_v0)):
+        if t is not None:
+            require_cuda_tensor(t, name, (x.dtype,), dev)
+            if t.numel() != n:
+                raise ValueError(f"{name} must hold {n} values, got shape {tuple(t.shape)}")
+    if n == 0:
+        return
+    maxt = next((m for m in _REGISTER_T if m >= steps), 0)
+    work = torch.float64 if x.dtype == torch.float64 else torch.float32
+    scratch = torch.empty((steps, n), dtype=work, device=dev) if maxt == 0 else None
+    launch(
+        "lif",
+        f"lif_backward<{TEMPLATE_TYPES[x.dtype]}, {maxt}>",
+        n,
+        (
+            _ptr(x),
+            _ptr(v0),
+            _ptr(bits),
+            _ptr(grad_s),
+            _ptr(grad_v),
+            _ptr(grad_x),
+            _ptr(grad_v0),
+            _ptr(scratch),
+            np.int64(n),
+            np.int32(steps),
+            *_scalars(p, v_start),
+        ),
+        device=dev,
+        name_expressions=_instances(x.dtype),
+    )
+
+
+class _LIFFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, v0, v_start, p, membrane):
+        steps, n = x.shape
+        spikes = torch.empty_like(x)
+        bits = torch.empty(((steps + 7) // 8, n), dtype=torch.uint8, device=x.device)
+        v_seq = torch.empty_like(x) if membrane else None
+        lif_forward_kernel(x, v0, v_start, p, spikes, bits, v_seq)
+        ctx.save_for_backward(x, v0, bits)
+        ctx.v_start, ctx.p = v_start, p
+        ctx.mark_non_differentiable(bits)
+        return spikes, (v_seq if membrane else x.new_empty(0))
+
+    @staticmethod
+    def backward(ctx, grad_s, grad_v):
+        x, v0, bits = ctx.saved_tensors
+        grad_s = torch.zeros_like(x) if grad_s is None else grad_s.contiguous()
+        grad_v = None if grad_v is None or grad_v.numel() == 0 else grad_v.contiguous()
+        grad_x = torch.empty_like(x)
+        need_v0 = v0 is not None and ctx.needs_input_grad[1]
+        grad_v0 = torch.empty_like(v0) if need_v0 else None
+        lif_backward_kernel(x, v0, ctx.v_start, ctx.p, bits, grad_s, grad_v, grad_x, grad_v0)
+        return grad_x, grad_v0, None, None, None
+
+
+def lif_cuda(
+    x_seq: torch.Tensor,
+    v0: torch.Tensor | None,
+    v_start: float,
+    p: LIFParams,
+    membrane: bool,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The fused path: same arguments and results as the reference ``_lif_op``."""
+    shape = x_seq.shape
+    x = x_seq.contiguous().view(shape[0], -1)
+    v = None
+    if v0 is not None:
+        v = v0.to(x.dtype).expand(shape[1:]).contiguous().view(-1)
+    spikes, v_seq = _LIFFunction.apply(x, v, v_start, p, membrane)
+    return spikes.view(shape), (v_seq.view(shape) if membrane else None)
