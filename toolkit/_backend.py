@@ -255,7 +255,8 @@ def to_cupy(tensor: torch.Tensor) -> Any:
         # DLPack consumers without bfloat16 support still get the bits, as uint16.
         tensor = tensor.view(torch.int16)
     with torch_stream(tensor.device):
-        return cupy.from_dlpack(tensor)
+        # A kernel reads or writes the storage only; autograd stays with the torch caller.
+        return cupy.from_dlpack(tensor.detach())
 
 
 def to_torch(array: Any) -> torch.Tensor:
