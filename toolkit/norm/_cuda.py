@@ -68,19 +68,23 @@ def _sample_index(
     sample: Sample, device: torch.device
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """int32 ``rows`` and, per batch row, ``h0``, ``w0`` (``h0 = -1`` for rows outside the
-    sample), built on the host and sent in one copy (each separate copy costs a transfer)."""
+    sample), built in NumPy (torch's indexing ops on small CPU tensors cost tens of us each)
+    and sent in one copy."""
     n = sample.shape[0]
-    rows = sample.rows.cpu()
-    k = int(rows.numel())
-    index = torch.empty(k + 2 * n, dtype=torch.int32)
+    rows = sample.rows.cpu().numpy()
+    k = rows.shape[0]
+    index = np.empty(k + 2 * n, dtype=np.int32)
     index[:k] = rows
-    h0, w0 = index[k : k + n], index[k + n :]
-    h0.fill_(-1)
-    w0.zero_()
-    h0[rows] = sample.starts[:, 0].cpu().to(torch.int32)
-    w0[rows] = sample.starts[:, 1].cpu().to(torch.int32)
-    index = index.to(device, non_blocking=True)
-    return index[:k], index[k : k + n], index[k + n :]
+    index[k : k + n] = -1
+    index[k + n :] = 0
+    if sample.whole_rows:
+        index[k + rows] = 0
+    else:
+        starts = sample.starts.cpu().numpy()
+        index[k + rows] = starts[:, 0]
+        index[k + n + rows] = starts[:, 1]
+    on_device = torch.from_numpy(index).to(device, non_blocking=True)
+    return on_device[:k], on_device[k : k + n], on_device[k + n :]
 
 
 def _forward(
@@ -239,7 +243,7 @@ class _SampledNormFunction(torch.autograd.Function):
         sdt = _stat_dtype(x4.dtype)
         gamma = torch.ones(c, dtype=sdt, device=x4.device) if weight is None else weight
         beta = torch.zeros(c, dtype=sdt, device=x4.device) if bias is None else bias
-        gamma = gamma.detach().to(sdt).contiguous()
+        gamma = gamma.detach().to(sdt).contiguous()  # no-ops (no copies) in the usual case
         beta = beta.detach().to(sdt).contiguous()
         y, stats, _, h0, w0 = _forward(x4, gamma, beta, sample, eps, center)
         ctx.save_for_backward(x4, gamma, stats, h0, w0)
@@ -274,6 +278,6 @@ def _sampled_norm_cuda(
     if x.dtype not in CUDA_DTYPES:
         raise TypeError(f"x must have dtype in {list(CUDA_DTYPES)}, got {x.dtype}")
     n, h, w = sample.shape
-    x4 = x.reshape(n, x.shape[1], h, w).contiguous()
+    x4 = x.contiguous() if x.dim() == 4 else x.reshape(n, x.shape[1], h, w).contiguous()
     y, mean, var = _SampledNormFunction.apply(x4, weight, bias, sample, eps, center)
-    return y.reshape(x.shape), mean, var
+    return (y if x.dim() == 4 else y.reshape(x.shape)), mean, var
