@@ -172,6 +172,70 @@ def bench_training(reps: int, log: list, batch: int = 128, size: int = 112) -> l
     return rows
 
 
+PROFILE_SHAPES = [(128, 64, 112, 112), (128, 256, 56, 56), (128, 2048, 7, 7)]
+PROFILE_VARIANTS = ("cudnn-bn", "fused-bn", "bs-1/4", "smn")
+
+
+def profile_layers(steps: int = 20) -> str:
+    """Where a layer step's time goes: the host's time to issue one step (no sync), the CUDA-
+    event time of a step, and the sum of its kernels' device times (torch.profiler), with the
+    kernels that take it.  Host >> kernels means launch overhead; kernels near the event time
+    means the GPU work itself."""
+    from torch.profiler import ProfilerActivity, profile
+
+    lines = [
+        "Per-step profile (forward + backward of one layer): host = wall time to issue one step "
+        "without synchronizing; event = CUDA-event time per step over "
+        f"{steps} back-to-back steps; kernels = sum of device kernel times per step.",
+        "",
+        "| dtype | shape | variant | host us | event us | kernels us | top kernels (us/step) |",
+        "| --- | --- | --- | ---: | ---: | ---: | --- |",
+    ]
+    for dtype in (torch.float32, torch.float16):
+        for shape in PROFILE_SHAPES:
+            g = torch.Generator(device="cuda").manual_seed(7)
+            x = torch.randn(shape, device="cuda", dtype=dtype, generator=g).requires_grad_()
+            dy = torch.randn(shape, device="cuda", dtype=dtype, generator=g)
+            for name in PROFILE_VARIANTS:
+                layer = VARIANTS[name](shape[1]).cuda()
+                step = layer_step(layer)
+                for _ in range(5):
+                    step(x, dy)
+                torch.cuda.synchronize()
+                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(True)
+                t0 = time.perf_counter()
+                start.record()
+                for _ in range(steps):
+                    step(x, dy)
+                end.record()
+                host_us = (time.perf_counter() - t0) / steps * 1e6
+                end.synchronize()
+                event_us = start.elapsed_time(end) / steps * 1e3
+                with profile(activities=[ProfilerActivity.CUDA]) as prof:
+                    for _ in range(steps):
+                        step(x, dy)
+                    torch.cuda.synchronize()
+                kernels: dict[str, float] = {}
+                for ev in prof.events():
+                    if ev.device_type == torch.autograd.DeviceType.CUDA:
+                        key = ev.name.split("(")[0][:48]
+                        kernels[key] = kernels.get(key, 0.0) + ev.device_time / steps
+                total = sum(kernels.values())
+                top = sorted(kernels.items(), key=lambda kv: -kv[1])[:5]
+                tops = "; ".join(f"{k} {v:.0f}" for k, v in top)
+                fmt = f"({', '.join(map(str, shape))})"
+                lines.append(
+                    f"| {str(dtype)[6:]} | {fmt} | {name} | {host_us:.0f} | {event_us:.0f} | "
+                    f"{total:.0f} | {tops} |"
+                )
+                print(lines[-1], flush=True)
+                x.grad = None
+                del layer
+            del x, dy
+            torch.cuda.empty_cache()
+    return "\n".join(lines)
+
+
 def markdown(layer_rows: list[dict], train_rows: list[dict]) -> str:
     names = ["cudnn-bn", *[k for k in VARIANTS if k != "cudnn-bn"], "smn-torch"]
     lines = [
@@ -240,6 +304,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="two shapes, fewer repetitions")
     parser.add_argument("--out", default=os.environ.get("OUT", "."))
+    parser.add_argument("--profile", action="store_true", help="also profile a few shapes")
+    parser.add_argument("--no-train", action="store_true", help="skip the training steps")
     args = parser.parse_args()
     if not torch.cuda.is_available():
         sys.exit("benchmarks/norm.py: needs a CUDA GPU")
@@ -248,8 +314,13 @@ def main() -> None:
     log: list[str] = []
     start = time.time()
     layer_rows = bench_layers(args.reps, args.warmup, shapes, log)
-    train_rows = bench_training(max(5, args.reps // 3), log)
+    train_rows = [] if args.no_train else bench_training(max(5, args.reps // 3), log)
     text = markdown(layer_rows, train_rows)
+    if args.profile:
+        try:
+            text += "\n\n" + profile_layers()
+        except Exception as exc:  # the profile must not lose the timings above
+            log.append(f"profile: {type(exc).__name__}: {exc}")
     print(text)
     print(f"total {time.time() - start:.0f} s; errors: {log or 'none'}")
     out = Path(args.out)

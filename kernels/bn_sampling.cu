@@ -74,42 +74,125 @@ __device__ __forceinline__ void bn_block_sum2(double& a, double& b) {
 
 // The channel's first sampled datum: the shift of the sums (0 without centring).
 template <typename T>
-__device__ __forceinline__ double bn_shift(const T* x, const long long* rows, const int* h0,
-                                           const int* w0, int c, int C, int H, int W,
-                                           int center) {
+__device__ __forceinline__ double bn_shift(const T* x, const int* rows, const int* h0, const int* w0,
+                                           int c, int C, int H, int W, int center) {
     if (!center) return 0.0;
     const long long n = rows[0];
     return static_cast<double>(tk_to_float(x[((n * C + c) * H + h0[n]) * W + w0[n]]));
 }
 
+// Unrolled loads of U packs of VEC data before any arithmetic keep U * 16 bytes per thread in
+// flight (one scalar load per loop trip left the reductions latency-bound); the U * VEC values
+// are summed in the compute type first and then added to the double accumulators, which keeps
+// the double arithmetic off the critical rate.
+constexpr int BN_UNROLL = 4;
+
+// Per-thread sums over packs j = first, first + step, ... < total of one channel; pack j lives
+// at plane plane_of(j) (in units of planes of HWp packs) and offset j mod HWp.  Sums v - shift
+// and (v - shift)^2, or with a second input g: g and g * (v - shift).
+template <typename T, int VEC, bool GRAD, typename PlaneOf>
+__device__ __forceinline__ void bn_flat_sums(const T* __restrict__ x, const T* __restrict__ g,
+                                             unsigned total, unsigned first, unsigned step,
+                                             unsigned HWp, PlaneOf plane_of,
+                                             typename compute_of<T>::type shift, double& s1,
+                                             double& s2) {
+    using S = typename compute_of<T>::type;
+    using P = bn_pack<T, VEC>;
+    const P* xp = reinterpret_cast<const P*>(x);
+    const P* gp = reinterpret_cast<const P*>(g);
+    unsigned j = first;
+    for (; j + (BN_UNROLL - 1) * step < total; j += BN_UNROLL * step) {
+        P xv[BN_UNROLL], gv[BN_UNROLL];
+#pragma unroll
+        for (int u = 0; u < BN_UNROLL; ++u) {
+            const unsigned q = j + u * step;
+            const unsigned r = q / HWp;
+            const long long at = plane_of(r) * HWp + (q - r * HWp);
+            xv[u] = xp[at];
+            if (GRAD) gv[u] = gp[at];
+        }
+        S a = 0, b = 0;
+#pragma unroll
+        for (int u = 0; u < BN_UNROLL; ++u) {
+#pragma unroll
+            for (int e = 0; e < VEC; ++e) {
+                const S d = static_cast<S>(tk_to_float(xv[u].v[e])) - shift;
+                if (GRAD) {
+                    const S gg = static_cast<S>(tk_to_float(gv[u].v[e]));
+                    a += gg;
+                    b += gg * d;
+                } else {
+                    a += d;
+                    b += d * d;
+                }
+            }
+        }
+        s1 += static_cast<double>(a);
+        s2 += static_cast<double>(b);
+    }
+    for (; j < total; j += step) {
+        const unsigned r = j / HWp;
+        const long long at = plane_of(r) * HWp + (j - r * HWp);
+        const P xv = xp[at];
+        P gv;
+        if (GRAD) gv = gp[at];
+        S a = 0, b = 0;
+#pragma unroll
+        for (int e = 0; e < VEC; ++e) {
+            const S d = static_cast<S>(tk_to_float(xv.v[e])) - shift;
+            if (GRAD) {
+                const S gg = static_cast<S>(tk_to_float(gv.v[e]));
+                a += gg;
+                b += gg * d;
+            } else {
+                a += d;
+                b += d * d;
+            }
+        }
+        s1 += static_cast<double>(a);
+        s2 += static_cast<double>(b);
+    }
+}
+
 }  // namespace
 
-// grid = C * splits blocks; block b sums channel b / splits over every splits-th piece.
-template <typename T>
-__global__ void bn_sample_stats(const T* __restrict__ x, const long long* __restrict__ rows,
+// grid = C * splits blocks; block b sums channel b / splits over every splits-th piece.  Whole
+// rows (the window is the map) are read as packs of VEC; windows keep the scalar path.
+template <typename T, int VEC>
+__global__ void bn_sample_stats(const T* __restrict__ x, const int* __restrict__ rows,
                                 const int* __restrict__ h0, const int* __restrict__ w0,
                                 double* __restrict__ partial, int C, int H, int W, int k,
                                 int ph, int pw, int splits, int center) {
+    using S = typename compute_of<T>::type;
     const int c = blockIdx.x / splits;
     const int s = blockIdx.x - c * splits;
     const double shift = bn_shift(x, rows, h0, w0, c, C, H, W, center);
     const int P = ph * pw;
     double s1 = 0.0, s2 = 0.0;
-    if (P >= static_cast<int>(blockDim.x)) {
+    if (ph == H && pw == W) {
+        const unsigned HWp = static_cast<unsigned>(P / VEC);
+        const auto plane_of = [=](unsigned r) {
+            return static_cast<long long>(rows[r]) * C + c;
+        };
+        bn_flat_sums<T, VEC, false>(x, x, static_cast<unsigned>(k) * HWp,
+                                    static_cast<unsigned>(s) * blockDim.x + threadIdx.x,
+                                    static_cast<unsigned>(splits) * blockDim.x, HWp, plane_of,
+                                    static_cast<S>(shift), s1, s2);
+    } else if (P >= static_cast<int>(blockDim.x)) {
         // Large windows: the block walks its rows, threads stride along each window.
         for (int r = s; r < k; r += splits) {
             const long long n = rows[r];
             const T* base = x + ((n * C + c) * H + h0[n]) * W + w0[n];
             for (int t = threadIdx.x; t < P; t += blockDim.x) {
-                const int hh = pw == W ? 0 : t / pw;
-                const int off = pw == W ? t : hh * W + (t - hh * pw);
-                const double v = static_cast<double>(tk_to_float(base[off])) - shift;
+                const int hh = t / pw;
+                const double v = static_cast<double>(tk_to_float(base[hh * W + (t - hh * pw)]))
+                    - shift;
                 s1 += v;
                 s2 += v * v;
             }
         }
     } else {
-        // Small windows (7x7 maps): one flat index over (row, position) keeps threads busy.
+        // Small windows: one flat index over (row, position) keeps threads busy.
         const long long total = static_cast<long long>(k) * P;
         const long long step = static_cast<long long>(splits) * blockDim.x;
         for (long long j = static_cast<long long>(s) * blockDim.x + threadIdx.x; j < total;
@@ -133,7 +216,7 @@ __global__ void bn_sample_stats(const T* __restrict__ x, const long long* __rest
 
 // One thread per channel.  weight and bias are given (ones and zeros without affine).
 template <typename T>
-__global__ void bn_stats_finalize(const T* __restrict__ x, const long long* __restrict__ rows,
+__global__ void bn_stats_finalize(const T* __restrict__ x, const int* __restrict__ rows,
                                   const int* __restrict__ h0, const int* __restrict__ w0,
                                   const double* __restrict__ partial,
                                   const typename compute_of<T>::type* __restrict__ weight,
@@ -162,17 +245,17 @@ __global__ void bn_stats_finalize(const T* __restrict__ x, const long long* __re
 }
 
 // y = x * scale[c] + shift[c]; each thread handles VEC consecutive data of one plane (HW % VEC
-// == 0 and 16-byte-friendly alignment are checked by the caller).
-template <typename T, int VEC>
-__global__ void bn_normalize(const T* __restrict__ x, T* __restrict__ y,
-                             const typename compute_of<T>::type* __restrict__ stats,
-                             long long packs, int C, long long HW) {
+// == 0 and 16-byte-friendly alignment are checked by the caller).  I is the index type:
+// unsigned when the tensor has under 2^32 data (64-bit division costs several times more).
+template <typename I, typename T, int VEC>
+__device__ __forceinline__ void bn_normalize_loop(const T* __restrict__ x, T* __restrict__ y,
+                                                  const typename compute_of<T>::type* stats,
+                                                  I packs, I C, I HWp) {
     using S = typename compute_of<T>::type;
     using P = bn_pack<T, VEC>;
-    const long long stride = static_cast<long long>(gridDim.x) * blockDim.x;
-    for (long long v = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x; v < packs;
-         v += stride) {
-        const int c = static_cast<int>((v * VEC / HW) % C);
+    const I stride = static_cast<I>(gridDim.x) * blockDim.x;
+    for (I v = static_cast<I>(blockIdx.x) * blockDim.x + threadIdx.x; v < packs; v += stride) {
+        const int c = static_cast<int>((v / HWp) % C);
         const S scale = stats[3 * C + c], shift = stats[4 * C + c];
         const P in = reinterpret_cast<const P*>(x)[v];
         P out;
@@ -184,37 +267,35 @@ __global__ void bn_normalize(const T* __restrict__ x, T* __restrict__ y,
     }
 }
 
-// grid = C * splits blocks: sums of dy and dy * (x - mean) over every datum of channel c.
-template <typename T>
+template <typename T, int VEC>
+__global__ void bn_normalize(const T* __restrict__ x, T* __restrict__ y,
+                             const typename compute_of<T>::type* __restrict__ stats,
+                             long long packs, int C, long long HW) {
+    if (packs * VEC < (1LL << 31)) {
+        bn_normalize_loop<unsigned, T, VEC>(x, y, stats, static_cast<unsigned>(packs),
+                                            static_cast<unsigned>(C),
+                                            static_cast<unsigned>(HW / VEC));
+    } else {
+        bn_normalize_loop<long long, T, VEC>(x, y, stats, packs, C, HW / VEC);
+    }
+}
+
+// grid = C * splits blocks: sums of dy and dy * (x - mean) over every datum of channel c, read
+// as packs of VEC (HW % VEC == 0 and alignment checked by the caller).
+template <typename T, int VEC>
 __global__ void bn_backward_reduce(const T* __restrict__ dy, const T* __restrict__ x,
                                    const typename compute_of<T>::type* __restrict__ stats,
                                    double* __restrict__ partial, int N, int C, long long HW,
                                    int splits) {
     const int c = blockIdx.x / splits;
     const int s = blockIdx.x - c * splits;
-    const double mean = static_cast<double>(stats[c]);
+    const unsigned HWp = static_cast<unsigned>(HW / VEC);
+    const auto plane_of = [=](unsigned n) { return static_cast<long long>(n) * C + c; };
     double s1 = 0.0, s2 = 0.0;
-    if (HW >= static_cast<long long>(blockDim.x)) {
-        for (int n = s; n < N; n += splits) {
-            const long long base = (static_cast<long long>(n) * C + c) * HW;
-            for (long long t = threadIdx.x; t < HW; t += blockDim.x) {
-                const double g = static_cast<double>(tk_to_float(dy[base + t]));
-                s1 += g;
-                s2 += g * (static_cast<double>(tk_to_float(x[base + t])) - mean);
-            }
-        }
-    } else {
-        const long long total = static_cast<long long>(N) * HW;
-        const long long step = static_cast<long long>(splits) * blockDim.x;
-        for (long long j = static_cast<long long>(s) * blockDim.x + threadIdx.x; j < total;
-             j += step) {
-            const long long n = j / HW;
-            const long long at = (n * C + c) * HW + (j - n * HW);
-            const double g = static_cast<double>(tk_to_float(dy[at]));
-            s1 += g;
-            s2 += g * (static_cast<double>(tk_to_float(x[at])) - mean);
-        }
-    }
+    bn_flat_sums<T, VEC, true>(x, dy, static_cast<unsigned>(N) * HWp,
+                               static_cast<unsigned>(s) * blockDim.x + threadIdx.x,
+                               static_cast<unsigned>(splits) * blockDim.x, HWp, plane_of,
+                               stats[c], s1, s2);
     bn_block_sum2(s1, s2);
     if (threadIdx.x == 0) {
         partial[2 * blockIdx.x] = s1;
@@ -246,35 +327,34 @@ __global__ void bn_backward_finalize(const double* __restrict__ partial,
     coef[4 * C + c] = static_cast<S>(gr * r * r * sdyx / count);         // D
 }
 
-// dx = A dy - [datum in the sample] (B + D (x - mean)); VEC data of one plane per thread.
-template <typename T, int VEC>
-__global__ void bn_backward_dx(const T* __restrict__ dy, const T* __restrict__ x,
-                               T* __restrict__ dx,
-                               const typename compute_of<T>::type* __restrict__ stats,
-                               const typename compute_of<T>::type* __restrict__ coef,
-                               const int* __restrict__ h0, const int* __restrict__ w0,
-                               long long packs, int C, int H, int W, int ph, int pw, int whole) {
+// dx = A dy - [datum in the sample] (B + D (x - mean)); VEC data of one plane per thread; I as
+// in bn_normalize.
+template <typename I, typename T, int VEC>
+__device__ __forceinline__ void bn_backward_dx_loop(
+    const T* __restrict__ dy, const T* __restrict__ x, T* __restrict__ dx,
+    const typename compute_of<T>::type* __restrict__ stats,
+    const typename compute_of<T>::type* __restrict__ coef, const int* __restrict__ h0,
+    const int* __restrict__ w0, I packs, I C, int H, int W, int ph, int pw, int whole) {
     using S = typename compute_of<T>::type;
     using P = bn_pack<T, VEC>;
-    const long long HW = static_cast<long long>(H) * W;
-    const long long stride = static_cast<long long>(gridDim.x) * blockDim.x;
-    for (long long v = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x; v < packs;
-         v += stride) {
-        const long long i = v * VEC;
-        const long long plane = i / HW;
-        const int n = static_cast<int>(plane / C);
-        const int c = static_cast<int>(plane - static_cast<long long>(n) * C);
+    const I HWp = static_cast<I>(H) * W / VEC;
+    const I stride = static_cast<I>(gridDim.x) * blockDim.x;
+    for (I v = static_cast<I>(blockIdx.x) * blockDim.x + threadIdx.x; v < packs; v += stride) {
+        const I plane = v / HWp;
+        const I n = plane / C;
+        const int c = static_cast<int>(plane - n * C);
         const S mean = stats[c], a = coef[2 * C + c], b = coef[3 * C + c], d = coef[4 * C + c];
         const int hs = h0[n], ws = w0[n];
         const P g = reinterpret_cast<const P*>(dy)[v];
         const P in = reinterpret_cast<const P*>(x)[v];
+        const int p0 = static_cast<int>(v - plane * HWp) * VEC;
         P out;
 #pragma unroll
         for (int e = 0; e < VEC; ++e) {
             S val = a * static_cast<S>(tk_to_float(g.v[e]));
             bool sampled = hs >= 0;
             if (sampled && !whole) {
-                const int p = static_cast<int>(i + e - plane * HW);
+                const int p = p0 + e;
                 const int hh = p / W, ww = p - hh * W;
                 sampled = hh >= hs && hh < hs + ph && ww >= ws && ww < ws + pw;
             }
@@ -285,36 +365,50 @@ __global__ void bn_backward_dx(const T* __restrict__ dy, const T* __restrict__ x
     }
 }
 
+template <typename T, int VEC>
+__global__ void bn_backward_dx(const T* __restrict__ dy, const T* __restrict__ x,
+                               T* __restrict__ dx,
+                               const typename compute_of<T>::type* __restrict__ stats,
+                               const typename compute_of<T>::type* __restrict__ coef,
+                               const int* __restrict__ h0, const int* __restrict__ w0,
+                               long long packs, int C, int H, int W, int ph, int pw, int whole) {
+    if (packs * VEC < (1LL << 31)) {
+        bn_backward_dx_loop<unsigned, T, VEC>(dy, x, dx, stats, coef, h0, w0,
+                                              static_cast<unsigned>(packs),
+                                              static_cast<unsigned>(C), H, W, ph, pw, whole);
+    } else {
+        bn_backward_dx_loop<long long, T, VEC>(dy, x, dx, stats, coef, h0, w0, packs, C, H, W,
+                                               ph, pw, whole);
+    }
+}
+
 // Explicit instances: NVRTC finds them through name_expressions, and nvcc's compile check
 // builds real code for every dtype.
 #define TK_BN_S(T) typename compute_of<T>::type
-#define TK_BN_INSTANCES(T)                                                                   \
-    template __global__ void bn_sample_stats<T>(const T* __restrict__,                       \
-        const long long* __restrict__, const int* __restrict__, const int* __restrict__,     \
+#define TK_BN_VEC_INSTANCES(T, V)                                                            \
+    template __global__ void bn_sample_stats<T, V>(const T* __restrict__,                    \
+        const int* __restrict__, const int* __restrict__, const int* __restrict__,           \
         double* __restrict__, int, int, int, int, int, int, int, int);                       \
-    template __global__ void bn_stats_finalize<T>(const T* __restrict__,                     \
-        const long long* __restrict__, const int* __restrict__, const int* __restrict__,     \
-        const double* __restrict__, const TK_BN_S(T)* __restrict__,                          \
-        const TK_BN_S(T)* __restrict__, TK_BN_S(T)* __restrict__, int, int, int, int,        \
-        long long, double, int);                                                             \
-    template __global__ void bn_normalize<T, 1>(const T* __restrict__, T* __restrict__,      \
+    template __global__ void bn_normalize<T, V>(const T* __restrict__, T* __restrict__,      \
         const TK_BN_S(T)* __restrict__, long long, int, long long);                          \
-    template __global__ void bn_normalize<T, 4>(const T* __restrict__, T* __restrict__,      \
-        const TK_BN_S(T)* __restrict__, long long, int, long long);                          \
-    template __global__ void bn_backward_reduce<T>(const T* __restrict__,                    \
+    template __global__ void bn_backward_reduce<T, V>(const T* __restrict__,                 \
         const T* __restrict__, const TK_BN_S(T)* __restrict__, double* __restrict__, int,    \
         int, long long, int);                                                                \
-    template __global__ void bn_backward_finalize<T>(const double* __restrict__,             \
-        const TK_BN_S(T)* __restrict__, const TK_BN_S(T)* __restrict__,                      \
-        TK_BN_S(T)* __restrict__, int, int, long long, int);                                 \
-    template __global__ void bn_backward_dx<T, 1>(const T* __restrict__,                     \
-        const T* __restrict__, T* __restrict__, const TK_BN_S(T)* __restrict__,              \
-        const TK_BN_S(T)* __restrict__, const int* __restrict__, const int* __restrict__,    \
-        long long, int, int, int, int, int, int);                                            \
-    template __global__ void bn_backward_dx<T, 4>(const T* __restrict__,                     \
+    template __global__ void bn_backward_dx<T, V>(const T* __restrict__,                     \
         const T* __restrict__, T* __restrict__, const TK_BN_S(T)* __restrict__,              \
         const TK_BN_S(T)* __restrict__, const int* __restrict__, const int* __restrict__,    \
         long long, int, int, int, int, int, int);
+#define TK_BN_INSTANCES(T)                                                                   \
+    TK_BN_VEC_INSTANCES(T, 1)                                                                \
+    TK_BN_VEC_INSTANCES(T, 4)                                                                \
+    template __global__ void bn_stats_finalize<T>(const T* __restrict__,                     \
+        const int* __restrict__, const int* __restrict__, const int* __restrict__,           \
+        const double* __restrict__, const TK_BN_S(T)* __restrict__,                          \
+        const TK_BN_S(T)* __restrict__, TK_BN_S(T)* __restrict__, int, int, int, int,        \
+        long long, double, int);                                                             \
+    template __global__ void bn_backward_finalize<T>(const double* __restrict__,             \
+        const TK_BN_S(T)* __restrict__, const TK_BN_S(T)* __restrict__,                      \
+        TK_BN_S(T)* __restrict__, int, int, long long, int);
 TK_BN_INSTANCES(float)
 TK_BN_INSTANCES(double)
 TK_BN_INSTANCES(tk_half)

@@ -16,9 +16,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
-from ._backend import _require_cupy, to_cupy, torch_stream
+from ._backend import _require_cupy, torch_stream
 
 __all__ = [
     "TEMPLATE_TYPES",
@@ -104,6 +105,24 @@ def load_module(
     return _compiled(name, int(device), tuple(name_expressions), tuple(options))
 
 
+@functools.cache
+def _function(
+    name: str, function: str, device: int, name_expressions: tuple[str, ...], options: tuple
+) -> Any:
+    # RawModule.get_function builds a new kernel object (and looks the symbol up) every call.
+    return _compiled(name, device, name_expressions, options).get_function(function)
+
+
+def _kernel_arg(value: Any, device: torch.device) -> Any:
+    """A tensor travels as its raw device pointer: validated, ordered on torch's stream, and
+    kept alive by the caller, it needs none of DLPack's per-tensor export (tens of us each)."""
+    if not isinstance(value, torch.Tensor):
+        return value
+    if value.device != device:
+        raise ValueError(f"kernel argument on {value.device}, expected {device}")
+    return np.uint64(value.data_ptr())
+
+
 def grid_size(n: int, block: int = DEFAULT_BLOCK, max_blocks: int | None = None) -> int:
     """Blocks giving ``n`` threads one each, capped at ``max_blocks`` (for grid-stride loops)."""
     if n < 0 or block < 1:
@@ -141,17 +160,19 @@ def launch(
     """Launch ``function`` from ``kernels/<module_name>.cu`` with one thread per work item.
 
     ``grid`` overrides the block count (for kernels that give a whole block to one item).
-    Tensor arguments are passed zero-copy through DLPack; the launch goes on torch's current
-    stream.  Dynamic shared memory above the 48 KB default is requested from the driver.
-    Launch errors and, with ``sync=True``, asynchronous faults become ``KernelError``.
+    Tensor arguments (already validated, e.g. by :func:`require_cuda_tensor`) are passed as raw
+    device pointers; the launch goes on torch's current stream, which orders it with the
+    tensors' producers and keeps their memory from being reused too early.  Dynamic shared
+    memory above the 48 KB default is requested from the driver.  Launch errors and, with
+    ``sync=True``, asynchronous faults become ``KernelError``.
     """
     cupy = _require_cupy()
     index = device.index if device.index is not None else torch.cuda.current_device()
-    module = load_module(module_name, name_expressions, device=index)
-    kernel = module.get_function(function)
+    kernel = _function(module_name, function, int(index), tuple(name_expressions), DEFAULT_OPTIONS)
     if shared_mem > 48 * 1024 and kernel.max_dynamic_shared_size_bytes < shared_mem:
         kernel.max_dynamic_shared_size_bytes = shared_mem
-    converted = tuple(to_cupy(a) if isinstance(a, torch.Tensor) else a for a in args)
+    where = torch.device("cuda", index)
+    converted = tuple(_kernel_arg(a, where) for a in args)
     grid = grid_size(n_threads, block) if grid is None else grid
     with torch_stream(device) as stream:
         try:

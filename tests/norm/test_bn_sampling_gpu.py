@@ -22,10 +22,11 @@ pytestmark = pytest.mark.gpu
 
 SHAPES = [
     (8, 3, 5, 7),  # odd planes: the scalar (VEC = 1) paths
-    (16, 64, 14, 14),  # planes of 196: flat reduction, vectorized elementwise
+    (16, 64, 14, 14),  # planes of 196: packs of 4 in the reductions and elementwise passes
     (32, 256, 7, 7),  # many channels, 49-element planes
-    (6, 4, 40, 40),  # planes above the block size: the row-loop reductions
+    (6, 4, 40, 40),  # windows above the block size: the row-loop sampled reduction
     (9, 5, 1, 33),  # a 1-d input seen as H = 1
+    (64, 8, 32, 32),  # many blocks per channel, several unrolled trips per thread
 ]
 KINDS = ("full", "batch", "feature", "virtual")
 TOL = {
@@ -92,6 +93,40 @@ def test_forward_backward_match_reference(dtype, shape, kind, center):
     _close(dx, dx_ref, dtype, "dx")
     _close(dg, dg_ref, dtype, "grad weight")
     _close(db, db_ref, dtype, "grad bias")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+@pytest.mark.parametrize("kind", ["full", "batch"])
+def test_misaligned_input_takes_the_scalar_path(dtype, kind):
+    # A view one element into its buffer is contiguous but not 16-byte aligned: the kernels
+    # must not use pack loads on it (a wrong guess faults or reads shifted data).
+    gen = torch.Generator().manual_seed(5)
+    shape = (16, 6, 12, 12)
+    sample = _sample(kind, shape, gen)
+    x = (0.5 + torch.randn(shape, generator=gen)).to(dtype)
+    dy = torch.randn(shape, generator=gen).to(dtype)
+    gamma = 1 + 0.3 * torch.randn(shape[1], generator=gen)
+    beta = 0.2 * torch.randn(shape[1], generator=gen)
+    xr = x.double().clone().requires_grad_()
+    y_ref, mean_ref, var_ref = sampled_batch_norm(
+        xr, sample, gamma.double(), beta.double(), 1e-5, backend="cpu"
+    )
+    (dx_ref,) = torch.autograd.grad((y_ref * dy.double()).sum(), (xr,))
+
+    def offset(t):
+        buf = torch.empty(t.numel() + 1, dtype=t.dtype, device="cuda")
+        view = buf[1:].view(t.shape)
+        view.copy_(t)
+        return view
+
+    xc, dyc = offset(x), offset(dy)
+    assert xc.data_ptr() % 16 != 0
+    y, stats, _, h0, w0 = _forward(xc, gamma.cuda(), beta.cuda(), sample, 1e-5, True)
+    dx, _, _ = _backward(dyc, xc, gamma.cuda(), stats, h0, w0, sample, True)
+    _close(stats[0], mean_ref, dtype, "mean")
+    _close(stats[1], var_ref, dtype, "var")
+    _close(y, y_ref.detach(), dtype, "y")
+    _close(dx, dx_ref, dtype, "dx")
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
