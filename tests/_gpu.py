@@ -58,8 +58,9 @@ def tolerance(dtype: torch.dtype) -> dict[str, float]:
 def poisoned(shape: tuple[int, ...] | torch.Size, dtype: torch.dtype, device: Any = "cuda"):
     """An output buffer whose every element is a value no correct kernel leaves behind.
 
-    Booleans and integers get the byte pattern ``0xA5`` (for a bool neither 0 nor 1);
-    floating dtypes get NaN.
+    Booleans and integers get the byte pattern ``0xA5`` (for a bool neither 0 nor 1; for an
+    integer output, pick a case whose correct results cannot equal it); floating dtypes get
+    NaN.
     """
     out = torch.empty(tuple(shape), dtype=dtype, device=device)
     if dtype.is_floating_point:
