@@ -37,7 +37,7 @@ def _one_thread():
 
     try:
         from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - scikit-learn brings threadpoolctl
+    except ImportError:  # the test extra brings threadpoolctl; scripts/gpu-tests may lack it
         limits = contextlib.nullcontext()
     else:
         limits = threadpool_limits(1)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
@@ -90,10 +92,19 @@ def test_to_cupy_rejects_cpu_tensors():
 
 
 def test_lazy_subpackages():
+    import types
+
+    subpackages = set(toolkit._SUBPACKAGES)
+    assert {"attention", "isometry", "verify", "models", "report", "widgets"} <= subpackages
     for name in toolkit.__all__:
-        assert getattr(toolkit, name) is not None  # every listed name imports
-    assert {"attention", "isometry", "verify", "models"} <= set(toolkit.__all__)
-    assert toolkit.attention.nm_mask is not None
+        value = getattr(toolkit, name)
+        if name in subpackages:
+            assert isinstance(value, types.ModuleType) and value.__name__ == f"toolkit.{name}"
+        elif name == "__version__":
+            assert re.fullmatch(r"\d+\.\d+\.\d+", value)
+        else:
+            assert callable(value) and value.__module__.startswith("toolkit."), name
+    assert callable(toolkit.attention.nm_mask)
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         toolkit.nope  # noqa: B018
 

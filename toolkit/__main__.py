@@ -20,6 +20,18 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line: ``toolkit report --out report.html [--quick] [--sections ...]``.
+
+    Parameters
+    ----------
+    argv : sequence of str or None
+        The arguments; None reads ``sys.argv``.
+
+    Returns
+    -------
+    int
+        0 on success, 1 when the report fails (the error goes to standard error).
+    """
     args = _parser().parse_args(argv)
     from .report import ReportError, build_report
 

@@ -58,7 +58,13 @@ def _import_cupy() -> Any | None:
 
 
 def cupy_available() -> bool:
-    """True when CuPy imports and reports at least one CUDA device."""
+    """Whether CuPy imports and reports at least one CUDA device.
+
+    Returns
+    -------
+    bool
+        False when CuPy is missing or finds no CUDA libraries or devices.
+    """
     cupy = _import_cupy()
     if cupy is None:
         return False
@@ -69,8 +75,15 @@ def cupy_available() -> bool:
 
 
 def gpu_available() -> bool:
-    """True only when torch sees CUDA, CuPy imports and a CUDA device exists.
+    """Whether the CUDA paths can run: torch sees CUDA, CuPy imports and a device exists.
 
+    Returns
+    -------
+    bool
+        True only when all three hold.
+
+    Examples
+    --------
     >>> isinstance(gpu_available(), bool)
     True
     """
@@ -86,7 +99,23 @@ def _check_backend(value: object, name: str) -> str:
 def active_backend() -> str:
     """The backend in force when no ``backend=`` argument is given.
 
-    The innermost :func:`use_backend` context wins over ``TOOLKIT_DEVICE``.
+    The innermost :func:`use_backend` context wins over the ``TOOLKIT_DEVICE`` environment
+    variable, which wins over the default ``"auto"``.
+
+    Returns
+    -------
+    str
+        ``"auto"``, ``"cpu"`` or ``"cuda"``.
+
+    Raises
+    ------
+    ValueError
+        If ``TOOLKIT_DEVICE`` holds another value.
+
+    Examples
+    --------
+    >>> active_backend() in ("auto", "cpu", "cuda")
+    True
     """
     from_context = _context_backend.get()
     if from_context is not None:
@@ -99,6 +128,24 @@ def active_backend() -> str:
 def use_backend(backend: str) -> Iterator[str]:
     """Force the ``"cpu"`` (reference) or ``"cuda"`` path, or restore ``"auto"``, in a block.
 
+    Parameters
+    ----------
+    backend : {"auto", "cpu", "cuda"}
+        The backend for operations called inside the block without ``backend=``
+        (case-insensitive).
+
+    Yields
+    ------
+    str
+        The backend now in force.
+
+    Raises
+    ------
+    ValueError
+        If ``backend`` is not one of the three names.
+
+    Examples
+    --------
     >>> import toolkit
     >>> with toolkit.use_backend("cpu"):
     ...     toolkit.active_backend()
@@ -113,9 +160,34 @@ def use_backend(backend: str) -> Iterator[str]:
 
 
 def resolve_backend(tensor: torch.Tensor, backend: str | None, has_cuda_path: bool) -> str:
-    """Return ``"cuda"`` or ``"cpu"`` for an operation on ``tensor``.
+    """The path an operation on ``tensor`` takes: ``"cuda"`` or ``"cpu"``.
 
-    Raises ``RuntimeError`` when the CUDA path is demanded but cannot run, naming why.
+    Parameters
+    ----------
+    tensor : torch.Tensor
+        The input that decides (its device).
+    backend : {"auto", "cpu", "cuda"} or None
+        The call's ``backend=`` argument; None defers to :func:`active_backend`.
+    has_cuda_path : bool
+        Whether the operation has a CUDA implementation.
+
+    Returns
+    -------
+    str
+        ``"cuda"`` when the CUDA path runs, else ``"cpu"`` (the reference path).
+
+    Raises
+    ------
+    ValueError
+        If ``backend`` is not a backend name.
+    RuntimeError
+        If ``"cuda"`` is demanded but cannot run; the message says why.
+
+    Examples
+    --------
+    >>> import torch
+    >>> resolve_backend(torch.zeros(2), None, has_cuda_path=True)
+    'cpu'
     """
     choice = active_backend() if backend is None else _check_backend(backend, "backend")
     if choice == "cpu":
@@ -217,7 +289,13 @@ def resolve_device(device: object = None, name: str = "device") -> torch.device:
 
 
 def quick_mode() -> bool:
-    """True when ``TOOLKIT_QUICK`` is set to a true value: notebooks and reports shrink sizes."""
+    """Whether ``TOOLKIT_QUICK`` is set to a true value (notebooks and reports shrink sizes).
+
+    Returns
+    -------
+    bool
+        True for ``1``, ``true``, ``yes`` or ``on`` (any case).
+    """
     return os.environ.get("TOOLKIT_QUICK", "").strip().lower() in {"1", "true", "yes", "on"}
 
 
@@ -227,6 +305,18 @@ def single_thread(enabled: bool = True) -> Iterator[None]:
 
     The toolkit's interactive sizes (one sentence, a small model) gain nothing from intra-op
     threads, and on shared or busy cores the threads cost several times the work.
+
+    Parameters
+    ----------
+    enabled : bool
+        False leaves the thread count alone (for callers that decide at run time).
+
+    Examples
+    --------
+    >>> import torch
+    >>> with single_thread():
+    ...     torch.get_num_threads()
+    1
     """
     threads = torch.get_num_threads()
     if enabled:
@@ -245,7 +335,27 @@ def _require_cupy() -> Any:
 
 
 def to_cupy(tensor: torch.Tensor) -> Any:
-    """View a CUDA tensor as a CuPy array, sharing memory (DLPack, no copy)."""
+    """View a CUDA tensor as a CuPy array, sharing memory (DLPack, no copy).
+
+    Parameters
+    ----------
+    tensor : torch.Tensor
+        A tensor on a CUDA device. bfloat16 crosses as int16 bits.
+
+    Returns
+    -------
+    cupy.ndarray
+        An array over the same memory, made on torch's current stream.
+
+    Raises
+    ------
+    TypeError
+        If ``tensor`` is not a tensor.
+    ValueError
+        If it is not on a CUDA device.
+    RuntimeError
+        If CuPy is not installed.
+    """
     if not isinstance(tensor, torch.Tensor):
         raise TypeError(f"tensor must be a torch.Tensor, got {type(tensor).__name__}")
     if not tensor.is_cuda:
@@ -260,13 +370,35 @@ def to_cupy(tensor: torch.Tensor) -> Any:
 
 
 def to_torch(array: Any) -> torch.Tensor:
-    """View a CuPy array as a torch tensor, sharing memory (DLPack, no copy)."""
+    """View a CuPy array as a torch tensor, sharing memory (DLPack, no copy).
+
+    Parameters
+    ----------
+    array : cupy.ndarray
+        Any DLPack producer.
+
+    Returns
+    -------
+    torch.Tensor
+        A tensor over the same memory.
+    """
     return torch.from_dlpack(array)
 
 
 @contextlib.contextmanager
 def torch_stream(device: torch.device | int | None = None) -> Iterator[Any]:
-    """Make CuPy use torch's current stream (and device) inside the block."""
+    """Make CuPy use torch's current stream (and device) inside the block.
+
+    Parameters
+    ----------
+    device : torch.device or int or None
+        The CUDA device; None means torch's current device.
+
+    Yields
+    ------
+    cupy.cuda.Stream
+        CuPy's view of torch's current stream on that device.
+    """
     cupy = _require_cupy()
     device = torch.device("cuda", torch.cuda.current_device()) if device is None else device
     index = device if isinstance(device, int) else device.index

@@ -47,7 +47,25 @@ TEMPLATE_TYPES: dict[torch.dtype, str] = {
 
 
 class KernelError(RuntimeError):
-    """A CUDA kernel failed to compile or launch.  ``log`` holds the compiler's output."""
+    """A CUDA kernel failed to compile or launch.
+
+    Parameters
+    ----------
+    message : str
+        What failed.
+    log : str
+        The compiler's output, appended to the message when not empty.
+
+    Attributes
+    ----------
+    log : str
+        The compiler's output (empty for launch errors).
+
+    Examples
+    --------
+    >>> KernelError("compiling kernels/x.cu failed", "x.cu(3): error").log
+    'x.cu(3): error'
+    """
 
     def __init__(self, message: str, log: str = "") -> None:
         super().__init__(message if not log else f"{message}\n--- compiler log ---\n{log}")
@@ -56,7 +74,18 @@ class KernelError(RuntimeError):
 
 @functools.lru_cache(maxsize=1)
 def kernel_dir() -> Path:
-    """The folder holding the ``.cu`` sources: inside the installed package, else the checkout."""
+    """The folder holding the ``.cu`` sources: inside the installed package, else the checkout.
+
+    Returns
+    -------
+    pathlib.Path
+        The folder.
+
+    Raises
+    ------
+    KernelError
+        If neither place holds the sources.
+    """
     packaged = Path(str(resources.files("toolkit"))) / "kernels"
     if packaged.is_dir():
         return packaged
@@ -67,7 +96,28 @@ def kernel_dir() -> Path:
 
 
 def kernel_source(name: str) -> str:
-    """The source of ``kernels/<name>.cu`` with the ``#line`` directive in front."""
+    """The source of ``kernels/<name>.cu`` with the ``#line`` directive in front.
+
+    Parameters
+    ----------
+    name : str
+        The file's stem, for example ``"nm_prune"``.
+
+    Returns
+    -------
+    str
+        ``#line 1 "kernels/<name>.cu"`` and the file's text.
+
+    Raises
+    ------
+    KernelError
+        If there is no such file; the message lists the available ones.
+
+    Examples
+    --------
+    >>> kernel_source("nm_prune").splitlines()[0]
+    '#line 1 "kernels/nm_prune.cu"'
+    """
     path = kernel_dir() / f"{name}.cu"
     if not path.is_file():
         available = sorted(p.stem for p in kernel_dir().glob("*.cu"))
@@ -76,7 +126,9 @@ def kernel_source(name: str) -> str:
 
 
 @functools.cache
-def _compiled(name: str, device: int, name_expressions: tuple[str, ...], options: tuple[str, ...]):
+def _compiled(
+    name: str, device: int, name_expressions: tuple[str, ...], options: tuple[str, ...]
+) -> Any:
     cupy = _require_cupy()
     with cupy.cuda.Device(device):
         module = cupy.RawModule(
@@ -99,7 +151,29 @@ def load_module(
     options: Sequence[str] = DEFAULT_OPTIONS,
     device: int | None = None,
 ) -> Any:
-    """Compile (once per device) and return the ``cupy.RawModule`` for ``kernels/<name>.cu``."""
+    """Compile (once per device) and return the ``cupy.RawModule`` for ``kernels/<name>.cu``.
+
+    Parameters
+    ----------
+    name : str
+        The kernel file's stem.
+    name_expressions : sequence of str
+        Template instantiations to compile, for example ``("nm_prune<float>",)``.
+    options : sequence of str
+        NVRTC options; the kernels folder is always on the include path.
+    device : int or None
+        The CUDA device; None means torch's current device.
+
+    Returns
+    -------
+    cupy.RawModule
+        The compiled module, cached per (name, device, expressions, options).
+
+    Raises
+    ------
+    KernelError
+        If compiling or loading fails; ``log`` holds the compiler's output.
+    """
     if device is None:
         device = torch.cuda.current_device()
     return _compiled(name, int(device), tuple(name_expressions), tuple(options))
@@ -124,7 +198,32 @@ def _kernel_arg(value: Any, device: torch.device) -> Any:
 
 
 def grid_size(n: int, block: int = DEFAULT_BLOCK, max_blocks: int | None = None) -> int:
-    """Blocks giving ``n`` threads one each, capped at ``max_blocks`` (for grid-stride loops)."""
+    """The number of blocks giving ``n`` work items a thread each.
+
+    Parameters
+    ----------
+    n : int
+        Work items, at least 0.
+    block : int
+        Threads per block, at least 1.
+    max_blocks : int or None
+        A cap, for kernels with grid-stride loops.
+
+    Returns
+    -------
+    int
+        ``ceil(n / block)``, at least 1, at most ``max_blocks``.
+
+    Raises
+    ------
+    ValueError
+        If ``n < 0`` or ``block < 1``.
+
+    Examples
+    --------
+    >>> grid_size(257, 256), grid_size(10**9, 256, max_blocks=1024)
+    (2, 1024)
+    """
     if n < 0 or block < 1:
         raise ValueError(f"need n >= 0 and block >= 1, got n={n}, block={block}")
     blocks = max(1, math.ceil(n / block))
@@ -134,7 +233,26 @@ def grid_size(n: int, block: int = DEFAULT_BLOCK, max_blocks: int | None = None)
 def require_cuda_tensor(
     tensor: torch.Tensor, name: str, dtypes: Sequence[torch.dtype], device: torch.device
 ) -> None:
-    """Validate a tensor right before a launch: type, dtype, device and contiguity."""
+    """Validate a tensor right before a launch: type, dtype, device and contiguity.
+
+    Parameters
+    ----------
+    tensor : torch.Tensor
+        The kernel argument.
+    name : str
+        Its name in error messages.
+    dtypes : sequence of torch.dtype
+        The dtypes the kernel accepts.
+    device : torch.device
+        The device the launch runs on.
+
+    Raises
+    ------
+    TypeError
+        If ``tensor`` is not a tensor or has another dtype.
+    ValueError
+        If it is on another device or not contiguous.
+    """
     if not isinstance(tensor, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(tensor).__name__}")
     if tensor.dtype not in dtypes:
@@ -159,12 +277,39 @@ def launch(
 ) -> None:
     """Launch ``function`` from ``kernels/<module_name>.cu`` with one thread per work item.
 
-    ``grid`` overrides the block count (for kernels that give a whole block to one item).
-    Tensor arguments (already validated, e.g. by :func:`require_cuda_tensor`) are passed as raw
-    device pointers; the launch goes on torch's current stream, which orders it with the
+    Tensor arguments (validated beforehand, e.g. by :func:`require_cuda_tensor`) are passed as
+    raw device pointers; the launch goes on torch's current stream, which orders it with the
     tensors' producers and keeps their memory from being reused too early.  Dynamic shared
-    memory above the 48 KB default is requested from the driver.  Launch errors and, with
-    ``sync=True``, asynchronous faults become ``KernelError``.
+    memory above the 48 KB default is requested from the driver.
+
+    Parameters
+    ----------
+    module_name : str
+        The kernel file's stem.
+    function : str
+        The entry point (a name expression for templates).
+    n_threads : int
+        Work items; the grid is ``grid_size(n_threads, block)``.
+    args : sequence
+        Kernel arguments: tensors (validated beforehand with :func:`require_cuda_tensor`)
+        and numpy scalars.
+    device : torch.device
+        The CUDA device.
+    name_expressions : sequence of str
+        Template instantiations to compile.
+    block : int
+        Threads per block.
+    shared_mem : int
+        Dynamic shared memory in bytes.
+    sync : bool
+        Synchronise after the launch, so that asynchronous faults surface here.
+    grid : int or None
+        Overrides the block count (for kernels that give a whole block to one item).
+
+    Raises
+    ------
+    KernelError
+        If compiling or launching fails, or, with ``sync=True``, the kernel faults.
     """
     cupy = _require_cupy()
     index = device.index if device.index is not None else torch.cuda.current_device()

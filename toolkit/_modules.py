@@ -81,6 +81,21 @@ def _load_card(path: Path) -> ModuleCard:
 
 @cache
 def module_cards() -> tuple[ModuleCard, ...]:
-    """Every analysis module's card, in report order."""
+    """Every analysis module's card, in report order.
+
+    Reads ``toolkit/*/_card.py`` without importing the modules themselves.
+
+    Returns
+    -------
+    tuple of ModuleCard
+        Sorted by ``order``, then ``name``.
+
+    Raises
+    ------
+    TypeError
+        If a ``_card.py`` does not define ``CARD = ModuleCard(...)``.
+    ValueError
+        If a card's ``name`` is not its folder's name.
+    """
     cards = [_load_card(p) for p in sorted(_ROOT.glob("*/_card.py"))]
     return tuple(sorted(cards, key=lambda c: (c.order, c.name)))

@@ -7,13 +7,9 @@ import torch
 
 from toolkit.attention._dsa_predict import _predict_cuda, predict_topk_mask
 
+from .._gpu import assert_matches_reference, assert_written, generator, poisoned
+
 pytestmark = pytest.mark.gpu
-
-
-def _poisoned(shape):
-    out = torch.empty(shape, dtype=torch.bool, device="cuda")
-    out.view(torch.uint8).fill_(0xA5)
-    return out
 
 
 CASES = [
@@ -29,26 +25,28 @@ CASES = [
 
 @pytest.mark.parametrize(("lead", "lq", "lk", "rank", "dtype", "keep", "amp"), CASES)
 def test_cuda_equals_reference(lead, lq, lk, rank, dtype, keep, amp):
-    gen = torch.Generator().manual_seed(lq * 7919 + lk)
+    gen = generator(lead, lq, lk, rank, dtype, keep, amp)
     q = torch.randint(-amp, amp + 1, (*lead, lq, rank), generator=gen).to(dtype)
     k = torch.randint(-amp, amp + 1, (*lead, lk, rank), generator=gen).to(dtype)
     scale = torch.rand(*lead, lk, generator=gen) + 0.25
     if amp < 5:  # coarse codes and equal scales: many exact ties
         scale = torch.ones(*lead, lk)
     expected = predict_topk_mask(q, k, scale, keep, backend="cpu")
-    out = _predict_cuda(q.cuda(), k.cuda(), scale.cuda(), keep, out=_poisoned(expected.shape))
+    out = _predict_cuda(
+        q.cuda(), k.cuda(), scale.cuda(), keep, out=poisoned(expected.shape, torch.bool)
+    )
     torch.cuda.synchronize()
-    assert set(out.view(torch.uint8).unique().tolist()) <= {0, 1}, "unwritten output bytes"
-    assert torch.equal(out.cpu(), expected)
+    assert_written(out)
+    assert_matches_reference(out, expected, exact=True)
 
 
 def test_auto_dispatch_and_errors():
-    q = torch.randint(-9, 10, (2, 8, 16), device="cuda").to(torch.int8)
-    k = torch.randint(-9, 10, (2, 40, 16), device="cuda").to(torch.int8)
-    s = torch.rand(2, 40, device="cuda") + 0.1
-    assert torch.equal(
-        predict_topk_mask(q, k, s, 5).cpu(), predict_topk_mask(q.cpu(), k.cpu(), s.cpu(), 5)
-    )
+    gen = generator("auto dispatch")
+    q = torch.randint(-9, 10, (2, 8, 16), generator=gen).to(torch.int8).cuda()
+    k = torch.randint(-9, 10, (2, 40, 16), generator=gen).to(torch.int8).cuda()
+    s = (torch.rand(2, 40, generator=gen) + 0.1).cuda()
+    expected = predict_topk_mask(q.cpu(), k.cpu(), s.cpu(), 5)
+    assert_matches_reference(predict_topk_mask(q, k, s, 5), expected, exact=True)
     with pytest.raises(ValueError, match="code rank r <= 128"):
         predict_topk_mask(
             torch.zeros(1, 2, 129, dtype=torch.int8, device="cuda"),

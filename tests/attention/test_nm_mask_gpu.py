@@ -10,6 +10,8 @@ import torch
 from toolkit.attention import nm_mask
 from toolkit.attention._nm import _nm_mask_cuda
 
+from .._gpu import assert_matches_reference, assert_written, generator, poisoned
+
 pytestmark = pytest.mark.gpu
 
 DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
@@ -25,24 +27,18 @@ SHAPES = [
 ]
 
 
-def _poisoned(shape, device):
-    out = torch.empty(shape, dtype=torch.bool, device=device)
-    out.view(torch.uint8).fill_(0xA5)  # neither True nor False: an unwritten byte shows
-    return out
-
-
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize(("shape", "n", "m"), SHAPES)
 @pytest.mark.parametrize("ties", [False, True])
 def test_cuda_equals_reference(dtype, shape, n, m, ties):
-    gen = torch.Generator().manual_seed(hash((str(dtype), shape, n, m, ties)) % 2**31)
+    gen = generator(dtype, shape, n, m, ties)
     scores = (
         torch.randint(-3, 4, shape, generator=gen) if ties else torch.randn(shape, generator=gen)
     ).to(dtype)
-    out = _nm_mask_cuda(scores.cuda(), n, m, out=_poisoned(shape, "cuda"))
+    out = _nm_mask_cuda(scores.cuda(), n, m, out=poisoned(shape, torch.bool))
     torch.cuda.synchronize()
-    assert set(out.view(torch.uint8).unique().tolist()) <= {0, 1}, "unwritten output bytes"
-    assert torch.equal(out.cpu(), nm_mask(scores, n, m, backend="cpu"))
+    assert_written(out)
+    assert_matches_reference(out, nm_mask(scores, n, m, backend="cpu"), exact=True)
 
 
 def test_cuda_special_values():
@@ -54,26 +50,28 @@ def test_cuda_special_values():
     )
     for dtype in DTYPES:
         s = scores.to(dtype)
-        assert torch.equal(
-            nm_mask(s.cuda(), 2, 4, backend="cuda").cpu(), nm_mask(s, 2, 4, backend="cpu")
+        assert_matches_reference(
+            nm_mask(s.cuda(), 2, 4, backend="cuda"), nm_mask(s, 2, 4, backend="cpu"), exact=True
         )
 
 
 def test_auto_dispatch_uses_cuda_and_large_input():
-    scores = torch.randn(64, 4096 + 3, device="cuda", dtype=torch.float16)
+    scores = torch.randn(64, 4096 + 3, generator=generator("large")).half().cuda()
     assert nm_mask(scores, 2, 4).device.type == "cuda"
-    assert torch.equal(nm_mask(scores, 2, 4).cpu(), nm_mask(scores.cpu(), 2, 4))
+    assert_matches_reference(nm_mask(scores, 2, 4), nm_mask(scores.cpu(), 2, 4), exact=True)
 
 
 def test_reference_path_runs_on_cuda_tensors():
-    scores = torch.randint(-3, 4, (6, 45)).float()
+    scores = torch.randint(-3, 4, (6, 45), generator=generator("forced")).float()
     forced = nm_mask(scores.cuda(), 3, 8, backend="cpu")
-    assert forced.is_cuda and torch.equal(forced.cpu(), nm_mask(scores, 3, 8))
+    assert forced.is_cuda
+    assert_matches_reference(forced, nm_mask(scores, 3, 8), exact=True)
 
 
 def test_non_contiguous_and_strided_cuda():
-    scores = torch.randn(40, 24, device="cuda").t()
-    assert torch.equal(nm_mask(scores, 1, 4, backend="cuda").cpu(), nm_mask(scores.cpu(), 1, 4))
+    scores = torch.randn(40, 24, generator=generator("strided")).cuda().t()
+    expected = nm_mask(scores.cpu(), 1, 4, backend="cpu")
+    assert_matches_reference(nm_mask(scores, 1, 4, backend="cuda"), expected, exact=True)
 
 
 def test_launch_validation_errors():
@@ -112,9 +110,9 @@ def test_kernel_error_carries_compiler_log(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("m", range(1, 33))
 def test_every_group_size(m):
-    gen = torch.Generator().manual_seed(m)
+    gen = generator("group size", m)
     n = int(torch.randint(1, m + 1, (1,), generator=gen))
     scores = torch.randint(-2, 3, (5, 3 * m + m // 2 + 1), generator=gen).to(torch.bfloat16)
-    out = _nm_mask_cuda(scores.cuda(), n, m, out=_poisoned(scores.shape, "cuda"))
-    assert set(out.view(torch.uint8).unique().tolist()) <= {0, 1}
-    assert torch.equal(out.cpu(), nm_mask(scores, n, m, backend="cpu"))
+    out = _nm_mask_cuda(scores.cuda(), n, m, out=poisoned(scores.shape, torch.bool))
+    assert_written(out)
+    assert_matches_reference(out, nm_mask(scores, n, m, backend="cpu"), exact=True)

@@ -35,7 +35,7 @@ def test_quick_report_is_self_contained(tmp_path):
     assert text.startswith("<!DOCTYPE html>") and text.rstrip().endswith("</html>")
     assert all("src" not in s for s in parser.scripts), "scripts must be inline, not fetched"
     assert "Plotly" in text and "plotly-graph-div" in text
-    assert "Environment and kernel self-check" in text
+    assert "Environment and modules" in text and "Attention kernels: self-check" in text
     assert "all kernel checks passed" in text
     assert '<span class="tk-fail">' not in text
     assert [p.name for p in tmp_path.iterdir()] == ["report.html"]

@@ -220,3 +220,71 @@ def attention_section(ctx: ReportContext) -> list:
         _by_layer_figure(means, equal, short),
         _tradeoff_figure(avg_np, families, short),
     ]
+
+
+# -- the nm_mask kernel self-check (moved here from the report's environment section) ---------
+
+
+@register_section("attention-selfcheck", "Attention kernels: self-check", order=21)
+def selfcheck_section(ctx: ReportContext) -> list:
+    """The report section that shows :func:`selfcheck_blocks` right after the attention one."""
+    return selfcheck_blocks(ctx.seed)
+
+
+def selfcheck_blocks(seed: int = 0) -> list:
+    """The ``nm_mask`` kernel self-check as report blocks: a verdict, a table and a figure.
+
+    ``nm_mask`` runs on fresh random scores with many ties, on the reference path and, where a
+    GPU is usable, on the CUDA path; both are compared with a loop-based brute force
+    (:func:`toolkit.attention._selfcheck.nm_mask_selfcheck`).
+
+    Parameters
+    ----------
+    seed : int
+        Seed of the random scores.
+
+    Returns
+    -------
+    list
+        An HTML verdict, a :class:`~toolkit.report.Table` and a plotly figure of a 2:4 mask.
+    """
+    import plotly.graph_objects as go
+    import torch
+
+    from ._nm import nm_mask
+    from ._selfcheck import nm_mask_selfcheck
+
+    checks = nm_mask_selfcheck(seed=seed)
+    outcomes = [row[k] for row in checks for k in ("reference = brute force", "CUDA = reference")]
+    passed = all(v is True or str(v).startswith("skipped") for v in outcomes)
+    verdict = (
+        "<p class='tk-pass'>all kernel checks passed</p>"
+        if passed
+        else "<p class='tk-fail'>a kernel check FAILED</p>"
+    )
+    scores = torch.randn(8, 16, generator=torch.Generator().manual_seed(seed))
+    mask = nm_mask(scores, 2, 4)
+    fig = go.Figure(go.Heatmap(z=scores.numpy(), colorscale="RdBu", zmid=0, name="scores"))
+    rows, cols = torch.nonzero(mask, as_tuple=True)
+    fig.add_scatter(
+        x=cols.numpy(),
+        y=rows.numpy(),
+        mode="markers",
+        name="kept (2:4)",
+        marker=dict(symbol="square-open", size=16, color="black"),
+    )
+    for boundary in range(4, 16, 4):
+        fig.add_vline(x=boundary - 0.5, line=dict(color="gray", dash="dot"))
+    fig.update_layout(
+        title="2:4 mask on random scores: each group of 4 keeps its 2 largest",
+        height=360,
+        yaxis=dict(autorange="reversed"),
+    )
+    return [
+        "<p>The self-check runs <code>nm_mask</code> on fresh random "
+        "scores with many ties, on the torch reference path and, where a GPU is usable, on the "
+        "CUDA path, and compares them with a loop-based brute force.</p>",
+        verdict,
+        Table(checks, caption="nm_mask self-check"),
+        fig,
+    ]

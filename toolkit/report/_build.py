@@ -14,7 +14,20 @@ __all__ = ["ReportError", "build_report"]
 
 
 class ReportError(RuntimeError):
-    """A section failed; ``section`` names it."""
+    """A report section failed.
+
+    Parameters
+    ----------
+    section : str
+        The failing section's key.
+    cause : BaseException
+        The error it raised (also chained as ``__cause__``).
+
+    Attributes
+    ----------
+    section : str
+        The failing section's key.
+    """
 
     def __init__(self, section: str, cause: BaseException) -> None:
         super().__init__(f"report section {section!r} failed: {type(cause).__name__}: {cause}")
@@ -32,7 +45,42 @@ def build_report(
     """Run every registered section and write one self-contained HTML file to ``out``.
 
     The page is written to a temporary file beside ``out`` and renamed at the end, so a
-    failure leaves no half-written report.  Returns the path written.
+    failure leaves no half-written report.  plotly's JavaScript is inline: the file opens
+    offline.
+
+    Parameters
+    ----------
+    out : str or os.PathLike
+        The HTML file to write; its folder must exist.
+    quick : bool
+        Shrink the sizes for a fast run.
+    sections : list of str or None
+        Section keys to run, in this order; None runs all, in report order.
+    seed : int
+        Seed of every section's randomness.
+    progress : bool
+        Show a progress bar over the sections.
+
+    Returns
+    -------
+    pathlib.Path
+        The path written.
+
+    Raises
+    ------
+    ValueError
+        If ``out`` is a folder or its folder is missing, or a section key is unknown.
+    ReportError
+        If a section fails; nothing is written then.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     path = build_report(pathlib.Path(tmp) / "r.html", sections=["environment"],
+    ...                         progress=False)
+    ...     path.read_text().startswith("<!DOCTYPE html>")
+    True
     """
     from tqdm.auto import tqdm
 

@@ -22,7 +22,26 @@ table.tk th { background: #f3f3f3; } table.tk td:first-child { text-align: left;
 
 @dataclass
 class Table:
-    """Rows of a report table: ``rows`` are mappings from column name to value."""
+    """A report table: rows of values by column name, rendered as escaped HTML.
+
+    Booleans render as a green *pass* or a red *FAIL*, floats with ``float_format``.
+
+    Parameters
+    ----------
+    rows : sequence of mapping
+        One mapping from column name to value per row.
+    columns : sequence of str or None
+        Columns to show, in order; None takes the first row's keys.
+    caption : str
+        The table's caption.
+    float_format : str
+        Format of float cells.
+
+    Examples
+    --------
+    >>> Table([{"a": 1.23456, "ok": True}]).to_html().count("<td>")
+    2
+    """
 
     rows: Sequence[Mapping[str, Any]]
     columns: Sequence[str] | None = None
@@ -38,6 +57,7 @@ class Table:
         return html.escape(str(value))
 
     def to_html(self) -> str:
+        """The table as an HTML ``<table>`` element."""
         columns = list(self.columns or (self.rows[0].keys() if self.rows else []))
         head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
         body = "".join(
@@ -52,7 +72,24 @@ class Table:
 
 
 def render_block(block: Any) -> str:
-    """HTML for one block: a string is trusted HTML, a figure becomes a plotly div."""
+    """HTML for one report block.
+
+    Parameters
+    ----------
+    block : str, Table or plotly figure
+        A string is trusted HTML; a figure becomes a plotly ``<div>`` (without plotly.js,
+        which the page carries once); any other object with ``to_html()`` is asked for it.
+
+    Returns
+    -------
+    str
+        The block's HTML.
+
+    Raises
+    ------
+    TypeError
+        If the block is none of these.
+    """
     if isinstance(block, str):
         return block
     if isinstance(block, Table):
@@ -67,7 +104,22 @@ def render_block(block: Any) -> str:
 
 
 def render_page(title: str, sections: Sequence[tuple[str, str, str]], footer: str = "") -> str:
-    """A full page from ``(key, title, body_html)`` triples, with plotly.js inline."""
+    """A full HTML page with plotly.js inline and a navigation bar.
+
+    Parameters
+    ----------
+    title : str
+        The page's title.
+    sections : sequence of (str, str, str)
+        ``(key, title, body_html)`` per section; ``key`` is the anchor.
+    footer : str
+        A line at the bottom.
+
+    Returns
+    -------
+    str
+        The page.
+    """
     from plotly.offline import get_plotlyjs
 
     nav = "".join(f'<a href="#{html.escape(k)}">{html.escape(t)}</a>' for k, t, _ in sections)

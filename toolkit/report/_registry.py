@@ -20,7 +20,17 @@ SECTION_MODULES = (
 
 @dataclass(frozen=True)
 class ReportContext:
-    """What every section receives: ``quick`` shrinks sizes, ``seed`` fixes randomness."""
+    """What every section receives.
+
+    Parameters
+    ----------
+    quick : bool
+        Shrink sizes for a fast run.
+    seed : int
+        Seed of the section's randomness.
+    device : str
+        ``"cuda"`` when the GPU path is usable, else ``"cpu"``.
+    """
 
     quick: bool = False
     seed: int = 0
@@ -29,8 +39,22 @@ class ReportContext:
 
 @dataclass(frozen=True)
 class Section:
-    """A titled part of the report.  ``build(ctx)`` returns a list of blocks: HTML strings,
-    plotly figures, or :class:`toolkit.report.Table` objects."""
+    """A titled part of the report.
+
+    Parameters
+    ----------
+    key : str
+        The section's key (``--sections`` and the page anchor).
+    title : str
+        Its heading.
+    build : callable
+        ``build(ctx)`` returns a list of blocks: HTML strings, plotly figures or
+        :class:`toolkit.report.Table` objects.
+    order : int
+        Position in the report.
+    summary : str
+        One line about the section.
+    """
 
     key: str
     title: str
@@ -40,11 +64,36 @@ class Section:
 
 
 _SECTIONS: dict[str, Section] = {}
+#: A section's build function.
+SectionBuilder = Callable[[ReportContext], list[Any]]
 
 
-def register_section(key: str, title: str, order: int = 100, summary: str = ""):
-    """Decorator registering ``build(ctx) -> list[block]`` as the report section ``key``.
+def register_section(
+    key: str, title: str, order: int = 100, summary: str = ""
+) -> Callable[[SectionBuilder], SectionBuilder]:
+    """Register ``build(ctx) -> list[block]`` as the report section ``key`` (a decorator).
 
+    A module registers its section in the module named by its card's ``section``; the report
+    imports that module before it runs the sections.
+
+    Parameters
+    ----------
+    key : str
+        The section's key; registering a key again replaces the section.
+    title : str
+        Its heading.
+    order : int
+        Position in the report (the environment is 0, modules take their card's order).
+    summary : str
+        One line about the section.
+
+    Returns
+    -------
+    callable
+        A decorator that registers ``build`` and returns it unchanged.
+
+    Examples
+    --------
     >>> @register_section("demo", "A demo section", order=999)
     ... def _demo(ctx):
     ...     return ["<p>hello</p>"]
@@ -52,7 +101,7 @@ def register_section(key: str, title: str, order: int = 100, summary: str = ""):
     'A demo section'
     """
 
-    def decorator(build: Callable[[ReportContext], list[Any]]):
+    def decorator(build: SectionBuilder) -> SectionBuilder:
         _SECTIONS[key] = Section(key=key, title=title, build=build, order=order, summary=summary)
         return build
 
@@ -60,7 +109,23 @@ def register_section(key: str, title: str, order: int = 100, summary: str = ""):
 
 
 def all_sections(keys: list[str] | None = None) -> list[Section]:
-    """The registered sections in report order, or those named in ``keys``."""
+    """The registered sections in report order, or those named in ``keys``.
+
+    Parameters
+    ----------
+    keys : list of str or None
+        Section keys, in the order wanted; None gives every section.
+
+    Returns
+    -------
+    list of Section
+        The sections.
+
+    Raises
+    ------
+    ValueError
+        If a key is not registered; the message lists the available keys.
+    """
     for module in SECTION_MODULES:
         importlib.import_module(module)
     if keys is None:

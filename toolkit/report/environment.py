@@ -1,17 +1,24 @@
-"""The report's first section: versions, devices, and a self-check of the first kernel."""
+"""The report's first section: versions, devices, and the analysis modules.
+
+It reads the modules' cards (:func:`toolkit._modules.module_cards`) and imports no module
+code: each module's own checks, such as the attention module's kernel self-check, live in that
+module's section.
+"""
 
 from __future__ import annotations
 
 import platform
 from importlib import metadata
+from typing import Any
 
 import torch
 
 from .._backend import active_backend, cupy_available, gpu_available
+from .._modules import module_cards
 from ._html import Table
 from ._registry import ReportContext, register_section
 
-__all__ = ["environment_rows"]
+__all__ = ["environment_rows", "environment_section", "module_rows"]
 
 _PACKAGES = (
     "torch",
@@ -26,8 +33,21 @@ _PACKAGES = (
 )
 
 
-def environment_rows() -> list[dict]:
-    """(item, value) rows describing the interpreter, the packages and the devices."""
+def environment_rows() -> list[dict[str, str]]:
+    """Describe the interpreter, the packages and the devices.
+
+    Returns
+    -------
+    list of dict
+        One ``{"item": ..., "value": ...}`` row per fact. CuPy rows appear only where a CuPy
+        distribution is installed; the other packages say ``"not installed"`` when missing.
+
+    Examples
+    --------
+    >>> rows = environment_rows()
+    >>> rows[0]["item"], "backend in force" in [r["item"] for r in rows]
+    ('python', True)
+    """
     rows = [
         {"item": "python", "value": platform.python_version()},
         {"item": "platform", "value": platform.platform()},
@@ -49,50 +69,48 @@ def environment_rows() -> list[dict]:
     return rows
 
 
-def _mask_figure(seed: int):
-    import plotly.graph_objects as go
+def module_rows() -> list[dict[str, str]]:
+    """One row per analysis module, read from the modules' cards.
 
-    from ..attention import nm_mask
+    Returns
+    -------
+    list of dict
+        Columns ``module``, ``what it analyses``, ``explorer`` and ``notebook``, in report
+        order; a module without an explorer or notebook shows an empty cell.
 
-    scores = torch.randn(8, 16, generator=torch.Generator().manual_seed(seed))
-    mask = nm_mask(scores, 2, 4)
-    fig = go.Figure(go.Heatmap(z=scores.numpy(), colorscale="RdBu", zmid=0, name="scores"))
-    rows, cols = torch.nonzero(mask, as_tuple=True)
-    fig.add_scatter(
-        x=cols.numpy(),
-        y=rows.numpy(),
-        mode="markers",
-        name="kept (2:4)",
-        marker=dict(symbol="square-open", size=16, color="black"),
-    )
-    for boundary in range(4, 16, 4):
-        fig.add_vline(x=boundary - 0.5, line=dict(color="gray", dash="dot"))
-    fig.update_layout(
-        title="2:4 mask on random scores: each group of 4 keeps its 2 largest",
-        height=360,
-        yaxis=dict(autorange="reversed"),
-    )
-    return fig
+    Examples
+    --------
+    >>> [row["module"] for row in module_rows()][:3]
+    ['toolkit.isometry', 'toolkit.attention', 'toolkit.verify']
+    """
+    return [
+        {
+            "module": f"toolkit.{card.name}",
+            "what it analyses": card.summary,
+            "explorer": card.explorer or "",
+            "notebook": card.notebook or "",
+        }
+        for card in module_cards()
+    ]
 
 
-@register_section("environment", "Environment and kernel self-check", order=0)
-def environment_section(ctx: ReportContext) -> list:
-    from ..attention._selfcheck import nm_mask_selfcheck
+@register_section("environment", "Environment and modules", order=0)
+def environment_section(ctx: ReportContext) -> list[Any]:
+    """The environment section: interpreter, packages, devices and the module map.
 
-    checks = nm_mask_selfcheck(seed=ctx.seed)
-    outcomes = [row[k] for row in checks for k in ("reference = brute force", "CUDA = reference")]
-    passed = all(v is True or str(v).startswith("skipped") for v in outcomes)
-    verdict = (
-        "<p class='tk-pass'>all kernel checks passed</p>"
-        if passed
-        else "<p class='tk-fail'>a kernel check FAILED</p>"
-    )
+    Parameters
+    ----------
+    ctx : ReportContext
+        The report's settings (unused: this section has no sizes to shrink).
+
+    Returns
+    -------
+    list
+        Two :class:`~toolkit.report.Table` blocks.
+    """
     return [
         Table(environment_rows(), caption="Interpreter, packages and devices"),
-        "<p>The kernel self-check runs <code>nm_mask</code> on fresh random scores with many "
-        "ties, on the torch reference path and, where a GPU is usable, on the CUDA path, and "
-        "compares them with a loop-based brute force.</p>",
-        verdict,
-        Table(checks, caption="nm_mask self-check"),
-        _mask_figure(ctx.seed),
+        "<p>Each analysis module adds its own section below; those with GPU kernels check "
+        "their CUDA path against the reference there.</p>",
+        Table(module_rows(), caption="Analysis modules"),
     ]

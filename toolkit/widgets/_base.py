@@ -16,7 +16,23 @@ __all__ = ["Explorer"]
 
 
 class Explorer:
-    """Base class: ``Explorer(...)`` displays in Jupyter as its ``widget`` (a VBox)."""
+    """Base class of the explorers: controls and figures, with the model kept apart.
+
+    ``Explorer(...)`` displays in Jupyter as its ``widget``.  A subclass builds its controls
+    (into ``controls``) and figures (into ``figures``) in ``_build`` and redraws them in
+    ``_update``; a change of any control in ``live_controls`` calls :meth:`update`.
+
+    Attributes
+    ----------
+    controls : dict of str to ipywidgets.Widget
+        The controls by name; a headless test sets their ``.value``.
+    figures : dict of str to plotly.graph_objects.FigureWidget
+        The figures by name; a headless test reads their ``data``.
+    status : ipywidgets.HTML
+        A status line where errors in the current settings are shown.
+    widget : ipywidgets.Widget
+        The layout that Jupyter displays.
+    """
 
     #: Names of controls whose change triggers ``_update`` (all of ``self.controls`` if None).
     live_controls: tuple[str, ...] | None = None
@@ -42,7 +58,11 @@ class Explorer:
         self.update()
 
     def update(self) -> None:
-        """Recompute from the current control values and redraw; errors go to the status line."""
+        """Recompute from the current control values and redraw.
+
+        A ``ValueError`` or ``TypeError`` from the settings goes to the status line instead
+        of the notebook, and the status clears on the next good update.
+        """
         try:
             self._update()
         except (ValueError, TypeError) as exc:
@@ -52,8 +72,14 @@ class Explorer:
                 self.status.value = ""
 
     def values(self) -> dict[str, Any]:
-        """The current value of every control, by name."""
+        """The current value of every control, by name.
+
+        Returns
+        -------
+        dict
+            Control name to value, for controls that have a value.
+        """
         return {name: c.value for name, c in self.controls.items() if hasattr(c, "value")}
 
-    def _repr_mimebundle_(self, **kwargs: Any):
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         return self.widget._repr_mimebundle_(**kwargs)
