@@ -193,4 +193,4 @@ def test_constructor_errors():
     model = MiniLMClassifier(minilm, nn.Linear(384, 3), layers=2)
     with pytest.raises(ValueError, match="e must have shape"):
         model(torch.zeros(1, 4, 10))
-    assert model.num_classes == 3 and len(model.layers) == 2
+    assert model.num_classes == 3 and len(model.blocks) == 2

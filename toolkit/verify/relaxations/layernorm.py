@@ -21,6 +21,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 
@@ -37,7 +38,7 @@ def add_layernorm(g, x: str, variant: str, weight, bias, eps: float, prefix: str
         return x
     shape = g.nodes[x].shape
     D = shape[-1]
-    f64 = dict(dtype=torch.float64)
+    f64: dict[str, Any] = dict(dtype=torch.float64)
     w = torch.as_tensor(weight).detach().to(**f64)
     b = torch.as_tensor(bias).detach().to(**f64)
     C = torch.eye(D, **f64) - 1.0 / D
