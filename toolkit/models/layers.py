@@ -93,7 +93,7 @@ class LayerNorm(nn.Module):
         super().__init__()
         check_int("dim", dim)
         self.variant: LayerNormVariant = check_choice("variant", variant, LAYERNORMS)
-        self.eps = check_positive("eps", eps)
+        self.eps = check_positive("eps", eps, allow_zero=True)
         self.dim = dim
         if variant == "none":
             self.register_parameter("weight", None)

@@ -385,9 +385,11 @@ def bound_profile(
 ) -> BoundProfile:
     """Logit bounds, margin bounds and per-layer bounds of ``method`` in one propagation.
 
-    The logit bounds equal ``bounds(model, e, spec, method)``, the margin bounds
-    ``margin_bounds(model, e, spec, label, method)`` and the per-layer bounds those of
-    ``return_intermediate=True``; the intermediate bounds are computed once for all three.
+    The logit bounds equal ``bounds(model, e, spec, method, return_intermediate=True)``, the
+    margin bounds ``margin_bounds(model, e, spec, label, method, return_intermediate=True)``
+    and the per-layer bounds are the intermediate ones; the intermediate bounds are computed
+    once for all three.  (Reporting the per-layer nodes bounds them by backward passes too,
+    which can only tighten ``"baf"``; the other methods give the same bounds either way.)
 
     Parameters
     ----------

@@ -82,9 +82,8 @@ def method_bounds(
     """Logit bounds, margin bounds and per-layer widths of ``method`` in one propagation.
 
     ``e`` [T, D] word embeddings of one sentence, ``spec`` an :class:`~toolkit.verify.LpBall`;
-    a numpy view of :func:`toolkit.verify.bound_profile`.  The logit bounds equal
-    ``bounds(model, e, spec, method)``, the margins ``margin_bounds(model, e, spec, label,
-    method)``.
+    a numpy view of :func:`toolkit.verify.bound_profile` (whose docstring says how the
+    bounds relate to :func:`~toolkit.verify.bounds` and :func:`~toolkit.verify.margin_bounds`).
 
     >>> model, vocab = load_default_model()                         # doctest: +SKIP
     >>> e = model.embed(vocab.encode("a wonderful film")).detach()  # doctest: +SKIP
