@@ -67,7 +67,11 @@ def normalize_p(p: PNorm) -> float:
     """
     if isinstance(p, str) and p.lower() in ("inf", "infinity"):
         return math.inf
-    if not isinstance(p, bool) and isinstance(p, (int, float)) and float(p) in (1.0, 2.0, math.inf):
+    try:  # numbers of any kind; bools and numeric strings are refused
+        ok = not isinstance(p, (bool, str)) and float(p) in (1.0, 2.0, math.inf)
+    except (TypeError, ValueError):
+        ok = False
+    if ok:
         return float(p)
     raise ValueError(f"p must be 1, 2, float('inf') or 'inf', got p={p!r}")
 
