@@ -69,11 +69,16 @@ def load(path: str | None, layers: int):
     head = nn.Linear(*reversed(head_state["weight"].shape))
     head.load_state_dict(head_state)
     model = MiniLMClassifier(minilm, head, layers)
+    # files exported before the layers were called blocks hold "layers.{i}" keys
+    saved = {
+        ("blocks." + k.removeprefix("layers.") if k.startswith("layers.") else k): v
+        for k, v in blob["state"].items()
+    }
     state = {
         k: v
-        for k, v in blob["state"].items()
-        if not k.startswith(("head.", "layers."))
-        or (k.startswith("layers.") and int(k.split(".")[1]) < layers)
+        for k, v in saved.items()
+        if not k.startswith(("head.", "blocks."))
+        or (k.startswith("blocks.") and int(k.split(".")[1]) < layers)
     }
     missing, _ = model.load_state_dict(state, strict=False)
     assert all(k.startswith(("embedding.", "head.")) for k in missing), missing

@@ -104,6 +104,16 @@ fig
 # $c - \epsilon\|A\|_q$ with $1/p + 1/q = 1$. **Forward** carries the linear functions the
 # other way, layer by layer. **Backward-forward (baf)** runs forward through the attention
 # blocks and backward everywhere else, plugging the forward bounds in at the attention outputs.
+# Each method is one record of `METHOD_TABLE`, which says what it computes; the engine reads
+# these flags and never tests a method's name.
+
+# %%
+from toolkit.verify import METHOD_TABLE
+
+HTML(Table([{"method": m.name, "backward passes": m.backward, "forward linear": m.forward_linear,
+             "stops at attention": m.stops_at_attention, "optimises slopes": m.optimizes_slopes,
+             "what": m.summary} for m in METHOD_TABLE.values()],
+           caption="the bound methods as data").to_html())
 
 # %% [markdown]
 # ## 3. Attention: products and softmax
@@ -137,8 +147,7 @@ fig
 # free to move by $\pm 0.5$; the bounds on the probabilities contain every sampled softmax.
 
 # %%
-from toolkit.verify.graph import Graph
-from toolkit.verify.propagate import Propagator
+from toolkit.verify import Graph, graph_bounds
 from toolkit.verify.relaxations import add_softmax
 
 g = Graph()
@@ -146,7 +155,7 @@ g.add("input", None, (), (1, 3))
 add_softmax(g, "input", "softmax")
 center = torch.tensor([[[1.0, 0.0, -0.5]]], dtype=torch.float64)
 box = LpBall(0.5, p="inf", positions=[0])
-prob_bounds = {m: Propagator(g, box.domains(center)[0], m).run()[:2] for m in ("ibp", "crown")}
+prob_bounds = {m: graph_bounds(g, center, box, m) for m in ("ibp", "crown")}
 samples = torch.softmax(center + torch.empty(2000, 1, 3).uniform_(-0.5, 0.5), -1)[:, 0]
 fig = go.Figure()
 for i, m in enumerate(("ibp", "crown")):
@@ -282,7 +291,8 @@ explorer
 # 2. Perturb two positions at once. Is the certified radius of the pair smaller than that of each
 #    word alone? Explain with the per-layer widths in the explorer.
 # 3. Set `ReLU(alpha=0.0)` and `ReLU(alpha=1.0)` in the graph of a tiny model
-#    (`toolkit.verify.build_graph`) and compare CROWN's logit bounds with the adaptive slope.
+#    (`toolkit.verify.build_graph`, bounded by `toolkit.verify.graph_bounds`) and compare CROWN's
+#    logit bounds with the adaptive slope.
 # 4. Run `check_soundness` against *IBP* bounds at a large $\epsilon$. How far inside the bounds
 #    does the attack stay? What does that say about where the looseness comes from?
 # 5. Time `bounds(..., method=m)` for $T = 4, 8, 16$ words. Which method scales worst, and which

@@ -108,8 +108,8 @@ def _linear_only(layernorm):
     m = tiny_model(8, layers=2, layernorm=layernorm, activation="gelu")
     with torch.no_grad():
         for blk in m.blocks:
-            blk.q.weight.zero_()
-            blk.k.weight.zero_()
+            blk.attn.q.weight.zero_()
+            blk.attn.k.weight.zero_()
             blk.ff1.weight.zero_()
     return m
 

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from toolkit.verify import (
+    METHODS,
     LpBall,
     Synonyms,
     bounds,
@@ -17,7 +18,6 @@ from toolkit.verify import (
     check_soundness,
     margin_bounds,
 )
-from toolkit.verify.propagate import METHODS
 
 from .._gpu import assert_matches_reference, generator
 from ._helpers import tiny_model

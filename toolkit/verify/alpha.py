@@ -23,11 +23,16 @@ optimised separately, each with one plane per neuron shared by its rows.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import torch
 from torch import Tensor
 
 from .relaxations import Elementwise
 from .relaxations._base import usable_interval
+
+if TYPE_CHECKING:
+    from .propagate import Propagator
 
 __all__ = ["optimize_lower"]
 
@@ -36,7 +41,7 @@ class _Slopes:
     """The free planes of one elementwise node: parameters ``t`` in [0, 1] per element and
     side (:meth:`~toolkit.verify.relaxations.Elementwise.planes_at`)."""
 
-    def __init__(self, op: Elementwise, bnds, rel):
+    def __init__(self, op: Elementwise, bnds: list[tuple[Tensor, Tensor]], rel: Any) -> None:
         self.op, self.bnds, self.crown = op, bnds, rel
         ok, l, u = usable_interval(*op.input_interval(*bnds[0]))
         free_l, free_u = op.free_sides(l, u)
@@ -46,7 +51,7 @@ class _Slopes:
     def any_free(self) -> bool:
         return bool(self.free[0].any() or self.free[1].any())
 
-    def rel(self):
+    def rel(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         aL, bL, aU, bU = self.op.relax(self.bnds, points=self.t)
         cL, dL, cU, dU = self.crown  # CROWN's planes where a side is not free
         fl, fu = self.free
@@ -57,14 +62,14 @@ class _Slopes:
             torch.where(fu, bU, dU),
         )
 
-    def clamp_(self):
+    def clamp_(self) -> None:
         with torch.no_grad():
             for t in self.t:
                 t.clamp_(0, 1)
 
 
 def optimize_lower(
-    prop, start: str, A: Tensor, init: Tensor, steps: int = 20, lr: float = 0.25
+    prop: Propagator, start: str, A: Tensor, init: Tensor, steps: int = 20, lr: float = 0.25
 ) -> Tensor:
     """Best lower bound [B, m] of ``A . node(start)`` over ``steps`` slope updates.
 

@@ -1,5 +1,5 @@
-"""Public entry points: :func:`bounds`, :func:`margin_bounds`, :func:`certified_radius`,
-:func:`estimate_memory`.
+"""Public entry points: :func:`bounds`, :func:`margin_bounds`, :func:`bound_profile`,
+:func:`graph_bounds`, :func:`certified_radius`, :func:`estimate_memory`.
 
 Example
 -------
@@ -14,68 +14,71 @@ True
 
 from __future__ import annotations
 
+import copy
 import math
+import time
 from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
 
-from .graph import build_graph
-from .minilm import MiniLMClassifier
-from .model import TransformerClassifier
-from .propagate import _LIVE, METHODS, BoundMemoryError, Propagator, rows_per_chunk
-from .specs import LpBall, LpDomain, Synonyms, normalize_p
+from .._checks import check_int, check_positive, check_real, check_tensor
+from .graph import Graph, build_graph
+from .interface import VerifiableModel, check_length, check_model
+from .methods import BoundMethod, MethodName, get_method
+from .propagate import _LIVE, BoundMemoryError, Propagator, rows_per_chunk
+from .specs import Domain, LpBall, LpDomain, PNorm, Spec, Synonyms, normalize_p
 
 __all__ = [
     "BoundMemoryError",
+    "BoundProfile",
+    "bound_profile",
     "bounds",
     "certified_radius",
     "estimate_memory",
+    "graph_bounds",
     "margin_bounds",
     "margin_matrix",
 ]
 
 F64 = torch.float64
+Bounds = tuple[Tensor, Tensor]
+Intermediate = OrderedDict[str, Bounds]
+#: a label: an int, or one int per sentence
+Label = int | Sequence[int] | Tensor
 
 
-def _check_model(model):
-    if not isinstance(model, (TransformerClassifier, MiniLMClassifier)):
-        raise TypeError(
-            "model must be a TransformerClassifier or a MiniLMClassifier, got "
-            f"{type(model).__name__}"
-        )
+def _check_options(
+    alpha_steps: object = 0,
+    alpha_lr: object = 1.0,
+    memory_limit: object = None,
+    chunk_size: object = None,
+) -> None:
+    check_int("alpha_steps", alpha_steps, 0)
+    check_positive("alpha_lr", alpha_lr)
+    if memory_limit is not None:
+        check_int("memory_limit", memory_limit)
+    if chunk_size is not None:
+        check_int("chunk_size", chunk_size)
 
 
-def _check_method(method: str) -> str:
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    return method
-
-
-def _check_alpha(kw: dict) -> None:
-    """Check the alpha-CROWN keywords present in ``kw``."""
-    if "alpha_steps" in kw:
-        steps = kw["alpha_steps"]
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
-            raise ValueError(f"alpha_steps must be an int >= 0, got {steps!r}")
-    if "alpha_lr" in kw:
-        lr = kw["alpha_lr"]
-        if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
-            raise ValueError(f"alpha_lr must be a finite number > 0, got {lr!r}")
-
-
-def _prep_e(model, e) -> tuple[Tensor, bool]:
-    if isinstance(e, Tensor) and e.dim() == 2:
-        e, squeeze = e[None], True
-    else:
-        squeeze = False
+def _prep_e(model: VerifiableModel, e: object) -> tuple[Tensor, bool]:
+    """``e`` as float64 [B, T, D] and whether it was a single sentence [T, D]."""
+    squeeze = isinstance(e, Tensor) and e.dim() == 2
+    if squeeze:
+        assert isinstance(e, Tensor)
+        e = e[None]
     model.check_embeddings(e)
+    assert isinstance(e, Tensor)
     return e.detach().to(F64), squeeze
 
 
-def _labels(label, B: int, C: int) -> Tensor:
+def _labels(label: Label, B: int, C: int) -> Tensor:
     y = torch.as_tensor(label)
-    if y.is_floating_point() or y.dtype == torch.bool:
+    if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
         raise TypeError(f"label must be an int or an integer tensor, got {label!r}")
     y = y.reshape(-1).long()
     if y.numel() == 1:
@@ -87,141 +90,501 @@ def _labels(label, B: int, C: int) -> Tensor:
     return y
 
 
-def margin_matrix(label, B: int, C: int, device=None) -> Tensor:
-    """Spec matrix [B, C, C] whose row j is :math:`e_y - e_j` (row y is zero)."""
+def margin_matrix(label: Label, B: int, C: int, device: torch.device | str | None = None) -> Tensor:
+    """Spec matrix [B, C, C] whose row j is :math:`e_y - e_j` (row y is zero).
+
+    Parameters
+    ----------
+    label : int or sequence of int or Tensor
+        The class ``y`` of every sentence (one int for all, or ``B`` of them).
+    B, C : int
+        Batch size and number of classes.
+    device : torch.device or str or None
+        Where the matrix lives.
+
+    Examples
+    --------
+    >>> (margin_matrix(1, 1, 3)[0] + 0.0).tolist()
+    [[-1.0, 1.0, 0.0], [0.0, 0.0, 0.0], [0.0, 1.0, -1.0]]
+    """
+    check_int("B", B)
+    check_int("C", C, 2)
     y = _labels(label, B, C).to(device)
     M = -torch.eye(C, dtype=F64, device=device).expand(B, C, C).clone()
     M[torch.arange(B, device=device), :, y] += 1.0
     return M
 
 
-def _domains(spec, e):
+def _domains(spec: object, e: Tensor) -> Sequence[Domain]:
     if isinstance(spec, (LpBall, Synonyms)):
         return spec.domains(e)
-    if isinstance(spec, LpDomain):
+    if isinstance(spec, Domain):
         return [spec]
     raise TypeError(f"spec must be an LpBall or Synonyms, got {type(spec).__name__}")
 
 
-def bounds(
-    model,
+def _union(a: Bounds | None, b: Bounds) -> Bounds:
+    """The smallest interval holding both (budget subsets of Synonyms are bounded apart)."""
+    return b if a is None else (torch.minimum(a[0], b[0]), torch.maximum(a[1], b[1]))
+
+
+def _propagate(
+    graph: Graph,
     e: Tensor,
-    spec,
-    method: str = "crown",
+    spec: Spec | Domain,
+    method: BoundMethod,
+    C: Tensor | None,
     *,
-    margins_for=None,
+    logits: bool,
+    report: bool,
+    memory_limit: int | None,
+    chunk_size: int | None,
+    alpha_steps: int,
+    alpha_lr: float,
+) -> tuple[Bounds | None, Bounds | None, Intermediate]:
+    """``(output bounds, bounds on C @ output, intermediate)`` of one propagation per domain
+    of ``spec`` (united); the output bounds are computed with ``C`` only when ``logits``."""
+    out: Bounds | None = None
+    spec_out: Bounds | None = None
+    inter: Intermediate = OrderedDict()
+    for dom in _domains(spec, e):
+        prop = Propagator(
+            graph,
+            dom,
+            method,
+            report=report,
+            memory_limit=memory_limit,
+            chunk_size=chunk_size,
+            alpha_steps=alpha_steps,
+            alpha_lr=alpha_lr,
+        )
+        lo, hi, it = prop.run(C)
+        if C is None:
+            out = _union(out, (lo, hi))
+        else:
+            spec_out = _union(spec_out, (lo, hi))
+            if logits:  # the same propagation's intermediate bounds, no second walk
+                out = _union(out, prop.output_bounds())
+        for k, b in it.items():
+            inter[k] = _union(inter.get(k), b)
+    return out, spec_out, inter
+
+
+def _zero_label_column(b: Bounds, y: Tensor) -> Bounds:
+    rows = torch.arange(y.numel(), device=y.device)
+    b[0][rows, y] = 0.0
+    b[1][rows, y] = 0.0
+    return b
+
+
+def _memory_guard(
+    model: VerifiableModel,
+    T: int,
+    spec: Spec,
+    method: BoundMethod,
+    B: int,
+    memory_limit: int | None,
+) -> None:
+    if memory_limit is None:
+        return
+    est = estimate_memory(model, T, spec, method.name, batch=B, chunk_size=1)
+    if est > memory_limit:
+        raise BoundMemoryError(
+            f"bounds(method={method.name!r}) needs about {est} bytes even "
+            f"with one row per chunk; memory_limit={memory_limit}",
+            est,
+        )
+
+
+def bounds(
+    model: VerifiableModel,
+    e: Tensor,
+    spec: Spec,
+    method: MethodName = "crown",
+    *,
+    margins_for: Label | None = None,
     return_intermediate: bool = False,
     memory_limit: int | None = None,
     chunk_size: int | None = None,
     alpha_steps: int = 20,
     alpha_lr: float = 0.25,
-):
+) -> Any:
     """Certified bounds on the logits of ``model`` for all embeddings allowed by ``spec``.
 
     Parameters
     ----------
-    model : TransformerClassifier or MiniLMClassifier
-    e : Tensor [B, T, D] (or [T, D]) word embeddings (``model.embed(ids)``)
+    model : VerifiableModel
+        E.g. a :class:`~toolkit.verify.TransformerClassifier` or a
+        :class:`~toolkit.verify.MiniLMClassifier`.
+    e : Tensor
+        Word embeddings [B, T, D] (or [T, D]), ``model.embed(ids)``.
     spec : LpBall or Synonyms
-    method : "ibp", "crown", "forward", "baf" or "alpha-crown" (CROWN with the final
-        planes optimised, :mod:`toolkit.verify.alpha`; intermediate bounds are CROWN's)
-    margins_for : int or [B] labels; if given, bounds on :math:`z_y - z_j` [B, C] (column y
-        is 0), computed inside the linear bounds (not by subtracting intervals).
-    return_intermediate : also return an ordered dict node name -> (lower, upper) of the
-        per-layer nodes (see :data:`toolkit.verify.graph.REPORTED`).
-    memory_limit : bytes; backward passes are chunked to fit; ``BoundMemoryError`` (a
-        ``MemoryError``) if even the estimate at one row per chunk exceeds it.
-    chunk_size : rows of the linear-bound matrices per backward chunk (overrides the limit).
-    alpha_steps, alpha_lr : Adam steps and step size of alpha-CROWN (in plane parameters
-        that run over [0, 1]); ignored by the other methods.
+        The perturbation set.
+    method : {"ibp", "crown", "forward", "baf", "alpha-crown"}
+        See :data:`~toolkit.verify.METHOD_TABLE`; ``"alpha-crown"`` is CROWN with the final
+        planes optimised (:mod:`toolkit.verify.alpha`; intermediate bounds are CROWN's).
+    margins_for : int or sequence of int or Tensor, optional
+        Labels; if given, bounds on :math:`z_y - z_j` [B, C] (column y is 0), computed inside
+        the linear bounds (not by subtracting intervals).
+    return_intermediate : bool
+        Also return an ordered dict node name -> (lower, upper) of the per-layer nodes (see
+        :data:`toolkit.verify.graph.REPORTED`).
+    memory_limit : int, optional
+        Bytes; backward passes are chunked to fit; ``BoundMemoryError`` (a ``MemoryError``)
+        if even the estimate at one row per chunk exceeds it.
+    chunk_size : int, optional
+        Rows of the linear-bound matrices per backward chunk (overrides the limit).
+    alpha_steps, alpha_lr : int, float
+        Adam steps and step size of alpha-CROWN (in plane parameters that run over [0, 1]);
+        ignored by the other methods.
 
+    Returns
+    -------
+    (lower, upper) or (lower, upper, intermediate)
+        float64 [B, C] (or [C] for 2-d ``e``), plus the dict when asked.
+
+    Raises
+    ------
+    TypeError, ValueError
+        For bad arguments, naming them.
+    BoundMemoryError
+        When ``memory_limit`` cannot be met.
+
+    Notes
+    -----
     Works on any device: the bounds are computed where ``e`` lives (the model's weights are
     copied there), in float64.
 
-    Returns ``(lower, upper)`` float64 [B, C] (or [C] for 2-d ``e``), plus the dict.
+    Examples
+    --------
+    >>> from toolkit.verify import load_default_model, LpBall
+    >>> model, vocab = load_default_model()
+    >>> e = model.embed(vocab.encode("a wonderful film"))
+    >>> lo, hi = bounds(model, e, LpBall(0.01, positions=[1]), "ibp")
+    >>> lo.shape, bool((lo <= hi).all())
+    (torch.Size([2]), True)
     """
-    _check_model(model)
-    _check_method(method)
-    alpha = dict(alpha_steps=alpha_steps, alpha_lr=alpha_lr)
-    _check_alpha(alpha)
+    check_model(model)
+    meth = get_method(method)
+    _check_options(alpha_steps, alpha_lr, memory_limit, chunk_size)
     e, squeeze = _prep_e(model, e)
     B, T, _ = e.shape
-    if memory_limit is not None:
-        est = estimate_memory(model, T, spec, method, batch=B, chunk_size=1)
-        if est > memory_limit:
-            raise BoundMemoryError(
-                f"bounds(method={method!r}) needs about {est} bytes even "
-                f"with one row per chunk; memory_limit={memory_limit}",
-                est,
-            )
-    doms = _domains(spec, e)
+    _memory_guard(model, T, spec, meth, B, memory_limit)
     dev = e.device
     C = None if margins_for is None else margin_matrix(margins_for, B, model.num_classes, dev)
     graph = build_graph(model, T).to(dev)
-    lo = hi = inter = None
-    for dom in doms:
-        prop = Propagator(
-            graph,
-            dom,
-            method,
-            report=return_intermediate,
-            memory_limit=memory_limit,
-            chunk_size=chunk_size,
-            **alpha,
-        )
-        l, u, it = prop.run(C)
-        if lo is None:
-            lo, hi, inter = l, u, it
-        else:  # union over budget subsets
-            lo, hi = torch.minimum(lo, l), torch.maximum(hi, u)
-            for k, (a, b) in it.items():
-                inter[k] = (torch.minimum(inter[k][0], a), torch.maximum(inter[k][1], b))
-    if C is not None:
-        y = _labels(margins_for, B, model.num_classes).to(dev)
-        lo[torch.arange(B, device=dev), y] = 0.0
-        hi[torch.arange(B, device=dev), y] = 0.0
+    out, marg, inter = _propagate(
+        graph,
+        e,
+        spec,
+        meth,
+        C,
+        logits=False,
+        report=return_intermediate,
+        memory_limit=memory_limit,
+        chunk_size=chunk_size,
+        alpha_steps=alpha_steps,
+        alpha_lr=alpha_lr,
+    )
+    if margins_for is not None:
+        assert marg is not None
+        out = _zero_label_column(marg, _labels(margins_for, B, model.num_classes).to(dev))
+    assert out is not None
+    lo, hi = out
     if squeeze:
         lo, hi = lo[0], hi[0]
         inter = OrderedDict((k, (a[0], b[0])) for k, (a, b) in inter.items())
     return (lo, hi, inter) if return_intermediate else (lo, hi)
 
 
-def margin_bounds(model, e: Tensor, spec, label, method: str = "crown", **kw):
-    """Bounds [B, C] on :math:`z_y - z_j` (column ``y`` is 0); see :func:`bounds`."""
+def margin_bounds(
+    model: VerifiableModel,
+    e: Tensor,
+    spec: Spec,
+    label: Label,
+    method: MethodName = "crown",
+    **kw: Any,
+) -> Any:
+    """Bounds [B, C] on :math:`z_y - z_j` (column ``y`` is 0); see :func:`bounds`.
+
+    Examples
+    --------
+    >>> from toolkit.verify import load_default_model, LpBall
+    >>> model, vocab = load_default_model()
+    >>> e = model.embed(vocab.encode("a wonderful film"))
+    >>> lo, hi = margin_bounds(model, e, LpBall(0.01, positions=[1]), 1)
+    >>> float(lo[1]), bool(lo[0] > 0)
+    (0.0, True)
+    """
     return bounds(model, e, spec, method, margins_for=label, **kw)
 
 
-def certified_radius(
-    model,
+@dataclass
+class BoundProfile:
+    """Logit bounds, margin bounds and per-layer bounds of one method, from one propagation.
+
+    Attributes
+    ----------
+    method : str
+        The method's name.
+    label : Tensor
+        The class ``y`` of every sentence, long [B] (or a 0-d tensor for one sentence).
+    lower, upper : Tensor
+        Bounds on the logits, float64 [B, C] (or [C]).
+    margin_lower, margin_upper : Tensor
+        Bounds on the margins :math:`z_y - z_j`, float64 [B, C] (or [C]; 0 at ``y``).
+    intermediate : OrderedDict
+        Per-layer node name (:data:`toolkit.verify.graph.REPORTED`) -> (lower, upper).
+    seconds : float
+        Wall time of the propagation.
+    """
+
+    method: str
+    label: Tensor
+    lower: Tensor
+    upper: Tensor
+    margin_lower: Tensor
+    margin_upper: Tensor
+    intermediate: Intermediate
+    seconds: float
+
+    @property
+    def layers(self) -> list[str]:
+        """The per-layer node names, in graph order."""
+        return list(self.intermediate)
+
+    @property
+    def layer_width(self) -> Tensor:
+        """Mean bound width :math:`\\overline{u - l}` of every per-layer node, [B, L] (or
+        [L])."""
+        lead = self.lower.dim() - 1  # 1 for a batch, 0 for one sentence
+        widths = [(u - l).flatten(lead).mean(-1) for l, u in self.intermediate.values()]
+        return torch.stack(widths, -1)
+
+    @property
+    def certified(self) -> Tensor:
+        """True where every margin :math:`z_y - z_j` (j != y) is provably positive, [B]."""
+        ml = self.margin_lower
+        at_label = torch.nn.functional.one_hot(self.label, ml.shape[-1]).bool().to(ml.device)
+        return torch.where(at_label, math.inf, ml).amin(-1) > 0
+
+
+def bound_profile(
+    model: VerifiableModel,
     e: Tensor,
-    label,
-    positions,
-    p=2,
-    method: str = "crown",
+    spec: Spec,
+    label: Label | None = None,
+    method: MethodName = "crown",
+    *,
+    memory_limit: int | None = None,
+    chunk_size: int | None = None,
+    alpha_steps: int = 20,
+    alpha_lr: float = 0.25,
+) -> BoundProfile:
+    """Logit bounds, margin bounds and per-layer bounds of ``method`` in one propagation.
+
+    The logit bounds equal ``bounds(model, e, spec, method, return_intermediate=True)``, the
+    margin bounds ``margin_bounds(model, e, spec, label, method, return_intermediate=True)``
+    and the per-layer bounds are the intermediate ones; the intermediate bounds are computed
+    once for all three.  (Reporting the per-layer nodes bounds them by backward passes too,
+    which can only tighten ``"baf"``; the other methods give the same bounds either way.)
+
+    Parameters
+    ----------
+    model, e, spec, method :
+        As for :func:`bounds`.
+    label : int or sequence of int or Tensor, optional
+        The class of every sentence; default: the model's prediction on ``e``.
+    memory_limit, chunk_size, alpha_steps, alpha_lr :
+        As for :func:`bounds`.
+
+    Returns
+    -------
+    BoundProfile
+
+    Examples
+    --------
+    >>> from toolkit.verify import load_default_model, LpBall
+    >>> model, vocab = load_default_model()
+    >>> e = model.embed(vocab.encode("a wonderful film"))
+    >>> prof = bound_profile(model, e, LpBall(0.01, positions=[1]), method="crown")
+    >>> bool(prof.certified), prof.layers[0], prof.layer_width.shape
+    (True, 'embed', torch.Size([7]))
+    """
+    check_model(model)
+    meth = get_method(method)
+    _check_options(alpha_steps, alpha_lr, memory_limit, chunk_size)
+    e64, squeeze = _prep_e(model, e)
+    B, T, _ = e64.shape
+    _memory_guard(model, T, spec, meth, B, memory_limit)
+    dev = e64.device
+    if label is None:
+        with torch.no_grad():
+            label = _predict(model, e64)
+    y = _labels(label, B, model.num_classes).to(dev)
+    start = time.perf_counter()
+    graph = build_graph(model, T).to(dev)
+    out, marg, inter = _propagate(
+        graph,
+        e64,
+        spec,
+        meth,
+        margin_matrix(y, B, model.num_classes, dev),
+        logits=True,
+        report=True,
+        memory_limit=memory_limit,
+        chunk_size=chunk_size,
+        alpha_steps=alpha_steps,
+        alpha_lr=alpha_lr,
+    )
+    seconds = time.perf_counter() - start
+    assert out is not None and marg is not None
+    mlo, mhi = _zero_label_column(marg, y)
+    lo, hi = out
+    if squeeze:
+        y, lo, hi, mlo, mhi = y[0], lo[0], hi[0], mlo[0], mhi[0]
+        inter = OrderedDict((k, (a[0], b[0])) for k, (a, b) in inter.items())
+    return BoundProfile(meth.name, y, lo, hi, mlo, mhi, inter, seconds)
+
+
+def _predict(model: VerifiableModel, e: Tensor) -> Tensor:
+    """The model's predicted class on ``e`` [B, T, D], computed in float64 on ``e``'s device."""
+    params = next(model.parameters())
+    if params.dtype == F64 and params.device == e.device:
+        return model(e).argmax(-1)
+    return copy.deepcopy(model).to(device=e.device, dtype=F64)(e).argmax(-1)
+
+
+def graph_bounds(
+    graph: Graph,
+    e: Tensor,
+    spec: Spec,
+    method: MethodName = "crown",
+    *,
+    return_intermediate: bool = False,
+    memory_limit: int | None = None,
+    chunk_size: int | None = None,
+    alpha_steps: int = 20,
+    alpha_lr: float = 0.25,
+) -> Any:
+    """Bounds on the output node of any :class:`~toolkit.verify.graph.Graph`.
+
+    The same engine as :func:`bounds`, for a hand-built graph (one relaxation, a softmax,
+    a block) instead of a model's.
+
+    Parameters
+    ----------
+    graph : Graph
+        Node ``input`` [T, D] (batch implicit) first; the last node is the output.
+    e : Tensor
+        Input values [B, T, D] (float, any device); ``spec`` perturbs them.
+    spec, method, return_intermediate, memory_limit, chunk_size, alpha_steps, alpha_lr :
+        As for :func:`bounds`.
+
+    Returns
+    -------
+    (lower, upper) or (lower, upper, intermediate)
+        float64 [B, *output shape].
+
+    Examples
+    --------
+    >>> from toolkit.verify.relaxations import add_softmax
+    >>> g = Graph()
+    >>> _ = add_softmax(g, g.add("input", None, (), (1, 3)), "softmax")
+    >>> x = torch.tensor([[[1.0, 0.0, -0.5]]])
+    >>> lo, hi = graph_bounds(g, x, LpBall(0.5, p="inf"), "crown")
+    >>> p = torch.softmax(x.double(), -1)
+    >>> bool((lo <= p).all() and (p <= hi).all())
+    True
+    """
+    if not isinstance(graph, Graph):
+        raise TypeError(f"graph must be a toolkit.verify.graph.Graph, got {type(graph).__name__}")
+    if not graph.nodes or next(iter(graph.nodes)) != "input":
+        raise ValueError("graph must start with the node 'input'")
+    meth = get_method(method)
+    _check_options(alpha_steps, alpha_lr, memory_limit, chunk_size)
+    shape = graph.nodes["input"].shape
+    check_tensor("e", e, dtypes=(torch.float16, torch.bfloat16, torch.float32, torch.float64))
+    if tuple(e.shape[1:]) != tuple(shape):
+        raise ValueError(
+            f"e must have shape [B, {', '.join(map(str, shape))}], got {tuple(e.shape)}"
+        )
+    e64 = e.detach().to(F64)
+    out, _, inter = _propagate(
+        graph.to(e64.device),
+        e64,
+        spec,
+        meth,
+        None,
+        logits=True,
+        report=return_intermediate,
+        memory_limit=memory_limit,
+        chunk_size=chunk_size,
+        alpha_steps=alpha_steps,
+        alpha_lr=alpha_lr,
+    )
+    assert out is not None
+    return (*out, inter) if return_intermediate else out
+
+
+def certified_radius(
+    model: VerifiableModel,
+    e: Tensor,
+    label: Label,
+    positions: Sequence[int],
+    p: PNorm = 2,
+    method: MethodName = "crown",
     tol: float = 1e-3,
     max_eps: float = 1.0,
-    **kw,
+    **kw: Any,
 ) -> Tensor:
     """Largest eps (to ``tol``) for which ``method`` proves the label, per sentence and position.
 
     For every sentence b and every position t in ``positions`` the perturbation is one Lp
     ball of radius eps on position t alone.  Bisection on [0, max_eps]: an eps counts as
     certified when all margin lower bounds :math:`z_y - z_j` (j != y) are > 0.  All (b, t)
-    pairs run as one batch.  Returns float64 [B, P] ([P] for 2-d ``e``); a value equal to
-    ``max_eps`` means "at least max_eps", 0 means not even eps = tol/2^k is certified (or
-    the clean prediction is wrong).  Bisection assumes certification is monotone in eps,
-    which holds up to relaxation noise; each returned radius was itself certified.
-    Other keywords (``memory_limit``, ``chunk_size``, ``alpha_steps``, ``alpha_lr``) are
-    as for :func:`bounds`; the bisection runs on ``e``'s device.
+    pairs run as one batch.  Bisection assumes certification is monotone in eps, which holds
+    up to relaxation noise; each returned radius was itself certified.
+
+    Parameters
+    ----------
+    model, e, method :
+        As for :func:`bounds`.
+    label : int or sequence of int or Tensor
+        The class of every sentence.
+    positions : sequence of int
+        Positions, each perturbed alone.
+    p : 1, 2, float('inf') or "inf"
+        The norm.
+    tol : float
+        Resolution of the bisection (> 0).
+    max_eps : float
+        Upper end of the search (finite, > 0).
+    **kw :
+        ``memory_limit``, ``chunk_size``, ``alpha_steps``, ``alpha_lr`` (see :func:`bounds`).
+
+    Returns
+    -------
+    Tensor
+        float64 [B, P] ([P] for 2-d ``e``) on ``e``'s device; a value equal to ``max_eps``
+        means "at least max_eps", 0 means not even eps = tol/2^k is certified (or the clean
+        prediction is wrong).
+
+    Examples
+    --------
+    >>> from toolkit.verify import load_default_model
+    >>> model, vocab = load_default_model()
+    >>> e = model.embed(vocab.encode("a wonderful film"))
+    >>> r = certified_radius(model, e, 1, [1], method="crown", tol=0.05)
+    >>> 0.1 < float(r[0]) < 0.3
+    True
     """
-    _check_model(model)
-    _check_method(method)
-    _check_alpha(kw)
+    check_model(model)
+    meth = get_method(method)
+    _check_options(**kw)
     p = normalize_p(p)
-    if not (isinstance(tol, (int, float)) and tol > 0):
-        raise ValueError(f"tol must be > 0, got {tol!r}")
-    if not (isinstance(max_eps, (int, float)) and math.isfinite(max_eps) and max_eps > 0):
-        raise ValueError(f"max_eps must be finite and > 0, got {max_eps!r}")
+    check_positive("tol", tol)
+    max_eps = check_real("max_eps", max_eps, 0.0, lo_open=True)
     e, squeeze = _prep_e(model, e)
     B, T, _D = e.shape
     pos = LpBall(0.0, p, positions).domains(e)[0].pos[0].tolist()
@@ -237,7 +600,7 @@ def certified_radius(
 
     def certified(eps: Tensor) -> Tensor:
         dom = LpDomain(eb, pb, eps, p)
-        lo, _, _ = Propagator(graph, dom, method, **kw).run(Cm)
+        lo, _, _ = Propagator(graph, dom, meth, **kw).run(Cm)
         return torch.where(mask, lo, math.inf).amin(1) > 0
 
     lo = torch.zeros(B * P, dtype=F64, device=dev)
@@ -258,10 +621,10 @@ def certified_radius(
 
 
 def estimate_memory(
-    model,
+    model: VerifiableModel,
     seq_len: int,
-    spec=None,
-    method: str = "crown",
+    spec: Spec | Sequence[int] | None = None,
+    method: MethodName = "crown",
     *,
     batch: int = 1,
     chunk_size: int | None = None,
@@ -269,24 +632,44 @@ def estimate_memory(
 ) -> int:
     """Estimated peak bytes of :func:`bounds` before anything is allocated.
 
-    ``spec``: an LpBall/Synonyms or a list of positions (default: one position).  Terms:
-    interval bounds of all nodes (2 x numel); for forward/baf the linear bounds
+    Terms: interval bounds of all nodes (2 x numel); for methods with forward linear bounds
     (2 x numel x n, n = perturbed positions x D) of the live nodes (bounded by all nodes);
-    for crown/baf the live back-substitution matrices, ``_LIVE x rows x largest node``,
-    with ``rows`` the chunk (2 x largest needed node when unchunked).
+    for methods with backward passes the live back-substitution matrices,
+    ``_LIVE x rows x largest node``, with ``rows`` the chunk (2 x largest needed node when
+    unchunked).
+
+    Parameters
+    ----------
+    model, method, chunk_size, memory_limit :
+        As for :func:`bounds`.
+    seq_len : int
+        Sequence length T.
+    spec : LpBall or Synonyms or sequence of int or None
+        The perturbation, or the list of perturbed positions (default: one position).
+    batch : int
+        Sentences per call.
+
+    Returns
+    -------
+    int
+        Bytes.
+
+    Examples
+    --------
+    >>> from toolkit.verify import TransformerClassifier
+    >>> m = TransformerClassifier(20, dim=8, heads=2)
+    >>> estimate_memory(m, 5, method="ibp") < estimate_memory(m, 5, method="crown")
+    True
     """
-    _check_model(model)
-    _check_method(method)
-    if (
-        isinstance(seq_len, bool)
-        or not isinstance(seq_len, int)
-        or not 1 <= seq_len <= model.max_len
-    ):
-        raise ValueError(f"seq_len must be an int in [1, {model.max_len}], got {seq_len!r}")
+    check_model(model)
+    meth = get_method(method)
+    check_length(model, seq_len, "seq_len")
+    check_int("batch", batch)
+    _check_options(memory_limit=memory_limit, chunk_size=chunk_size)
     if spec is None:
         S = 1
     elif isinstance(spec, (LpBall, Synonyms)):
-        S = seq_len if getattr(spec, "positions", None) is None else len(spec.positions)
+        S = seq_len if spec.positions is None else len(spec.positions)
         if isinstance(spec, Synonyms):
             S = min(S, spec.budget)
     else:
@@ -296,9 +679,9 @@ def estimate_memory(
     total, big = sum(sizes), max(sizes)
     n = S * model.dim
     est = 2 * total * batch * 8
-    if method in ("forward", "baf"):
+    if meth.forward_linear:
         est += 2 * total * n * batch * 8
-    if method in ("crown", "baf", "alpha-crown"):
+    if meth.backward:
         rows = rows_per_chunk(batch, big, memory_limit, chunk_size, 2 * big)
         est += _LIVE * rows * big * batch * 8 + rows * n * batch * 8
     return int(est)

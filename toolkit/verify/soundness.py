@@ -30,12 +30,17 @@ from __future__ import annotations
 import copy
 import itertools
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
-from .specs import LpBall, LpDomain, Synonyms
+from .._checks import check_int, check_positive, make_generator
+from .api import Label, _prep_e, margin_matrix
+from .interface import VerifiableModel, check_model
+from .specs import HullDomain, LpBall, LpDomain, Spec, Synonyms
 
 __all__ = ["SoundnessResult", "check_soundness"]
 
@@ -52,7 +57,7 @@ class SoundnessResult:
     ``n_points``: number of model evaluations.
     """
 
-    violations: list = field(default_factory=list)
+    violations: list[dict[str, Any]] = field(default_factory=list)
     max_excess: float = -math.inf
     observed_min: Tensor | None = None
     observed_max: Tensor | None = None
@@ -60,9 +65,10 @@ class SoundnessResult:
 
     @property
     def ok(self) -> bool:
+        """True when no point escaped the bounds."""
         return not self.violations
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return (
             f"SoundnessResult(ok={self.ok}, violations={len(self.violations)}, "
             f"max_excess={self.max_excess:.3g}, n_points={self.n_points})"
@@ -70,20 +76,22 @@ class SoundnessResult:
 
 
 class _Tracker:
-    def __init__(self, lower, upper, atol, rtol, C):
+    def __init__(
+        self, lower: Tensor, upper: Tensor, atol: float, rtol: float, C: Tensor | None
+    ) -> None:
         self.lower, self.upper, self.atol, self.rtol, self.C = lower, upper, atol, rtol, C
         self.mn = torch.full_like(lower, math.inf)
         self.mx = torch.full_like(upper, -math.inf)
         self.n = 0
 
-    def values(self, model, e):
+    def values(self, model: nn.Module, e: Tensor) -> Tensor:
         z = model(e)
         if self.C is not None:  # rows of e are (sample, batch) flattened
             z = z.reshape(-1, *self.lower.shape)
             z = (self.C @ z[..., None])[..., 0].reshape(-1, self.lower.shape[1])
         return z
 
-    def add(self, z: Tensor):  # z [N, B, C]
+    def add(self, z: Tensor) -> None:  # z [N, B, C]
         z = z.detach().reshape(-1, *self.lower.shape)
         self.n += z.shape[0]
         self.mn = torch.minimum(self.mn, z.amin(0))
@@ -111,7 +119,14 @@ class _Tracker:
         return res
 
 
-def _pgd(model, dom: LpDomain, tr: _Tracker, steps: int, restarts: int, gen):
+def _pgd(
+    model: nn.Module,
+    dom: LpDomain,
+    tr: _Tracker,
+    steps: int,
+    restarts: int,
+    gen: torch.Generator,
+) -> None:
     B, _S, D = dom.B, dom.S, dom.D
     K = tr.lower.shape[1]
     eps = dom.eps[:, None, None]
@@ -136,16 +151,17 @@ def _pgd(model, dom: LpDomain, tr: _Tracker, steps: int, restarts: int, gen):
 
 
 def check_soundness(
-    model,
+    model: VerifiableModel,
     e: Tensor,
-    spec,
+    spec: Spec,
     lower: Tensor,
     upper: Tensor,
     samples: int = 256,
     pgd_steps: int = 20,
-    seed: int = 0,
+    seed: int | None = None,
     *,
-    margins_for=None,
+    generator: torch.Generator | None = None,
+    margins_for: Label | None = None,
     pgd_restarts: int = 4,
     atol: float = 1e-6,
     rtol: float = 1e-6,
@@ -154,18 +170,42 @@ def check_soundness(
 
     Parameters
     ----------
-    model, e, spec : as for :func:`toolkit.verify.bounds` (e [B, T, D] or [T, D]).
-    lower, upper : [B, C] (or [C]) bounds to check.
-    samples : random points per kind (interior, surface, vertex); for Synonyms the number
-        of swap combinations (all of them if fewer).
-    pgd_steps, pgd_restarts : PGD on each logit, both directions (LpBall only).
-    seed : seeds a ``torch.Generator``.
-    margins_for : label(s); check margin bounds :math:`z_y - z_j` instead of logits.
-    """
-    from .api import _prep_e, margin_matrix
+    model, e, spec :
+        As for :func:`toolkit.verify.bounds` (e [B, T, D] or [T, D]).
+    lower, upper : Tensor
+        [B, C] (or [C]) bounds to check.
+    samples : int
+        Random points per kind (interior, surface, vertex); for Synonyms the number of swap
+        combinations (all of them if fewer).
+    pgd_steps, pgd_restarts : int
+        PGD on each logit, both directions (LpBall only).
+    seed : int, optional
+        Seeds a fresh CPU ``torch.Generator`` (default 0 when no ``generator`` is given).
+    generator : torch.Generator, optional
+        A CPU generator to draw from instead (not together with ``seed``).
+    margins_for : int or sequence of int or Tensor, optional
+        Label(s); check margin bounds :math:`z_y - z_j` instead of logits.
+    atol, rtol : float
+        A value counts as a violation when it escapes by more than ``atol + rtol |value|``.
 
+    Returns
+    -------
+    SoundnessResult
+
+    Raises
+    ------
+    ValueError
+        When both ``seed`` and ``generator`` are given, or for bad shapes.
+    """
+    check_model(model)
     if not isinstance(spec, (LpBall, Synonyms)):
         raise TypeError(f"spec must be an LpBall or Synonyms, got {type(spec).__name__}")
+    gen = make_generator(seed, generator, default_seed=0, cpu=True)
+    check_int("samples", samples)
+    check_int("pgd_steps", pgd_steps, 0)
+    check_int("pgd_restarts", pgd_restarts)
+    check_positive("atol", atol, allow_zero=True)
+    check_positive("rtol", rtol, allow_zero=True)
     e, _squeeze = _prep_e(model, e)
     m64 = copy.deepcopy(model).to(device=e.device, dtype=F64).eval()
     B, T, D = e.shape
@@ -178,12 +218,12 @@ def check_soundness(
         )
     C = None if margins_for is None else margin_matrix(margins_for, B, model.num_classes, e.device)
     tr = _Tracker(lower, upper, atol, rtol, C)
-    gen = torch.Generator().manual_seed(int(seed))
     doms = spec.domains(e)
     with torch.no_grad():
         tr.add(tr.values(m64, e)[None])
     if isinstance(spec, LpBall):
         dom = doms[0]
+        assert isinstance(dom, LpDomain)
         chunk = max(1, 4096 // max(B, 1))
         with torch.no_grad():
             for kind in ("interior", "surface", "vertex"):
@@ -194,11 +234,19 @@ def check_soundness(
         if pgd_steps > 0 and float(dom.eps.max()) > 0:
             _pgd(m64, dom, tr, pgd_steps, pgd_restarts, gen)
     else:
-        _synonym_points(m64, e, doms, spec.budget, samples, tr, gen)
+        hulls = [d for d in doms if isinstance(d, HullDomain)]
+        _synonym_points(m64, e, hulls, samples, tr, gen)
     return tr.result()
 
 
-def _synonym_points(model, e, doms, budget, samples, tr, gen):
+def _synonym_points(
+    model: nn.Module,
+    e: Tensor,
+    doms: Sequence[HullDomain],
+    samples: int,
+    tr: _Tracker,
+    gen: torch.Generator,
+) -> None:
     """Evaluate discrete swap combinations (each domain = one subset of positions)."""
     dom0 = doms[0]
     _B, T, D = e.shape
@@ -206,6 +254,7 @@ def _synonym_points(model, e, doms, budget, samples, tr, gen):
     S = dom0.S
     total = len(doms) * K**S
     with torch.no_grad():
+        combos: list[tuple[HullDomain, tuple[int, ...]]]
         if total <= samples:
             combos = [(d, c) for d in doms for c in itertools.product(range(K), repeat=S)]
         else:

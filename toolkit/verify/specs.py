@@ -26,35 +26,63 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from torch import Tensor
 
+from .._checks import check_int, check_real, check_tensor
 from .relaxations import LinearBounds
 
-__all__ = ["HullDomain", "LpBall", "LpDomain", "Synonyms", "normalize_p"]
+if TYPE_CHECKING:
+    from .interface import VerifiableModel
+
+__all__ = [
+    "Domain",
+    "HullDomain",
+    "LpBall",
+    "LpDomain",
+    "PNorm",
+    "SampleKind",
+    "Spec",
+    "Synonyms",
+    "normalize_p",
+]
+
+#: the norms of :class:`LpBall` (``"inf"`` and ``float("inf")`` are the same)
+PNorm = float | int | Literal["inf", "infinity"]
+#: where :meth:`LpDomain.sample` draws
+SampleKind = Literal["interior", "surface", "vertex"]
 
 F64 = torch.float64
 
 
-def normalize_p(p) -> float:
-    """Map p in {1, 2, inf, "inf"} to a float; ``ValueError`` otherwise."""
+def normalize_p(p: PNorm) -> float:
+    """Map p in {1, 2, inf, "inf"} to a float; ``ValueError`` otherwise.
+
+    Examples
+    --------
+    >>> normalize_p("inf"), normalize_p(2)
+    (inf, 2.0)
+    """
     if isinstance(p, str) and p.lower() in ("inf", "infinity"):
         return math.inf
-    if not isinstance(p, bool) and isinstance(p, (int, float)) and float(p) in (1.0, 2.0, math.inf):
+    try:  # numbers of any kind; bools and numeric strings are refused
+        ok = not isinstance(p, (bool, str)) and float(p) in (1.0, 2.0, math.inf)
+    except (TypeError, ValueError):
+        ok = False
+    if ok:
         return float(p)
-    raise ValueError(f"p must be 1, 2, float('inf') or 'inf', got {p!r}")
+    raise ValueError(f"p must be 1, 2, float('inf') or 'inf', got p={p!r}")
 
 
-def _check_positions(positions, T: int, name: str = "positions") -> list[int]:
-    pos = list(positions)
-    for t in pos:
-        if isinstance(t, bool) or (
-            not isinstance(t, (int,))
-            and not (isinstance(t, Tensor) and t.dim() == 0 and not t.is_floating_point())
-        ):
-            raise TypeError(f"{name} must contain ints, got {t!r}")
-    pos = [int(t) for t in pos]
+def _check_positions(positions: Sequence[Any], T: int, name: str = "positions") -> list[int]:
+    pos = []
+    for t in positions:
+        if isinstance(t, Tensor):  # a 0-d integer tensor counts as an int
+            check_tensor(name, t, dtypes=(torch.int32, torch.int64), ndim=0)
+            t = int(t)
+        pos.append(check_int(name, t, 0))
     if not pos:
         raise ValueError(f"{name} must be non-empty, got {positions!r}")
     if len(set(pos)) != len(pos):
@@ -65,10 +93,12 @@ def _check_positions(positions, T: int, name: str = "positions") -> list[int]:
     return pos
 
 
-class _Domain:
-    """centre [B, T, D] (float64) and perturbed positions ``pos`` [B, S] (long)."""
+class Domain:
+    """A set of embeddings: centre [B, T, D] (float64) plus perturbations ``delta`` [B, S, D]
+    at the positions ``pos`` [B, S] (long).  Subclasses define the set through ``box`` and
+    ``concretize_lower``."""
 
-    def __init__(self, center: Tensor, pos: Tensor):
+    def __init__(self, center: Tensor, pos: Tensor) -> None:
         self.center = center.to(F64)
         self.device = center.device
         self.pos = pos.long().to(self.device)
@@ -88,11 +118,21 @@ class _Domain:
         idx = self.pos[:, :, None].expand(self.B, self.S, self.D).expand(*lead, -1, -1, -1)
         return e.scatter_add(-2, idx, delta.to(e.dtype))
 
-    def input_bounds(self):
+    def box(self) -> tuple[Tensor, Tensor]:
+        """Elementwise bounds ``[B, S, D]`` of the perturbation."""
+        raise NotImplementedError
+
+    def concretize_lower(self, W: Tensor) -> Tensor:
+        """:math:`\\min_\\delta W\\cdot\\delta` [B, m] for W [B, m, S*D] (or [B, m, S, D])."""
+        raise NotImplementedError
+
+    def input_bounds(self) -> tuple[Tensor, Tensor]:
+        """Elementwise bounds of the embeddings [B, T, D]."""
         bl, bu = self.box()
         return self.apply(bl), self.apply(bu)
 
     def input_linear(self) -> LinearBounds:
+        """The embeddings as (exact) linear functions of the perturbation."""
         B, T, D, S = self.B, self.T, self.D, self.S
         w = torch.zeros(B, T, D, S, D, dtype=F64, device=self.device)
         eye = torch.eye(D, dtype=F64, device=self.device)
@@ -102,18 +142,19 @@ class _Domain:
         return LinearBounds(w, self.center, w, self.center)
 
     def concretize_upper(self, W: Tensor) -> Tensor:
+        """:math:`\\max_\\delta W\\cdot\\delta` [B, m]."""
         return -self.concretize_lower(-W)
 
 
-class LpDomain(_Domain):
+class LpDomain(Domain):
     """Per-position Lp balls of radius ``eps`` [B] around the centre."""
 
-    def __init__(self, center, pos, eps: Tensor, p: float):
+    def __init__(self, center: Tensor, pos: Tensor, eps: Tensor, p: float) -> None:
         super().__init__(center, pos)
         self.eps = eps.to(F64).to(self.device).reshape(-1).expand(self.B)
         self.p = p
 
-    def box(self):
+    def box(self) -> tuple[Tensor, Tensor]:
         r = self.eps[:, None, None].expand(self.B, self.S, self.D)
         return -r, r
 
@@ -141,7 +182,7 @@ class LpDomain(_Domain):
         out = delta.sign() * (a - theta).clamp(min=0)
         return torch.where(a.sum(-1, keepdim=True) <= eps, delta, out)
 
-    def sample(self, n: int, generator: torch.Generator, kind: str) -> Tensor:
+    def sample(self, n: int, generator: torch.Generator, kind: SampleKind) -> Tensor:
         """``n`` perturbations [n, B, S, D]: kind in {'interior', 'surface', 'vertex'}.
 
         Drawn with ``generator`` on its own device, returned on the domain's device.
@@ -149,12 +190,12 @@ class LpDomain(_Domain):
         eps = self.eps[:, None, None].to(generator.device)
         return self._sample(n, generator, kind, eps).to(self.device)
 
-    def _sample(self, n, generator, kind, eps):
+    def _sample(self, n: int, generator: torch.Generator, kind: str, eps: Tensor) -> Tensor:
         shape = (n, self.B, self.S, self.D)
-        rng = dict(generator=generator, device=generator.device)
-        f64 = dict(rng, dtype=F64)
+        rng: dict[str, Any] = dict(generator=generator, device=generator.device)
+        f64: dict[str, Any] = dict(rng, dtype=F64)
 
-        def signs(size):
+        def signs(size: tuple[int, ...]) -> Tensor:
             return torch.randint(0, 2, size, **rng).to(F64) * 2 - 1
 
         if self.p == math.inf:
@@ -185,14 +226,14 @@ class LpDomain(_Domain):
         return sgn * ex[..., :-1] / den * eps
 
 
-class HullDomain(_Domain):
+class HullDomain(Domain):
     """Convex hull of candidate offsets ``deltas`` [B, S, K, D] (zero offset included)."""
 
-    def __init__(self, center, pos, deltas: Tensor):
+    def __init__(self, center: Tensor, pos: Tensor, deltas: Tensor) -> None:
         super().__init__(center, pos)
         self.deltas = deltas.to(F64)
 
-    def box(self):
+    def box(self) -> tuple[Tensor, Tensor]:
         return self.deltas.amin(2), self.deltas.amax(2)
 
     def concretize_lower(self, W: Tensor) -> Tensor:
@@ -205,32 +246,36 @@ class LpBall:
 
     Parameters
     ----------
-    eps : float >= 0 (or a tensor [B] of per-sentence radii)
+    eps : float or Tensor
+        Radius >= 0, or a tensor [B] of per-sentence radii.
     p : 1, 2, float('inf') or "inf"
-    positions : sequence of ints in [0, T)
+        The norm.
+    positions : sequence of int or None
+        Perturbed positions, in [0, T); None perturbs every position.
+
+    Examples
+    --------
+    >>> LpBall(0.1, p="inf", positions=[0, 2])
+    LpBall(eps=0.1, p=inf, positions=[0, 2])
     """
 
-    def __init__(self, eps, p=2, positions: Sequence[int] | None = None):
+    def __init__(
+        self, eps: float | Tensor, p: PNorm = 2, positions: Sequence[int] | None = None
+    ) -> None:
         if isinstance(eps, Tensor):
-            if (
-                eps.is_complex()
-                or eps.dim() > 1
-                or not bool(torch.isfinite(eps).all())
-                or bool((eps < 0).any())
-            ):
+            check_tensor("eps", eps, ndim=(0, 1))
+            if eps.is_complex() or not bool(torch.isfinite(eps).all()) or bool((eps < 0).any()):
                 raise ValueError(f"eps must be finite and >= 0 (float or 1-d tensor), got {eps}")
         else:
-            if isinstance(eps, bool) or not isinstance(eps, (int, float)):
-                raise TypeError(f"eps must be a float, got {eps!r}")
-            if not math.isfinite(eps) or eps < 0:
-                raise ValueError(f"eps must be finite and >= 0, got {eps!r}")
+            eps = check_real("eps", eps, 0.0)
         self.eps, self.p = eps, normalize_p(p)
         self.positions = None if positions is None else list(positions)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"LpBall(eps={self.eps}, p={self.p}, positions={self.positions})"
 
     def domains(self, e: Tensor) -> list[LpDomain]:
+        """The one domain of this ball around embeddings ``e`` [B, T, D]."""
         B, T, _ = e.shape
         pos = list(range(T)) if self.positions is None else _check_positions(self.positions, T)
         eps = torch.as_tensor(self.eps, dtype=F64).reshape(-1)
@@ -242,47 +287,77 @@ class LpBall:
 class Synonyms:
     """Word substitutions: ``candidates[t]`` are replacement embeddings for position ``t``.
 
-    ``candidates``: mapping position -> tensor [K, D] (shared by the batch) or [B, K, D];
-    ``budget``: at most this many positions are swapped (int >= 1).
+    Parameters
+    ----------
+    candidates : mapping int -> Tensor
+        Position -> tensor [K, D] (shared by the batch) or [B, K, D].
+    budget : int
+        At most this many positions are swapped at once (>= 1).
+
+    Examples
+    --------
+    >>> Synonyms({1: torch.zeros(3, 4)}, budget=1)
+    Synonyms(positions=[1], budget=1)
     """
 
-    def __init__(self, candidates: Mapping[int, Tensor], budget: int = 1):
+    def __init__(self, candidates: Mapping[int, Tensor], budget: int = 1) -> None:
         if not isinstance(candidates, Mapping) or not candidates:
             raise TypeError(
                 "candidates must be a non-empty mapping position -> tensor [K, D] "
                 f"or [B, K, D], got {type(candidates).__name__}"
             )
         for t, c in candidates.items():
-            if not isinstance(c, Tensor) or c.dim() not in (2, 3) or c.shape[-2] < 1:
+            check_tensor(f"candidates[{t}]", c, ndim=(2, 3))
+            if c.shape[-2] < 1:
                 raise ValueError(
                     f"candidates[{t}] must be a tensor [K, D] or [B, K, D] with "
-                    f"K >= 1, got {getattr(c, 'shape', c)!r}"
+                    f"K >= 1, got {tuple(c.shape)}"
                 )
-        if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
-            raise ValueError(f"budget must be an int >= 1, got {budget!r}")
+        self.budget = check_int("budget", budget)
         self.candidates = dict(candidates)
-        self.budget = budget
         self.positions = list(self.candidates)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"Synonyms(positions={self.positions}, budget={self.budget})"
 
     @classmethod
     def nearest(
-        cls, model, token_ids, positions, k: int = 5, budget: int = 1, exclude: Sequence[int] = ()
+        cls,
+        model: VerifiableModel,
+        token_ids: Tensor | Sequence[int],
+        positions: Sequence[int],
+        k: int = 5,
+        budget: int = 1,
+        exclude: Sequence[int] = (),
     ) -> Synonyms:
         """Candidates = the ``k`` nearest rows (L2) of ``model``'s embedding table.
 
-        ``token_ids`` [T] or [B, T]; the word itself and ids in ``exclude`` are skipped.
+        Parameters
+        ----------
+        model : VerifiableModel
+            Its ``embedding`` table gives the candidates.
+        token_ids : Tensor
+            [T] or [B, T].
+        positions : sequence of int
+            Positions that get candidates.
+        k : int
+            Candidates per position; the word itself and ids in ``exclude`` are skipped.
+        budget : int
+            As for :class:`Synonyms`.
+
+        Examples
+        --------
+        >>> from toolkit.verify import TransformerClassifier
+        >>> m = TransformerClassifier(20, dim=8, heads=2)
+        >>> Synonyms.nearest(m, torch.tensor([1, 2, 3]), [1], k=4).candidates[1].shape
+        torch.Size([1, 4, 8])
         """
         ids = torch.as_tensor(token_ids)
         ids = ids[None] if ids.dim() == 1 else ids
         if ids.dim() != 2:
             raise ValueError(f"token_ids must have shape [T] or [B, T], got {tuple(ids.shape)}")
         table = model.embedding.weight.detach()
-        kmax = table.shape[0] - len(exclude)
-        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k < kmax:
-            raise ValueError(f"k must be an int in [1, vocab_size - 1 - len(exclude)), got {k!r}")
+        check_int("k", k, 1, table.shape[0] - 1 - len(exclude))
         pos = _check_positions(positions, ids.shape[1])
         out = {}
         for t in pos:
@@ -294,6 +369,7 @@ class Synonyms:
         return cls(out, budget)
 
     def domains(self, e: Tensor) -> list[HullDomain]:
+        """One hull domain per subset of ``budget`` positions, around ``e`` [B, T, D]."""
         B, T, D = e.shape
         pos = _check_positions(self.positions, T, "candidate positions")
         cands = []
@@ -318,3 +394,7 @@ class Synonyms:
             idx = torch.tensor(pos, device=e.device)[list(sub)]
             out.append(HullDomain(e, idx.expand(B, -1), deltas[:, list(sub)]))
         return out
+
+
+#: a perturbation specification the public API takes
+Spec = LpBall | Synonyms

@@ -18,12 +18,17 @@ True
 
 from __future__ import annotations
 
+import copy
 import functools
 import re
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import torch
 from torch import Tensor
+
+from .._checks import check_int, check_seed
+from .model import TransformerClassifier
 
 __all__ = [
     "EXAMPLES",
@@ -79,15 +84,27 @@ EXAMPLES = [
 
 
 class Vocab:
-    """Word <-> id mapping; ``encode`` lower-cases, strips punctuation, maps unknowns to 1."""
+    """Word <-> id mapping; ``encode`` lower-cases, strips punctuation, maps unknowns to 1.
 
-    def __init__(self, words):
+    Parameters
+    ----------
+    words : iterable of str
+        The words, in id order.
+
+    Examples
+    --------
+    >>> v = Vocab(["<pad>", "<unk>", "good", "film"])
+    >>> v.encode("Good film!").tolist(), v.decode([3, 2])
+    ([2, 3], 'film good')
+    """
+
+    def __init__(self, words: Iterable[str]) -> None:
         self.words = list(words)
         self.index = {w: i for i, w in enumerate(self.words)}
         self.positive = [self.index[w] for w in POSITIVE if w in self.index]
         self.negative = [self.index[w] for w in NEGATIVE if w in self.index]
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self.words)
 
     def encode(self, sentence: str) -> Tensor:
@@ -99,16 +116,43 @@ class Vocab:
             raise ValueError(f"sentence must contain at least one word, got {sentence!r}")
         return torch.tensor([self.index.get(t, 1) for t in toks], dtype=torch.long)
 
-    def decode(self, ids) -> str:
+    def decode(self, ids: Tensor | Sequence[int]) -> str:
+        """The words of ``ids``, joined by spaces."""
         return " ".join(self.words[int(i)] for i in torch.as_tensor(ids).reshape(-1))
 
 
 VOCAB = Vocab(WORDS)
 
 
-def make_dataset(n: int, seed: int = 0, min_len: int = 6, max_len: int = 12):
-    """``n`` sentences as (ids [n, max_len] padded with 0, lengths [n], labels [n])."""
-    g = torch.Generator().manual_seed(seed)
+def make_dataset(
+    n: int, seed: int = 0, min_len: int = 6, max_len: int = 12
+) -> tuple[Tensor, Tensor, Tensor]:
+    """``n`` sentences of the toy sentiment task, drawn deterministically from ``seed``.
+
+    Parameters
+    ----------
+    n : int
+        Number of sentences.
+    seed : int
+        Seeds the generator.
+    min_len, max_len : int
+        Sentence lengths are uniform in ``[min_len, max_len]`` (``1 <= min_len <= max_len``).
+
+    Returns
+    -------
+    (ids, lengths, labels)
+        ids [n, max_len] (long, padded with 0), lengths [n], labels [n] (1 = positive).
+
+    Examples
+    --------
+    >>> ids, lens, labels = make_dataset(3, seed=1)
+    >>> ids.shape, bool((lens >= 6).all()), set(labels.tolist()) <= {0, 1}
+    (torch.Size([3, 12]), True, True)
+    """
+    check_int("n", n)
+    check_int("min_len", min_len)
+    check_int("max_len", max_len, min_len)
+    g = torch.Generator().manual_seed(check_seed(seed))
     pos = torch.tensor(VOCAB.positive)
     neg = torch.tensor(VOCAB.negative)
     neu = torch.tensor([VOCAB.index[w] for w in NEUTRAL])
@@ -135,9 +179,7 @@ DEFAULT_PATH = Path(__file__).parent / "data" / "default_model.pt"
 
 
 @functools.lru_cache(maxsize=1)
-def _load(path: str):
-    from .model import TransformerClassifier
-
+def _load(path: str) -> tuple[TransformerClassifier, Vocab]:
     blob = torch.load(path, map_location="cpu", weights_only=True)
     model = TransformerClassifier(**blob["config"])
     model.load_state_dict(blob["state_dict"])
@@ -145,14 +187,30 @@ def _load(path: str):
     return model, Vocab(blob["vocab"])
 
 
-def load_default_model():
-    """``(model, vocab)``: the shipped model (a fresh copy each call) and its :class:`Vocab`."""
-    import copy
+def load_default_model() -> tuple[TransformerClassifier, Vocab]:
+    """``(model, vocab)``: the shipped model (a fresh copy each call) and its :class:`Vocab`.
 
+    Returns
+    -------
+    (TransformerClassifier, Vocab)
+        The one-layer model of ``data/default_model.pt`` in eval mode, and its vocabulary.
+
+    Examples
+    --------
+    >>> model, vocab = load_default_model()
+    >>> model.num_classes, len(model.blocks), len(vocab) == model.embedding.num_embeddings
+    (2, 1, True)
+    """
     model, vocab = _load(str(DEFAULT_PATH))
     return copy.deepcopy(model), vocab
 
 
 def encode(sentence: str) -> Tensor:
-    """Token ids [T] of ``sentence`` in the default vocabulary."""
+    """Token ids [T] of ``sentence`` in the default vocabulary.
+
+    Examples
+    --------
+    >>> encode("a good film").shape
+    torch.Size([3])
+    """
     return VOCAB.encode(sentence)

@@ -1,7 +1,9 @@
 """BoundsExplorer: certified bounds of a small transformer classifier, interactively.
 
-The model is :mod:`toolkit.verify` (bound propagation with ``ibp``, ``crown``, ``forward`` and
-``baf``; :func:`~toolkit.verify.certified_radius`); this module adds two plain functions
+The model is :mod:`toolkit.verify`'s public API (:func:`~toolkit.verify.bound_profile` for the
+logits, margins and per-layer widths of one method, :func:`~toolkit.verify.certified_radius`;
+the methods, their colours and which are computed on demand come from
+:data:`~toolkit.verify.METHOD_TABLE`); this module adds two plain functions
 (:func:`method_bounds`, :func:`radius_row`) and lays out controls and figures.
 """
 
@@ -9,8 +11,9 @@ from __future__ import annotations
 
 import copy
 import math
-import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import ipywidgets as W
 import numpy as np
@@ -18,9 +21,19 @@ import plotly.graph_objects as go
 import torch
 
 from .._backend import single_thread
-from ..verify import LpBall, build_graph, certified_radius, load_default_model, margin_matrix
-from ..verify.propagate import METHODS, Propagator
-from ..verify.specs import normalize_p
+from .._checks import check_choice, check_positive
+from ..verify import (
+    METHOD_TABLE,
+    METHODS,
+    LpBall,
+    MethodName,
+    VerifiableModel,
+    Vocab,
+    bound_profile,
+    certified_radius,
+    load_default_model,
+)
+from ..verify.specs import PNorm, normalize_p
 from ..verify.task import EXAMPLES
 from ._base import Explorer
 
@@ -28,15 +41,8 @@ __all__ = ["RADIUS_RANGE", "BoundsExplorer", "MethodBounds", "method_bounds", "r
 
 #: p -> (max_eps, tol) of the explorer's coarse radius search (bisection, about 6 steps)
 RADIUS_RANGE = {1.0: (2.0, 2.0 / 64), 2.0: (1.0, 1.0 / 64), math.inf: (0.25, 0.25 / 64)}
-#: methods computed only while selected (alpha-CROWN's slope optimisation takes seconds)
-ON_DEMAND = ("alpha-crown",)
-_COLORS = {
-    "ibp": "#7f7f7f",
-    "crown": "#1f77b4",
-    "forward": "#ff7f0e",
-    "baf": "#2ca02c",
-    "alpha-crown": "#9467bd",
-}
+#: methods computed only while selected (slope optimisation takes seconds)
+ON_DEMAND = tuple(m.name for m in METHOD_TABLE.values() if m.optimizes_slopes)
 
 
 @dataclass
@@ -70,37 +76,41 @@ class MethodBounds:
         return bool(np.all(others > 0))
 
 
-def method_bounds(model, e: torch.Tensor, spec, method: str, label: int) -> MethodBounds:
+def method_bounds(
+    model: VerifiableModel, e: torch.Tensor, spec: LpBall, method: MethodName, label: int
+) -> MethodBounds:
     """Logit bounds, margin bounds and per-layer widths of ``method`` in one propagation.
 
-    ``e`` [T, D] word embeddings of one sentence, ``spec`` an :class:`~toolkit.verify.LpBall`.
-    The logit bounds equal ``bounds(model, e, spec, method)``, the margins
-    ``margin_bounds(model, e, spec, label, method)``.
+    ``e`` [T, D] word embeddings of one sentence, ``spec`` an :class:`~toolkit.verify.LpBall`;
+    a numpy view of :func:`toolkit.verify.bound_profile` (whose docstring says how the
+    bounds relate to :func:`~toolkit.verify.bounds` and :func:`~toolkit.verify.margin_bounds`).
 
     >>> model, vocab = load_default_model()                         # doctest: +SKIP
     >>> e = model.embed(vocab.encode("a wonderful film")).detach()  # doctest: +SKIP
     >>> method_bounds(model, e, LpBall(0.01, 2, [1]), "crown", 1).certified  # doctest: +SKIP
     True
     """
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    e = e.detach().to(torch.float64)[None]
-    start = time.perf_counter()
-    graph = build_graph(model, e.shape[1])
-    prop = Propagator(graph, spec.domains(e)[0], method, report=True)
-    mlo, _mhi, inter = prop.run(margin_matrix(label, 1, model.num_classes))
-    lo, hi = prop.output_bounds()  # alpha-CROWN: the logits optimised on the same bounds
-    seconds = time.perf_counter() - start
-    mlo = mlo[0].clone()
-    mlo[label] = 0.0
-    names = list(inter)
-    widths = np.array([float((u - l).mean()) for l, u in inter.values()])
+    prof = bound_profile(model, e, spec, label, method)
     return MethodBounds(
-        method, int(label), lo[0].numpy(), hi[0].numpy(), mlo.numpy(), names, widths, seconds
+        prof.method,
+        int(label),
+        prof.lower.cpu().numpy(),
+        prof.upper.cpu().numpy(),
+        prof.margin_lower.cpu().numpy(),
+        prof.layers,
+        prof.layer_width.cpu().numpy(),
+        prof.seconds,
     )
 
 
-def radius_row(model, e: torch.Tensor, label: int, p, method: str, progress=None) -> np.ndarray:
+def radius_row(
+    model: VerifiableModel,
+    e: torch.Tensor,
+    label: int,
+    p: PNorm,
+    method: MethodName,
+    progress: Callable[[int, int], Any] | None = None,
+) -> np.ndarray:
     """Certified radius of every position of one sentence ([T]), coarse (see RADIUS_RANGE).
 
     One :func:`~toolkit.verify.certified_radius` call per position so that ``progress(done,
@@ -143,25 +153,24 @@ class BoundsExplorer(Explorer):
         self,
         sentence: str | None = None,
         *,
-        positions=None,
-        p=2,
+        positions: Sequence[int] | None = None,
+        p: PNorm = 2,
         eps: float = 0.01,
         method: str = "crown",
-        model=None,
-        vocab=None,
+        model: VerifiableModel | None = None,
+        vocab: Vocab | None = None,
     ) -> None:
-        if method not in METHODS:
-            raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+        check_choice("method", method, METHODS)
         self._p = normalize_p(p)
-        if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps > 0:
-            raise ValueError(f"eps must be a number > 0, got {eps!r}")
+        check_positive("eps", eps)
         if (model is None) != (vocab is None):
             raise TypeError("model and vocab must be given together (or neither)")
-        if model is None:
+        if model is None or vocab is None:
             model, vocab = load_default_model()
         else:
             model = copy.deepcopy(model)
-        self.model, self.vocab = model.double().eval(), vocab
+        self.model: VerifiableModel = model.double().eval()
+        self.vocab: Vocab = vocab
         self._sentence = sentence if sentence is not None else EXAMPLES[0][0]
         self._positions, self._eps, self._method = positions, float(eps), method
         self.classes = (
@@ -169,9 +178,9 @@ class BoundsExplorer(Explorer):
             if self.model.num_classes == 2
             else [f"class {c}" for c in range(self.model.num_classes)]
         )
-        self._cache: dict = {}
+        self._cache: dict[tuple[Any, ...], dict[str, MethodBounds]] = {}
         self._syncing = False
-        self._radius_key = None
+        self._radius_key: tuple[tuple[int, ...], float] | None = None
         self.results: dict[str, MethodBounds] = {}
         self.radii: dict[str, np.ndarray] = {}
         super().__init__()
@@ -228,7 +237,7 @@ class BoundsExplorer(Explorer):
         )
         layers = go.FigureWidget()
         for m in METHODS:
-            layers.add_scatter(mode="lines+markers", name=m, line=dict(color=_COLORS[m]))
+            layers.add_scatter(mode="lines+markers", name=m, line=dict(color=METHOD_TABLE[m].color))
         layers.update_layout(
             height=330,
             title="mean bound width per layer",
@@ -236,7 +245,9 @@ class BoundsExplorer(Explorer):
             margin=dict(t=50, b=40),
         )
         methods = go.FigureWidget()
-        methods.add_bar(name="mean logit width", marker=dict(color=[_COLORS[m] for m in METHODS]))
+        methods.add_bar(
+            name="mean logit width", marker=dict(color=[METHOD_TABLE[m].color for m in METHODS])
+        )
         methods.update_layout(
             height=330,
             title="methods at the current ε",
@@ -364,14 +375,15 @@ class BoundsExplorer(Explorer):
 
     def _draw_radius(self, labels: list[str]) -> None:
         z = np.array([self.radii.get(m, np.full(len(labels), np.nan)) for m in METHODS])
+        p = self._radius_key[1] if self._radius_key is not None else self._p
         fig = self.figures["radius"]
         with fig.batch_update():
             hm = fig.data[0]
             hm.x, hm.y, hm.z = labels, list(METHODS), z
-            max_eps = RADIUS_RANGE[self._radius_key[1]][0]
+            max_eps = RADIUS_RANGE[p][0]
             hm.zmax = max_eps
             fig.layout.title.text = (
-                f"certified radius per position (ℓ{_p_label(self._radius_key[1])}, searched "
+                f"certified radius per position (ℓ{_p_label(p)}, searched "
                 f"up to {max_eps:g}; Run fills the selected method)"
             )
 

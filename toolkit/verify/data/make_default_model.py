@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -22,7 +23,7 @@ import torch.nn.functional as F
 from toolkit.verify.model import TransformerClassifier
 from toolkit.verify.task import VOCAB, make_dataset
 
-CONFIG = dict(
+CONFIG: dict[str, Any] = dict(
     vocab_size=len(VOCAB),
     dim=64,
     layers=1,

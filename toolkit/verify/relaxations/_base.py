@@ -24,10 +24,17 @@ a NaN bound into an infinite one), so non-finite intermediate bounds stay sound.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+import functools
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
+
+#: (lower, upper) of one node
+Bounds = tuple[Tensor, Tensor]
+#: (aL, bL, aU, bU): a lower and an upper plane per element
+Planes = tuple[Tensor, Tensor, Tensor, Tensor]
 
 __all__ = [
     "SLACK",
@@ -76,7 +83,7 @@ def dot_rows(A: Tensor, c: Tensor) -> Tensor:
     return (A.reshape(B, m, -1) @ c)[..., 0]
 
 
-def lower_step(A: Tensor, aL: Tensor, bL: Tensor, aU: Tensor, bU: Tensor):
+def lower_step(A: Tensor, aL: Tensor, bL: Tensor, aU: Tensor, bU: Tensor) -> tuple[Tensor, Tensor]:
     """Elementwise CROWN step: ``A^+ aL + A^- aU`` and bias ``A^+ . bL + A^- . bU``.
 
     Coefficients [B, *shape] (broadcast over the rows of A [B, m, *shape]).  Uses
@@ -114,26 +121,28 @@ class Op:
     #: True for ops whose relaxation depends on input bounds (their inputs need bounds)
     nonlinear = False
 
-    def forward(self, *xs: Tensor) -> Tensor:
+    def forward(self, *xs: Any, **kw: Any) -> Tensor:
         raise NotImplementedError
 
-    def relax(self, bnds):
+    def relax(self, bnds: Sequence[Bounds]) -> Any:
         return None
 
-    def ibp(self, bnds, rel):
+    def ibp(self, bnds: Sequence[Bounds], rel: Any) -> Bounds:
         raise NotImplementedError
 
-    def backward(self, A: Tensor, bnds, rel):
+    def backward(self, A: Tensor, bnds: Sequence[Bounds], rel: Any) -> tuple[list[Tensor], Tensor]:
         raise NotImplementedError
 
-    def forward_linear(self, lins, bnds, rel) -> LinearBounds:
+    def forward_linear(
+        self, lins: Sequence[LinearBounds], bnds: Sequence[Bounds], rel: Any
+    ) -> LinearBounds:
         raise NotImplementedError
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return type(self).__name__
 
 
-def bisect(g, lo: Tensor, hi: Tensor, iters: int = 64) -> Tensor:
+def bisect(g: Callable[[Tensor], Tensor], lo: Tensor, hi: Tensor, iters: int = 64) -> Tensor:
     """Root of ``g`` (monotone on each [lo, hi], with a sign change) by vectorised bisection."""
     slo = g(lo) > 0
     for _ in range(iters):
@@ -144,7 +153,18 @@ def bisect(g, lo: Tensor, hi: Tensor, iters: int = 64) -> Tensor:
     return 0.5 * (lo + hi)
 
 
-def offset_range(f, df, pieces, a: Tensor, l: Tensor, u: Tensor):
+def _shifted(df: Callable[[Tensor], Tensor], a: Tensor, x: Tensor) -> Tensor:
+    return df(x) - a
+
+
+def offset_range(
+    f: Callable[[Tensor], Tensor],
+    df: Callable[[Tensor], Tensor],
+    pieces: Any,
+    a: Tensor,
+    l: Tensor,
+    u: Tensor,
+) -> Bounds:
     """Exact ``(min, max)`` of ``h(x) = f(x) - a x`` over ``x in [l, u]`` (elementwise).
 
     ``pieces``: list of ``(p0, p1)`` (floats, may be infinite) covering the domain, on each
@@ -160,27 +180,33 @@ def offset_range(f, df, pieces, a: Tensor, l: Tensor, u: Tensor):
         with torch.no_grad():  # the extremes' locations carry no gradient (envelope theorem)
             ad = a.detach()
             has = ok & ((df(lo) - ad) * (df(hi) - ad) <= 0)
-            r = bisect(lambda x, ad=ad: df(x) - ad, lo, hi) if bool(has.any()) else None
+            r = bisect(functools.partial(_shifted, df, ad), lo, hi) if bool(has.any()) else None
         if r is not None:
             xs.append(torch.where(has, r, l))
     h = torch.stack([f(x) - a * x for x in xs])
     return h.amin(0), h.amax(0)
 
 
-def chord_slope(f, l: Tensor, u: Tensor) -> Tensor:
+def chord_slope(f: Callable[[Tensor], Tensor], l: Tensor, u: Tensor) -> Tensor:
     """``(f(u) - f(l)) / (u - l)``; where ``u == l`` the result is meaningless (finite)."""
     w = u - l
     return (f(u) - f(l)) / torch.where(w > 0, w, 1.0)
 
 
-def usable_interval(l: Tensor, u: Tensor):
+def usable_interval(l: Tensor, u: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """``(good, l', u')``: ``good`` where [l, u] is finite and non-degenerate; elsewhere l', u'
     are the dummy interval (1, 2), which lies in every op's domain (its planes get discarded)."""
     good = torch.isfinite(l) & torch.isfinite(u) & (u > l)
     return good, torch.where(good, l, 1.0), torch.where(good, u, 2.0)
 
 
-def convex_planes(f, df, l, u, convex: bool = True):
+def convex_planes(
+    f: Callable[[Tensor], Tensor],
+    df: Callable[[Tensor], Tensor],
+    l: Tensor,
+    u: Tensor,
+    convex: bool = True,
+) -> Planes:
     """Tangent at the midpoint and chord; for concave ``f`` the roles swap."""
     mid = 0.5 * (l + u)
     at = df(mid)
@@ -190,7 +216,9 @@ def convex_planes(f, df, l, u, convex: bool = True):
     return (at, bt, ac, bc) if convex else (ac, bc, at, bt)
 
 
-def general_planes(f, df, pieces, l, u):
+def general_planes(
+    f: Callable[[Tensor], Tensor], df: Callable[[Tensor], Tensor], pieces: Any, l: Tensor, u: Tensor
+) -> Planes:
     """Best of candidate slopes {chord, f'(l), f'(u), f'(mid)} with exact offsets.
 
     Lower plane maximises its mean over [l, u], upper plane minimises it (i.e. minimal area
@@ -198,11 +226,11 @@ def general_planes(f, df, pieces, l, u):
     """
     mid = 0.5 * (l + u)
     cands = [chord_slope(f, l, u), df(l), df(u), df(mid)]
-    best = None
+    best: list[Tensor] = []
     for a in cands:
         lo, hi = offset_range(f, df, pieces, a, l, u)
         sl, su = a * mid + lo, a * mid + hi
-        if best is None:
+        if not best:
             best = [a, lo, sl, a, hi, su]
             continue
         bl = sl > best[2]
@@ -226,19 +254,19 @@ class Elementwise(Op):
     def fn(self, x: Tensor) -> Tensor:
         raise NotImplementedError
 
-    def interval(self, l: Tensor, u: Tensor):
+    def interval(self, l: Tensor, u: Tensor) -> Bounds:
         """Exact range of f over [l, u] (IBP)."""
         raise NotImplementedError
 
-    def planes(self, l: Tensor, u: Tensor):
+    def planes(self, l: Tensor, u: Tensor) -> Planes:
         """(aL, bL, aU, bU) for finite l < u."""
         raise NotImplementedError
 
-    def planes_at(self, tL: Tensor, tU: Tensor, l: Tensor, u: Tensor):
+    def planes_at(self, tL: Tensor, tU: Tensor, l: Tensor, u: Tensor) -> Planes:
         """Sound planes (aL, bL, aU, bU) chosen by parameters ``t`` in [0, 1] (alpha-CROWN)."""
         raise NotImplementedError
 
-    def free_sides(self, l: Tensor, u: Tensor):
+    def free_sides(self, l: Tensor, u: Tensor) -> Bounds:
         """Masks (lower, upper): where a plane is worth optimising (alpha-CROWN).
 
         A convex piece's best upper plane is its chord whatever the objective, so only its
@@ -246,21 +274,21 @@ class Elementwise(Op):
         """
         raise NotImplementedError
 
-    def initial_points(self, rel, l: Tensor, u: Tensor):
+    def initial_points(self, rel: Any, l: Tensor, u: Tensor) -> Bounds:
         """``(tL, tU)`` for which :meth:`planes_at` gives (about) the planes of ``rel``."""
         raise NotImplementedError
 
-    def input_interval(self, l: Tensor, u: Tensor):
+    def input_interval(self, l: Tensor, u: Tensor) -> Bounds:
         """The input bounds the planes are built on (ops with a restricted domain clamp)."""
         return l, u
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> Tensor:
         return self.fn(x)
 
-    def ibp(self, bnds, rel=None):
+    def ibp(self, bnds: Sequence[Bounds], rel: Any | None = None) -> Bounds:
         return self.interval(*bnds[0])
 
-    def relax(self, bnds, points=None):
+    def relax(self, bnds: Sequence[Bounds], points: Sequence[Tensor] | None = None) -> Any:
         """Planes with degenerate/non-finite intervals handled and a safety slack added.
 
         ``points=(tL, tU)`` (alpha-CROWN) takes the planes of :meth:`planes_at` instead of
@@ -274,7 +302,8 @@ class Elementwise(Op):
             if points is None:
                 aL, bL, aU, bU = self.planes(gl, gu)
             else:
-                aL, bL, aU, bU = self.planes_at(*points, gl, gu)
+                tL, tU = points
+                aL, bL, aU, bU = self.planes_at(tL, tU, gl, gu)
         else:
             aL = bL = aU = bU = zero
         aL, aU = torch.where(good, aL, zero), torch.where(good, aU, zero)
@@ -288,12 +317,14 @@ class Elementwise(Op):
         bU = bU + SLACK * (1 + bU.abs() + aU.abs() * r)
         return aL, bL, aU, bU
 
-    def backward(self, A, bnds, rel):
+    def backward(self, A: Tensor, bnds: Sequence[Bounds], rel: Any) -> tuple[list[Tensor], Tensor]:
         aL, bL, aU, bU = rel
         Ax, bias = lower_step(A, aL, bL, aU, bU)
         return [Ax], bias
 
-    def forward_linear(self, lins, bnds, rel):
+    def forward_linear(
+        self, lins: Sequence[LinearBounds], bnds: Sequence[Bounds], rel: Any
+    ) -> LinearBounds:
         x = lins[0]
         aL, bL, aU, bU = rel
         aLp, aLn, aUp, aUn = aL.clamp(min=0), aL.clamp(max=0), aU.clamp(min=0), aU.clamp(max=0)
@@ -317,21 +348,21 @@ class SmoothElementwise(Elementwise):
     def df(self, x: Tensor) -> Tensor:
         raise NotImplementedError
 
-    def curvature(self, l, u):
+    def curvature(self, l: Tensor, u: Tensor) -> Bounds:
         raise NotImplementedError
 
-    def free_sides(self, l, u):
+    def free_sides(self, l: Tensor, u: Tensor) -> Bounds:
         vex, cave = self.curvature(l, u)
         return ~cave, ~vex
 
-    def _slope_range(self, l, u):
+    def _slope_range(self, l: Tensor, u: Tensor) -> Bounds:
         """Slopes worth trying on a mixed piece: the derivative at both ends and the chord."""
         s = torch.stack([self.df(l), self.df(u), chord_slope(self.fn, l, u)])
         lo, hi = s.amin(0), s.amax(0)
         ok = torch.isfinite(lo) & torch.isfinite(hi)
         return torch.where(ok, lo, 0.0), torch.where(ok, hi - lo, 0.0)
 
-    def planes_at(self, tL, tU, l, u):
+    def planes_at(self, tL: Tensor, tU: Tensor, l: Tensor, u: Tensor) -> Planes:
         """On a convex (concave) piece the lower (upper) plane is the tangent at
         ``l + t (u - l)``; on a mixed piece the slope is ``lo + t (hi - lo)`` over
         :meth:`_slope_range`, with exact offsets (:func:`offset_range`).  The other side
@@ -343,7 +374,7 @@ class SmoothElementwise(Elementwise):
         bc = self.fn(l) - ac * l
         aL, bL, aU, bU = ac, bc, ac, bc
 
-        def tangent(t):
+        def tangent(t: Tensor) -> Bounds:
             x = l + w * t
             a = self.df(x)
             return a, self.fn(x) - a * x
@@ -364,7 +395,7 @@ class SmoothElementwise(Elementwise):
                     aU, bU = aU.index_put((mixed,), a), bU.index_put((mixed,), off[1])
         return aL, bL, aU, bU
 
-    def initial_points(self, rel, l, u):
+    def initial_points(self, rel: Any, l: Tensor, u: Tensor) -> Bounds:
         vex, cave = self.curvature(l, u)
         tL = torch.full_like(l, 0.5)  # CROWN's tangent is at the midpoint
         tU = tL.clone()
@@ -376,7 +407,7 @@ class SmoothElementwise(Elementwise):
             tU[mixed] = ((rel[2][mixed] - lo) / safe).clamp(0, 1)
         return tL, tU
 
-    def planes(self, l, u):
+    def planes(self, l: Tensor, u: Tensor) -> Planes:
         vex, cave = self.curvature(l, u)
         out = list(convex_planes(self.fn, self.df, l, u, True))
         if bool(cave.any()):
@@ -387,7 +418,7 @@ class SmoothElementwise(Elementwise):
             g = general_planes(self.fn, self.df, self.pieces, l[mixed], u[mixed])
             for o, gi in zip(out, g):
                 o[mixed] = gi
-        return tuple(out)
+        return out[0], out[1], out[2], out[3]
 
 
 class PositiveConvexElementwise(SmoothElementwise):
@@ -400,10 +431,10 @@ class PositiveConvexElementwise(SmoothElementwise):
 
     tiny = 1e-300
 
-    def input_interval(self, l, u):
+    def input_interval(self, l: Tensor, u: Tensor) -> Bounds:
         l = l.clamp(min=self.tiny)
         return l, torch.maximum(u, l)
 
-    def curvature(self, l, u):
+    def curvature(self, l: Tensor, u: Tensor) -> Bounds:
         convex = torch.ones_like(l, dtype=torch.bool)
         return convex, ~convex

@@ -13,21 +13,22 @@ IBP: ``[exp(l), exp(u)]``.  In the softmax the input is shifted so that ``u <= 0
 from __future__ import annotations
 
 import torch
+from torch import Tensor
 
-from ._base import SmoothElementwise
+from ._base import Bounds, SmoothElementwise
 
 __all__ = ["Exp"]
 
 
 class Exp(SmoothElementwise):
-    def fn(self, x):
+    def fn(self, x: Tensor) -> Tensor:
         return torch.exp(x)
 
     df = fn
 
-    def interval(self, l, u):
+    def interval(self, l: Tensor, u: Tensor) -> Bounds:
         return torch.exp(l), torch.exp(u)
 
-    def curvature(self, l, u):
+    def curvature(self, l: Tensor, u: Tensor) -> Bounds:
         t = torch.ones_like(l, dtype=torch.bool)
         return t, ~t

@@ -16,19 +16,20 @@ from __future__ import annotations
 import math
 
 import torch
+from torch import Tensor
 
-from ._base import SLACK, SmoothElementwise, bisect
+from ._base import SLACK, Bounds, SmoothElementwise, bisect
 
 __all__ = ["GELU"]
 
 _R2 = math.sqrt(2.0)
 
 
-def _gelu(x):
+def _gelu(x: Tensor) -> Tensor:
     return x * 0.5 * (1 + torch.erf(x / _R2))
 
 
-def _dgelu(x):
+def _dgelu(x: Tensor) -> Tensor:
     return 0.5 * (1 + torch.erf(x / _R2)) + x * torch.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)
 
 
@@ -46,19 +47,19 @@ _FMIN = float(_gelu(torch.tensor(_XMIN, dtype=torch.float64))) - SLACK
 class GELU(SmoothElementwise):
     pieces = ((-float("inf"), -_R2), (-_R2, _R2), (_R2, float("inf")))
 
-    def fn(self, x):
+    def fn(self, x: Tensor) -> Tensor:
         return _gelu(x)
 
-    def df(self, x):
+    def df(self, x: Tensor) -> Tensor:
         return _dgelu(x)
 
-    def interval(self, l, u):
+    def interval(self, l: Tensor, u: Tensor) -> Bounds:
         fl, fu = _gelu(l), _gelu(u)
         inside = (l <= _XMIN) & (u >= _XMIN)
         lo = torch.where(inside, torch.full_like(fl, _FMIN), torch.minimum(fl, fu))
         return lo, torch.maximum(fl, fu)
 
-    def curvature(self, l, u):
+    def curvature(self, l: Tensor, u: Tensor) -> Bounds:
         vex = (l >= -_R2) & (u <= _R2)
         cave = (u <= -_R2) | (l >= _R2)
         return vex, cave

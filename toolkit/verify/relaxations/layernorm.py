@@ -21,23 +21,37 @@
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING, Any
 
 import torch
+from torch import Tensor
 
 from .linear import Center, Linear, Scale
 from .product import Mul, Square
 from .sqrt import Rsqrt
 
+if TYPE_CHECKING:
+    from ..graph import Graph
+
 __all__ = ["add_layernorm"]
 
 
-def add_layernorm(g, x: str, variant: str, weight, bias, eps: float, prefix: str, **flags) -> str:
+def add_layernorm(
+    g: Graph,
+    x: str,
+    variant: str,
+    weight: Tensor | None,
+    bias: Tensor | None,
+    eps: float,
+    prefix: str,
+    **flags: Any,
+) -> str:
     """Append LayerNorm of node ``x`` (over its last dim) to graph ``g``; return the name."""
     if variant == "none":
         return x
     shape = g.nodes[x].shape
     D = shape[-1]
-    f64 = dict(dtype=torch.float64)
+    f64: dict[str, Any] = dict(dtype=torch.float64)
     w = torch.as_tensor(weight).detach().to(**f64)
     b = torch.as_tensor(bias).detach().to(**f64)
     C = torch.eye(D, **f64) - 1.0 / D

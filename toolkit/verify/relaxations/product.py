@@ -33,14 +33,29 @@ True
 
 from __future__ import annotations
 
-import torch
+from collections.abc import Sequence
+from typing import Any
 
-from ._base import LinearBounds, Op, SmoothElementwise, all_finite, dot_rows, safe_mul, sum_to
+import torch
+from torch import Tensor
+
+from ._base import (
+    Bounds,
+    LinearBounds,
+    Op,
+    SmoothElementwise,
+    all_finite,
+    dot_rows,
+    safe_mul,
+    sum_to,
+)
 
 __all__ = ["MatMul", "Mul", "Square", "mccormick"]
 
 
-def mccormick(lx, ux, ly, uy, lam: float = 0.5):
+def mccormick(
+    lx: Tensor, ux: Tensor, ly: Tensor, uy: Tensor, lam: float = 0.5
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Coefficients of the mixed McCormick planes for elementwise :math:`xy`.
 
     Returns ``(axL, ayL, cL, axU, ayU, cU)`` with ``axL*x + ayL*y + cL <= x*y <=
@@ -54,7 +69,7 @@ def mccormick(lx, ux, ly, uy, lam: float = 0.5):
     return axL, ay, cL, axU, ay, cU
 
 
-def _pn(t):
+def _pn(t: Tensor) -> Bounds:
     return t.clamp(min=0), t.clamp(max=0)
 
 
@@ -64,22 +79,22 @@ class Mul(Op):
     arity = 2
     nonlinear = True
 
-    def __init__(self, lam: float = 0.5):
+    def __init__(self, lam: float = 0.5) -> None:
         self.lam = lam
 
-    def forward(self, x, y):
+    def forward(self, x: Tensor, y: Tensor) -> Tensor:
         return x * y
 
-    def relax(self, bnds):
+    def relax(self, bnds: Sequence[Bounds]) -> Any:
         (lx, ux), (ly, uy) = bnds
         return mccormick(lx, ux, ly, uy, self.lam)
 
-    def ibp(self, bnds, rel=None):
+    def ibp(self, bnds: Sequence[Bounds], rel: Any | None = None) -> Bounds:
         (lx, ux), (ly, uy) = bnds
         c = torch.stack(torch.broadcast_tensors(lx * ly, lx * uy, ux * ly, ux * uy))
         return c.amin(0), c.amax(0)
 
-    def backward(self, A, bnds, rel):
+    def backward(self, A: Tensor, bnds: Sequence[Bounds], rel: Any) -> tuple[list[Tensor], Tensor]:
         (lx, _), (ly, _) = bnds
         sx = (A.shape[0], A.shape[1], *lx.shape[1:])
         sy = (A.shape[0], A.shape[1], *ly.shape[1:])
@@ -100,12 +115,14 @@ class Mul(Op):
         bias = (safe_mul(Ap, cL) + safe_mul(An, cU)).flatten(2).sum(-1)
         return [Ax, Ay], bias
 
-    def forward_linear(self, lins, bnds, rel):
+    def forward_linear(
+        self, lins: Sequence[LinearBounds], bnds: Sequence[Bounds], rel: Any
+    ) -> LinearBounds:
         x, y = lins
         axL, ayL, cL, axU, ayU, cU = rel
         e = lambda t: t.unsqueeze(-1)  # noqa: E731
 
-        def side(a, ax_lo, ax_hi, bx_lo, bx_hi):
+        def side(a: Tensor, ax_lo, ax_hi, bx_lo, bx_hi):
             p, n = _pn(a)
             return (
                 safe_mul(e(p), ax_lo) + safe_mul(e(n), ax_hi),
@@ -128,16 +145,16 @@ class MatMul(Op):
     arity = 2
     nonlinear = True
 
-    def __init__(self, transpose_b: bool, lam: float = 0.5):
+    def __init__(self, transpose_b: bool, lam: float = 0.5) -> None:
         self.transpose_b, self.lam = transpose_b, lam
 
-    def _t(self, y):  # to the [.., T2, K] layout
+    def _t(self, y: Tensor) -> Tensor:  # to the [.., T2, K] layout
         return y if self.transpose_b else y.transpose(-1, -2)
 
-    def forward(self, x, y):
+    def forward(self, x: Tensor, y: Tensor) -> Tensor:
         return x @ self._t(y).transpose(-1, -2)
 
-    def relax(self, bnds):
+    def relax(self, bnds: Sequence[Bounds]) -> Any:
         (lx, ux), (ly, uy) = bnds
         ly, uy = self._t(ly), self._t(uy)
         lam = self.lam
@@ -149,14 +166,14 @@ class MatMul(Op):
         cU = -(lam * lx @ tt(uy) + (1 - lam) * ux @ tt(ly))
         return axL, ay, cL, axU, ay, cU
 
-    def ibp(self, bnds, rel=None):
+    def ibp(self, bnds: Sequence[Bounds], rel: Any | None = None) -> Bounds:
         (lx, ux), (ly, uy) = bnds
         ly, uy = self._t(ly).unsqueeze(-3), self._t(uy).unsqueeze(-3)
         lx, ux = lx.unsqueeze(-2), ux.unsqueeze(-2)
         c = torch.stack([lx * ly, lx * uy, ux * ly, ux * uy])
         return c.amin(0).sum(-1), c.amax(0).sum(-1)
 
-    def backward(self, A, bnds, rel):
+    def backward(self, A: Tensor, bnds: Sequence[Bounds], rel: Any) -> tuple[list[Tensor], Tensor]:
         axL, ayL, cL, axU, ayU, cU = (t.unsqueeze(1) for t in rel)
         tt = lambda t: t.transpose(-1, -2)  # noqa: E731
         if all_finite(*rel):
@@ -176,7 +193,9 @@ class MatMul(Op):
             Ay = tt(Ay)
         return [Ax, Ay], bias
 
-    def forward_linear(self, lins, bnds, rel):
+    def forward_linear(
+        self, lins: Sequence[LinearBounds], bnds: Sequence[Bounds], rel: Any
+    ) -> LinearBounds:
         x, y = lins
         if not self.transpose_b:
             y = LinearBounds(
@@ -212,16 +231,16 @@ class MatMul(Op):
 class Square(SmoothElementwise):
     """:math:`x^2`: convex; IBP ``[0, max(l^2, u^2)]`` when ``l < 0 < u``."""
 
-    def fn(self, x):
+    def fn(self, x: Tensor) -> Tensor:
         return x * x
 
-    def df(self, x):
+    def df(self, x: Tensor) -> Tensor:
         return 2 * x
 
-    def interval(self, l, u):
+    def interval(self, l: Tensor, u: Tensor) -> Bounds:
         lo = torch.where((l < 0) & (u > 0), torch.zeros_like(l), torch.minimum(l * l, u * u))
         return lo, torch.maximum(l * l, u * u)
 
-    def curvature(self, l, u):
+    def curvature(self, l: Tensor, u: Tensor) -> Bounds:
         t = torch.ones_like(l, dtype=torch.bool)
         return t, ~t

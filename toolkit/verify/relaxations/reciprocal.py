@@ -13,18 +13,20 @@ useless, the planes fall back to the interval ``[1/u, inf)``.
 
 from __future__ import annotations
 
-from ._base import PositiveConvexElementwise
+from torch import Tensor
+
+from ._base import Bounds, PositiveConvexElementwise
 
 __all__ = ["Reciprocal"]
 
 
 class Reciprocal(PositiveConvexElementwise):
-    def fn(self, x):
+    def fn(self, x: Tensor) -> Tensor:
         return 1.0 / x
 
-    def df(self, x):
+    def df(self, x: Tensor) -> Tensor:
         return -1.0 / (x * x)
 
-    def interval(self, l, u):
+    def interval(self, l: Tensor, u: Tensor) -> Bounds:
         l, u = self.input_interval(l, u)
         return 1.0 / u, 1.0 / l

@@ -13,24 +13,27 @@ sound).  Stable neurons are exact.
 
 from __future__ import annotations
 
-import torch
+from typing import Any
 
-from ._base import Elementwise
+import torch
+from torch import Tensor
+
+from ._base import Bounds, Elementwise, Planes
 
 __all__ = ["ReLU"]
 
 
 class ReLU(Elementwise):
-    def __init__(self, alpha=None):
+    def __init__(self, alpha: float | None = None) -> None:
         self.alpha = alpha
 
-    def fn(self, x):
+    def fn(self, x: Tensor) -> Tensor:
         return torch.relu(x)
 
-    def interval(self, l, u):
+    def interval(self, l: Tensor, u: Tensor) -> Bounds:
         return torch.relu(l), torch.relu(u)
 
-    def planes(self, l, u):
+    def planes(self, l: Tensor, u: Tensor) -> Planes:
         act, dead = l >= 0, u <= 0
         w = torch.where(u > l, u - l, torch.ones_like(u))
         aU = torch.where(act, 1.0, torch.where(dead, 0.0, u / w))
@@ -42,15 +45,15 @@ class ReLU(Elementwise):
         aL = torch.where(act, 1.0, torch.where(dead, 0.0, mid))
         return aL, torch.zeros_like(l), aU, bU
 
-    def planes_at(self, tL, tU, l, u):
+    def planes_at(self, tL: Tensor, tU: Tensor, l: Tensor, u: Tensor) -> Planes:
         """Lower slope ``tL`` through the origin on a crossing interval; upper: the chord."""
         aL, bL, aU, bU = self.planes(l, u)
         crossing = (l < 0) & (u > 0)
         return torch.where(crossing, tL, aL), bL, aU, bU
 
-    def free_sides(self, l, u):
+    def free_sides(self, l: Tensor, u: Tensor) -> Bounds:
         crossing = (l < 0) & (u > 0)
         return crossing, torch.zeros_like(crossing)
 
-    def initial_points(self, rel, l, u):
+    def initial_points(self, rel: Any, l: Tensor, u: Tensor) -> Bounds:
         return rel[0].clamp(0, 1), torch.zeros_like(l)

@@ -22,13 +22,20 @@ tensor(0.)
 
 from __future__ import annotations
 
-import torch
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
-from ._base import LinearBounds, Op
+import torch
+from torch import Tensor
+
+from ._base import Bounds, LinearBounds, Op
 from .exp import Exp
 from .linear import Linear
 from .product import Mul
 from .reciprocal import Reciprocal
+
+if TYPE_CHECKING:
+    from ..graph import Graph
 
 __all__ = ["Shift", "add_softmax"]
 
@@ -38,26 +45,28 @@ class Shift(Op):
 
     ibp_exact = True
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> Tensor:
         return x - x.amax(-1, keepdim=True)
 
-    def relax(self, bnds):
+    def relax(self, bnds: Sequence[Bounds]) -> Any:
         c = bnds[0][1].amax(-1, keepdim=True)
         return torch.where(torch.isfinite(c), c, torch.zeros_like(c))
 
-    def ibp(self, bnds, rel):
+    def ibp(self, bnds: Sequence[Bounds], rel: Any) -> Bounds:
         l, u = bnds[0]
         return l - rel, u - rel
 
-    def backward(self, A, bnds, rel):
+    def backward(self, A: Tensor, bnds: Sequence[Bounds], rel: Any) -> tuple[list[Tensor], Tensor]:
         return [A], -(A * rel.unsqueeze(1)).flatten(2).sum(-1)
 
-    def forward_linear(self, lins, bnds, rel):
+    def forward_linear(
+        self, lins: Sequence[LinearBounds], bnds: Sequence[Bounds], rel: Any
+    ) -> LinearBounds:
         x = lins[0]
         return LinearBounds(x.lw, x.lb - rel, x.uw, x.ub - rel)
 
 
-def add_softmax(g, x: str, prefix: str, **flags) -> str:
+def add_softmax(g: Graph, x: str, prefix: str, **flags: Any) -> str:
     """Append the softmax (over the last dim) of node ``x`` to graph ``g``; return its name."""
     shape = g.nodes[x].shape
     n = shape[-1]

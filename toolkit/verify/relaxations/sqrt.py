@@ -14,8 +14,9 @@
 from __future__ import annotations
 
 import torch
+from torch import Tensor
 
-from ._base import PositiveConvexElementwise, SmoothElementwise
+from ._base import Bounds, PositiveConvexElementwise, SmoothElementwise
 
 __all__ = ["Rsqrt", "Sqrt"]
 
@@ -23,32 +24,32 @@ _TINY = 1e-300
 
 
 class Sqrt(SmoothElementwise):
-    def fn(self, x):
+    def fn(self, x: Tensor) -> Tensor:
         return torch.sqrt(x)
 
-    def df(self, x):
+    def df(self, x: Tensor) -> Tensor:
         return 0.5 / torch.sqrt(x)
 
-    def interval(self, l, u):
+    def interval(self, l: Tensor, u: Tensor) -> Bounds:
         l = l.clamp(min=0)
         return torch.sqrt(l), torch.sqrt(torch.maximum(u, l))
 
-    def input_interval(self, l, u):
+    def input_interval(self, l: Tensor, u: Tensor) -> Bounds:
         l = l.clamp(min=0)
         return l, torch.maximum(u, l)
 
-    def curvature(self, l, u):
+    def curvature(self, l: Tensor, u: Tensor) -> Bounds:
         t = torch.ones_like(l, dtype=torch.bool)
         return ~t, t
 
 
 class Rsqrt(PositiveConvexElementwise):
-    def fn(self, x):
+    def fn(self, x: Tensor) -> Tensor:
         return torch.rsqrt(x)
 
-    def df(self, x):
+    def df(self, x: Tensor) -> Tensor:
         return -0.5 * x**-1.5
 
-    def interval(self, l, u):
+    def interval(self, l: Tensor, u: Tensor) -> Bounds:
         l, u = self.input_interval(l, u)
         return torch.rsqrt(u), torch.rsqrt(l)

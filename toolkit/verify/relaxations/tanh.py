@@ -14,8 +14,9 @@ True
 from __future__ import annotations
 
 import torch
+from torch import Tensor
 
-from ._base import SmoothElementwise
+from ._base import Bounds, SmoothElementwise
 
 __all__ = ["Tanh"]
 
@@ -23,14 +24,14 @@ __all__ = ["Tanh"]
 class Tanh(SmoothElementwise):
     pieces = ((-float("inf"), 0.0), (0.0, float("inf")))
 
-    def fn(self, x):
+    def fn(self, x: Tensor) -> Tensor:
         return torch.tanh(x)
 
-    def df(self, x):
+    def df(self, x: Tensor) -> Tensor:
         return 1 - torch.tanh(x) ** 2
 
-    def interval(self, l, u):
+    def interval(self, l: Tensor, u: Tensor) -> Bounds:
         return torch.tanh(l), torch.tanh(u)
 
-    def curvature(self, l, u):
+    def curvature(self, l: Tensor, u: Tensor) -> Bounds:
         return u <= 0, l >= 0
