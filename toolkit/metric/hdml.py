@@ -295,9 +295,9 @@ class HDML:
     def _tuples(self, z: torch.Tensor, labels: torch.Tensor) -> _Tuples:
         if self.kind == "npair":
             a, p = _npair_indices(labels, self._rng)
-            n = len(p)
-            others = ~torch.eye(n, dtype=torch.bool, device=z.device)
-            neg_lab = labels[p].unsqueeze(0).expand(n, n)[others].reshape(n, n - 1)
+            count = len(p)
+            others = ~torch.eye(count, dtype=torch.bool, device=z.device)
+            neg_lab = labels[p].unsqueeze(0).expand(count, count)[others].reshape(count, count - 1)
             return _Tuples(z[a], z[p], npair_negatives(z[p]), labels[a], neg_lab)
         if self.miner is not None:
             mined = self.miner(z.detach(), labels)
