@@ -17,6 +17,7 @@ from toolkit.verify import (
     load_default_model,
     margin_bounds,
 )
+from toolkit.verify.methods import get_method
 
 from ._helpers import tiny_input, tiny_model
 
@@ -186,6 +187,8 @@ def test_batch_matches_single_sentences():
         for b in range(3):
             l1, h1 = bounds(m, e[b], spec, method)  # 2-d input -> unbatched output
             assert l1.shape == (3,) and torch.allclose(l1, lo[b]) and torch.allclose(h1, hi[b])
+            if get_method(method).optimizes_slopes:  # optimised per sentence: exactly equal
+                assert torch.equal(l1, lo[b]) and torch.equal(h1, hi[b]), method
 
 
 def test_synonyms_sound_by_enumeration_and_budget_nesting():

@@ -143,7 +143,34 @@ def _propagate(
     alpha_lr: float,
 ) -> tuple[Bounds | None, Bounds | None, Intermediate]:
     """``(output bounds, bounds on C @ output, intermediate)`` of one propagation per domain
-    of ``spec`` (united); the output bounds are computed with ``C`` only when ``logits``."""
+    of ``spec`` (united); the output bounds are computed with ``C`` only when ``logits``.
+
+    A method that optimises slopes runs one sentence at a time: an optimiser turns
+    last-bit differences of batched arithmetic into visibly different bounds, and a
+    sentence's certificate must not depend on which sentences share its batch.
+    """
+    if method.optimizes_slopes and e.shape[0] > 1 and isinstance(spec, (LpBall, Synonyms)):
+        parts = [
+            _propagate(
+                graph,
+                e[b : b + 1],
+                spec,
+                method,
+                None if C is None else C[b : b + 1],
+                logits=logits,
+                report=report,
+                memory_limit=memory_limit,
+                chunk_size=chunk_size,
+                alpha_steps=alpha_steps,
+                alpha_lr=alpha_lr,
+            )
+            for b in range(e.shape[0])
+        ]
+        return (
+            _concat([part[0] for part in parts]),
+            _concat([part[1] for part in parts]),
+            OrderedDict((k, _cat_bounds([part[2][k] for part in parts])) for k in parts[0][2]),
+        )
     out: Bounds | None = None
     spec_out: Bounds | None = None
     inter: Intermediate = OrderedDict()
@@ -168,6 +195,15 @@ def _propagate(
         for k, b in it.items():
             inter[k] = _union(inter.get(k), b)
     return out, spec_out, inter
+
+
+def _cat_bounds(parts: Sequence[Bounds]) -> Bounds:
+    return torch.cat([lo for lo, _ in parts]), torch.cat([hi for _, hi in parts])
+
+
+def _concat(parts: Sequence[Bounds | None]) -> Bounds | None:
+    present = [b for b in parts if b is not None]
+    return _cat_bounds(present) if len(present) == len(parts) else None
 
 
 def _zero_label_column(b: Bounds, y: Tensor) -> Bounds:
