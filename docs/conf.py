@@ -10,6 +10,7 @@ autosummary extension then writes a page per name) and ``docs/notebooks/`` (copi
 from __future__ import annotations
 
 import importlib
+import inspect
 import shutil
 import sys
 from pathlib import Path
@@ -17,6 +18,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
+
+from sphinx.errors import PycodeError  # noqa: E402
+from sphinx.pycode import ModuleAnalyzer  # noqa: E402
 
 import toolkit  # noqa: E402
 from toolkit._modules import module_cards  # noqa: E402
@@ -41,6 +45,8 @@ exclude_patterns = ["_build", "Thumbs.db", ".DS_Store", "**.ipynb_checkpoints"]
 napoleon_google_docstring = False
 napoleon_numpy_docstring = True
 napoleon_use_rtype = False
+# Attributes sections as fields: autodoc also documents the attributes themselves.
+napoleon_use_ivar = True
 autosummary_generate = True
 autosummary_imported_members = True
 autodoc_default_options = {"members": True, "show-inheritance": True}
@@ -68,6 +74,38 @@ def _title(text: str) -> str:
     return f"{text}\n{'=' * len(text)}\n"
 
 
+def _is_data(obj: object) -> bool:
+    """A constant (a table, a tuple of names): its ``__doc__`` is its type's, not its own."""
+    return not (callable(obj) or inspect.ismodule(obj))
+
+
+def _attribute_doc(package: str, name: str) -> str:
+    """The ``#:`` comment above ``name``'s assignment in the module of ``package`` defining it."""
+    for dotted in sorted(m for m in sys.modules if m == package or m.startswith(package + ".")):
+        try:
+            docs = ModuleAnalyzer.for_module(dotted).find_attr_docs()
+        except PycodeError:
+            continue
+        if ("", name) in docs:
+            return " ".join(line.strip() for line in docs[("", name)] if line.strip())
+    return ""
+
+
+def _constant_lines(dotted: str, module: object, names: list[str]) -> list[str]:
+    """Constants are listed with their ``#:`` comment (autosummary would show their type's
+    docstring, for a dict the documentation of ``dict`` itself)."""
+    if not names:
+        return []
+    lines = ["Constants\n---------\n"]
+    for name in names:
+        value = getattr(module, name)
+        lines += [f".. py:data:: {name}", f"   :type: {type(value).__name__}", ""]
+        doc = _attribute_doc(dotted, name)
+        if doc:
+            lines += [f"   {doc}", ""]
+    return lines
+
+
 def write_api_pages() -> None:
     """One page per public subpackage with an autosummary of every name in its ``__all__``."""
     api = HERE / "api"
@@ -83,13 +121,16 @@ def write_api_pages() -> None:
             if not n.startswith("__") and not (dotted == "toolkit" and n in toolkit._SUBPACKAGES)
         ]
         title = f"{dotted}: {cards[dotted].title}" if dotted in cards else dotted
+        documented = [n for n in names if not _is_data(getattr(module, n))]
+        constants = [n for n in names if _is_data(getattr(module, n))]
         lines = [
             _title(title),
             f".. automodule:: {dotted}\n   :no-members:\n",
             f".. currentmodule:: {dotted}\n",
             ".. autosummary::\n   :toctree: generated\n   :nosignatures:\n",
-            *(f"   {name}" for name in sorted(names, key=str.lower)),
+            *(f"   {name}" for name in sorted(documented, key=str.lower)),
             "",
+            *_constant_lines(dotted, module, sorted(constants, key=str.lower)),
         ]
         (api / f"{dotted}.rst").write_text("\n".join(lines))
         pages.append(dotted)
@@ -132,14 +173,7 @@ copy_notebooks()
 # owners of these modules are rewriting the docstrings now; when an entry no longer matches, the
 # build says so (as a message, not a warning) and the entry is to be deleted.
 PENDING_DOCSTRINGS = {
-    "toolkit.models._attention.masked_attention",
-    "toolkit.attention.sparse.nm_attention",
-    "toolkit.attention._nm.nm_mask",
-    "toolkit.models.tiny.TinyTransformer",
     "toolkit.verify.minilm.MiniLMClassifier",
-    "toolkit.verify.api.bounds",
-    "toolkit.widgets.attention.AttentionSparsityExplorer",
-    "toolkit.isometry",
 }
 
 

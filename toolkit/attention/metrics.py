@@ -469,9 +469,9 @@ def tradeoff_curves(
 
     Parameters
     ----------
-    source : AttentionTrace, (q, k, v) tuple or list of them
-        The attention, one ``(q, k, v)`` per layer.  A trace's ``scale``, ``attn_mask``
-        and ``query_mask`` are used unless given here.
+    source : AttentionTrace or tuple or list of tuples
+        The attention: a trace, or one ``(q, k, v)`` tuple per layer.  A trace's
+        ``scale``, ``attn_mask`` and ``query_mask`` are used unless given here.
     methods, densities, nm, rank, bits, seed
         The patterns, as :func:`sweep_patterns` builds them: ``"nm"`` in ``methods`` runs
         every N:M of ``nm``, the other methods run at every density of ``densities``.

@@ -116,15 +116,15 @@ class LayerNorm(nn.Module):
 class SelfAttention(nn.Module):
     """Multi-head self-attention with separate Q/K/V/output projections (BERT layout).
 
+    ``forward(x [B, T, D], attn_mask, attention_fn, trace)`` returns ``[B, T, D]`` and, when
+    ``trace`` is given, appends this layer's q, k, v, scores and probs to it.
+
     Parameters
     ----------
     dim : int
         Model width, divisible by ``heads``.
     heads : int
         Number of heads; each has width ``dim // heads``.
-
-    ``forward(x [B, T, D], attn_mask, attention_fn, trace)`` returns ``[B, T, D]`` and, when
-    ``trace`` is given, appends this layer's q, k, v, scores and probs to it.
 
     Examples
     --------
@@ -173,6 +173,9 @@ class SelfAttention(nn.Module):
 class EncoderLayer(nn.Module):
     """A transformer encoder layer, post-LN (BERT, Shi et al.) or pre-LN (module docstring).
 
+    ``forward(x [B, T, D], attn_mask=None, attention_fn=None, trace=None)`` returns
+    ``[B, T, D]``; ``attn_mask``, ``attention_fn`` and ``trace`` go to :class:`SelfAttention`.
+
     Parameters
     ----------
     dim, heads, ffn_dim : int
@@ -185,9 +188,6 @@ class EncoderLayer(nn.Module):
         FFN activation.
     eps : float
         LayerNorm epsilon.
-
-    ``forward(x [B, T, D], attn_mask=None, attention_fn=None, trace=None)`` returns
-    ``[B, T, D]``; ``attn_mask``, ``attention_fn`` and ``trace`` go to :class:`SelfAttention`.
 
     Examples
     --------

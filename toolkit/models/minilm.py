@@ -130,6 +130,10 @@ def _rename(key: str) -> str | None:
 class MiniLM(nn.Module):
     """BERT encoder with all-MiniLM-L6-v2's sizes; build it with :func:`load_minilm`.
 
+    The parts: ``embedding`` (word table), ``position``, ``token_type``, ``ln_emb`` (the
+    embedding LayerNorm) and ``blocks`` (post-LN :class:`~toolkit.models.EncoderLayer`
+    layers, standard LayerNorm, GELU).
+
     Parameters
     ----------
     config : dict
@@ -141,10 +145,6 @@ class MiniLM(nn.Module):
     attention_fn : AttentionFn or None
         Replaces dense attention in every layer (settable later), e.g.
         ``functools.partial(toolkit.attention.nm_attention, n=2, m=4)``.
-
-    The parts: ``embedding`` (word table), ``position``, ``token_type``, ``ln_emb`` (the
-    embedding LayerNorm) and ``blocks`` (post-LN :class:`~toolkit.models.EncoderLayer` s,
-    standard LayerNorm, GELU).
 
     Examples
     --------

@@ -520,7 +520,7 @@ def graph_bounds(
     Returns
     -------
     (lower, upper) or (lower, upper, intermediate)
-        float64 [B, *output shape].
+        float64 ``[B, *output shape]``.
 
     Examples
     --------
