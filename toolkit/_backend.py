@@ -33,6 +33,7 @@ __all__ = [
     "gpu_available",
     "quick_mode",
     "resolve_backend",
+    "resolve_device",
     "single_thread",
     "to_cupy",
     "to_torch",
@@ -103,9 +104,10 @@ def use_backend(backend: str) -> Iterator[str]:
     ...     toolkit.active_backend()
     'cpu'
     """
-    token = _context_backend.set(_check_backend(backend, "backend"))
+    choice = _check_backend(backend, "backend")
+    token = _context_backend.set(choice)
     try:
-        yield _context_backend.get()
+        yield choice
     finally:
         _context_backend.reset(token)
 
@@ -134,6 +136,84 @@ def resolve_backend(tensor: torch.Tensor, backend: str | None, has_cuda_path: bo
             "(install the `gpu` extra: pip install 'deepnet-toolkit[gpu]')"
         )
     return "cuda"
+
+
+def resolve_device(device: object = None, name: str = "device") -> torch.device:
+    """The torch device a model or a computation should live on, by one policy.
+
+    An explicit ``device`` wins: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` (or a
+    :class:`torch.device` of those types), or ``"auto"``.  ``None`` follows the backend in
+    force (:func:`active_backend`: the innermost :func:`use_backend`, else
+    ``TOOLKIT_DEVICE``, else ``"auto"``).  ``"auto"`` is CUDA when torch sees a GPU, else
+    the CPU; ``"cuda"`` demands a GPU.
+
+    Parameters
+    ----------
+    device : str, torch.device or None
+        The requested device.
+    name : str
+        The argument's name in error messages.
+
+    Returns
+    -------
+    torch.device
+
+    Raises
+    ------
+    TypeError
+        If ``device`` is neither a str, a torch.device nor None.
+    ValueError
+        If it names no CPU or CUDA device, if CUDA is requested (by the argument or by
+        ``TOOLKIT_DEVICE``) where torch has no usable GPU, or if ``TOOLKIT_DEVICE`` holds
+        an invalid value.
+
+    Examples
+    --------
+    >>> resolve_device("cpu")
+    device(type='cpu')
+    >>> with use_backend("cpu"):
+    ...     resolve_device(None)
+    device(type='cpu')
+    >>> resolve_device("gpu")
+    Traceback (most recent call last):
+    ...
+    ValueError: device must be 'auto', 'cpu', 'cuda', 'cuda:N' or a torch.device of those, got 'gpu'
+    """
+    expected = "'auto', 'cpu', 'cuda', 'cuda:N' or a torch.device of those"
+    implicit = device is None
+    if implicit:
+        device = active_backend()
+    if isinstance(device, str) and device.strip().lower() == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if isinstance(device, str):
+        try:
+            dev = torch.device(device.strip().lower())
+        except RuntimeError:
+            raise ValueError(f"{name} must be {expected}, got {device!r}") from None
+    elif isinstance(device, torch.device):
+        dev = device
+    else:
+        raise TypeError(
+            f"{name} must be a str, a torch.device or None, got {device!r} "
+            f"({type(device).__name__})"
+        )
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"{name} must be {expected}, got {device!r}")
+    if dev.type == "cuda":
+        asked = (
+            f"{name}=None with backend 'cuda' ({_ENV_VAR} or use_backend)"
+            if implicit
+            else f"{name}={str(dev)!r}"
+        )
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"{asked} needs a CUDA GPU, but torch sees none (torch {torch.__version__}, "
+                f"CUDA build: {torch.version.cuda or 'none'}); use 'cpu' or 'auto'"
+            )
+        count = torch.cuda.device_count()
+        if dev.index is not None and dev.index >= count:
+            raise ValueError(f"{asked} names a GPU that does not exist: torch sees {count}")
+    return dev
 
 
 def quick_mode() -> bool:

@@ -249,3 +249,30 @@ def test_tiny_fallback_without_minilm(monkeypatch):
     assert "TinyTransformer" in tiny.model_info.value and "unavailable" not in tiny.model_info.value
     with pytest.raises(ValueError, match="kind must be one of"):
         AttentionSparsityExplorer("Hello", model="bert")
+
+
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        (dict(layer=99), "layer"),
+        (dict(head=-1), "head"),
+        (dict(n=5, m=4), "n"),
+        (dict(m=40), "m"),
+        (dict(density=0.01), "density"),
+        (dict(rank=65), "rank"),
+        (dict(bits=17), "bits"),
+        (dict(sparsity=0.99), "sparsity"),
+        (dict(method="bogus"), "method"),
+        (dict(method=3), "method"),
+        (dict(method=DSA(0.99)), "sparsity"),
+        (dict(seed=2**64), "seed"),
+        (dict(text=3), "text"),
+        (dict(device="gpu"), "device"),
+    ],
+)
+def test_out_of_range_initial_values_are_refused(kwargs, name):
+    # Issue 10: sliders clamped such values silently, the dropdown raised a TraitError.
+    text = kwargs.pop("text", TEXT)
+    with pytest.raises((TypeError, ValueError)) as info:
+        AttentionSparsityExplorer(text, model="tiny", **kwargs)
+    assert str(info.value).startswith(name), str(info.value)

@@ -13,7 +13,9 @@ bit for bit from the same integer inputs:
 2. **Quantization** (:func:`quantize_rows`), symmetric and **per row** (per token vector):
    for ``bits >= 2``, :math:`q_{\max} = 2^{b-1}-1`, :math:`s = \max_j |x_j| / q_{\max}`
    (float32), codes :math:`c = \text{clip}(\text{rint}(x / s), -q_{\max}, q_{\max})`
-   (round half to even; a zero row has :math:`s = 0` and codes 0).  For ``bits == 1``:
+   (round half to even; a zero row has :math:`s = 0` and codes 0).  NaN or infinite
+   entries have no code: they are refused (a NaN row would get codes 0 and scale NaN, and
+   a NaN key would then be "predicted" by every query).  For ``bits == 1``:
    :math:`c = \text{sign}(x)` with :math:`\text{sign}(0) = +1` and
    :math:`s = \text{mean}_j |x_j|` (binary, XNOR-Net style).  Codes are int8 for
    ``bits <= 8``, int16 above.
@@ -37,9 +39,10 @@ import math
 
 import torch
 
-from .._checks import check_flag, check_int, make_generator
+from .._checks import check_finite_tensor, check_flag, check_int, check_tensor, make_generator
 from .._dispatch import operation
 from ..models._attention import (
+    ATTENTION_DTYPES,
     AttentionOutput,
     _attend,
     attention_scores,
@@ -48,16 +51,19 @@ from ..models._attention import (
     resolve_scale,
 )
 from ._dsa_predict import approximate_scores, predict_topk_mask
-from .masks import _row_topk_op, check_density, keep_count
+from .masks import MAX_SIZE, _row_topk_op, check_density, keep_count
 
 __all__ = ["dsa_attention", "dsa_mask", "dsa_projection", "dsa_scores", "quantize_rows"]
 
 MAX_BITS = 16
+#: The largest projection rank (DSA's prediction is meant to be cheap; rank >> d only serves
+#: to check that the prediction tends to the exact top-k).
+MAX_RANK = 2**16
 
 
 def check_dsa(rank: object, bits: object) -> tuple[int, int]:
-    """``(rank, bits)`` as ints with ``rank >= 1`` and ``1 <= bits <= 16``."""
-    return check_int("rank", rank, 1), check_int("bits", bits, 1, MAX_BITS)
+    """``(rank, bits)`` as ints with ``1 <= rank <= 65536`` and ``1 <= bits <= 16``."""
+    return check_int("rank", rank, 1, MAX_RANK), check_int("bits", bits, 1, MAX_BITS)
 
 
 def _projection(d: int, rank: int, generator: torch.Generator) -> torch.Tensor:
@@ -73,9 +79,9 @@ def dsa_projection(
     Parameters
     ----------
     d : int
-        Head size, ``>= 1``.
+        Head size, ``1 <= d < 2**63``.
     rank : int
-        Projection rank ``r >= 1``.
+        Projection rank, ``1 <= r <= 65536``.
     seed : int, optional
         Seeds a fresh CPU generator; None means 0, so the same seed gives the same ``P``
         everywhere.
@@ -100,8 +106,14 @@ def dsa_projection(
     >>> torch.equal(dsa_projection(4, 2), dsa_projection(4, 2, generator=torch.manual_seed(0)))
     True
     """
-    d, rank = check_int("d", d, 1), check_int("rank", rank, 1)
+    d, rank = check_int("d", d, 1, MAX_SIZE), check_int("rank", rank, 1, MAX_RANK)
     return _projection(d, rank, make_generator(seed, generator, default_seed=0))
+
+
+def _check_finite_inputs(q: torch.Tensor, k: torch.Tensor) -> None:
+    # A NaN or infinite query or key has no meaningful projection code.
+    check_finite_tensor("q", q)
+    check_finite_tensor("k", k)
 
 
 def quantize_rows(x: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -110,16 +122,25 @@ def quantize_rows(x: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Tenso
     Parameters
     ----------
     x : torch.Tensor
-        Floating ``[..., L, r]``; every row (last dimension) gets its own scale.
+        Floating ``[..., L, r]`` with finite entries (also after the cast to float32);
+        every row (last dimension) gets its own scale.
     bits : int
         ``1 <= bits <= 16`` (rule in the module docstring).
 
     Returns
     -------
     codes : torch.Tensor
-        int8 (``bits <= 8``) or int16 codes ``[..., L, r]``.
+        int8 (``bits <= 8``) or int16 codes ``[..., L, r]``, in :math:`[-q_{\max}, q_{\max}]`.
     scales : torch.Tensor
-        float32 scales ``[..., L]`` with :math:`x \approx c \cdot s`.
+        float32 scales ``[..., L]``, :math:`\ge 0`, with :math:`x \approx c \cdot s`.
+
+    Raises
+    ------
+    TypeError
+        If ``x`` is not a floating tensor or ``bits`` not an int.
+    ValueError
+        If ``x`` is a scalar, holds NaN or an infinity (before or after the cast to
+        float32), or ``bits`` lies outside ``[1, 16]``.
 
     Examples
     --------
@@ -127,8 +148,13 @@ def quantize_rows(x: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Tenso
     >>> codes.tolist(), codes.dtype, s.tolist()
     ([[2, -3, 1]], torch.int8, [0.3333333432674408])
     """
+    check_tensor("x", x, dtypes=ATTENTION_DTYPES, min_ndim=1)
     bits = check_int("bits", bits, 1, MAX_BITS)
-    x = x.to(torch.float32)
+    return _quantize(x, bits, "x")
+
+
+def _quantize(x: torch.Tensor, bits: int, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+    x = check_finite_tensor(name, x.to(torch.float32))
     dtype = torch.int8 if bits <= 8 else torch.int16
     if bits == 1:
         return torch.where(x >= 0, 1, -1).to(dtype), x.abs().mean(-1)
@@ -142,8 +168,8 @@ def quantize_rows(x: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Tenso
 def _codes(q: torch.Tensor, k: torch.Tensor, proj: torch.Tensor, bits: int):
     """Codes and scales of QP and KP, leading dims broadcast (module docstring, steps 1-2)."""
     proj = proj.to(q.device)
-    qc, sq = quantize_rows(torch.matmul(q.to(torch.float32), proj), bits)
-    kc, sk = quantize_rows(torch.matmul(k.to(torch.float32), proj), bits)
+    qc, sq = _quantize(torch.matmul(q.to(torch.float32), proj), bits, "q @ P (q projected)")
+    kc, sk = _quantize(torch.matmul(k.to(torch.float32), proj), bits, "k @ P (k projected)")
     lead = torch.broadcast_shapes(qc.shape[:-2], kc.shape[:-2])
     qc, sq = qc.expand(*lead, *qc.shape[-2:]), sq.expand(*lead, sq.shape[-1])
     kc, sk = kc.expand(*lead, *kc.shape[-2:]), sk.expand(*lead, sk.shape[-1])
@@ -175,7 +201,7 @@ def dsa_scores(
     q, k : torch.Tensor
         ``[..., Lq, d]`` and ``[..., Lk, d]`` (same dtype and device, leading dims broadcast).
     rank : int
-        Projection rank ``r >= 1`` (may exceed ``d``).
+        Projection rank, ``1 <= r <= 65536`` (may exceed ``d``).
     bits : int
         Quantization bits, ``1 <= bits <= 16``.
     seed : int, optional
@@ -190,6 +216,12 @@ def dsa_scores(
     torch.Tensor
         float32 ``[..., Lq, Lk]``.
 
+    Raises
+    ------
+    TypeError, ValueError
+        On a bad argument (named in the message), including NaN or infinite entries in
+        ``q`` or ``k``.
+
     Examples
     --------
     >>> g = torch.Generator().manual_seed(0)
@@ -202,6 +234,7 @@ def dsa_scores(
     check_qkv(q, k)
     rank, bits = check_dsa(rank, bits)
     gen = make_generator(seed, generator, default_seed=0)
+    _check_finite_inputs(q, k)
     proj = _projection(q.shape[-1], rank, gen)
     return _dsa_scores_op(q, k, proj, bits, backend=backend)
 
@@ -219,7 +252,11 @@ def _predict_keep(
     """DSA's kept pattern at ``density`` on checked inputs (shared by :func:`dsa_mask`,
     :func:`dsa_attention` and :class:`~toolkit.attention.DSA`): without a mask through
     ``predict_topk_mask`` (which dispatches to the CUDA kernel), with one through the torch
-    top-k."""
+    top-k.  Empty inputs give an empty mask."""
+    lead = torch.broadcast_shapes(q.shape[:-2], k.shape[:-2])
+    if 0 in (*lead, q.shape[-2], k.shape[-2]):
+        return torch.zeros((*lead, q.shape[-2], k.shape[-2]), dtype=torch.bool, device=q.device)
+    _check_finite_inputs(q, k)
     proj = _projection(q.shape[-1], rank, generator)
     kk = keep_count(density, k.shape[-2])
     qc, sq, kc, sk = _codes(q.detach(), k.detach(), proj, bits)
@@ -252,7 +289,7 @@ def dsa_mask(
     sparsity : float
         Dropped fraction, in ``(0, 1)``; the kept fraction (density) is ``1 - sparsity``.
     rank : int
-        Projection rank ``r >= 1`` (may exceed ``d``).
+        Projection rank, ``1 <= r <= 65536`` (may exceed ``d``).
     bits : int
         Quantization bits, ``1 <= bits <= 16``.
     seed : int, optional
@@ -263,13 +300,13 @@ def dsa_mask(
     Returns
     -------
     torch.Tensor
-        Bool ``[..., Lq, Lk]``.
+        Bool ``[..., Lq, Lk]``; empty when ``Lq``, ``Lk`` or a batch size is 0.
 
     Raises
     ------
     TypeError, ValueError
-        On a bad argument (named in the message), or when both ``seed`` and ``generator``
-        are given.
+        On a bad argument (named in the message), NaN or infinite entries in ``q`` or
+        ``k``, or when both ``seed`` and ``generator`` are given.
 
     Examples
     --------
@@ -336,6 +373,13 @@ def dsa_attention(
     -------
     torch.Tensor or tuple of torch.Tensor
         ``O`` ``[..., Lq, dv]`` in the input dtype; with ``return_probs``, ``(O, P)``.
+        With ``Lk = 0`` every row is empty: ``O`` is zero.
+
+    Raises
+    ------
+    TypeError, ValueError
+        On a bad argument (named in the message), NaN or infinite entries in ``q`` or
+        ``k``, or when both ``seed`` and ``generator`` are given.
 
     Examples
     --------

@@ -28,11 +28,13 @@ import torch.nn.functional as F
 from .._backend import single_thread
 from .._checks import check_flag, check_int, check_real, check_seed
 from ..models import AttentionFn, TinyTransformer
-from .patterns import PatternLike, parse_pattern
+from .masks import MAX_SIZE
+from .patterns import PatternLike, check_sequence, parse_pattern
 
 __all__ = ["FinetuneResult", "counting_task", "finetune_demo", "pattern_attention"]
 
 CLS, A, B, FILLERS = 0, 1, 2, 8
+MAX_EPOCHS = 1000
 VOCAB = 3 + FILLERS
 
 
@@ -42,9 +44,10 @@ def counting_task(count: int, length: int = 32, seed: int = 0) -> tuple[torch.Te
     Parameters
     ----------
     count : int
-        Number of examples, ``>= 1``.
+        Number of examples, ``1 <= count < 2**63``.
     length : int
-        Tokens after ``[CLS]``, ``>= 5`` (room for the ``a`` and ``b`` tokens).
+        Tokens after ``[CLS]``, ``5 <= length < 2**63`` (room for the ``a`` and ``b``
+        tokens).
     seed : int
         Seeds the draw.
 
@@ -61,7 +64,8 @@ def counting_task(count: int, length: int = 32, seed: int = 0) -> tuple[torch.Te
     >>> ids.shape, bool(((ids[:, 1:] == 1).sum(1) > (ids[:, 1:] == 2).sum(1)).eq(y.bool()).all())
     (torch.Size([4, 17]), True)
     """
-    count, length = check_int("count", count, 1), check_int("length", length, 5)
+    count = check_int("count", count, 1, MAX_SIZE)
+    length = check_int("length", length, 5, MAX_SIZE)
     seed = check_seed(seed)
     g = torch.Generator().manual_seed(seed)
     ids = 3 + torch.randint(FILLERS, (count, length), generator=g)
@@ -177,11 +181,13 @@ def finetune_demo(
     Parameters
     ----------
     patterns : sequence of Pattern or str
-        The patterns to prune to (``"dense"`` is the control); see :func:`pattern_attention`.
+        The patterns to prune to (``"dense"`` is the control), at least one; see
+        :func:`pattern_attention`.
     seeds : sequence of int
-        One dense model per seed.
+        One dense model per seed, at least one (each in ``[0, 2**64 - 1]``).
     epochs : int
-        Fine-tuning epochs, ``>= 0``.
+        Fine-tuning epochs, ``0 <= epochs <= 1000`` (a demo of recovery in a couple of
+        epochs; the bound keeps a mistyped value from running for days).
     quick : bool
         The small sizes above.
     progress : bool
@@ -194,18 +200,26 @@ def finetune_demo(
     FinetuneResult
         The per-seed table (``pattern`` holds the patterns' labels) and its summary.
 
+    Raises
+    ------
+    TypeError, ValueError
+        On a bad argument (named in the message), including an empty ``patterns`` or
+        ``seeds`` (whose summary would be NaN).
+
     Examples
     --------
     >>> res = finetune_demo(("2:4",), seeds=(0,), epochs=1, quick=True, progress=False)
     >>> sorted(res.table)
     ['after_acc', 'before_acc', 'dense_acc', 'pattern', 'seed']
     """
-    parsed = [parse_pattern(p, "patterns") for p in patterns]
+    parsed = [
+        parse_pattern(p, "patterns") for p in check_sequence("patterns", patterns, nonempty=True)
+    ]
     labels = [p.label for p in parsed]
     fns = {p.label: pattern_attention(p) for p in parsed}
-    epochs = check_int("epochs", epochs, 0)
+    epochs = check_int("epochs", epochs, 0, MAX_EPOCHS)
     lr = check_real("lr", lr, 0.0, 1.0, lo_open=True, hi_open=True)
-    seed_list = [check_seed(s, "seeds") for s in seeds]
+    seed_list = [check_seed(s, "seeds") for s in check_sequence("seeds", seeds, nonempty=True)]
     quick, progress = check_flag("quick", quick), check_flag("progress", progress)
     n_train, n_test, dense_epochs = (1024, 1024, 8) if quick else (4096, 2048, 12)
     start = time.perf_counter()

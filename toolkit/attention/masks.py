@@ -23,6 +23,9 @@ from ..models._attention import ATTENTION_DTYPES
 
 __all__ = ["check_density", "keep_count", "local_mask", "strided_mask", "topk_mask"]
 
+#: The largest size torch can index (int64); larger values are refused, not overflowed.
+MAX_SIZE = 2**63 - 1
+
 
 def check_density(name: str, value: object, *, allow_one: bool = True) -> float:
     """A kept (or dropped) fraction: a real number in ``(0, 1]`` (``(0, 1)`` without
@@ -150,7 +153,7 @@ def local_mask(
     Parameters
     ----------
     lq, lk : int
-        Query and key lengths, ``>= 1``.
+        Query and key lengths, ``1 <= lq, lk < 2**63``.
     density : float, optional
         Kept fraction in ``(0, 1]``: ``w =`` :func:`keep_count` ``(density, lk)``.
     window : int, optional
@@ -168,7 +171,7 @@ def local_mask(
     >>> local_mask(4, 4, window=2).int().tolist()
     [[1, 1, 0, 0], [1, 1, 0, 0], [0, 1, 1, 0], [0, 0, 1, 1]]
     """
-    lq, lk = check_int("lq", lq, 1), check_int("lk", lk, 1)
+    lq, lk = check_int("lq", lq, 1, MAX_SIZE), check_int("lk", lk, 1, MAX_SIZE)
     _one_of(density, window, "window")
     w = keep_count(density, lk) if density is not None else check_int("window", window, 1, lk)
     start = (_center(lq, lk) - w // 2).clamp(0, lk - w)
@@ -196,7 +199,7 @@ def strided_mask(
     Parameters
     ----------
     lq, lk : int
-        Query and key lengths, ``>= 1``.
+        Query and key lengths, ``1 <= lq, lk < 2**63``.
     density : float, optional
         Kept fraction in ``(0, 1]``.
     stride : int, optional
@@ -214,7 +217,7 @@ def strided_mask(
     >>> strided_mask(4, 4, stride=2).int().tolist()
     [[1, 0, 1, 0], [0, 1, 0, 1], [1, 0, 1, 0], [0, 1, 0, 1]]
     """
-    lq, lk = check_int("lq", lq, 1), check_int("lk", lk, 1)
+    lq, lk = check_int("lq", lq, 1, MAX_SIZE), check_int("lk", lk, 1, MAX_SIZE)
     _one_of(density, stride, "stride")
     if density is not None:
         k = keep_count(density, lk)

@@ -14,7 +14,9 @@ renormalises the exact scores over its kept set):
 * **top-k recall** :math:`|K \cap T_{|K|}| / |K|`, with :math:`T_k` the true top-k of the row
   (1 for the oracle :func:`~toolkit.attention.topk_mask`).
 
-Metrics are computed in float64 whatever the input dtype.
+Metrics are computed in float64 whatever the input dtype.  NaN is never hidden: a row whose
+inputs hold NaN gives a NaN metric (see each function), and bad arguments raise a
+TypeError or ValueError that names them.
 """
 
 from __future__ import annotations
@@ -26,17 +28,27 @@ from typing import Any
 import numpy as np
 import torch
 
-from .._checks import check_choice
+from .._checks import check_choice, check_tensor
 from ..models import AttentionTrace
 from ..models._attention import (
+    ATTENTION_DTYPES,
     attention_scores,
     check_attn_mask,
+    check_padding_mask,
     check_qkv,
     resolve_scale,
     softmax_kept,
 )
 from .masks import check_density
-from .patterns import NM, Pattern, PatternKind, PatternLike, _from_method, parse_pattern
+from .patterns import (
+    NM,
+    Pattern,
+    PatternKind,
+    PatternLike,
+    _from_method,
+    check_sequence,
+    parse_pattern,
+)
 
 __all__ = [
     "DEFAULT_DENSITIES",
@@ -60,26 +72,52 @@ DEFAULT_DENSITIES = (0.125, 0.25, 0.5, 0.75)
 METRICS = ("density", "mass", "kl", "error", "recall")
 
 
+def _check_pair(
+    a_name: str, a: object, b_name: str, b: object, min_ndim: int, b_bool: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two tensors on one device whose shapes broadcast: ``a`` floating, ``b`` floating (or
+    bool with ``b_bool``); both with at least ``min_ndim`` dimensions."""
+    at = check_tensor(a_name, a, dtypes=ATTENTION_DTYPES, min_ndim=min_ndim)
+    dtypes = (torch.bool,) if b_bool else ATTENTION_DTYPES
+    bt = check_tensor(b_name, b, dtypes=dtypes, min_ndim=min_ndim, device=at.device)
+    try:
+        torch.broadcast_shapes(at.shape, bt.shape)
+    except RuntimeError:
+        raise ValueError(
+            f"{a_name} and {b_name} must have broadcastable shapes, got "
+            f"{tuple(at.shape)} and {tuple(bt.shape)}"
+        ) from None
+    return at, bt
+
+
 def retained_mass(probs: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
     r"""Per-row mass of the full probabilities on the kept entries, :math:`\sum_{j\in K} p_j`.
 
     Parameters
     ----------
     probs : torch.Tensor
-        Full (dense) probabilities ``[..., Lq, Lk]``.
+        Full (dense) probabilities ``[..., Lq, Lk]`` (floating).
     keep : torch.Tensor
-        Bool kept set, broadcastable to ``probs``.
+        Bool kept set; ``probs`` and ``keep`` broadcast against each other.
 
     Returns
     -------
     torch.Tensor
-        ``[..., Lq]`` in the dtype of ``probs``.
+        ``[..., Lq]`` (the broadcast shape without its last dimension) in the dtype of
+        ``probs``; NaN for a row whose probabilities hold NaN, kept or not.
+
+    Raises
+    ------
+    TypeError, ValueError
+        If ``probs`` is not a floating tensor, ``keep`` not a bool tensor on its device, or
+        their shapes do not broadcast.
 
     Examples
     --------
     >>> retained_mass(torch.tensor([[0.5, 0.3, 0.2]]), torch.tensor([[True, False, True]]))
     tensor([0.7000])
     """
+    probs, keep = _check_pair("probs", probs, "keep", keep, 1, b_bool=True)
     return (probs * keep.to(probs.dtype)).sum(-1)
 
 
@@ -87,24 +125,34 @@ def kl_divergence(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
     r""":math:`\mathrm{KL}(p\,\|\,q) = \sum_j p_j \log(p_j / q_j)` per row, in float64.
 
     :math:`0 \log 0 = 0`, and the divergence is :math:`+\infty` where :math:`p_j > 0 = q_j`.
+    A row holding NaN (in ``p``, or in ``q`` where ``p_j > 0``) or a negative entry gives NaN.
 
     Parameters
     ----------
     p, q : torch.Tensor
-        Probabilities ``[..., L]`` (rows summing to 1).
+        Probabilities ``[..., L]`` (rows summing to 1), floating, on one device, with
+        shapes that broadcast.
 
     Returns
     -------
     torch.Tensor
         float64 ``[...]``.
 
+    Raises
+    ------
+    TypeError, ValueError
+        If ``p`` or ``q`` is not a floating tensor, they sit on different devices, or their
+        shapes do not broadcast.
+
     Examples
     --------
     >>> kl_divergence(torch.tensor([0.5, 0.5]), torch.tensor([0.5, 0.5])).item()
     0.0
     """
+    p, q = _check_pair("p", p, "q", q, 1)
     p, q = p.double(), q.double()
-    terms = torch.where(p > 0, p * (torch.log(p) - torch.log(q)), 0.0)
+    # p == 0 is the only exempt case: NaN compares unequal, so it stays NaN.
+    terms = torch.where(p == 0, 0.0, p * (torch.log(p) - torch.log(q)))
     return terms.sum(-1)
 
 
@@ -115,22 +163,32 @@ def output_error(out: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
     Parameters
     ----------
     out, ref : torch.Tensor
-        Outputs ``[..., Lq, dv]``.
+        Outputs ``[..., Lq, dv]``, floating, on one device, with shapes that broadcast.
 
     Returns
     -------
     torch.Tensor
-        float64 ``[...]``: 0 where both are zero, :math:`+\infty` where only ``ref`` is.
+        float64 ``[...]``: 0 where both are zero, :math:`+\infty` where only ``ref`` is,
+        and NaN where ``out`` or ``ref`` holds NaN (or both hold infinities).
+
+    Raises
+    ------
+    TypeError, ValueError
+        If ``out`` or ``ref`` is not a floating tensor with at least two dimensions, they
+        sit on different devices, or their shapes do not broadcast.
 
     Examples
     --------
     >>> output_error(torch.ones(2, 2) * 1.1, torch.ones(2, 2)).item()  # doctest: +ELLIPSIS
     0.1000...
     """
+    out, ref = _check_pair("out", out, "ref", ref, 2)
     diff = torch.linalg.vector_norm((out.double() - ref.double()), dim=(-2, -1))
     norm = torch.linalg.vector_norm(ref.double(), dim=(-2, -1))
     zero_ref = torch.where(diff > 0, math.inf, 0.0)
-    return torch.where(norm > 0, diff / norm.clamp_min(1e-300), zero_ref)
+    err = torch.where(norm > 0, diff / norm.clamp_min(1e-300), zero_ref)
+    # The comparisons above read NaN as "not positive": restore it.
+    return torch.where(diff.isnan() | norm.isnan(), math.nan, err)
 
 
 def topk_recall(keep: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
@@ -143,18 +201,32 @@ def topk_recall(keep: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
     keep : torch.Tensor
         Bool kept set, broadcastable to ``scores``.
     scores : torch.Tensor
-        The true scores ``[..., L]``.
+        The true scores ``[..., L]``, floating; :math:`-\infty` entries rank last (ties to
+        the lower index).
 
     Returns
     -------
     torch.Tensor
-        float64 ``[...]``; 1 for a row that keeps nothing.
+        float64 ``[...]``; 1 for a row that keeps nothing, NaN for a row whose scores hold
+        NaN (the true top-k is undefined).
+
+    Raises
+    ------
+    TypeError, ValueError
+        If ``scores`` is not a floating tensor, ``keep`` not a bool tensor on its device,
+        or ``keep`` does not broadcast to ``scores``.
 
     Examples
     --------
     >>> topk_recall(torch.tensor([True, False, True]), torch.tensor([3.0, 2.0, 1.0])).item()
     0.5
     """
+    scores, keep = _check_pair("scores", scores, "keep", keep, 1, b_bool=True)
+    if torch.broadcast_shapes(keep.shape, scores.shape) != scores.shape:
+        raise ValueError(
+            f"keep must broadcast to the shape of scores {tuple(scores.shape)}, "
+            f"got {tuple(keep.shape)}"
+        )
     order = torch.sort(scores, dim=-1, descending=True, stable=True).indices
     ranks = torch.empty_like(order).scatter_(
         -1, order, torch.arange(scores.shape[-1], device=scores.device).expand_as(order)
@@ -163,7 +235,8 @@ def topk_recall(keep: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
     count = keep.sum(-1, keepdim=True)
     hits = (keep & (ranks < count)).sum(-1)
     count = count.squeeze(-1)
-    return torch.where(count > 0, hits.double() / count.clamp_min(1), 1.0)
+    recall = torch.where(count > 0, hits.double() / count.clamp_min(1), 1.0)
+    return torch.where(scores.isnan().any(-1), math.nan, recall)
 
 
 def method_mask(
@@ -247,15 +320,22 @@ def attention_metrics(
     attn_mask : torch.Tensor, optional
         Additive float or bool mask, broadcastable to the scores.
     query_mask : torch.Tensor, optional
-        Bool, broadcastable to ``[..., Lq]``: rows to average over (padding excluded from
-        the averages and from the output error).
+        Bool (or 0/1), broadcastable to ``[..., Lq]``: rows to average over (padding
+        excluded from the averages and from the output error).
 
     Returns
     -------
     dict of str to torch.Tensor
         float64 tensors of the leading shape: ``density`` (kept fraction), ``mass``,
         ``kl`` (:math:`\mathrm{KL}(\tilde p\|p)`), ``error`` (relative output error) and
-        ``recall`` (see the module docstring).
+        ``recall`` (see the module docstring).  NaN in ``q``, ``k`` or ``v`` gives NaN
+        metrics, not numbers that look valid.
+
+    Raises
+    ------
+    TypeError, ValueError
+        On a bad tensor or mask (named in the message), or no queries or no keys
+        (``Lq = 0`` or ``Lk = 0``).
 
     Examples
     --------
@@ -265,8 +345,16 @@ def attention_metrics(
     (1.0, 0.0)
     """
     shape = check_qkv(q, k, v)
+    if 0 in shape[-2:]:
+        raise ValueError(
+            f"q and k must hold at least one query and one key (the metrics of an empty row "
+            f"are undefined), got q {tuple(q.shape)} and k {tuple(k.shape)}"
+        )
     check_attn_mask(attn_mask, shape, q.device)
+    check_tensor("keep", keep, dtypes=(torch.bool,))
     check_attn_mask(keep, shape, q.device, name="keep")
+    if query_mask is not None:
+        query_mask = check_padding_mask("query_mask", query_mask, shape[:-1], q.device)
     s = resolve_scale(scale, q.shape[-1])
     q64, k64, v64 = q.detach().double(), k.detach().double(), v.detach().double()
     scores = attention_scores(q64, k64, s, attn_mask)
@@ -347,10 +435,10 @@ def sweep_patterns(
     >>> [p.label for p in sweep_patterns(("nm", "dsa"), (0.5,), ("1:2",), rank=8)]
     ['1:2', 'dsa@0.5 r=8']
     """
-    for name in methods:
+    for name in check_sequence("methods", methods):
         check_choice("methods", name, METHODS)
-    dens = [check_density("densities", d) for d in densities]
-    nms = [parse_pattern(label, "nm") for label in nm]
+    dens = [check_density("densities", d) for d in check_sequence("densities", densities)]
+    nms = [parse_pattern(label, "nm") for label in check_sequence("nm", nm)]
     for p in nms:
         if not isinstance(p, NM):
             raise ValueError(f"nm must hold N:M patterns such as '2:4', got {p.label!r}")
@@ -403,6 +491,12 @@ def tradeoff_curves(
         ``mass``, ``kl``, ``error``, ``recall`` (float64).
         ``{k: v[t["layer"] == 0] for k, v in t.items()}`` selects a layer.
 
+    Raises
+    ------
+    TypeError, ValueError
+        On a bad source, pattern or mask (named in the message), and on a layer with no
+        queries, no keys or an empty batch (its averages would be NaN).
+
     Examples
     --------
     >>> g = torch.Generator().manual_seed(0)
@@ -417,7 +511,7 @@ def tradeoff_curves(
     if patterns is None:
         runs = sweep_patterns(methods, densities, nm, rank=rank, bits=bits, seed=seed)
     else:
-        runs = [parse_pattern(p, "patterns") for p in patterns]
+        runs = [parse_pattern(p, "patterns") for p in check_sequence("patterns", patterns)]
     cols: dict[str, list] = {
         c: [] for c in ("layer", "method", "pattern", "nominal_density", *METRICS)
     }
@@ -427,6 +521,11 @@ def tradeoff_curves(
             mets = attention_metrics(
                 q, k, v, keep, scale=scale, attn_mask=attn_mask, query_mask=t_query
             )
+            if mets["density"].numel() == 0:
+                raise ValueError(
+                    f"source layer {index}: q {tuple(q.shape)} and k {tuple(k.shape)} hold an "
+                    "empty batch, so there is nothing to average"
+                )
             cols["layer"].append(index)
             cols["method"].append(pattern.kind)
             cols["pattern"].append(pattern.label)

@@ -40,10 +40,10 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import ClassVar, Literal, TypeAlias, get_args
+from typing import Any, ClassVar, Literal, TypeAlias, get_args
 
 import torch
 
@@ -76,6 +76,34 @@ __all__ = [
     "TopK",
     "parse_pattern",
 ]
+
+
+def check_sequence(name: str, value: Any, *, nonempty: bool = False) -> Sequence[Any]:
+    """``value`` as a sequence (list, tuple, ...), refusing a lone string or a non-sequence.
+
+    A string is a sequence of characters, so ``methods="nm"`` would silently run
+    ``"n"`` and ``"m"``; it is refused with a hint instead.
+
+    >>> check_sequence("nm", ("2:4",))
+    ('2:4',)
+    >>> check_sequence("nm", "2:4")
+    Traceback (most recent call last):
+    ...
+    TypeError: nm must be a sequence such as a list or tuple, got the str '2:4' (write ('2:4',))
+    """
+    if isinstance(value, str):
+        raise TypeError(
+            f"{name} must be a sequence such as a list or tuple, got the str {value!r} "
+            f"(write ({value!r},))"
+        )
+    if not isinstance(value, Sequence):
+        raise TypeError(
+            f"{name} must be a sequence such as a list or tuple, got {type(value).__name__}"
+        )
+    if nonempty and len(value) == 0:
+        raise ValueError(f"{name} must not be empty, got {name}={value!r}")
+    return value
+
 
 #: The names of the pattern kinds, one per class.
 PatternKind: TypeAlias = Literal["nm", "topk", "dsa", "local", "strided", "dense"]
@@ -164,11 +192,20 @@ class Pattern(ABC):
         Returns
         -------
         torch.Tensor
-            Bool, the broadcast scores' shape.
+            Bool, the broadcast scores' shape; empty (and nothing else) when that shape is
+            (no queries, no keys or an empty batch).
+
+        Raises
+        ------
+        TypeError, ValueError
+            On a bad tensor, mask or scale (named in the message); for :class:`DSA`, also
+            when ``q`` or ``k`` holds NaN or an infinity.
         """
         shape = check_qkv(q, k)
         check_attn_mask(attn_mask, shape, q.device)
         s = resolve_scale(scale, q.shape[-1])
+        if 0 in shape:
+            return torch.zeros(shape, dtype=torch.bool, device=q.device)
         return self._keep(q.detach(), k.detach(), shape, s, attn_mask)
 
     @abstractmethod
@@ -485,6 +522,16 @@ def parse_pattern(spec: PatternLike, name: str = "pattern") -> Pattern:
         return spec
     if not isinstance(spec, str):
         raise TypeError(f"{name} must be a Pattern or a str, got {type(spec).__name__}")
+    try:
+        return _parse(spec, name)
+    except ValueError as exc:
+        if str(exc).startswith(name):
+            raise
+        # A parameter's own message ("n must satisfy ...") gets the string it came from.
+        raise ValueError(f"{name} {spec!r}: {exc}") from None
+
+
+def _parse(spec: str, name: str) -> Pattern:
     if "@" not in spec:
         return _from_method(spec, None, name)
     kind, _, rest = spec.partition("@")

@@ -30,6 +30,7 @@ __all__ = [
     "AttentionOutput",
     "attention_scores",
     "check_attn_mask",
+    "check_padding_mask",
     "check_qkv",
     "compute_dtype",
     "masked_attention",
@@ -42,8 +43,12 @@ ATTENTION_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
 AttentionOutput: TypeAlias = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
 
 
-def check_qkv(q: object, k: object, v: object | None = None) -> tuple[int, ...]:
-    """Check ``q``, ``k`` (and ``v``); return the broadcast scores' shape ``[..., Lq, Lk]``.
+_NO_V = object()
+
+
+def check_qkv(q: object, k: object, v: object = _NO_V) -> tuple[int, ...]:
+    """Check ``q``, ``k`` (and ``v`` when given: None is then an error); return the broadcast
+    scores' shape ``[..., Lq, Lk]``.
 
     >>> check_qkv(torch.zeros(2, 5, 4), torch.zeros(7, 4))
     (2, 5, 7)
@@ -52,7 +57,7 @@ def check_qkv(q: object, k: object, v: object | None = None) -> tuple[int, ...]:
     kt = check_tensor("k", k, dtypes=(qt.dtype,), min_ndim=2, device=qt.device)
     vt = (
         None
-        if v is None
+        if v is _NO_V
         else check_tensor("v", v, dtypes=(qt.dtype,), min_ndim=2, device=qt.device)
     )
     if kt.shape[-1] != qt.shape[-1]:
@@ -107,6 +112,40 @@ def check_attn_mask(
         )
 
 
+def check_padding_mask(
+    name: str, mask: object, shape: Sequence[int], device: torch.device
+) -> torch.Tensor:
+    """A padding mask (True or 1 = a real token, False or 0 = padding) as a bool tensor.
+
+    ``mask`` must be a tensor on ``device`` broadcastable to ``shape``, bool or numeric with
+    every entry 0 or 1: a value such as 0.5 is refused rather than read as True.
+
+    >>> check_padding_mask("m", torch.tensor([1, 0]), (3, 2), torch.device("cpu")).tolist()
+    [True, False]
+    >>> check_padding_mask("m", torch.tensor([0.5, 1.0]), (2,), torch.device("cpu"))
+    Traceback (most recent call last):
+    ...
+    ValueError: m must hold only 0/1 (or True/False), got values such as 0.5
+    """
+    t = check_tensor(name, mask, device=device)
+    if t.is_complex():
+        raise TypeError(f"{name} must be a bool or 0/1 tensor, got {t.dtype}")
+    try:
+        ok = torch.broadcast_shapes(t.shape, tuple(shape)) == torch.Size(shape)
+    except RuntimeError:
+        ok = False
+    if not ok:
+        raise ValueError(f"{name} must broadcast to shape {tuple(shape)}, got {tuple(t.shape)}")
+    if t.dtype == torch.bool:
+        return t
+    bad = (t != 0) & (t != 1)
+    if bool(bad.any()):
+        raise ValueError(
+            f"{name} must hold only 0/1 (or True/False), got values such as {t[bad][0].item()!r}"
+        )
+    return t != 0
+
+
 def resolve_scale(scale: float | None, d: int) -> float:
     """``1/sqrt(d)`` when ``scale`` is None, else a finite positive real number.
 
@@ -128,7 +167,7 @@ def attention_scores(
 ) -> torch.Tensor:
     """:math:`S = \\text{scale}\\, QK^\\top + M` in the compute dtype, shape ``[..., Lq, Lk]``.
 
-    Inputs are assumed checked (see :func:`check_qkv`, :func:`check_attn_mask`).
+    NaN in the inputs propagates to the scores it touches (module docstring).
 
     Parameters
     ----------
@@ -145,11 +184,26 @@ def attention_scores(
     torch.Tensor
         The scores, float32 for half inputs, else the input dtype.
 
+    Raises
+    ------
+    TypeError, ValueError
+        On tensors of the wrong kind, dtype, device or shape, or a ``scale`` that is not a
+        finite positive number (named in the message).
+
     Examples
     --------
     >>> attention_scores(torch.ones(1, 2), torch.ones(3, 2), scale=0.5).tolist()
     [[1.0, 1.0, 1.0]]
     """
+    shape = check_qkv(q, k)
+    check_attn_mask(attn_mask, shape, q.device)
+    return _scores(q, k, float(check_positive("scale", scale)), attn_mask)
+
+
+def _scores(
+    q: torch.Tensor, k: torch.Tensor, scale: float, attn_mask: torch.Tensor | None
+) -> torch.Tensor:
+    """Unchecked core of :func:`attention_scores` (for inputs checked by the caller)."""
     ct = compute_dtype(q.dtype)
     s = torch.matmul(q.to(ct), k.to(ct).transpose(-1, -2)) * scale
     if attn_mask is not None:
@@ -238,7 +292,7 @@ def masked_attention(
 def _attend(q, k, v, keep, scale, attn_mask, return_probs, scores=None) -> AttentionOutput:
     """Unchecked core: ``scores`` may be passed in when already computed."""
     if scores is None:
-        scores = attention_scores(q, k, scale, attn_mask)
+        scores = _scores(q, k, scale, attn_mask)
     p = softmax_kept(scores, keep)
     out = torch.matmul(p, v.to(p.dtype)).to(q.dtype)
     return (out, p.to(q.dtype)) if return_probs else out

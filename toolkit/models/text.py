@@ -25,7 +25,7 @@ from typing import Any, Literal, TypeAlias
 
 import torch
 
-from .._backend import gpu_available
+from .._backend import resolve_device
 from .._checks import check_choice, check_int
 from ._trace import AttentionTrace
 from .minilm import MiniLM, load_minilm
@@ -100,8 +100,19 @@ class TextModel:
         ``"auto"``: MiniLM if installed, else tiny; ``"minilm"`` raises ImportError when
         the package is missing.
     device : str or torch.device, optional
-        Where the model runs (default: ``"cuda"`` when :func:`toolkit.gpu_available`, else
-        ``"cpu"``); traces live on that device.
+        Where the model runs: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``; None follows
+        ``TOOLKIT_DEVICE`` (default ``"auto"``: the GPU when torch sees one, else the CPU),
+        see :func:`toolkit._backend.resolve_device`.  Traces live on that device.
+
+    Raises
+    ------
+    ValueError
+        If ``kind`` is unknown, ``device`` names no CPU or CUDA device, or CUDA is asked
+        for where torch sees no GPU.
+    TypeError
+        If ``device`` is neither a str, a torch.device nor None.
+    ImportError
+        If ``kind="minilm"`` and its package is missing.
 
     Attributes
     ----------
@@ -116,9 +127,7 @@ class TextModel:
 
     def __init__(self, kind: ModelKind = "auto", device: str | torch.device | None = None):
         kind = check_choice("kind", kind, MODEL_KINDS)
-        if device is None:
-            device = "cuda" if gpu_available() else "cpu"
-        self.device = torch.device(device)
+        self.device = resolve_device(device)
         self._cache: OrderedDict[str, AttentionTrace] = OrderedDict()
         self.model: MiniLM | TinyTransformer
         self.name: Literal["minilm", "tiny"]

@@ -32,6 +32,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .._checks import check_int as _check_int
+from .._checks import check_seed
+from ._attention import check_padding_mask
 from ._trace import AttentionFn, AttentionTrace, SelfAttention
 
 __all__ = ["TinyTransformer"]
@@ -85,9 +87,9 @@ class TinyTransformer(nn.Module):
             ("ffn_dim", ffn_dim, 1),
             ("max_len", max_len, 1),
             ("num_classes", num_classes, 1),
-            ("seed", seed, 0),
         ):
             _check_int(name, value, lo)
+        check_seed(seed)
         if dim % heads:
             raise ValueError(f"dim must be divisible by heads, got dim={dim}, heads={heads}")
         if not isinstance(qk_gain, (int, float)) or not qk_gain > 0:
@@ -131,8 +133,8 @@ class TinyTransformer(nn.Module):
         """Uniformly random token ids ``[batch, length]`` from a seeded generator."""
         _check_int("batch", batch, 1)
         _check_int("length", length, 1)
-        g = torch.Generator().manual_seed(seed)
-        return torch.randint(self.config["vocab_size"], (batch, length), generator=g)
+        g = torch.Generator().manual_seed(check_seed(seed))
+        return torch.randint(int(self.config["vocab_size"]), (batch, length), generator=g)
 
     def _check_ids(self, ids: Tensor, attention_mask: Tensor | None) -> None:
         if not isinstance(ids, Tensor) or ids.dtype not in (torch.int32, torch.int64):
@@ -147,17 +149,21 @@ class TinyTransformer(nn.Module):
             raise ValueError(
                 f"ids must lie in [0, {vocab}), got [{int(ids.min())}, {int(ids.max())}]"
             )
-        if attention_mask is not None and (
-            not isinstance(attention_mask, Tensor) or attention_mask.shape != ids.shape
-        ):
-            raise ValueError(f"attention_mask must be a tensor of shape {tuple(ids.shape)}")
+        if attention_mask is not None:
+            if isinstance(attention_mask, Tensor) and attention_mask.shape != ids.shape:
+                raise ValueError(
+                    f"attention_mask must have the shape of ids {tuple(ids.shape)}, "
+                    f"got {tuple(attention_mask.shape)}"
+                )
+            check_padding_mask("attention_mask", attention_mask, ids.shape, ids.device)
 
     def forward(
         self, ids: Tensor, attention_mask: Tensor | None = None, return_attention: bool = False
     ):
         """Hidden states ``[B, T, dim]`` (and an :class:`AttentionTrace` if asked).
 
-        ``attention_mask`` ``[B, T]`` marks real tokens (1/True) against padding (0/False).
+        ``attention_mask`` ``[B, T]`` marks real tokens (1/True) against padding (0/False);
+        any other value (such as 0.5) is a ValueError.
         """
         self._check_ids(ids, attention_mask)
         T = ids.shape[1]

@@ -22,7 +22,7 @@ import torch
 from plotly.subplots import make_subplots
 
 from .._backend import single_thread
-from .._checks import check_int, check_real
+from .._checks import check_int, check_real, check_seed
 from ..attention import (
     DSA,
     NM,
@@ -109,6 +109,8 @@ def control_pattern(
     """
     if isinstance(method, Pattern):
         return method
+    if not isinstance(method, str):
+        raise TypeError(f"method must be a str or a Pattern, got {type(method).__name__}")
     if method == "nm":
         return NM(n, m)
     if method == "dsa":
@@ -172,6 +174,30 @@ def pattern_mask(
     return pattern.mask(q, k, scale=trace.scale, attn_mask=trace.attn_mask)
 
 
+def _check_controls(
+    tm: TextModel,
+    text: object,
+    layer: object,
+    head: object,
+    n: object,
+    m: object,
+    density: object,
+    rank: object,
+    bits: object,
+    sparsity: object,
+) -> None:
+    """Initial values must fit their controls: a slider would clamp them without a word."""
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a str, got {type(text).__name__}")
+    check_int("layer", layer, 0, tm.num_layers - 1)
+    check_int("head", head, 0, tm.num_heads - 1)
+    check_int("n", n, 1, check_int("m", m, 1, 32))
+    check_real("density", density, 0.05, 1.0)
+    check_int("rank", rank, 1, 64)
+    check_int("bits", bits, 1, 16)
+    check_real("sparsity", sparsity, 0.05, 0.95)
+
+
 def _controls_of(pattern: Pattern) -> dict[str, Any]:
     """The control values that describe ``pattern`` (inverse of :func:`control_pattern`)."""
     values: dict[str, Any] = {"method": pattern.kind}
@@ -222,7 +248,16 @@ class AttentionSparsityExplorer(Explorer):
     seed : int
         Seeds DSA's random projection.
     device : str, optional
-        Where the model and masks run (default: the GPU when there is one).
+        Where the model and masks run (default: ``TOOLKIT_DEVICE``, else the GPU when
+        there is one).
+
+    Raises
+    ------
+    TypeError, ValueError
+        On an initial value that is of the wrong type or lies outside its control's range
+        (layer and head of the model, ``1 <= n <= m <= 32``, density in ``[0.05, 1]``,
+        rank in ``[1, 64]``, bits in ``[1, 16]``, sparsity in ``[0.05, 0.95]``), rather
+        than a silently clamped slider.
 
     A text change re-runs the model (one trace is cached per text); method and parameter
     changes only recompute masks and metrics on the cached trace.
@@ -250,7 +285,7 @@ class AttentionSparsityExplorer(Explorer):
         device: str | None = None,
     ) -> None:
         self.text_model = model if isinstance(model, TextModel) else TextModel(model, device)
-        self.seed = check_int("seed", seed, 0)
+        self.seed = check_seed(seed)
         self._initial: dict[str, Any] = dict(
             text=text,
             layer=layer,
@@ -266,9 +301,14 @@ class AttentionSparsityExplorer(Explorer):
         if isinstance(method, Pattern):
             self._initial.update(_controls_of(method))
             self.seed = getattr(method, "seed", self.seed)
+        _check_controls(
+            self.text_model, **{k: v for k, v in self._initial.items() if k != "method"}
+        )
         #: The pattern the controls describe (set at every redraw).
         self.pattern: Pattern = control_pattern(
-            self._initial["method"], n, m, density, rank, bits, sparsity, self.seed
+            self._initial["method"],
+            **{k: self._initial[k] for k in ("n", "m", "density", "rank", "bits", "sparsity")},
+            seed=self.seed,
         )
         self._curves: dict[tuple, dict[str, np.ndarray]] = {}
         self.trace: AttentionTrace | None = None
