@@ -15,7 +15,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .. import gpu_available
+from .._backend import resolve_device
 from .._checks import check_choice, check_int, check_real, check_seed
 from ..isometry import (
     NetworkDesign,
@@ -292,7 +292,7 @@ class IsometryExplorer(Explorer):
         """
         design = self.design()
         samples = int(self.controls["samples"].value)
-        device = "cuda" if gpu_available() else "cpu"
+        device = resolve_device(None)  # TOOLKIT_DEVICE, else the GPU when there is one
         self.progress.max, self.progress.value = 2 * samples, 0
         self.run_button.disabled = True
         try:
