@@ -159,6 +159,13 @@ def as_design(design: NetworkDesign | Mapping[str, Any], **overrides: Any) -> Ne
     2
     """
     if isinstance(design, Mapping):
+        fields = {f.name for f in dataclasses.fields(NetworkDesign)}
+        unknown = sorted(str(k) for k in design if k not in fields)
+        if unknown:
+            raise TypeError(
+                f"design has unknown NetworkDesign field(s) {unknown}; the fields are "
+                f"{sorted(fields)}"
+            )
         design = NetworkDesign(**design)
     if not isinstance(design, NetworkDesign):
         raise TypeError(
