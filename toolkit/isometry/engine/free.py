@@ -85,7 +85,7 @@ def _check_seq(name: str, values: Any) -> list[Any]:
         if isinstance(v, sp.Basic):
             bad = v.has(sp.nan, sp.oo, -sp.oo, sp.zoo)
         else:
-            bad = not cmath.isfinite(v)
+            bad = not cmath.isfinite(complex(v))  # type: ignore[arg-type]
         if bad:
             raise ValueError(f"{name}[{i}] must be finite, got {name}[{i}]={v!r}")
     return coerce(values)

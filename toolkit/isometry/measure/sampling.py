@@ -201,9 +201,10 @@ def sample_input(
 
 
 def _check_float_dtype(dtype: Any) -> torch.dtype:
-    if dtype is None:
+    checked = check_dtype("dtype", dtype)
+    if checked is None:
         raise TypeError("dtype must be a floating torch.dtype, got None")
-    return check_dtype("dtype", dtype)
+    return checked
 
 
 def _progress(progress: Callable[[int, int], Any] | bool | None, total: int, desc: str):
