@@ -156,3 +156,37 @@ def test_repeat_of_a_huge_depth_does_bounded_work(monkeypatch):
     # q propagation by repeated squaring too: q -> q/2 per block with gain 1
     q = repeat(Serial([Linear(8, 8, gain=1), ReLU()]), 10**6).propagate_q(1)
     assert q == sp.Rational(1, 2**10**6)
+
+
+def test_repeat_stops_iterating_once_q_reaches_its_fixed_point():
+    # tanh with gain 1.05: q settles on a non-zero fixed point; from there on every layer has
+    # the same moments, so the chain is composed by repeated squaring
+    block = Serial([Linear(16, 16, gain=1.05), Tanh()])
+    calls = 0
+    moments = block._jacobian_moments
+
+    def counting(order, q):
+        nonlocal calls
+        calls += 1
+        return moments(order, q)
+
+    block._jacobian_moments = counting  # type: ignore[method-assign]
+    depth = 1500
+    fast = repeat(block, depth).moments(order=3)
+    used = calls
+    loop = Serial([block] * depth).moments(order=3)
+    assert used < depth // 2
+    for got, want in zip(fast.values, loop.values):
+        assert got == pytest.approx(want, rel=1e-6)
+    assert float(repeat(block, depth).propagate_q(1.0)) == pytest.approx(
+        float(Serial([block] * depth).propagate_q(1.0)), rel=1e-9
+    )
+
+
+@pytest.mark.parametrize(
+    "block", [Linear(8, 8, gain=1.1), Serial([Linear(8, 8, gain=1.1), Tanh()])], ids=repr
+)
+def test_repeat_out_of_float_range_is_a_clear_error(block):
+    # before: ZeroDivisionError from deep inside the series code
+    with pytest.raises(ValueError, match="leave the float range"):
+        repeat(block, 10**6).moments()

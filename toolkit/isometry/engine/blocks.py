@@ -32,6 +32,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import sympy as sp
+from tqdm.auto import tqdm
 
 from ..._checks import check_int, check_positive, check_real, is_symbolic
 from . import free
@@ -562,6 +563,16 @@ class Repeat(Block):
         return m
 
     def _jacobian_moments(self, order: int, q: Any) -> list[Any]:
+        try:
+            return self._chain_moments(order, q)
+        except (ZeroDivisionError, OverflowError) as err:
+            raise ValueError(
+                f"repeat: the moments of {self.block!r} over depth={self.depth!r} leave the "
+                "float range (they grow or shrink geometrically with depth); use exact "
+                "parameters (sympy numbers) or a symbolic depth for closed forms"
+            ) from err
+
+    def _chain_moments(self, order: int, q: Any) -> list[Any]:
         m = self._same_every_layer(order, q)
         if m is not None:
             # S-transforms multiply, so the chain's S is S_block**depth: repeated squaring
@@ -573,7 +584,31 @@ class Repeat(Block):
                 f"depend on q, or q at a fixed point of propagate_q; got q={q!r} -> "
                 f"{self.block._propagate_q(q)!r} for {self.block!r}"
             )
-        return self._serial()._jacobian_moments(order, q)
+        return self._layer_by_layer(order, q)
+
+    def _layer_by_layer(self, order: int, q: Any) -> list[Any]:
+        """Moments layer by layer while ``q`` moves; from a fixed point on, S**remaining.
+
+        ``q`` of a saturating activation (tanh, ...) settles on its fixed point within a few
+        hundred layers, so a huge depth costs those layers plus one repeated squaring.
+        """
+        seqs = []
+        remaining = int(self.depth)
+        with tqdm(total=remaining, desc="repeat", leave=False, disable=remaining < 10_000) as bar:
+            while remaining:
+                m = self.block._jacobian_moments(order, q)
+                q_next = self.block._propagate_q(q)
+                seqs.append(m)
+                remaining -= 1
+                bar.update(1)
+                if remaining and _same(q_next, q):
+                    seqs.append(free.repeated_product_moments(m, remaining))
+                    bar.update(remaining)
+                    break
+                q = q_next
+        exact = is_exact([v for seq in seqs for v in seq])
+        seqs = [coerce(seq, exact) for seq in seqs]
+        return free._product(seqs, coerce([1] * len(seqs), exact), order)
 
     def _affine_q(self) -> tuple[Any, Any] | None:
         """``(a, b)`` when the block maps ``q`` to ``a q + b``, else None."""
@@ -594,7 +629,12 @@ class Repeat(Block):
         L = self.depth
         if not is_symbolic(L):
             if affine is None:
-                return self._serial()._propagate_q(q)
+                for _ in range(int(L)):  # until q reaches the block's fixed point
+                    q_next = self.block._propagate_q(q)
+                    if _same(q_next, q):
+                        break
+                    q = q_next
+                return q
             # compose q -> a q + b with itself L times by repeated squaring
             a, b = coerce(affine, is_exact([*affine, q]))
             total_a, total_b = a * 0 + 1, b * 0
