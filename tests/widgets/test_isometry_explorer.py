@@ -98,3 +98,22 @@ def test_constructor_rejects_bad_design():
         IsometryExplorer(samples=0)
     with pytest.raises(TypeError, match="seed"):
         IsometryExplorer(seed=1.5)
+
+
+@pytest.mark.parametrize(
+    "fields, name",
+    [
+        ({"depth": 100}, "depth"),  # an IntSlider would clamp it to 64
+        ({"gain": 5.0}, "gain"),  # a FloatSlider would clamp it to 3
+        ({"residual_scale": 2.5}, "residual_scale"),
+        ({"width": 100}, "width"),  # a Dropdown would raise a TraitError
+    ],
+)
+def test_constructor_refuses_values_its_controls_cannot_show(fields, name):
+    with pytest.raises(ValueError, match=name):
+        IsometryExplorer(**fields)
+
+
+def test_constructor_refuses_a_design_of_the_wrong_type():
+    with pytest.raises(TypeError, match="design must be a NetworkDesign"):
+        IsometryExplorer({"width": 64})

@@ -15,8 +15,8 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .. import gpu_available
-from .._checks import check_int, check_seed
+from .._backend import resolve_device
+from .._checks import check_choice, check_int, check_real, check_seed
 from ..isometry import (
     NetworkDesign,
     design_block,
@@ -44,7 +44,24 @@ _DESIGN_CONTROLS = (
     "residual_scale",
 )
 _SPECTRUM_POINTS = 240
+_WIDTHS = (16, 32, 64, 128, 256, 512)
+_MAX_DEPTH = 64
+#: slider ranges of the real-valued design fields (a slider would clamp a value outside)
+_RANGES = {"gain": (0.1, 3.0), "slope": (0.0, 1.0), "residual_scale": (0.0, 2.0)}
 _SPECTRUM_TITLE = "end-to-end spectral density of JJᵀ"
+
+
+def _within_controls(design: NetworkDesign) -> NetworkDesign:
+    """``design`` if every field fits its control, else a ValueError naming the field.
+
+    A slider clamps a value outside its range and a dropdown refuses it with a TraitError;
+    both would hide from the user which design is shown.
+    """
+    check_int("depth", design.depth, 1, _MAX_DEPTH)
+    check_choice("width", design.width, _WIDTHS)
+    for name, (lo, hi) in _RANGES.items():
+        check_real(name, getattr(design, name), lo, hi)
+    return design
 
 
 class IsometryExplorer(Explorer):
@@ -57,13 +74,20 @@ class IsometryExplorer(Explorer):
     ----------
     design : NetworkDesign, optional
         The design the controls start from (default: a Kaiming ReLU MLP of width 128 and
-        depth 8).
+        depth 8).  Its fields must fit the controls: ``depth <= 64``, ``width`` in
+        16, 32, ..., 512, ``gain`` in [0.1, 3], ``residual_scale`` in [0, 2].
     samples : int
         Networks drawn per Run, in ``[1, 32]`` (the range of its slider).
     seed : int
         Seed of the Monte Carlo runs (the spectrum uses ``seed + 1``).
     **fields
         :class:`~toolkit.isometry.NetworkDesign` fields that replace those of ``design``.
+
+    Raises
+    ------
+    TypeError, ValueError
+        For a bad ``design``, ``samples`` or ``seed``, or a field outside its control's range
+        (the message names it).
 
     Examples
     --------
@@ -77,8 +101,11 @@ class IsometryExplorer(Explorer):
     def __init__(
         self, design: NetworkDesign | None = None, *, samples: int = 4, seed: int = 0, **fields: Any
     ) -> None:
-        base = design or NetworkDesign(architecture="mlp", width=128, depth=8, gain=2**0.5)
-        self._initial = dataclasses.replace(base, **fields)
+        if design is None:
+            design = NetworkDesign(architecture="mlp", width=128, depth=8, gain=2**0.5)
+        elif not isinstance(design, NetworkDesign):
+            raise TypeError(f"design must be a NetworkDesign or None, got {type(design).__name__}")
+        self._initial = _within_controls(dataclasses.replace(design, **fields))
         self._samples = check_int("samples", samples, 1, 32)
         self.seed = check_seed(seed)
         self.sampled: dict[str, Any] = {}
@@ -92,15 +119,15 @@ class IsometryExplorer(Explorer):
         c["architecture"] = W.Dropdown(
             options=ARCHITECTURES, value=d.architecture, description="architecture", **style
         )
-        c["depth"] = W.IntSlider(value=d.depth, min=1, max=64, description="depth", **slider)
-        c["width"] = W.Dropdown(
-            options=[16, 32, 64, 128, 256, 512], value=d.width, description="width", **style
+        c["depth"] = W.IntSlider(
+            value=d.depth, min=1, max=_MAX_DEPTH, description="depth", **slider
         )
+        c["width"] = W.Dropdown(options=_WIDTHS, value=d.width, description="width", **style)
         c["init"] = W.ToggleButtons(options=INITS, value=d.init, description="init", **style)
         c["gain"] = W.FloatSlider(
             value=d.gain,
-            min=0.1,
-            max=3.0,
+            min=_RANGES["gain"][0],
+            max=_RANGES["gain"][1],
             step=0.01,
             description="gain",
             readout_format=".3f",
@@ -110,7 +137,12 @@ class IsometryExplorer(Explorer):
             options=ACTIVATIONS, value=d.activation, description="activation", **style
         )
         c["slope"] = W.FloatSlider(
-            value=d.slope, min=0.0, max=1.0, step=0.01, description="leaky slope", **slider
+            value=d.slope,
+            min=_RANGES["slope"][0],
+            max=_RANGES["slope"][1],
+            step=0.01,
+            description="leaky slope",
+            **slider,
         )
         c["normalization"] = W.Dropdown(
             options=NORMALIZATIONS,
@@ -119,7 +151,12 @@ class IsometryExplorer(Explorer):
             **style,
         )
         c["residual_scale"] = W.FloatSlider(
-            value=d.residual_scale, min=0.0, max=2.0, step=0.01, description="residual α", **slider
+            value=d.residual_scale,
+            min=_RANGES["residual_scale"][0],
+            max=_RANGES["residual_scale"][1],
+            step=0.01,
+            description="residual α",
+            **slider,
         )
         c["samples"] = W.IntSlider(
             value=self._samples, min=1, max=32, description="networks", **slider
@@ -255,7 +292,7 @@ class IsometryExplorer(Explorer):
         """
         design = self.design()
         samples = int(self.controls["samples"].value)
-        device = "cuda" if gpu_available() else "cpu"
+        device = resolve_device(None)  # TOOLKIT_DEVICE, else the GPU when there is one
         self.progress.max, self.progress.value = 2 * samples, 0
         self.run_button.disabled = True
         try:

@@ -96,12 +96,21 @@ def gaussian_expectation(fn: Any, q: float) -> float:
     -------
     float
 
+    Raises
+    ------
+    TypeError, ValueError
+        If ``fn`` is not callable or ``q`` is not a finite number ``> 0``.
+
     Examples
     --------
     >>> round(gaussian_expectation(lambda h: h**4, 2.0), 10)   # 3 q^2
     12.0
     """
-    nodes, weights = _rule(float(q))
+    if not callable(fn):
+        raise TypeError(f"fn must be a callable taking a numpy array, got {fn!r}")
+    if is_symbolic(q):
+        raise TypeError(f"q must be a number (quadrature is numeric), got the expression {q!r}")
+    nodes, weights = _rule(float(check_positive("q", q, symbolic=True)))
     return float(np.sum(weights * fn(nodes)))
 
 

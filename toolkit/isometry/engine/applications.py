@@ -14,8 +14,9 @@ from typing import Any, NamedTuple
 
 import sympy as sp
 
-from ..._checks import check_int, check_positive, check_real, is_symbolic
+from ..._checks import check_positive, check_real, is_symbolic
 from ._series import finish, is_exact, normal_cdf, num
+from .blocks import check_depth
 
 __all__ = ["LeakySlope", "leaky_relu_slope", "selu_parameters"]
 
@@ -133,10 +134,7 @@ def leaky_relu_slope(depth: Any, target_variance: Any) -> LeakySlope:
     >>> leaky_relu_slope(100, 1.0)     # doctest: +ELLIPSIS
     LeakySlope(slope=0.9045..., gain=1.0488...)
     """
-    if is_symbolic(depth):
-        depth_v = depth
-    else:
-        depth_v = check_int("depth", depth, 1)
+    depth_v = check_depth(depth)
     check_positive("target_variance", target_variance, allow_zero=True, symbolic=True)
     if not is_symbolic(depth_v) and not is_symbolic(target_variance):
         if float(target_variance) > depth_v:

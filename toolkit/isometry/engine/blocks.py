@@ -32,6 +32,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import sympy as sp
+from tqdm.auto import tqdm
 
 from ..._checks import check_int, check_positive, check_real, is_symbolic
 from . import free
@@ -129,8 +130,45 @@ class Block:
     def _items(self, flatten: bool) -> list[Block]:
         return [self]
 
+    def _widths(self) -> tuple[Width, Width]:
+        """``(input, output)`` widths as ``(kind, size)``, or None where the block takes any."""
+        return None, None
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
+
+
+#: a width a block requires or produces: ("features", n) for dense layers, ("channels", c)
+#: for convolutions; None when the block adapts to its input
+Width = tuple[str, int] | None
+
+
+def _chain_widths(name: str, blocks: Sequence[Block]) -> tuple[Width, Width]:
+    """Check that consecutive widths chain; return the chain's ``(input, output)`` widths.
+
+    Blocks without widths (activations, normalizations) pass the width on when they preserve
+    it (ratio 1) and forget it otherwise.
+    """
+    first: Width = None
+    state: Width = None
+    leading = True  # every block so far took any width and preserved it
+    for i, b in enumerate(blocks):
+        w_in, w_out = b._widths()
+        if w_in is not None and state is not None and w_in[0] == state[0] and w_in[1] != state[1]:
+            raise ValueError(
+                f"{name}[{i}] = {b!r} takes {w_in[0]} of width {w_in[1]}, but the blocks "
+                f"before it output width {state[1]}: consecutive widths must chain"
+            )
+        if leading and w_in is not None:
+            first = w_in
+        keeps = _same(b.ratio, 1)
+        if w_in is not None or w_out is not None or not keeps:
+            leading = False
+        if w_out is not None:
+            state = w_out
+        elif not keeps:
+            state = None
+    return first, state
 
 
 def check_q(q: Any) -> Any:
@@ -217,6 +255,13 @@ class Serial(Block):
     ----------
     blocks : sequence of Block
         In the order they are applied; each sees the second moment its predecessor outputs.
+        Consecutive widths must chain (``Linear(4, 8)`` can be followed by ``Linear(8, n)``
+        but not by ``Linear(3, n)``).
+
+    Raises
+    ------
+    TypeError, ValueError
+        For a non-block entry, or widths that do not chain.
 
     Examples
     --------
@@ -227,7 +272,11 @@ class Serial(Block):
 
     def __init__(self, blocks: Sequence[Block]) -> None:
         self.blocks = _check_blocks("blocks", blocks)
+        self._chain = _chain_widths("blocks", self.blocks)
         self.r_diagonal = any(b.r_diagonal for b in self.blocks)
+
+    def _widths(self) -> tuple[Width, Width]:
+        return self._chain
 
     @property
     def ratio(self) -> Any:
@@ -288,6 +337,22 @@ def _check_branches(name: str, branches: list[Block], same_ratio: bool) -> None:
                 )
 
 
+def _shared_input(name: str, branches: list[Block]) -> Width:
+    """The input width the branches agree on (they all read one input)."""
+    shared: Width = None
+    for i, b in enumerate(branches):
+        w = b._widths()[0]
+        if w is None:
+            continue
+        if shared is not None and w[0] == shared[0] and w[1] != shared[1]:
+            raise ValueError(
+                f"{name}[{i}] = {b!r} takes {w[0]} of width {w[1]}, but an earlier branch "
+                f"takes width {shared[1]}: branches share one input"
+            )
+        shared = shared or w
+    return shared
+
+
 class Parallel(Block):
     r"""Sum of branches :math:`J = \sum_i J_i` (same input, outputs added).
 
@@ -308,7 +373,12 @@ class Parallel(Block):
     def __init__(self, branches: Sequence[Block]) -> None:
         self.branches = _check_blocks("branches", branches)
         _check_branches("Parallel", self.branches, same_ratio=True)
+        self._shared = _shared_input("branches", self.branches)
         self.r_diagonal = all(b.r_diagonal for b in self.branches)
+
+    def _widths(self) -> tuple[Width, Width]:
+        outs = [b._widths()[1] for b in self.branches]
+        return self._shared, next((w for w in outs if w is not None), None)
 
     @property
     def ratio(self) -> Any:
@@ -359,6 +429,10 @@ class Residual(Block):
         if not _same(branch.ratio, 1):
             raise ValueError(f"Residual: branch must preserve the width, got ratio {branch.ratio}")
 
+    def _widths(self) -> tuple[Width, Width]:
+        w_in, w_out = self.branch._widths()
+        return w_in or w_out, w_out or w_in
+
     def _jacobian_moments(self, order: int, q: Any) -> list[Any]:
         m = self.branch._jacobian_moments(order, q)
         exact = is_exact([*m, self.scale])
@@ -403,7 +477,11 @@ class Concat(Block):
     def __init__(self, branches: Sequence[Block]) -> None:
         self.branches = _check_blocks("branches", branches)
         _check_branches("Concat", self.branches, same_ratio=False)
+        self._shared = _shared_input("branches", self.branches)
         self.r_diagonal = all(b.r_diagonal for b in self.branches)
+
+    def _widths(self) -> tuple[Width, Width]:
+        return self._shared, None
 
     @property
     def ratio(self) -> Any:
@@ -451,12 +529,7 @@ class Repeat(Block):
 
     def __init__(self, block: Block, depth: Any) -> None:
         self.block = _check_block("block", block)
-        if is_symbolic(depth):
-            if depth.is_nonpositive:
-                raise ValueError(f"depth must be positive, got depth={depth!r}")
-        else:
-            depth = check_int("depth", depth, 1)
-        self.depth = depth
+        self.depth = check_depth(depth)
         if (is_symbolic(depth) or depth > 1) and not _same(block.ratio, 1):
             raise ValueError(
                 f"repeat: block must preserve the width to be repeated, got ratio "
@@ -471,48 +544,121 @@ class Repeat(Block):
     def _serial(self) -> Serial:
         return Serial([self.block] * self.depth)
 
-    def _jacobian_moments(self, order: int, q: Any) -> list[Any]:
-        if not is_symbolic(self.depth):
-            return self._serial()._jacobian_moments(order, q)
-        m = self.block._jacobian_moments(order, q)
-        if not _same(self.block._propagate_q(q), q):
-            qs = sp.Dummy("q", positive=True)
-            try:
-                mq = self.block._jacobian_moments(order, qs)
-            except (TypeError, ValueError):
-                mq = None
-            if mq is None or any(isinstance(v, sp.Basic) and v.has(qs) for v in mq):
-                raise ValueError(
-                    f"repeat with symbolic depth={self.depth} needs block moments that do not "
-                    f"depend on q, or q at a fixed point of propagate_q; got q={q!r} -> "
-                    f"{self.block._propagate_q(q)!r} for {self.block!r}"
-                )
-        return free.repeated_product_moments(m, self.depth)
+    def _same_every_layer(self, order: int, q: Any) -> list[Any] | None:
+        """The block's moments if every layer has the same ones, else None.
 
-    def _propagate_q(self, q: Any) -> Any:
-        if not is_symbolic(self.depth):
-            return self._serial()._propagate_q(q)
-        q1 = self.block._propagate_q(q)
-        if _same(q1, q):
-            return q
+        True when ``q`` is a fixed point of the block's ``propagate_q`` or when the moments
+        do not depend on ``q`` at all (checked with a symbolic ``q``).
+        """
+        m = self.block._jacobian_moments(order, q)
+        if _same(self.block._propagate_q(q), q):
+            return m
+        qs = sp.Dummy("q", positive=True)
+        try:
+            mq = self.block._jacobian_moments(order, qs)
+        except (TypeError, ValueError):
+            return None
+        if any(isinstance(v, sp.Basic) and v.has(qs) for v in mq):
+            return None
+        return m
+
+    def _jacobian_moments(self, order: int, q: Any) -> list[Any]:
+        try:
+            return self._chain_moments(order, q)
+        except (ZeroDivisionError, OverflowError) as err:
+            raise ValueError(
+                f"repeat: the moments of {self.block!r} over depth={self.depth!r} leave the "
+                "float range (they grow or shrink geometrically with depth); use exact "
+                "parameters (sympy numbers) or a symbolic depth for closed forms"
+            ) from err
+
+    def _chain_moments(self, order: int, q: Any) -> list[Any]:
+        m = self._same_every_layer(order, q)
+        if m is not None:
+            # S-transforms multiply, so the chain's S is S_block**depth: repeated squaring
+            # (series_pow) for a numeric depth, a closed form for a symbolic one
+            return free.repeated_product_moments(m, self.depth)
+        if is_symbolic(self.depth):
+            raise ValueError(
+                f"repeat with symbolic depth={self.depth} needs block moments that do not "
+                f"depend on q, or q at a fixed point of propagate_q; got q={q!r} -> "
+                f"{self.block._propagate_q(q)!r} for {self.block!r}"
+            )
+        return self._layer_by_layer(order, q)
+
+    def _layer_by_layer(self, order: int, q: Any) -> list[Any]:
+        """Moments layer by layer while ``q`` moves; from a fixed point on, S**remaining.
+
+        ``q`` of a saturating activation (tanh, ...) settles on its fixed point within a few
+        hundred layers, so a huge depth costs those layers plus one repeated squaring.
+        """
+        seqs = []
+        remaining = int(self.depth)
+        with tqdm(total=remaining, desc="repeat", leave=False, disable=remaining < 10_000) as bar:
+            while remaining:
+                m = self.block._jacobian_moments(order, q)
+                q_next = self.block._propagate_q(q)
+                seqs.append(m)
+                remaining -= 1
+                bar.update(1)
+                if remaining and _same(q_next, q):
+                    seqs.append(free.repeated_product_moments(m, remaining))
+                    bar.update(remaining)
+                    break
+                q = q_next
+        exact = is_exact([v for seq in seqs for v in seq])
+        seqs = [coerce(seq, exact) for seq in seqs]
+        return free._product(seqs, coerce([1] * len(seqs), exact), order)
+
+    def _affine_q(self) -> tuple[Any, Any] | None:
+        """``(a, b)`` when the block maps ``q`` to ``a q + b``, else None."""
         qs = sp.Dummy("q", positive=True)
         try:
             expr = sp.sympify(self.block._propagate_q(qs))
         except (TypeError, ValueError):
-            expr = None
-        if expr is None or sp.simplify(sp.diff(expr, qs, 2)) != 0:
+            return None
+        if sp.simplify(sp.diff(expr, qs, 2)) != 0:
+            return None
+        return sp.simplify(sp.diff(expr, qs)), sp.simplify(expr.subs(qs, 0))
+
+    def _propagate_q(self, q: Any) -> Any:
+        q1 = self.block._propagate_q(q)
+        if _same(q1, q):
+            return q
+        affine = self._affine_q()
+        L = self.depth
+        if not is_symbolic(L):
+            if affine is None:
+                for _ in range(int(L)):  # until q reaches the block's fixed point
+                    q_next = self.block._propagate_q(q)
+                    if _same(q_next, q):
+                        break
+                    q = q_next
+                return q
+            # compose q -> a q + b with itself L times by repeated squaring
+            a, b = coerce(affine, is_exact([*affine, q]))
+            total_a, total_b = a * 0 + 1, b * 0
+            while L:
+                if L & 1:
+                    total_a, total_b = a * total_a, a * total_b + b
+                L >>= 1
+                if L:
+                    a, b = a * a, a * b + b
+            return total_a * q + total_b
+        if affine is None:
             raise ValueError(
                 f"repeat with symbolic depth={self.depth}: q propagation of "
                 f"{self.block!r} is not affine in q and q={q!r} is not a fixed point"
             )
-        a = sp.simplify(sp.diff(expr, qs))
-        b = sp.simplify(expr.subs(qs, 0))
-        L = self.depth
+        a, b = affine
         if b == 0:
             return a**L * q
         if sp.simplify(a - 1) == 0:
             return q + L * b
         return a**L * q + b * (a**L - 1) / (a - 1)
+
+    def _widths(self) -> tuple[Width, Width]:
+        return self.block._widths()
 
     def _spectral_law(self, q: float) -> Any:
         if is_symbolic(self.depth):
@@ -528,6 +674,26 @@ class Repeat(Block):
 
     def __repr__(self) -> str:
         return f"repeat({self.block!r}, {self.depth!r})"
+
+
+def check_depth(depth: Any, name: str = "depth") -> Any:
+    """A depth: an int ``>= 1``, or a sympy expression that is positive and real.
+
+    A symbol without assumptions is taken to be a positive integer; one declared complex or
+    imaginary, or an expression with ``I`` in it, is refused (``S**L`` is then meaningless).
+    """
+    if not is_symbolic(depth):
+        return check_int(name, depth, 1)
+    complex_symbols = [
+        x for x in depth.free_symbols if x.is_real is not True and x.is_complex is True
+    ]
+    if depth.is_real is False or depth.has(sp.I) or complex_symbols:
+        raise ValueError(f"{name} must be a real (positive) symbol or expression, got {depth!r}")
+    if depth.is_nonpositive:
+        raise ValueError(f"{name} must be positive, got {name}={depth!r}")
+    if depth.has(sp.nan, sp.oo, -sp.oo, sp.zoo):
+        raise ValueError(f"{name} must be finite, got {name}={depth!r}")
+    return depth
 
 
 def repeat(block: Block, depth: Any) -> Repeat:

@@ -36,14 +36,16 @@ Source: Nica & Speicher, *Lectures on the Combinatorics of Free Probability*
 
 from __future__ import annotations
 
+import cmath
 import math
+import numbers
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
 import sympy as sp
 
-from ..._checks import check_int
+from ..._checks import check_int, check_positive
 from ._series import (
     coerce,
     finish,
@@ -77,6 +79,15 @@ def _check_seq(name: str, values: Any) -> list[Any]:
     values = list(values)
     if not values:
         raise ValueError(f"{name} must hold at least one value, got {values!r}")
+    for i, v in enumerate(values):
+        if isinstance(v, bool) or not isinstance(v, numbers.Number | sp.Basic):
+            raise TypeError(f"{name}[{i}] must be a number or a sympy expression, got {v!r}")
+        if isinstance(v, sp.Basic):
+            bad = v.has(sp.nan, sp.oo, -sp.oo, sp.zoo)
+        else:
+            bad = not cmath.isfinite(complex(v))  # type: ignore[arg-type]
+        if bad:
+            raise ValueError(f"{name}[{i}] must be finite, got {name}[{i}]={v!r}")
     return coerce(values)
 
 
@@ -154,8 +165,23 @@ def cumulants_to_moments(cumulants: Sequence[Any]) -> list[Any]:
     return [finish(x) if isinstance(x, sp.Basic) else x for x in m]
 
 
-def _z(z: Any) -> sp.Symbol:
-    return sp.Symbol("z") if z is None else z
+def _z(z: Any, moments: Sequence[Any]) -> sp.Symbol:
+    """The transform variable; refuses one that also occurs in ``moments``.
+
+    Sharing it would merge two different quantities into one expression: with a user's
+    symbol ``z`` in the moments, ``r_transform([z, 2])`` would read as a polynomial in it.
+    """
+    if z is None:
+        z = sp.Symbol("z")
+    elif not isinstance(z, sp.Symbol):
+        raise TypeError(f"z must be a sympy Symbol or None, got {z!r} ({type(z).__name__})")
+    used = set().union(*(v.free_symbols for v in moments if isinstance(v, sp.Basic)))
+    if z in used:
+        raise ValueError(
+            f"z={z!r} also occurs in the moments {list(moments)!r}; pass another symbol as "
+            "z (for example z=sympy.Symbol('w')) so the two are not merged"
+        )
+    return z
 
 
 def r_transform(moments: Sequence[Any], z: Any = None) -> sp.Expr:
@@ -166,7 +192,7 @@ def r_transform(moments: Sequence[Any], z: Any = None) -> sp.Expr:
     moments : sequence of numbers or sympy expressions
         :math:`m_1, \dots, m_K`.
     z : sympy.Symbol, optional
-        The variable (default ``Symbol("z")``).
+        The variable (default ``Symbol("z")``); it must not occur in ``moments``.
 
     Returns
     -------
@@ -178,8 +204,8 @@ def r_transform(moments: Sequence[Any], z: Any = None) -> sp.Expr:
     >>> r_transform([1, 2, 5])
     z**2 + z + 1
     """
-    z = _z(z)
     kappa = moments_to_cumulants(moments)
+    z = _z(z, _check_seq("moments", moments))
     return sp.expand(sum(sp.sympify(k) * z**i for i, k in enumerate(kappa)))
 
 
@@ -242,7 +268,7 @@ def s_transform(moments: Sequence[Any], z: Any = None) -> sp.Expr:
     moments : sequence of numbers or sympy expressions
         :math:`m_1, \dots, m_K` with :math:`m_1 \ne 0`.
     z : sympy.Symbol, optional
-        The variable (default ``Symbol("z")``).
+        The variable (default ``Symbol("z")``); it must not occur in ``moments``.
 
     Returns
     -------
@@ -254,8 +280,8 @@ def s_transform(moments: Sequence[Any], z: Any = None) -> sp.Expr:
     >>> s_transform([2, 4])        # point mass at 2: S = 1/2
     1/2
     """
-    z = _z(z)
     coeffs = s_transform_coefficients(moments)
+    z = _z(z, _check_seq("moments", moments))
     return sp.expand(sum(sp.sympify(c) * z**i for i, c in enumerate(coeffs)))
 
 
@@ -496,6 +522,8 @@ def marchenko_pastur_moments(order: int, ratio: Any = 1, scale: Any = 1) -> list
     [1, 2, 5, 14]
     """
     order = check_int("order", order, 1)
+    check_positive("ratio", ratio, symbolic=True)
+    check_positive("scale", scale, symbolic=True)
     exact = is_exact([ratio, scale])
     lam, s = coerce([ratio, scale], exact)
     out = []
@@ -534,9 +562,8 @@ def marchenko_pastur_density(x: Any, ratio: float = 1.0, scale: float = 1.0) -> 
     0.2756...
     """
     x = np.asarray(x, dtype=float)
-    lam, s = float(ratio), float(scale)
-    if lam <= 0 or s <= 0:
-        raise ValueError(f"ratio and scale must be positive, got ratio={ratio!r}, scale={scale!r}")
+    lam = float(check_positive("ratio", ratio, symbolic=True))
+    s = float(check_positive("scale", scale, symbolic=True))
     lo, hi = s * (1 - math.sqrt(lam)) ** 2, s * (1 + math.sqrt(lam)) ** 2
     inside = (x > lo) & (x < hi)
     out = np.zeros_like(x)

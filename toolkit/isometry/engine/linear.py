@@ -26,7 +26,7 @@ import sympy as sp
 from ..._checks import check_choice, check_flag, check_int, check_positive
 from . import free
 from ._series import coerce, is_exact, num
-from .blocks import Block
+from .blocks import Block, Width
 from .spectra import AtomLaw, MPLaw, ProductLaw
 
 __all__ = ["AvgPool", "Conv2d", "Linear", "WeightNorm", "WeightStandardization"]
@@ -45,6 +45,8 @@ def _orth_law(n_in: int, n_out: int, gain: Any) -> Any:
 
 class _Weight(Block):
     r_diagonal = True
+    #: what n_in and n_out count, for checking that widths chain in a Serial
+    _kind = "features"
 
     def __init__(self, n_in: Any, n_out: Any, gain: Any) -> None:
         self.n_in = check_int("fan_in", n_in)
@@ -58,6 +60,9 @@ class _Weight(Block):
 
     def _exact(self) -> bool:
         return is_exact([self.gain])
+
+    def _widths(self) -> tuple[Width, Width]:
+        return (self._kind, self.n_in), (self._kind, self.n_out)
 
     def _propagate_q(self, q: Any) -> Any:
         return self._jacobian_moments(1, q)[0] * q
@@ -155,6 +160,8 @@ class Conv2d(_Weight):
     Moments(m1=1, m2=17/9, variance=8/9)
     """
 
+    _kind = "channels"
+
     def __init__(
         self, c_in: int, c_out: int, kernel_size: Any, init: str = "gaussian", gain: Any = 1.0
     ) -> None:
@@ -231,6 +238,8 @@ class WeightStandardization(_Weight):
     >>> WeightStandardization(64, 64, kernel_size=3, gain=2).moments()
     Moments(m1=4, m2=32, variance=16)
     """
+
+    _kind = "channels"
 
     _center = True
 

@@ -7,6 +7,7 @@ r"""The :class:`Moments` of a Jacobian: :math:`m_k = \phi((JJ^T)^k)`.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -51,6 +52,12 @@ class Moments:
             values = tuple(values[0])
         if not values:
             raise ValueError("Moments needs at least m1, got no values")
+        for i, v in enumerate(values):
+            # (an overflowing chain may give inf, which is an honest answer; NaN never is)
+            if isinstance(v, bool) or not isinstance(v, numbers.Number | sp.Basic):
+                raise TypeError(f"values[{i}] must be a number or a sympy expression, got {v!r}")
+            if (v != v) is True or (isinstance(v, sp.Basic) and v.has(sp.nan)):
+                raise ValueError(f"values[{i}] must not be NaN, got values={values!r}")
         self._values = tuple(finish(v) for v in coerce(values))
 
     # -- access -----------------------------------------------------------------

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ..._checks import check_int
+from ..._checks import check_flag, check_int
 from . import free
 from ._series import series_mul
 from .blocks import Block, _check_block, check_q
@@ -110,7 +110,7 @@ def profile(block: Block, q: Any = 1.0, order: int = 2, flatten: bool = False) -
     _check_block("block", block)
     order = max(2, check_int("order", order, 1))
     q = check_q(q)
-    items = block._items(flatten)
+    items = block._items(check_flag("flatten", flatten))
     names, rows = [], []
     total = None
     for item in items:

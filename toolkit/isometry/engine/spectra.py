@@ -62,6 +62,8 @@ from . import free
 __all__ = ["AtomLaw", "MPLaw", "ProductLaw", "SumLaw", "spectral_density"]
 
 _MOMENT_ORDER = 16
+#: The most points one :func:`spectral_density` call evaluates (``num`` or ``len(x)``).
+MAX_POINTS = 100_000
 
 
 class MPLaw:
@@ -403,11 +405,13 @@ def spectral_density(
     q : float
         Second moment of the block's input, ``> 0``.
     num : int
-        Points of the default grid (``>= 8``): :math:`(0, x_\max]`, denser near 0
-        (:math:`x = x_\max t^2`), where :math:`x_\max` bounds the support (estimated from the
-        16th moment).
+        Points of the default grid, ``8 <= num <=`` :data:`MAX_POINTS` (100000: each point
+        costs tens of microseconds, so the cap keeps one call to seconds): :math:`(0, x_\max]`,
+        denser near 0 (:math:`x = x_\max t^2`), where :math:`x_\max` bounds the support
+        (estimated from the 16th moment).
     x : array_like, optional
-        Evaluate at these points instead of the default grid.
+        Evaluate at these finite points instead of the default grid (at most
+        :data:`MAX_POINTS`).
     eta : float, optional
         Imaginary part of :math:`z = x + i\eta`, which smooths the density on that scale
         (default :math:`\min(10^{-2}x, 10^{-3}x_\max)`, relative near 0).
@@ -417,6 +421,12 @@ def spectral_density(
     x, density : numpy.ndarray
         The grid and the density on it.
 
+    Raises
+    ------
+    TypeError, ValueError
+        For a non-block ``block``, ``q``, ``num``, ``x`` or ``eta`` out of range, and for a
+        block whose Jacobian is zero (``Scale(0)``: a point mass has no density).
+
     Examples
     --------
     >>> from toolkit.isometry import Linear
@@ -424,8 +434,11 @@ def spectral_density(
     >>> bool(abs(np.trapezoid(rho, x) - 1) < 0.02)
     True
     """
-    check_positive("q", q, symbolic=True)
-    num = check_int("num", num, 8)
+    from .blocks import _check_block  # (blocks builds on this module's laws)
+
+    block = _check_block("block", block)
+    check_positive("q", q)
+    num = check_int("num", num, 8, MAX_POINTS)
     try:
         law = block._spectral_law(float(q))
     except OverflowError as err:
@@ -436,16 +449,33 @@ def spectral_density(
     # solve for JJ^T / scale (m_1 = 1): exploding or vanishing chains stay in range
     scale = 1.0
     if isinstance(law, ProductLaw):
-        logs = [mult * math.log(f.moments(1)[0]) for f, _, mult in law.factors()]
-        scale = math.exp(sum(logs))
+        firsts = [(f.moments(1)[0], mult) for f, _, mult in law.factors()]
+    else:
+        # (a chain's own m1 may underflow to 0 while no factor is zero, so check factors)
+        firsts = [(law.moments(1)[0], 1)]
+    if any(m1 <= 0 for m1, _ in firsts):
+        raise ValueError(
+            f"spectral_density: the Jacobian of {block!r} is zero (a factor such as "
+            "Scale(0) has m1 = 0), so JJ^T has all its eigenvalues at 0: a point mass, "
+            "not a density"
+        )
+    if isinstance(law, ProductLaw):
+        scale = math.exp(sum(mult * math.log(m1) for m1, mult in firsts))
         law = ProductLaw([*law.items, (AtomLaw([1 / scale], [1.0]), 1.0)])
     top = _upper_edge(law)
     if x is None:
         x = scale * top * np.linspace(0, 1, num + 1)[1:] ** 2
     else:
-        x = np.asarray(x, dtype=float)
-        if x.ndim != 1 or x.size == 0:
-            raise ValueError(f"x must be a non-empty 1-D array, got shape {x.shape}")
+        try:
+            x = np.asarray(x, dtype=float)
+        except (TypeError, ValueError) as err:
+            raise TypeError(f"x must be an array of real numbers, got {x!r}") from err
+        if x.ndim != 1 or x.size == 0 or x.size > MAX_POINTS:
+            raise ValueError(
+                f"x must be a 1-D array of 1 to {MAX_POINTS} points, got shape {x.shape}"
+            )
+        if not np.all(np.isfinite(x)):
+            raise ValueError("x must be finite, got NaN or infinite entries")
     xs = x / scale
     if eta is None:
         # relative smoothing near 0, where products have 1/sqrt(x)-type singularities

@@ -128,12 +128,20 @@ def predict_block(module: nn.Module) -> tuple[Block | None, str]:
     (None, 'only stride 1, groups 1, dilation 1 convolutions are modelled')
     """
     m = module
+    if not isinstance(m, nn.Module):
+        raise TypeError(f"module must be a torch.nn.Module, got {type(m).__name__}")
+    bad = [n for n, p in m.named_parameters() if not bool(torch.isfinite(p).all())]
+    if bad:
+        return None, f"non-finite parameter(s): {', '.join(bad)}"
     if isinstance(m, nn.Sequential):
         parts = [predict_block(c) for c in m]
         missing = [f"{type(c).__name__}: {note}" for c, (b, note) in zip(m, parts) if b is None]
         if missing or not parts:
             return None, "unrecognized part(s): " + "; ".join(missing) if missing else "empty"
-        return Serial([b for b, _ in parts if b is not None]), ""
+        try:
+            return Serial([b for b, _ in parts if b is not None]), ""
+        except ValueError as exc:  # e.g. widths that do not chain
+            return None, str(exc)
     if isinstance(m, ResidualBlock):
         branch, note = predict_block(m.branch)
         if branch is None:
@@ -278,7 +286,9 @@ def analyze(
     Raises
     ------
     TypeError, ValueError
-        For bad arguments, or when ``x`` cannot be passed through ``module``.
+        For bad arguments (``x`` with NaN or Inf entries among them), or when ``x`` cannot
+        be passed through ``module``.  A block whose own input or output is not finite is
+        listed with a "not measured" note instead of moments.
 
     Examples
     --------

@@ -65,7 +65,13 @@ import torch
 from torch import nn
 from torch.func import functional_call, vjp, vmap
 
-from ..._checks import check_choice, check_int, check_tensor, make_generator
+from ..._checks import (
+    check_choice,
+    check_finite_tensor,
+    check_int,
+    check_tensor,
+    make_generator,
+)
 from ..engine.moments import Moments
 
 __all__ = ["EmpiricalMoments", "empirical"]
@@ -132,11 +138,15 @@ class EmpiricalMoments:
 
 
 def check_batch(name: str, x: Any) -> torch.Tensor:
-    """``x`` if it is a floating tensor ``[B, ...]``, ``B >= 1``, else a TypeError/ValueError."""
+    """``x`` if it is a finite floating tensor ``[B, ...]``, ``B >= 1``, else an error naming it.
+
+    NaN or Inf inputs are refused: a ReLU's derivative at NaN is 0, so they would give
+    finite moments that look valid.
+    """
     check_tensor(name, x, min_ndim=2, nonempty=True)
     if not x.is_floating_point():
         raise TypeError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
-    return x
+    return check_finite_tensor(name, x)
 
 
 def check_dtype(name: str, dtype: Any) -> torch.dtype | None:
@@ -236,7 +246,8 @@ def empirical(
     Raises
     ------
     TypeError, ValueError
-        For bad arguments, or a module whose output is not one tensor ``[B, ...]``.
+        For bad arguments (``x`` with NaN or Inf entries among them), or a module whose
+        output is not one finite tensor ``[B, ...]``.
 
     Examples
     --------
@@ -276,6 +287,12 @@ def empirical(
         raise ValueError(
             f"module output must be a floating tensor [B, ...] with B = {x.shape[0]} (batch of x), "
             f"got shape {tuple(out.shape)} and dtype {out.dtype}"
+        )
+    bad = int((~torch.isfinite(out)).sum())
+    if bad:
+        raise ValueError(
+            f"module output at x must be finite, got {bad} NaN or infinite entries of "
+            f"{out.numel()} (check the module's parameters)"
         )
     batch = int(x.shape[0])
     in_dim, out_dim = int(xd[0].numel()), int(out[0].numel())

@@ -98,7 +98,7 @@ class NetworkDesign:
     activation : {"relu", "leaky_relu", "tanh", "gelu", "selu", "linear"}
         The nonlinearity after the (normalized) layer; ``"linear"`` means none.
     slope : float
-        The leaky-ReLU negative slope.
+        The leaky-ReLU negative slope, in [0, 1].
     normalization : {"none", "batchnorm"}
         Batch norm after the layer (training mode: batch statistics).
     residual_scale : float
@@ -138,8 +138,10 @@ class NetworkDesign:
             check_choice(f"NetworkDesign.{name}", getattr(self, name), allowed)
         for name in ("width", "depth", "image_size"):
             check_int(f"NetworkDesign.{name}", getattr(self, name), 1)
-        for name in ("slope", "residual_scale"):
-            check_real(f"NetworkDesign.{name}", getattr(self, name))
+        # the analytic LeakyReLU needs a slope in [0, 1]; check it here even when the
+        # activation is another one, so a design never holds a value no block accepts
+        check_real("NetworkDesign.slope", self.slope, 0, 1)
+        check_real("NetworkDesign.residual_scale", self.residual_scale)
         check_positive("NetworkDesign.gain", self.gain)
 
     @property
@@ -157,6 +159,13 @@ def as_design(design: NetworkDesign | Mapping[str, Any], **overrides: Any) -> Ne
     2
     """
     if isinstance(design, Mapping):
+        fields = {f.name for f in dataclasses.fields(NetworkDesign)}
+        unknown = sorted(str(k) for k in design if k not in fields)
+        if unknown:
+            raise TypeError(
+                f"design has unknown NetworkDesign field(s) {unknown}; the fields are "
+                f"{sorted(fields)}"
+            )
         design = NetworkDesign(**design)
     if not isinstance(design, NetworkDesign):
         raise TypeError(

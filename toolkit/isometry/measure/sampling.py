@@ -33,8 +33,9 @@ from torch import nn
 from torch.func import jacrev
 from tqdm.auto import tqdm
 
+from ..._backend import resolve_device
 from ..._checks import check_int, make_generator
-from .empirical import empirical, functional_forward
+from .empirical import check_dtype, empirical, functional_forward
 from .network import (
     ActivationLayers,
     NetworkDesign,
@@ -123,7 +124,10 @@ def build_network(
     dtype : torch.dtype
         Of the returned network (default float64).
     device : str or torch.device, optional
-        Where the network lives (default CPU).
+        Where the network lives: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``; None follows
+        ``TOOLKIT_DEVICE`` (default ``"auto"``: the GPU when torch sees one, else the CPU),
+        see :func:`toolkit._backend.resolve_device`.  CUDA where torch has none is a
+        ValueError.
 
     Returns
     -------
@@ -132,15 +136,17 @@ def build_network(
 
     Examples
     --------
-    >>> net = build_network(NetworkDesign("mlp", width=8, depth=2), seed=0)
+    >>> net = build_network(NetworkDesign("mlp", width=8, depth=2), seed=0, device="cpu")
     >>> x = torch.randn(3, 8, dtype=torch.float64)
     >>> [name for name, _ in net.named_children()], net(x).shape
     (['block0', 'block1'], torch.Size([3, 8]))
     """
     design = as_design(design, width=width, depth=depth)
+    dev = resolve_device(device)
+    dtype = _check_float_dtype(dtype)
     layers = TorchLayers(make_generator(seed, generator, cpu=True))
     blocks = OrderedDict((f"block{i}", compose_block(design, layers)) for i in range(design.depth))
-    return nn.Sequential(blocks).to(device=device or "cpu", dtype=dtype)
+    return nn.Sequential(blocks).to(device=dev, dtype=dtype)
 
 
 def sample_input(
@@ -168,7 +174,10 @@ def sample_input(
     dtype : torch.dtype
         Default float64 (drawn in float64 on the CPU, then cast).
     device : str or torch.device, optional
-        Default CPU.
+        Where the batch lives: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``; None follows
+        ``TOOLKIT_DEVICE`` (default ``"auto"``: the GPU when torch sees one, else the CPU),
+        see :func:`toolkit._backend.resolve_device`.  CUDA where torch has none is a
+        ValueError.
 
     Returns
     -------
@@ -182,13 +191,20 @@ def sample_input(
     """
     design = as_design(design, width=width)
     batch = check_int("batch", batch, 1)
+    dev = resolve_device(device)
+    dtype = _check_float_dtype(dtype)
     gen = make_generator(seed, generator, cpu=True)
     shape = (batch, design.width) + (
         (design.image_size,) * 2 if design.architecture == "cnn" else ()
     )
-    return torch.randn(shape, generator=gen, dtype=torch.float64).to(
-        device=device or "cpu", dtype=dtype
-    )
+    return torch.randn(shape, generator=gen, dtype=torch.float64).to(device=dev, dtype=dtype)
+
+
+def _check_float_dtype(dtype: Any) -> torch.dtype:
+    checked = check_dtype("dtype", dtype)
+    if checked is None:
+        raise TypeError("dtype must be a floating torch.dtype, got None")
+    return checked
 
 
 def _progress(progress: Callable[[int, int], Any] | bool | None, total: int, desc: str):
@@ -253,7 +269,10 @@ def sample_spectrum(
     seed, generator : optional
         Source of weights and inputs (give at most one).
     device : str or torch.device, optional
-        Where the networks run (default CPU).
+        Where the networks run: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``; None follows
+        ``TOOLKIT_DEVICE`` (default ``"auto"``: the GPU when torch sees one, else the CPU),
+        see :func:`toolkit._backend.resolve_device`.  CUDA where torch has none is a
+        ValueError.
     progress : callable or bool, optional
         ``progress(done, total)`` after each network, or ``True`` for a tqdm bar.
 
@@ -272,6 +291,7 @@ def sample_spectrum(
     True
     """
     design = as_design(design, width=width, depth=depth)
+    device = resolve_device(device)
     samples = check_int("samples", samples, 1)
     inputs = check_int("inputs", inputs, 1)
     batch = check_int("batch", batch, 2 if design.normalization == "batchnorm" else 1)
@@ -383,7 +403,10 @@ def sample_block_moments(
     seed, generator : optional
         Source of weights, inputs and probes (give at most one).
     device : str or torch.device, optional
-        Where the networks run (default CPU).
+        Where the networks run: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``; None follows
+        ``TOOLKIT_DEVICE`` (default ``"auto"``: the GPU when torch sees one, else the CPU),
+        see :func:`toolkit._backend.resolve_device`.  CUDA where torch has none is a
+        ValueError.
     progress : callable or bool, optional
         ``progress(done, total)`` after each network, or ``True`` for a tqdm bar.
 
@@ -399,6 +422,7 @@ def sample_block_moments(
     ((2,), True)
     """
     design = as_design(design, width=width, depth=depth)
+    device = resolve_device(device)
     samples = check_int("samples", samples, 1)
     batch = check_int("batch", batch, 2 if design.normalization == "batchnorm" else 1)
     probes = check_int("probes", probes, 1)
