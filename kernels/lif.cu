@@ -175,8 +175,8 @@ __global__ void lif_backward(const T* __restrict__ x, const T* __restrict__ v0,
     }
 }
 
-// Explicit instances for nvcc's compile check; NVRTC instantiates only what name_expressions
-// asks for (one dtype at a time), which keeps the run-time compilation short.
+// Explicit instances for nvcc's compile check; at run time each launch compiles (through NVRTC,
+// once per device) only the one instance that its name_expressions asks for.
 #ifndef __CUDACC_RTC__
 #define TK_LIF_INSTANCES(T)                                                                    \
     template __global__ void lif_forward<T>(const T* __restrict__, const T* __restrict__,      \
