@@ -4,7 +4,7 @@ outputs on fresh random inputs.
 The cases are an all-pairs selection (``_pairwise``) over dtype, sequence length (the register
 variants 8, 16, 32 and the scratch variant), surrogate, reset, detach and decay: each pair of
 values meets in some case, in about 20 cases instead of the 480 of the full product.  Each
-backward instance compiles on its first launch (a few seconds per instance under NVRTC); run
+instance compiles on its first launch (1-4 s each with nvcc for sm_90, 15 in all); run
 with ``scripts/gpu-tests tests/snn``."""
 
 from __future__ import annotations
