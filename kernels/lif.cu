@@ -33,7 +33,13 @@ __device__ __forceinline__ double mul_rn(double a, double b) { return __dmul_rn(
 
 __device__ __forceinline__ float load(const float* p) { return *p; }
 __device__ __forceinline__ double load(const double* p) { return *p; }
-__device__ __forceinline__ float load(const tk_half* p) { return tk_to_float(*p); }
+// One cvt instruction (exact for every binary16 value): the branchy bit-level tk_to_float,
+// inlined at every unrolled load of the backward, made ptxas take minutes on tk_half.
+__device__ __forceinline__ float load(const tk_half* p) {
+    float v = 0.0f;
+    asm("cvt.f32.f16 %0, %1;" : "=f"(v) : "h"(p->bits));
+    return v;
+}
 
 __device__ __forceinline__ void store(float* p, float v) { *p = v; }
 __device__ __forceinline__ void store(double* p, double v) { *p = v; }
@@ -56,8 +62,10 @@ __device__ __forceinline__ A charge(A v, A x, A inv_tau, A v_rest, int decay_inp
 }
 
 // Surrogate derivative at u = H - Vth.  0 atan, 1 sigmoid, 2 rectangular, 3 triangle.
+// Not inlined: the register-path backward unrolls up to 32 steps, and 32 inlined copies of all
+// four branches (exp in double above all) made the compile take a minute per instance.
 template <typename A>
-__device__ __forceinline__ A surrogate_grad(A u, A alpha, int kind) {
+__device__ __noinline__ A surrogate_grad(A u, A alpha, int kind) {
     if (kind == 0) {
         const A z = A(1.5707963267948966) * alpha * u;
         return A(0.5) * alpha / (A(1) + z * z);
@@ -167,8 +175,8 @@ __global__ void lif_backward(const T* __restrict__ x, const T* __restrict__ v0,
     }
 }
 
-// Explicit instances for nvcc's compile check; NVRTC instantiates only what name_expressions
-// asks for (one dtype at a time), which keeps the run-time compilation short.
+// Explicit instances for nvcc's compile check; at run time each launch compiles (through NVRTC,
+// once per device) only the one instance that its name_expressions asks for.
 #ifndef __CUDACC_RTC__
 #define TK_LIF_INSTANCES(T)                                                                    \
     template __global__ void lif_forward<T>(const T* __restrict__, const T* __restrict__,      \

@@ -25,6 +25,7 @@ SHIM = r"""
 #define __global__
 #define __device__
 #define __forceinline__ inline
+#define __noinline__
 #define __restrict__
 #define asm(...) (void)0
 struct tk_dim3 { unsigned x; };

@@ -23,10 +23,18 @@ _REGISTER_T = (8, 16, 32)
 _NULL = np.uint64(0)  # a null pointer argument
 
 
-def _instances(dtype: torch.dtype) -> tuple[str, ...]:
-    """The kernels of one dtype: each dtype compiles (once per device) on first use."""
-    t = TEMPLATE_TYPES[dtype]
-    return (f"lif_forward<{t}>", *(f"lif_backward<{t}, {m}>" for m in (0, *_REGISTER_T)))
+def _forward_name(dtype: torch.dtype) -> str:
+    return f"lif_forward<{TEMPLATE_TYPES[dtype]}>"
+
+
+def _register_steps(steps: int) -> int:
+    """The backward variant for ``steps``: the smallest register array that holds them, else 0
+    (the scratch variant)."""
+    return next((m for m in _REGISTER_T if m >= steps), 0)
+
+
+def _backward_name(dtype: torch.dtype, steps: int) -> str:
+    return f"lif_backward<{TEMPLATE_TYPES[dtype]}, {_register_steps(steps)}>"
 
 
 def _scalars(p: LIFParams, v_start: float) -> tuple:
@@ -77,9 +85,10 @@ def lif_forward_kernel(
         raise ValueError(f"v_seq must be {tuple(x.shape)}, got {tuple(v_seq.shape)}")
     if n == 0:
         return
+    name = _forward_name(x.dtype)
     launch(
         "lif",
-        f"lif_forward<{TEMPLATE_TYPES[x.dtype]}>",
+        name,
         n,
         (
             x,
@@ -92,7 +101,9 @@ def lif_forward_kernel(
             *_scalars(p, v_start),
         ),
         device=dev,
-        name_expressions=_instances(x.dtype),
+        # One module per instance, compiled (once per device) on its first launch: a call
+        # never pays for the variants it does not use.
+        name_expressions=(name,),
     )
 
 
@@ -124,12 +135,14 @@ def lif_backward_kernel(
                 raise ValueError(f"{name} must hold {n} values, got shape {tuple(t.shape)}")
     if n == 0:
         return
-    maxt = next((m for m in _REGISTER_T if m >= steps), 0)
+    name = _backward_name(x.dtype, steps)
     work = torch.float64 if x.dtype == torch.float64 else torch.float32
-    scratch = torch.empty((steps, n), dtype=work, device=dev) if maxt == 0 else None
+    scratch = None
+    if _register_steps(steps) == 0:
+        scratch = torch.empty((steps, n), dtype=work, device=dev)
     launch(
         "lif",
-        f"lif_backward<{TEMPLATE_TYPES[x.dtype]}, {maxt}>",
+        name,
         n,
         (
             _ptr(x),
@@ -145,7 +158,9 @@ def lif_backward_kernel(
             *_scalars(p, v_start),
         ),
         device=dev,
-        name_expressions=_instances(x.dtype),
+        # One module per instance, compiled (once per device) on its first launch: a call
+        # never pays for the variants it does not use.
+        name_expressions=(name,),
     )
 
 

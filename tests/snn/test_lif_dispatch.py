@@ -1,0 +1,109 @@
+"""How the CUDA path of lif_multistep asks for its kernels, checked without a GPU: each launch
+names exactly the one instance it runs (so a first call compiles one template instance, not all
+of a dtype's), the key is the same on every call, and the loader compiles a key once."""
+
+from __future__ import annotations
+
+import itertools
+import types
+
+import pytest
+import torch
+
+from toolkit import _kernels
+from toolkit.snn import SURROGATES, _lif_cuda
+from toolkit.snn.neuron import LIFParams
+
+from ._pairwise import all_pairs
+
+
+@pytest.fixture
+def launches(monkeypatch):
+    calls = []
+
+    def fake_launch(module, function, n, args, device, name_expressions=(), **kw):
+        calls.append((module, function, tuple(name_expressions), args))
+
+    monkeypatch.setattr(_lif_cuda, "launch", fake_launch)
+    return calls
+
+
+def _run(dtype: torch.dtype, steps: int, n: int = 6) -> None:
+    p = LIFParams.make()
+    x = torch.zeros(steps, n, dtype=dtype)
+    bits = torch.zeros((steps + 7) // 8, n, dtype=torch.uint8)
+    _lif_cuda.lif_forward_kernel(x, None, 0.0, p, torch.empty_like(x), bits)
+    g = torch.zeros_like(x)
+    _lif_cuda.lif_backward_kernel(x, None, 0.0, p, bits, g, None, torch.empty_like(x))
+
+
+@pytest.mark.parametrize(
+    ("dtype", "ctype"),
+    [(torch.float32, "float"), (torch.float64, "double"), (torch.float16, "tk_half")],
+)
+@pytest.mark.parametrize(("steps", "maxt"), [(1, 8), (8, 8), (9, 16), (32, 32), (33, 0)])
+def test_each_launch_compiles_only_its_instance(launches, dtype, ctype, steps, maxt):
+    _run(dtype, steps)
+    _run(dtype, steps)
+    assert [c[:3] for c in launches[:2]] == [c[:3] for c in launches[2:]]  # same keys again
+    (_, fwd, fwd_key, _), (_, bwd, bwd_key, args) = launches[:2]
+    assert fwd == f"lif_forward<{ctype}>" and fwd_key == (fwd,)
+    assert bwd == f"lif_backward<{ctype}, {maxt}>" and bwd_key == (bwd,)
+    scratch = args[7]
+    if maxt == 0:  # the scratch variant gets a [T, n] buffer of the working type
+        work = torch.float64 if dtype == torch.float64 else torch.float32
+        assert isinstance(scratch, torch.Tensor)
+        assert scratch.shape == (steps, 6) and scratch.dtype == work
+    else:
+        assert not isinstance(scratch, torch.Tensor) and int(scratch) == 0
+
+
+def test_loader_compiles_each_key_once(monkeypatch):
+    compiled = []
+
+    class FakeModule:
+        def __init__(self, code, options, name_expressions):
+            self.name_expressions = name_expressions
+
+        def compile(self):
+            compiled.append(self.name_expressions)
+
+    class FakeDevice:
+        def __init__(self, index):
+            pass
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    fake = types.SimpleNamespace(
+        RawModule=FakeModule,
+        cuda=types.SimpleNamespace(
+            Device=FakeDevice,
+            compiler=types.SimpleNamespace(CompileException=RuntimeError),
+        ),
+    )
+    monkeypatch.setattr(_kernels, "_require_cupy", lambda: fake)
+    _kernels._compiled.cache_clear()
+    try:
+        a = ("lif_forward<float>",)
+        b = ("lif_backward<float, 8>",)
+        for _ in range(3):
+            _kernels.load_module("lif", a, device=0)
+            _kernels.load_module("lif", b, device=0)
+        assert compiled == [a, b]
+        _kernels.load_module("lif", list(a), device=0)  # a list names the same key
+        assert len(compiled) == 2
+    finally:
+        _kernels._compiled.cache_clear()  # drop the fake modules
+
+
+def test_gpu_cases_cover_every_pair():
+    factors = ((0, 1, 2), (1, 5, 17, 32, 40), tuple(SURROGATES), (0.0, None), (0, 1), (0, 1))
+    cases = all_pairs(factors)
+    assert len(cases) < 30  # far below the 480 of the full product
+    for i, j in itertools.combinations(range(len(factors)), 2):
+        for u, v in itertools.product(factors[i], factors[j]):
+            assert any(c[i] == u and c[j] == v for c in cases), (i, j, u, v)
