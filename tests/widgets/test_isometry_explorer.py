@@ -9,6 +9,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+# Dependencies of the package; absent only on GPU machines that run `scripts/gpu-tests`.
+pytest.importorskip("plotly")
+pytest.importorskip("ipywidgets")
+
 from toolkit.widgets import IsometryExplorer
 
 

@@ -278,7 +278,8 @@ def test_bad_arguments(kwargs: dict, error: type, match: str) -> None:
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device for torch")
 def test_cuda_device_matches_cpu() -> None:
-    net = build_network(NetworkDesign(width=64, depth=2, gain=1.2, activation="tanh"), seed=0)
+    design = NetworkDesign(width=64, depth=2, gain=1.2, activation="tanh")
+    net = build_network(design, seed=0, device="cpu")  # the default is the GPU here
     x = torch.randn(8, 64, dtype=D)
     cpu = analyze(net, x, probes=8, seed=0)
     gpu = analyze(net.cuda(), x.cuda(), probes=8, seed=0)
