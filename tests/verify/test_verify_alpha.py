@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from toolkit.verify import LpBall, bounds, check_soundness, margin_bounds
+from toolkit.verify import LpBall, Synonyms, bounds, check_soundness, margin_bounds
 from toolkit.verify.relaxations import GELU, Tanh
 
 from ._helpers import tiny_input, tiny_model
@@ -108,3 +108,17 @@ def test_alpha_options_are_checked():
         bounds(m, e, spec, "alpha-crown", alpha_steps=-1)
     with pytest.raises(ValueError, match="alpha_lr"):
         bounds(m, e, spec, "alpha-crown", alpha_lr=0.0)
+
+
+def test_synonym_bounds_of_a_batch_equal_each_sentence_alone():
+    """Slopes are optimised per sentence, with each sentence's own candidates, so a sentence's
+    alpha-CROWN bounds do not depend on its batch (issue 10): equal bit for bit."""
+    m = tiny_model(21, layers=1, layernorm="no_var", activation="relu", vocab=30)
+    ids = torch.randint(0, 30, (2, 4), generator=torch.Generator().manual_seed(21))
+    e = m.embed(ids).detach()
+    spec = Synonyms.nearest(m, ids, positions=[1, 2], k=3, budget=1)
+    lo, hi = bounds(m, e, spec, "alpha-crown", alpha_steps=5)
+    for b in range(2):
+        one = Synonyms.nearest(m, ids[b : b + 1], positions=[1, 2], k=3, budget=1)
+        l1, h1 = bounds(m, e[b : b + 1], one, "alpha-crown", alpha_steps=5)
+        assert torch.equal(l1[0], lo[b]) and torch.equal(h1[0], hi[b])

@@ -149,12 +149,17 @@ def _propagate(
     last-bit differences of batched arithmetic into visibly different bounds, and a
     sentence's certificate must not depend on which sentences share its batch.
     """
-    if method.optimizes_slopes and e.shape[0] > 1 and isinstance(spec, (LpBall, Synonyms)):
+    if (
+        method.optimizes_slopes
+        and alpha_steps > 0
+        and e.shape[0] > 1
+        and isinstance(spec, (LpBall, Synonyms))
+    ):
         parts = [
             _propagate(
                 graph,
                 e[b : b + 1],
-                spec,
+                _one_sentence(spec, b),
                 method,
                 None if C is None else C[b : b + 1],
                 logits=logits,
@@ -195,6 +200,14 @@ def _propagate(
         for k, b in it.items():
             inter[k] = _union(inter.get(k), b)
     return out, spec_out, inter
+
+
+def _one_sentence(spec: Spec, b: int) -> Spec:
+    """``spec`` for sentence ``b`` alone (per-sentence synonym candidates are sliced)."""
+    if isinstance(spec, Synonyms):
+        cands = {t: c[b : b + 1] if c.dim() == 3 else c for t, c in spec.candidates.items()}
+        return Synonyms(cands, spec.budget)
+    return spec
 
 
 def _cat_bounds(parts: Sequence[Bounds]) -> Bounds:
