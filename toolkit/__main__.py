@@ -30,19 +30,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     Returns
     -------
     int
-        0 on success, 1 when the report fails (the error goes to standard error).
+        0 on success, 1 when the report fails (the error goes to standard error), 130 on
+        SIGINT and 143 on SIGTERM (one line on standard error, no traceback).
     """
     args = _parser().parse_args(argv)
-    from .report import ReportError, build_report
-
-    keys = [k.strip() for k in args.sections.split(",")] if args.sections else None
     try:
+        from .report import ReportError, all_sections, build_report
+
+        keys = None
+        if args.sections is not None:
+            keys = [k.strip() for k in args.sections.split(",") if k.strip()]
+            if not keys:
+                available = ", ".join(s.key for s in all_sections())
+                print(
+                    f"toolkit report: error: --sections {args.sections!r} names no section; "
+                    f"available: {available}",
+                    file=sys.stderr,
+                )
+                return 1
         path = build_report(
             args.out, quick=args.quick, sections=keys, seed=args.seed, progress=not args.no_progress
         )
     except (ReportError, ValueError, OSError) as exc:
         print(f"toolkit report: error: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("toolkit report: interrupted", file=sys.stderr)
+        return 130
+    except SystemExit as exc:  # build_report turns SIGTERM into SystemExit(143)
+        print("toolkit report: terminated", file=sys.stderr)
+        return exc.code if isinstance(exc.code, int) else 1
     print(f"wrote {path}")
     return 0
 

@@ -114,7 +114,7 @@ def all_sections(keys: list[str] | None = None) -> list[Section]:
     Parameters
     ----------
     keys : list of str or None
-        Section keys, in the order wanted; None gives every section.
+        Section keys, in the order wanted (at least one); None gives every section.
 
     Returns
     -------
@@ -124,12 +124,14 @@ def all_sections(keys: list[str] | None = None) -> list[Section]:
     Raises
     ------
     ValueError
-        If a key is not registered; the message lists the available keys.
+        If ``keys`` is empty or a key is not registered; the message lists the available keys.
     """
     for module in SECTION_MODULES:
         importlib.import_module(module)
     if keys is None:
         return sorted(_SECTIONS.values(), key=lambda s: (s.order, s.key))
+    if not keys:
+        raise ValueError(f"sections must name at least one section; available: {sorted(_SECTIONS)}")
     unknown = [k for k in keys if k not in _SECTIONS]
     if unknown:
         raise ValueError(f"sections {unknown} are not registered; available: {sorted(_SECTIONS)}")
