@@ -82,3 +82,112 @@ TK_NM_PRUNE_INSTANCES(float)
 TK_NM_PRUNE_INSTANCES(double)
 TK_NM_PRUNE_INSTANCES(tk_half)
 TK_NM_PRUNE_INSTANCES(tk_bfloat16)
+
+// ---------------------------------------------------------------------------------------------
+// Vectorised fast path (issue 14): whole groups only.  When every row is a whole number of
+// groups (cols % m == 0), m is a power of two <= 32 and both buffers are 16-byte aligned, the
+// tensor is a flat run of groups.  Each thread then owns CHUNK = max(16, M) consecutive
+// elements (several groups): it reads them with 16-byte loads, ranks each group in registers
+// and writes CHUNK mask bytes with 16-byte stores, so the kernel moves each byte once at full
+// width.  A last partial chunk (numel % CHUNK, a whole number of groups) is ranked by one more
+// thread with scalar accesses.  The ranking (ties to the lower index, NaN first, -0 == +0)
+// is the one above, on 16-bit keys for the half types.
+namespace {
+
+// Order-preserving keys straight from the 16-bit patterns: negative values count down from 0,
+// both zeros map to 0 and every NaN to one key above +inf.
+__device__ __forceinline__ int half_key(unsigned int b, unsigned int inf_bits) {
+    const unsigned int mag = b & 0x7fffu;
+    if (mag > inf_bits) return 0x8000;
+    return (b & 0x8000u) ? -static_cast<int>(mag) : static_cast<int>(mag);
+}
+__device__ __forceinline__ int elem_key(const tk_half* p, int j) {
+    return half_key(reinterpret_cast<const unsigned short*>(p)[j], 0x7c00u);
+}
+__device__ __forceinline__ int elem_key(const tk_bfloat16* p, int j) {
+    return half_key(reinterpret_cast<const unsigned short*>(p)[j], 0x7f80u);
+}
+__device__ __forceinline__ int elem_key(const float* p, int j) { return rank_key(p[j]); }
+__device__ __forceinline__ long long elem_key(const double* p, int j) { return rank_key(p[j]); }
+
+template <typename T> struct vec_key { using type = int; };
+template <> struct vec_key<double> { using type = long long; };
+
+// Keep flags of the G groups of M elements at p into keep[0 .. G*M).
+template <typename T, int M, int G>
+__device__ __forceinline__ void rank_groups(const T* p, int n, unsigned char* keep) {
+    using Key = typename vec_key<T>::type;
+#pragma unroll
+    for (int g = 0; g < G; ++g) {
+        Key key[M];
+#pragma unroll
+        for (int j = 0; j < M; ++j) key[j] = elem_key(p, g * M + j);
+#pragma unroll
+        for (int i = 0; i < M; ++i) {
+            int above = 0;
+#pragma unroll
+            for (int j = 0; j < M; ++j) {
+                if (j != i) above += j < i ? key[j] >= key[i] : key[j] > key[i];
+            }
+            keep[g * M + i] = above < n;
+        }
+    }
+}
+
+}  // namespace
+
+template <typename T, int M>
+__global__ void __launch_bounds__(256)
+nm_prune_vec(const T* __restrict__ scores, bool* __restrict__ mask, long long numel, int n) {
+    constexpr int CHUNK = M > 16 ? M : 16;
+    constexpr int LOADS = CHUNK * static_cast<int>(sizeof(T)) / 16;
+    const long long chunk = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
+    const long long start = chunk * CHUNK;
+    if (start >= numel) return;
+    unsigned char keep[CHUNK];
+    if (start + CHUNK <= numel) {
+        uint4 raw[LOADS];
+        const uint4* src = reinterpret_cast<const uint4*>(scores + start);
+#pragma unroll
+        for (int i = 0; i < LOADS; ++i) raw[i] = __ldcs(src + i);  // streamed: read once
+        rank_groups<T, M, CHUNK / M>(reinterpret_cast<const T*>(raw), n, keep);
+        uint4* dst = reinterpret_cast<uint4*>(mask + start);
+#pragma unroll
+        for (int s = 0; s < CHUNK / 16; ++s) {
+            unsigned int w[4];
+#pragma unroll
+            for (int q = 0; q < 4; ++q) {
+                const int b = 16 * s + 4 * q;
+                w[q] = keep[b] | (keep[b + 1] << 8) | (keep[b + 2] << 16) |
+                       (static_cast<unsigned int>(keep[b + 3]) << 24);
+            }
+            __stcs(dst + s, make_uint4(w[0], w[1], w[2], w[3]));
+        }
+    } else {
+        // The last, partial chunk: whole groups, scalar accesses.
+        const int groups = static_cast<int>((numel - start) / M);
+        for (int g = 0; g < groups; ++g) {
+            T vals[M];
+#pragma unroll
+            for (int j = 0; j < M; ++j) vals[j] = scores[start + g * M + j];
+            unsigned char k1[M];
+            rank_groups<T, M, 1>(vals, n, k1);
+            for (int j = 0; j < M; ++j) mask[start + g * M + j] = k1[j];
+        }
+    }
+}
+
+#define TK_NM_VEC_INSTANCE(T, M)                                                           \
+    template __global__ void nm_prune_vec<T, M>(const T* __restrict__, bool* __restrict__, \
+                                                long long, int);
+#define TK_NM_VEC_INSTANCES(T)                                                             \
+    TK_NM_VEC_INSTANCE(T, 1)                                                               \
+    TK_NM_VEC_INSTANCE(T, 2)                                                               \
+    TK_NM_VEC_INSTANCE(T, 4)                                                               \
+    TK_NM_VEC_INSTANCE(T, 8)                                                               \
+    TK_NM_VEC_INSTANCE(T, 16)                                                              \
+    TK_NM_VEC_INSTANCE(T, 32)
+TK_NM_VEC_INSTANCES(float)
+TK_NM_VEC_INSTANCES(double)
+TK_NM_VEC_INSTANCES(tk_half)
+TK_NM_VEC_INSTANCES(tk_bfloat16)

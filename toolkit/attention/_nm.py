@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -12,6 +13,7 @@ from .._checks import check_int, check_tensor
 from .._dispatch import operation
 from .._kernels import TEMPLATE_TYPES, launch, require_cuda_tensor
 from ..models._attention import ATTENTION_DTYPES
+from ._launch import fast_launch
 
 __all__ = ["MAX_GROUP", "check_nm", "nm_mask"]
 
@@ -20,9 +22,11 @@ MAX_GROUP = 32
 SUPPORTED_DTYPES = ATTENTION_DTYPES
 #: Compile-time bounds on m: a group's keys live in registers, so loops unroll to MAXM.
 _GROUP_BOUNDS = (2, 4, 8, 16, 32)
+_VEC_GROUPS = (1, 2, 4, 8, 16, 32)
 _INSTANCES = tuple(
     f"nm_prune<{TEMPLATE_TYPES[d]}, {b}>" for d in SUPPORTED_DTYPES for b in _GROUP_BOUNDS
-)
+) + tuple(f"nm_prune_vec<{TEMPLATE_TYPES[d]}, {m}>" for d in SUPPORTED_DTYPES for m in _VEC_GROUPS)
+_VEC_BLOCK = 256
 
 
 def check_nm(n: object, m: object) -> tuple[int, int]:
@@ -31,6 +35,14 @@ def check_nm(n: object, m: object) -> tuple[int, int]:
     >>> check_nm(2, 4)
     (2, 4)
     """
+    if type(n) is int and type(m) is int:  # the common case, memoised (per-call overhead)
+        return _check_nm_ints(n, m)
+    m = check_int("m", m, 1, MAX_GROUP)
+    return check_int("n", n, 1, m), m
+
+
+@functools.lru_cache(maxsize=256)
+def _check_nm_ints(n: int, m: int) -> tuple[int, int]:
     m = check_int("m", m, 1, MAX_GROUP)
     return check_int("n", n, 1, m), m
 
@@ -64,7 +76,27 @@ def _nm_mask_cuda(
     if scores.numel() == 0:
         return out
     cols = scores.shape[-1]
-    rows = scores.numel() // cols
+    numel = scores.numel()
+    if (
+        cols % m == 0
+        and m in _VEC_GROUPS
+        and scores.data_ptr() % 16 == 0
+        and out.data_ptr() % 16 == 0
+    ):
+        # Whole groups, aligned: the vectorised kernel, max(16, m) elements per thread.
+        threads = -(-numel // max(16, m))
+        fast_launch(
+            "nm_prune",
+            f"nm_prune_vec<{TEMPLATE_TYPES[scores.dtype]}, {m}>",
+            (-(-threads // _VEC_BLOCK),),
+            (_VEC_BLOCK,),
+            "ppqi",
+            (scores.data_ptr(), out.data_ptr(), numel, n),
+            scores.device,
+            _INSTANCES,
+        )
+        return out
+    rows = numel // cols
     bound = next(b for b in _GROUP_BOUNDS if b >= m)
     launch(
         "nm_prune",

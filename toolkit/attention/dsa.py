@@ -51,6 +51,7 @@ from ..models._attention import (
     resolve_scale,
 )
 from ._dsa_predict import approximate_scores, predict_topk_mask
+from ._fused import sparse_dsa_attention, sparse_supported
 from .masks import MAX_SIZE, _row_topk_op, check_density, keep_count
 
 __all__ = ["dsa_attention", "dsa_mask", "dsa_projection", "dsa_scores", "quantize_rows"]
@@ -324,9 +325,18 @@ def dsa_mask(
 
 @operation
 def _dsa_attention_op(q, k, v, keep, scale, attn_mask, return_probs):
-    # Reference path; issue 14's sparse CUDA path can register itself with .cuda.
+    # Reference path: the dense scores, masked to the kept entries.
     scores = attention_scores(q, k, scale, attn_mask)
     return _attend(q, k, v, keep, scale, attn_mask, return_probs, scores=scores)
+
+
+@_dsa_attention_op.cuda
+def _dsa_attention_cuda(q, k, v, keep, scale, attn_mask, return_probs):
+    # Exact scores only at the kept entries (kernels/dsa_sparse.cu) for fp16/bf16/fp32, head
+    # dim 64 or 128, equal leading shapes, no probabilities and no autograd.
+    if sparse_supported(q, k, v, keep, return_probs, attn_mask):
+        return sparse_dsa_attention(q, k, v, keep, scale, attn_mask)
+    return _dsa_attention_op.reference(q, k, v, keep, scale, attn_mask, return_probs)
 
 
 def dsa_attention(

@@ -20,6 +20,7 @@ from ..models._attention import (
     check_qkv,
     resolve_scale,
 )
+from ._fused import fused_nm_attention, fused_supported
 from ._nm import check_nm, nm_mask
 
 __all__ = ["nm_attention"]
@@ -27,10 +28,19 @@ __all__ = ["nm_attention"]
 
 @operation
 def _nm_attention_op(q, k, v, n: int, m: int, scale: float, attn_mask, return_probs: bool):
-    # Reference path; a fused DFSS kernel can register itself with @_nm_attention_op.cuda.
+    # Reference path; CUDA inputs the fused kernel supports take _nm_attention_cuda.
     scores = attention_scores(q, k, scale, attn_mask)
     keep = nm_mask(scores.detach(), n, m)  # nm_mask dispatches on its own (CPU or CUDA)
     return _attend(q, k, v, keep, scale, attn_mask, return_probs, scores=scores)
+
+
+@_nm_attention_op.cuda
+def _nm_attention_cuda(q, k, v, n: int, m: int, scale: float, attn_mask, return_probs: bool):
+    # The fused kernel (kernels/nm_attention.cu) for fp16/bf16, head dim 64 or 128, m a power
+    # of two, no probabilities and no autograd; anything else takes the reference path.
+    if fused_supported(q, k, v, m, return_probs, attn_mask):
+        return fused_nm_attention(q, k, v, n, m, scale, attn_mask)
+    return _nm_attention_op.reference(q, k, v, n, m, scale, attn_mask, return_probs)
 
 
 def nm_attention(
@@ -57,6 +67,14 @@ def nm_attention(
     ``M`` is added **before** pruning, as DFSS does.  Half inputs compute scores, pruning and
     softmax in float32.  A row whose kept scores are all :math:`-\infty` (e.g. fully masked)
     gets zero probabilities and a **zero output** (never NaN).  Density is :math:`n/m`.
+
+    On CUDA, float16/bfloat16 inputs with head dim 64 or 128, ``m`` a power of two, equal
+    leading shapes, no ``return_probs`` and no autograd run the fused single-pass kernel
+    (``kernels/nm_attention.cu``: tensor cores, online softmax, pruning in registers; memory
+    O(L), never the L x L scores).  Its scores are fp32 sums in the tensor cores' order, so
+    where two scores of a group agree to about an ulp it may keep the other one; the output
+    then differs from the reference within the dtype's tolerance.  ``P`` is rounded to the
+    input dtype before the ``P V`` product.  Other inputs take the reference path.
 
     Parameters
     ----------

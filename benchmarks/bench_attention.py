@@ -1,0 +1,326 @@
+"""Sparse attention against dense attention on one card, in one run (issue 14, item 5).
+
+Run on a CUDA machine from the repository root:
+    PYTHONPATH=. python benchmarks/bench_attention.py [--quick] [--sections error,mask,...]
+
+Sections
+  dfss   DFSS's configuration: bf16, head dim 64, 4 heads, batch 48 (24 at L = 4096),
+         L = 256 ... 4096
+  issue  the configuration of issue 14's table: fp16, batch 4, 16 heads, head dim 64,
+         L = 512 ... 4096
+  grid   L = 512 ... 16384, head dims 64 and 128, 16 heads, about 16k tokens per batch, bf16
+  mask   nm_mask's kernel against a torch.compile'd rank mask and topk, 1M ... 64M fp16
+  error  the output error of each fused path against float64 attention with the same pattern
+
+Methods (the first, ``unfused``, is the anchor: bmm -> softmax -> bmm in the input dtype, the
+baseline of DFSS's paper):  SDPA with each backend forced (flash, cudnn, efficient, math);
+``nm2:4``/``nm1:2`` (nm_attention: the fused kernel); ``nm2:4-ref`` (its reference path:
+dense scores, nm_mask, masked softmax); ``dsa0.9`` (dsa_attention at sparsity 0.9, prediction
+included); ``dsa0.9-predict`` (its prediction alone: dsa_mask);
+``dsa0.9-sparse`` (the sparse kernel alone, on a given pattern); ``dsa0.9-ref``
+(the reference on that pattern).  TFLOP/s count dense attention's 4 B H L^2 d FLOPs for every
+method; GB/s counts reading Q, K, V and writing O once; peak is the extra memory one call
+allocates.  Times are medians over rotating fresh inputs (CUDA events), fewer repetitions on
+big sizes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import math
+import statistics
+import sys
+import time
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+from toolkit.attention import dsa_attention, dsa_mask, nm_attention, nm_mask
+from toolkit.attention._fused import fused_nm_attention, sparse_dsa_attention
+from toolkit.attention.dsa import _dsa_attention_op
+from toolkit.attention.sparse import _nm_attention_op
+
+try:
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+except ImportError:  # pragma: no cover
+    SDPBackend = sdpa_kernel = None
+
+
+def time_ms(fn: Callable[[tuple], object], inputs: list[tuple], budget_ms: float = 60.0):
+    """Median ms of fn(inputs[i]) over rotating inputs; repetitions fitted to budget_ms."""
+    fn(inputs[0])
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    fn(inputs[1 % len(inputs)])
+    torch.cuda.synchronize()
+    first = (time.perf_counter() - t0) * 1e3
+    reps = int(min(40, max(3, budget_ms / max(first, 1e-3))))
+    for i in range(min(3, reps)):
+        fn(inputs[i % len(inputs)])
+    times = []
+    for i in range(reps):
+        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        a.record()
+        fn(inputs[i % len(inputs)])
+        b.record()
+        b.synchronize()
+        times.append(a.elapsed_time(b))
+    return statistics.median(times)
+
+
+def peak_mb(fn: Callable[[tuple], object], args: tuple) -> float:
+    torch.cuda.synchronize()
+    base = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    out = fn(args)
+    torch.cuda.synchronize()
+    peak = torch.cuda.max_memory_allocated() - base
+    del out
+    return peak / 2**20
+
+
+def unfused(a: tuple) -> torch.Tensor:
+    q, k, v = a[:3]
+    s = torch.matmul(q, k.transpose(-1, -2)) * (q.shape[-1] ** -0.5)
+    return torch.matmul(torch.softmax(s, dim=-1), v)
+
+
+def sdpa(backend):
+    def run(a: tuple) -> torch.Tensor:
+        with sdpa_kernel(backend):
+            return F.scaled_dot_product_attention(*a[:3])
+
+    return run
+
+
+def attention_methods(big: bool) -> dict[str, Callable[[tuple], object]]:
+    methods: dict[str, Callable[[tuple], object]] = {"unfused": unfused}
+    if sdpa_kernel is not None:
+        methods["sdpa-flash"] = sdpa(SDPBackend.FLASH_ATTENTION)
+        methods["sdpa-cudnn"] = sdpa(SDPBackend.CUDNN_ATTENTION)
+        methods["sdpa-efficient"] = sdpa(SDPBackend.EFFICIENT_ATTENTION)
+        if not big:
+            methods["sdpa-math"] = sdpa(SDPBackend.MATH)
+    methods["nm2:4"] = lambda a: nm_attention(*a[:3], n=2, m=4)
+    methods["nm1:2"] = lambda a: nm_attention(*a[:3], n=1, m=2)
+    methods["dsa0.9"] = lambda a: dsa_attention(*a[:3], sparsity=0.9)
+    methods["dsa0.9-predict"] = lambda a: dsa_mask(a[0], a[1], sparsity=0.9)
+    methods["dsa0.9-sparse"] = lambda a: sparse_dsa_attention(*a[:3], a[3], a[0].shape[-1] ** -0.5)
+    if not big:
+        methods["nm2:4-ref"] = lambda a: _nm_attention_op.reference(
+            *a[:3], 2, 4, a[0].shape[-1] ** -0.5, None, False
+        )
+        methods["dsa0.9-ref"] = lambda a: _dsa_attention_op.reference(
+            *a[:3], a[3], a[0].shape[-1] ** -0.5, None, False
+        )
+    return methods
+
+
+def attention_table(title: str, cases: list[tuple[int, int, int, int]], dtype, rows: list[str]):
+    card = torch.cuda.get_device_name()
+    print(
+        f"\n### {title}\n\ncard: {card}; date: {datetime.date.today()}; "
+        f"torch {torch.__version__}; {str(dtype)[6:]}\n",
+        flush=True,
+    )
+    print("| B | H | L | d | method | median ms | TFLOP/s | GB/s | peak MB | vs unfused |")
+    print("| ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |")
+    for b, h, L, d in cases:
+        big = L > 4096
+
+        def make(seed, b=b, h=h, L=L, d=d):
+            g = torch.Generator(device="cuda").manual_seed(seed)
+            q, k, v = (
+                torch.randn(b, h, L, d, device="cuda", dtype=dtype, generator=g) for _ in range(3)
+            )
+            return q, k, v, dsa_mask(q, k, sparsity=0.9)
+
+        inputs = [make(s) for s in range(2)]
+        flops = 4 * b * h * L * L * d
+        nbytes = 4 * b * h * L * d * dtype.itemsize
+        anchor = None
+        for name, fn in attention_methods(big).items():
+            try:
+                ms = time_ms(fn, inputs, budget_ms=40.0 if not big else 25.0)
+                mb = peak_mb(fn, inputs[0])
+            except (RuntimeError, torch.OutOfMemoryError) as exc:
+                print(
+                    f"| {b} | {h} | {L} | {d} | {name} | n/a ({type(exc).__name__}: "
+                    f"{str(exc).splitlines()[0][:60]}) | | | | |",
+                    flush=True,
+                )
+                torch.cuda.empty_cache()
+                continue
+            anchor = ms if name == "unfused" else anchor
+            ratio = f"{anchor / ms:.2f}x" if anchor else "-"
+            line = (
+                f"| {b} | {h} | {L} | {d} | {name} | {ms:.4f} | {flops / ms / 1e9:.1f} | "
+                f"{nbytes / ms / 1e6:.0f} | {mb:.0f} | {ratio} |"
+            )
+            print(line, flush=True)
+            rows.append(line)
+        del inputs
+        torch.cuda.empty_cache()
+
+
+def rank_mask(scores: torch.Tensor, n: int, m: int) -> torch.Tensor:
+    """For each element, count the group members that beat it (larger, or equal at a lower
+    index); keep it when fewer than n do (nm_mask's rule, for inputs without NaN)."""
+    g = scores.view(*scores.shape[:-1], -1, m)
+    a, b = g.unsqueeze(-1), g.unsqueeze(-2)  # entry i, entry j
+    idx = torch.arange(m, device=scores.device)
+    beats = (b > a) | ((b == a) & (idx[None, :] < idx[:, None]))
+    return (beats.sum(-1) < n).view(scores.shape)
+
+
+def topk_mask_groups(scores: torch.Tensor, n: int, m: int) -> torch.Tensor:
+    g = scores.view(*scores.shape[:-1], -1, m)
+    mask = torch.zeros(g.shape, dtype=torch.bool, device=scores.device)
+    mask.scatter_(-1, g.topk(n, dim=-1).indices, True)
+    return mask.view(scores.shape)
+
+
+def host_overhead() -> None:
+    """Host microseconds per call (no synchronisation): the Python cost of a launch."""
+    s = torch.randn(256, 4096, device="cuda", dtype=torch.float16)
+    q = torch.randn(1, 1, 128, 64, device="cuda", dtype=torch.float16)
+    calls = {
+        "nm_mask 2:4 (1M)": lambda: nm_mask(s, 2, 4),
+        "nm_attention 2:4 (fused)": lambda: nm_attention(q, q, q, 2, 4),
+        "fused_nm_attention": lambda: fused_nm_attention(q, q, q, 2, 4, 0.125),
+        "torch.empty": lambda: torch.empty(s.shape, dtype=torch.bool, device="cuda"),
+    }
+    print("\n### host overhead per call (us, median of 5 x 200 calls)\n")
+    for name, fn in calls.items():
+        fn()
+        torch.cuda.synchronize()
+        runs = []
+        for _ in range(5):
+            t0 = time.perf_counter()
+            for _ in range(200):
+                fn()
+            runs.append((time.perf_counter() - t0) / 200 * 1e6)
+            torch.cuda.synchronize()
+        print(f"- {name}: {statistics.median(runs):.1f} us", flush=True)
+
+
+def mask_table(quick: bool) -> None:
+    compiled = torch.compile(rank_mask, dynamic=True)
+    print(
+        f"\n### nm_mask, fp16\n\ncard: {torch.cuda.get_device_name()}; "
+        f"date: {datetime.date.today()}; torch {torch.__version__}\n"
+    )
+    print("| elements | n:m | method | median ms | GB/s | vs compiled |")
+    print("| ---: | --- | --- | ---: | ---: | ---: |")
+    sizes = [1 << 20, 1 << 26] if quick else [1 << 20, 1 << 22, 1 << 24, 1 << 26]
+    for n, m in ((2, 4), (1, 2), (8, 32)):
+        for numel in sizes:
+
+            def make(seed, numel=numel):
+                g = torch.Generator(device="cuda").manual_seed(seed)
+                return (
+                    torch.randn(
+                        numel // 4096, 4096, device="cuda", dtype=torch.float16, generator=g
+                    ),
+                )
+
+            inputs = [make(s) for s in range(3)]
+            s0 = inputs[0][0]
+            ours = nm_mask(s0, n, m)
+            assert torch.equal(ours, compiled(s0, n, m)), "compiled rank mask != nm_mask"
+            assert torch.equal(ours, nm_mask(s0, n, m, backend="cpu")), "kernel != reference"
+            methods = {
+                "compiled-rank": lambda a, n=n, m=m: compiled(a[0], n, m),
+                "topk": lambda a, n=n, m=m: topk_mask_groups(a[0], n, m),
+                "nm_mask-cuda": lambda a, n=n, m=m: nm_mask(a[0], n, m),
+            }
+            anchor = None
+            for name, fn in methods.items():
+                ms = time_ms(fn, inputs, budget_ms=30.0)
+                anchor = anchor or ms
+                gbs = numel * 3 / ms / 1e6
+                print(
+                    f"| {numel >> 20}M | {n}:{m} | {name} | {ms:.4f} | {gbs:.0f} | "
+                    f"{anchor / ms:.2f}x |",
+                    flush=True,
+                )
+            del inputs, s0, ours
+            torch.cuda.empty_cache()
+
+
+def error_table() -> None:
+    """Output error of the fused paths against float64 attention with the same pattern."""
+    print("\n### output error vs float64 attention with the same pattern\n")
+    print("| path | dtype | L | d | max abs err | rel Frobenius err | pattern agreement |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
+    for dtype in (torch.float16, torch.bfloat16):
+        for L, d in ((1024, 64), (1024, 128)):
+            g = torch.Generator(device="cuda").manual_seed(7)
+            q, k, v = (
+                torch.randn(1, 4, L, d, device="cuda", dtype=dtype, generator=g) for _ in range(3)
+            )
+            scale = d**-0.5
+            q64, k64, v64 = q.double(), k.double(), v.double()
+            s64 = torch.matmul(q64, k64.transpose(-1, -2)) * scale
+            s32 = torch.matmul(q.float(), k.float().transpose(-1, -2)) * scale
+            for n, m in ((2, 4), (1, 2)):
+                keep64 = nm_mask(s64, n, m)
+                agree = (keep64 == nm_mask(s32, n, m)).float().mean().item()
+                ref = torch.matmul(torch.softmax(s64.masked_fill(~keep64, -math.inf), -1), v64)
+                out = fused_nm_attention(q, k, v, n, m, scale).double()
+                err = (out - ref).norm() / ref.norm()
+                print(
+                    f"| nm{n}:{m} fused | {str(dtype)[6:]} | {L} | {d} | "
+                    f"{(out - ref).abs().max().item():.2e} | {err.item():.2e} | "
+                    f"{agree:.6f} (fp32 scores vs fp64) |",
+                    flush=True,
+                )
+            keep = dsa_mask(q, k, sparsity=0.9)
+            ref = torch.matmul(torch.softmax(s64.masked_fill(~keep, -math.inf), -1), v64)
+            out = sparse_dsa_attention(q, k, v, keep, scale).double()
+            err = (out - ref).norm() / ref.norm()
+            print(
+                f"| dsa0.9 sparse | {str(dtype)[6:]} | {L} | {d} | "
+                f"{(out - ref).abs().max().item():.2e} | {err.item():.2e} | same pattern |",
+                flush=True,
+            )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="fewer sizes")
+    parser.add_argument("--sections", default="error,mask,issue,dfss,grid")
+    args = parser.parse_args()
+    if not torch.cuda.is_available():
+        sys.exit("bench_attention: needs a CUDA GPU")
+    sections = args.sections.split(",")
+    rows: list[str] = []
+    start = time.perf_counter()
+    if "error" in sections:
+        error_table()
+    if "mask" in sections:
+        host_overhead()
+        mask_table(args.quick)
+    if "issue" in sections:
+        Ls = [512, 2048] if args.quick else [512, 1024, 2048, 4096]
+        attention_table("issue 14 configuration", [(4, 16, L, 64) for L in Ls], torch.float16, rows)
+    if "dfss" in sections:
+        Ls = [256, 1024, 4096] if args.quick else [256, 512, 1024, 2048, 4096]
+        cases = [(24 if L == 4096 else 48, 4, L, 64) for L in Ls]
+        attention_table("DFSS configuration", cases, torch.bfloat16, rows)
+    if "grid" in sections:
+        Ls = [512, 4096, 16384] if args.quick else [512, 1024, 2048, 4096, 8192, 16384]
+        cases = [(max(1, 16384 // L), 16, L, d) for d in (64, 128) for L in Ls]
+        attention_table("larger grid, ~16k tokens per batch", cases, torch.bfloat16, rows)
+    print(f"\ntotal {time.perf_counter() - start:.0f} s", flush=True)
+    with contextlib.suppress(Exception):
+        print(torch.cuda.get_device_properties(0))
+
+
+if __name__ == "__main__":
+    main()

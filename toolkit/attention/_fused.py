@@ -1,0 +1,199 @@
+"""The fused CUDA paths of the sparse attention functions (issue 14).
+
+* :func:`fused_nm_attention` runs ``kernels/nm_attention.cu``: N:M attention in one pass
+  (flash style, tensor cores), never writing the ``L x L`` scores.
+* :func:`sparse_dsa_attention` runs ``kernels/dsa_sparse.cu``: attention on DSA's predicted
+  entries only (exact scores at the kept keys, softmax over them, sparse ``P V``).
+
+Both return None when the inputs are outside what the kernels support; the caller then takes
+the reference path, which gives the same results within the dtype's tolerance.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .._kernels import TEMPLATE_TYPES, require_cuda_tensor
+from ._launch import fast_launch
+
+__all__ = [
+    "fused_nm_attention",
+    "fused_supported",
+    "sparse_dsa_attention",
+    "sparse_supported",
+]
+
+FUSED_DTYPES = (torch.float16, torch.bfloat16)
+FUSED_HEAD_DIMS = (64, 128)
+_FUSED_GROUPS = (1, 2, 4, 8, 16, 32)
+_BM = 64  # queries per block
+_THREADS = 128
+
+
+def _needs_grad(*tensors: torch.Tensor | None) -> bool:
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+
+
+def fused_supported(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, m: int, return_probs: bool, attn_mask
+) -> bool:
+    """Whether the fused N:M kernel takes these (already checked) inputs."""
+    return (
+        q.is_cuda
+        and q.dtype in FUSED_DTYPES
+        and q.shape[-1] in FUSED_HEAD_DIMS
+        and v.shape[-1] == q.shape[-1]
+        and q.shape[:-2] == k.shape[:-2] == v.shape[:-2]
+        and m in _FUSED_GROUPS
+        and not return_probs
+        and q.shape[-2] > 0
+        and k.shape[-2] > 0
+        and q.numel() > 0
+        and not _needs_grad(q, k, v, attn_mask)
+    )
+
+
+def _mask_args(attn_mask: torch.Tensor | None, lead: tuple[int, ...], lq: int, lk: int):
+    """(mask tensor or None, kind, heads, strides b/h/q/k) for the kernels' mask argument."""
+    if attn_mask is None:
+        return None, 0, 1, (0, 0, 0, 0)
+    mask = attn_mask.detach()
+    if mask.dtype == torch.bool:
+        mask, kind = mask.view(torch.uint8), 1
+    else:
+        mask, kind = mask.to(torch.float32), 2
+    heads = lead[-1] if lead else 1
+    batch = math.prod(lead[:-1]) if len(lead) > 1 else 1
+    # A view when the broadcast dimensions allow it (the usual [B, 1, 1, L] or [L, L]).
+    mask = mask.expand(*lead, lq, lk).reshape(batch, heads, lq, lk)
+    return mask, kind, heads, tuple(int(s) for s in mask.stride())
+
+
+def fused_nm_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    n: int,
+    m: int,
+    scale: float,
+    attn_mask: torch.Tensor | None = None,
+    out: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """N:M attention through ``kernels/nm_attention.cu`` (inputs as :func:`fused_supported`)."""
+    q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
+    lead, (lq, d), lk = q.shape[:-2], q.shape[-2:], k.shape[-2]
+    if out is None:
+        out = torch.empty(q.shape, dtype=q.dtype, device=q.device)
+    if out.shape != q.shape:
+        raise ValueError(f"out must have shape {tuple(q.shape)}, got {tuple(out.shape)}")
+    for name, t in (("q", q), ("k", k), ("v", v), ("out", out)):
+        require_cuda_tensor(t, name, (q.dtype,), q.device)
+    mask, kind, heads, strides = _mask_args(attn_mask, tuple(lead), lq, lk)
+    rows = math.prod(lead) if lead else 1
+    name = f"nm_attention_fwd<{TEMPLATE_TYPES[q.dtype]}, {d}, {m}>"
+    smem = 2 * (d + 8) * (_BM + 4 * 64)  # Q tile + two stages of K and V tiles, padded rows
+    fast_launch(
+        "nm_attention",
+        name,
+        (-(-lq // _BM), rows),
+        (_THREADS,),
+        "ppppiiifpiiqqqq",
+        (
+            q.data_ptr(),
+            k.data_ptr(),
+            v.data_ptr(),
+            out.data_ptr(),
+            lq,
+            lk,
+            n,
+            scale,
+            mask.data_ptr() if mask is not None else 0,
+            kind,
+            heads,
+            *strides,
+        ),
+        q.device,
+        (name,),
+        shared_mem=smem,
+    )
+    return out
+
+
+SPARSE_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
+_SPARSE_ROWS = 4  # query rows (warps) per block
+
+
+def sparse_supported(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    keep: torch.Tensor,
+    return_probs: bool,
+    attn_mask,
+) -> bool:
+    """Whether the sparse DSA kernel takes these (already checked) inputs."""
+    lead = q.shape[:-2]
+    return (
+        q.is_cuda
+        and q.dtype in SPARSE_DTYPES
+        and q.shape[-1] in FUSED_HEAD_DIMS
+        and v.shape[-1] == q.shape[-1]
+        and lead == k.shape[:-2] == v.shape[:-2]
+        and keep.shape == (*lead, q.shape[-2], k.shape[-2])
+        and keep.dtype == torch.bool
+        and not return_probs
+        and q.numel() > 0
+        and k.shape[-2] > 0
+        and not _needs_grad(q, k, v, attn_mask)
+    )
+
+
+def sparse_dsa_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    keep: torch.Tensor,
+    scale: float,
+    attn_mask: torch.Tensor | None = None,
+    out: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Attention on the kept entries only, through ``kernels/dsa_sparse.cu``."""
+    q, k, v, keep = q.contiguous(), k.contiguous(), v.contiguous(), keep.contiguous()
+    lead, (lq, d), lk = q.shape[:-2], q.shape[-2:], k.shape[-2]
+    if out is None:
+        out = torch.empty(q.shape, dtype=q.dtype, device=q.device)
+    if out.shape != q.shape:
+        raise ValueError(f"out must have shape {tuple(q.shape)}, got {tuple(out.shape)}")
+    for name, t in (("q", q), ("k", k), ("v", v), ("out", out)):
+        require_cuda_tensor(t, name, (q.dtype,), q.device)
+    require_cuda_tensor(keep, "keep", (torch.bool,), q.device)
+    mask, kind, heads, strides = _mask_args(attn_mask, tuple(lead), lq, lk)
+    rows = (math.prod(lead) if lead else 1) * lq
+    name = f"dsa_sparse_attention<{TEMPLATE_TYPES[q.dtype]}, {d}>"
+    fast_launch(
+        "dsa_sparse",
+        name,
+        (-(-rows // _SPARSE_ROWS),),
+        (32 * _SPARSE_ROWS,),
+        "pppppqiifpiiqqqq",
+        (
+            q.data_ptr(),
+            k.data_ptr(),
+            v.data_ptr(),
+            keep.data_ptr(),
+            out.data_ptr(),
+            rows,
+            lq,
+            lk,
+            scale,
+            mask.data_ptr() if mask is not None else 0,
+            kind,
+            heads,
+            *strides,
+        ),
+        q.device,
+        (name,),
+    )
+    return out

@@ -1,0 +1,119 @@
+"""A lean kernel launch for the attention kernels, where Python overhead is the cost to beat.
+
+:func:`toolkit._kernels.launch` enters CuPy's device and stream contexts and converts every
+argument on each call: tens of microseconds, more than ``nm_mask`` takes on a million
+elements.  Here the kernel handle is cached and the launch goes straight to the driver
+(``cuLaunchKernel`` through ctypes, on torch's current raw stream); where that is not possible
+(no ``libcuda`` found, a CuPy without the kernel's handle) it falls back to CuPy's own call.
+Arguments must already be validated (shapes, dtypes, devices, contiguity, alignment) by the
+caller, as for :func:`~toolkit._kernels.launch`.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import functools
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from .._backend import _require_cupy
+from .._kernels import DEFAULT_OPTIONS, KernelError, load_module
+
+__all__ = ["fast_launch"]
+
+#: Argument kinds of a launch signature: pointer, int64, int32, float32.
+_CTYPES: dict[str, Any] = {
+    "p": ctypes.c_uint64,
+    "q": ctypes.c_int64,
+    "i": ctypes.c_int32,
+    "f": ctypes.c_float,
+}
+_NUMPY: dict[str, Any] = {"p": np.uint64, "q": np.int64, "i": np.int32, "f": np.float32}
+
+
+@functools.cache
+def _kernel(module: str, function: str, device: int, exprs: tuple[str, ...]) -> Any:
+    return load_module(module, exprs, DEFAULT_OPTIONS, device).get_function(function)
+
+
+@functools.cache
+def _driver() -> Any:
+    """libcuda's cuLaunchKernel, or None."""
+    name = ctypes.util.find_library("cuda") or "libcuda.so.1"
+    try:
+        lib = ctypes.CDLL(name)
+    except OSError:
+        return None
+    fn = lib.cuLaunchKernel
+    fn.restype = ctypes.c_int
+    fn.argtypes = [ctypes.c_void_p] + [ctypes.c_uint] * 6 + [ctypes.c_uint, ctypes.c_void_p]
+    fn.argtypes += [ctypes.POINTER(ctypes.c_void_p), ctypes.c_void_p]
+    return fn
+
+
+def _raw_stream(device: int) -> int:
+    getter = getattr(torch._C, "_cuda_getCurrentRawStream", None)
+    if getter is not None:
+        return int(getter(device))
+    return int(torch.cuda.current_stream(device).cuda_stream)
+
+
+def _cupy_launch(kernel, grid, block, args, sig: str, index: int, shared_mem: int) -> None:
+    cupy = _require_cupy()
+    stream = cupy.cuda.ExternalStream(_raw_stream(index), index)
+    converted = tuple(_NUMPY[kind](a) for kind, a in zip(sig, args, strict=True))
+    with cupy.cuda.Device(index), stream:
+        kernel(grid, block, converted, shared_mem=shared_mem)
+
+
+def fast_launch(
+    module: str,
+    function: str,
+    grid: tuple[int, ...],
+    block: tuple[int, ...],
+    sig: str,
+    args: Sequence[Any],
+    device: torch.device,
+    exprs: Sequence[str] = (),
+    shared_mem: int = 0,
+) -> None:
+    """Launch ``function`` of ``kernels/<module>.cu`` on torch's current stream of ``device``.
+
+    ``sig`` gives each argument's C type, one letter each: ``p`` a pointer (pass
+    ``tensor.data_ptr()`` or 0), ``q`` int64, ``i`` int32, ``f`` float32; ``args`` are plain
+    Python numbers.
+
+    Raises
+    ------
+    KernelError
+        If compiling or launching fails.
+    """
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    kernel = _kernel(module, function, index, tuple(exprs))
+    if shared_mem > 48 * 1024 and kernel.max_dynamic_shared_size_bytes < shared_mem:
+        kernel.max_dynamic_shared_size_bytes = shared_mem
+    launch = _driver()
+    handle = getattr(getattr(kernel, "kernel", None), "ptr", None)
+    if launch is None or handle is None or index != torch.cuda.current_device():
+        cupy = _require_cupy()
+        try:
+            _cupy_launch(kernel, grid, block, args, sig, index, shared_mem)
+        except (cupy.cuda.driver.CUDADriverError, cupy.cuda.runtime.CUDARuntimeError) as exc:
+            msg = f"launching {function} from kernels/{module}.cu failed: {exc}"
+            raise KernelError(msg) from exc
+        return
+    values = [_CTYPES[kind](a) for kind, a in zip(sig, args, strict=True)]
+    params = (ctypes.c_void_p * len(values))(*map(ctypes.addressof, values))
+    g = (*grid, 1, 1)
+    b = (*block, 1, 1)
+    status = launch(
+        handle, g[0], g[1], g[2], b[0], b[1], b[2], shared_mem, _raw_stream(index), params, None
+    )
+    if status != 0:
+        raise KernelError(
+            f"launching {function} from kernels/{module}.cu failed: CUresult {status}"
+        )
