@@ -20,8 +20,8 @@ included); ``dsa0.9-predict`` (its prediction alone: dsa_mask);
 ``dsa0.9-sparse`` (the sparse kernel alone, on a given pattern); ``dsa0.9-ref``
 (the reference on that pattern).  TFLOP/s count dense attention's 4 B H L^2 d FLOPs for every
 method; GB/s counts reading Q, K, V and writing O once; peak is the extra memory one call
-allocates.  Times are medians over rotating fresh inputs (CUDA events), fewer repetitions on
-big sizes.
+allocates.  Times are medians over rotating fresh inputs (CUDA events around streams of
+back-to-back calls, see ``time_ms``), fewer repetitions on big sizes.
 """
 
 from __future__ import annotations
@@ -50,24 +50,32 @@ except ImportError:  # pragma: no cover
 
 
 def time_ms(fn: Callable[[tuple], object], inputs: list[tuple], budget_ms: float = 60.0):
-    """Median ms of fn(inputs[i]) over rotating inputs; repetitions fitted to budget_ms."""
+    """Median ms per call of fn over rotating inputs, as a stream of back-to-back calls.
+
+    Each timed sample is ``inner`` consecutive calls between two CUDA events (``inner`` sized
+    so that a sample lasts about 1 ms), as a model runs them: the host's launch overhead of one
+    call overlaps the previous call's GPU work, so a sample measures the GPU's throughput unless
+    the host is slower (then it measures the host: see the host overhead table).
+    """
     fn(inputs[0])
     torch.cuda.synchronize()
     t0 = time.perf_counter()
     fn(inputs[1 % len(inputs)])
     torch.cuda.synchronize()
-    first = (time.perf_counter() - t0) * 1e3
-    reps = int(min(40, max(3, budget_ms / max(first, 1e-3))))
-    for i in range(min(3, reps)):
+    first = max((time.perf_counter() - t0) * 1e3, 1e-3)
+    inner = int(min(50, max(1, 1.0 / first)))
+    reps = int(min(30, max(3, budget_ms / (first * inner))))
+    for i in range(min(3, reps) * inner):
         fn(inputs[i % len(inputs)])
     times = []
-    for i in range(reps):
+    for _ in range(reps):
         a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         a.record()
-        fn(inputs[i % len(inputs)])
+        for i in range(inner):
+            fn(inputs[i % len(inputs)])
         b.record()
         b.synchronize()
-        times.append(a.elapsed_time(b))
+        times.append(a.elapsed_time(b) / inner)
     return statistics.median(times)
 
 

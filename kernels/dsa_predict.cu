@@ -100,17 +100,9 @@ dsa_predict(const Code* __restrict__ q_codes, const Code* __restrict__ k_codes,
         hist[tid] = 0u;                                 // kThreads == 256 bins
         __syncthreads();
         const unsigned int want = prefix, within = prefix_mask;
-        // Scores of a row share their top bytes, so most lanes of a warp hit the same bin:
-        // lanes with equal bins are grouped (__match_any_sync) and one atomic adds the group's
-        // count, instead of up to 32 conflicting atomics.  Lanes with nothing to count carry a
-        // bin of their own (256 + lane) and add nothing.
-        for (int base = 0; base < lk; base += kThreads) {
-            const int j = base + tid;
-            const unsigned int key = j < lk ? keys[j] : 0u;
-            const bool counted = j < lk && (key & within) == want;
-            const unsigned int bin = counted ? (key >> shift) & 0xffu : 256u + lane;
-            const unsigned int peers = __match_any_sync(0xffffffffu, bin);
-            if (counted && lane == __ffs(peers) - 1) atomicAdd(&hist[bin], __popc(peers));
+        for (int j = tid; j < lk; j += kThreads) {
+            const unsigned int key = keys[j];
+            if ((key & within) == want) atomicAdd(&hist[(key >> shift) & 0xffu], 1u);
         }
         __syncthreads();
         if (warp == 0) {

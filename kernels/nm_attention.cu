@@ -229,7 +229,34 @@ nm_attention_fwd(const T* __restrict__ q, const T* __restrict__ k, const T* __re
         // ---- N:M pruning in registers.  Float comparisons give nm_mask's order for every
         // non-NaN score (-0 == +0); a NaN score is kept (nothing beats it), so its row's
         // output is NaN, as in the reference.
-        if constexpr (M > 1) {
+        if constexpr (M == 4) {
+            // A group of 4 is two lanes' pairs.  Sort each pair locally (a beats b), take the
+            // partner's sorted pair (c beats d) with two shuffles; as "beats" is a total order,
+            // a is kept iff fewer than n of {c, d} beat it (b beats nobody above a), and b iff
+            // fewer than n - 1 of {c, d} do: n = 1 keeps a unless c beats it; n = 2 keeps a
+            // unless d beats it and b unless c does; n = 3 keeps a, and b unless d beats it.
+            const bool partner_lower = (qd & 1) != 0;  // the partner's keys come first
+#pragma unroll
+            for (int t = 0; t < NT; ++t) {
+#pragma unroll
+                for (int h = 0; h < 2; ++h) {
+                    const float s0 = s[t][2 * h], s1 = s[t][2 * h + 1];
+                    const bool first = s0 >= s1;  // ties to the lower index
+                    const float a = first ? s0 : s1, b = first ? s1 : s0;
+                    const float c = __shfl_xor_sync(0xffffffffu, a, 1);
+                    const float d = __shfl_xor_sync(0xffffffffu, b, 1);
+                    const bool c_a = partner_lower ? c >= a : c > a;
+                    const bool d_a = partner_lower ? d >= a : d > a;
+                    const bool c_b = partner_lower ? c >= b : c > b;
+                    const bool d_b = partner_lower ? d >= b : d > b;
+                    const bool keep_a = n >= 3 || (n == 2 ? !d_a : !c_a);
+                    const bool keep_b = n >= 4 || (n == 3 ? !d_b : (n == 2 && !c_b));
+                    // A NaN score is never dropped, so its row's output is NaN (reference).
+                    if (!(first ? keep_a : keep_b) && s0 == s0) s[t][2 * h] = neg_inf;
+                    if (!(first ? keep_b : keep_a) && s1 == s1) s[t][2 * h + 1] = neg_inf;
+                }
+            }
+        } else if constexpr (M > 1) {
             // lower[x]: the partner lane qd ^ x holds lower key indices than this lane.
             bool lower[LPG];
 #pragma unroll

@@ -94,6 +94,8 @@ CASES = [
     ((2, 1), 70, 129, 64, 9, 32),
     ((1, 1), 17, 10, 64, 1, 1),
     ((2,), 1, 5, 128, 1, 4),
+    ((1, 2), 50, 70, 64, 3, 4),
+    ((2,), 64, 64, 128, 4, 4),
 ]
 
 
@@ -147,6 +149,21 @@ def test_fused_gaussian_inputs_close_to_float64(dtype, d):
     # Near-ties in a group can resolve differently (the kernel's summation order): rare.
     assert close.float().mean() > 0.995
     assert (out - ref).abs().max() < 0.25
+
+
+@pytest.mark.parametrize(("n", "m"), [(1, 4), (2, 4), (3, 4), (1, 2), (3, 8)])
+def test_fused_nan_rows_stay_nan(n, m):
+    # A NaN score ranks first in the reference, so its row's output is NaN; other rows are
+    # unaffected.  An additive mask puts a single NaN into the scores.
+    gen = generator("fused nan", n, m)
+    q, k, v = (torch.randn(1, 2, 70, 64, generator=gen).half() for _ in range(3))
+    mask = torch.zeros(70, 70)
+    mask[9, 13] = math.nan  # one NaN score in row 9 of every head
+    out = nm_attention(q.cuda(), k.cuda(), v.cuda(), n, m, attn_mask=mask.cuda()).cpu()
+    ref = _ref64(q, k, v, n, m, 1 / 8, mask)
+    assert torch.isnan(out[0, 1, 9]).all() and torch.isnan(ref[0, 1, 9]).all()
+    assert torch.isnan(out[0, 0, 9]).all()
+    assert not torch.isnan(out[..., :9, :]).any() and not torch.isnan(out[..., 10:, :]).any()
 
 
 def test_fused_dispatch_rules():
