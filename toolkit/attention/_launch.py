@@ -50,8 +50,9 @@ def _driver() -> Any:
         return None
     fn = lib.cuLaunchKernel
     fn.restype = ctypes.c_int
-    fn.argtypes = [ctypes.c_void_p] + [ctypes.c_uint] * 6 + [ctypes.c_uint, ctypes.c_void_p]
-    fn.argtypes += [ctypes.POINTER(ctypes.c_void_p), ctypes.c_void_p]
+    # CUfunction, grid x/y/z, block x/y/z, shared bytes, stream, kernel params, extra
+    argtypes: list[Any] = [ctypes.c_void_p, *[ctypes.c_uint] * 7, ctypes.c_void_p]
+    fn.argtypes = [*argtypes, ctypes.POINTER(ctypes.c_void_p), ctypes.c_void_p]
     return fn
 
 

@@ -26,6 +26,25 @@ from ._nm import check_nm, nm_mask
 __all__ = ["nm_attention"]
 
 
+#: check_qkv's verdict for tensors of given (type, dtype, shape, device): a pure function of
+#: them, memoised because torch.broadcast_shapes costs tens of microseconds a call, as much as
+#: the fused kernel itself at short lengths.
+_QKV_SHAPES: dict[tuple, tuple[int, ...]] = {}
+
+
+def _check_qkv_cached(q: object, k: object, v: object) -> tuple[int, ...]:
+    if not (type(q) is type(k) is type(v) is torch.Tensor):
+        return check_qkv(q, k, v)
+    key = (q.dtype, k.dtype, v.dtype, q.shape, k.shape, v.shape, q.device, k.device, v.device)
+    shape = _QKV_SHAPES.get(key)
+    if shape is None:
+        shape = check_qkv(q, k, v)  # raises on bad input: nothing is cached then
+        if len(_QKV_SHAPES) > 1024:
+            _QKV_SHAPES.clear()
+        _QKV_SHAPES[key] = shape
+    return shape
+
+
 @operation
 def _nm_attention_op(q, k, v, n: int, m: int, scale: float, attn_mask, return_probs: bool):
     # Reference path; CUDA inputs the fused kernel supports take _nm_attention_cuda.
@@ -112,7 +131,7 @@ def nm_attention(
     >>> out.shape, int((p > 0).sum(-1).max())
     (torch.Size([2, 3, 8, 16]), 4)
     """
-    shape = check_qkv(q, k, v)
+    shape = _check_qkv_cached(q, k, v)
     n, m = check_nm(n, m)
     check_attn_mask(attn_mask, shape, q.device)
     check_flag("return_probs", return_probs)
