@@ -26,8 +26,7 @@
 // does.  A different summation order can move a score by an ulp or so, so when two scores of a
 // group are that close the kernel may keep the other one; the output then differs by about
 // p * (v_a - v_b) for that entry, within the dtype's tolerance.  P is rounded to the input
-// dtype before the P V product (as flash kernels do); for fp16 the exponentials themselves are
-// taken two at a time in fp16 (ex2.approx.f16x2), the softmax's throughput limit at head dim 64.
+// dtype before the P V product (as flash kernels do).
 #include "tk_dtypes.cuh"
 
 namespace nmattn {
@@ -98,27 +97,6 @@ __device__ __forceinline__ float ex2(float x) {
     float y;
     asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
     return y;
-}
-
-__device__ __forceinline__ unsigned ex2_f16x2(unsigned x) {
-    unsigned y;
-    asm("ex2.approx.f16x2 %0, %1;\n" : "=r"(y) : "r"(x));
-    return y;
-}
-__device__ __forceinline__ unsigned hadd2(unsigned a, unsigned b) {
-    unsigned y;
-    asm("add.rn.f16x2 %0, %1, %2;\n" : "=r"(y) : "r"(a), "r"(b));
-    return y;
-}
-__device__ __forceinline__ float half_lo(unsigned x) {
-    float f;
-    asm("cvt.f32.f16 %0, %1;\n" : "=f"(f) : "h"(static_cast<unsigned short>(x & 0xffffu)));
-    return f;
-}
-__device__ __forceinline__ float half_hi(unsigned x) {
-    float f;
-    asm("cvt.f32.f16 %0, %1;\n" : "=f"(f) : "h"(static_cast<unsigned short>(x >> 16)));
-    return f;
 }
 
 template <typename T> struct is_bf16 { static constexpr bool value = false; };
@@ -326,8 +304,7 @@ nm_attention_fwd(const T* __restrict__ q, const T* __restrict__ k, const T* __re
             }
         }
 
-        // ---- online softmax; P goes straight to packed 16-bit pairs (the A operand of P V)
-        unsigned pk[NT][2];
+        // ---- online softmax
         float scale_o[2];
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
@@ -342,37 +319,25 @@ nm_attention_fwd(const T* __restrict__ q, const T* __restrict__ k, const T* __re
             m_run[h] = m_new;
             const float off = m_use * kLog2e;
             float sum = 0.f;
-            if constexpr (!BF16) {
-                // fp16: two exponentials per MUFU instruction (ex2.approx.f16x2).  The exponent
-                // is <= 0, so p lies in [0, 1]; P is rounded to fp16 for the product anyway.
-                // The row sum adds the same fp16 values, pairwise in fp16 within the tile
-                // (<= 8 terms, relative error ~1e-3 at worst), then in fp32.
-                unsigned acc = 0u;
-#pragma unroll
-                for (int t = 0; t < NT; ++t) {
-                    const unsigned x = pack2<false>(fmaf(s[t][2 * h], kLog2e, -off),
-                                                    fmaf(s[t][2 * h + 1], kLog2e, -off));
-                    pk[t][h] = ex2_f16x2(x);
-                    acc = hadd2(acc, pk[t][h]);
-                }
-                sum = half_lo(acc) + half_hi(acc);
-            } else if (M == 2 && n == 1) {
+            if (M == 2 && n == 1) {
                 // 1:2 keeps one score of each pair (the other is -inf): one exponential a pair.
 #pragma unroll
                 for (int t = 0; t < NT; ++t) {
                     const bool first = s[t][2 * h + 1] == neg_inf;
-                    const float p =
-                        ex2(fmaf(first ? s[t][2 * h] : s[t][2 * h + 1], kLog2e, -off));
-                    pk[t][h] = first ? pack2<BF16>(p, 0.f) : pack2<BF16>(0.f, p);
+                    const float p = ex2(fmaf(first ? s[t][2 * h] : s[t][2 * h + 1], kLog2e, -off));
+                    s[t][2 * h] = first ? p : 0.f;
+                    s[t][2 * h + 1] = first ? 0.f : p;
                     sum += p;
                 }
             } else {
 #pragma unroll
                 for (int t = 0; t < NT; ++t) {
-                    const float p0 = ex2(fmaf(s[t][2 * h], kLog2e, -off));
-                    const float p1 = ex2(fmaf(s[t][2 * h + 1], kLog2e, -off));
-                    pk[t][h] = pack2<BF16>(p0, p1);
-                    sum += p0 + p1;
+#pragma unroll
+                    for (int e = 0; e < 2; ++e) {
+                        const float p = ex2(fmaf(s[t][2 * h + e], kLog2e, -off));
+                        s[t][2 * h + e] = p;
+                        sum += p;
+                    }
                 }
             }
             l_run[h] = l_run[h] * scale_o[h] + sum;
@@ -385,11 +350,14 @@ nm_attention_fwd(const T* __restrict__ q, const T* __restrict__ k, const T* __re
             o[i][3] *= scale_o[1];
         }
 
-        // ---- O += P V: the packed P of n-tiles 2kk, 2kk+1 is the A fragment
+        // ---- O += P V: the score accumulators of n-tiles 2kk, 2kk+1 are the A fragment
 #pragma unroll
         for (int kk = 0; kk < BN / 16; ++kk) {
-            const unsigned a[4] = {pk[2 * kk][0], pk[2 * kk][1], pk[2 * kk + 1][0],
-                                   pk[2 * kk + 1][1]};
+            unsigned a[4];
+            a[0] = pack2<BF16>(s[2 * kk][0], s[2 * kk][1]);
+            a[1] = pack2<BF16>(s[2 * kk][2], s[2 * kk][3]);
+            a[2] = pack2<BF16>(s[2 * kk + 1][0], s[2 * kk + 1][1]);
+            a[3] = pack2<BF16>(s[2 * kk + 1][2], s[2 * kk + 1][3]);
 #pragma unroll
             for (int dp = 0; dp < D / 16; ++dp) {
                 unsigned b[4];
