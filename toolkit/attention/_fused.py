@@ -16,7 +16,7 @@ import math
 import torch
 
 from .._kernels import TEMPLATE_TYPES, require_cuda_tensor
-from ._launch import fast_launch
+from .._launch import fast_launch
 
 __all__ = [
     "fused_nm_attention",

@@ -12,8 +12,8 @@ import torch.nn.functional as F
 from .._checks import check_int, check_tensor
 from .._dispatch import operation
 from .._kernels import TEMPLATE_TYPES, launch, require_cuda_tensor
+from .._launch import fast_launch
 from ..models._attention import ATTENTION_DTYPES
-from ._launch import fast_launch
 
 __all__ = ["MAX_GROUP", "check_nm", "nm_mask"]
 

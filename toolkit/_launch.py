@@ -1,4 +1,4 @@
-"""A lean kernel launch for the attention kernels, where Python overhead is the cost to beat.
+"""A lean kernel launch, for kernels so short that Python overhead is the cost to beat.
 
 :func:`toolkit._kernels.launch` enters CuPy's device and stream contexts and converts every
 argument on each call: tens of microseconds, more than ``nm_mask`` takes on a million
@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from .._backend import _require_cupy
-from .._kernels import DEFAULT_OPTIONS, KernelError, load_module
+from ._backend import _require_cupy
+from ._kernels import DEFAULT_OPTIONS, KernelError, load_module
 
 __all__ = ["fast_launch"]
 
