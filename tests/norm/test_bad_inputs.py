@@ -1,0 +1,98 @@
+"""Property-based bad-input sweep (issue 10) over every public function and class of
+``toolkit.norm``: wrong types, dtypes (int, bool, complex) and shapes, empty and zero-size
+inputs, NaN and Inf, the meta device, non-contiguous inputs, bool-as-int, floats for ints,
+negative, zero and huge sizes and ratios, malformed hand-built samples, bad seeds,
+generators, devices and dtypes.  Each case must raise a TypeError or ValueError that names
+the argument, or return its documented result (``_sweep.py`` lists the cases and the
+promises; ``python -m tests.norm._sweep`` prints the counts).
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import toolkit.norm as tn
+
+from .._sweep import Case, cases, classify
+from ._sweep import CASES, ROWS
+
+_X = torch.randn(4, 2, 3, 3, generator=torch.Generator().manual_seed(0))
+_W = torch.randn(4, 3, generator=torch.Generator().manual_seed(1))
+SWEEP = settings(
+    max_examples=60,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+
+
+def _check(case: Case) -> None:
+    outcome, detail = classify(case, seconds=20.0)
+    assert outcome in ("clear", "documented"), f"{outcome}: {case.label}: {detail}"
+
+
+@SWEEP
+@given(st.sampled_from(CASES))
+def test_sampled_bad_inputs(case):
+    _check(case)
+
+
+@pytest.mark.parametrize("row", ROWS, ids=[f"{r[0]}-{r[1]}" for r in ROWS])
+def test_every_listed_bad_value(row):
+    # deterministic companion of the sweep: every bad value of every argument
+    for case in cases([row]):
+        _check(case)
+
+
+_any_float = st.floats(allow_nan=True, allow_infinity=True)
+
+
+@SWEEP
+@given(
+    st.sampled_from(
+        [
+            ("sample_ratio", lambda v: tn.BatchSamplingBN2d(3, sample_ratio=v)),
+            ("patch_ratio", lambda v: tn.FeatureSamplingBN2d(3, patch_ratio=v)),
+            ("sample_ratio", lambda v: tn.sample_count(8, v)),
+            ("patch_ratio", lambda v: tn.patch_size(4, 4, v)),
+        ]
+    ),
+    _any_float.filter(lambda v: not 0 < v <= 1),
+)
+def test_any_ratio_outside_the_unit_interval_is_refused(named_call, value):
+    name, call = named_call
+    _check(Case(f"{name}={value!r}", lambda: call(value), (name,)))
+
+
+@SWEEP
+@given(
+    st.sampled_from(
+        [
+            ("eps", lambda v: tn.sampled_batch_norm(_X, eps=v)),
+            ("gain", lambda v: tn.standardize_weight(_W, gain=v)),
+            ("eps", lambda v: tn.standardize_weight(_W, eps=v)),
+            ("ws_eps", lambda v: tn.WeightStandardizedConv2d(2, 2, 1, ws_eps=v)),
+        ]
+    ),
+    _any_float.filter(lambda v: not (math.isfinite(v) and v > 0)),
+)
+def test_any_non_positive_float_is_refused(named_call, value):
+    name, call = named_call
+    _check(Case(f"{name}={value!r}", lambda: call(value), (name,)))
+
+
+@SWEEP
+@given(st.integers(-(2**70), 2**70), st.floats(-2.0, 2.0))
+def test_sample_count_is_the_documented_floor_or_a_clear_error(batch, ratio):
+    case = Case(
+        f"sample_count({batch}, {ratio})",
+        lambda: tn.sample_count(batch, ratio),
+        ("batch", "sample_ratio"),
+        expect=lambda k: k == math.floor(ratio * batch + 1e-9) and 1 <= k <= batch,
+    )
+    _check(case)
