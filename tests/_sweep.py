@@ -29,7 +29,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 NAN, INF = float("nan"), float("inf")
 OUTCOMES = ("clear", "documented", "obscure", "silent", "hang")
@@ -254,3 +257,36 @@ def tensor_bad(
             continue
         out.append(Doc(t, docs[kind], kind) if kind in docs else Named(t, kind))
     return out
+
+
+# -- the pytest side -------------------------------------------------------------------------
+#: Bounded: each module's sweep runs in well under 20 s on one busy core.
+SWEEP_SETTINGS = dict(
+    max_examples=60,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+
+
+def check(case: Case) -> None:
+    """Assert that ``case`` gives a clear error or its documented result."""
+    outcome, detail = classify(case, seconds=20.0)
+    assert outcome in ("clear", "documented"), f"{outcome}: {case.label}: {detail}"
+
+
+def sweep_tests(all_cases: list[Case], rows: list[Row]) -> tuple[Any, Any]:
+    """The two tests of a module's sweep: hypothesis draws cases, and a deterministic
+    companion runs every listed bad value of every argument once."""
+
+    @settings(**SWEEP_SETTINGS)
+    @given(st.sampled_from(all_cases))
+    def test_sampled_bad_inputs(case: Case) -> None:
+        check(case)
+
+    @pytest.mark.parametrize("row", rows, ids=[f"{r[0]}-{r[1]}" for r in rows])
+    def test_every_listed_bad_value(row: Row) -> None:
+        for case in cases([row]):
+            check(case)
+
+    return test_sampled_bad_inputs, test_every_listed_bad_value

@@ -11,42 +11,19 @@ from __future__ import annotations
 
 import math
 
-import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import toolkit.norm as tn
 
-from .._sweep import Case, cases, classify
+from .._sweep import SWEEP_SETTINGS, Case, check, sweep_tests
 from ._sweep import CASES, ROWS
 
 _X = torch.randn(4, 2, 3, 3, generator=torch.Generator().manual_seed(0))
 _W = torch.randn(4, 3, generator=torch.Generator().manual_seed(1))
-SWEEP = settings(
-    max_examples=60,
-    deadline=None,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
-)
-
-
-def _check(case: Case) -> None:
-    outcome, detail = classify(case, seconds=20.0)
-    assert outcome in ("clear", "documented"), f"{outcome}: {case.label}: {detail}"
-
-
-@SWEEP
-@given(st.sampled_from(CASES))
-def test_sampled_bad_inputs(case):
-    _check(case)
-
-
-@pytest.mark.parametrize("row", ROWS, ids=[f"{r[0]}-{r[1]}" for r in ROWS])
-def test_every_listed_bad_value(row):
-    # deterministic companion of the sweep: every bad value of every argument
-    for case in cases([row]):
-        _check(case)
+SWEEP = settings(**SWEEP_SETTINGS)
+test_sampled_bad_inputs, test_every_listed_bad_value = sweep_tests(CASES, ROWS)
 
 
 _any_float = st.floats(allow_nan=True, allow_infinity=True)
@@ -66,7 +43,7 @@ _any_float = st.floats(allow_nan=True, allow_infinity=True)
 )
 def test_any_ratio_outside_the_unit_interval_is_refused(named_call, value):
     name, call = named_call
-    _check(Case(f"{name}={value!r}", lambda: call(value), (name,)))
+    check(Case(f"{name}={value!r}", lambda: call(value), (name,)))
 
 
 @SWEEP
@@ -83,7 +60,7 @@ def test_any_ratio_outside_the_unit_interval_is_refused(named_call, value):
 )
 def test_any_non_positive_float_is_refused(named_call, value):
     name, call = named_call
-    _check(Case(f"{name}={value!r}", lambda: call(value), (name,)))
+    check(Case(f"{name}={value!r}", lambda: call(value), (name,)))
 
 
 @SWEEP
@@ -95,4 +72,4 @@ def test_sample_count_is_the_documented_floor_or_a_clear_error(batch, ratio):
         ("batch", "sample_ratio"),
         expect=lambda k: k == math.floor(ratio * batch + 1e-9) and 1 <= k <= batch,
     )
-    _check(case)
+    check(case)
