@@ -64,12 +64,6 @@ def _nan_in_nan_out(r: Any) -> bool:
     return has_nan(r)
 
 
-def _on_default_device(r: Any) -> bool:
-    from toolkit._backend import resolve_device
-
-    return next(r[0].parameters()).device == resolve_device(None)
-
-
 def _empty(r: Any) -> bool:
     return isinstance(r, torch.Tensor) and r.numel() == 0
 
@@ -362,8 +356,8 @@ ROWS: list[Row] = [
     (
         "train_default",
         "device",
-        ["gpu", 3, "cuda:99", Doc(None, _on_default_device, "None")]
-        + ([] if torch.cuda.is_available() else ["cuda"]),
+        # (None is valid: the toolkit's device policy; every bad value fails before training)
+        ["gpu", 3, "cuda:99", "meta", *([] if torch.cuda.is_available() else ["cuda"])],
         lambda v: snn.train_default(True, progress=False, device=v),
     ),
     # -- profile and cost ----------------------------------------------------------------------
