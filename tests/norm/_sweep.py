@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 import toolkit.norm as tn
+from toolkit.norm import analysis
 
 from .._sweep import (
     FLAG,
@@ -528,7 +529,81 @@ ROWS: list[Row] = [
     ),
 ]
 
+#: ``toolkit.norm.analysis`` (the paper's experiments; not re-exported by ``toolkit.norm``):
+#: its fast functions.  The training functions take their arguments through the same checks.
+_ACTS = torch.randn(16, 2, 4, 4, generator=_G)
+_FLAT = _ACTS.clone()
+_FLAT[:, 1] = 3.0  # a constant channel: its variance is 0
+ANALYSIS_ROWS: list[Row] = [
+    ("make_norm", "kind", [None, "BN", "batch", 3], lambda v: analysis.make_norm(v, 4)),
+    ("make_norm", "channels", ints(1), lambda v: analysis.make_norm("bn", v)),
+    ("make_norm", "ratio", OPEN_FRACTION, lambda v: analysis.make_norm("bs", 4, ratio=v)),
+    ("make_norm", "seed", SEED, lambda v: analysis.make_norm("fs", 4, seed=v)),
+    *[
+        (
+            label,
+            "acts",
+            [
+                *tensor_bad(_ACTS, dtypes=_FLOATS, skip=("ndim:+1",)),
+                Named(_FLAT, "constant channel"),
+                Named(_ACTS[:1], "N=1"),
+            ],
+            call,
+        )
+        for label, call in (
+            ("estimation_curves", lambda v: analysis.estimation_curves(v, trials=2)),
+            ("sampling_error", lambda v: analysis.sampling_error(v, "BS", 0.5, trials=2)),
+            ("correlation_profile", lambda v: analysis.correlation_profile(v)),
+        )
+    ],
+    (
+        "estimation_curves",
+        "counts",
+        [16, "16", [], [0], [17], [16.0], [True], [None]],
+        lambda v: analysis.estimation_curves(_ACTS, v, trials=2),
+    ),
+    (
+        "estimation_curves",
+        "trials",
+        ints(1, 10**4),
+        lambda v: analysis.estimation_curves(_ACTS, trials=v),
+    ),
+    (
+        "estimation_curves",
+        "seed",
+        SEED,
+        lambda v: analysis.estimation_curves(_ACTS, trials=2, seed=v),
+    ),
+    (
+        "estimation_curves",
+        "methods",
+        ["BS", [], ["bs"], [None]],
+        lambda v: analysis.estimation_curves(_ACTS, trials=2, methods=v),
+    ),
+    ("sampling_error", "method", [None, "bs", 3], lambda v: analysis.sampling_error(_ACTS, v, 0.5)),
+    ("sampling_error", "ratio", OPEN_FRACTION, lambda v: analysis.sampling_error(_ACTS, "BS", v)),
+    (
+        "sampling_error",
+        "batch_size",
+        ints(1, 16)[1:],
+        lambda v: analysis.sampling_error(_ACTS, "BS", 0.5, batch_size=v, trials=2),
+    ),
+    (
+        "sampling_error",
+        "trials",
+        ints(1, 10**4),
+        lambda v: analysis.sampling_error(_ACTS, "BS", 0.5, trials=v),
+    ),
+    (
+        "correlation_profile",
+        "max_lag",
+        ints(1, 3)[1:],
+        lambda v: analysis.correlation_profile(_ACTS, v),
+    ),
+]
+
 CASES = cases(ROWS)
+ANALYSIS_CASES = cases(ANALYSIS_ROWS)
 
 if __name__ == "__main__":
-    main({"norm": CASES})
+    main({"norm": CASES, "analysis": ANALYSIS_CASES})

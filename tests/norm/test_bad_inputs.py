@@ -18,12 +18,16 @@ from hypothesis import strategies as st
 import toolkit.norm as tn
 
 from .._sweep import SWEEP_SETTINGS, Case, check, sweep_tests
-from ._sweep import CASES, ROWS
+from ._sweep import ANALYSIS_CASES, ANALYSIS_ROWS, CASES, ROWS
 
 _X = torch.randn(4, 2, 3, 3, generator=torch.Generator().manual_seed(0))
 _W = torch.randn(4, 3, generator=torch.Generator().manual_seed(1))
 SWEEP = settings(**SWEEP_SETTINGS)
 test_sampled_bad_inputs, test_every_listed_bad_value = sweep_tests(CASES, ROWS)
+# toolkit.norm.analysis (the experiments' functions)
+test_analysis_sampled_bad_inputs, test_analysis_every_listed_bad_value = sweep_tests(
+    ANALYSIS_CASES, ANALYSIS_ROWS
+)
 
 
 _any_float = st.floats(allow_nan=True, allow_infinity=True)

@@ -158,3 +158,44 @@ def test_nan_propagates_as_documented():
     x[0, 1, 0, 0] = math.nan
     y, _, _ = tn.sampled_batch_norm(x)
     assert torch.isnan(y[:, 1]).all() and torch.isfinite(y[:, [0, 2]]).all()
+
+
+def test_analysis_refuses_activations_it_cannot_measure():
+    from toolkit.norm import analysis
+
+    acts = torch.randn(16, 2, 4, 4, generator=torch.Generator().manual_seed(0))
+    flat = acts.clone()
+    flat[:, 1] = 3.0
+    nan = acts.clone()
+    nan[0, 0, 0, 0] = math.nan
+    for fn in (
+        lambda a: analysis.estimation_curves(a, trials=2),
+        lambda a: analysis.sampling_error(a, "BS", 0.5, trials=2),
+        analysis.correlation_profile,
+    ):
+        with pytest.raises(ValueError, match="constant channels \\[1\\]"):
+            fn(flat)  # NaN errors and correlations, silently
+        with pytest.raises(ValueError, match="acts must be finite"):
+            fn(nan)
+        with pytest.raises(TypeError, match="acts must have dtype"):
+            fn(acts.long())  # integer "activations" measured silently
+        with pytest.raises(ValueError, match="at least 2 samples"):
+            fn(acts[:1])  # a zero error (the sample is the whole batch)
+
+
+def test_analysis_checks_its_other_arguments():
+    from toolkit.norm import analysis
+
+    acts = torch.randn(16, 2, 4, 4, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match="ratio must lie"):
+        analysis.make_norm("bs", 4, ratio=0.0)  # blamed sample_ratio, a name it does not take
+    with pytest.raises(ValueError, match="channels"):
+        analysis.make_norm("bn", 0)
+    with pytest.raises(ValueError, match="trials"):
+        analysis.sampling_error(acts, "BS", 0.5, trials=10**6)  # ran for minutes
+    with pytest.raises(TypeError, match="counts must be a non-empty sequence"):
+        analysis.estimation_curves(acts, [], trials=2)  # returned empty curves
+    with pytest.raises(ValueError, match="counts must each be a multiple"):
+        analysis.estimation_curves(acts, [17], trials=2)
+    with pytest.raises(TypeError, match="methods"):
+        analysis.estimation_curves(acts, trials=2, methods=[])  # returned no curves
