@@ -2,6 +2,8 @@
 
 See ``tests/_sweep.py`` for the outcomes; ``python -m tests.metric._sweep`` prints the
 counts, ``test_bad_inputs.py`` requires every case to be ``clear`` or ``documented``.
+The file is one long table (a row per argument of every public function), hence its
+length.
 """
 
 from __future__ import annotations
