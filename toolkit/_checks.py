@@ -23,6 +23,7 @@ import torch
 
 __all__ = [
     "MAX_SEED",
+    "MAX_SIZE",
     "check_choice",
     "check_finite_tensor",
     "check_flag",
@@ -37,6 +38,8 @@ __all__ = [
 
 #: Seeds are 64-bit: ``torch.Generator.manual_seed`` accepts ``[0, 2**64 - 1]``.
 MAX_SEED = 2**64 - 1
+#: The largest size (count, length, width) torch can index: sizes are int64.
+MAX_SIZE = 2**63 - 1
 
 T = TypeVar("T")
 
@@ -219,6 +222,8 @@ def check_finite_tensor(name: str, value: torch.Tensor) -> torch.Tensor:
     ...
     ValueError: e must be finite, got 1 NaN or infinite entries of 2
     """
+    if value.device.type == "meta":  # no data to check (and .item() would fail)
+        raise ValueError(f"{name} must hold data, got a tensor on the meta device")
     if value.is_floating_point() or value.is_complex():
         bad = int((~torch.isfinite(value)).sum())
         if bad:

@@ -63,7 +63,9 @@ def retrieval_topk(
     check_tensor("queries", queries, dtypes=_FLOATS, ndim=2, nonempty=True)
     exclude_self = references is None
     refs = queries if references is None else references
-    check_tensor("references", refs, dtypes=(queries.dtype,), ndim=2, device=queries.device)
+    check_tensor(
+        "references", refs, dtypes=(queries.dtype,), ndim=2, device=queries.device, nonempty=True
+    )
     if refs.shape[1] != queries.shape[1]:
         raise ValueError(
             f"references must have D={queries.shape[1]} columns like queries, "
@@ -71,7 +73,10 @@ def retrieval_topk(
         )
     available = refs.shape[0] - (1 if exclude_self else 0)
     if available < 1:
-        raise ValueError("leave-one-out retrieval needs at least 2 embeddings")
+        raise ValueError(
+            f"leave-one-out retrieval needs at least 2 queries, got queries of shape "
+            f"{tuple(queries.shape)}"
+        )
     k = check_int("k", k, 1, available)
     check_finite_tensor("queries", queries)
     if references is not None:
@@ -79,8 +84,21 @@ def retrieval_topk(
     return _topk_op(queries, refs, k, exclude_self, backend=backend)
 
 
+def _check_embeddings(embeddings: object) -> torch.Tensor:
+    check_tensor("embeddings", embeddings, dtypes=_FLOATS, ndim=2, nonempty=True)
+    return check_finite_tensor("embeddings", embeddings)  # type: ignore[arg-type]
+
+
 def _as_labels(labels: object, n: int) -> torch.Tensor:
-    t = torch.as_tensor(labels) if not isinstance(labels, torch.Tensor) else labels
+    if isinstance(labels, torch.Tensor):
+        t = labels
+    else:
+        try:
+            t = torch.as_tensor(labels)
+        except (TypeError, ValueError, RuntimeError):
+            raise TypeError(
+                f"labels must be a tensor of integer labels, got {labels!r:.60}"
+            ) from None
     check_tensor("labels", t, ndim=1)
     if t.dtype.is_floating_point or t.dtype == torch.bool:
         raise TypeError(f"labels must hold integers, got dtype {t.dtype}")
@@ -121,7 +139,7 @@ def recall_at_k(
     >>> recall_at_k(e, torch.tensor([0, 0, 1, 1]), ks=(1,))
     {1: 1.0}
     """
-    check_tensor("embeddings", embeddings, dtypes=_FLOATS, ndim=2, nonempty=True)
+    _check_embeddings(embeddings)
     lab = _as_labels(labels, embeddings.shape[0])
     try:
         ks_t = tuple(ks)
@@ -169,7 +187,7 @@ def map_at_r(
     >>> round(map_at_r(e, torch.tensor([0, 0, 1, 0])), 4)
     0.4167
     """
-    check_tensor("embeddings", embeddings, dtypes=_FLOATS, ndim=2, nonempty=True)
+    _check_embeddings(embeddings)
     lab = _as_labels(labels, embeddings.shape[0])
     _, counts = torch.unique(lab, return_counts=True)
     r_max = int(counts.max()) - 1
@@ -204,12 +222,17 @@ def nmi(
     seed : int
         Seeds k-means.
     n_init : int
-        k-means restarts; the best inertia wins.
+        k-means restarts, 1 to 1000; the best inertia wins.
 
     Returns
     -------
     float
         In ``[0, 1]``.
+
+    Raises
+    ------
+    ValueError
+        For labels of a single class (one cluster agrees with them trivially: NMI 1).
 
     Examples
     --------
@@ -220,12 +243,13 @@ def nmi(
     from sklearn.cluster import KMeans
     from sklearn.metrics import normalized_mutual_info_score
 
-    check_tensor("embeddings", embeddings, dtypes=_FLOATS, ndim=2, nonempty=True)
+    _check_embeddings(embeddings)
     lab = _as_labels(labels, embeddings.shape[0]).cpu().numpy()
     check_seed(seed)
-    check_int("n_init", n_init, 1)
-    check_finite_tensor("embeddings", embeddings)
+    check_int("n_init", n_init, 1, 1000)  # each restart is a full k-means run
     n_classes = len(np.unique(lab))
+    if n_classes < 2:
+        raise ValueError(f"labels must hold at least 2 classes for NMI, got only {lab[0]!r}")
     x = embeddings.detach().cpu().double().numpy()
     km = KMeans(n_clusters=n_classes, n_init=n_init, random_state=seed % 2**32).fit(x)
     return float(normalized_mutual_info_score(lab, km.labels_))

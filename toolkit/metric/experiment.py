@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from .._backend import quick_mode
-from .._checks import check_choice, check_flag, check_int, check_seed
+from .._checks import MAX_SIZE, check_choice, check_flag, check_int, check_seed
 from ..data import digits
 from .evaluation import map_at_r, nmi, recall_at_k
 from .hdml import DIGITS_CONFIG, HDML, EmbeddingNet, HDMLConfig
@@ -117,7 +117,8 @@ def train_on_digits(
     config : HDMLConfig
         HDML's hyper-parameters (the baseline uses its ``lr`` and ``margin`` too).
     train_classes, test_classes : sequence of int
-        Disjoint digit classes (a zero-shot split).
+        Disjoint digit classes (a zero-shot split), at least two of each (retrieval among
+        one class is trivially perfect).
     per_class, embed_dim : int
         Batch images per class; embedding size.
     progress : bool
@@ -131,8 +132,13 @@ def train_on_digits(
     check_choice("method", method, METHODS)
     check_seed(seed)
     check_int("steps", steps, 1)
-    check_int("per_class", per_class, 2)
+    check_int("per_class", per_class, 2, MAX_SIZE)
     check_flag("progress", progress)
+    for name, classes in (("train_classes", train_classes), ("test_classes", test_classes)):
+        if isinstance(classes, str) or not isinstance(classes, Sequence):
+            raise TypeError(f"{name} must be a sequence of digit classes, got {classes!r}")
+        if len(classes) < 2:
+            raise ValueError(f"{name} must hold at least 2 classes, got {name}={classes!r}")
     split = digits(seed=0, train_classes=train_classes, test_classes=test_classes)
     # The classifier needs labels 0..C-1: number the train classes in order.
     remap = {c: i for i, c in enumerate(split.classes_train)}
@@ -194,9 +200,14 @@ def compare_on_digits(
     (['baseline', 'hdml'], 6)
     """
     quick = quick_mode()
+    if seeds is not None and (isinstance(seeds, str) or not isinstance(seeds, Sequence)):
+        raise TypeError(f"seeds must be a sequence of ints, got {seeds!r}")
     seeds = tuple(seeds) if seeds is not None else tuple(range(3 if quick else 5))
     if not seeds:
         raise ValueError("seeds must not be empty")
+    # every seed up front: a bad one would otherwise fail after the others had trained
+    seeds = tuple(check_seed(s, f"seeds[{i}]") for i, s in enumerate(seeds))
+    check_flag("progress", progress)
     steps = check_int("steps", steps if steps is not None else (150 if quick else 600), 1)
     runs: dict[str, list[RunResult]] = {m: [] for m in METHODS}
     jobs = [(m, s) for s in seeds for m in METHODS]

@@ -37,7 +37,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._checks import check_choice, check_flag, check_int, check_positive, check_tensor
+from .._checks import (
+    MAX_SIZE,
+    check_choice,
+    check_finite_tensor,
+    check_flag,
+    check_int,
+    check_positive,
+    check_real,
+    check_seed,
+    check_tensor,
+    make_generator,
+)
 from .losses import TupleLoss, npair_loss, npair_negatives, triplet_loss
 from .synthesis import PAPER_ALPHA, hardness, hardness_aware_negative
 
@@ -108,7 +119,8 @@ class RunningMean:
         self._values: deque[float] = deque(maxlen=check_int("window", window, 1))
 
     def push(self, value: float) -> None:
-        self._values.append(float(value))
+        """Add a finite number (a NaN or Inf loss would poison every later mean)."""
+        self._values.append(check_real("value", value))
 
     @property
     def value(self) -> float | None:
@@ -128,9 +140,10 @@ class EmbeddingNet(nn.Module):
         self, in_dim: int = 64, hidden: int = 128, feature_dim: int = 64, embed_dim: int = 16
     ) -> None:
         super().__init__()
-        dims = [check_int(n, v, 1) for n, v in (("in_dim", in_dim), ("hidden", hidden))]
-        self.feature_dim = check_int("feature_dim", feature_dim, 1)
-        self.embed_dim = check_int("embed_dim", embed_dim, 1)
+        dims = [check_int(n, v, 1, MAX_SIZE) for n, v in (("in_dim", in_dim), ("hidden", hidden))]
+        self.in_dim = dims[0]
+        self.feature_dim = check_int("feature_dim", feature_dim, 1, MAX_SIZE)
+        self.embed_dim = check_int("embed_dim", embed_dim, 1, MAX_SIZE)
         self.backbone = nn.Sequential(
             nn.Flatten(),
             nn.Linear(dims[0], dims[1]),
@@ -156,9 +169,12 @@ class Generator(nn.Module):
     def __init__(self, embed_dim: int, feature_dim: int, hidden: int = 128) -> None:
         super().__init__()
         self.net = nn.Sequential(
-            nn.Linear(check_int("embed_dim", embed_dim, 1), check_int("hidden", hidden, 1)),
+            nn.Linear(
+                check_int("embed_dim", embed_dim, 1, MAX_SIZE),
+                check_int("hidden", hidden, 1, MAX_SIZE),
+            ),
             nn.ReLU(),
-            nn.Linear(hidden, check_int("feature_dim", feature_dim, 1)),
+            nn.Linear(hidden, check_int("feature_dim", feature_dim, 1, MAX_SIZE)),
         )
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
@@ -170,8 +186,13 @@ def sample_triplets(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One random triplet per anchor whose class has another member and some other class.
 
-    Returns index tensors ``(anchor, positive, negative)`` into ``labels``.
+    Returns index tensors ``(anchor, positive, negative)`` into ``labels`` (``[N]`` integer
+    labels); the choices are drawn with ``generator`` (a CPU ``torch.Generator``).
     """
+    check_tensor("labels", labels, dtypes=(torch.int64, torch.int32), ndim=1)
+    if generator is None:
+        raise TypeError("generator must be a CPU torch.Generator, got None")
+    generator = make_generator(None, generator, cpu=True)
     lab = labels.cpu()
     same = lab.unsqueeze(0) == lab.unsqueeze(1)
     pos_ok = same & ~torch.eye(len(lab), dtype=torch.bool)
@@ -258,7 +279,7 @@ class HDML:
         if not isinstance(config, HDMLConfig):
             raise TypeError(f"config must be an HDMLConfig, got {type(config).__name__}")
         self.model, self.config = model, config
-        self.num_classes = check_int("num_classes", num_classes, 2)
+        self.num_classes = check_int("num_classes", num_classes, 2, MAX_SIZE)
         self.enabled = check_flag("enabled", enabled)
         if isinstance(loss, str):
             self.kind = check_choice("loss", loss, ("triplet", "npair"))
@@ -276,7 +297,7 @@ class HDML:
         if miner is not None and self.kind == "npair":
             raise ValueError("miner picks triplets; the N-pair loss takes one pair per class")
         self.miner = miner
-        self._rng = torch.Generator().manual_seed(seed)
+        self._rng = torch.Generator().manual_seed(check_seed(seed))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             self.generator = Generator(model.embed_dim, model.feature_dim)
@@ -314,9 +335,20 @@ class HDML:
         return _Tuples(z[a], z[p], z[n], labels[a], labels[n])
 
     # -- one step ------------------------------------------------------------------------------
+    def _check_x(self, x: Any) -> torch.Tensor:
+        """Inputs of the model's dtype and device, ``in_dim`` entries per row, finite."""
+        param = next(self.model.parameters())
+        check_tensor("x", x, dtypes=(param.dtype,), min_ndim=2, nonempty=True, device=param.device)
+        if x[0].numel() != self.model.in_dim:
+            raise ValueError(
+                f"x must hold in_dim={self.model.in_dim} entries per row, got shape "
+                f"{tuple(x.shape)}"
+            )
+        return check_finite_tensor("x", x)
+
     def step(self, x: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
         """One training step on a batch; returns the step's losses and weights as floats."""
-        check_tensor("x", x, min_ndim=2, nonempty=True)
+        self._check_x(x)
         check_tensor("labels", labels, dtypes=(torch.int64, torch.int32), ndim=1)
         if labels.shape[0] != x.shape[0]:
             raise ValueError(f"labels must have {x.shape[0]} entries, got {labels.shape[0]}")
@@ -393,5 +425,6 @@ class HDML:
     @torch.no_grad()
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Embeddings of ``x`` in evaluation mode."""
+        self._check_x(x)
         self.model.eval()
         return self.model(x)

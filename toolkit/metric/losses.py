@@ -3,7 +3,9 @@ r"""The base metric losses on tuples, and pytorch-metric-learning interop.
 A *tuple loss* maps ``(anchor [N, D], positive [N, D], negative [N, D] or [N, K, D])`` to a
 scalar.  HDML swaps real negatives for synthetic ones and evaluates the same tuple loss on
 both, so any tuple loss works with it: :func:`triplet_loss`, :func:`npair_loss`, or a
-pytorch-metric-learning loss wrapped by :func:`from_pml`.
+pytorch-metric-learning loss wrapped by :func:`from_pml`.  Every tuple loss raises a
+ValueError or TypeError for empty tuples (a mean over none would be NaN), NaN or Inf
+embeddings, and tensors that disagree in shape, dtype or device.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from .._checks import check_positive, check_real, check_tensor
+from .._checks import check_finite_tensor, check_positive, check_real, check_tensor
 
 __all__ = ["TupleLoss", "from_pml", "npair_loss", "npair_negatives", "triplet_loss"]
 
@@ -24,10 +26,12 @@ _FLOATS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
 def _check_tuple(anchor: Any, positive: Any, negative: Any) -> torch.Tensor:
-    """The negatives as ``[N, K, D]`` after checking the three shapes agree."""
-    check_tensor("anchor", anchor, dtypes=_FLOATS, ndim=2)
-    check_tensor("positive", positive, dtypes=_FLOATS, ndim=2)
-    check_tensor("negative", negative, dtypes=_FLOATS, ndim=(2, 3))
+    """The negatives as ``[N, K, D]`` after checking that the three tensors agree in shape,
+    dtype and device, hold at least one tuple (a mean over none is NaN) and are finite."""
+    check_tensor("anchor", anchor, dtypes=_FLOATS, ndim=2, nonempty=True)
+    same, dev = (anchor.dtype,), anchor.device
+    check_tensor("positive", positive, ndim=2, dtypes=same, device=dev)
+    check_tensor("negative", negative, ndim=(2, 3), nonempty=True, dtypes=same, device=dev)
     if positive.shape != anchor.shape:
         raise ValueError(
             f"positive must have the anchor's shape {tuple(anchor.shape)}, "
@@ -38,6 +42,8 @@ def _check_tuple(anchor: Any, positive: Any, negative: Any) -> torch.Tensor:
         raise ValueError(
             f"negative must have shape ({n}, {d}) or ({n}, K, {d}), got {tuple(negative.shape)}"
         )
+    for name, t in (("anchor", anchor), ("positive", positive), ("negative", negative)):
+        check_finite_tensor(name, t.detach())
     return negative.unsqueeze(1) if negative.dim() == 2 else negative
 
 
@@ -86,7 +92,7 @@ def npair_negatives(positive: torch.Tensor) -> torch.Tensor:
     Returns
     -------
     torch.Tensor
-        ``[N, N - 1, D]``.
+        ``[N, N - 1, D]``: a reindexing, so NaN or Inf entries are carried along.
 
     Examples
     --------
@@ -99,8 +105,11 @@ def npair_negatives(positive: torch.Tensor) -> torch.Tensor:
     n = positive.shape[0]
     if n < 2:
         raise ValueError(f"positive must hold at least 2 classes for N-pair tuples, got N={n}")
-    others = ~torch.eye(n, dtype=torch.bool, device=positive.device)
-    return positive.unsqueeze(0).expand(n, n, -1)[others].reshape(n, n - 1, -1)
+    # Row i skips index i: j -> j + (j >= i).  Plain indexing (no boolean mask) keeps this a
+    # pure reindexing on any device; NaN or Inf entries move like any other.
+    j = torch.arange(n - 1, device=positive.device)
+    others = j[None, :] + (j[None, :] >= torch.arange(n, device=positive.device)[:, None])
+    return positive[others]
 
 
 def npair_loss(

@@ -94,14 +94,15 @@ def hardness_aware_negative(
     torch.Tensor
         The synthetic negatives, shaped like ``negative``.  Where :math:`d^+ \ge d^-` they equal
         ``negative`` (and their gradient flows to ``negative`` only); elsewhere the gradient
-        flows to all three inputs.
+        flows to all three inputs.  No tuples (``N = 0``) give an empty result.
 
     Raises
     ------
     TypeError
-        If an input is not a floating tensor.
+        If an input is not a floating tensor, or not of the anchor's dtype.
     ValueError
-        On mismatched shapes, non-finite entries, or ``j_avg <= 0``, ``alpha <= 0``.
+        On mismatched shapes or devices, non-finite entries, or ``j_avg <= 0``,
+        ``alpha <= 0``.
 
     Examples
     --------
@@ -113,8 +114,9 @@ def hardness_aware_negative(
     tensor([[1., 0.]])
     """
     check_tensor("anchor", anchor, dtypes=_FLOATS, ndim=2)
-    check_tensor("positive", positive, dtypes=_FLOATS, ndim=2)
-    check_tensor("negative", negative, dtypes=_FLOATS, ndim=(2, 3))
+    same, dev = (anchor.dtype,), anchor.device
+    check_tensor("positive", positive, ndim=2, dtypes=same, device=dev)
+    check_tensor("negative", negative, ndim=(2, 3), dtypes=same, device=dev)
     if positive.shape != anchor.shape:
         raise ValueError(
             f"positive must have the anchor's shape {tuple(anchor.shape)}, "

@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -25,9 +26,17 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .._backend import quick_mode
-from .._checks import check_choice, check_int, check_real, check_seed, check_tensor
+from .._checks import (
+    MAX_SIZE,
+    check_choice,
+    check_finite_tensor,
+    check_int,
+    check_real,
+    check_seed,
+    check_tensor,
+)
 from ..data import digits
-from .functional import Sample, _gather, batch_sample, feature_sample, patch_sample
+from .functional import FLOAT_DTYPES, Sample, _gather, batch_sample, feature_sample, patch_sample
 from .layers import (
     BatchSamplingBN2d,
     FeatureSamplingBN2d,
@@ -62,6 +71,25 @@ NORM_KINDS = {
     "none": "no normalization",
 }
 ESTIMATORS = ("BS", "FS", "random")
+#: The most random draws of :func:`estimation_curves` and :func:`sampling_error`.
+MAX_TRIALS = 10_000
+
+
+def _check_acts(acts: Any) -> torch.Tensor:
+    """Activations ``[N, C, H, W]``: floating, finite, two samples or more, and no constant
+    channel (the errors are relative to each channel's variance)."""
+    check_tensor("acts", acts, dtypes=FLOAT_DTYPES, ndim=4, nonempty=True)
+    check_finite_tensor("acts", acts)
+    if acts.shape[0] < 2:
+        raise ValueError(f"acts must hold at least 2 samples, got shape {tuple(acts.shape)}")
+    flat = acts.transpose(0, 1).flatten(1).double()
+    constant = (flat.amax(1) == flat.amin(1)).nonzero().flatten().tolist()
+    if constant:
+        raise ValueError(
+            f"acts must not have a constant channel (variance 0: relative errors and "
+            f"correlations are undefined), got constant channels {constant[:8]}"
+        )
+    return acts
 
 
 def make_norm(kind: str, channels: int, ratio: float = 0.25, seed: int = 0) -> nn.Module:
@@ -75,6 +103,9 @@ def make_norm(kind: str, channels: int, ratio: float = 0.25, seed: int = 0) -> n
 track_running_stats=True, patch_ratio=0.5)
     """
     check_choice("kind", kind, tuple(NORM_KINDS))
+    channels = check_int("channels", channels, 1, MAX_SIZE)
+    ratio = check_real("ratio", ratio, 0.0, 1.0, lo_open=True)
+    check_seed(seed)
     if kind == "bn":
         return nn.BatchNorm2d(channels)
     if kind == "bs":
@@ -320,8 +351,10 @@ def estimation_curves(
     >>> c.counts.tolist()
     [64, 128, 256, 512]
     """
-    check_tensor("acts", acts, ndim=4, nonempty=True)
-    trials = check_int("trials", trials, 1)
+    _check_acts(acts)
+    trials = check_int("trials", trials, 1, MAX_TRIALS)
+    if isinstance(methods, str) or not isinstance(methods, Sequence) or not methods:
+        raise TypeError(f"methods must be a non-empty sequence of {ESTIMATORS}, got {methods!r}")
     for name in methods:
         check_choice("methods", name, ESTIMATORS)
     n, c, h, w = acts.shape
@@ -330,11 +363,13 @@ def estimation_curves(
     if counts is None:
         counts = [m for m in range(step, n * hw // 2 + 1, step) if _patch_for(m // n, h, w)]
         counts = [m for m in counts if m & (m - 1) == 0 or m == step] or [step]
-    counts = [check_int("counts", m, 1, n * hw) for m in counts]
+    if isinstance(counts, str) or not isinstance(counts, Sequence) or not counts:
+        raise TypeError(f"counts must be a non-empty sequence of ints, got {counts!r}")
+    counts = [check_int(f"counts[{i}]", m, 1, n * hw) for i, m in enumerate(counts)]
     for m in counts:
         if m % hw or m % n or _patch_for(m // n, h, w) is None:
             raise ValueError(
-                f"each count must be a multiple of H*W={hw} and of N={n} whose quotient fits "
+                f"counts must each be a multiple of H*W={hw} and of N={n} whose quotient fits "
                 f"in a patch of the {h}x{w} map, got {m}"
             )
     x = acts.double()
@@ -395,12 +430,12 @@ def sampling_error(
     >>> e["count"]
     128
     """
-    check_tensor("acts", acts, ndim=4, nonempty=True)
+    _check_acts(acts)
     check_choice("method", method, ESTIMATORS)
     ratio = check_real("ratio", ratio, 0.0, 1.0, lo_open=True)
     n_all, _, h, w = acts.shape
     n = n_all if batch_size is None else check_int("batch_size", batch_size, 1, n_all)
-    trials = check_int("trials", trials, 1)
+    trials = check_int("trials", trials, 1, MAX_TRIALS)
     gen = torch.Generator().manual_seed(check_seed(seed))
     x = acts.double()
     se_mean = se_var = 0.0
@@ -440,7 +475,7 @@ def correlation_profile(acts: torch.Tensor, max_lag: int | None = None) -> dict[
     >>> bool(abs(prof["rho_map"]).max() < 0.05)
     True
     """
-    check_tensor("acts", acts, ndim=4, nonempty=True)
+    _check_acts(acts)
     n, _, h, w = acts.shape
     x = acts.double()
     centred = x - x.mean((0, 2, 3), keepdim=True)

@@ -33,7 +33,15 @@ from dataclasses import dataclass
 
 import torch
 
-from .._checks import check_flag, check_int, check_positive, check_real, check_tensor
+from .._checks import (
+    MAX_SIZE,
+    check_flag,
+    check_int,
+    check_positive,
+    check_real,
+    check_tensor,
+    make_generator,
+)
 from .._dispatch import operation
 
 __all__ = [
@@ -103,6 +111,56 @@ def _as4d(x: torch.Tensor) -> torch.Tensor:
     return x.reshape(n, x.shape[1], h, w)
 
 
+def _check_shape(shape: object, name: str = "shape") -> tuple[int, int, int]:
+    """``(N, H, W)``: three positive ints."""
+    if not isinstance(shape, (tuple, list)) or len(shape) != 3:
+        raise TypeError(f"{name} must be a tuple (N, H, W) of 3 ints, got {shape!r}")
+    n, h, w = (check_int(f"{name}[{i}]", v, 1, MAX_SIZE) for i, v in enumerate(shape))
+    return n, h, w
+
+
+def _check_generator(generator: object) -> torch.Generator:
+    """A sampler's generator is required: None would silently use torch's global one."""
+    if generator is None:
+        raise TypeError("generator must be a torch.Generator, got None")
+    return make_generator(None, generator)  # type: ignore[arg-type]
+
+
+def _check_sample(sample: Sample, shape: tuple[int, int, int]) -> None:
+    """A hand-built :class:`Sample` must fit the batch: its indices are used unchecked by the
+    gather and by the CUDA kernels."""
+    if _check_shape(sample.shape, "sample.shape") != shape:
+        raise ValueError(
+            f"sample.shape: the sample was drawn for a batch of (N, H, W) = {sample.shape}, "
+            f"got x of (N, H, W) = {shape}"
+        )
+    n, h, w = shape
+    patch = sample.patch
+    if not isinstance(patch, tuple) or len(patch) != 2:
+        raise TypeError(f"sample.patch must be a tuple (ph, pw), got {patch!r}")
+    check_int("sample.patch[0]", patch[0], 1, h)
+    check_int("sample.patch[1]", patch[1], 1, w)
+    rows = check_tensor("sample.rows", sample.rows, dtypes=(torch.int64,), ndim=1, nonempty=True)
+    starts = check_tensor("sample.starts", sample.starts, dtypes=(torch.int64,), ndim=2)
+    k = rows.numel()
+    if starts.shape != (k, 2):
+        raise ValueError(
+            f"sample.starts must have shape ({k}, 2) (a corner per row), got {tuple(starts.shape)}"
+        )
+    if k and (int(rows[0]) < 0 or int(rows[-1]) >= n or bool((rows[1:] <= rows[:-1]).any())):
+        raise ValueError(
+            f"sample.rows must be distinct batch indices in [0, {n}) in increasing order, "
+            f"got {rows.tolist()[:8]}"
+        )
+    if k:
+        limit = torch.tensor([h - patch[0], w - patch[1]], device=starts.device)
+        if bool((starts < 0).any()) or bool((starts > limit).any()):
+            raise ValueError(
+                f"sample.starts must place each {patch} window inside the {h}x{w} map, got "
+                f"corners {starts.tolist()[:4]}"
+            )
+
+
 def sample_count(batch: int, ratio: float, name: str = "sample_ratio") -> int:
     """Rows that batch sampling keeps: ``floor(ratio * batch)``, at least 1 or a ValueError.
 
@@ -114,10 +172,12 @@ def sample_count(batch: int, ratio: float, name: str = "sample_ratio") -> int:
     ValueError: a batch of 2 is too small for sample_ratio=0.25: it keeps floor(0.25*2) = 0 \
 samples; use a batch of at least 4 or a larger sample_ratio
     """
+    batch = check_int("batch", batch, 1, MAX_SIZE)
     ratio = check_real(name, ratio, 0.0, 1.0, lo_open=True)
     k = math.floor(ratio * batch + 1e-9)
     if k < 1:
-        need = math.ceil(1 / ratio - 1e-9)
+        inv = 1 / ratio  # inf for a subnormal ratio: no batch is large enough
+        need = math.ceil(inv - 1e-9) if math.isfinite(inv) else "inf"
         raise ValueError(
             f"a batch of {batch} is too small for {name}={ratio:g}: it keeps "
             f"floor({ratio:g}*{batch}) = {k} samples; use a batch of at least {need} or a "
@@ -135,6 +195,8 @@ def patch_size(h: int, w: int, ratio: float, name: str = "patch_ratio") -> tuple
     >>> patch_size(8, 8, 0.25), patch_size(1, 100, 0.1)
     ((4, 4), (1, 10))
     """
+    h = check_int("h", h, 1, MAX_SIZE)
+    w = check_int("w", w, 1, MAX_SIZE)
     ratio = check_real(name, ratio, 0.0, 1.0, lo_open=True)
     if h == 1:
         return 1, max(1, min(w, round(w * ratio)))
@@ -144,7 +206,7 @@ def patch_size(h: int, w: int, ratio: float, name: str = "patch_ratio") -> tuple
 
 def full_sample(shape: tuple[int, int, int]) -> Sample:
     """Every datum of a batch of ``(N, H, W)``: ordinary batch normalization."""
-    n, h, w = shape
+    n, h, w = shape = _check_shape(shape)
     return Sample(torch.arange(n), torch.zeros(n, 2, dtype=torch.long), (h, w), shape)
 
 
@@ -157,9 +219,9 @@ def batch_sample(
     >>> s.rows.numel(), s.count, s.whole_rows
     (4, 64, True)
     """
-    n, h, w = shape
+    n, h, w = shape = _check_shape(shape)
     k = sample_count(n, sample_ratio)
-    rows = torch.randperm(n, generator=generator)[:k].sort().values
+    rows = torch.randperm(n, generator=_check_generator(generator))[:k].sort().values
     return Sample(rows, torch.zeros(k, 2, dtype=torch.long), (h, w), shape)
 
 
@@ -177,7 +239,7 @@ def feature_sample(
     >>> s.patch, s.count, sorted(set(s.starts.flatten().tolist()))
     ((4, 4), 128, [0, 4])
     """
-    _, h, w = shape
+    _, h, w = shape = _check_shape(shape)
     return patch_sample(shape, patch_size(h, w, patch_ratio), generator)
 
 
@@ -195,10 +257,12 @@ def patch_sample(
     >>> patch_sample((4, 6, 6), (1, 2), torch.Generator().manual_seed(0)).count
     8
     """
-    n, h, w = shape
-    ph, pw = patch
-    if not (1 <= ph <= h and 1 <= pw <= w):
-        raise ValueError(f"patch must fit in the {h}x{w} map, got patch={patch}")
+    n, h, w = shape = _check_shape(shape)
+    if not isinstance(patch, (tuple, list)) or len(patch) != 2:
+        raise TypeError(f"patch must be a tuple (ph, pw) of 2 ints, got {patch!r}")
+    ph = check_int("patch[0]", patch[0], 1, h)
+    pw = check_int("patch[1]", patch[1], 1, w)
+    generator = _check_generator(generator)
     h0, w0 = _corners(n, h, ph, generator), _corners(n, w, pw, generator)
     return Sample(torch.arange(n), torch.stack([h0, w0], 1), (ph, pw), shape)
 
@@ -213,9 +277,10 @@ def virtual_sample(
     >>> s.rows.numel(), s.rows[-2:].tolist()
     (4, [8, 9])
     """
-    n, h, w = shape
-    num_virtual = check_int("num_virtual", num_virtual, 1)
+    n, h, w = shape = _check_shape(shape)
+    num_virtual = check_int("num_virtual", num_virtual, 1, MAX_SIZE)
     real_ratio = check_real("real_ratio", real_ratio, 0.0, 1.0)
+    generator = _check_generator(generator)
     if n <= num_virtual:
         raise ValueError(
             f"the input must hold the real batch followed by num_virtual={num_virtual} virtual "
@@ -309,7 +374,10 @@ def sampled_batch_norm(
     Returns
     -------
     y : torch.Tensor
-        Like ``x``.  Differentiable with respect to ``x``, ``weight`` and ``bias``.
+        Like ``x``.  Differentiable with respect to ``x``, ``weight`` and ``bias``.  NaN or
+        Inf in ``x`` is not refused (a check would cost a device synchronisation per layer):
+        it propagates, as in ``nn.BatchNorm2d``: to NaN in its whole channel when it sits
+        in the sampled data, else to its own position only.
     mean, var : torch.Tensor
         ``[C]`` statistics of the sample (detached): the mean (zeros without centring) and the
         biased variance (the second moment without centring).
@@ -317,8 +385,9 @@ def sampled_batch_norm(
     Raises
     ------
     ValueError
-        For a sample drawn for another shape, fewer than 2 data per channel with centring, or
-        ``weight``/``bias`` of the wrong length.
+        For a sample drawn for another shape (or whose rows, corners or window do not fit
+        the batch), fewer than 2 data per channel with centring, ``weight``/``bias`` of the
+        wrong length, or ``x`` on the meta device.
 
     Examples
     --------
@@ -329,22 +398,21 @@ def sampled_batch_norm(
     True
     """
     check_tensor("x", x, dtypes=FLOAT_DTYPES, ndim=(2, 3, 4), nonempty=True)
+    if x.device.type == "meta":
+        raise ValueError("x must hold data, got a tensor on the meta device")
     shape = _spatial(x)
     sample = full_sample(shape) if sample is None else sample
     if not isinstance(sample, Sample):
         raise TypeError(f"sample must be a toolkit.norm.Sample, got {type(sample).__name__}")
-    if sample.shape != shape:
-        raise ValueError(
-            f"sample was drawn for a batch of (N, H, W) = {sample.shape}, got x of shape "
-            f"{tuple(x.shape)}, i.e. {shape}"
-        )
+    _check_sample(sample, shape)
     eps = check_positive("eps", eps)
     center = check_flag("center", center)
     _check_affine("weight", weight, x.shape[1], x)
     _check_affine("bias", bias, x.shape[1], x)
     if center and sample.count < 2:
         raise ValueError(
-            f"the sample holds {sample.count} datum per channel; a variance needs at least 2"
+            f"the sample of x (shape {tuple(x.shape)}) holds {sample.count} datum per channel; "
+            "a variance needs at least 2"
         )
     return _sampled_norm_op(x, weight, bias, sample, eps, center, backend=backend)
 

@@ -26,8 +26,20 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from .._checks import check_flag, check_int, check_positive, check_real, make_generator
+from .._backend import resolve_device
+from .._checks import (
+    MAX_SIZE,
+    check_choice,
+    check_finite_tensor,
+    check_flag,
+    check_int,
+    check_positive,
+    check_real,
+    check_tensor,
+    make_generator,
+)
 from .functional import (
+    FLOAT_DTYPES,
     Sample,
     _spatial,
     batch_sample,
@@ -48,6 +60,17 @@ __all__ = [
     "WeightStandardizedConv2d",
     "standardize_weight",
 ]
+
+
+def _device_dtype(device: Any, dtype: Any) -> tuple[Any, Any]:
+    """A layer's ``device`` (None: torch's default) and floating ``dtype``, checked."""
+    if device is not None:
+        device = resolve_device(device)
+    return device, check_choice("dtype", dtype, (None, *FLOAT_DTYPES))
+
+
+def _check_input(x: Any, ndim: int | tuple[int, ...]) -> torch.Tensor:
+    return check_tensor("input", x, dtypes=FLOAT_DTYPES, ndim=ndim, nonempty=True)
 
 
 def _check_channels(x: torch.Tensor, num_features: int, layer: str) -> None:
@@ -91,9 +114,10 @@ class _SampledStatistics:
     ) -> None:
         if momentum is not None:
             momentum = check_real("momentum", momentum, 0.0, 1.0)
+        device, dtype = _device_dtype(device, dtype)
         _BatchNorm.__init__(
             self,  # type: ignore[arg-type]
-            check_int("num_features", num_features, 1), check_positive("eps", eps),
+            check_int("num_features", num_features, 1, MAX_SIZE), check_positive("eps", eps),
             momentum, check_flag("affine", affine),
             check_flag("track_running_stats", track_running_stats), device, dtype,
         )  # fmt: skip
@@ -101,8 +125,7 @@ class _SampledStatistics:
         self.last_sample = None
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        if not isinstance(input, torch.Tensor):
-            raise TypeError(f"input must be a torch.Tensor, got {type(input).__name__}")
+        _check_input(input, (2, 3, 4))
         self._check_input_dim(input)  # type: ignore[attr-defined]
         _check_channels(input, self.num_features, type(self).__name__)
         if not self.training and self.running_mean is not None:
@@ -313,7 +336,7 @@ class VirtualDatasetNorm2d(_SampledStatistics, nn.BatchNorm2d):
         seed: int | None = None,
         generator: torch.Generator | None = None,
     ) -> None:
-        self.num_virtual = check_int("num_virtual", num_virtual, 1)
+        self.num_virtual = check_int("num_virtual", num_virtual, 1, MAX_SIZE)
         self.real_ratio = check_real("real_ratio", real_ratio, 0.0, 1.0)
         self._init_layer(
             num_features, eps, momentum, affine, track_running_stats, device, dtype,
@@ -357,13 +380,14 @@ class VirtualDataset(nn.Module):
         super().__init__()
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-        if not isinstance(virtual, torch.Tensor) or virtual.dim() < 1 or len(virtual) < 1:
-            raise ValueError("virtual must be a tensor holding at least one virtual sample")
+        check_tensor("virtual", virtual, dtypes=FLOAT_DTYPES, min_ndim=1, nonempty=True)
+        check_finite_tensor("virtual", virtual)
         self.model = model
         self.virtual: torch.Tensor
         self.register_buffer("virtual", virtual.detach().clone())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_tensor("x", x)
         if not self.training:
             return self.model(x)
         if x.shape[1:] != self.virtual.shape[1:]:
@@ -417,8 +441,9 @@ class SecondMomentNorm2d(nn.Module):
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
-        self.num_features = check_int("num_features", num_features, 1)
+        self.num_features = check_int("num_features", num_features, 1, MAX_SIZE)
         self.eps = check_positive("eps", eps)
+        device, dtype = _device_dtype(device, dtype)
         if momentum is not None:
             momentum = check_real("momentum", momentum, 0.0, 1.0)
         self.momentum = momentum
@@ -442,9 +467,7 @@ class SecondMomentNorm2d(nn.Module):
             self.register_buffer("num_batches_tracked", None)
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        if not isinstance(input, torch.Tensor) or input.dim() != 4:
-            shape = tuple(input.shape) if isinstance(input, torch.Tensor) else type(input)
-            raise ValueError(f"SecondMomentNorm2d expects a [N, C, H, W] input, got {shape}")
+        _check_input(input, 4)
         _check_channels(input, self.num_features, "SecondMomentNorm2d")
         if not self.training and self.running_second_moment is not None:
             scale = torch.rsqrt(self.running_second_moment + self.eps)
@@ -480,6 +503,18 @@ class SecondMomentNorm2d(nn.Module):
         )
 
 
+def _int_or_pair(name: str, value: Any, minimum: int) -> int | tuple[int, int]:
+    """A convolution's size argument: an int, or a pair of ints, each ``>= minimum``."""
+    if isinstance(value, (tuple, list)):
+        if len(value) != 2:
+            raise ValueError(f"{name} must be an int or a pair of ints, got {name}={value!r}")
+        return (
+            check_int(f"{name}[0]", value[0], minimum, MAX_SIZE),
+            check_int(f"{name}[1]", value[1], minimum, MAX_SIZE),
+        )
+    return check_int(name, value, minimum, MAX_SIZE)
+
+
 def standardize_weight(
     weight: torch.Tensor, gain: float = 1.0, scaled: bool = True, eps: float = 1e-5
 ) -> torch.Tensor:
@@ -493,7 +528,19 @@ def standardize_weight(
     >>> w = standardize_weight(torch.randn(4, 3, 3, 3), gain=2.0)
     >>> w.flatten(1).square().sum(1).round(decimals=3).tolist()
     [4.0, 4.0, 4.0, 4.0]
+
+    NaN or Inf in a row makes that row NaN.  A fan-in of 1 is refused: its one weight minus
+    the row mean is always 0.
     """
+    check_tensor("weight", weight, dtypes=FLOAT_DTYPES, min_ndim=2, nonempty=True)
+    gain = check_positive("gain", gain)
+    scaled = check_flag("scaled", scaled)
+    eps = check_positive("eps", eps)
+    if weight[0].numel() < 2:
+        raise ValueError(
+            f"weight must have a fan-in of at least 2 to standardize, got shape "
+            f"{tuple(weight.shape)}"
+        )
     flat = weight.flatten(1)
     centred = flat - flat.mean(1, keepdim=True)
     out = centred * torch.rsqrt(centred.square().mean(1, keepdim=True) + eps) * gain
@@ -542,9 +589,16 @@ class WeightStandardizedConv2d(nn.Conv2d):
         scaled: bool = True,
         ws_eps: float = 1e-5,
     ) -> None:
+        if not (isinstance(padding, str) and padding in ("same", "valid")):
+            padding = _int_or_pair("padding", padding, 0)
+        device, dtype = _device_dtype(device, dtype)
         super().__init__(
-            check_int("in_channels", in_channels, 1), check_int("out_channels", out_channels, 1),
-            kernel_size, stride, padding, dilation, groups, bias, padding_mode, device, dtype,
+            check_int("in_channels", in_channels, 1, MAX_SIZE),
+            check_int("out_channels", out_channels, 1, MAX_SIZE),
+            _int_or_pair("kernel_size", kernel_size, 1), _int_or_pair("stride", stride, 1),
+            padding, _int_or_pair("dilation", dilation, 1),
+            check_int("groups", groups, 1, MAX_SIZE), check_flag("bias", bias), padding_mode,
+            device, dtype,
         )  # fmt: skip
         self.gain = check_positive("gain", gain)
         self.scaled = check_flag("scaled", scaled)
@@ -555,4 +609,18 @@ class WeightStandardizedConv2d(nn.Conv2d):
         return standardize_weight(self.weight, self.gain, self.scaled, self.ws_eps)
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
+        _check_input(input, (3, 4))
+        if input.shape[-3] != self.in_channels:
+            raise ValueError(
+                f"input must have in_channels={self.in_channels} channels, got shape "
+                f"{tuple(input.shape)}"
+            )
+        if not isinstance(self.padding, str):
+            for i, size in enumerate(input.shape[-2:]):
+                reach = self.dilation[i] * (self.kernel_size[i] - 1) + 1
+                if size + 2 * self.padding[i] < reach:
+                    raise ValueError(
+                        f"input of shape {tuple(input.shape)} is smaller than the kernel's "
+                        f"reach {reach} (with padding {self.padding[i]}) along dimension {i}"
+                    )
         return self._conv_forward(input, self.standardized_weight(), self.bias)

@@ -48,12 +48,13 @@ paper's 5.74-10.20x.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from .._checks import check_choice, check_flag, check_int
+from .._checks import MAX_SIZE, check_choice, check_flag, check_int, check_positive, check_real
 from .profile import SparsityProfile
 
 __all__ = ["DEFAULT_TABLE", "PHASES", "CostBreakdown", "h2learn_cost"]
@@ -156,7 +157,8 @@ def h2learn_cost(
     pipelined : bool
         Overlap the accelerator's forward, backward and update engines.
     table : dict, optional
-        Overrides for :data:`DEFAULT_TABLE` entries.
+        Overrides for :data:`DEFAULT_TABLE` entries: finite numbers, positive
+        (``index_bytes`` may be 0, ``baseline_utilization`` lies in ``(0, 1]``).
     sparsity : {"zero", "small"}
         Skip exact-zero gradients only, or also those below the profile's threshold (as if
         they were pruned to zero: an approximation of the training, not exact BPTT).
@@ -178,16 +180,22 @@ def h2learn_cost(
     if not isinstance(profile, SparsityProfile):
         raise TypeError(f"profile must be a SparsityProfile, got {type(profile).__name__}")
     g = check_int("group", group, 1, 8)
-    b = check_int("batch", profile.batch if batch is None else batch, 1)
+    b = check_int("batch", profile.batch if batch is None else batch, 1, MAX_SIZE)
     bpv = check_int("bytes_per_value", bytes_per_value, 1, 8)
     pipelined = check_flag("pipelined", pipelined)
     check_choice("sparsity", sparsity, ("zero", "small"))
     grad_zero = profile.grad_out_zero if sparsity == "zero" else profile.grad_out_small
     tab = dict(DEFAULT_TABLE)
+    if table is not None and not isinstance(table, Mapping):
+        raise TypeError(f"table must be a dict of overrides, got {type(table).__name__}")
     for key, value in (table or {}).items():
         if key not in tab:
             raise ValueError(f"table has no entry {key!r}; entries: {sorted(tab)}")
-        tab[key] = float(value)
+        name = f"table[{key!r}]"
+        if key == "baseline_utilization":
+            tab[key] = check_real(name, value, 0.0, 1.0, lo_open=True)
+        else:
+            tab[key] = check_positive(name, value, allow_zero=key == "index_bytes")
     steps = profile.steps
     nl = len(profile.layers)
     shape = (nl, len(PHASES))
@@ -231,22 +239,28 @@ def h2learn_cost(
             steps * nin / 8 + _grad_bytes((1 - z_in) * nout, nout, bpv, tab) + 2 * nw * bpv / b
         )
 
-    rate = tab["baseline_macs_per_s"] * tab["baseline_utilization"]
-    bw = tab["bytes_per_s"]
-    b_time = np.maximum(b_ops / rate, b_bytes / bw)
-    a_time = np.maximum(a_ops / rate, a_bytes / bw)
-    pj = 1e-12
-    b_energy = (b_ops * tab["mac_pj"] + b_bytes * tab["dram_byte_pj"]) * pj
-    # Accelerator: additions; LUT reads from SRAM; the backward's MACs stay MACs.
-    a_macs = np.zeros(shape)
-    a_macs[:, 1] = a_ops[:, 1]
-    adds = a_ops - a_macs
-    a_energy = (
-        adds * tab["add_pj"]
-        + a_lut * tab["sram_byte_pj"] * bpv
-        + a_macs * tab["mac_pj"]
-        + a_bytes * tab["dram_byte_pj"]
-    ) * pj
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):  # checked below
+        rate = tab["baseline_macs_per_s"] * tab["baseline_utilization"]
+        bw = tab["bytes_per_s"]
+        b_time = np.maximum(b_ops / rate, b_bytes / bw)
+        a_time = np.maximum(a_ops / rate, a_bytes / bw)
+        pj = 1e-12
+        b_energy = (b_ops * tab["mac_pj"] + b_bytes * tab["dram_byte_pj"]) * pj
+        # Accelerator: additions; LUT reads from SRAM; the backward's MACs stay MACs.
+        a_macs = np.zeros(shape)
+        a_macs[:, 1] = a_ops[:, 1]
+        adds = a_ops - a_macs
+        a_energy = (
+            adds * tab["add_pj"]
+            + a_lut * tab["sram_byte_pj"] * bpv
+            + a_macs * tab["mac_pj"]
+            + a_bytes * tab["dram_byte_pj"]
+        ) * pj
+    if not all(np.isfinite(a).all() for a in (b_time, a_time, b_energy, a_energy)):
+        raise ValueError(
+            f"table entries {table!r} overflow the times or energies to infinity; use rates and "
+            "costs within floating-point range"
+        )
     return CostBreakdown(
         layers=profile.names,
         baseline_ops=b_ops,

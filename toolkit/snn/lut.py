@@ -31,7 +31,14 @@ from dataclasses import dataclass
 
 import torch
 
-from .._checks import check_int, check_real, check_tensor
+from .._checks import (
+    MAX_SIZE,
+    check_finite_tensor,
+    check_flag,
+    check_int,
+    check_real,
+    check_tensor,
+)
 
 __all__ = ["LUTCounts", "lut_accumulate", "lut_counts", "lut_table"]
 
@@ -85,14 +92,20 @@ class LUTCounts:
         return self.skip_reads / max(self.lut_accesses, 1.0)
 
 
-def _group_sizes(n: int, group: int) -> list[int]:
-    return [min(group, n - start) for start in range(0, n, group)]
+def _group_sizes(n: int, group: int) -> dict[int, int]:
+    """``{size: count}`` of the groups: ``n // group`` full ones and a shorter last one (a
+    closed form: a list of every group would take forever for a huge ``n``)."""
+    sizes = {group: n // group}
+    if n % group:
+        sizes[n % group] = sizes.get(n % group, 0) + 1
+    return sizes
 
 
 def _counts(
     n: int, m: int, group: int, samples: float, nnz: float, nonzero_groups: float
 ) -> LUTCounts:
     sizes = _group_sizes(n, group)
+    groups = sum(sizes.values())
     return LUTCounts(
         group=group,
         samples=samples,
@@ -100,10 +113,10 @@ def _counts(
         dense_reads=samples * n * m + samples * n,
         skip_adds=nnz * m,
         skip_reads=nnz * m + samples * n,
-        lut_build_adds=float(m * sum(2**g - g - 1 for g in sizes)),
-        lut_build_accesses=float(n * m + m * sum(2**g for g in sizes)),
+        lut_build_adds=float(m * sum(c * (2**g - g - 1) for g, c in sizes.items())),
+        lut_build_accesses=float(n * m + m * sum(c * 2**g for g, c in sizes.items())),
         lut_lookup_adds=nonzero_groups * m,
-        lut_lookup_reads=nonzero_groups * m + samples * len(sizes),
+        lut_lookup_reads=nonzero_groups * m + samples * groups,
     )
 
 
@@ -139,12 +152,12 @@ def lut_counts(
     >>> c.add_saving_vs_dense > c.add_saving_vs_skip > 1
     True
     """
-    n = check_int("in_features", in_features, 1)
-    m = check_int("out_features", out_features, 1)
+    n = check_int("in_features", in_features, 1, MAX_SIZE)
+    m = check_int("out_features", out_features, 1, MAX_SIZE)
     g = check_int("group", group, 1, 8)
     rho = check_real("density", density, 0.0, 1.0)
-    s = check_int("samples", samples, 1)
-    nonzero = s * sum(1.0 - (1.0 - rho) ** k for k in _group_sizes(n, g))
+    s = check_int("samples", samples, 1, MAX_SIZE)
+    nonzero = s * sum(c * (1.0 - (1.0 - rho) ** k) for k, c in _group_sizes(n, g).items())
     return _counts(n, m, g, float(s), s * n * rho, nonzero)
 
 
@@ -153,12 +166,15 @@ def lut_table(weight: torch.Tensor, group: int = 4) -> torch.Tensor:
     the sum of the group's weights whose bit is set in ``p`` (bit ``j`` = input
     ``k*group + j``).  Missing inputs of a short last group count as zero weights.
 
+    A NaN or Inf weight makes every entry of its group NaN (entries are products with the
+    0/1 bits, and ``0 * inf`` is NaN).
+
     Examples
     --------
     >>> lut_table(torch.tensor([[1.0, 2.0, 4.0]]), group=2)[0].tolist()
     [[0.0, 1.0, 2.0, 3.0], [0.0, 4.0, 0.0, 4.0]]
     """
-    check_tensor("weight", weight, dtypes=_FLOATS, ndim=2)
+    check_tensor("weight", weight, dtypes=_FLOATS, ndim=2, nonempty=True)
     g = check_int("group", group, 1, 8)
     m, n = weight.shape
     groups = math.ceil(n / g)
@@ -214,8 +230,10 @@ def lut_accumulate(
     ([[3.75]], [[3.75]])
     """
     check_tensor("spikes", spikes, min_ndim=1)
-    check_tensor("weight", weight, dtypes=_FLOATS, ndim=2)
+    check_finite_tensor("spikes", spikes)
+    check_tensor("weight", weight, dtypes=_FLOATS, ndim=2, nonempty=True, device=spikes.device)
     g = check_int("group", group, 1, 8)
+    return_counts = check_flag("return_counts", return_counts)
     if spikes.shape[-1] != weight.shape[1]:
         raise ValueError(
             f"spikes' last dimension ({spikes.shape[-1]}) must equal weight's in_features "

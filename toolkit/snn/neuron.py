@@ -23,7 +23,14 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from .._checks import check_choice, check_flag, check_positive, check_real, check_tensor
+from .._checks import (
+    check_choice,
+    check_finite_tensor,
+    check_flag,
+    check_positive,
+    check_real,
+    check_tensor,
+)
 from .._dispatch import operation
 
 __all__ = [
@@ -53,10 +60,13 @@ def surrogate_grad(u: torch.Tensor, surrogate: str = "atan", alpha: float | None
 
     The last two are exactly zero away from the threshold, which makes the backward pass sparse.
 
+    Elementwise on any shape: NaN gives NaN, and :math:`\pm\infty` gives 0 (infinitely far
+    from the threshold).
+
     Parameters
     ----------
     u : torch.Tensor
-        Distance of the membrane potential from the threshold.
+        Distance of the membrane potential from the threshold, floating point.
     surrogate : str
         One of :data:`SURROGATES`.
     alpha : float, optional
@@ -72,6 +82,7 @@ def surrogate_grad(u: torch.Tensor, surrogate: str = "atan", alpha: float | None
     >>> surrogate_grad(torch.tensor([0.0, 0.25, 2.0]), "triangle")
     tensor([1.0000, 0.7500, 0.0000])
     """
+    check_tensor("u", u, dtypes=(*_DTYPES, torch.bfloat16))
     check_choice("surrogate", surrogate, tuple(SURROGATES))
     a = SURROGATES[surrogate] if alpha is None else check_positive("alpha", alpha)
     if surrogate == "atan":
@@ -80,7 +91,8 @@ def surrogate_grad(u: torch.Tensor, surrogate: str = "atan", alpha: float | None
         s = torch.sigmoid(a * u)
         return a * s * (1 - s)
     if surrogate == "rectangular":
-        return (u.abs() < a / 2).to(u.dtype) / a
+        box = (u.abs() < a / 2).to(u.dtype) / a
+        return torch.where(torch.isnan(u), u, box)  # NaN stays NaN, as for the others
     return torch.clamp(a - u.abs(), min=0) / a**2
 
 
@@ -123,6 +135,11 @@ class LIFParams:
         # 1/tau is the leak: above 1 the potential would flip sign.  tau = inf is the IF neuron.
         if not (isinstance(tau, float) and tau == math.inf):
             tau = check_real("tau", tau, 1.0)
+        elif decay_input is True:
+            raise ValueError(
+                "tau=inf divides the input by infinity with decay_input=True (the neuron would "
+                "never charge); the IF neuron is tau=inf with decay_input=False"
+            )
         vth = check_real("v_threshold", v_threshold)
         vr = None if v_reset is None else check_real("v_reset", v_reset)
         if vr is not None and vr >= vth:
@@ -252,8 +269,10 @@ def lif_multistep(
     Raises
     ------
     ValueError
-        ``tau < 1``, an unknown surrogate, ``v_reset >= v_threshold``, ``x_seq`` without a
-        time axis, or a ``v_init`` that does not broadcast.
+        ``tau < 1`` (or ``tau = inf`` with ``decay_input``), an unknown surrogate,
+        ``v_reset >= v_threshold``, ``x_seq`` without a time axis, empty, or holding NaN or
+        Inf (it would fire no spikes silently), or a ``v_init`` that is not finite or does
+        not broadcast.
     TypeError
         ``x_seq`` not a floating tensor, or a flag that is not a bool.
 
@@ -267,12 +286,14 @@ def lif_multistep(
     [0.3, 0.45, 0.525, 0.562]
     """
     check_tensor("x_seq", x_seq, dtypes=_DTYPES, min_ndim=1, nonempty=True)
+    check_finite_tensor("x_seq", x_seq.detach())
     p = LIFParams.make(tau, v_threshold, v_reset, surrogate, alpha, detach_reset, decay_input)
     check_flag("return_membrane", return_membrane)
     v0: torch.Tensor | None = None
     v_start = p.v_rest
     if isinstance(v_init, torch.Tensor):
         v0 = check_tensor("v_init", v_init, dtypes=_DTYPES, device=x_seq.device)
+        check_finite_tensor("v_init", v0.detach())
         try:
             fits = torch.broadcast_shapes(v0.shape, x_seq.shape[1:]) == x_seq.shape[1:]
         except RuntimeError:

@@ -27,8 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._checks import check_real
-from .network import SpikingNet, TimeDistributed
+from .._checks import MAX_SIZE, check_real
+from .network import SpikingNet, TimeDistributed, _check_inputs, _check_labels
 from .neuron import LIFNeuron
 
 __all__ = ["LayerInfo", "SparsityProfile", "sparsity_profile"]
@@ -159,7 +159,11 @@ def sparsity_profile(
     if not isinstance(model, SpikingNet):
         raise TypeError(f"model must be a SpikingNet, got {type(model).__name__}")
     threshold = check_real("threshold", threshold, 0.0, 1.0, hi_open=True)
+    if not isinstance(batch, (tuple, list)) or len(batch) != 2:
+        raise TypeError(f"batch must be a pair (x, y) of tensors, got {type(batch).__name__}")
     x, y = batch
+    _check_inputs("batch[0]", x)
+    _check_labels("batch[1]", y, "batch[0]", x, model.classes() or MAX_SIZE)
     device = next(model.parameters()).device
     x, y = x.to(device), y.to(device)
     body = list(model.body)
