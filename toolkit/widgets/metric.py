@@ -23,7 +23,7 @@ from ..metric import (
     smooth,
     synthesis_view,
 )
-from ._base import Explorer
+from ._base import Explorer, controls_column, row, text_box
 
 __all__ = ["MetricLearningExplorer"]
 
@@ -169,7 +169,6 @@ class MetricLearningExplorer(Explorer):
             xaxis_title="PC 1",
             yaxis_title="PC 2",
         )
-        self.figures["embedding"] = go.FigureWidget(emb)
 
         curves = go.Figure()
         for name, _, _ in _CURVES:
@@ -180,28 +179,26 @@ class MetricLearningExplorer(Explorer):
             xaxis_title="step",
             yaxis_type="log",
         )
-        self.figures["curves"] = go.FigureWidget(curves)
+        embedding_box = self._figure("embedding", emb, "560px")
+        curves_box = self._figure("curves", curves, "520px")
         self._draw_static()
         return W.VBox(
             [
-                W.HBox(
-                    [
-                        W.VBox(
-                            [
-                                c["method"],
-                                c["anchor"],
-                                c["positive"],
-                                c["negative"],
-                                c["log_j_avg"],
-                                self.readout,
-                            ]
-                        ),
-                        self.figures["embedding"],
-                    ]
+                row(
+                    controls_column(
+                        c["method"],
+                        c["anchor"],
+                        c["positive"],
+                        c["negative"],
+                        c["log_j_avg"],
+                        self.readout,
+                    ),
+                    embedding_box,
                 ),
-                W.HBox([self.figures["curves"], self.table]),
+                row(curves_box, text_box(self.table, "300px")),
                 self.status,
-            ]
+            ],
+            layout=W.Layout(max_width="100%"),
         )
 
     def _draw_static(self) -> None:

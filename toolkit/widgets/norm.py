@@ -24,7 +24,7 @@ from ..norm.analysis import (
     correlation_profile,
     sampling_error,
 )
-from ._base import Explorer
+from ._base import Explorer, row
 
 __all__ = ["RATIO_GRID", "NormSamplingExplorer", "accuracy_html"]
 
@@ -148,7 +148,7 @@ class NormSamplingExplorer(Explorer):
         err.update_xaxes(type="log", title_text="data per channel")
         err.update_yaxes(type="log")
         err.update_layout(height=380, margin=dict(t=40, b=40, l=50, r=10))
-        self.figures["error"] = go.FigureWidget(err)
+        error_box = self._figure("error", err, "640px")
 
         prof = self.profile
         lags = np.arange(1, prof["rho_lag"].shape[1] + 1)
@@ -175,20 +175,21 @@ class NormSamplingExplorer(Explorer):
             yaxis_title="correlation",
             margin=dict(t=40, b=40, l=50, r=10),
         )
-        self.figures["correlation"] = go.FigureWidget(corr)
+        correlation_box = self._figure("correlation", corr, "560px")
         self.table = W.HTML(accuracy_html(self.accuracy) if self.accuracy else "")
         shape = "×".join(str(s) for s in self.acts.shape)
         info = W.HTML(f"<b>activations:</b> {shape} (N×C×H×W)")
         return W.VBox(
             [
                 info,
-                W.HBox([c["method"], c["ratio"], c["batch_size"]]),
-                self.figures["error"],
+                row(c["method"], c["ratio"], c["batch_size"]),
+                row(error_box),
                 self.status,
-                self.figures["correlation"],
-                W.HBox([c["train"]]),
+                row(correlation_box),
+                row(c["train"]),
                 self.table,
-            ]
+            ],
+            layout=W.Layout(max_width="100%"),
         )
 
     def _curves(self, batch: int) -> dict[str, dict[str, np.ndarray]]:
