@@ -150,7 +150,7 @@ class BoundsExplorer(Explorer):
     the mean logit width per method at the current eps; and, behind **Run**, the certified
     radius of every position of the sentence for the selected method (a heatmap).
 
-    >>> ex = BoundsExplorer("a truly wonderful and moving film")   # doctest: +SKIP
+    >>> ex = BoundsExplorer("a really wonderful and moving film")  # doctest: +SKIP
     >>> ex.controls["eps"].value = 0.05                           # doctest: +SKIP
     >>> ex.figures["logits"].data[0].base                         # doctest: +SKIP
     """
@@ -179,7 +179,11 @@ class BoundsExplorer(Explorer):
             model = copy.deepcopy(model)
         self.model: VerifiableModel = model.double().eval()
         self.vocab: Vocab = vocab
-        self._sentence = sentence if sentence is not None else EXAMPLES[0][0]
+        if sentence is None:  # the first example the model's vocabulary knows every word of
+            unk = vocab.words.index("<unk>") if "<unk>" in vocab.words else -1
+            known = [s for s, _ in EXAMPLES if unk not in vocab.encode(s).tolist()]
+            sentence = (known or [EXAMPLES[0][0]])[0]
+        self._sentence = sentence
         self._positions, self._eps, self._method = positions, float(eps), method
         self.classes = (
             ["negative", "positive"]
