@@ -18,14 +18,20 @@ message holding one fails with "Out of range float values are not JSON compliant
 from __future__ import annotations
 
 import copy
+import csv
+import importlib.util
 import math
+import os
+import shutil
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import ipywidgets as W
 import numpy as np
 import plotly.graph_objects as go
 
-__all__ = ["Explorer", "LiveFigure", "json_safe", "row"]
+__all__ = ["Explorer", "LiveFigure", "figure_rows", "json_safe", "row"]
 
 
 def json_safe(value: Any) -> Any:
@@ -156,6 +162,73 @@ def text_box(widget: W.Widget, width: str = "360px") -> W.Widget:
     return widget
 
 
+def figure_rows(fig: go.Figure) -> list[dict[str, Any]]:
+    """The numbers of a figure as table rows: one per point (per cell of a heatmap).
+
+    Columns: ``trace`` (its name), ``index``, and whichever of ``x``, ``y``, ``z``, ``base``,
+    ``error_y`` and ``text`` the trace has; a heatmap gives ``row``, ``column``, its row and
+    column labels as ``y`` and ``x``, and the value as ``z``.
+
+    Examples
+    --------
+    >>> fig = go.Figure(go.Bar(x=["a", "b"], y=[1.0, 2.0], name="bars"))
+    >>> figure_rows(fig)[1]
+    {'trace': 'bars', 'index': 1, 'x': 'b', 'y': 2.0}
+    """
+    rows: list[dict[str, Any]] = []
+    for trace in fig.data:
+        name = trace.name or trace.type
+        z = getattr(trace, "z", None)
+        if trace.type == "heatmap" and z is not None:
+            z = np.asarray(z, dtype=float)
+            if z.ndim != 2:
+                continue
+            xs, ys = trace.x, trace.y
+            for i in range(z.shape[0]):
+                for j in range(z.shape[1]):
+                    rows.append(
+                        {
+                            "trace": name,
+                            "index": i * z.shape[1] + j,
+                            "row": i,
+                            "column": j,
+                            "y": ys[i] if ys is not None and i < len(ys) else i,
+                            "x": xs[j] if xs is not None and j < len(xs) else j,
+                            "z": z[i, j],
+                        }
+                    )
+            continue
+        columns: dict[str, Any] = {}
+        for key in ("x", "y", "base", "text"):
+            value = getattr(trace, key, None)
+            if value is not None and not isinstance(value, str) and len(value):
+                columns[key] = list(value)
+        err = getattr(trace, "error_y", None)
+        if err is not None and err.array is not None and len(err.array):
+            columns["error_y"] = list(err.array)
+        n = max((len(v) for v in columns.values()), default=0)
+        for i in range(n):
+            out: dict[str, Any] = {"trace": name, "index": i}
+            out.update({k: v[i] for k, v in columns.items() if i < len(v)})
+            rows.append(out)
+    return rows
+
+
+def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    fields: list[str] = []
+    for r in rows:
+        fields += [k for k in r if k not in fields]
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=fields or ["trace", "index"])
+        writer.writeheader()
+        for r in rows:
+            writer.writerow({k: ("" if _missing(v) else v) for k, v in r.items()})
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, (float, np.floating)) and not math.isfinite(value))
+
+
 class Explorer:
     """Base class of the explorers: controls and figures, with the model kept apart.
 
@@ -184,7 +257,13 @@ class Explorer:
         self.figures: dict[str, Any] = {}
         self._slots: dict[str, W.Box] = {}
         self.status = W.HTML()
-        self.widget = self._build()
+        self.export_button = W.Button(description="Export", icon="download")
+        self.export_button.on_click(lambda _b: self._export_clicked())
+        self.export_info = W.HTML()
+        self.widget = W.VBox(
+            [self._build(), row(self.export_button, self.export_info)],
+            layout=W.Layout(max_width="100%"),
+        )
         for name in self.live_controls or tuple(self.controls):
             self.controls[name].observe(self._on_change, names="value")
         self.update()  # the first frame is drawn into the plain go.Figures
@@ -231,6 +310,63 @@ class Explorer:
         else:
             if self.status.value.startswith("<span style='color:#b00020'>"):
                 self.status.value = ""
+
+    def export(self, path: str | os.PathLike, *, images: bool | None = None) -> list[Path]:
+        """Write every figure as it is now: HTML, CSV of its numbers, and PNG when possible.
+
+        For each figure ``name``: ``name.html`` (self-contained, opens offline), ``name.csv``
+        (:func:`figure_rows`) and, when ``images`` (default: when ``kaleido`` is installed,
+        which plotly's static export needs), ``name.png``.  Everything is written to a
+        temporary folder inside ``path`` first and moved into place at the end, so a failure
+        leaves no half-written file.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The folder to write into (created if missing).
+        images : bool, optional
+            Also write PNGs (default: when ``kaleido`` is importable).
+
+        Returns
+        -------
+        list of pathlib.Path
+            The files written.
+
+        Raises
+        ------
+        TypeError
+            If ``path`` is not a path.
+        """
+        if not isinstance(path, (str, os.PathLike)):
+            raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
+        if images is None:
+            images = importlib.util.find_spec("kaleido") is not None
+        target = Path(path)
+        target.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".export-", dir=target))
+        try:
+            for name, fig in self.figures.items():
+                plain = go.Figure(fig)
+                plain.write_html(staging / f"{name}.html", include_plotlyjs=True, full_html=True)
+                _write_csv(staging / f"{name}.csv", figure_rows(plain))
+                if images:
+                    plain.write_image(staging / f"{name}.png")
+            written = []
+            for item in sorted(staging.iterdir()):
+                os.replace(item, target / item.name)
+                written.append(target / item.name)
+            return written
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+    def _export_clicked(self) -> None:
+        folder = Path(f"{type(self).__name__}-export")
+        try:
+            files = self.export(folder)
+        except (OSError, ValueError, RuntimeError) as exc:
+            self.export_info.value = f"<span style='color:#b00020'>export failed: {exc}</span>"
+        else:
+            self.export_info.value = f"wrote {len(files)} files to <code>{folder}/</code>"
 
     def values(self) -> dict[str, Any]:
         """The current value of every control, by name.
