@@ -65,6 +65,8 @@ _METRICS = (
 _PRUNED = "#d62728"
 #: At most this many token labels per heatmap axis (more overlap); the rest are thinned.
 _MAX_TICKS = 24
+#: Both models read at most this many tokens (a longer text is cut, and the status says so).
+_MAX_TOKENS = 128
 #: The kinds drawn as trade-off curves, in the figure's trace order.
 _CURVE_KINDS: tuple[PatternKind, ...] = ("nm", "topk", "dsa", "local", "strided")
 #: The controls each kind reads.
@@ -399,7 +401,8 @@ class AttentionSparsityExplorer(Explorer):
                 coloraxis="coloraxis",
                 hovertemplate="query %{y}, key %{x}: p = %{z:.4f}<extra></extra>",
             )
-        heat.add_scatter(
+        # Up to T² markers each: WebGL draws them without slowing the page.
+        heat.add_scattergl(
             x=[],
             y=[],
             name="pruned",
@@ -407,9 +410,9 @@ class AttentionSparsityExplorer(Explorer):
             row=1,
             col=1,
             hoverinfo="skip",
-            marker=dict(symbol="x-thin", size=5, color=_PRUNED, line=dict(width=1, color=_PRUNED)),
+            marker=dict(symbol="x", size=5, color=_PRUNED),
         )
-        heat.add_scatter(
+        heat.add_scattergl(
             x=[],
             y=[],
             name="kept",
@@ -550,6 +553,12 @@ class AttentionSparsityExplorer(Explorer):
         rows, cols = np.nonzero(keep_np[head])
         prow, pcol = np.nonzero(~keep_np[head])
         tokens = trace.tokens[0] if trace.tokens else [str(i) for i in range(full.shape[0])]
+        self.status.value = (
+            f"The model reads at most {len(tokens)} tokens: the text was cut after "
+            f"“{html.escape(tokens[-1])}”."
+            if len(tokens) >= _MAX_TOKENS
+            else ""
+        )
         heat = self.figures["heatmap"]
         # Only what changed is sent: the full map and the ticks follow text, layer and head.
         full_key = (text, layer, head)

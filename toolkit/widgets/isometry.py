@@ -8,6 +8,7 @@ Monte Carlo); this module only lays out controls and redraws figures.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -66,6 +67,14 @@ def _within_controls(design: NetworkDesign) -> NetworkDesign:
     for name, (lo, hi) in _RANGES.items():
         check_real(name, getattr(design, name), lo, hi)
     return design
+
+
+@functools.lru_cache(maxsize=64)
+def _analytic(design: NetworkDesign) -> tuple[Any, Any, tuple[np.ndarray, np.ndarray]]:
+    """Profile, closed form and spectrum of a design, cached: a slider moved back and forth
+    (or a reload's redraw) answers at once."""
+    chain = design_block(design)
+    return profile(chain), design_formula(design), spectral_density(chain, num=_SPECTRUM_POINTS)
 
 
 def value_axis(y: np.ndarray) -> dict[str, Any]:
@@ -308,14 +317,11 @@ class IsometryExplorer(Explorer):
         return NetworkDesign(**{k: self.controls[k].value for k in _DESIGN_CONTROLS})
 
     def _update(self) -> None:
-        # Moments and the formula are cheap and drawn first; the spectrum of a deep residual
-        # chain can take a second or two, so its figure says so while it is computed.
+        # Every figure changes in one batch per figure; the analytic side is cached per design.
         design = self.design()
         self.controls["slope"].disabled = design.activation != "leaky_relu"
         self.controls["residual_scale"].disabled = design.architecture != "residual"
-        chain = design_block(design)
-        prof = profile(chain)
-        formula = design_formula(design)
+        prof, formula, (x, density) = _analytic(design)
         fig = self.figures["depth"]
         series = [
             np.asarray(y, dtype=float)
@@ -346,7 +352,6 @@ class IsometryExplorer(Explorer):
             f"variance = {prof.cumulative_variance[-1]:.4g}.</p>"
         )
         spectrum = self.figures["spectrum"]
-        x, density = spectral_density(chain, num=_SPECTRUM_POINTS)
         with spectrum.batch_update():
             bars, curve = spectrum.data
             if bars.y is not None and len(bars.y):
