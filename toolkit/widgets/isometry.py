@@ -96,26 +96,35 @@ def value_axis(y: np.ndarray) -> dict[str, Any]:
     return dict(type="linear", tickformat=".4~g", range=[lo - pad, hi + pad], autorange=False)
 
 
-def formula_html(formula: Any, gain: float, limit: int = 240) -> str:
-    """The design's closed form as display math short enough to read.
+def short_moments(formula: Any, gain: float) -> tuple[sp.Expr, sp.Expr]:
+    """φ and the variance of ``formula`` with the gain put in: expanded, 4 digits, in ``L``.
 
-    When the LaTeX in the symbolic gain ``g`` runs past ``limit`` characters, the current gain
-    is substituted and the expression expanded and rounded to 4 digits (a function of the
-    depth ``L`` only), and the text says so.
+    Coefficients below 1e-12 (rounding left-overs of the expansion) are dropped.
     """
-    full = formula.latex()
-    if len(full) <= limit:
-        return f"$${full}$$"
     g = formula.symbols.get("g")
-    lines = []
-    for label, expr in ((r"\phi", formula.moments.m1), (r"\varphi", formula.moments.variance)):
+    out = []
+    for expr in (formula.moments.m1, formula.moments.variance):
         e = sp.sympify(expr)
         if g is not None:
             e = sp.powsimp(sp.expand(e.subs(g, sp.Float(gain))), force=True).evalf(4)
             e = e.xreplace({f: 0 for f in e.atoms(sp.Float) if abs(f) < 1e-12})
-        lines.append(f"$${label} = {sp.latex(e)}$$")
-    return f"<p>(with the gain g = {gain:.3g} put in; the expression in g is long)</p>" + "".join(
-        lines
+        out.append(e)
+    return out[0], out[1]
+
+
+def formula_html(formula: Any, gain: float, limit: int = 240) -> str:
+    """The design's closed form as display math short enough to read.
+
+    When the LaTeX in the symbolic gain ``g`` runs past ``limit`` characters, it shows
+    :func:`short_moments` instead (a function of the depth ``L`` only), and says so.
+    """
+    full = formula.latex()
+    if len(full) <= limit:
+        return f"$${full}$$"
+    m1, var = short_moments(formula, gain)
+    return (
+        f"<p>(with the gain g = {gain:.3g} put in; the expression in g is long)</p>"
+        f"$$\\phi(J J^T) = {sp.latex(m1)}$$$$\\varphi(J J^T) = {sp.latex(var)}$$"
     )
 
 
