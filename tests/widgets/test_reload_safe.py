@@ -92,7 +92,10 @@ CASES = {
             _set(eps=1e-6),
             _set(eps=1.0, p=math.inf),  # wide bounds, nothing certified
             lambda ex: ex.run(),
+            _set(method="alpha-crown", eps=0.01, p=2.0),  # drawn when the background job ends
+            lambda ex: ex.wait(120),
             _set(sentence="a truly dull film"),  # an unknown word
+            lambda ex: ex.wait(120),
         ],
     ),
     "metric": (

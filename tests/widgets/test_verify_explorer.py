@@ -171,6 +171,8 @@ def test_alpha_crown_on_demand_matches_bounds(explorer, model):
     c = explorer.controls
     c["positions"].value = (1,)
     c["p"].value, c["eps"].value, c["method"].value = 2.0, 0.05, "alpha-crown"
+    explorer.wait(120)  # alpha-CROWN is computed in the background
+    assert explorer.bounds_task.state == "finished"
     e = _embed(model, SENTENCE)
     lo, hi = bounds(model[0], e, LpBall(0.05, 2, [1]), "alpha-crown")
     bar = explorer.figures["logits"].data[0]
@@ -178,3 +180,5 @@ def test_alpha_crown_on_demand_matches_bounds(explorer, model):
     np.testing.assert_allclose(_arr(bar.base) + _arr(bar.y), hi.numpy(), rtol=1e-9)
     y = dict(zip(explorer.figures["methods"].data[0].x, explorer.figures["methods"].data[0].y))
     assert y["alpha-crown"] <= y["crown"] + 1e-12
+    c["method"].value = "crown"  # no background job outlives the test
+    explorer.wait(120)

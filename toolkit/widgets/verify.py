@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import math
 import re
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -193,6 +194,9 @@ class BoundsExplorer(Explorer):
         self._cache: dict[tuple[Any, ...], dict[str, MethodBounds]] = {}
         self._syncing = False
         self._radius_key: tuple[tuple[int, ...], float] | None = None
+        self._lock = threading.Lock()
+        self._wanted: tuple | None = None
+        self._job_active = False
         self.results: dict[str, MethodBounds] = {}
         self.radii: dict[str, np.ndarray] = {}
         super().__init__()
@@ -237,6 +241,7 @@ class BoundsExplorer(Explorer):
         self.run_button.on_click(lambda _: self.start_run())
         self.task = BackgroundTask("positions")
         self.progress = self.task.bar.progress
+        self.bounds_task = BackgroundTask(ON_DEMAND[0] if ON_DEMAND else "bounds")
         top = dict(t=60, b=40)
 
         logits = go.Figure()
@@ -317,6 +322,7 @@ class BoundsExplorer(Explorer):
             c["method"],
             self.run_button,
             self.task.widget,
+            self.bounds_task.widget,
             self.status,
         )
         return W.VBox(
@@ -373,12 +379,13 @@ class BoundsExplorer(Explorer):
         return ids, labels
 
     def _bounds(self, ids, positions, p, eps, selected: str) -> dict[str, MethodBounds]:
-        """Every method's bounds, except the on-demand ones unless ``selected``."""
+        """Every method's bounds, except the on-demand ones, which are only computed while
+        selected, and then in the background (:meth:`wait` waits for them)."""
         key = (tuple(ids.tolist()), positions, p, eps)
         if key not in self._cache and len(self._cache) > 32:
             self._cache.clear()
         res = self._cache.setdefault(key, {})
-        wanted = [m for m in METHODS if m not in res and (m not in ON_DEMAND or m == selected)]
+        wanted = [m for m in METHODS if m not in res and m not in ON_DEMAND]
         if wanted:
             e = self.model.embed(ids).detach()
             label = int(self.model(e[None]).argmax())
@@ -386,7 +393,50 @@ class BoundsExplorer(Explorer):
             with single_thread():
                 for m in wanted:
                     res[m] = method_bounds(self.model, e, spec, m, label)
+        if selected in ON_DEMAND and selected not in res:
+            self._request((key, ids, positions, p, eps, selected))
         return res
+
+    def _request(self, request: tuple) -> None:
+        """Compute an on-demand method in the background; the newest request wins."""
+        with self._lock:
+            self._wanted = request
+            if self._job_active:
+                return
+            self._job_active = True
+        self.bounds_task.join(5)  # a job that just finished may still be returning
+        self.bounds_task.start(self._on_demand_job)
+
+    def _on_demand_job(self, step: Callable[[int, int], None]) -> None:
+        try:
+            while True:
+                req = self._wanted
+                if req is None:
+                    break
+                key, ids, positions, p, eps, method = req
+                res = self._cache.setdefault(key, {})
+                if method not in res:
+                    step(0, 1)
+                    e = self.model.embed(ids).detach()
+                    label = int(self.model(e[None]).argmax())
+                    spec = LpBall(eps, p=p, positions=list(positions))
+                    with single_thread():
+                        found = method_bounds(self.model, e, spec, method, label)
+                    step(1, 1)  # after Cancel this raises: the result is dropped
+                    res[method] = found
+                with self._lock:
+                    if self._wanted is req:
+                        self._job_active = False
+                        break
+        finally:
+            with self._lock:
+                self._job_active = False
+        self.update()  # draw the result (if the controls moved on, it stays cached)
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Wait for background work (an on-demand method, a radius run) to finish."""
+        self.bounds_task.join(timeout)
+        self.task.join(timeout)
 
     # -- model -> view -----------------------------------------------------------------------
     def _update(self) -> None:
@@ -397,7 +447,10 @@ class BoundsExplorer(Explorer):
             raise ValueError("positions must select at least one token, got none")
         p, eps, method = float(v["p"]), float(v["eps"]), v["method"]
         self.results = res = self._bounds(ids, positions, p, eps, method)
-        cur = res[method]
+        # While an on-demand method is computed in the background, CROWN (which it refines)
+        # is drawn and the title says so.
+        pending = method not in res
+        cur = res["crown"] if pending else res[method]
         with torch.no_grad():
             clean = self.model(self.model.embed(ids)[None].double())[0].numpy()
         fig = self.figures["logits"]
@@ -413,9 +466,10 @@ class BoundsExplorer(Explorer):
             dots.x, dots.y = self.classes, clean
             fig.layout.yaxis.range = [lo - pad, hi + pad]
             verdict = "certified" if cur.certified else "not certified"
-            fig.layout.title.text = (
-                f"{method}: logit bounds at ε = {eps:.3g} (ℓ{_p_label(p)})"
-                f"<br><sup>{self.classes[cur.label]} {verdict}</sup>"
+            fig.layout.title.text = f"{method}: logit bounds at ε = {eps:.3g} (ℓ{_p_label(p)})" + (
+                f"<br><sup>computing {method} in the background… (crown shown)</sup>"
+                if pending
+                else f"<br><sup>{self.classes[cur.label]} {verdict}</sup>"
             )
         fig = self.figures["layers"]
         with fig.batch_update():
@@ -439,7 +493,7 @@ class BoundsExplorer(Explorer):
                     x=m,
                     y=0.5,
                     yref="paper",
-                    text=f"select {m}<br>to compute",
+                    text="computing…" if m == method else f"select {m}<br>to compute",
                     showarrow=False,
                     font=dict(size=10, color="#555"),
                 )
