@@ -287,7 +287,8 @@ class Explorer:
         redraws only change data.  The box grows from ``basis`` and wraps below its
         neighbours when the notebook is narrower.
         """
-        fig.update_layout(autosize=True, width=None)
+        # The toolbar stands upright at the right edge, where it cannot cover the title.
+        fig.update_layout(autosize=True, width=None, modebar=dict(orientation="v"))
         self.figures[name] = fig
         box = W.Box(layout=W.Layout(flex=f"1 1 {basis}", min_width="320px", max_width="100%"))
         self._slots[name] = box
