@@ -182,3 +182,26 @@ def test_alpha_crown_on_demand_matches_bounds(explorer, model):
     assert y["alpha-crown"] <= y["crown"] + 1e-12
     c["method"].value = "crown"  # no background job outlives the test
     explorer.wait(120)
+
+
+def test_perturbed_word_follows_the_sentence_and_unknown_words_are_named():
+    ex = BoundsExplorer("a wonderful film")
+    assert ex.controls["positions"].value == (1,)  # "wonderful", the sentiment word
+    # before Run, the radius heatmap says what fills it
+    assert "Run radii" in ex.figures["radius"].layout.annotations[0].text
+    ex.controls["sentence"].value = "the film was truly wonderful"
+    labels = [label for label, _ in ex.controls["positions"].options]
+    assert labels[3] == "3: truly (<unk>, not in the vocabulary)"
+    assert ex.controls["positions"].value == (4,)  # still "wonderful", now at index 4
+    assert "truly" in ex.status.value and "vocabulary" in ex.status.value
+
+
+def test_default_sentence_has_no_unknown_word_and_hairlines_show_their_width(model):
+    ex = BoundsExplorer(eps=1e-5)
+    assert all("<unk>" not in label for label, _ in ex.controls["positions"].options)
+    bar = ex.figures["logits"].data[0]
+    widths = _arr(bar.y)
+    assert list(bar.text) == [f"width {w:.2g}" for w in widths]
+    lo, hi = ex.figures["logits"].layout.yaxis.range
+    clean = _arr(ex.figures["logits"].data[1].y)
+    assert lo < min(clean.min(), _arr(bar.base).min()) and hi > clean.max()
