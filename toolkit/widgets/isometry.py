@@ -415,6 +415,8 @@ class IsometryExplorer(Explorer):
             device=device,
             progress=lambda done, total: step(samples + done, 2 * samples),
         )
+        if self.design() != design:  # the controls moved on while sampling ran in the background
+            return {"moments": moments, "eigenvalues": eigenvalues}
         depth = np.arange(1, design.depth + 1)
         fig = self.figures["depth"]
         with fig.batch_update():

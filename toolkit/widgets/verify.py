@@ -570,6 +570,9 @@ class BoundsExplorer(Explorer):
         step(0, len(labels))
         with single_thread():
             radii = radius_row(self.model, e, label, p, method, progress=step)
+        now = self.values()
+        if (now["sentence"], float(now["p"])) != (v["sentence"], p):
+            return radii  # the controls moved on while it ran in the background
         if self._radius_key != (tuple(ids.tolist()), p):
             self._radius_key, self.radii = (tuple(ids.tolist()), p), {}
         self.radii[method] = radii
