@@ -299,7 +299,9 @@ class IsometryExplorer(Explorer):
             margin=dict(t=60, b=40),
             modebar=dict(orientation="v"),
         )
-        self.formula = text_box(W.HTMLMath(), "320px")
+        self.formula = W.HTMLMath()
+        self.at_depth = W.HTML()
+        formula_box = text_box(W.VBox([self.formula, self.at_depth]), "320px")
 
         controls = controls_column(
             *[c[k] for k in _DESIGN_CONTROLS],
@@ -314,7 +316,7 @@ class IsometryExplorer(Explorer):
             W.VBox(
                 [
                     self._figure("depth", depth, "640px"),
-                    row(self._figure("spectrum", spectrum, "420px"), self.formula),
+                    row(self._figure("spectrum", spectrum, "420px"), formula_box),
                 ],
                 layout=W.Layout(flex="1 1 640px", min_width="320px", max_width="100%"),
             ),
@@ -354,9 +356,12 @@ class IsometryExplorer(Explorer):
                 "one block (its input's second moment q drifts with depth, so no closed form in L)"
             )
         )
+        # The math is only re-typeset (slow in the browser) when the formula itself changes;
+        # the values at the current depth live in a plain line below it.
         self.formula.value = (
-            f"<p>Free-probability prediction for {where}:</p>"
-            f"{formula_html(formula, design.gain)}"
+            f"<p>Free-probability prediction for {where}:</p>{formula_html(formula, design.gain)}"
+        )
+        self.at_depth.value = (
             f"<p>At depth {design.depth}: φ = {prof.cumulative_m1[-1]:.4g}, "
             f"variance = {prof.cumulative_variance[-1]:.4g}.</p>"
         )
