@@ -95,3 +95,25 @@ def test_phi_matches_monte_carlo_at_several_depths(phi, predicted):
         assert abs(got[i] - want) < 4 * se[i] + 0.01 * want, (d, got[i], se[i], want)
         # the q-only prediction is far outside the Monte Carlo error
         assert got[i] - old[d - 1] > 4 * se[i] + 0.01 * want
+
+
+def test_residual_relu_stream_without_normalization_grows_as_predicted():
+    # each block adds q/2 * g^2 plus 2 * mean_x * mean_F: 1, 2, 4.9, 13.2, ... where the
+    # q-only engine had 1, 2, 4, 8, ...
+    design = NetworkDesign("residual", width=256, depth=5, gain=2**0.5)
+    gen = torch.Generator().manual_seed(99)
+    rows = []
+    for _ in range(6):
+        net = build_network(design, generator=gen, device="cpu")
+        h = sample_input(design, 128, generator=gen, device="cpu")
+        row = []
+        with torch.no_grad():
+            for block in net:
+                row.append(float((h**2).mean()))
+                h = block(h)
+        rows.append(row)
+    got, se = _mean_se(rows)
+    want = profile(design_block(design)).q_in
+    for d in range(1, design.depth):
+        assert abs(got[d] - want[d]) < 4 * se[d] + 0.01 * want[d], (d, got[d], se[d], want[d])
+    assert got[-1] - 2.0 ** (design.depth - 1) > 4 * se[-1] + 1.0
