@@ -5,7 +5,9 @@ For a block with input-output Jacobian :math:`J`, :math:`\phi(A) = \mathbb E[\ma
 and :math:`\phi((JJ^T)^2) - \phi(JJ^T)^2 \approx 0`. Blocks compose:
 serial chains multiply S-transforms, parallel branches add (symmetrized)
 R-transforms; activations enter through the law of :math:`f'(h)`,
-:math:`h\sim N(0,q)`, with :math:`q` propagated mean-field style.
+:math:`h\sim N(\bar a, q - \bar a^2)`, with the second moment :math:`q`, the squared
+per-unit mean ``c`` and the mean :math:`\bar a` propagated mean-field style
+(:class:`ForwardStats`; batch norm divides by the variance :math:`q - c`).
 
 >>> import sympy as sp
 >>> from toolkit.isometry import Linear, ReLU, Serial, repeat
@@ -36,6 +38,7 @@ from .engine import (
     Concat,
     Conv2d,
     Dropout,
+    ForwardStats,
     HardTanh,
     Identity,
     LeakyReLU,
@@ -111,6 +114,7 @@ __all__ = [
     "Dropout",
     "EmpiricalMoments",
     "Formula",
+    "ForwardStats",
     "HardTanh",
     "Identity",
     "LeakyReLU",

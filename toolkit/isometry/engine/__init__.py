@@ -46,6 +46,7 @@ from .moments import Moments
 from .normalization import BatchNorm, SecondMomentNorm
 from .profile import Profile, profile
 from .spectra import spectral_density
+from .stats import ForwardStats
 
 __all__ = [
     "GELU",
@@ -58,6 +59,7 @@ __all__ = [
     "Concat",
     "Conv2d",
     "Dropout",
+    "ForwardStats",
     "HardTanh",
     "Identity",
     "LeakyReLU",

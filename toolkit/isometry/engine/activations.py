@@ -10,6 +10,18 @@ sympy when ``q`` and the parameters are exact or symbolic); the smooth
 activations (tanh, sigmoid, GELU) use composite Gauss-Legendre quadrature
 (:func:`gaussian_expectation`) and need a numeric ``q``. The law of :math:`f'(h)^2`
 (for :func:`spectral_density`) is represented by 64 quantile atoms.
+
+With a mean in the input (:class:`~.stats.ForwardStats`: per-unit means
+:math:`\mu_j \sim N(\bar a, c - \bar a^2)`, per-unit variance :math:`v = q - c`) the
+pre-activation over units and samples is :math:`h \sim N(\bar a, q - \bar a^2)`, which
+gives :math:`m_k`, the output ``q`` and the output mean :math:`\mathbb E f(h)`; the output's
+squared mean is :math:`\mathbb E_\mu[(\mathbb E_z f(\mu + \sqrt v z))^2]`, which is
+:math:`(\mathbb E f)^2` when every unit has the same mean, and the arc-cosine kernel
+:math:`\frac{q}{2\pi}(\sin\theta + (\pi-\theta)\cos\theta)`, :math:`\cos\theta = c/q`, for
+ReLU with :math:`\bar a = 0`. The ReLU family uses the rectified-Gaussian closed forms
+:math:`\mathbb E\,\mathrm{relu}(h) = \mu\Phi(\mu/\sigma) + \sigma\varphi(\mu/\sigma)` and
+:math:`\mathbb E\,\mathrm{relu}(h)^2 = (\mu^2+\sigma^2)\Phi(\mu/\sigma) +
+\mu\sigma\varphi(\mu/\sigma)` for :math:`h \sim N(\mu, \sigma^2)`.
 """
 
 from __future__ import annotations
@@ -25,6 +37,7 @@ from ..._checks import check_positive, check_real, is_symbolic
 from ._series import is_exact, normal_cdf, normal_pdf, num
 from .blocks import Block
 from .spectra import AtomLaw
+from .stats import ForwardStats, is_zero, over_unit_means
 
 __all__ = [
     "GELU",
@@ -56,14 +69,15 @@ def _edges(lo: float, hi: float, width: float) -> np.ndarray:
     return np.linspace(lo, hi, count + 1)
 
 
-def _rule(q: float) -> tuple[np.ndarray, np.ndarray]:
-    """Nodes and weights for E[g(h)], h ~ N(0, q): composite 16-point Gauss-Legendre.
+def _rule(q: float, mean: float = 0.0, kinks: tuple[float, ...] = ()) -> tuple:
+    """Nodes and weights for E[g(h)], h ~ N(mean, q): composite 16-point Gauss-Legendre.
 
     Panels are at most ``min(1, sd/2)`` wide on ``|h| < 40``, where the activations bend
     (integer-aligned for ``q >= 4``, so kinks at 0 sit on a panel edge), and ``sd/2`` wide
     further out up to ``12 sd``, where they are affine or flat and only the Gaussian weight
     varies.  The node count is about 2000 whatever ``q``: deep chains whose ``q`` grows to
-    1e9 and beyond stay as cheap as ``q = 1``.
+    1e9 and beyond stay as cheap as ``q = 1``.  With a ``mean`` the panels move with it, and
+    the ``kinks`` of the activation become panel edges too.
     """
     sd = math.sqrt(q)
     top = 12 * sd
@@ -71,12 +85,15 @@ def _rule(q: float) -> tuple[np.ndarray, np.ndarray]:
     edges = _edges(0.0, inner, min(1.0, sd / 2))
     if top > inner:
         edges = np.concatenate([edges, _edges(inner, top, sd / 2)[1:]])
-    edges = np.concatenate([-edges[:0:-1], edges])
+    edges = np.concatenate([-edges[:0:-1], edges]) + mean
+    inside = [k for k in kinks if edges[0] < k < edges[-1]]
+    if inside:
+        edges = np.unique(np.concatenate([edges, inside]))
     mid, half = (edges[1:] + edges[:-1]) / 2, (edges[1:] - edges[:-1]) / 2
     x, w = _LEGENDRE
     nodes = (mid[:, None] + half[:, None] * x[None, :]).ravel()
     weights = (half[:, None] * w[None, :]).ravel()
-    return nodes, weights * np.exp(-(nodes**2) / (2 * q)) / math.sqrt(2 * math.pi * q)
+    return nodes, weights * np.exp(-((nodes - mean) ** 2) / (2 * q)) / math.sqrt(2 * math.pi * q)
 
 
 def gaussian_expectation(fn: Any, q: float) -> float:
@@ -114,6 +131,15 @@ def gaussian_expectation(fn: Any, q: float) -> float:
     return float(np.sum(weights * fn(nodes)))
 
 
+def _shifted_rule(
+    mean: float, var: float, kinks: tuple[float, ...] = ()
+) -> tuple[np.ndarray, np.ndarray]:
+    """Nodes and weights for ``h ~ N(mean, var)`` (``var`` 0: a point mass)."""
+    if var <= 0:
+        return np.array([mean]), np.array([1.0])
+    return _rule(var, mean, kinks)
+
+
 def _quantile_atoms(values: np.ndarray, weights: np.ndarray, count: int = 64) -> tuple:
     order = np.argsort(values)
     v, w = values[order], weights[order] / weights.sum()
@@ -141,6 +167,10 @@ class Activation(Block):
     def _params(self) -> list[Any]:
         return []
 
+    def _kinks(self) -> tuple[float, ...]:
+        """Where ``_f`` or ``_fprime`` is not smooth (quadrature panel edges)."""
+        return ()
+
     def _f(self, h: np.ndarray) -> np.ndarray:
         raise NotImplementedError(f"{type(self).__name__} gives its moments in closed form")
 
@@ -163,8 +193,64 @@ class Activation(Block):
         qf = self._check_numeric_q(q)
         return gaussian_expectation(lambda h: self._f(h) ** 2, qf)
 
+    def _mean0(self, q: Any) -> Any:
+        r""":math:`\mathbb E f(h)`, :math:`h \sim N(0, q)` (subclasses give closed forms)."""
+        return gaussian_expectation(self._f, self._check_numeric_q(q))
+
+    def _marginal(self, s: ForwardStats) -> tuple[float, float]:
+        """Mean and variance of the pre-activation over units and samples (numeric)."""
+        if any(is_symbolic(v) for v in (s.q, s.c, s.mean)):
+            raise TypeError(
+                f"{type(self).__name__} with a mean in its input needs numeric statistics, "
+                f"got {s!r}"
+            )
+        mean = float(s.mean)
+        return mean, max(float(s.q) - mean * mean, 0.0)
+
+    def _moments_at(self, order: int, s: ForwardStats) -> list[Any]:
+        if is_zero(s.mean):  # h ~ N(0, q) over units and samples, as before
+            return self._jacobian_moments(order, s.q)
+        nodes, weights = _shifted_rule(*self._marginal(s), self._kinks())
+        d2 = self._fprime(nodes) ** 2
+        return [float(np.sum(weights * d2**k)) for k in range(1, order + 1)]
+
+    def _outputs(self, s: ForwardStats) -> tuple[Any, Any]:
+        """Second moment and mean of the output."""
+        if is_zero(s.mean):
+            return self._propagate_q(s.q), self._mean0(s.q)
+        nodes, weights = _shifted_rule(*self._marginal(s), self._kinks())
+        f = self._f(nodes)
+        return float(np.sum(weights * f * f)), float(np.sum(weights * f))
+
+    def _unit_mean(self, mu: np.ndarray, v: float) -> np.ndarray:
+        r""":math:`\mathbb E_z f(\mu + \sqrt v z)` for an array of per-unit means."""
+        if v <= 0:
+            return self._f(mu)
+        nodes, weights = _rule(v)
+        return np.sum(weights * self._f(mu[:, None] + nodes[None, :]), axis=1)
+
+    def _kernel(self, s: ForwardStats) -> Any:
+        """The output's squared mean when the per-unit means differ (``c > mean**2``)."""
+        self._marginal(s)  # (numeric statistics only)
+        v = max(float(s.variance), 0.0)
+        return over_unit_means(lambda mu: self._unit_mean(mu, v) ** 2, s)
+
+    def _forward(self, s: ForwardStats) -> ForwardStats:
+        q_out, mean_out = self._outputs(s)
+        # every unit with the same input law has the same output mean
+        c_out = mean_out**2 if s.uniform else self._kernel(s)
+        return ForwardStats(q_out, c_out, mean_out)
+
     def _spectral_law(self, q: float) -> Any:
         nodes, weights = _rule(q)
+        return AtomLaw(*_quantile_atoms(self._fprime(nodes) ** 2, weights))
+
+    def _law(self, s: ForwardStats) -> Any:
+        if is_zero(s.mean):
+            return self._spectral_law(float(s.q))
+        nodes, weights = _shifted_rule(*self._marginal(s), self._kinks())
+        if nodes.size == 1:
+            return AtomLaw(self._fprime(nodes) ** 2, np.array([1.0]))
         return AtomLaw(*_quantile_atoms(self._fprime(nodes) ** 2, weights))
 
     def __repr__(self) -> str:
@@ -216,6 +302,72 @@ class PReLU(Activation):
     def _spectral_law(self, q: float) -> Any:
         s2 = float(self.scale) ** 2
         return AtomLaw([s2, s2 * float(self.slope) ** 2], [0.5, 0.5])
+
+    def _kinks(self) -> tuple[float, ...]:
+        return (0.0,)
+
+    def _f(self, h: np.ndarray) -> np.ndarray:
+        return float(self.scale) * np.where(h > 0, h, float(self.slope) * h)
+
+    def _fprime(self, h: np.ndarray) -> np.ndarray:
+        return float(self.scale) * np.where(h > 0, 1.0, float(self.slope))
+
+    def _split(self, s: ForwardStats) -> tuple[bool, Any, Any, Any, Any, Any]:
+        r"""``exact, a, scale, mu, sigma, P(h > 0)`` for :math:`h \sim N(\bar a, q - \bar a^2)`."""
+        exact = is_exact([*self._params(), s.q, s.mean])
+        a, sc = num(self.slope, exact), num(self.scale, exact)
+        mu = num(s.mean, exact)
+        var = num(s.q, exact) - mu**2
+        sigma = sp.sqrt(var) if exact else math.sqrt(max(var, 0.0))
+        if is_zero(sigma):
+            raise ValueError(f"{self!r}: the input has zero variance, got {s!r}")
+        return exact, a, sc, mu, sigma, normal_cdf(mu / sigma, exact)
+
+    def _moments_at(self, order: int, s: ForwardStats) -> list[Any]:
+        if is_zero(s.mean):
+            return self._jacobian_moments(order, s.q)
+        _, a, sc, _, _, up = self._split(s)
+        return [sc ** (2 * k) * (up + a ** (2 * k) * (1 - up)) for k in range(1, order + 1)]
+
+    def _mean0(self, q: Any) -> Any:
+        exact = is_exact([*self._params(), q])
+        a, sc = num(self.slope, exact), num(self.scale, exact)
+        root = sp.sqrt(num(q, exact) / (2 * sp.pi)) if exact else math.sqrt(q / (2 * math.pi))
+        return sc * (1 - a) * root
+
+    def _outputs(self, s: ForwardStats) -> tuple[Any, Any]:
+        if is_zero(s.mean):
+            return self._propagate_q(s.q), self._mean0(s.q)
+        # rectified Gaussian: E relu(h), E relu(h)^2 = E h relu(h), h ~ N(mu, sigma^2)
+        exact, a, sc, mu, sigma, up = self._split(s)
+        dens = normal_pdf(mu / sigma, exact)
+        r1 = mu * up + sigma * dens
+        r2 = (mu**2 + sigma**2) * up + mu * sigma * dens
+        q_in = mu**2 + sigma**2
+        return sc**2 * ((1 - a**2) * r2 + a**2 * q_in), sc * ((1 - a) * r1 + a * mu)
+
+    def _kernel(self, s: ForwardStats) -> Any:
+        if is_zero(s.mean):
+            # arc-cosine kernel of the centred bivariate Gaussian with covariance c
+            exact = is_exact([*self._params(), s.q, s.c])
+            a, sc = num(self.slope, exact), num(self.scale, exact)
+            q, c = num(s.q, exact), num(s.c, exact)
+            if exact:
+                theta = sp.acos(c / q)
+                relu = q / (2 * sp.pi) * (sp.sin(theta) + (sp.pi - theta) * c / q)
+            else:
+                theta = math.acos(min(1.0, c / q))
+                relu = q / (2 * math.pi) * (math.sin(theta) + (math.pi - theta) * c / q)
+            return sc**2 * ((1 - a) ** 2 * relu + a * c)
+        return super()._kernel(s)
+
+    def _unit_mean(self, mu: np.ndarray, v: float) -> np.ndarray:
+        a, sc = float(self.slope), float(self.scale)
+        if v <= 0:
+            return self._f(mu)
+        sd = math.sqrt(v)
+        r1 = mu * ndtr(mu / sd) + sd * np.exp(-(mu**2) / (2 * v)) / math.sqrt(2 * math.pi)
+        return sc * ((1 - a) * r1 + a * mu)
 
 
 class LeakyReLU(PReLU):
@@ -335,6 +487,24 @@ class HardTanh(Activation):
         p = float(self._jacobian_moments(1, q)[0])
         return AtomLaw([1.0, 0.0], [p, 1 - p])
 
+    def _kinks(self) -> tuple[float, ...]:
+        return (float(self.min_val), float(self.max_val))
+
+    def _f(self, h: np.ndarray) -> np.ndarray:
+        return np.clip(h, float(self.min_val), float(self.max_val))
+
+    def _fprime(self, h: np.ndarray) -> np.ndarray:
+        return ((h > float(self.min_val)) & (h < float(self.max_val))).astype(float)
+
+    def _mean0(self, q: Any) -> Any:
+        # E clip(h) = a Phi(alpha) + b (1 - Phi(beta)) + sqrt(q) (phi(alpha) - phi(beta))
+        exact, al, be, sq = self._ab(q)
+        a, b = num(self.min_val, exact), num(self.max_val, exact)
+        if (sp.simplify(a + b) if exact else a + b) == 0:
+            return num(0, exact)  # symmetric: an odd function of a symmetric law
+        cdf_a, cdf_b = normal_cdf(al, exact), normal_cdf(be, exact)
+        return a * cdf_a + b * (1 - cdf_b) + sq * (normal_pdf(al, exact) - normal_pdf(be, exact))
+
 
 class SeLU(Activation):
     r"""SeLU: :math:`\lambda x` for :math:`x>0`, :math:`\lambda\alpha(e^x-1)` otherwise.
@@ -393,6 +563,23 @@ class SeLU(Activation):
         lam, al = float(self.lam), float(self.alpha)
         return np.where(h > 0, lam, lam * al * np.exp(np.minimum(h, 0)))
 
+    def _kinks(self) -> tuple[float, ...]:
+        return (0.0,)
+
+    def _f(self, h: np.ndarray) -> np.ndarray:
+        lam, al = float(self.lam), float(self.alpha)
+        return np.where(h > 0, lam * h, lam * al * np.expm1(np.minimum(h, 0)))
+
+    def _mean0(self, q: Any) -> Any:
+        # lam [sqrt(q / 2 pi) + alpha (E[e^h; h < 0] - 1/2)], E[e^h; h < 0] = e^{q/2} Phi(-sqrt q)
+        exact = is_exact([*self._params(), q])
+        lam, al, qq = num(self.lam, exact), num(self.alpha, exact), num(q, exact)
+        sq = sp.sqrt(qq) if exact else math.sqrt(qq)
+        ex = sp.exp if exact else math.exp
+        pi = sp.pi if exact else math.pi
+        half = num(sp.Rational(1, 2), exact)
+        return lam * (sq / (2 * pi) ** half + al * (ex(qq / 2) * normal_cdf(-sq, exact) - half))
+
 
 class Tanh(Activation):
     r""":math:`\tanh`, by quadrature (numeric ``q``).
@@ -406,6 +593,9 @@ class Tanh(Activation):
 
     def _f(self, h: np.ndarray) -> np.ndarray:
         return np.tanh(h)
+
+    def _mean0(self, q: Any) -> Any:
+        return 0.0  # an odd function of a symmetric law
 
     def _fprime(self, h: np.ndarray) -> np.ndarray:
         return 1 - np.tanh(h) ** 2
@@ -476,6 +666,16 @@ class Dropout(Activation):
 
     def _propagate_q(self, q: Any) -> Any:
         return q / (1 - self.p)
+
+    def _moments_at(self, order: int, s: ForwardStats) -> list[Any]:
+        return self._jacobian_moments(order, s.q)  # the mask ignores the input
+
+    def _forward(self, s: ForwardStats) -> ForwardStats:
+        # E[mask] = 1: every unit keeps its mean, the fluctuations grow
+        return ForwardStats(self._propagate_q(s.q), s.c, s.mean)
+
+    def _law(self, s: ForwardStats) -> Any:
+        return self._spectral_law(float(s.q))
 
     def _spectral_law(self, q: float) -> Any:
         p = float(self.p)

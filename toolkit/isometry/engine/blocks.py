@@ -1,10 +1,12 @@
 r"""Blocks and their composition: :class:`Serial`, :class:`Parallel`, :class:`Residual`, ...
 
-Every block knows, for an input of per-coordinate second moment :math:`q`,
+Every block knows, for an input of per-coordinate second moment :math:`q` (and, in
+general, the squared mean ``c`` and mean of :class:`~.stats.ForwardStats`),
 
 * the moments of :math:`JJ^T` (:meth:`Block.moments`), normalized by the block's
   **output** width, and
-* the output second moment (:meth:`Block.propagate_q`, mean-field).
+* the output statistics (:meth:`Block.propagate_stats`; :meth:`Block.propagate_q` is their
+  second moment), mean-field.
 
 Composition rules (Chen et al. 2020, Theorems 4.1-4.3, in free-probability form;
 the factors are assumed asymptotically free, which holds when they are separated
@@ -18,10 +20,13 @@ by independent rotation-invariant weights):
   R-diagonal; the identity is the usual exception). Then cross terms vanish,
   :math:`m_1 = \sum_i m_{1,i}`, and all moments follow from free additive
   convolution of the symmetrized singular-value laws (Haagerup & Larsen 2000).
-  The output second moments add (branches are uncorrelated).
+  The output second moments add, plus the cross terms of the branch means
+  :math:`\sum_{i\ne k}\bar a_i\bar a_k` (the branches' fluctuations are uncorrelated).
 * :class:`Residual` -- :math:`J = I + \alpha J_b`, a :class:`Parallel` of the identity
   and the scaled branch: :math:`m_1 = 1 + \alpha^2 m_{1,b}`,
-  :math:`\mathrm{Var} = 2\alpha^2 m_{1,b} + \alpha^4 \mathrm{Var}_b`.
+  :math:`\mathrm{Var} = 2\alpha^2 m_{1,b} + \alpha^4 \mathrm{Var}_b`; the stream's
+  second moment gains :math:`\alpha^2 q_b + 2\alpha\,\bar a\,\bar a_b` (the mean a ReLU
+  branch adds meets the mean already in the stream).
 * :class:`Concat` -- :math:`J = [J_1; J_2; \dots]`: :math:`J^TJ = \sum_i J_i^TJ_i` is a
   free sum in the input space.
 """
@@ -34,11 +39,12 @@ from typing import Any
 import sympy as sp
 from tqdm.auto import tqdm
 
-from ..._checks import check_int, check_positive, check_real, is_symbolic
+from ..._checks import check_int, check_real, is_symbolic
 from . import free
 from ._series import coerce, is_exact, num
 from .moments import Moments
 from .spectra import AtomLaw, ProductLaw, SumLaw
+from .stats import ForwardStats, as_stats, is_zero
 
 __all__ = [
     "Block",
@@ -49,6 +55,7 @@ __all__ = [
     "Residual",
     "Scale",
     "Serial",
+    "check_q",
     "repeat",
 ]
 
@@ -95,15 +102,15 @@ class Block:
         Moments(m1=1/2, m2=1/2, m3=1/2, variance=1/4)
         """
         order = check_int("order", order, 1)
-        return Moments(*self._jacobian_moments(order, check_q(q)))
+        return Moments(*self._moments_at(order, check_q(q)))
 
     def propagate_q(self, q: Any = 1.0) -> Any:
         """Per-coordinate second moment of the output for input second moment ``q``.
 
         Parameters
         ----------
-        q : number or sympy expression
-            Second moment of the block's input, ``> 0``.
+        q : number, sympy expression or ForwardStats
+            Second moment of the block's input, ``> 0`` (a number is a zero-mean input).
 
         Returns
         -------
@@ -115,7 +122,28 @@ class Block:
         >>> ReLU().propagate_q(2)
         1
         """
-        return self._propagate_q(check_q(q))
+        return self._forward_q(check_q(q))
+
+    def propagate_stats(self, q: Any = 1.0) -> ForwardStats:
+        """Second moment, squared mean and mean of the output (see :class:`ForwardStats`).
+
+        Parameters
+        ----------
+        q : number, sympy expression or ForwardStats
+            The input's statistics; a number is the second moment of a zero-mean input.
+
+        Returns
+        -------
+        ForwardStats
+
+        Examples
+        --------
+        >>> from toolkit.isometry import ReLU
+        >>> s = ReLU().propagate_stats(1)       # a ReLU output has mean 1/sqrt(2 pi)
+        >>> s.q, s.mean
+        (1/2, sqrt(2)/(2*sqrt(pi)))
+        """
+        return self._forward(check_q(q))
 
     # -- to implement ----------------------------------------------------------------
     def _jacobian_moments(self, order: int, q: Any) -> list[Any]:
@@ -124,8 +152,33 @@ class Block:
     def _propagate_q(self, q: Any) -> Any:
         return q
 
+    def _moments_at(self, order: int, s: ForwardStats) -> list[Any]:
+        """Moments for input statistics ``s``; by default they depend on ``q`` alone."""
+        return self._jacobian_moments(order, s.q)
+
+    def _forward(self, s: ForwardStats) -> ForwardStats:
+        """Output statistics; by default the mean structure scales with ``q``.
+
+        (A block that declares only ``_propagate_q`` is taken to map the per-unit means like
+        the fluctuations: ``c`` scales as ``q`` and ``mean`` as its square root.)
+        """
+        q_out = self._propagate_q(s.q)
+        if s.mean_free:
+            return ForwardStats(q_out)
+        ratio = q_out / s.q
+        root = sp.sqrt(ratio) if isinstance(ratio, sp.Basic) else ratio**0.5
+        return ForwardStats(q_out, s.c * ratio, s.mean * root)
+
+    def _forward_q(self, s: ForwardStats) -> Any:
+        """The output's second moment alone (a repeat may find it faster than all of them)."""
+        return self._forward(s).q
+
     def _spectral_law(self, q: float) -> Any:
         raise NotImplementedError(f"{type(self).__name__} has no spectral law yet")
+
+    def _law(self, s: ForwardStats) -> Any:
+        """The spectral law at input statistics ``s`` (by default it depends on ``q`` alone)."""
+        return self._spectral_law(float(s.q))
 
     def _items(self, flatten: bool) -> list[Block]:
         return [self]
@@ -171,13 +224,22 @@ def _chain_widths(name: str, blocks: Sequence[Block]) -> tuple[Width, Width]:
     return first, state
 
 
-def check_q(q: Any) -> Any:
-    """The input second moment ``q > 0`` (a symbol is assumed positive), returned unchanged.
+def check_q(q: Any) -> ForwardStats:
+    """The input statistics: ``q > 0`` (a symbol is assumed positive) as a zero-mean input.
 
-    Unchanged rather than converted to float: an exact ``q`` keeps the moments exact.
+    ``q`` is kept as given rather than converted to float: an exact ``q`` keeps the moments
+    exact. A :class:`ForwardStats` passes through.
     """
-    check_positive("q", q, symbolic=True)
-    return q
+    return as_stats(q)
+
+
+def _cross(means: Sequence[Any]) -> Any:
+    r""":math:`\sum_{i \ne k} a_i a_k`: the cross terms of summed branch means."""
+    nonzero = [a for a in means if not is_zero(a)]
+    if len(nonzero) < 2:
+        return 0
+    total = sum(nonzero)
+    return total**2 - sum(a**2 for a in nonzero)
 
 
 def _check_block(name: str, value: Any) -> Block:
@@ -192,6 +254,10 @@ def _check_blocks(name: str, blocks: Any) -> list[Block]:
     if not blocks:
         raise ValueError(f"{name} must hold at least one Block, got {blocks!r}")
     return [_check_block(f"{name}[{i}]", b) for i, b in enumerate(blocks)]
+
+
+def _same_stats(a: ForwardStats, b: ForwardStats) -> bool:
+    return _same(a.q, b.q) and _same(a.c, b.c) and _same(a.mean, b.mean)
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -214,6 +280,9 @@ class Identity(Block):
 
     def _spectral_law(self, q: float) -> Any:
         return AtomLaw([1.0], [1.0])
+
+    def _forward(self, s: ForwardStats) -> ForwardStats:
+        return s
 
 
 class Scale(Block):
@@ -240,6 +309,10 @@ class Scale(Block):
 
     def _propagate_q(self, q: Any) -> Any:
         return self.factor**2 * q
+
+    def _forward(self, s: ForwardStats) -> ForwardStats:
+        f = self.factor
+        return ForwardStats(f**2 * s.q, f**2 * s.c, f * s.mean)
 
     def _spectral_law(self, q: float) -> Any:
         return AtomLaw([float(self.factor) ** 2], [1.0])
@@ -286,25 +359,35 @@ class Serial(Block):
         return r
 
     def _jacobian_moments(self, order: int, q: Any) -> list[Any]:
-        seqs, ratios = [], []
-        for b in self.blocks:
-            seqs.append(b._jacobian_moments(order, q))
-            ratios.append(b.ratio)
-            q = b._propagate_q(q)
-        exact = is_exact([v for s in seqs for v in s])
-        seqs = [coerce(s, exact) for s in seqs]
-        return free._product(seqs, coerce(ratios, exact), order)
+        return self._moments_at(order, ForwardStats(q))
 
     def _propagate_q(self, q: Any) -> Any:
+        return self._forward(ForwardStats(q)).q
+
+    def _moments_at(self, order: int, s: ForwardStats) -> list[Any]:
+        seqs, ratios = [], []
+        for i, b in enumerate(self.blocks):
+            seqs.append(b._moments_at(order, s))
+            ratios.append(b.ratio)
+            if i + 1 < len(self.blocks):  # (the last block's output is not needed)
+                s = b._forward(s)
+        exact = is_exact([v for seq in seqs for v in seq])
+        seqs = [coerce(seq, exact) for seq in seqs]
+        return free._product(seqs, coerce(ratios, exact), order)
+
+    def _forward(self, s: ForwardStats) -> ForwardStats:
         for b in self.blocks:
-            q = b._propagate_q(q)
-        return q
+            s = b._forward(s)
+        return s
 
     def _spectral_law(self, q: float) -> Any:
+        return self._law(ForwardStats(q))
+
+    def _law(self, s: ForwardStats) -> Any:
         items = []
         for b in self.blocks:
-            items.append((b._spectral_law(q), float(b.ratio)))
-            q = float(b._propagate_q(q))
+            items.append((b._law(s), float(b.ratio)))
+            s = b._forward(s).numeric()
         return ProductLaw(items)
 
     def _items(self, flatten: bool) -> list[Block]:
@@ -385,13 +468,29 @@ class Parallel(Block):
         return self.branches[0].ratio
 
     def _jacobian_moments(self, order: int, q: Any) -> list[Any]:
-        return free.r_diagonal_sum(*[b._jacobian_moments(order, q) for b in self.branches])
+        return self._moments_at(order, ForwardStats(q))
 
     def _propagate_q(self, q: Any) -> Any:
-        return sum(b._propagate_q(q) for b in self.branches)
+        return self._forward(ForwardStats(q)).q
+
+    def _moments_at(self, order: int, s: ForwardStats) -> list[Any]:
+        return free.r_diagonal_sum(*[b._moments_at(order, s) for b in self.branches])
+
+    def _forward(self, s: ForwardStats) -> ForwardStats:
+        # branch means meet in every unit; their fluctuations are independent (weights)
+        outs = [b._forward(s) for b in self.branches]
+        cross = _cross([o.mean for o in outs])
+        return ForwardStats(
+            sum(o.q for o in outs) + cross,
+            sum(o.c for o in outs) + cross,
+            sum(o.mean for o in outs),
+        )
 
     def _spectral_law(self, q: float) -> Any:
-        return SumLaw([b._spectral_law(q) for b in self.branches])
+        return self._law(ForwardStats(q))
+
+    def _law(self, s: ForwardStats) -> Any:
+        return SumLaw([b._law(s) for b in self.branches])
 
     def __repr__(self) -> str:
         return f"Parallel({self.branches!r})"
@@ -434,20 +533,33 @@ class Residual(Block):
         return w_in or w_out, w_out or w_in
 
     def _jacobian_moments(self, order: int, q: Any) -> list[Any]:
-        m = self.branch._jacobian_moments(order, q)
+        return self._moments_at(order, ForwardStats(q))
+
+    def _propagate_q(self, q: Any) -> Any:
+        return self._forward(ForwardStats(q)).q
+
+    def _moments_at(self, order: int, s: ForwardStats) -> list[Any]:
+        m = self.branch._moments_at(order, s)
         exact = is_exact([*m, self.scale])
         s2 = num(self.scale, exact) ** 2
         scaled = [v * s2 ** (k + 1) for k, v in enumerate(coerce(m, exact))]
         return free.r_diagonal_sum([num(1, exact)] * order, scaled)
 
-    def _propagate_q(self, q: Any) -> Any:
-        return q + self.scale**2 * self.branch._propagate_q(q)
+    def _forward(self, s: ForwardStats) -> ForwardStats:
+        # x + a F(x): the branch's fluctuations (behind a weight layer) are independent of
+        # x's, but every unit of F has the same mean on average, which meets x's mean
+        f, a = self.branch._forward(s), self.scale
+        cross = 0 if is_zero(s.mean) or is_zero(f.mean) else 2 * a * s.mean * f.mean
+        return ForwardStats(s.q + a**2 * f.q + cross, s.c + a**2 * f.c + cross, s.mean + a * f.mean)
 
     def _spectral_law(self, q: float) -> Any:
+        return self._law(ForwardStats(q))
+
+    def _law(self, s: ForwardStats) -> Any:
         s2 = float(self.scale) ** 2
         if s2 == 0:
             return AtomLaw([1.0], [1.0])
-        scaled = ProductLaw([(self.branch._spectral_law(q), 1.0), (AtomLaw([s2], [1.0]), 1.0)])
+        scaled = ProductLaw([(self.branch._law(s), 1.0), (AtomLaw([s2], [1.0]), 1.0)])
         return SumLaw([AtomLaw([1.0], [1.0]), scaled])
 
     def __repr__(self) -> str:
@@ -488,8 +600,11 @@ class Concat(Block):
         return sum(sp.sympify(b.ratio) for b in self.branches)
 
     def _jacobian_moments(self, order: int, q: Any) -> list[Any]:
-        seqs = [b._jacobian_moments(order, q) for b in self.branches]
-        exact = is_exact([v for s in seqs for v in s])
+        return self._moments_at(order, ForwardStats(q))
+
+    def _moments_at(self, order: int, s: ForwardStats) -> list[Any]:
+        seqs = [b._moments_at(order, s) for b in self.branches]
+        exact = is_exact([v for seq in seqs for v in seq])
         ratios = [num(b.ratio, exact) for b in self.branches]
         gram = [[r * v for v in coerce(s, exact)] for r, s in zip(ratios, seqs)]
         total = free.free_additive_convolution(*gram)
@@ -497,8 +612,19 @@ class Concat(Block):
         return [v / big_r for v in coerce(total, exact)]
 
     def _propagate_q(self, q: Any) -> Any:
+        return self._forward(ForwardStats(q)).q
+
+    def _forward(self, s: ForwardStats) -> ForwardStats:
+        # every statistic is an average over the output units, which the branches share
         ratios = [b.ratio for b in self.branches]
-        return sum(r * b._propagate_q(q) for r, b in zip(ratios, self.branches)) / sum(ratios)
+        outs = [b._forward(s) for b in self.branches]
+        total = sum(ratios)
+        return ForwardStats(
+            *[
+                sum(r * getattr(o, k) for r, o in zip(ratios, outs)) / total
+                for k in ("q", "c", "mean")
+            ]
+        )
 
     def __repr__(self) -> str:
         return f"Concat({self.branches!r})"
@@ -544,27 +670,56 @@ class Repeat(Block):
     def _serial(self) -> Serial:
         return Serial([self.block] * self.depth)
 
-    def _same_every_layer(self, order: int, q: Any) -> list[Any] | None:
-        """The block's moments if every layer has the same ones, else None.
-
-        True when ``q`` is a fixed point of the block's ``propagate_q`` or when the moments
-        do not depend on ``q`` at all (checked with a symbolic ``q``).
-        """
-        m = self.block._jacobian_moments(order, q)
-        if _same(self.block._propagate_q(q), q):
-            return m
-        qs = sp.Dummy("q", positive=True)
+    @staticmethod
+    def _numerically_constant(fn: Any, s: ForwardStats) -> bool:
+        """``fn(stats)`` (a list of values) agrees at two other numeric input statistics."""
         try:
-            mq = self.block._jacobian_moments(order, qs)
+            q = float(s.q) if not is_symbolic(s.q) else 1.0
+            a = fn(ForwardStats(1.7 * q, 0.6 * q, 0.3 * q**0.5))
+            b = fn(ForwardStats(0.9 * q))
+        except (TypeError, ValueError):
+            return True  # (undecided: leave it to the symbolic check)
+        return all(_same(x, y) for x, y in zip(a, b))
+
+    def _probe(self) -> tuple[ForwardStats, tuple[sp.Dummy, ...]] | None:
+        """The block's output statistics for symbolic input ones, or None (quadrature)."""
+        qs, cs = sp.Dummy("q", positive=True), sp.Dummy("c", positive=True)
+        ms = sp.Dummy("a", real=True)
+        try:
+            return self.block._forward(ForwardStats(qs, cs, ms)), (qs, cs, ms)
         except (TypeError, ValueError):
             return None
-        if any(isinstance(v, sp.Basic) and v.has(qs) for v in mq):
+
+    def _same_every_layer(self, order: int, s: ForwardStats) -> list[Any] | None:
+        """The block's moments if every layer has the same ones, else None.
+
+        True when ``s`` is a fixed point of the block's forward statistics or when the
+        moments do not depend on them at all (checked with symbolic ``q``, ``c`` and mean).
+        """
+        m = self.block._moments_at(order, s)
+        if _same_stats(self.block._forward(s), s):
+            return m
+        if not self._numerically_constant(lambda t: self.block._moments_at(order, t), s):
+            return None  # (cheap to rule out before the symbolic check)
+        dummies = (
+            sp.Dummy("q", positive=True),
+            sp.Dummy("c", positive=True),
+            sp.Dummy("a", real=True),
+        )
+        try:
+            mq = self.block._moments_at(order, ForwardStats(*dummies))
+        except (TypeError, ValueError):
+            return None
+        if any(isinstance(v, sp.Basic) and v.has(*dummies) for v in mq):
             return None
         return m
 
     def _jacobian_moments(self, order: int, q: Any) -> list[Any]:
+        return self._moments_at(order, ForwardStats(q))
+
+    def _moments_at(self, order: int, s: ForwardStats) -> list[Any]:
         try:
-            return self._chain_moments(order, q)
+            return self._chain_moments(order, s)
         except (ZeroDivisionError, OverflowError) as err:
             raise ValueError(
                 f"repeat: the moments of {self.block!r} over depth={self.depth!r} leave the "
@@ -572,8 +727,8 @@ class Repeat(Block):
                 "parameters (sympy numbers) or a symbolic depth for closed forms"
             ) from err
 
-    def _chain_moments(self, order: int, q: Any) -> list[Any]:
-        m = self._same_every_layer(order, q)
+    def _chain_moments(self, order: int, s: ForwardStats) -> list[Any]:
+        m = self._same_every_layer(order, s)
         if m is not None:
             # S-transforms multiply, so the chain's S is S_block**depth: repeated squaring
             # (series_pow) for a numeric depth, a closed form for a symbolic one
@@ -581,13 +736,13 @@ class Repeat(Block):
         if is_symbolic(self.depth):
             raise ValueError(
                 f"repeat with symbolic depth={self.depth} needs block moments that do not "
-                f"depend on q, or q at a fixed point of propagate_q; got q={q!r} -> "
-                f"{self.block._propagate_q(q)!r} for {self.block!r}"
+                f"depend on the input statistics, or a fixed point of them; got q={s.q!r} -> "
+                f"{self.block._forward(s).q!r} for {self.block!r}"
             )
-        return self._layer_by_layer(order, q)
+        return self._layer_by_layer(order, s)
 
-    def _layer_by_layer(self, order: int, q: Any) -> list[Any]:
-        """Moments layer by layer while ``q`` moves; from a fixed point on, S**remaining.
+    def _layer_by_layer(self, order: int, s: ForwardStats) -> list[Any]:
+        """Moments layer by layer while the statistics move; from a fixed point on, S**remaining.
 
         ``q`` of a saturating activation (tanh, ...) settles on its fixed point within a few
         hundred layers, so a huge depth costs those layers plus one repeated squaring.
@@ -596,45 +751,94 @@ class Repeat(Block):
         remaining = int(self.depth)
         with tqdm(total=remaining, desc="repeat", leave=False, disable=remaining < 10_000) as bar:
             while remaining:
-                m = self.block._jacobian_moments(order, q)
-                q_next = self.block._propagate_q(q)
+                m = self.block._moments_at(order, s)
                 seqs.append(m)
                 remaining -= 1
                 bar.update(1)
-                if remaining and _same(q_next, q):
+                if not remaining:
+                    break
+                s_next = self.block._forward(s)
+                if _same_stats(s_next, s):
                     seqs.append(free.repeated_product_moments(m, remaining))
                     bar.update(remaining)
                     break
-                q = q_next
+                s = s_next
         exact = is_exact([v for seq in seqs for v in seq])
         seqs = [coerce(seq, exact) for seq in seqs]
         return free._product(seqs, coerce([1] * len(seqs), exact), order)
 
-    def _affine_q(self) -> tuple[Any, Any] | None:
-        """``(a, b)`` when the block maps ``q`` to ``a q + b``, else None."""
-        qs = sp.Dummy("q", positive=True)
-        try:
-            expr = sp.sympify(self.block._propagate_q(qs))
+    def _q_map(self, zero_mean: bool) -> tuple[Any, sp.Dummy] | None:
+        """``(q_out, q)`` when the block's output ``q`` depends on the input's ``q`` only.
+
+        With ``zero_mean``, also require the output's ``c`` and mean to vanish identically
+        (a zero-mean stream stays zero-mean, so ``q`` describes it completely).
+        """
+        try:  # cheap numeric rule-outs before the symbolic check
+            plain = self.block._forward(ForwardStats(1.3))
+            shifted = self.block._forward(ForwardStats(1.3, 0.5, 0.2))
         except (TypeError, ValueError):
             return None
+        if not _same(plain.q, shifted.q):
+            return None
+        if zero_mean and not (is_zero(plain.c) and is_zero(plain.mean)):
+            return None
+        probe = self._probe()
+        if probe is None:
+            return None
+        out, (qs, cs, ms) = probe
+        zero = (out.c, out.mean) if zero_mean else ()
+        if any(sp.sympify(v).has(cs, ms) for v in (out.q, *zero)):
+            return None
+        if any(not is_zero(sp.simplify(v)) for v in zero):
+            return None
+        return sp.sympify(out.q), qs
+
+    def _affine_q(self, zero_mean: bool = True) -> tuple[Any, Any] | None:
+        """``(a, b)`` when the block maps ``q`` to ``a q + b`` (see :meth:`_q_map`)."""
+        qmap = self._q_map(zero_mean)
+        if qmap is None:
+            return None
+        expr, qs = qmap
         if sp.simplify(sp.diff(expr, qs, 2)) != 0:
             return None
         return sp.simplify(sp.diff(expr, qs)), sp.simplify(expr.subs(qs, 0))
 
     def _propagate_q(self, q: Any) -> Any:
-        q1 = self.block._propagate_q(q)
-        if _same(q1, q):
-            return q
-        affine = self._affine_q()
+        return self._forward_q(ForwardStats(q))
+
+    def _forward_q(self, s: ForwardStats) -> Any:
+        # a q that moves on its own (whatever the means do) composes by repeated squaring
+        affine = self._affine_q(zero_mean=False)
+        if affine is not None and not _same_stats(self.block._forward(s), s):
+            return self._affine_power(affine, s.q)
+        return self._forward(s).q
+
+    def _forward(self, s: ForwardStats) -> ForwardStats:
+        if _same_stats(self.block._forward(s), s):
+            return s
+        L = self.depth
+        affine = self._affine_q() if s.mean_free else None
+        if affine is not None:
+            return ForwardStats(self._affine_power(affine, s.q))
+        if is_symbolic(L):
+            raise ValueError(
+                f"repeat with symbolic depth={L}: the forward statistics of {self.block!r} "
+                f"are not an affine, zero-mean map of q, and {s!r} is not a fixed point"
+            )
+        bar = tqdm(total=int(L), desc="repeat", leave=False, disable=int(L) < 10_000)
+        with bar:
+            for _ in range(int(L)):  # until the statistics reach the block's fixed point
+                s_next = self.block._forward(s)
+                bar.update(1)
+                if _same_stats(s_next, s):
+                    break
+                s = s_next
+        return s
+
+    def _affine_power(self, affine: tuple[Any, Any], q: Any) -> Any:
+        """``q`` after ``depth`` steps of ``q -> a q + b``."""
         L = self.depth
         if not is_symbolic(L):
-            if affine is None:
-                for _ in range(int(L)):  # until q reaches the block's fixed point
-                    q_next = self.block._propagate_q(q)
-                    if _same(q_next, q):
-                        break
-                    q = q_next
-                return q
             # compose q -> a q + b with itself L times by repeated squaring
             a, b = coerce(affine, is_exact([*affine, q]))
             total_a, total_b = a * 0 + 1, b * 0
@@ -645,11 +849,6 @@ class Repeat(Block):
                 if L:
                     a, b = a * a, a * b + b
             return total_a * q + total_b
-        if affine is None:
-            raise ValueError(
-                f"repeat with symbolic depth={self.depth}: q propagation of "
-                f"{self.block!r} is not affine in q and q={q!r} is not a fixed point"
-            )
         a, b = affine
         if b == 0:
             return a**L * q
@@ -657,13 +856,16 @@ class Repeat(Block):
             return q + L * b
         return a**L * q + b * (a**L - 1) / (a - 1)
 
+    def _law(self, s: ForwardStats) -> Any:
+        if is_symbolic(self.depth):
+            raise TypeError(f"spectral_density needs a numeric depth, got depth={self.depth!r}")
+        return self._serial()._law(s)
+
     def _widths(self) -> tuple[Width, Width]:
         return self.block._widths()
 
     def _spectral_law(self, q: float) -> Any:
-        if is_symbolic(self.depth):
-            raise TypeError(f"spectral_density needs a numeric depth, got depth={self.depth!r}")
-        return self._serial()._spectral_law(q)
+        return self._law(ForwardStats(q))
 
     def _items(self, flatten: bool) -> list[Block]:
         if is_symbolic(self.depth):

@@ -4,6 +4,10 @@ Width convention: :math:`J` maps :math:`n_\text{in}` to :math:`n_\text{out}` coo
 :math:`\phi` normalizes by :math:`n_\text{out}`; ``ratio`` is
 :math:`\lambda = n_\text{out}/n_\text{in}`.
 For a linear map and an isotropic input, the output second moment is :math:`m_1 q`.
+Zero-mean weights give every output unit a mean :math:`(W\mu)_j` that averages to zero over
+the units, but its square does not: the squared mean ``c`` maps to :math:`m_1 c` and the mean
+to 0 (see :mod:`.stats`). Weight standardization centres every row, so the input's common
+mean is removed first: ``q -> m_1 (q - mean^2)``.
 
 * Gaussian weights :math:`W_{ij} \sim N(0, g^2/\text{fan\_in})`: :math:`WW^T` is
   Marchenko-Pastur with ratio :math:`\lambda` and scale :math:`g^2`: free cumulants
@@ -28,6 +32,7 @@ from . import free
 from ._series import coerce, is_exact, num
 from .blocks import Block, Width
 from .spectra import AtomLaw, MPLaw, ProductLaw
+from .stats import ForwardStats, is_zero
 
 __all__ = ["AvgPool", "Conv2d", "Linear", "WeightNorm", "WeightStandardization"]
 
@@ -66,6 +71,15 @@ class _Weight(Block):
 
     def _propagate_q(self, q: Any) -> Any:
         return self._jacobian_moments(1, q)[0] * q
+
+    def _forward(self, s: ForwardStats) -> ForwardStats:
+        m1 = self._jacobian_moments(1, s.q)[0]
+        if s.mean_free:
+            return ForwardStats(m1 * s.q)
+        if getattr(self, "_center", False) and not is_zero(s.mean):
+            # centred rows: W x = W (x - mean), so the common mean never reaches the output
+            return ForwardStats(m1 * (s.q - s.mean**2), m1 * s.spread)
+        return ForwardStats(m1 * s.q, m1 * s.c)
 
 
 class Linear(_Weight):
@@ -320,26 +334,27 @@ def _laurent_const_power(poly: dict[int, sp.Rational], j: int) -> sp.Rational:
 class AvgPool(Block):
     r"""Average pooling ``kernel_size`` with ``stride`` (default = kernel), circular padding.
 
-    :math:`J = S B` with :math:`B` the box filter and :math:`S` the subsampling:
-    :math:`JJ^T` is circulant with symbol :math:`\sum_e c_{se}\,e^{-i\omega e}` per axis,
-    :math:`c_d = (k-|d|)/k^2`; the moments are exact constant terms of its powers,
-    e.g. :math:`m_k = k^{-2k}` (zero variance) for non-overlapping windows and
-    :math:`m_1 = 1/(k_hk_w)` always. ``ratio`` = :math:`1/(s_hs_w)`; assumes
-    uncorrelated zero-mean inputs, so ``q -> m_1 q``.
+        :math:`J = S B` with :math:`B` the box filter and :math:`S` the subsampling:
+        :math:`JJ^T` is circulant with symbol :math:`\sum_e c_{se}\,e^{-i\omega e}` per axis,
+        :math:`c_d = (k-|d|)/k^2`; the moments are exact constant terms of its powers,
+        e.g. :math:`m_k = k^{-2k}` (zero variance) for non-overlapping windows and
+        :math:`m_1 = 1/(k_hk_w)` always. ``ratio`` = :math:`1/(s_hs_w)`; assumes
+        uncorrelated zero-mean fluctuations, so ``q -> m_1 q``; per-unit means equal within a
+    window pass unchanged (``q -> c + m_1 (q - c)``).
 
-    Parameters
-    ----------
-    kernel_size : int or pair of int
-        :math:`(k_h, k_w)`.
-    stride : int or pair of int, optional
-        :math:`(s_h, s_w)`, default ``kernel_size``.
+        Parameters
+        ----------
+        kernel_size : int or pair of int
+            :math:`(k_h, k_w)`.
+        stride : int or pair of int, optional
+            :math:`(s_h, s_w)`, default ``kernel_size``.
 
-    Examples
-    --------
-    >>> AvgPool(2).moments()
-    Moments(m1=1/4, m2=1/16, variance=0)
-    >>> AvgPool(2, stride=1).moments()   # (1/2, 3/8) per axis, squared
-    Moments(m1=1/4, m2=9/64, variance=5/64)
+        Examples
+        --------
+        >>> AvgPool(2).moments()
+        Moments(m1=1/4, m2=1/16, variance=0)
+        >>> AvgPool(2, stride=1).moments()   # (1/2, 3/8) per axis, squared
+        Moments(m1=1/4, m2=9/64, variance=5/64)
     """
 
     def __init__(self, kernel_size: Any, stride: Any = None) -> None:
@@ -361,6 +376,14 @@ class AvgPool(Block):
 
     def _propagate_q(self, q: Any) -> Any:
         return self._jacobian_moments(1, q)[0] * q
+
+    def _forward(self, s: ForwardStats) -> ForwardStats:
+        # the per-unit means are taken equal within a window (a translation-invariant input
+        # law, as for a convolution's output): they pass unchanged, the fluctuations shrink
+        if s.mean_free:
+            return ForwardStats(self._propagate_q(s.q))
+        m1 = self._jacobian_moments(1, s.q)[0]
+        return ForwardStats(s.c + m1 * s.variance, s.c, s.mean)
 
     def _spectral_law(self, q: float) -> Any:
         omega = 2 * np.pi * (np.arange(256) + 0.5) / 256

@@ -1,7 +1,8 @@
 r"""Per-block metrics across depth: :func:`profile` and :class:`Profile`.
 
 For a chain of blocks :math:`J = J_L\cdots J_1`, the profile holds, for every block
-:math:`i`: the second moment of its input and output (mean-field propagation),
+:math:`i`: the second moment of its input and output (mean-field propagation, with the
+squared mean ``c`` and the mean of :class:`~.stats.ForwardStats` carried along),
 its own :math:`\phi(J_iJ_i^T)` and variance (block dynamical isometry asks
 :math:`\approx 1` and :math:`\approx 0`), and the cumulative values for
 :math:`J_i\cdots J_1` (free multiplicative convolution, see :mod:`toolkit.isometry.engine.free`).
@@ -18,6 +19,7 @@ from ..._checks import check_flag, check_int
 from . import free
 from ._series import series_mul
 from .blocks import Block, _check_block, check_q
+from .stats import ForwardStats
 
 __all__ = ["Profile", "profile"]
 
@@ -36,6 +38,8 @@ class Profile:
         :math:`\phi(J_iJ_i^T)`, :math:`m_2 - m_1^2` and :math:`m_2/m_1^2 - 1` of block ``i``.
     cumulative_m1, cumulative_variance, cumulative_normalized_variance : numpy.ndarray
         The same for the prefix :math:`J_i \cdots J_1`.
+    c_in, mean_in : numpy.ndarray
+        Squared per-unit mean and mean of each block's input (see :class:`ForwardStats`).
     """
 
     names: tuple[str, ...]
@@ -47,6 +51,8 @@ class Profile:
     cumulative_m1: np.ndarray
     cumulative_variance: np.ndarray
     cumulative_normalized_variance: np.ndarray
+    c_in: np.ndarray | None = None
+    mean_in: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.names)
@@ -83,8 +89,8 @@ def profile(block: Block, q: Any = 1.0, order: int = 2, flatten: bool = False) -
     block : Block
         Usually a :class:`Serial`; its items are the blocks (a nested ``repeat`` is expanded
         into its copies).
-    q : float
-        Second moment of the chain's input, ``> 0``.
+    q : float or ForwardStats
+        Second moment of the chain's input, ``> 0`` (zero-mean), or its statistics.
     order : int
         Moments used internally (at least 2; the arrays report the first two).
     flatten : bool
@@ -109,33 +115,35 @@ def profile(block: Block, q: Any = 1.0, order: int = 2, flatten: bool = False) -
     """
     _check_block("block", block)
     order = max(2, check_int("order", order, 1))
-    q = check_q(q)
+    s: ForwardStats = check_q(q)
     items = block._items(check_flag("flatten", flatten))
     names, rows = [], []
     total = None
     for item in items:
-        m = [_float("moment", v, item) for v in item._jacobian_moments(order, q)]
-        q_out = item._propagate_q(q)
+        m = [_float("moment", v, item) for v in item._moments_at(order, s)]
+        s_out = item._forward(s)
         r = _float("ratio", item.ratio, item)
-        s = free._s_coeffs(m)
+        coeffs = free._s_coeffs(m)
         if total is None:
-            total = s
+            total = coeffs
         else:
-            total = series_mul([c * r**j for j, c in enumerate(total)], s, order)
+            total = series_mul([c * r**j for j, c in enumerate(total)], coeffs, order)
         cum = free._moments_from_s(total, order)
         rows.append(
             [
-                _float("q", q, item),
-                _float("q", q_out, item),
+                _float("q", s.q, item),
+                _float("q", s_out.q, item),
                 m[0],
                 m[1] - m[0] ** 2,
                 m[1] / m[0] ** 2 - 1,
                 cum[0],
                 cum[1] - cum[0] ** 2,
                 cum[1] / cum[0] ** 2 - 1,
+                _float("c", s.c, item),
+                _float("mean", s.mean, item),
             ]
         )
         names.append(repr(item))
-        q = q_out
-    a = np.array(rows, dtype=float).reshape(-1, 8)
-    return Profile(tuple(names), *[a[:, i] for i in range(8)])
+        s = s_out
+    a = np.array(rows, dtype=float).reshape(-1, 10)
+    return Profile(tuple(names), *[a[:, i] for i in range(10)])

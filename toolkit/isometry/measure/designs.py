@@ -21,6 +21,7 @@ from typing import Any
 
 import sympy as sp
 
+from ..._checks import check_int
 from ..engine.blocks import Block, Residual, Serial, repeat
 from ..engine.linear import Conv2d, Linear
 from ..engine.moments import Moments
@@ -41,11 +42,12 @@ class AnalyticLayers:
     """The layers of a design's block as analytic components with weight scale ``gain``.
 
     ``gain`` may be a sympy symbol; ``exact=True`` turns the design's float slope and
-    residual scale into nearby rationals so that the moments stay exact.
+    residual scale into nearby rationals so that the moments stay exact. ``batch`` is the
+    batch size of batch norm's statistics (None: the large-batch limit).
     """
 
-    def __init__(self, gain: Any = None, exact: bool = False) -> None:
-        self.gain, self.exact = gain, exact
+    def __init__(self, gain: Any = None, exact: bool = False, batch: int | None = None) -> None:
+        self.gain, self.exact, self.batch = gain, exact, batch
 
     def layer(self, design: NetworkDesign) -> Block:
         w, gain = design.width, design.gain if self.gain is None else self.gain
@@ -55,7 +57,7 @@ class AnalyticLayers:
         return Linear(w, w, init=design.init, gain=gain)
 
     def norm(self, design: NetworkDesign) -> Block:
-        return BatchNorm()
+        return BatchNorm(batch=self.batch)
 
     def activation(self, layers: ActivationLayers, design: NetworkDesign) -> Block:
         if not layers.sloped:
@@ -70,17 +72,26 @@ class AnalyticLayers:
         return Residual(branch, scale=_exact(scale) if self.exact else scale)
 
 
-def _one_block(design: NetworkDesign, gain: Any, exact: bool = False) -> Block:
-    return compose_block(design, AnalyticLayers(gain, exact))
+def _one_block(
+    design: NetworkDesign, gain: Any, exact: bool = False, batch: int | None = None
+) -> Block:
+    return compose_block(design, AnalyticLayers(gain, exact, batch))
 
 
-def design_block(design: NetworkDesign | dict, **overrides: Any) -> Block:
+def design_block(
+    design: NetworkDesign | dict, *, batch: int | None = None, **overrides: Any
+) -> Block:
     """The analytic block chain of ``design``: ``Serial`` of ``depth`` copies of one block.
 
     Parameters
     ----------
     design : NetworkDesign or mapping
         The family of networks, or a mapping of its fields.
+    batch : int, optional
+        Batch size of the batch statistics, as in
+        :func:`~toolkit.isometry.sample_block_moments` (``>= 3``; it matters only with
+        batch norm, whose batch Jacobian has :math:`m_1` larger by :math:`(B-2)/(B-3)`).
+        None (default): the large-batch limit.
     **overrides
         Fields to replace (``None`` values are ignored).
 
@@ -98,7 +109,9 @@ def design_block(design: NetworkDesign | dict, **overrides: Any) -> Block:
     [1.0, 1.0, 1.0]
     """
     design = as_design(design, **overrides)
-    block = _one_block(design, design.gain)
+    if batch is not None:
+        batch = check_int("batch", batch, 3)
+    block = _one_block(design, design.gain, batch=batch)
     return Serial([block] * design.depth)
 
 
