@@ -113,8 +113,10 @@ eig = torch.linalg.eigvalsh(W @ W.T).numpy()
 # An orthogonal layer has all eigenvalues of $JJ^T$ equal to $g^2$: variance zero. An
 # activation has a diagonal Jacobian with entries $f'(h)$, so its moments are
 # $\phi = \mathbb E[f'(h)^2]$ and $\phi((JJ^T)^2) = \mathbb E[f'(h)^4]$ for pre-activations
-# $h \sim N(0, q)$. The second moment $q$ is propagated forward, mean-field style: a layer
-# multiplies it by $g^2$, an activation maps it to $\mathbb E[f(h)^2]$.
+# $h \sim N(\bar a, q - \bar a^2)$. The second moment $q$, the squared per-unit mean $c$ and
+# the mean $\bar a$ are propagated forward, mean-field style (`iso.ForwardStats`): a layer
+# multiplies $q$ and $c$ by $g^2$ and sets $\bar a$ to 0; an activation maps $q$ to
+# $\mathbb E[f(h)^2]$ and $\bar a$ to $\mathbb E[f(h)]$.
 
 # %%
 for block in (iso.Linear(256, 256, init="orthogonal", gain=1), iso.ReLU(), iso.Tanh(),
@@ -303,8 +305,9 @@ p = iso.profile(iso.design_block(design))
 choice, p.cumulative_m1[-1], p.cumulative_normalized_variance[-1]
 
 # %% [markdown]
-# **Normalization.** Batch norm and second-moment normalization divide by
-# $\sqrt q$, which cancels the layer's gain; scaled weight standardization does the same inside
+# **Normalization.** Batch norm divides by $\sqrt{q - c}$, the per-unit standard deviation (a
+# ReLU residual stream carries a mean, so $c > 0$), and second-moment normalization by
+# $\sqrt q$; both cancel the layer's gain; scaled weight standardization does the same inside
 # the weights. Their moments entries are `iso.BatchNorm`, `iso.SecondMomentNorm` and
 # `iso.WeightStandardization`:
 
