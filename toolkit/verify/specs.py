@@ -293,6 +293,16 @@ class Synonyms:
         Position -> tensor [K, D] (shared by the batch) or [B, K, D].
     budget : int
         At most this many positions are swapped at once (>= 1).
+    max_subsets : int
+        The most position subsets allowed (default 1000).  The bounds are the union over
+        all :math:`\binom{S}{\min(budget, S)}` subsets of ``budget`` positions, one bound
+        computation each (20 positions with budget 10 would be 184,756 of them); more than
+        ``max_subsets`` is a ValueError that gives the count, raised here, before any work.
+
+    Raises
+    ------
+    ValueError
+        When the subsets number more than ``max_subsets``.
 
     Examples
     --------
@@ -300,7 +310,9 @@ class Synonyms:
     Synonyms(positions=[1], budget=1)
     """
 
-    def __init__(self, candidates: Mapping[int, Tensor], budget: int = 1) -> None:
+    def __init__(
+        self, candidates: Mapping[int, Tensor], budget: int = 1, *, max_subsets: int = 1000
+    ) -> None:
         if not isinstance(candidates, Mapping) or not candidates:
             raise TypeError(
                 "candidates must be a non-empty mapping position -> tensor [K, D] "
@@ -314,8 +326,17 @@ class Synonyms:
                     f"K >= 1, got {tuple(c.shape)}"
                 )
         self.budget = check_int("budget", budget)
+        self.max_subsets = check_int("max_subsets", max_subsets)
         self.candidates = dict(candidates)
         self.positions = list(self.candidates)
+        S = len(self.positions)
+        n = math.comb(S, min(self.budget, S))
+        if n > self.max_subsets:
+            raise ValueError(
+                f"budget={self.budget} over {S} positions gives {n} position subsets (one "
+                f"bound computation each), more than max_subsets={self.max_subsets}; lower "
+                "budget, use fewer positions, or raise max_subsets"
+            )
 
     def __repr__(self) -> str:
         return f"Synonyms(positions={self.positions}, budget={self.budget})"
@@ -329,6 +350,7 @@ class Synonyms:
         k: int = 5,
         budget: int = 1,
         exclude: Sequence[int] = (),
+        max_subsets: int = 1000,
     ) -> Synonyms:
         """Candidates = the ``k`` nearest rows (L2) of ``model``'s embedding table.
 
@@ -342,7 +364,7 @@ class Synonyms:
             Positions that get candidates.
         k : int
             Candidates per position; the word itself and ids in ``exclude`` are skipped.
-        budget : int
+        budget, max_subsets : int
             As for :class:`Synonyms`.
 
         Examples
@@ -366,7 +388,7 @@ class Synonyms:
             if len(exclude):
                 d[:, list(exclude)] = math.inf
             out[t] = table[d.topk(k, largest=False).indices]  # [B, k, D]
-        return cls(out, budget)
+        return cls(out, budget, max_subsets=max_subsets)
 
     def domains(self, e: Tensor) -> list[HullDomain]:
         """One hull domain per subset of ``budget`` positions, around ``e`` [B, T, D]."""
