@@ -28,7 +28,7 @@ from torch import Tensor
 from .._backend import active_backend, resolve_device
 from .._checks import check_finite_tensor, check_int, check_positive, check_real, check_tensor
 from .graph import Graph, build_graph
-from .interface import VerifiableModel, check_length, check_model
+from .interface import VerifiableModel, as_int_tensor, check_length, check_model
 from .methods import BoundMethod, MethodName, get_method
 from .propagate import _LIVE, BoundMemoryError, Propagator, rows_per_chunk
 from .specs import Domain, LpBall, LpDomain, PNorm, Spec, Synonyms, normalize_p
@@ -97,17 +97,14 @@ def _prep_e(model: VerifiableModel, e: object, device: object = None) -> tuple[T
     return e.detach().to(device=compute_device(device, e), dtype=F64), squeeze
 
 
-def _labels(label: Label, B: int, C: int) -> Tensor:
-    y = torch.as_tensor(label)
-    if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
-        raise TypeError(f"label must be an int or an integer tensor, got {label!r}")
-    y = y.reshape(-1).long()
+def _labels(label: Label, B: int, C: int, name: str = "label") -> Tensor:
+    y = as_int_tensor(name, label).reshape(-1).long()
     if y.numel() == 1:
         y = y.expand(B)
     if y.numel() != B:
-        raise ValueError(f"label must be an int or have B={B} entries, got {y.numel()}")
+        raise ValueError(f"{name} must be an int or have B={B} entries, got {y.numel()}")
     if bool(((y < 0) | (y >= C)).any()):
-        raise ValueError(f"label must lie in [0, {C}), got {y.tolist()}")
+        raise ValueError(f"{name} must lie in [0, {C}), got {y.tolist()}")
     return y
 
 
@@ -410,7 +407,8 @@ def bounds(
     B, T, _ = e.shape
     memory_limit = _memory_guard(model, T, spec, meth, B, memory_limit, e.device)
     dev = e.device
-    C = None if margins_for is None else margin_matrix(margins_for, B, model.num_classes, dev)
+    y = None if margins_for is None else _labels(margins_for, B, model.num_classes, "margins_for")
+    C = None if y is None else margin_matrix(y, B, model.num_classes, dev)
     graph = build_graph(model, T).to(dev)
     out, marg, inter = _propagate(
         graph,
@@ -427,7 +425,8 @@ def bounds(
     )
     if margins_for is not None:
         assert marg is not None
-        out = _zero_label_column(marg, _labels(margins_for, B, model.num_classes).to(dev))
+        assert y is not None
+        out = _zero_label_column(marg, y.to(dev))
     assert out is not None
     lo, hi = out
     if squeeze:
@@ -463,7 +462,14 @@ def margin_bounds(
             "label must be an int, a sequence of int or an integer tensor, got None "
             "(bounds() gives logit bounds)"
         )
-    return bounds(model, e, spec, method, margins_for=label, **kw)
+    as_int_tensor("label", label)
+    try:
+        return bounds(model, e, spec, method, margins_for=label, **kw)
+    except (TypeError, ValueError) as exc:  # bounds names the labels margins_for
+        msg = str(exc)
+        if msg.startswith("margins_for "):
+            raise type(exc)("label" + msg.removeprefix("margins_for")) from None
+        raise
 
 
 @dataclass
@@ -749,6 +755,8 @@ def certified_radius(
         raise ValueError(f"tol must be smaller than max_eps={max_eps!r}, got tol={tol!r}")
     e, squeeze = _prep_e(model, e, device)
     B, T, _D = e.shape
+    if positions is None:
+        raise TypeError("positions must be a sequence of int, got None")
     pos = LpBall(0.0, p, positions).domains(e)[0].pos[0].tolist()
     P = len(pos)
     dev = e.device
@@ -837,8 +845,13 @@ def estimate_memory(
         S = seq_len if spec.positions is None else len(spec.positions)
         if isinstance(spec, Synonyms):
             S = min(S, spec.budget)
+    elif isinstance(spec, Sequence) and not isinstance(spec, str):
+        S = len([check_int(f"spec[{i}]", t, 0, seq_len - 1) for i, t in enumerate(spec)])
     else:
-        S = len(list(spec))
+        raise TypeError(
+            "spec must be an LpBall, a Synonyms, a sequence of positions or None, "
+            f"got {type(spec).__name__}"
+        )
     g = build_graph(model, seq_len)
     sizes = [math.prod(n.shape) for n in g.nodes.values()]
     total, big = sum(sizes), max(sizes)

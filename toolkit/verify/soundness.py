@@ -38,7 +38,7 @@ import torch
 from torch import Tensor, nn
 
 from .._checks import check_int, check_positive, check_tensor, make_generator
-from .api import Label, _prep_e, margin_matrix
+from .api import Label, _labels, _prep_e, margin_matrix
 from .interface import VerifiableModel, check_model
 from .specs import HullDomain, LpBall, LpDomain, Spec, Synonyms
 
@@ -248,7 +248,10 @@ def check_soundness(
             f"lower/upper must have shape [B, {model.num_classes}] with B={B}, got "
             f"{tuple(lower.shape)} and {tuple(upper.shape)}"
         )
-    C = None if margins_for is None else margin_matrix(margins_for, B, model.num_classes, e.device)
+    C = None
+    if margins_for is not None:
+        y = _labels(margins_for, B, model.num_classes, "margins_for")
+        C = margin_matrix(y, B, model.num_classes, e.device)
     tr = _Tracker(lower, upper, atol, rtol, C)
     doms = spec.domains(e)
     with torch.no_grad():

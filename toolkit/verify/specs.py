@@ -32,6 +32,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_int, check_real, check_tensor
+from .interface import as_int_tensor
 from .relaxations import LinearBounds
 
 if TYPE_CHECKING:
@@ -76,7 +77,20 @@ def normalize_p(p: PNorm) -> float:
     raise ValueError(f"p must be 1, 2, float('inf') or 'inf', got p={p!r}")
 
 
-def _check_positions(positions: Sequence[Any], T: int, name: str = "positions") -> list[int]:
+def _position_list(positions: object, name: str = "positions") -> list[int]:
+    """``positions`` as a non-empty list of ints >= 0 (T is checked later, per input)."""
+    if isinstance(positions, (str, bytes, Mapping)) or not isinstance(
+        positions, (Sequence, Tensor, range)
+    ):
+        raise TypeError(
+            f"{name} must be a sequence of int, got {positions!r} ({type(positions).__name__})"
+        )
+    return _check_positions(positions, None, name)
+
+
+def _check_positions(
+    positions: Sequence[Any], T: int | None, name: str = "positions"
+) -> list[int]:
     pos = []
     for t in positions:
         if isinstance(t, Tensor):  # a 0-d integer tensor counts as an int
@@ -87,7 +101,7 @@ def _check_positions(positions: Sequence[Any], T: int, name: str = "positions") 
         raise ValueError(f"{name} must be non-empty, got {positions!r}")
     if len(set(pos)) != len(pos):
         raise ValueError(f"{name} must not repeat a position, got {pos}")
-    bad = [t for t in pos if not 0 <= t < T]
+    bad = [] if T is None else [t for t in pos if not 0 <= t < T]
     if bad:
         raise ValueError(f"{name} must lie in [0, {T}) for sequence length T={T}, got {bad}")
     return pos
@@ -269,7 +283,7 @@ class LpBall:
         else:
             eps = check_real("eps", eps, 0.0)
         self.eps, self.p = eps, normalize_p(p)
-        self.positions = None if positions is None else list(positions)
+        self.positions = None if positions is None else _position_list(positions)
 
     def __repr__(self) -> str:
         return f"LpBall(eps={self.eps}, p={self.p}, positions={self.positions})"
@@ -374,13 +388,13 @@ class Synonyms:
         >>> Synonyms.nearest(m, torch.tensor([1, 2, 3]), [1], k=4).candidates[1].shape
         torch.Size([1, 4, 8])
         """
-        ids = torch.as_tensor(token_ids)
+        ids = as_int_tensor("token_ids", token_ids)
         ids = ids[None] if ids.dim() == 1 else ids
         if ids.dim() != 2:
             raise ValueError(f"token_ids must have shape [T] or [B, T], got {tuple(ids.shape)}")
         table = model.embedding.weight.detach()
         check_int("k", k, 1, table.shape[0] - 1 - len(exclude))
-        pos = _check_positions(positions, ids.shape[1])
+        pos = _check_positions(_position_list(positions), ids.shape[1])
         out = {}
         for t in pos:
             d = torch.cdist(table[ids[:, t]], table)  # [B, V]
