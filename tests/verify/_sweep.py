@@ -159,7 +159,12 @@ SCALARS: list[tuple[str, str, list[Any], Callable[[Any], Any]]] = [
     ("graph_bounds", "graph", [None, "g", V.Graph()], lambda v: V.graph_bounds(v, _E, _BALL)),
     ("graph_bounds", "e", TENSOR_E, lambda v: V.graph_bounds(_G, v, _BALL, "ibp")),
     ("graph_bounds", "spec", SPEC[:3], lambda v: V.graph_bounds(_G, _E, v, "ibp")),
-    ("graph_bounds", "chunk_size", POS_INT[1:], lambda v: V.graph_bounds(_G, _E, _BALL, chunk_size=v)),
+    (
+        "graph_bounds",
+        "chunk_size",
+        POS_INT[1:],
+        lambda v: V.graph_bounds(_G, _E, _BALL, chunk_size=v),
+    ),
     (
         "certified_radius",
         "label",
@@ -197,7 +202,12 @@ SCALARS: list[tuple[str, str, list[Any], Callable[[Any], Any]]] = [
     ("estimate_memory", "batch", [*POS_INT, -2], lambda v: V.estimate_memory(_M, 3, batch=v)),
     ("estimate_memory", "method", METHOD, lambda v: V.estimate_memory(_M, 3, method=v)),
     ("estimate_memory", "spec", ["ab", 0.1, [1.5]], lambda v: V.estimate_memory(_M, 3, v)),
-    ("estimate_memory", "chunk_size", POS_INT[1:], lambda v: V.estimate_memory(_M, 3, chunk_size=v)),
+    (
+        "estimate_memory",
+        "chunk_size",
+        POS_INT[1:],
+        lambda v: V.estimate_memory(_M, 3, chunk_size=v),
+    ),
     (
         "estimate_memory",
         "memory_limit",

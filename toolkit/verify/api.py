@@ -664,8 +664,7 @@ def graph_bounds(
     check_tensor("e", e, dtypes=(torch.float16, torch.bfloat16, torch.float32, torch.float64))
     if e.dim() < 1 or e.shape[0] < 1 or tuple(e.shape[1:]) != tuple(shape):
         raise ValueError(
-            f"e must have shape [B, {', '.join(map(str, shape))}] with B >= 1, "
-            f"got {tuple(e.shape)}"
+            f"e must have shape [B, {', '.join(map(str, shape))}] with B >= 1, got {tuple(e.shape)}"
         )
     check_finite_tensor("e", e)
     e64 = e.detach().to(device=compute_device(device, e), dtype=F64)

@@ -88,9 +88,7 @@ def _position_list(positions: object, name: str = "positions") -> list[int]:
     return _check_positions(positions, None, name)
 
 
-def _check_positions(
-    positions: Sequence[Any], T: int | None, name: str = "positions"
-) -> list[int]:
+def _check_positions(positions: Sequence[Any], T: int | None, name: str = "positions") -> list[int]:
     pos = []
     for t in positions:
         if isinstance(t, Tensor):  # a 0-d integer tensor counts as an int
@@ -309,7 +307,7 @@ class Synonyms:
         At most this many positions are swapped at once (>= 1).
     max_subsets : int
         The most position subsets allowed (default 1000).  The bounds are the union over
-        all :math:`\binom{S}{\min(budget, S)}` subsets of ``budget`` positions, one bound
+        all C(S, min(budget, S)) subsets of ``budget`` positions, one bound
         computation each (20 positions with budget 10 would be 184,756 of them); more than
         ``max_subsets`` is a ValueError that gives the count, raised here, before any work.
 
