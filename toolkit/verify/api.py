@@ -283,7 +283,7 @@ def _available_ram() -> int:
     except OSError:
         pass
     try:
-        import psutil
+        import psutil  # type: ignore[import-untyped]
 
         return int(psutil.virtual_memory().available)
     except ImportError:  # pragma: no cover - every supported platform has one of the two

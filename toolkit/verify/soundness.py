@@ -104,10 +104,10 @@ class _Tracker:
     def result(self) -> SoundnessResult:
         res = SoundnessResult(observed_min=self.mn, observed_max=self.mx, n_points=self.n)
         for name, bnd in (("lower", self.lower), ("upper", self.upper)):
-            bad = int((~torch.isfinite(bnd)).sum())
-            if bad:
+            n_bad = int((~torch.isfinite(bnd)).sum())
+            if n_bad:
                 res.problems.append(
-                    f"{name} has {bad} NaN or infinite entries of {bnd.numel()} "
+                    f"{name} has {n_bad} NaN or infinite entries of {bnd.numel()} "
                     "(a bound that is not a finite number certifies nothing)"
                 )
         if bool(torch.isnan(self.mn).any() | torch.isnan(self.mx).any()):

@@ -85,7 +85,7 @@ def _position_list(positions: object, name: str = "positions") -> list[int]:
         raise TypeError(
             f"{name} must be a sequence of int, got {positions!r} ({type(positions).__name__})"
         )
-    return _check_positions(positions, None, name)
+    return _check_positions(list(positions), None, name)
 
 
 def _check_positions(positions: Sequence[Any], T: int | None, name: str = "positions") -> list[int]:
