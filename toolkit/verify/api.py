@@ -318,7 +318,7 @@ def _memory_guard(
             "use a shorter sequence, a smaller batch or a cheaper method",
             est,
         )
-    rest = "forward" if method.forward_linear else "ibp"
+    rest: MethodName = "forward" if method.forward_linear else "ibp"
     return max(1, limit - estimate_memory(model, T, spec, rest, batch=B))
 
 
@@ -873,7 +873,7 @@ def estimate_memory(
     # interval bounds of every node and the planes of every nonlinear one
     est = const + (2 * sum(sizes.values()) + 4 * nonlinear) * batch * 8
     if meth.forward_linear:
-        est += _FORWARD_LIVE * 2 * _live_linear_peak(g, meth) * n * batch * 8
+        est += int(_FORWARD_LIVE * 2 * _live_linear_peak(g, meth) * n * batch * 8)
     if meth.backward:
         limit = memory_limit if memory_limit is not None else default_memory_limit("cpu")
         prop = Propagator(g, None, meth)  # type: ignore[arg-type]  # only the graph is read
