@@ -164,3 +164,36 @@ def test_default_memory_limit_comes_from_free_memory(monkeypatch):
     monkeypatch.setattr(api, "_available_ram", lambda: 4 * need)
     lo, hi = V.bounds(model, e, spec, "forward")
     assert bool((lo <= hi).all())
+
+
+def test_long_runs_show_progress_and_stop_cleanly_on_interrupt(monkeypatch, capsys):
+    from tqdm.auto import tqdm
+
+    from toolkit.verify import propagate
+
+    model = tiny_model(layernorm="standard", activation="gelu")
+    e = tiny_input(model, B=1, T=4)
+    spec = V.LpBall(0.02, positions=[1])
+    ref = V.bounds(model, e, spec, "crown")
+    assert "backward passes" not in capsys.readouterr().err  # short: no bar
+    monkeypatch.setattr(propagate, "PROGRESS_WORK", 0)  # every run counts as long
+    V.bounds(model, e, spec, "crown")
+    assert "crown: backward passes" in capsys.readouterr().err
+    # Ctrl-C in the middle of the backward passes: raised, the bar closed, and the next
+    # call gives the same bounds as before (nothing kept from the interrupted run)
+    real = propagate.Propagator.backward_bounds
+    calls = []
+
+    def interrupted(self, *args, **kw):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(self, *args, **kw)
+
+    monkeypatch.setattr(propagate.Propagator, "backward_bounds", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        V.bounds(model, e, spec, "crown")
+    assert not [b for b in getattr(tqdm, "_instances", ()) if "backward" in str(b.desc)]
+    monkeypatch.setattr(propagate.Propagator, "backward_bounds", real)
+    again = V.bounds(model, e, spec, "crown")
+    assert torch.equal(again[0], ref[0]) and torch.equal(again[1], ref[1])
