@@ -88,7 +88,9 @@ TENSOR_E = [
 ]
 SPEC = [None, 0.1, "linf", {1: torch.zeros(2, 4)}, V.LpBall(0.1, positions=[5])]
 LABEL = [0.5, "1", 3, -1, [0, 1], torch.tensor([0.5]), True]
-DEVICE = ["gpu", 3, "tpu", "cuda:99", "cuda"]
+# CUDA is a bad value only where torch sees no GPU
+_NO_CUDA = [] if torch.cuda.is_available() else ["cuda"]
+DEVICE = ["gpu", 3, "tpu", "cuda:99", *_NO_CUDA]
 BOUND = [
     None,
     "lo",
@@ -304,7 +306,7 @@ SCALARS: list[tuple[str, str, list[Any], Callable[[Any], Any]]] = [
     *[(f, "device", DEVICE, c) for f, c in DEVICE_CALLS],
     # the environment's device, with no device= argument (an invalid value, CUDA without one)
     *[
-        (f, "TOOLKIT_DEVICE", ["gpu", "cuda"], lambda v, c=c: _with_env(v, lambda: c(None)))
+        (f, "TOOLKIT_DEVICE", ["gpu", *_NO_CUDA], lambda v, c=c: _with_env(v, lambda: c(None)))
         for f, c in DEVICE_CALLS
     ],
 ]
