@@ -227,7 +227,7 @@ def add_encoder_layer(g: Graph, x: str, i: int, layer: nn.Module) -> str:
     kh = g.add(f"{p}.kh", split, (k,), (H, T, dh), **at)
     vh = g.add(f"{p}.vh", split, (v,), (H, T, dh), **at)
     s = g.add(f"{p}.scores", MatMul(transpose_b=True), (qh, kh), (H, T, T), **at)
-    pr = add_softmax(g, s, f"{p}.softmax", **at)
+    pr = add_softmax(g, s, f"{p}.softmax", device=attn.q.weight.device, **at)
     c = g.add(f"{p}.context", MatMul(transpose_b=False), (pr, vh), (H, T, dh), **at)
     c = g.add(f"{p}.merge", merge, (c,), (T, D), **at)
     a = g.add(f"{p}.attention", _lin(attn.o), (c,), (T, D), layer=i)

@@ -87,8 +87,7 @@ class VerifiableModel(nn.Module, abc.ABC):
         >>> TransformerClassifier(10, dim=8, heads=2).embed(torch.tensor([1, 2])).shape
         torch.Size([2, 8])
         """
-        ids = torch.as_tensor(token_ids)
-        check_tensor("token_ids", ids, dtypes=(torch.int32, torch.int64))
+        ids = as_int_tensor("token_ids", token_ids)
         n = self.embedding.num_embeddings
         if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= n):
             raise ValueError(
@@ -149,6 +148,33 @@ def check_model(model: object) -> VerifiableModel:
             f"a MiniLMClassifier), got {type(model).__name__}"
         )
     return model
+
+
+def as_int_tensor(name: str, value: object) -> Tensor:
+    """``value`` (an int, a sequence of int or an integer tensor) as an integer tensor, else
+    a TypeError naming ``name``.
+
+    Examples
+    --------
+    >>> as_int_tensor("label", [0, 1]).tolist()
+    [0, 1]
+    >>> as_int_tensor("label", "1")
+    Traceback (most recent call last):
+    ...
+    TypeError: label must be an int, a sequence of int or an integer tensor, got '1' (str)
+    """
+    expected = "an int, a sequence of int or an integer tensor"
+    if isinstance(value, (str, bytes, bool)) or value is None:
+        raise TypeError(f"{name} must be {expected}, got {value!r} ({type(value).__name__})")
+    try:
+        t = torch.as_tensor(value)
+    except (TypeError, ValueError, RuntimeError):
+        raise TypeError(
+            f"{name} must be {expected}, got {value!r} ({type(value).__name__})"
+        ) from None
+    if t.dtype not in (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8):
+        raise TypeError(f"{name} must be {expected}, got {value!r} (dtype {t.dtype})")
+    return t
 
 
 def check_length(model: VerifiableModel, T: object, name: str = "T") -> int:

@@ -31,6 +31,7 @@ from typing import Any
 
 import torch
 from torch import Tensor
+from tqdm.auto import tqdm
 
 from .alpha import optimize_lower
 from .graph import Graph, Node
@@ -45,8 +46,13 @@ __all__ = ["METHODS", "BoundMemoryError", "Propagator", "rows_per_chunk"]
 Bounds = tuple[Tensor, Tensor]
 F64 = torch.float64
 _BYTES = 8
-#: live A tensors per backward pass, relative to one A at the largest node (empirical margin)
-_LIVE = 6
+#: live A tensors per backward pass, relative to one A at the largest node it passes
+#: (measured: 7 to 9 with tests/verify/_peak.py)
+_LIVE = 8
+
+
+#: backward work (rows x largest node) above which a progress bar is shown (about 10 s)
+PROGRESS_WORK = 2 * 10**8
 
 
 class BoundMemoryError(MemoryError):
@@ -259,37 +265,50 @@ class Propagator:
                 for n, nd in self.nodes.items()
                 if nd.attention and any(not self.nodes[c].attention for c in consumers[n])
             }
-        for name, node in self.nodes.items():
-            if node.op is None:
-                self.bounds[name] = self.dom.input_bounds()
+        # long runs (CROWN at T = 256 takes minutes) show a bar; Ctrl-C stops them cleanly:
+        # all state lives on this Propagator, which the interrupted caller drops
+        work = sum(2 * math.prod(self.nodes[n].shape) for n in need) * self.max_numel
+        bar = tqdm(
+            total=len(need),
+            desc=f"{self.method}: backward passes",
+            unit="node",
+            disable=work < PROGRESS_WORK,
+            leave=False,
+        )
+        with bar:
+            for name, node in self.nodes.items():
+                if node.op is None:
+                    self.bounds[name] = self.dom.input_bounds()
+                    if uses_lin:
+                        self.lins[name] = self.dom.input_linear()
+                    continue
+                bnds = self._in_bnds(node)
+                rel = node.op.relax(bnds)
+                self.rels[name] = rel
+                l, u = node.op.ibp(bnds, rel)
                 if uses_lin:
-                    self.lins[name] = self.dom.input_linear()
-                continue
-            bnds = self._in_bnds(node)
-            rel = node.op.relax(bnds)
-            self.rels[name] = rel
-            l, u = node.op.ibp(bnds, rel)
-            if uses_lin:
-                lin = node.op.forward_linear([self.lins[i] for i in node.inputs], bnds, rel)
-                self.lins[name] = lin
-                fl, fu = self.concretize_lin(lin)
-                l, u = torch.fmax(l, fl), torch.fmin(u, fu)
-                for i in node.inputs:
-                    refs[i] -= 1
-                    if refs[i] == 0 and i not in keep and i != self.g.output:
-                        self.lins.pop(i, None)
-            if (
-                name in need
-                and not (spec.stops_at_attention and node.attention)
-                and not self._implied(node, backed)
-            ):
-                cl, cu = self.backward_bounds(name, stop_attention=spec.stops_at_attention)
-                l, u = torch.fmax(l, cl), torch.fmin(u, cu)
-                backed.add(name)
-            if node.valid_range is not None:
-                lo, hi = node.valid_range
-                l, u = l.clamp(min=lo), u.clamp(max=hi)
-            self.bounds[name] = _uncross(*_nan_to_inf(l, u))
+                    lin = node.op.forward_linear([self.lins[i] for i in node.inputs], bnds, rel)
+                    self.lins[name] = lin
+                    fl, fu = self.concretize_lin(lin)
+                    l, u = torch.fmax(l, fl), torch.fmin(u, fu)
+                    for i in node.inputs:
+                        refs[i] -= 1
+                        if refs[i] == 0 and i not in keep and i != self.g.output:
+                            self.lins.pop(i, None)
+                if (
+                    name in need
+                    and not (spec.stops_at_attention and node.attention)
+                    and not self._implied(node, backed)
+                ):
+                    cl, cu = self.backward_bounds(name, stop_attention=spec.stops_at_attention)
+                    l, u = torch.fmax(l, cl), torch.fmin(u, cu)
+                    backed.add(name)
+                if name in need:
+                    bar.update(1)
+                if node.valid_range is not None:
+                    lo, hi = node.valid_range
+                    l, u = l.clamp(min=lo), u.clamp(max=hi)
+                self.bounds[name] = _uncross(*_nan_to_inf(l, u))
         inter: OrderedDict[str, Bounds] = OrderedDict()
         if self.report:
             for n in self.g.reported():

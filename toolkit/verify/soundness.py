@@ -37,8 +37,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .._checks import check_int, check_positive, make_generator
-from .api import Label, _prep_e, margin_matrix
+from .._checks import check_int, check_positive, check_tensor, make_generator
+from .api import Label, _labels, _prep_e, margin_matrix
 from .interface import VerifiableModel, check_model
 from .specs import HullDomain, LpBall, LpDomain, Spec, Synonyms
 
@@ -54,7 +54,9 @@ class SoundnessResult:
     ``violations``: list of dicts (batch, index, side, value, bound, excess);
     ``max_excess``: largest value - upper or lower - value seen (<= 0 when sound);
     ``observed_min/max``: extreme values found [B, C] (an inner estimate of the true range);
-    ``n_points``: number of model evaluations.
+    ``n_points``: number of model evaluations;
+    ``problems``: reasons the bounds fail without any point escaping them (NaN or infinite
+    bounds, a NaN model output).
     """
 
     violations: list[dict[str, Any]] = field(default_factory=list)
@@ -62,16 +64,18 @@ class SoundnessResult:
     observed_min: Tensor | None = None
     observed_max: Tensor | None = None
     n_points: int = 0
+    problems: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        """True when no point escaped the bounds."""
-        return not self.violations
+        """True when the bounds are finite and no point escaped them."""
+        return not self.violations and not self.problems
 
     def __repr__(self) -> str:
+        extra = f", problems={self.problems}" if self.problems else ""
         return (
             f"SoundnessResult(ok={self.ok}, violations={len(self.violations)}, "
-            f"max_excess={self.max_excess:.3g}, n_points={self.n_points})"
+            f"max_excess={self.max_excess:.3g}, n_points={self.n_points}{extra})"
         )
 
 
@@ -99,11 +103,22 @@ class _Tracker:
 
     def result(self) -> SoundnessResult:
         res = SoundnessResult(observed_min=self.mn, observed_max=self.mx, n_points=self.n)
+        for name, bnd in (("lower", self.lower), ("upper", self.upper)):
+            n_bad = int((~torch.isfinite(bnd)).sum())
+            if n_bad:
+                res.problems.append(
+                    f"{name} has {n_bad} NaN or infinite entries of {bnd.numel()} "
+                    "(a bound that is not a finite number certifies nothing)"
+                )
+        if bool(torch.isnan(self.mn).any() | torch.isnan(self.mx).any()):
+            res.problems.append("the model gave NaN values inside the perturbation set")
         for side, val, bnd, exc in (
             ("lower", self.mn, self.lower, self.lower - self.mn),
             ("upper", self.mx, self.upper, self.mx - self.upper),
         ):
-            res.max_excess = max(res.max_excess, float(exc.max()))
+            finite = exc[torch.isfinite(exc)]
+            if finite.numel():
+                res.max_excess = max(res.max_excess, float(finite.max()))
             bad = exc > self.atol + self.rtol * val.abs()
             for b, j in bad.nonzero().tolist():
                 res.violations.append(
@@ -165,6 +180,7 @@ def check_soundness(
     pgd_restarts: int = 4,
     atol: float = 1e-6,
     rtol: float = 1e-6,
+    device: str | torch.device | None = None,
 ) -> SoundnessResult:
     """Search for points of ``spec`` whose logits (or margins) escape ``[lower, upper]``.
 
@@ -188,35 +204,54 @@ def check_soundness(
     atol, rtol : float
         A value counts as a violation when it escapes by more than ``atol + rtol |value|``.
 
+    device : str or torch.device, optional
+        Where to evaluate the model; as for :func:`toolkit.verify.bounds`.
+
     Returns
     -------
     SoundnessResult
+        ``ok`` is False when a point escaped, and also when ``lower`` or ``upper`` holds a
+        NaN or an infinity (``problems`` says why): non-finite bounds never pass.
 
     Raises
     ------
-    ValueError
-        When both ``seed`` and ``generator`` are given, or for bad shapes.
+    TypeError, ValueError
+        For a bad argument, naming it: ``samples`` and ``pgd_restarts`` must be ints
+        >= 1, ``pgd_steps`` an int >= 0, ``atol`` and ``rtol`` finite and >= 0, ``lower``
+        and ``upper`` real tensors of shape [B, C]; both ``seed`` and ``generator`` given.
     """
     check_model(model)
     if not isinstance(spec, (LpBall, Synonyms)):
         raise TypeError(f"spec must be an LpBall or Synonyms, got {type(spec).__name__}")
     gen = make_generator(seed, generator, default_seed=0, cpu=True)
-    check_int("samples", samples)
-    check_int("pgd_steps", pgd_steps, 0)
-    check_int("pgd_restarts", pgd_restarts)
-    check_positive("atol", atol, allow_zero=True)
-    check_positive("rtol", rtol, allow_zero=True)
-    e, _squeeze = _prep_e(model, e)
+    samples = check_int("samples", samples, 1)
+    pgd_steps = check_int("pgd_steps", pgd_steps, 0)
+    pgd_restarts = check_int("pgd_restarts", pgd_restarts, 1)
+    atol = check_positive("atol", atol, allow_zero=True)
+    rtol = check_positive("rtol", rtol, allow_zero=True)
+    for name, bnd in (("lower", lower), ("upper", upper)):
+        check_tensor(name, bnd)
+        if not bnd.is_floating_point():
+            raise TypeError(f"{name} must be a floating-point tensor, got dtype {bnd.dtype}")
+    e, _squeeze = _prep_e(model, e, device)
     m64 = copy.deepcopy(model).to(device=e.device, dtype=F64).eval()
     B, T, D = e.shape
-    lower = torch.as_tensor(lower, dtype=F64, device=e.device).reshape(B, -1)
-    upper = torch.as_tensor(upper, dtype=F64, device=e.device).reshape(B, -1)
+    if lower.numel() != B * model.num_classes or upper.numel() != B * model.num_classes:
+        raise ValueError(
+            f"lower/upper must have shape [B, {model.num_classes}] with B={B}, got "
+            f"{tuple(lower.shape)} and {tuple(upper.shape)}"
+        )
+    lower = lower.detach().to(dtype=F64, device=e.device).reshape(B, -1)
+    upper = upper.detach().to(dtype=F64, device=e.device).reshape(B, -1)
     if lower.shape[1] != model.num_classes or upper.shape != lower.shape:
         raise ValueError(
             f"lower/upper must have shape [B, {model.num_classes}] with B={B}, got "
             f"{tuple(lower.shape)} and {tuple(upper.shape)}"
         )
-    C = None if margins_for is None else margin_matrix(margins_for, B, model.num_classes, e.device)
+    C = None
+    if margins_for is not None:
+        y = _labels(margins_for, B, model.num_classes, "margins_for")
+        C = margin_matrix(y, B, model.num_classes, e.device)
     tr = _Tracker(lower, upper, atol, rtol, C)
     doms = spec.domains(e)
     with torch.no_grad():

@@ -32,6 +32,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_int, check_real, check_tensor
+from .interface import as_int_tensor
 from .relaxations import LinearBounds
 
 if TYPE_CHECKING:
@@ -76,7 +77,18 @@ def normalize_p(p: PNorm) -> float:
     raise ValueError(f"p must be 1, 2, float('inf') or 'inf', got p={p!r}")
 
 
-def _check_positions(positions: Sequence[Any], T: int, name: str = "positions") -> list[int]:
+def _position_list(positions: object, name: str = "positions") -> list[int]:
+    """``positions`` as a non-empty list of ints >= 0 (T is checked later, per input)."""
+    if isinstance(positions, (str, bytes, Mapping)) or not isinstance(
+        positions, (Sequence, Tensor, range)
+    ):
+        raise TypeError(
+            f"{name} must be a sequence of int, got {positions!r} ({type(positions).__name__})"
+        )
+    return _check_positions(list(positions), None, name)
+
+
+def _check_positions(positions: Sequence[Any], T: int | None, name: str = "positions") -> list[int]:
     pos = []
     for t in positions:
         if isinstance(t, Tensor):  # a 0-d integer tensor counts as an int
@@ -87,7 +99,7 @@ def _check_positions(positions: Sequence[Any], T: int, name: str = "positions") 
         raise ValueError(f"{name} must be non-empty, got {positions!r}")
     if len(set(pos)) != len(pos):
         raise ValueError(f"{name} must not repeat a position, got {pos}")
-    bad = [t for t in pos if not 0 <= t < T]
+    bad = [] if T is None else [t for t in pos if not 0 <= t < T]
     if bad:
         raise ValueError(f"{name} must lie in [0, {T}) for sequence length T={T}, got {bad}")
     return pos
@@ -269,7 +281,7 @@ class LpBall:
         else:
             eps = check_real("eps", eps, 0.0)
         self.eps, self.p = eps, normalize_p(p)
-        self.positions = None if positions is None else list(positions)
+        self.positions = None if positions is None else _position_list(positions)
 
     def __repr__(self) -> str:
         return f"LpBall(eps={self.eps}, p={self.p}, positions={self.positions})"
@@ -293,6 +305,16 @@ class Synonyms:
         Position -> tensor [K, D] (shared by the batch) or [B, K, D].
     budget : int
         At most this many positions are swapped at once (>= 1).
+    max_subsets : int
+        The most position subsets allowed (default 1000).  The bounds are the union over
+        all C(S, min(budget, S)) subsets of ``budget`` positions, one bound
+        computation each (20 positions with budget 10 would be 184,756 of them); more than
+        ``max_subsets`` is a ValueError that gives the count, raised here, before any work.
+
+    Raises
+    ------
+    ValueError
+        When the subsets number more than ``max_subsets``.
 
     Examples
     --------
@@ -300,7 +322,9 @@ class Synonyms:
     Synonyms(positions=[1], budget=1)
     """
 
-    def __init__(self, candidates: Mapping[int, Tensor], budget: int = 1) -> None:
+    def __init__(
+        self, candidates: Mapping[int, Tensor], budget: int = 1, *, max_subsets: int = 1000
+    ) -> None:
         if not isinstance(candidates, Mapping) or not candidates:
             raise TypeError(
                 "candidates must be a non-empty mapping position -> tensor [K, D] "
@@ -314,8 +338,17 @@ class Synonyms:
                     f"K >= 1, got {tuple(c.shape)}"
                 )
         self.budget = check_int("budget", budget)
+        self.max_subsets = check_int("max_subsets", max_subsets)
         self.candidates = dict(candidates)
         self.positions = list(self.candidates)
+        S = len(self.positions)
+        n = math.comb(S, min(self.budget, S))
+        if n > self.max_subsets:
+            raise ValueError(
+                f"budget={self.budget} over {S} positions gives {n} position subsets (one "
+                f"bound computation each), more than max_subsets={self.max_subsets}; lower "
+                "budget, use fewer positions, or raise max_subsets"
+            )
 
     def __repr__(self) -> str:
         return f"Synonyms(positions={self.positions}, budget={self.budget})"
@@ -329,6 +362,7 @@ class Synonyms:
         k: int = 5,
         budget: int = 1,
         exclude: Sequence[int] = (),
+        max_subsets: int = 1000,
     ) -> Synonyms:
         """Candidates = the ``k`` nearest rows (L2) of ``model``'s embedding table.
 
@@ -342,7 +376,7 @@ class Synonyms:
             Positions that get candidates.
         k : int
             Candidates per position; the word itself and ids in ``exclude`` are skipped.
-        budget : int
+        budget, max_subsets : int
             As for :class:`Synonyms`.
 
         Examples
@@ -352,13 +386,13 @@ class Synonyms:
         >>> Synonyms.nearest(m, torch.tensor([1, 2, 3]), [1], k=4).candidates[1].shape
         torch.Size([1, 4, 8])
         """
-        ids = torch.as_tensor(token_ids)
+        ids = as_int_tensor("token_ids", token_ids)
         ids = ids[None] if ids.dim() == 1 else ids
         if ids.dim() != 2:
             raise ValueError(f"token_ids must have shape [T] or [B, T], got {tuple(ids.shape)}")
         table = model.embedding.weight.detach()
         check_int("k", k, 1, table.shape[0] - 1 - len(exclude))
-        pos = _check_positions(positions, ids.shape[1])
+        pos = _check_positions(_position_list(positions), ids.shape[1])
         out = {}
         for t in pos:
             d = torch.cdist(table[ids[:, t]], table)  # [B, V]
@@ -366,7 +400,7 @@ class Synonyms:
             if len(exclude):
                 d[:, list(exclude)] = math.inf
             out[t] = table[d.topk(k, largest=False).indices]  # [B, k, D]
-        return cls(out, budget)
+        return cls(out, budget, max_subsets=max_subsets)
 
     def domains(self, e: Tensor) -> list[HullDomain]:
         """One hull domain per subset of ``budget`` positions, around ``e`` [B, T, D]."""

@@ -28,6 +28,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_int, check_seed
+from .interface import as_int_tensor
 from .model import TransformerClassifier
 
 __all__ = [
@@ -117,8 +118,14 @@ class Vocab:
         return torch.tensor([self.index.get(t, 1) for t in toks], dtype=torch.long)
 
     def decode(self, ids: Tensor | Sequence[int]) -> str:
-        """The words of ``ids``, joined by spaces."""
-        return " ".join(self.words[int(i)] for i in torch.as_tensor(ids).reshape(-1))
+        """The words of ``ids`` (integers in ``[0, len(self))``), joined by spaces."""
+        t = as_int_tensor("ids", ids).reshape(-1)
+        n = len(self.words)
+        if t.numel() and (int(t.min()) < 0 or int(t.max()) >= n):
+            raise ValueError(
+                f"ids must lie in [0, {n}), got range [{int(t.min())}, {int(t.max())}]"
+            )
+        return " ".join(self.words[int(i)] for i in t)
 
 
 VOCAB = Vocab(WORDS)
@@ -136,7 +143,8 @@ def make_dataset(
     seed : int
         Seeds the generator.
     min_len, max_len : int
-        Sentence lengths are uniform in ``[min_len, max_len]`` (``1 <= min_len <= max_len``).
+        Sentence lengths are uniform in ``[min_len, max_len]`` (``4 <= min_len <= max_len``:
+        a sentence holds up to four sentiment words, and its label counts all of them).
 
     Returns
     -------
@@ -150,7 +158,7 @@ def make_dataset(
     (torch.Size([3, 12]), True, True)
     """
     check_int("n", n)
-    check_int("min_len", min_len)
+    check_int("min_len", min_len, 4)
     check_int("max_len", max_len, min_len)
     g = torch.Generator().manual_seed(check_seed(seed))
     pos = torch.tensor(VOCAB.positive)

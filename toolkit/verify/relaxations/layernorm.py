@@ -51,8 +51,9 @@ def add_layernorm(
         return x
     shape = g.nodes[x].shape
     D = shape[-1]
-    f64: dict[str, Any] = dict(dtype=torch.float64)
-    w = torch.as_tensor(weight).detach().to(**f64)
+    w = torch.as_tensor(weight).detach().to(torch.float64)
+    # every constant lives where the weights do (a CUDA model builds a CUDA graph)
+    f64: dict[str, Any] = dict(dtype=torch.float64, device=w.device)
     b = torch.as_tensor(bias).detach().to(**f64)
     C = torch.eye(D, **f64) - 1.0 / D
     if variant == "no_var":

@@ -66,11 +66,16 @@ class Shift(Op):
         return LinearBounds(x.lw, x.lb - rel, x.uw, x.ub - rel)
 
 
-def add_softmax(g: Graph, x: str, prefix: str, **flags: Any) -> str:
-    """Append the softmax (over the last dim) of node ``x`` to graph ``g``; return its name."""
+def add_softmax(
+    g: Graph, x: str, prefix: str, device: torch.device | str | None = None, **flags: Any
+) -> str:
+    """Append the softmax (over the last dim) of node ``x`` to graph ``g``; return its name.
+
+    ``device``: where its one constant (the summing vector) lives (default: the CPU).
+    """
     shape = g.nodes[x].shape
     n = shape[-1]
-    ones = torch.ones(n, 1, dtype=torch.float64)
+    ones = torch.ones(n, 1, dtype=torch.float64, device=device)
     s = g.add(f"{prefix}.shift", Shift(), (x,), shape, comparable=False, **flags)
     e = g.add(
         f"{prefix}.exp", Exp(), (s,), shape, comparable=False, valid_range=(0.0, 1.0), **flags
