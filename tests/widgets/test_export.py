@@ -5,11 +5,11 @@ from __future__ import annotations
 import csv
 
 import numpy as np
-import plotly.graph_objects as go
 import pytest
 import torch
 
 pytest.importorskip("ipywidgets")
+go = pytest.importorskip("plotly.graph_objects")
 
 from toolkit.widgets import NormSamplingExplorer
 from toolkit.widgets._base import figure_rows
