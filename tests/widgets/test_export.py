@@ -9,8 +9,9 @@ import pytest
 import torch
 
 pytest.importorskip("ipywidgets")
-go = pytest.importorskip("plotly.graph_objects")
+pytest.importorskip("plotly")
 
+import plotly.graph_objects as go
 from toolkit.widgets import NormSamplingExplorer
 from toolkit.widgets._base import figure_rows
 
