@@ -12,6 +12,7 @@ pytest.importorskip("ipywidgets")
 pytest.importorskip("plotly")
 
 import plotly.graph_objects as go
+
 from toolkit.widgets import NormSamplingExplorer
 from toolkit.widgets._base import figure_rows
 
