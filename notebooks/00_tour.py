@@ -24,14 +24,18 @@
 # | `toolkit.isometry` | Do gradient norms stay equal across the blocks of my network? (block dynamical isometry, free probability) | [01_block_dynamical_isometry](01_block_dynamical_isometry.ipynb) |
 # | `toolkit.attention` | How much attention can I prune to N:M or predict away, and what does it cost? | [02_attention_sparsity](02_attention_sparsity.ipynb) |
 # | `toolkit.verify` | How large a perturbation of a word embedding provably cannot flip the prediction? | [03_verification_bounds](03_verification_bounds.ipynb) |
-# | `toolkit.snn`, `toolkit.metric`, `toolkit.norm` | spiking networks, metric learning, normalization | (coming) |
+# | `toolkit.snn` | Where does training a spiking network by BPTT spend its time, and how much does its sparsity save? | [04_snn_bptt](04_snn_bptt.ipynb) |
+# | `toolkit.metric` | Do synthetic hard negatives make a metric embedding generalise to unseen classes? | [05_hardness_aware_metric_learning](05_hardness_aware_metric_learning.ipynb) |
+# | `toolkit.norm` | How few activations can batch norm estimate its statistics from? | [06_batch_norm_sampling](06_batch_norm_sampling.ipynb) |
 #
-# This notebook shows the machinery they share: the backend that chooses between a **torch
-# reference path** and a **CUDA path**, and the first kernel at work.
+# This notebook first walks through the six explorers, one per module, then shows the
+# machinery they share: the backend that chooses between a **torch reference path** and a
+# **CUDA path**, and the first kernel at work.
 
 # %%
 import time
 
+import numpy as np
 import plotly.graph_objects as go
 import torch
 
@@ -42,6 +46,81 @@ from toolkit.report.environment import environment_rows
 
 QUICK = toolkit.quick_mode()  # TOOLKIT_QUICK=1 shrinks every size (the tests run in quick mode)
 print("toolkit", toolkit.__version__, "| GPU path available:", toolkit.gpu_available())
+
+# %% [markdown]
+# ## A guided tour of the explorers
+#
+# Each explorer is a live figure: move a control and the plots follow (long work sits behind a
+# **Run** button with a progress bar and **Cancel**). Every one of them is explained at length
+# in its notebook; here each gets one reason why it matters.
+#
+# ### 1. Block dynamical isometry — [notebook 01](01_block_dynamical_isometry.ipynb)
+#
+# **Why it matters:** whether a deep network trains at all is decided at initialisation, by
+# whether $\phi(JJ^T)$ stays near 1 and its variance stays small across the blocks; the
+# explorer predicts both for any design in closed form before you train anything.
+
+# %%
+toolkit.widgets.IsometryExplorer(depth=8, width=64)
+
+# %% [markdown]
+# ### 2. Attention sparsity — [notebook 02](02_attention_sparsity.ipynb)
+#
+# **Why it matters:** attention's cost grows with the square of the sequence length; the
+# explorer shows, head by head on a real sentence, how much of it N:M pruning or DSA's
+# prediction can drop and what error that costs.
+
+# %%
+toolkit.widgets.AttentionSparsityExplorer()
+
+# %% [markdown]
+# ### 3. Certified robustness bounds — [notebook 03](03_verification_bounds.ipynb)
+#
+# **Why it matters:** a test set says how a model behaves on the inputs you tried; a certified
+# bound *proves* that no perturbation within ε of a word embedding flips the prediction, and
+# the explorer shows how tight each method's proof is.
+
+# %%
+toolkit.widgets.BoundsExplorer()
+
+# %% [markdown]
+# ### 4. Spiking networks by BPTT — [notebook 04](04_snn_bptt.ipynb)
+#
+# **Why it matters:** spiking networks are cheap only if their sparsity is used; the explorer
+# shows the neuron dynamics and surrogate gradient, and (after **Train**) how much of the
+# forward and backward pass an accelerator can skip.
+
+# %%
+toolkit.widgets.SNNExplorer(epochs=1, hidden=32 if QUICK else 128)
+
+# %% [markdown]
+# ### 5. Hardness-aware metric learning — [notebook 05](05_hardness_aware_metric_learning.ipynb)
+#
+# **Why it matters:** retrieval of classes never seen in training depends on learning from
+# hard negatives; the explorer moves HDML's synthetic negative along its path as the hardness
+# changes, on embeddings of unseen digits (a short training run here; the notebook trains
+# longer and over several seeds).
+
+# %%
+from toolkit.metric import compare_on_digits
+
+toolkit.widgets.MetricLearningExplorer(
+    compare_on_digits(seeds=(0,), steps=30 if QUICK else 300, progress=False)
+)
+
+# %% [markdown]
+# ### 6. Batch normalization with sampled statistics — [notebook 06](06_batch_norm_sampling.ipynb)
+#
+# **Why it matters:** batch norm's statistics cost a pass over all activations; estimating
+# them from a sample is only safe when the sampled data are not correlated. Here on synthetic
+# activations whose maps share a per-sample offset (so neighbouring data are correlated);
+# notebook 06 uses the activations of a trained CNN.
+
+# %%
+gen = torch.Generator().manual_seed(0)
+shared = torch.randn(128, 4, 1, 1, generator=gen) * np.sqrt(0.6)
+acts = shared + torch.randn(128, 4, 8, 8, generator=gen) * np.sqrt(0.4)
+toolkit.widgets.NormSamplingExplorer(acts, batch_size=64, trials=8)
 
 # %% [markdown]
 # ## The backend
@@ -119,7 +198,7 @@ for device in devices:
 # ## The report
 #
 # `python -m toolkit report --out report.html` runs every module's section and writes one HTML
-# file that opens offline. The same sections feed this tour as the modules land.
+# file that opens offline, with the same figures as the explorers above.
 
 # %%
 from toolkit.report import all_sections

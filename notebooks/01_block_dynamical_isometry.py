@@ -40,7 +40,7 @@ from toolkit import isometry as iso
 QUICK = toolkit.quick_mode()          # TOOLKIT_QUICK=1 shrinks every size
 WIDTH = 64 if QUICK else 256
 SAMPLES = 2 if QUICK else 6
-torch.manual_seed(0)
+_ = torch.manual_seed(0)
 
 
 # %% [markdown]
@@ -174,11 +174,17 @@ sp.simplify(res.m1), sp.simplify(res.variance)
 design = iso.NetworkDesign("mlp", width=WIDTH, depth=4, init="orthogonal", gain=1.0, activation="tanh")
 x, density = iso.spectral_density(iso.design_block(design), num=300)
 eig = iso.sample_spectrum(design, samples=SAMPLES, seed=0).ravel()
+# The density of λ peaks sharply near 0 and flattens the histogram on a linear axis; on a
+# log₁₀ λ axis (density of log₁₀ λ = λ ln 10 · p(λ)) both the bulk and the tail show.
+pos = eig[eig > 0]
+curve = (x > 0) & (density > 0)
 fig = go.Figure()
-fig.add_histogram(x=eig, histnorm="probability density", nbinsx=60, name="sampled networks",
-                  marker_color="rgba(31,119,180,0.4)")
-fig.add_scatter(x=x, y=density, name="free probability", line_color="#d62728")
-fig.update_layout(xaxis_title="eigenvalue of JJᵀ", yaxis_title="density", height=360)
+fig.add_histogram(x=np.log10(pos), histnorm="probability density", nbinsx=60,
+                  name="sampled networks", marker_color="rgba(31,119,180,0.4)")
+fig.add_scatter(x=np.log10(x[curve]), y=x[curve] * np.log(10) * density[curve],
+                name="free probability", line_color="#d62728")
+fig.update_layout(xaxis_title="log₁₀ λ (eigenvalue of JJᵀ)", yaxis_title="density of log₁₀ λ",
+                  height=360)
 fig
 
 # %% [markdown]
@@ -201,12 +207,14 @@ designs = {
     "residual ReLU, α = 1": dict(architecture="residual", gain=2**0.5, residual_scale=1.0),
     "residual ReLU, α = 1/√L": dict(architecture="residual", gain=2**0.5, residual_scale=DEPTH**-0.5),
 }
+COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b"]  # one per design
 fig = make_subplots(rows=1, cols=2, subplot_titles=("end-to-end φ(JJᵀ)", "end-to-end normalized variance"))
-for name, fields in designs.items():
+for (name, fields), color in zip(designs.items(), COLORS):
     p = iso.profile(iso.design_block(iso.NetworkDesign(width=WIDTH, depth=DEPTH, **fields)))
-    fig.add_scatter(x=p.depth, y=p.cumulative_m1, name=name, legendgroup=name, row=1, col=1)
+    fig.add_scatter(x=p.depth, y=p.cumulative_m1, name=name, legendgroup=name, line_color=color,
+                    row=1, col=1)
     fig.add_scatter(x=p.depth, y=p.cumulative_normalized_variance + 1e-12, name=name,
-                    legendgroup=name, showlegend=False, row=1, col=2)
+                    legendgroup=name, showlegend=False, line_color=color, row=1, col=2)
 fig.update_yaxes(type="log")
 fig.update_xaxes(title_text="depth")
 fig.update_layout(height=420)
@@ -214,11 +222,15 @@ fig
 
 # %% [markdown]
 # Are these predictions right for finite networks? Sample a few and measure every block
-# with Hutchinson estimators (crosses, ± one standard error):
+# with Hutchinson estimators (crosses, ± one standard error). `progress` takes any
+# `progress(done, total)` callable; `toolkit.widgets.ProgressBar` is one that stays on the page
+# (it is still there when the notebook is reopened).
 
 # %%
 design = iso.NetworkDesign("mlp", width=WIDTH, depth=6 if QUICK else 12, gain=2**0.5)
-measured = iso.sample_block_moments(design, samples=SAMPLES, seed=1, progress=True)
+bar = toolkit.widgets.ProgressBar("networks")
+display(bar)
+measured = iso.sample_block_moments(design, samples=SAMPLES, seed=1, progress=bar)
 predicted = iso.profile(iso.design_block(design))
 fig = go.Figure()
 fig.add_scatter(x=predicted.depth, y=predicted.cumulative_variance, name="predicted variance")

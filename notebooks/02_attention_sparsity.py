@@ -176,6 +176,7 @@ for r in rows:
 # %%
 ranks = (2, 4, 8, 16, 32) if QUICK else (1, 2, 4, 8, 16, 32, 64)
 bit_widths = (1, 2, 4, 8)
+BIT_COLORS = {1: "#1f77b4", 2: "#ff7f0e", 4: "#2ca02c", 8: "#d62728"}  # same colour in both panels
 fig = make_subplots(rows=1, cols=2, subplot_titles=("density 0.25", "density 0.5"))
 for col, density in ((1, 0.25), (2, 0.5)):
     for bits in bit_widths:
@@ -186,7 +187,7 @@ for col, density in ((1, 0.25), (2, 0.5)):
             mets = ta.attention_metrics(q, k, v, keep, scale=trace.scale, attn_mask=trace.attn_mask)
             recall.append(float(mets["recall"].mean()))
         fig.add_scatter(x=ranks, y=recall, name=f"{bits} bit(s)", legendgroup=str(bits),
-                        showlegend=col == 1, row=1, col=col)
+                        line_color=BIT_COLORS[bits], showlegend=col == 1, row=1, col=col)
 fig.update_xaxes(type="log", title_text="projection rank r")
 fig.update_yaxes(title_text="top-k recall", range=[0, 1.02])
 fig.update_layout(height=360, title=f"DSA recall, layer {layer} (d_h = {q.shape[-1]})")
@@ -303,8 +304,9 @@ print({name: round(float(val.mean()), 3) for name, val in explorer.metrics.items
 # 3. For DSA at density 0.25, find the smallest rank and bit width whose recall exceeds 0.8 in
 #    every layer. How many bit operations does that prediction cost relative to computing
 #    $QK^\top$ in fp16?
-# 4. Find a head whose 2:4 retained mass is above 0.99 and one below 0.7 (section 4). Look at
-#    both in the explorer: what do they attend to?
+# 4. Find the head with the highest 2:4 retained mass and the one with the lowest (section 4:
+#    `np.unravel_index(mass[patterns[0]].argmax(), mass[patterns[0]].shape)` gives the
+#    (layer, head) of the highest). Look at both in the explorer: what do they attend to?
 # 5. Run `finetune_demo` with `ta.Local(0.5)` and `ta.Strided(0.5)` (or the strings
 #    `"local@0.5"`, `"strided@0.5"`). Do static patterns recover as well as the dynamic ones
 #    after fine-tuning? Why is this task hard for a local window?

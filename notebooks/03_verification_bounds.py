@@ -182,8 +182,14 @@ fig
 
 # %%
 words = [vocab.words[int(i)] for i in ids]
-radii = {m: certified_radius(model, e, label, list(range(len(words))), p=2, method=m, tol=TOL).numpy()
-         for m in ("forward", "baf", "crown", "alpha-crown")}
+methods = ("forward", "baf", "crown", "alpha-crown")
+bar = toolkit.widgets.ProgressBar("radii")    # one position of one method per step
+display(bar)
+radii = {m: np.zeros(len(words)) for m in methods}
+for i, m in enumerate(methods):
+    for t in range(len(words)):
+        radii[m][t] = float(certified_radius(model, e, label, [t], p=2, method=m, tol=TOL)[0])
+        bar(i * len(words) + t + 1, len(methods) * len(words))
 fig = go.Figure([go.Bar(x=[f"{t}: {w}" for t, w in enumerate(words)], y=r, name=m) for m, r in radii.items()])
 fig.update_layout(height=350, barmode="group", yaxis_title="certified ℓ2 radius",
                   title=f"Certified radius per word of “{sentence}” (resolution {TOL:g})")
@@ -226,9 +232,14 @@ if mini is not None:
     mpos = [2] if QUICK else list(range(1, len(tokens) - 1))   # the words, not [CLS]/[SEP]
     top = {"forward": 1e-4, "baf": 1e-2, "crown": 1e-2}
     methods = ("crown",) if device == "cuda" else ("forward",) if QUICK else ("forward", "baf")
-    mradii = {m: certified_radius(mini, me, mlabel, mpos, p=2, method=m, tol=top[m] / (8 if QUICK else 32),
-                                  max_eps=top[m]).cpu().numpy()
-              for m in methods}
+    bar = toolkit.widgets.ProgressBar("MiniLM radii")   # one position of one method per step
+    display(bar)
+    mradii = {m: np.zeros(len(mpos)) for m in methods}
+    for i, m in enumerate(methods):
+        for j, t in enumerate(mpos):
+            mradii[m][j] = float(certified_radius(mini, me, mlabel, [t], p=2, method=m,
+                                                  tol=top[m] / (8 if QUICK else 32), max_eps=top[m])[0])
+            bar(i * len(mpos) + j + 1, len(methods) * len(mpos))
     rows = [{"token": tokens[t], **{m: float(r[j]) for m, r in mradii.items()}} for j, t in enumerate(mpos)]
     display(HTML(Table(rows, caption=f"MiniLM ({layers} layer{'s' * (layers > 1)}, {device}), certified ℓ2 "
                                      f"radius per word of “{msentence}”, label {mlabel}").to_html()))

@@ -121,3 +121,40 @@ def test_constructor_refuses_values_its_controls_cannot_show(fields, name):
 def test_constructor_refuses_a_design_of_the_wrong_type():
     with pytest.raises(TypeError, match="design must be a NetworkDesign"):
         IsometryExplorer({"width": 64})
+
+
+def test_flat_phi_gets_a_linear_axis_and_a_decay_a_log_axis(explorer):
+    c, fig = explorer.controls, explorer.figures["depth"]
+    c["activation"].value, c["gain"].value, c["depth"].value = "relu", 2**0.5, 8
+    assert fig.layout.yaxis.type == "linear"  # φ = 1 at every depth
+    lo, hi = fig.layout.yaxis.range
+    assert lo < 1.0 < hi and hi - lo < 1.0
+    c["gain"].value = 1.0  # φ = 2^-ℓ: spans a factor of 256
+    assert fig.layout.yaxis.type == "log"
+
+
+def test_a_long_closed_form_is_shown_in_the_depth_with_the_gain_put_in():
+    import sympy as sp
+
+    from toolkit.isometry import design_formula
+    from toolkit.widgets.isometry import formula_html, short_moments
+
+    ex = IsometryExplorer(
+        architecture="residual", init="orthogonal", activation="leaky_relu", slope=0.3, depth=6
+    )
+    design = ex.design()
+    formula = design_formula(design)
+    assert len(formula.latex()) > 240  # the case that squeezed the controls column
+    shown = formula_html(formula, design.gain)
+    assert shown in ex.formula.value and "with the gain g" in shown
+    lines = [part.split("$$")[0] for part in shown.split("$$")[1::2]]
+    assert all(len(line) < 200 for line in lines)
+    # The short form is the same function of L: it matches the analytic profile at depth 6.
+    var = sp.sympify(formula.moments.variance).subs(formula.symbols["g"], design.gain)
+    L = formula.symbols["L"]
+    y = _trace(ex.figures["depth"], "end-to-end variance (analytic)").y
+    for depth in (1, 6):
+        np.testing.assert_allclose(float(var.subs(L, depth)), y[depth - 1], rtol=1e-6)
+    _m1, short = short_moments(formula, design.gain)
+    assert sp.latex(short) in shown
+    np.testing.assert_allclose(float(short.subs(L, 6)), y[5], rtol=2e-3)  # 4 digits shown

@@ -11,7 +11,7 @@ import torch
 pytest.importorskip("plotly")
 pytest.importorskip("ipywidgets")
 
-from toolkit.norm.analysis import correlation_profile, sampling_error
+from toolkit.norm.analysis import accuracy_table, correlation_profile, sampling_error
 from toolkit.widgets import NormSamplingExplorer
 from toolkit.widgets.norm import RATIO_GRID, accuracy_html
 
@@ -71,5 +71,10 @@ def test_accuracy_table(explorer):
         kinds=("bn", "fs"), seeds=(0,), epochs=1, limit=64, progress=False
     )
     assert set(table) == {"bn", "fs"}
+    # one run per variant and seed (for the progress bar) gives accuracy_table's numbers
+    direct = accuracy_table(("bn", "fs"), (0,), epochs=1, limit=64, progress=False)
+    for kind in ("bn", "fs"):
+        np.testing.assert_array_equal(table[kind], direct[kind])
+    assert explorer.progress.value == explorer.progress.max == 2
     assert explorer.table.value == accuracy_html(table)
     assert "feature sampling (FS)" in explorer.table.value

@@ -171,6 +171,8 @@ def test_alpha_crown_on_demand_matches_bounds(explorer, model):
     c = explorer.controls
     c["positions"].value = (1,)
     c["p"].value, c["eps"].value, c["method"].value = 2.0, 0.05, "alpha-crown"
+    explorer.wait(120)  # alpha-CROWN is computed in the background
+    assert explorer.bounds_task.state == "finished"
     e = _embed(model, SENTENCE)
     lo, hi = bounds(model[0], e, LpBall(0.05, 2, [1]), "alpha-crown")
     bar = explorer.figures["logits"].data[0]
@@ -178,3 +180,28 @@ def test_alpha_crown_on_demand_matches_bounds(explorer, model):
     np.testing.assert_allclose(_arr(bar.base) + _arr(bar.y), hi.numpy(), rtol=1e-9)
     y = dict(zip(explorer.figures["methods"].data[0].x, explorer.figures["methods"].data[0].y))
     assert y["alpha-crown"] <= y["crown"] + 1e-12
+    c["method"].value = "crown"  # no background job outlives the test
+    explorer.wait(120)
+
+
+def test_perturbed_word_follows_the_sentence_and_unknown_words_are_named():
+    ex = BoundsExplorer("a wonderful film")
+    assert ex.controls["positions"].value == (1,)  # "wonderful", the sentiment word
+    # before Run, the radius heatmap says what fills it
+    assert "Run radii" in ex.figures["radius"].layout.annotations[0].text
+    ex.controls["sentence"].value = "the film was truly wonderful"
+    labels = [label for label, _ in ex.controls["positions"].options]
+    assert labels[3] == "3: truly (<unk>, not in the vocabulary)"
+    assert ex.controls["positions"].value == (4,)  # still "wonderful", now at index 4
+    assert "truly" in ex.status.value and "vocabulary" in ex.status.value
+
+
+def test_default_sentence_has_no_unknown_word_and_hairlines_show_their_width(model):
+    ex = BoundsExplorer(eps=1e-5)
+    assert all("<unk>" not in label for label, _ in ex.controls["positions"].options)
+    bar = ex.figures["logits"].data[0]
+    widths = _arr(bar.y)
+    assert list(bar.text) == [f"width {w:.2g}" for w in widths]
+    lo, hi = ex.figures["logits"].layout.yaxis.range
+    clean = _arr(ex.figures["logits"].data[1].y)
+    assert lo < min(clean.min(), _arr(bar.base).min()) and hi > clean.max()

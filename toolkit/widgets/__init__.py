@@ -17,14 +17,15 @@ _EXPLORERS: dict[str, str] = {
     if card.explorer and card.explorer_module
 }
 
-__all__ = ["Explorer", *_EXPLORERS]
+#: Shared pieces of the explorers that notebooks use too.
+_SHARED = {"Explorer": "._base", "BackgroundTask": "._background", "ProgressBar": "._background"}
+
+__all__ = [*_SHARED, *_EXPLORERS]
 
 
 def __getattr__(name: str) -> Any:
-    if name == "Explorer":
-        from ._base import Explorer
-
-        return Explorer
+    if name in _SHARED:
+        return getattr(importlib.import_module(_SHARED[name], __name__), name)
     if name in _EXPLORERS:
         return getattr(importlib.import_module(_EXPLORERS[name]), name)
     raise AttributeError(f"module 'toolkit.widgets' has no attribute {name!r}")

@@ -40,7 +40,7 @@ from ..attention import (
 )
 from ..models import AttentionTrace
 from ..models.text import DEFAULT_TEXT, ModelKind, TextModel
-from ._base import Explorer
+from ._base import Explorer, controls_column, row, text_box
 
 __all__ = [
     "METHOD_OPTIONS",
@@ -61,6 +61,12 @@ _METRICS = (
     ("error", "output error"),
     ("recall", "top-k recall"),
 )
+#: Colour of the "pruned" markers: visible on the heatmap and in the legend.
+_PRUNED = "#d62728"
+#: At most this many token labels per heatmap axis (more overlap); the rest are thinned.
+_MAX_TICKS = 24
+#: Both models read at most this many tokens (a longer text is cut, and the status says so).
+_MAX_TOKENS = 128
 #: The kinds drawn as trade-off curves, in the figure's trace order.
 _CURVE_KINDS: tuple[PatternKind, ...] = ("nm", "topk", "dsa", "local", "strided")
 #: The controls each kind reads.
@@ -226,6 +232,36 @@ def _np(t: torch.Tensor) -> np.ndarray:
     return t.detach().to("cpu", torch.float64).numpy()
 
 
+def token_ticks(tokens: list[str], max_ticks: int = _MAX_TICKS) -> dict[str, Any]:
+    """Tick positions and labels for a heatmap axis of ``tokens``, thinned so they do not overlap.
+
+    Every token keeps its hover text; the axis labels every ``ceil(T / max_ticks)``-th one.
+
+    >>> token_ticks(["a", "b", "c"])["ticktext"]
+    ['a', 'b', 'c']
+    >>> len(token_ticks([str(i) for i in range(100)], 25)["tickvals"])
+    25
+    """
+    every = max(1, -(-len(tokens) // max_ticks))
+    idx = np.arange(0, len(tokens), every)
+    return dict(tickvals=idx, ticktext=[tokens[i] for i in idx])
+
+
+def label_positions(x: Any) -> list[str]:
+    """Text positions for labelled points sorted by ``x``: points at the same or a close ``x``
+    alternate above and below, so labels such as "1:4" and "2:8" do not overlap.
+
+    >>> label_positions([0.25, 0.25, 0.5])
+    ['top center', 'bottom center', 'top center']
+    """
+    x = np.asarray(x, dtype=float)
+    out, flip = [], False
+    for i in range(len(x)):
+        flip = (not flip) if i and abs(x[i] - x[i - 1]) < 0.05 else False
+        out.append("bottom center" if flip else "top center")
+    return out
+
+
 class AttentionSparsityExplorer(Explorer):
     """Full vs sparse attention of one head of a real sentence, its metrics, and the trade-off
     curve of every method for the current layer.
@@ -316,6 +352,8 @@ class AttentionSparsityExplorer(Explorer):
         self.metrics: dict[str, np.ndarray] = {}
         self.timings: dict[str, float] = {}
         self._new_text = False
+        #: what each figure part last showed, so that an update sends only what changed
+        self._sent: dict[str, Any] = {}
         super().__init__()
 
     # -- layout ------------------------------------------------------------------------------
@@ -349,11 +387,12 @@ class AttentionSparsityExplorer(Explorer):
         heat = make_subplots(
             rows=1,
             cols=2,
-            horizontal_spacing=0.08,
+            horizontal_spacing=0.1,
             subplot_titles=("full attention", "sparse attention"),
         )
         for col, name in ((1, "full attention"), (2, "sparse attention")):
             heat.add_heatmap(
+                z=[[0.0]],
                 name=name,
                 row=1,
                 col=col,
@@ -362,15 +401,20 @@ class AttentionSparsityExplorer(Explorer):
                 coloraxis="coloraxis",
                 hovertemplate="query %{y}, key %{x}: p = %{z:.4f}<extra></extra>",
             )
-        heat.add_scatter(
+        # Up to T² markers each: WebGL draws them without slowing the page.
+        heat.add_scattergl(
+            x=[],
+            y=[],
             name="pruned",
             mode="markers",
             row=1,
             col=1,
             hoverinfo="skip",
-            marker=dict(symbol="x-thin", size=5, line=dict(width=1, color="white")),
+            marker=dict(symbol="x", size=5, color=_PRUNED),
         )
-        heat.add_scatter(
+        heat.add_scattergl(
+            x=[],
+            y=[],
             name="kept",
             mode="markers",
             row=1,
@@ -382,73 +426,71 @@ class AttentionSparsityExplorer(Explorer):
         heat.update_xaxes(tickfont=dict(size=9), tickangle=-60)
         heat.update_layout(
             height=470,
-            margin=dict(t=50, b=40),
+            margin=dict(t=60, b=40),
             coloraxis=dict(colorscale="Viridis", cmin=0, colorbar=dict(title="p")),
             legend=dict(orientation="h", y=-0.25),
+            modebar=dict(orientation="v"),
         )
-        self.figures["heatmap"] = go.FigureWidget(heat)
 
-        bars = go.FigureWidget()
-        bars.add_bar(name="head", marker_color="#1f77b4")
-        bars.add_bar(name="layer average", marker_color="#ff7f0e")
+        bars = go.Figure()
+        bars.add_bar(x=[], y=[], name=f"head {v['head']}", marker_color="#1f77b4")
+        bars.add_bar(x=[], y=[], name="layer average", marker_color="#ff7f0e")
         bars.update_layout(
             height=320,
             barmode="group",
             title="metrics",
-            margin=dict(t=50, b=40),
+            margin=dict(t=60, b=40),
             yaxis=dict(rangemode="tozero"),
+            modebar=dict(orientation="v"),
         )
-        self.figures["metrics"] = bars
 
-        curve = go.FigureWidget()
+        curve = go.Figure()
         dsa = DSA(0.5, v["rank"], v["bits"], self.seed)
         for kind in _CURVE_KINDS:
             curve.add_scatter(
+                x=[],
+                y=[],
                 name=dsa.family if kind == "dsa" else PATTERN_STYLES[kind].name,
                 mode="markers+text" if kind == "nm" else "lines+markers",
                 line=dict(color=PATTERN_STYLES[kind].color),
-                textposition="top center",
+                marker=dict(color=PATTERN_STYLES[kind].color),
+                textfont=dict(size=9, color=PATTERN_STYLES[kind].color),
             )
         curve.add_scatter(
+            x=[],
+            y=[],
             name="current",
             mode="markers",
             marker=dict(symbol="star", size=16, color="black", line=dict(width=1, color="yellow")),
         )
         curve.update_layout(
-            height=320,
+            height=340,
             title="trade-off (layer average)",
-            margin=dict(t=50, b=40),
+            margin=dict(t=60, b=40),
             xaxis_title="density (kept fraction)",
             yaxis_title="output error",
+            legend=dict(font=dict(size=10)),
+            modebar=dict(orientation="v"),
         )
-        self.figures["tradeoff"] = curve
-        self.summary = W.HTML()
+        self.summary = text_box(W.HTML(), "300px")
 
-        controls = W.VBox(
-            [
-                c[k]
-                for k in (
-                    "layer",
-                    "head",
-                    "method",
-                    "n",
-                    "m",
-                    "density",
-                    "rank",
-                    "bits",
-                    "sparsity",
-                )
-            ]
-            + [self.summary]
+        controls = controls_column(
+            *[c[k] for k in ("layer", "head", "method", "n", "m", "density")],
+            *[c[k] for k in ("rank", "bits", "sparsity")],
+            self.summary,
         )
         return W.VBox(
             [
                 self.model_info,
                 c["text"],
                 self.status,
-                W.HBox([controls, self.figures["heatmap"]]),
-                W.HBox([self.figures["metrics"], self.figures["tradeoff"]]),
-            ]
+                row(controls, self._figure("heatmap", heat, "620px")),
+                row(
+                    self._figure("metrics", bars, "420px"),
+                    self._figure("tradeoff", curve, "480px"),
+                ),
+            ],
+            layout=W.Layout(max_width="100%"),
         )
 
     # -- model -> view -----------------------------------------------------------------------
@@ -511,17 +553,27 @@ class AttentionSparsityExplorer(Explorer):
         rows, cols = np.nonzero(keep_np[head])
         prow, pcol = np.nonzero(~keep_np[head])
         tokens = trace.tokens[0] if trace.tokens else [str(i) for i in range(full.shape[0])]
-        ticks = dict(tickvals=np.arange(len(tokens)), ticktext=tokens)
+        self.status.value = (
+            f"The model reads at most {len(tokens)} tokens: the text was cut after "
+            f"“{html.escape(tokens[-1])}”."
+            if len(tokens) >= _MAX_TOKENS
+            else ""
+        )
         heat = self.figures["heatmap"]
+        # Only what changed is sent: the full map and the ticks follow text, layer and head.
+        full_key = (text, layer, head)
         with heat.batch_update():
-            heat.data[0].z, heat.data[1].z = full, sparse_np
+            if self._sent.get("full") != full_key:
+                heat.data[0].z = full
+                for axis in ("xaxis", "xaxis2", "yaxis", "yaxis2"):
+                    heat.layout[axis].update(**token_ticks(tokens))
+                heat.layout.annotations[0].text = f"full attention (layer {layer}, head {head})"
+            heat.data[1].z = sparse_np
             heat.data[2].x, heat.data[2].y = pcol, prow
             heat.data[3].x, heat.data[3].y = cols, rows
             heat.layout.coloraxis.cmax = float(max(full.max(), sparse_np.max()))
-            for axis in ("xaxis", "xaxis2", "yaxis", "yaxis2"):
-                heat.layout[axis].update(**ticks)
-            heat.layout.annotations[0].text = f"full attention (layer {layer}, head {head})"
             heat.layout.annotations[1].text = f"sparse: {pattern.label}"
+        self._sent["full"] = full_key
         names = [label for _, label in _METRICS]
         with self.figures["metrics"].batch_update():
             head_bar, avg_bar = self.figures["metrics"].data
@@ -531,19 +583,23 @@ class AttentionSparsityExplorer(Explorer):
             avg_bar.y = np.array([self.metrics[key].mean() for key, _ in _METRICS])
         curves = self._layer_curves(trace, text, layer, params["rank"], params["bits"])
         fig = self.figures["tradeoff"]
+        curve_key = (text, layer, params["rank"], params["bits"])
         with fig.batch_update():
-            for trace_fig, kind in zip(fig.data, _CURVE_KINDS):
-                sel = curves["method"] == kind
-                order = np.argsort(curves["density"][sel], kind="stable")
-                trace_fig.x = curves["density"][sel][order]
-                trace_fig.y = curves["error"][sel][order]
-                if kind == "nm":
-                    trace_fig.text = curves["pattern"][sel][order]
+            if self._sent.get("curves") != curve_key:
+                for trace_fig, kind in zip(fig.data, _CURVE_KINDS):
+                    sel = curves["method"] == kind
+                    order = np.argsort(curves["density"][sel], kind="stable")
+                    x = curves["density"][sel][order]
+                    trace_fig.x, trace_fig.y = x, curves["error"][sel][order]
+                    if kind == "nm":
+                        trace_fig.text = curves["pattern"][sel][order]
+                        trace_fig.textposition = label_positions(x)
+                dsa = DSA(0.5, params["rank"], params["bits"], self.seed)
+                fig.data[_CURVE_KINDS.index("dsa")].name = dsa.family
             fig.data[-1].x = np.array([self.metrics["density"].mean()])
             fig.data[-1].y = np.array([self.metrics["error"].mean()])
             fig.data[-1].text = [pattern.label]
-            dsa = DSA(0.5, params["rank"], params["bits"], self.seed)
-            fig.data[_CURVE_KINDS.index("dsa")].name = dsa.family
+        self._sent["curves"] = curve_key
         self._write_summary(pattern, keep_np, head)
 
     def _write_summary(self, pattern: Pattern, keep: np.ndarray, head: int) -> None:

@@ -8,11 +8,14 @@ Monte Carlo); this module only lays out controls and redraws figures.
 from __future__ import annotations
 
 import dataclasses
+import functools
+from collections.abc import Callable
 from typing import Any
 
 import ipywidgets as W
 import numpy as np
 import plotly.graph_objects as go
+import sympy as sp
 from plotly.subplots import make_subplots
 
 from .._backend import resolve_device
@@ -28,7 +31,8 @@ from ..isometry import (
 )
 from ..isometry._plotting import log_histogram, to_log_axis
 from ..isometry.measure.network import ACTIVATIONS, ARCHITECTURES, INITS, NORMALIZATIONS
-from ._base import Explorer
+from ._background import BackgroundTask
+from ._base import Explorer, controls_column, row, text_box
 
 __all__ = ["IsometryExplorer"]
 
@@ -49,6 +53,7 @@ _MAX_DEPTH = 64
 #: slider ranges of the real-valued design fields (a slider would clamp a value outside)
 _RANGES = {"gain": (0.1, 3.0), "slope": (0.0, 1.0), "residual_scale": (0.0, 2.0)}
 _SPECTRUM_TITLE = "end-to-end spectral density of JJᵀ"
+_BLOCK, _TOTAL = "#1f77b4", "#ff7f0e"
 
 
 def _within_controls(design: NetworkDesign) -> NetworkDesign:
@@ -62,6 +67,65 @@ def _within_controls(design: NetworkDesign) -> NetworkDesign:
     for name, (lo, hi) in _RANGES.items():
         check_real(name, getattr(design, name), lo, hi)
     return design
+
+
+@functools.lru_cache(maxsize=64)
+def _analytic(design: NetworkDesign) -> tuple[Any, Any, tuple[np.ndarray, np.ndarray]]:
+    """Profile, closed form and spectrum of a design, cached: a slider moved back and forth
+    (or a reload's redraw) answers at once."""
+    chain = design_block(design)
+    return profile(chain), design_formula(design), spectral_density(chain, num=_SPECTRUM_POINTS)
+
+
+def value_axis(y: np.ndarray) -> dict[str, Any]:
+    """Axis settings for positive values ``y``: log when they span a factor of 10 or more.
+
+    A nearly flat curve (φ = 1 at every depth) on a log axis gets ticks such as
+    1.00000000000000666 and looks like a climb; it is drawn on a linear axis around its
+    value instead.
+
+    >>> value_axis(np.array([1.0, 1.0 + 1e-15]))["type"], value_axis(np.array([1.0, 50.0]))["type"]
+    ('linear', 'log')
+    """
+    y = np.asarray(y, dtype=float)
+    y = y[np.isfinite(y)]
+    if y.size and y.min() > 0 and y.max() / y.min() >= 10.0:
+        return dict(type="log", tickformat=None, range=None, autorange=True)
+    lo, hi = (float(y.min()), float(y.max())) if y.size else (0.0, 1.0)
+    pad = max(0.05 * (hi - lo), 0.05 * max(abs(hi), abs(lo)), 1e-3)
+    return dict(type="linear", tickformat=".4~g", range=[lo - pad, hi + pad], autorange=False)
+
+
+def short_moments(formula: Any, gain: float) -> tuple[sp.Expr, sp.Expr]:
+    """φ and the variance of ``formula`` with the gain put in: expanded, 4 digits, in ``L``.
+
+    Coefficients below 1e-12 (rounding left-overs of the expansion) are dropped.
+    """
+    g = formula.symbols.get("g")
+    out = []
+    for expr in (formula.moments.m1, formula.moments.variance):
+        e = sp.sympify(expr)
+        if g is not None:
+            e = sp.powsimp(sp.expand(e.subs(g, sp.Float(gain))), force=True).evalf(4)
+            e = e.xreplace({f: 0 for f in e.atoms(sp.Float) if abs(f) < 1e-12})
+        out.append(e)
+    return out[0], out[1]
+
+
+def formula_html(formula: Any, gain: float, limit: int = 240) -> str:
+    """The design's closed form as display math short enough to read.
+
+    When the LaTeX in the symbolic gain ``g`` runs past ``limit`` characters, it shows
+    :func:`short_moments` instead (a function of the depth ``L`` only), and says so.
+    """
+    full = formula.latex()
+    if len(full) <= limit:
+        return f"$${full}$$"
+    m1, var = short_moments(formula, gain)
+    return (
+        f"<p>(with the gain g = {gain:.3g} put in; the expression in g is long)</p>"
+        f"$$\\phi(J J^T) = {sp.latex(m1)}$$$$\\varphi(J J^T) = {sp.latex(var)}$$"
+    )
 
 
 class IsometryExplorer(Explorer):
@@ -164,76 +228,96 @@ class IsometryExplorer(Explorer):
         self.run_button = W.Button(
             description="Run Monte Carlo", button_style="primary", icon="play"
         )
-        self.run_button.on_click(lambda _: self.run())
-        self.progress = W.IntProgress(value=0, min=0, max=1, description="sampled")
+        self.run_button.on_click(lambda _: self.start_run())
+        self.task = BackgroundTask("sampled")
+        self.progress = self.task.bar.progress
 
         depth = make_subplots(
             rows=1,
             cols=2,
             subplot_titles=("φ(JJᵀ): per block and end to end", "variance φ((JJᵀ)²) − φ(JJᵀ)²"),
         )
-        names = ("block φ (analytic)", "end-to-end φ (analytic)")
+        # One colour per quantity across both panels, one legend entry per group.
         for col, (a, b) in (
-            (1, names),
+            (1, ("block φ (analytic)", "end-to-end φ (analytic)")),
             (2, ("block variance (analytic)", "end-to-end variance (analytic)")),
         ):
             depth.add_scatter(
-                mode="lines+markers", name=a, row=1, col=col, line=dict(color="#1f77b4")
+                x=[1],
+                y=[1.0],
+                mode="lines+markers",
+                name=a,
+                legendgroup="block",
+                row=1,
+                col=col,
+                line=dict(color=_BLOCK),
             )
             depth.add_scatter(
-                mode="lines", name=b, row=1, col=col, line=dict(color="#ff7f0e", dash="dash")
+                x=[1],
+                y=[1.0],
+                mode="lines",
+                name=b,
+                legendgroup="total",
+                row=1,
+                col=col,
+                line=dict(color=_TOTAL, dash="dash"),
             )
         for col, label in ((1, "φ"), (2, "variance")):
-            depth.add_scatter(
-                mode="markers",
-                name=f"block {label} (sampled)",
-                row=1,
-                col=col,
-                marker=dict(color="#1f77b4", symbol="x", size=9),
-                error_y=dict(type="data", array=[], visible=True),
-            )
-            depth.add_scatter(
-                mode="markers",
-                name=f"end-to-end {label} (sampled)",
-                row=1,
-                col=col,
-                marker=dict(color="#ff7f0e", symbol="x", size=9),
-                error_y=dict(type="data", array=[], visible=True),
-            )
+            for group, color, who in (("block", _BLOCK, "block"), ("total", _TOTAL, "end-to-end")):
+                depth.add_scatter(
+                    x=[],
+                    y=[],
+                    mode="markers",
+                    name=f"{who} {label} (sampled)",
+                    legendgroup=group,
+                    row=1,
+                    col=col,
+                    marker=dict(color=color, symbol="x", size=9),
+                    error_y=dict(type="data", array=[], visible=True),
+                )
         depth.update_xaxes(title_text="block ℓ")
-        depth.update_yaxes(type="log")
-        depth.update_layout(height=380, margin=dict(t=50, b=40), legend=dict(font=dict(size=10)))
-        self.figures["depth"] = go.FigureWidget(depth)
+        depth.update_layout(
+            height=380,
+            margin=dict(t=60, b=40),
+            legend=dict(font=dict(size=10), groupclick="toggleitem"),
+            modebar=dict(orientation="v"),
+        )
 
-        spectrum = go.FigureWidget()
-        spectrum.add_bar(name="sampled eigenvalues", marker=dict(color="rgba(31,119,180,0.35)"))
-        spectrum.add_scatter(mode="lines", name="free probability", line=dict(color="#d62728"))
+        spectrum = go.Figure()
+        spectrum.add_bar(
+            x=[], y=[], name="sampled eigenvalues", marker=dict(color="rgba(31,119,180,0.35)")
+        )
+        spectrum.add_scatter(
+            x=[], y=[], mode="lines", name="free probability", line=dict(color="#d62728")
+        )
         spectrum.update_layout(
             title=_SPECTRUM_TITLE,
             height=340,
             xaxis_title="log₁₀ λ (eigenvalue of JJᵀ)",
             yaxis_title="density of log₁₀ λ",
             bargap=0,
-            margin=dict(t=50, b=40),
+            margin=dict(t=60, b=40),
+            modebar=dict(orientation="v"),
         )
-        self.figures["spectrum"] = spectrum
-        self.formula = W.HTMLMath()
+        self.formula = text_box(W.HTMLMath(), "320px")
 
-        controls = W.VBox(
-            [c[k] for k in _DESIGN_CONTROLS]
-            + [
-                W.HTML("<b>Monte Carlo</b>"),
-                c["samples"],
-                self.run_button,
-                self.progress,
-                self.status,
-            ]
+        controls = controls_column(
+            *[c[k] for k in _DESIGN_CONTROLS],
+            W.HTML("<b>Monte Carlo</b>"),
+            c["samples"],
+            self.run_button,
+            self.task.widget,
+            self.status,
         )
-        return W.HBox(
-            [
-                controls,
-                W.VBox([self.figures["depth"], W.HBox([self.figures["spectrum"], self.formula])]),
-            ]
+        return row(
+            controls,
+            W.VBox(
+                [
+                    self._figure("depth", depth, "640px"),
+                    row(self._figure("spectrum", spectrum, "420px"), self.formula),
+                ],
+                layout=W.Layout(flex="1 1 640px", min_width="320px", max_width="100%"),
+            ),
         )
 
     # -- model -> view -----------------------------------------------------------------------
@@ -242,23 +326,27 @@ class IsometryExplorer(Explorer):
         return NetworkDesign(**{k: self.controls[k].value for k in _DESIGN_CONTROLS})
 
     def _update(self) -> None:
-        # Moments and the formula are cheap and drawn first; the spectrum of a deep residual
-        # chain can take a second or two, so its figure says so while it is computed.
+        # Every figure changes in one batch per figure; the analytic side is cached per design.
         design = self.design()
         self.controls["slope"].disabled = design.activation != "leaky_relu"
         self.controls["residual_scale"].disabled = design.architecture != "residual"
-        chain = design_block(design)
-        prof = profile(chain)
-        formula = design_formula(design)
+        prof, formula, (x, density) = _analytic(design)
         fig = self.figures["depth"]
+        series = [
+            np.asarray(y, dtype=float)
+            for y in (prof.m1, prof.cumulative_m1, prof.variance, prof.cumulative_variance)
+        ]
         with fig.batch_update():
-            series = (prof.m1, prof.cumulative_m1, prof.variance, prof.cumulative_variance)
             for trace, y in zip(fig.data[:4], series):
-                trace.x, trace.y = prof.depth, np.asarray(y, dtype=float)
+                trace.x, trace.y = prof.depth, y
             for trace in fig.data[4:]:  # sampled points belong to the previous design
-                trace.x, trace.y, trace.error_y.array = [], [], []
+                if trace.y is not None and len(trace.y):
+                    trace.x, trace.y, trace.error_y.array = [], [], []
+            for axis, ys in (("yaxis", series[:2]), ("yaxis2", series[2:])):
+                fig.layout[axis].update(**value_axis(np.concatenate(ys)))
         self.sampled = {}
-        self.progress.value = 0
+        if not self.task.running:
+            self.task.bar.reset()
         where = (
             "the network, in depth L"
             if formula.scope == "network"
@@ -268,21 +356,39 @@ class IsometryExplorer(Explorer):
         )
         self.formula.value = (
             f"<p>Free-probability prediction for {where}:</p>"
-            f"$${formula.latex()}$$"
+            f"{formula_html(formula, design.gain)}"
             f"<p>At depth {design.depth}: φ = {prof.cumulative_m1[-1]:.4g}, "
             f"variance = {prof.cumulative_variance[-1]:.4g}.</p>"
         )
         spectrum = self.figures["spectrum"]
-        spectrum.layout.title.text = _SPECTRUM_TITLE + " (computing…)"
-        x, density = spectral_density(chain, num=_SPECTRUM_POINTS)
         with spectrum.batch_update():
             bars, curve = spectrum.data
-            bars.x, bars.y = [], []
+            if bars.y is not None and len(bars.y):
+                bars.x, bars.y = [], []
             curve.x, curve.y = to_log_axis(x, density)
-            spectrum.layout.title.text = _SPECTRUM_TITLE
 
-    def run(self) -> dict[str, Any]:
+    def start_run(self) -> None:
+        """What the Run button does: :meth:`run` in the background, with progress and Cancel.
+
+        The kernel stays free meanwhile; a control change clears the sampled overlay.
+        """
+        self.run_button.disabled = True
+
+        def job(step: Any) -> Any:
+            try:
+                return self.run(progress=step)
+            finally:
+                self.run_button.disabled = False
+
+        self.task.start(job)
+
+    def run(self, progress: Callable[[int, int], Any] | None = None) -> dict[str, Any]:
         """Sample networks of the current design; overlay per-block moments and the spectrum.
+
+        Parameters
+        ----------
+        progress : callable, optional
+            ``progress(done, total)`` after each network (default: the explorer's bar).
 
         Returns
         -------
@@ -293,25 +399,24 @@ class IsometryExplorer(Explorer):
         design = self.design()
         samples = int(self.controls["samples"].value)
         device = resolve_device(None)  # TOOLKIT_DEVICE, else the GPU when there is one
-        self.progress.max, self.progress.value = 2 * samples, 0
-        self.run_button.disabled = True
-        try:
-            moments = sample_block_moments(
-                design,
-                samples=samples,
-                seed=self.seed,
-                device=device,
-                progress=lambda done, total: setattr(self.progress, "value", done),
-            )
-            eigenvalues = sample_spectrum(
-                design,
-                samples=samples,
-                seed=self.seed + 1,
-                device=device,
-                progress=lambda done, total: setattr(self.progress, "value", samples + done),
-            )
-        finally:
-            self.run_button.disabled = False
+        step = self.task.bar if progress is None else progress
+        step(0, 2 * samples)
+        moments = sample_block_moments(
+            design,
+            samples=samples,
+            seed=self.seed,
+            device=device,
+            progress=lambda done, total: step(done, 2 * samples),
+        )
+        eigenvalues = sample_spectrum(
+            design,
+            samples=samples,
+            seed=self.seed + 1,
+            device=device,
+            progress=lambda done, total: step(samples + done, 2 * samples),
+        )
+        if self.design() != design:  # the controls moved on while sampling ran in the background
+            return {"moments": moments, "eigenvalues": eigenvalues}
         depth = np.arange(1, design.depth + 1)
         fig = self.figures["depth"]
         with fig.batch_update():
@@ -324,6 +429,9 @@ class IsometryExplorer(Explorer):
             for trace, (y, err) in zip(fig.data[4:], series):
                 trace.x, trace.y = depth, np.asarray(y, dtype=float)
                 trace.error_y.array = np.asarray(err, dtype=float)
+            for axis, traces in (("yaxis", (0, 1, 4, 5)), ("yaxis2", (2, 3, 6, 7))):
+                ys = np.concatenate([np.asarray(fig.data[i].y, dtype=float) for i in traces])
+                fig.layout[axis].update(**value_axis(ys))
         centres, heights, widths, _ = log_histogram(eigenvalues, bins=60)
         with self.figures["spectrum"].batch_update():
             bars = self.figures["spectrum"].data[0]

@@ -23,7 +23,7 @@ from ..metric import (
     smooth,
     synthesis_view,
 )
-from ._base import Explorer
+from ._base import Explorer, controls_column, row, text_box
 
 __all__ = ["MetricLearningExplorer"]
 
@@ -107,6 +107,7 @@ class MetricLearningExplorer(Explorer):
     # -- layout ----------------------------------------------------------------------------------
     def _build(self) -> W.Widget:
         c, style = self.controls, {"style": {"description_width": "120px"}}
+        slider = {"continuous_update": False, **style}  # redraw once the slider is let go
         n = len(self.comparison.runs["hdml"][0].labels)
         c["method"] = W.ToggleButtons(
             options=[("HDML", "hdml"), ("baseline", "baseline")],
@@ -114,12 +115,12 @@ class MetricLearningExplorer(Explorer):
             description="embedding",
             **style,
         )
-        c["anchor"] = W.IntSlider(value=0, min=0, max=n - 1, description="anchor", **style)
+        c["anchor"] = W.IntSlider(value=0, min=0, max=n - 1, description="anchor", **slider)
         c["positive"] = W.IntSlider(
-            value=0, min=0, max=n - 1, description="positive (rank)", **style
+            value=0, min=0, max=n - 1, description="positive (rank)", **slider
         )
         c["negative"] = W.IntSlider(
-            value=0, min=0, max=n - 1, description="negative (rank)", **style
+            value=0, min=0, max=n - 1, description="negative (rank)", **slider
         )
         c["log_j_avg"] = W.FloatSlider(
             value=float(np.log10(self.alpha)),
@@ -128,7 +129,7 @@ class MetricLearningExplorer(Explorer):
             step=0.01,
             description="log₁₀ J_avg",
             readout_format=".2f",
-            **style,
+            **slider,
         )
         self.readout = W.HTML()
         self.table = W.HTML()
@@ -136,7 +137,7 @@ class MetricLearningExplorer(Explorer):
         emb = go.Figure()
         labels = self.comparison.runs["hdml"][0].labels.numpy()
         for cls in np.unique(labels):
-            emb.add_scatter(
+            emb.add_scattergl(  # every test image: WebGL keeps the page responsive
                 x=[],
                 y=[],
                 mode="markers",
@@ -169,7 +170,6 @@ class MetricLearningExplorer(Explorer):
             xaxis_title="PC 1",
             yaxis_title="PC 2",
         )
-        self.figures["embedding"] = go.FigureWidget(emb)
 
         curves = go.Figure()
         for name, _, _ in _CURVES:
@@ -180,28 +180,26 @@ class MetricLearningExplorer(Explorer):
             xaxis_title="step",
             yaxis_type="log",
         )
-        self.figures["curves"] = go.FigureWidget(curves)
+        embedding_box = self._figure("embedding", emb, "560px")
+        curves_box = self._figure("curves", curves, "520px")
         self._draw_static()
         return W.VBox(
             [
-                W.HBox(
-                    [
-                        W.VBox(
-                            [
-                                c["method"],
-                                c["anchor"],
-                                c["positive"],
-                                c["negative"],
-                                c["log_j_avg"],
-                                self.readout,
-                            ]
-                        ),
-                        self.figures["embedding"],
-                    ]
+                row(
+                    controls_column(
+                        c["method"],
+                        c["anchor"],
+                        c["positive"],
+                        c["negative"],
+                        c["log_j_avg"],
+                        self.readout,
+                    ),
+                    embedding_box,
                 ),
-                W.HBox([self.figures["curves"], self.table]),
+                row(curves_box, text_box(self.table, "300px")),
                 self.status,
-            ]
+            ],
+            layout=W.Layout(max_width="100%"),
         )
 
     def _draw_static(self) -> None:

@@ -8,6 +8,8 @@ The model is :mod:`toolkit.norm.analysis` (``sampling_error``, ``correlation_pro
 from __future__ import annotations
 
 import html
+import inspect
+from collections.abc import Callable
 from typing import Any
 
 import ipywidgets as W
@@ -24,7 +26,8 @@ from ..norm.analysis import (
     correlation_profile,
     sampling_error,
 )
-from ._base import Explorer
+from ._background import BackgroundTask
+from ._base import Explorer, row
 
 __all__ = ["RATIO_GRID", "NormSamplingExplorer", "accuracy_html"]
 
@@ -121,7 +124,9 @@ class NormSamplingExplorer(Explorer):
             value=min(int(v["batch_size"]), n), min=2, max=n, description="batch size", **style
         )
         c["train"] = W.Button(description="train (accuracy table)")
-        c["train"].on_click(lambda _b: self.run_accuracy())
+        c["train"].on_click(lambda _b: self.start_accuracy())
+        self.task = BackgroundTask("runs")
+        self.progress = self.task.bar.progress
 
         err = make_subplots(
             rows=1, cols=2, subplot_titles=("mean: RMS (μ̂−μ)/σ", "variance: RMS σ̂²/σ²−1")
@@ -148,7 +153,7 @@ class NormSamplingExplorer(Explorer):
         err.update_xaxes(type="log", title_text="data per channel")
         err.update_yaxes(type="log")
         err.update_layout(height=380, margin=dict(t=40, b=40, l=50, r=10))
-        self.figures["error"] = go.FigureWidget(err)
+        error_box = self._figure("error", err, "640px")
 
         prof = self.profile
         lags = np.arange(1, prof["rho_lag"].shape[1] + 1)
@@ -175,20 +180,21 @@ class NormSamplingExplorer(Explorer):
             yaxis_title="correlation",
             margin=dict(t=40, b=40, l=50, r=10),
         )
-        self.figures["correlation"] = go.FigureWidget(corr)
+        correlation_box = self._figure("correlation", corr, "560px")
         self.table = W.HTML(accuracy_html(self.accuracy) if self.accuracy else "")
         shape = "×".join(str(s) for s in self.acts.shape)
         info = W.HTML(f"<b>activations:</b> {shape} (N×C×H×W)")
         return W.VBox(
             [
                 info,
-                W.HBox([c["method"], c["ratio"], c["batch_size"]]),
-                self.figures["error"],
+                row(c["method"], c["ratio"], c["batch_size"]),
+                row(error_box),
                 self.status,
-                self.figures["correlation"],
-                W.HBox([c["train"]]),
+                row(correlation_box),
+                row(c["train"], self.task.widget),
                 self.table,
-            ]
+            ],
+            layout=W.Layout(max_width="100%"),
         )
 
     def _curves(self, batch: int) -> dict[str, dict[str, np.ndarray]]:
@@ -225,10 +231,40 @@ class NormSamplingExplorer(Explorer):
             f"{self.current['mean_error']:.4f}, variance error {self.current['var_error']:.4f}"
         )
 
-    def run_accuracy(self, **kwargs: object) -> dict[str, np.ndarray]:
-        """Train every variant on the digits (:func:`accuracy_table`, ``kwargs`` passed on)
-        and show the table."""
+    def run_accuracy(
+        self, progress: Callable[[int, int], Any] | bool | None = None, **kwargs: Any
+    ) -> dict[str, np.ndarray]:
+        """Train every variant on the digits and show the table (:func:`accuracy_table`).
+
+        One ``accuracy_table`` call per variant and seed (the runs are independent), so that
+        ``progress(done, total)`` (default: the explorer's bar) moves after each run.
+        ``kinds``, ``seeds`` and the other keywords are passed on.
+        """
+        params = inspect.signature(accuracy_table).parameters
+        kinds = tuple(kwargs.pop("kinds", params["kinds"].default))
+        seeds = tuple(kwargs.pop("seeds", params["seeds"].default))
+        step = progress if callable(progress) else self.task.bar
+        runs = [(k, s) for k in kinds for s in seeds]
         self.table.value = "<i>training…</i>"
-        self.accuracy = accuracy_table(**kwargs)  # type: ignore[arg-type]
+        step(0, len(runs))
+        parts: dict[str, list[float]] = {k: [] for k in kinds}
+        for i, (kind, seed) in enumerate(runs):
+            one = accuracy_table((kind,), (seed,), progress=False, **kwargs)
+            parts[kind].extend(float(a) for a in one[kind])
+            step(i + 1, len(runs))
+        self.accuracy = {k: np.array(v) for k, v in parts.items()}
         self.table.value = accuracy_html(self.accuracy)
         return self.accuracy
+
+    def start_accuracy(self) -> None:
+        """What the train button does: :meth:`run_accuracy` in the background, with progress
+        and Cancel (between two training runs)."""
+        self.controls["train"].disabled = True
+
+        def job(step: Any) -> Any:
+            try:
+                return self.run_accuracy(progress=step)
+            finally:
+                self.controls["train"].disabled = False
+
+        self.task.start(job)

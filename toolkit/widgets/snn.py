@@ -8,6 +8,7 @@ kernels of ``kernels/lif.cu``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import ipywidgets as W
@@ -30,7 +31,8 @@ from ..snn import (
 )
 from ..snn.cost import CostBreakdown
 from ..snn.profile import SparsityProfile
-from ._base import Explorer
+from ._background import BackgroundTask
+from ._base import Explorer, row
 
 __all__ = ["SNNExplorer", "lut_savings", "neuron_demo"]
 
@@ -127,8 +129,9 @@ class SNNExplorer(Explorer):
         c["pipelined"] = W.Checkbox(value=True, description="pipelined engines")
         c["epochs"] = W.IntSlider(value=self._epochs, min=1, max=30, description="epochs", **slider)
         self.train_button = W.Button(description="Train + profile", button_style="primary")
-        self.train_button.on_click(lambda _b: self.train())
-        self.progress = W.IntProgress(value=0, min=0, max=self._epochs, description="epoch")
+        self.train_button.on_click(lambda _b: self.start_train())
+        self.task = BackgroundTask("epoch")
+        self.progress = self.task.bar.progress
 
         neuron = make_subplots(
             rows=1, cols=3, subplot_titles=("spike raster", "membrane V[t]", "surrogate σ'")
@@ -189,8 +192,8 @@ class SNNExplorer(Explorer):
             yaxis_title="µs per sample",
             title="cost model (train first)",
         )
-        self.figures = {
-            name: go.FigureWidget(fig)
+        f = {
+            name: self._figure(name, fig, "640px")
             for name, fig in (
                 ("neuron", neuron),
                 ("lut", lut),
@@ -199,21 +202,21 @@ class SNNExplorer(Explorer):
                 ("cost", cost),
             )
         }
-        f = self.figures
         return W.VBox(
             [
                 W.HTML(f"<b>Spiking networks by BPTT</b> (device: {self.device})"),
-                W.HBox([c["tau"], c["surrogate"], c["current"]]),
+                row(c["tau"], c["surrogate"], c["current"]),
                 c["reset"],
-                f["neuron"],
-                W.HBox([c["group"], c["pipelined"]]),
-                f["lut"],
-                W.HBox([c["epochs"], self.train_button, self.progress]),
-                f["training"],
-                f["sparsity"],
-                f["cost"],
+                row(f["neuron"]),
+                row(c["group"], c["pipelined"]),
+                row(f["lut"]),
+                row(c["epochs"], self.train_button, self.task.widget),
+                row(f["training"]),
+                row(f["sparsity"]),
+                row(f["cost"]),
                 self.status,
-            ]
+            ],
+            layout=W.Layout(max_width="100%"),
         )
 
     # -- model -> view -----------------------------------------------------------------------
@@ -249,8 +252,24 @@ class SNNExplorer(Explorer):
                 f"energy saving {self.cost.energy_saving:.2f}×"
             )
 
-    def train(self) -> None:
-        """Train the spiking MLP with the current surrogate and τ, then profile it."""
+    def start_train(self) -> None:
+        """What the Train button does: :meth:`train` in the background, with progress and
+        Cancel (which stops after the current epoch)."""
+        self.train_button.disabled = True
+
+        def job(step: Any) -> None:
+            try:
+                self.train(progress=step)
+            finally:
+                self.train_button.disabled = False
+
+        self.task.start(job)
+
+    def train(self, progress: Callable[[int, int], Any] | None = None) -> None:
+        """Train the spiking MLP with the current surrogate and τ, then profile it.
+
+        ``progress(done, total)`` follows the epochs (default: the explorer's bar).
+        """
         v = self.values()
         from ..data import digits
 
@@ -263,12 +282,13 @@ class SNNExplorer(Explorer):
             surrogate=v["surrogate"],
             v_reset=0.0 if v["reset"] == "hard" else None,
         ).to(self.device)
-        self.progress.max, self.progress.value = v["epochs"], 0
+        step = self.task.bar if progress is None else progress
+        step(0, v["epochs"])
         self.history = {"loss": [], "test": []}
         fig = self.figures["training"]
 
         def on_epoch(epoch: int, result: Any) -> None:
-            self.progress.value = epoch + 1
+            step(epoch + 1, v["epochs"])
             self.history = {"loss": list(result.loss), "test": list(result.test_accuracy)}
             with fig.batch_update():
                 epochs = np.arange(1, len(result.loss) + 1)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import copy
 import math
+import re
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -35,7 +37,8 @@ from ..verify import (
 )
 from ..verify.specs import PNorm, normalize_p
 from ..verify.task import EXAMPLES
-from ._base import Explorer
+from ._background import BackgroundTask
+from ._base import Explorer, controls_column, row
 
 __all__ = ["RADIUS_RANGE", "BoundsExplorer", "MethodBounds", "method_bounds", "radius_row"]
 
@@ -129,6 +132,12 @@ def radius_row(
     return out
 
 
+def _words_typed(sentence: str, n: int) -> list[str]:
+    """The words as typed (for labels of unknown words); ``"?"`` where they cannot be matched."""
+    words = re.findall(r"[a-z0-9']+", sentence.lower())
+    return words if len(words) == n else ["?"] * n
+
+
 def _p_label(p: float) -> str:
     return "∞" if math.isinf(p) else str(int(p))
 
@@ -142,7 +151,7 @@ class BoundsExplorer(Explorer):
     the mean logit width per method at the current eps; and, behind **Run**, the certified
     radius of every position of the sentence for the selected method (a heatmap).
 
-    >>> ex = BoundsExplorer("a truly wonderful and moving film")   # doctest: +SKIP
+    >>> ex = BoundsExplorer("a really wonderful and moving film")  # doctest: +SKIP
     >>> ex.controls["eps"].value = 0.05                           # doctest: +SKIP
     >>> ex.figures["logits"].data[0].base                         # doctest: +SKIP
     """
@@ -171,7 +180,11 @@ class BoundsExplorer(Explorer):
             model = copy.deepcopy(model)
         self.model: VerifiableModel = model.double().eval()
         self.vocab: Vocab = vocab
-        self._sentence = sentence if sentence is not None else EXAMPLES[0][0]
+        if sentence is None:  # the first example the model's vocabulary knows every word of
+            unk = vocab.words.index("<unk>") if "<unk>" in vocab.words else -1
+            known = [s for s, _ in EXAMPLES if unk not in vocab.encode(s).tolist()]
+            sentence = (known or [EXAMPLES[0][0]])[0]
+        self._sentence = sentence
         self._positions, self._eps, self._method = positions, float(eps), method
         self.classes = (
             ["negative", "positive"]
@@ -181,6 +194,9 @@ class BoundsExplorer(Explorer):
         self._cache: dict[tuple[Any, ...], dict[str, MethodBounds]] = {}
         self._syncing = False
         self._radius_key: tuple[tuple[int, ...], float] | None = None
+        self._lock = threading.Lock()
+        self._wanted: tuple | None = None
+        self._job_active = False
         self.results: dict[str, MethodBounds] = {}
         self.radii: dict[str, np.ndarray] = {}
         super().__init__()
@@ -195,7 +211,7 @@ class BoundsExplorer(Explorer):
             value=self._sentence,
             description="sentence",
             continuous_update=False,
-            layout=W.Layout(width="420px"),
+            layout=W.Layout(width="98%", max_width="420px"),
             **style,
         )
         c["positions"] = W.SelectMultiple(options=[], rows=6, description="perturb", **style)
@@ -222,59 +238,104 @@ class BoundsExplorer(Explorer):
         c["example"].observe(self._on_example, names="value")
         self._sync_positions(self._sentence, self._positions)
         self.run_button = W.Button(description="Run radii", button_style="primary", icon="play")
-        self.run_button.on_click(lambda _: self.run())
-        self.progress = W.IntProgress(value=0, min=0, max=1, description="positions")
+        self.run_button.on_click(lambda _: self.start_run())
+        self.task = BackgroundTask("positions")
+        self.progress = self.task.bar.progress
+        self.bounds_task = BackgroundTask(ON_DEMAND[0] if ON_DEMAND else "bounds")
+        top = dict(t=60, b=40)
 
-        logits = go.FigureWidget()
-        logits.add_bar(name="certified interval", marker=dict(color="rgba(31,119,180,0.45)"))
+        logits = go.Figure()
+        logits.add_bar(
+            x=[],
+            y=[],
+            name="certified interval",
+            marker=dict(color="rgba(31,119,180,0.45)", line=dict(color="#1f77b4", width=2)),
+            textposition="outside",
+            cliponaxis=False,
+        )
         logits.add_scatter(
+            x=[],
+            y=[],
             mode="markers",
             name="clean logit",
             marker=dict(color="#d62728", size=12, symbol="diamond"),
         )
         logits.update_layout(
-            height=330, title="logit bounds", yaxis_title="logit", margin=dict(t=50, b=40)
+            height=330,
+            title="logit bounds",
+            yaxis_title="logit",
+            margin=top,
+            modebar=dict(orientation="v"),
         )
-        layers = go.FigureWidget()
+        layers = go.Figure()
         for m in METHODS:
-            layers.add_scatter(mode="lines+markers", name=m, line=dict(color=METHOD_TABLE[m].color))
+            layers.add_scatter(
+                x=[], y=[], mode="lines+markers", name=m, line=dict(color=METHOD_TABLE[m].color)
+            )
         layers.update_layout(
             height=330,
             title="mean bound width per layer",
             yaxis_type="log",
-            margin=dict(t=50, b=40),
+            margin=top,
+            modebar=dict(orientation="v"),
         )
-        methods = go.FigureWidget()
+        methods = go.Figure()
         methods.add_bar(
-            name="mean logit width", marker=dict(color=[METHOD_TABLE[m].color for m in METHODS])
+            x=list(METHODS),
+            y=np.zeros(len(METHODS)),
+            name="mean logit width",
+            marker=dict(color=[METHOD_TABLE[m].color for m in METHODS]),
+            textposition="outside",
+            cliponaxis=False,
         )
         methods.update_layout(
             height=330,
             title="methods at the current ε",
             yaxis_type="log",
             yaxis_title="mean width of the logit bounds",
-            margin=dict(t=50, b=40),
+            margin=top,
+            modebar=dict(orientation="v"),
         )
-        radius = go.FigureWidget()
-        radius.add_heatmap(colorscale="Viridis", colorbar=dict(title="radius"), zmin=0)
+        radius = go.Figure()
+        radius.add_heatmap(
+            x=[],
+            y=list(METHODS),
+            z=[[]],
+            name="certified radius",
+            colorscale="Viridis",
+            colorbar=dict(title="radius"),
+            zmin=0,
+        )
         radius.update_layout(
-            height=300, title="certified radius per position (Run)", margin=dict(t=50, b=40)
+            height=300,
+            title="certified radius per position (Run)",
+            margin=top,
+            modebar=dict(orientation="v"),
+            plot_bgcolor="white",
         )
-        self.figures.update(logits=logits, layers=layers, methods=methods, radius=radius)
-        controls = W.VBox(
+        controls = controls_column(
+            c["example"],
+            c["sentence"],
+            c["positions"],
+            c["p"],
+            c["eps"],
+            c["method"],
+            self.run_button,
+            self.task.widget,
+            self.bounds_task.widget,
+            self.status,
+        )
+        return W.VBox(
             [
-                c["example"],
-                c["sentence"],
-                c["positions"],
-                c["p"],
-                c["eps"],
-                c["method"],
-                self.run_button,
-                self.progress,
-                self.status,
-            ]
+                row(controls, self._figure("logits", logits, "520px")),
+                row(
+                    self._figure("layers", layers, "480px"),
+                    self._figure("methods", methods, "420px"),
+                ),
+                row(self._figure("radius", radius, "640px")),
+            ],
+            layout=W.Layout(max_width="100%"),
         )
-        return W.VBox([W.HBox([controls, logits]), W.HBox([layers, methods]), radius])
 
     # -- helpers -----------------------------------------------------------------------------
     def _on_example(self, change: dict) -> None:
@@ -293,11 +354,19 @@ class BoundsExplorer(Explorer):
                 f"sentence must have at most {self.model.max_len} words, got {ids.numel()}"
             )
         words = [self.vocab.words[int(i)] for i in ids]
-        labels = [f"{t}: {w}" for t, w in enumerate(words)]
+        typed = _words_typed(sentence, len(words))
+        labels = [
+            f"{t}: {w}" if w != "<unk>" else f"{t}: {typed[t]} (<unk>, not in the vocabulary)"
+            for t, w in enumerate(words)
+        ]
         sel = self.controls["positions"]
         if [o[0] for o in sel.options] != labels:
             if positions is None:
-                keep = [t for t in sel.value if t < len(labels)]
+                # The perturbed words follow the sentence: the same words where they are now,
+                # else its first sentiment word.
+                old_words = [sel.options[t][0].split(": ", 1)[1] for t in sel.value]
+                now = [lab.split(": ", 1)[1] for lab in labels]
+                keep = sorted({now.index(w) for w in old_words if w in now})
                 sentiment = set(self.vocab.positive) | set(self.vocab.negative)
                 first = [t for t, i in enumerate(ids.tolist()) if i in sentiment][:1]
                 positions = keep or first or [0]
@@ -310,12 +379,13 @@ class BoundsExplorer(Explorer):
         return ids, labels
 
     def _bounds(self, ids, positions, p, eps, selected: str) -> dict[str, MethodBounds]:
-        """Every method's bounds, except the on-demand ones unless ``selected``."""
+        """Every method's bounds, except the on-demand ones, which are only computed while
+        selected, and then in the background (:meth:`wait` waits for them)."""
         key = (tuple(ids.tolist()), positions, p, eps)
         if key not in self._cache and len(self._cache) > 32:
             self._cache.clear()
         res = self._cache.setdefault(key, {})
-        wanted = [m for m in METHODS if m not in res and (m not in ON_DEMAND or m == selected)]
+        wanted = [m for m in METHODS if m not in res and m not in ON_DEMAND]
         if wanted:
             e = self.model.embed(ids).detach()
             label = int(self.model(e[None]).argmax())
@@ -323,7 +393,50 @@ class BoundsExplorer(Explorer):
             with single_thread():
                 for m in wanted:
                     res[m] = method_bounds(self.model, e, spec, m, label)
+        if selected in ON_DEMAND and selected not in res:
+            self._request((key, ids, positions, p, eps, selected))
         return res
+
+    def _request(self, request: tuple) -> None:
+        """Compute an on-demand method in the background; the newest request wins."""
+        with self._lock:
+            self._wanted = request
+            if self._job_active:
+                return
+            self._job_active = True
+        self.bounds_task.join(5)  # a job that just finished may still be returning
+        self.bounds_task.start(self._on_demand_job)
+
+    def _on_demand_job(self, step: Callable[[int, int], None]) -> None:
+        try:
+            while True:
+                req = self._wanted
+                if req is None:
+                    break
+                key, ids, positions, p, eps, method = req
+                res = self._cache.setdefault(key, {})
+                if method not in res:
+                    step(0, 1)
+                    e = self.model.embed(ids).detach()
+                    label = int(self.model(e[None]).argmax())
+                    spec = LpBall(eps, p=p, positions=list(positions))
+                    with single_thread():
+                        found = method_bounds(self.model, e, spec, method, label)
+                    step(1, 1)  # after Cancel this raises: the result is dropped
+                    res[method] = found
+                with self._lock:
+                    if self._wanted is req:
+                        self._job_active = False
+                        break
+        finally:
+            with self._lock:
+                self._job_active = False
+        self.update()  # draw the result (if the controls moved on, it stays cached)
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Wait for background work (an on-demand method, a radius run) to finish."""
+        self.bounds_task.join(timeout)
+        self.task.join(timeout)
 
     # -- model -> view -----------------------------------------------------------------------
     def _update(self) -> None:
@@ -334,18 +447,29 @@ class BoundsExplorer(Explorer):
             raise ValueError("positions must select at least one token, got none")
         p, eps, method = float(v["p"]), float(v["eps"]), v["method"]
         self.results = res = self._bounds(ids, positions, p, eps, method)
-        cur = res[method]
+        # While an on-demand method is computed in the background, CROWN (which it refines)
+        # is drawn and the title says so.
+        pending = method not in res
+        cur = res["crown"] if pending else res[method]
         with torch.no_grad():
             clean = self.model(self.model.embed(ids)[None].double())[0].numpy()
         fig = self.figures["logits"]
+        width = cur.upper - cur.lower
+        lo = float(min(cur.lower.min(), clean.min()))
+        hi = float(max(cur.upper.max(), clean.max()))
+        pad = 0.15 * (hi - lo) + 1e-9
         with fig.batch_update():
             bar, dots = fig.data
-            bar.x, bar.base, bar.y = self.classes, cur.lower, cur.upper - cur.lower
+            bar.x, bar.base, bar.y = self.classes, cur.lower, width
+            # At a small ε an interval is a hairline on the logit scale: its width is written.
+            bar.text = [f"width {w:.2g}" for w in width]
             dots.x, dots.y = self.classes, clean
+            fig.layout.yaxis.range = [lo - pad, hi + pad]
             verdict = "certified" if cur.certified else "not certified"
-            fig.layout.title.text = (
-                f"{method}: logit bounds at ε = {eps:.3g} (ℓ{_p_label(p)}) "
-                f"— {self.classes[cur.label]} {verdict}"
+            fig.layout.title.text = f"{method}: logit bounds at ε = {eps:.3g} (ℓ{_p_label(p)})" + (
+                f"<br><sup>computing {method} in the background… (crown shown)</sup>"
+                if pending
+                else f"<br><sup>{self.classes[cur.label]} {verdict}</sup>"
             )
         fig = self.figures["layers"]
         with fig.batch_update():
@@ -354,23 +478,42 @@ class BoundsExplorer(Explorer):
                 trace.y = res[m].layer_width if m in res else np.zeros(0)
                 trace.line.width = 4 if m == method else 1.5
         fig = self.figures["methods"]
+        missing = [m for m in METHODS if m not in res]
         with fig.batch_update():
-            fig.data[0].x = list(METHODS)
             fig.data[0].y = np.array([res[m].width if m in res else np.nan for m in METHODS])
             fig.data[0].text = [
                 (("✓ " if res[m].certified else "✗ ") + f"{res[m].seconds:.2f}s")
                 if m in res
-                else "select to compute"
+                else ""
                 for m in METHODS
+            ]
+            # A method computed only on demand gets a hint in its empty slot.
+            fig.layout.annotations = [
+                dict(
+                    x=m,
+                    y=0.5,
+                    yref="paper",
+                    text="computing…" if m == method else f"select {m}<br>to compute",
+                    showarrow=False,
+                    font=dict(size=10, color="#555"),
+                )
+                for m in missing
             ]
         if self._radius_key != (tuple(ids.tolist()), p):
             self._radius_key, self.radii = (tuple(ids.tolist()), p), {}
             self._draw_radius(labels)
-        self.progress.value = 0
+        if not self.task.running:
+            self.task.bar.reset()
         good = [m for m in METHODS if m in res and res[m].certified]
+        unknown = [lab.split(": ", 1)[1].split(" (")[0] for lab in labels if "(<unk>" in lab]
         self.status.value = (
             f"prediction: <b>{self.classes[cur.label]}</b>; certified at this ε "
             f"by: {', '.join(good) or 'none'}"
+            + (
+                f"<br>not in the model's vocabulary (read as &lt;unk&gt;): {', '.join(unknown)}"
+                if unknown
+                else ""
+            )
         )
 
     def _draw_radius(self, labels: list[str]) -> None:
@@ -383,33 +526,55 @@ class BoundsExplorer(Explorer):
             max_eps = RADIUS_RANGE[p][0]
             hm.zmax = max_eps
             fig.layout.title.text = (
-                f"certified radius per position (ℓ{_p_label(p)}, searched "
-                f"up to {max_eps:g}; Run fills the selected method)"
+                f"certified radius per position (ℓ{_p_label(p)}, searched up to {max_eps:g})"
+            )
+            fig.layout.annotations = (
+                []
+                if self.radii
+                else [
+                    dict(
+                        x=0.5,
+                        y=0.5,
+                        xref="paper",
+                        yref="paper",
+                        showarrow=False,
+                        text="press “Run radii” to fill the selected method's row",
+                        font=dict(size=14, color="#555"),
+                    )
+                ]
             )
 
-    def run(self) -> np.ndarray:
-        """Certified radius of every position for the selected method; fills its heatmap row."""
+    def start_run(self) -> None:
+        """What the Run button does: :meth:`run` in the background, with progress and Cancel."""
+        self.run_button.disabled = True
+
+        def job(step: Any) -> Any:
+            try:
+                return self.run(progress=step)
+            finally:
+                self.run_button.disabled = False
+
+        self.task.start(job)
+
+    def run(self, progress: Callable[[int, int], Any] | None = None) -> np.ndarray:
+        """Certified radius of every position for the selected method; fills its heatmap row.
+
+        ``progress(done, total)`` follows the positions (default: the explorer's bar).
+        """
         v = self.values()
         ids, labels = self._sync_positions(v["sentence"])
         p, method = float(v["p"]), v["method"]
         e = self.model.embed(ids).detach()
         label = int(self.model(e[None].double()).argmax())
-        self.progress.max, self.progress.value = len(labels), 0
-        self.run_button.disabled = True
-        try:
-            with single_thread():
-                row = radius_row(
-                    self.model,
-                    e,
-                    label,
-                    p,
-                    method,
-                    progress=lambda done, total: setattr(self.progress, "value", done),
-                )
-        finally:
-            self.run_button.disabled = False
+        step = self.task.bar if progress is None else progress
+        step(0, len(labels))
+        with single_thread():
+            radii = radius_row(self.model, e, label, p, method, progress=step)
+        now = self.values()
+        if (now["sentence"], float(now["p"])) != (v["sentence"], p):
+            return radii  # the controls moved on while it ran in the background
         if self._radius_key != (tuple(ids.tolist()), p):
             self._radius_key, self.radii = (tuple(ids.tolist()), p), {}
-        self.radii[method] = row
+        self.radii[method] = radii
         self._draw_radius(labels)
-        return row
+        return radii
