@@ -153,12 +153,14 @@ class Server:
 
     def _wait_up(self, timeout: float = 120.0) -> None:
         end = time.monotonic() + timeout
-        probe = "api/status" if self.app == "lab" else ""
         while time.monotonic() < end:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"{self.app} exited early; see {self.log.name}")
             try:
-                urllib.request.urlopen(self.url(probe), timeout=5).read()
+                if self.app == "lab":
+                    urllib.request.urlopen(self.url("api/status"), timeout=5).read()
+                else:  # a GET of Voilà's page would run the notebook: a connection will do
+                    socket.create_connection(("127.0.0.1", self.port), timeout=5).close()
                 return
             except OSError:
                 time.sleep(0.5)
@@ -218,7 +220,8 @@ def _e2e_explorers():
     from toolkit.widgets import Explorer
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        found = [o for o in gc.get_objects() if isinstance(o, Explorer)]
+        # type(), not isinstance(): a dead weak proxy raises on its __class__.
+        found = [o for o in gc.get_objects() if issubclass(type(o), Explorer)]
     found.sort(key=lambda e: id(e.widget))
     out = []
     def points(t):
@@ -238,7 +241,11 @@ def _e2e_explorers():
             traces = [dict(type=t.type, name=t.name, showlegend=t.showlegend,
                            visible=t.visible, points=points(t)) for t in fig.data]
             figures.append(dict(name=name, showlegend=show, traces=traces))
-        out.append(dict(tag=tag, cls=type(e).__name__, figures=figures))
+        live = e.live_controls or tuple(e.controls)
+        labels = {n: getattr(c, "description", "") or n for n, c in e.controls.items()}
+        out.append(dict(tag=tag, cls=type(e).__name__, figures=figures,
+                        live=[labels[n] for n in live if n in labels],
+                        other=[labels[n] for n in e.controls if n not in live]))
     return json.dumps(out)
 """
 
@@ -432,6 +439,7 @@ class NotebookPage:
                 const plots = [...root.querySelectorAll('.js-plotly-plot')];
                 if (!plots.length) return null;
                 return plots.map(gd => ({
+                    visible: gd.offsetParent !== null && gd.getBoundingClientRect().width > 0,
                     legend: [...gd.querySelectorAll('.legendtext')].map(t => t.textContent),
                     points: window.__e2e ? window.__e2e.plotPoints(gd) : [],
                     title: (gd.querySelector('.gtitle') || {}).textContent || ''}));

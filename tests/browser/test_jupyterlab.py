@@ -55,9 +55,14 @@ def test_explorers_render_with_the_legend_names_python_holds(notebook):
             problems.append(f"{e['cls']}: {len(dom)} plots drawn, Python holds {len(e['figures'])}")
         want = set().union(*(expected_legend(f) for f in e["figures"]))
         shown = {t for f in dom for t in f["legend"]}
-        if want != shown:
+        # A plot in a closed tab or accordion draws no legend until it is shown: there, every
+        # name shown must still be one Python holds.
+        all_visible = all(f["visible"] for f in dom)
+        if (want != shown) if all_visible else not shown <= want:
+            hidden = sum(not f["visible"] for f in dom)
             problems.append(
                 f"{e['cls']}: legend shows {sorted(shown)}, Python holds {sorted(want)}"
+                + (f" ({hidden} plots hidden)" if hidden else "")
             )
         for f in dom:
             generic = [t for t in f["legend"] if re.fullmatch(r"trace \d+", t)]
@@ -76,7 +81,11 @@ def test_nothing_overflows_the_notebook_at_1440x900(notebook):
 def test_each_control_changes_the_plot(notebook):
     failed = []
     for e in _explorers(notebook):
+        # Controls outside the explorer's live_controls feed a background run (Monte Carlo,
+        # alpha-CROWN, ...) started by a button: not analytic updates, left out here.
         for c in notebook.controls(e["tag"]):
+            if c.label in e["other"] and c.label not in e["live"]:
+                continue
             move = notebook.move(e, c)
             MOVES.append(move)
             if not move.changed:
