@@ -331,6 +331,9 @@ class Move:
 class NotebookPage:
     """One notebook open in JupyterLab after Run All."""
 
+    #: Calm polls (0.1 s each) before an unchanged plot counts as unchanged.
+    unchanged_polls = 30
+
     server: Server
     page: Any
     name: str
@@ -607,7 +610,7 @@ class NotebookPage:
             )
             quiet_ms = state["now"] - (state["last"] or state["t0"] or state["armed"])
             calm = calm + 1 if self.kernel_idle() and quiet_ms > 700 else 0
-            if calm >= (3 if state["changed"] else 30):
+            if calm >= (3 if state["changed"] else self.unchanged_polls):
                 break
             time.sleep(0.1)
         latency = None
@@ -689,6 +692,9 @@ class DashboardPage(NotebookPage):
         nb.explorers = [{"tag": "e2e-explorer-0", "cls": "dashboard", "figures": []}]
         time.sleep(2.0)
         return nb
+
+    # Voilà's kernel state is not visible from here: give a slow update more time.
+    unchanged_polls = 150
 
     def kernel_idle(self) -> bool:
         return True

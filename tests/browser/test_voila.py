@@ -37,7 +37,12 @@ def test_the_dashboard_shows_the_explorer_with_data_and_no_code(dashboard):
     assert all(sum(max(n, 0) for n in f["points"]) > 0 for f in figures), figures
     legends = [t for f in figures for t in f["legend"]]
     assert legends and not [t for t in legends if re.fullmatch(r"trace \d+", t)], legends
-    assert dashboard.page.locator(".jp-InputArea, .CodeMirror, .cm-editor").count() == 0
+    visible_code = dashboard.page.evaluate(
+        """() => [...document.querySelectorAll('.jp-InputArea, .CodeMirror, .cm-editor')]
+               .filter(e => e.offsetParent !== null && e.getBoundingClientRect().height > 0)
+               .length"""
+    )
+    assert visible_code == 0, f"{visible_code} code cells shown"
     text = dashboard.page.inner_text("body")
     assert "Traceback" not in text and "Error displaying widget" not in text
 
