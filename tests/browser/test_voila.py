@@ -38,7 +38,7 @@ def test_the_dashboard_shows_the_explorer_with_data_and_no_code(dashboard):
     legends = [t for f in figures for t in f["legend"]]
     assert legends and not [t for t in legends if re.fullmatch(r"trace \d+", t)], legends
     visible_code = dashboard.page.evaluate(
-        """() => [...document.querySelectorAll('.jp-InputArea, .CodeMirror, .cm-editor')]
+        """() => [...document.querySelectorAll('.jp-InputArea-editor, .CodeMirror, .cm-editor')]
                .filter(e => e.offsetParent !== null && e.getBoundingClientRect().height > 0)
                .length"""
     )
