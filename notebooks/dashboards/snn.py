@@ -1,0 +1,26 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Spiking networks trained by BPTT
+#
+# `SNNExplorer` as a standalone dashboard: `voila notebooks/dashboards/snn.ipynb`
+# (install with `pip install -e ".[voila]"`).  The ideas, the math and the paper's result are
+# in the notebook `04_snn_bptt.ipynb`.
+
+# %%
+from toolkit.widgets import SNNExplorer
+
+SNNExplorer()

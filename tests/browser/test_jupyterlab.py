@@ -1,0 +1,121 @@
+"""Every notebook, run in JupyterLab in headless chromium as a user would (Run All), and checked
+against the Python side of its explorers: no errors, the right legends, every control moves its
+plots, nothing wider than the notebook at 1440x900, and data still there after a reload."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from ._lab import ARTIFACTS, MOVES, VIEWPORT, NotebookPage, expected_legend
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[2]
+NOTEBOOKS = sorted(p.name for p in (ROOT / "notebooks").glob("*.ipynb"))
+
+
+@pytest.fixture(scope="module", params=NOTEBOOKS)
+def notebook(request, lab, playwright_browser):
+    context = playwright_browser.new_context(viewport=VIEWPORT)
+    nb = NotebookPage.open(lab, context, request.param)
+    print(f"\n{request.param}: Run All took {nb.run_seconds:.1f} s")
+    yield nb
+    nb.close()
+    context.close()
+
+
+def _explorers(nb: NotebookPage) -> list[dict]:
+    if not nb.explorers:
+        pytest.skip(f"{nb.name} shows no explorer")
+    return nb.explorers
+
+
+def test_no_error_cells_and_no_stderr(notebook):
+    bad = [
+        f"cell {o['cell']} ({o['mime'] or 'no mime'}): {o['text'][:200]}"
+        for o in notebook.outputs()
+        if "stderr" in o["mime"]
+        or "error" in o["mime"]
+        or re.search(r"Error displaying widget|model not found|Traceback", o["text"])
+    ]
+    assert not bad, f"{notebook.name} shows errors or stderr:\n" + "\n".join(bad)
+
+
+def test_explorers_render_with_the_legend_names_python_holds(notebook):
+    problems = []
+    for e in _explorers(notebook):
+        dom = notebook.dom_figures(e["tag"])
+        if dom is None:
+            problems.append(f"{e['cls']}: not rendered (no container or no plot)")
+            continue
+        if len(dom) != len(e["figures"]):
+            problems.append(f"{e['cls']}: {len(dom)} plots drawn, Python holds {len(e['figures'])}")
+        want = set().union(*(expected_legend(f) for f in e["figures"]))
+        shown = {t for f in dom for t in f["legend"]}
+        # A plot in a closed tab or accordion draws no legend until it is shown: there, every
+        # name shown must still be one Python holds.
+        all_visible = all(f["visible"] for f in dom)
+        if (want != shown) if all_visible else not shown <= want:
+            hidden = sum(not f["visible"] for f in dom)
+            problems.append(
+                f"{e['cls']}: legend shows {sorted(shown)}, Python holds {sorted(want)}"
+                + (f" ({hidden} plots hidden)" if hidden else "")
+            )
+        for f in dom:
+            generic = [t for t in f["legend"] if re.fullmatch(r"trace \d+", t)]
+            if generic:
+                problems.append(f"{e['cls']}: plotly's default names {generic} in a legend")
+    assert not problems, "\n".join(problems)
+
+
+def test_nothing_overflows_the_notebook_at_1440x900(notebook):
+    found = notebook.overflow()
+    assert not found, f"{notebook.name} at 1440x900 with the file browser open:\n" + "\n".join(
+        found
+    )
+
+
+def test_each_control_changes_the_plot(notebook):
+    failed = []
+    for e in _explorers(notebook):
+        # Controls outside the explorer's live_controls feed a background run (Monte Carlo,
+        # alpha-CROWN, ...) started by a button: not analytic updates, left out here.
+        for c in notebook.controls(e["tag"]):
+            if c.label in e["other"] and c.label not in e["live"]:
+                continue
+            move = notebook.move(e, c)
+            MOVES.append(move)
+            if not move.changed:
+                failed.append(
+                    f"{move.explorer}: {move.control} did not change the plots {move.note}"
+                )
+    if failed:
+        for e in notebook.explorers:
+            notebook.screenshot(ARTIFACTS / f"{notebook.name}-{e['cls']}.png", e["tag"])
+    assert not failed, "\n".join(failed)
+
+
+def test_plots_hold_their_data_after_a_reload(notebook):
+    """Runs last for each notebook: the page is reloaded while the kernel runs on."""
+    _explorers(notebook)
+    notebook.refresh()  # the controls moved before: Python's figures now hold other data
+    explorers = notebook.explorers
+    notebook.reload()
+    problems = []
+    for e in explorers:
+        dom = notebook.dom_figures(e["tag"])
+        want = sorted(sum(t["points"] for t in f["traces"]) for f in e["figures"])
+        if dom is None:
+            problems.append(f"{e['cls']}: not rendered after the reload")
+            continue
+        got = sorted(sum(max(n, 0) for n in f["points"]) for f in dom)
+        if got != want:
+            problems.append(
+                f"{e['cls']}: after the reload the plots hold {got} points, Python {want}"
+            )
+    if problems:
+        notebook.screenshot(ARTIFACTS / f"{notebook.name}-reload.png")
+    assert not problems, "\n".join(problems)
