@@ -74,9 +74,11 @@ class AttentionTiming:
         ``"SDPA"``, ``"unfused"``, then each pattern's ``label`` (``"2:4"``, ``"dsa@0.1"``).
     median_ms : tuple of float
         Median milliseconds per call.
-    vs_sdpa, vs_unfused : tuple of float
-        Speed-up against ``SDPA`` and against ``unfused``: their median time divided by the
-        entry's (above 1 means faster than that anchor).
+    vs_sdpa : tuple of float
+        Speed-up against ``SDPA``: its median time divided by the entry's (above 1 means
+        faster than SDPA).
+    vs_unfused : tuple of float
+        Speed-up against ``unfused``, likewise.
     paths : tuple of str
         What ran: ``"torch SDPA"``, ``"torch bmm-softmax-bmm"``, ``"fused kernel"``
         (N:M, ``kernels/nm_attention.cu``), ``"sparse kernel"`` (DSA,
@@ -85,9 +87,16 @@ class AttentionTiming:
         The device's name (the GPU's model, or the CPU).
     dtype : torch.dtype
         The inputs' dtype.
-    seq_len, batch, heads, head_dim, repeats : int
-        The size timed (``q``, ``k``, ``v`` are ``[batch, heads, seq_len, head_dim]``) and the
-        number of timed samples per entry.
+    seq_len : int
+        The sequence length; ``q``, ``k``, ``v`` are ``[batch, heads, seq_len, head_dim]``.
+    batch : int
+        The batch size.
+    heads : int
+        The number of heads.
+    head_dim : int
+        The head size.
+    repeats : int
+        The number of timed samples per entry.
     """
 
     names: tuple[str, ...]
@@ -106,6 +115,15 @@ class AttentionTiming:
     def ms(self, name: str) -> float:
         """The median milliseconds of the entry ``name``.
 
+        Parameters
+        ----------
+        name : str
+            One of :attr:`names`.
+
+        Returns
+        -------
+        float
+
         Raises
         ------
         ValueError
@@ -114,7 +132,14 @@ class AttentionTiming:
         return self.median_ms[self.names.index(check_choice("name", name, self.names))]
 
     def rows(self) -> list[dict[str, Any]]:
-        """One dict per entry: name, median_ms, vs_sdpa, vs_unfused, path."""
+        """The entries as table rows.
+
+        Returns
+        -------
+        list of dict
+            One per entry, with keys ``name``, ``median_ms``, ``vs_sdpa``, ``vs_unfused``
+            and ``path``.
+        """
         return [
             dict(name=n, median_ms=t, vs_sdpa=a, vs_unfused=b, path=p)
             for n, t, a, b, p in zip(

@@ -52,6 +52,12 @@ _CPU_NOTE = (
     "DSA's sparse kernel run on a CUDA GPU (float16/bfloat16, head dim 64 or 128), where this "
     "panel times them."
 )
+_GPU_NOTE = (
+    "Timed on the GPU in float16 (batch 1, head dim 64), CUDA events around streams of calls: "
+    "N:M runs the fused kernel and DSA the sparse kernel, prediction included, where they "
+    "support the pattern (hover a bar for the path that ran). A speed-up is the anchor's time "
+    "divided by the entry's."
+)
 
 
 def speed_colors(names: tuple[str, ...], patterns: tuple[Pattern, ...]) -> list[str]:
@@ -96,7 +102,7 @@ class SpeedPanel:
         self.button = W.Button(description="Time", icon="clock-o")
         self.button.on_click(lambda _b: self.start())
         self.task = BackgroundTask("methods")
-        self.note = W.HTML(_CPU_NOTE if device.type != "cuda" else "")
+        self.note = W.HTML(_GPU_NOTE if device.type == "cuda" else _CPU_NOTE)
         self.info = W.HTML("")
         #: The last timing drawn, and the patterns it timed.
         self.timing: AttentionTiming | None = None
