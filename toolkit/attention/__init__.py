@@ -43,12 +43,14 @@ from .patterns import (
     parse_pattern,
 )
 from .sparse import nm_attention
+from .timing import AttentionTiming, time_attention
 
 __all__ = [
     "DSA",
     "NM",
     "PATTERN_KINDS",
     "PATTERN_STYLES",
+    "AttentionTiming",
     "Dense",
     "FinetuneResult",
     "Local",
@@ -80,6 +82,7 @@ __all__ = [
     "retained_mass",
     "strided_mask",
     "sweep_patterns",
+    "time_attention",
     "topk_mask",
     "topk_recall",
     "tradeoff_curves",

@@ -40,6 +40,7 @@ from ..attention import (
 )
 from ..models import AttentionTrace
 from ..models.text import DEFAULT_TEXT, ModelKind, TextModel
+from ._attention_speed import SpeedPanel
 from ._base import Explorer, controls_column, row, text_box
 
 __all__ = [
@@ -301,7 +302,28 @@ class AttentionSparsityExplorer(Explorer):
     >>> ex = AttentionSparsityExplorer("Attention is all you need.")  # doctest: +SKIP
     >>> ex.controls["method"].value = "dsa"                           # doctest: +SKIP
     >>> ex.figures["metrics"].data[0].y                                # doctest: +SKIP
+
+    The speed panel (``speed``: a :class:`~toolkit.widgets._attention_speed.SpeedPanel`)
+    times dense attention (SDPA and unfused), the current N:M pattern and DSA at the current
+    sparsity with :func:`toolkit.attention.time_attention` when its "Time" button is pressed,
+    at the length of the ``seq_len`` control, in the background on the model's device; the
+    ``speed`` figure shows the median times.  On the CPU a note says that these are the
+    reference paths and that the kernels run on CUDA.
     """
+
+    #: Every control but ``seq_len``, which only the speed panel's Time button reads.
+    live_controls = (
+        "text",
+        "layer",
+        "head",
+        "method",
+        "n",
+        "m",
+        "density",
+        "rank",
+        "bits",
+        "sparsity",
+    )
 
     def __init__(
         self,
@@ -473,6 +495,10 @@ class AttentionSparsityExplorer(Explorer):
             modebar=dict(orientation="v"),
         )
         self.summary = text_box(W.HTML(), "300px")
+        self.speed = SpeedPanel(tm.device, self.speed_patterns, lambda: self.figures["speed"])
+        c["seq_len"] = self.speed.seq_len
+        speed_names = ("SDPA", "unfused", *(p.label for p in self.speed_patterns()))
+        speed_box = self._figure("speed", self.speed.blank_figure(speed_names), "560px")
 
         controls = controls_column(
             *[c[k] for k in ("layer", "head", "method", "n", "m", "density")],
@@ -489,6 +515,7 @@ class AttentionSparsityExplorer(Explorer):
                     self._figure("metrics", bars, "420px"),
                     self._figure("tradeoff", curve, "480px"),
                 ),
+                self.speed.layout(speed_box),
             ],
             layout=W.Layout(max_width="100%"),
         )
@@ -499,6 +526,11 @@ class AttentionSparsityExplorer(Explorer):
         return {
             k: self.controls[k].value for k in ("n", "m", "density", "rank", "bits", "sparsity")
         }
+
+    def speed_patterns(self) -> tuple[Pattern, ...]:
+        """The sparse patterns the speed panel times: the controls' N:M and DSA."""
+        p = self.params()
+        return (NM(p["n"], p["m"]), DSA(1.0 - p["sparsity"], p["rank"], p["bits"], self.seed))
 
     def _layer_curves(
         self, trace: AttentionTrace, text: str, layer: int, rank: int, bits: int
