@@ -296,12 +296,10 @@ class AttentionSparsityExplorer(Explorer):
         rank in ``[1, 64]``, bits in ``[1, 16]``, sparsity in ``[0.05, 0.95]``), rather
         than a silently clamped slider.
 
+    Notes
+    -----
     A text change re-runs the model (one trace is cached per text); method and parameter
     changes only recompute masks and metrics on the cached trace.
-
-    >>> ex = AttentionSparsityExplorer("Attention is all you need.")  # doctest: +SKIP
-    >>> ex.controls["method"].value = "dsa"                           # doctest: +SKIP
-    >>> ex.figures["metrics"].data[0].y                                # doctest: +SKIP
 
     The speed panel (``speed``: a :class:`~toolkit.widgets._attention_speed.SpeedPanel`)
     times dense attention (SDPA and unfused), the current N:M pattern and DSA at the current
@@ -309,6 +307,12 @@ class AttentionSparsityExplorer(Explorer):
     at the length of the ``seq_len`` control, in the background on the model's device; the
     ``speed`` figure shows the median times.  On the CPU a note says that these are the
     reference paths and that the kernels run on CUDA.
+
+    Examples
+    --------
+    >>> ex = AttentionSparsityExplorer("Attention is all you need.")  # doctest: +SKIP
+    >>> ex.controls["method"].value = "dsa"                           # doctest: +SKIP
+    >>> ex.figures["metrics"].data[0].y                                # doctest: +SKIP
     """
 
     #: Every control but ``seq_len``, which only the speed panel's Time button reads.

@@ -232,7 +232,7 @@ class Activation(Block):
     def _kernel(self, s: ForwardStats) -> Any:
         """The output's squared mean when the per-unit means differ (``c > mean**2``)."""
         self._marginal(s)  # (numeric statistics only)
-        v = max(float(s.variance), 0.0)
+        v = max(float(s.unit_variance), 0.0)
         return over_unit_means(lambda mu: self._unit_mean(mu, v) ** 2, s)
 
     def _forward(self, s: ForwardStats) -> ForwardStats:

@@ -334,27 +334,27 @@ def _laurent_const_power(poly: dict[int, sp.Rational], j: int) -> sp.Rational:
 class AvgPool(Block):
     r"""Average pooling ``kernel_size`` with ``stride`` (default = kernel), circular padding.
 
-        :math:`J = S B` with :math:`B` the box filter and :math:`S` the subsampling:
-        :math:`JJ^T` is circulant with symbol :math:`\sum_e c_{se}\,e^{-i\omega e}` per axis,
-        :math:`c_d = (k-|d|)/k^2`; the moments are exact constant terms of its powers,
-        e.g. :math:`m_k = k^{-2k}` (zero variance) for non-overlapping windows and
-        :math:`m_1 = 1/(k_hk_w)` always. ``ratio`` = :math:`1/(s_hs_w)`; assumes
-        uncorrelated zero-mean fluctuations, so ``q -> m_1 q``; per-unit means equal within a
+    :math:`J = S B` with :math:`B` the box filter and :math:`S` the subsampling:
+    :math:`JJ^T` is circulant with symbol :math:`\sum_e c_{se}\,e^{-i\omega e}` per axis,
+    :math:`c_d = (k-|d|)/k^2`; the moments are exact constant terms of its powers,
+    e.g. :math:`m_k = k^{-2k}` (zero variance) for non-overlapping windows and
+    :math:`m_1 = 1/(k_hk_w)` always. ``ratio`` = :math:`1/(s_hs_w)`; assumes
+    uncorrelated zero-mean fluctuations, so ``q -> m_1 q``; per-unit means equal within a
     window pass unchanged (``q -> c + m_1 (q - c)``).
 
-        Parameters
-        ----------
-        kernel_size : int or pair of int
-            :math:`(k_h, k_w)`.
-        stride : int or pair of int, optional
-            :math:`(s_h, s_w)`, default ``kernel_size``.
+    Parameters
+    ----------
+    kernel_size : int or pair of int
+        :math:`(k_h, k_w)`.
+    stride : int or pair of int, optional
+        :math:`(s_h, s_w)`, default ``kernel_size``.
 
-        Examples
-        --------
-        >>> AvgPool(2).moments()
-        Moments(m1=1/4, m2=1/16, variance=0)
-        >>> AvgPool(2, stride=1).moments()   # (1/2, 3/8) per axis, squared
-        Moments(m1=1/4, m2=9/64, variance=5/64)
+    Examples
+    --------
+    >>> AvgPool(2).moments()
+    Moments(m1=1/4, m2=1/16, variance=0)
+    >>> AvgPool(2, stride=1).moments()   # (1/2, 3/8) per axis, squared
+    Moments(m1=1/4, m2=9/64, variance=5/64)
     """
 
     def __init__(self, kernel_size: Any, stride: Any = None) -> None:
@@ -383,7 +383,7 @@ class AvgPool(Block):
         if s.mean_free:
             return ForwardStats(self._propagate_q(s.q))
         m1 = self._jacobian_moments(1, s.q)[0]
-        return ForwardStats(s.c + m1 * s.variance, s.c, s.mean)
+        return ForwardStats(s.c + m1 * s.unit_variance, s.c, s.mean)
 
     def _spectral_law(self, q: float) -> Any:
         omega = 2 * np.pi * (np.arange(256) + 0.5) / 256

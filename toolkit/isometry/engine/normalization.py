@@ -99,7 +99,7 @@ class SecondMomentNorm(Block):
         return r * num(q, exact)
 
     def _per_unit(self, s: ForwardStats) -> tuple[float, float, float]:
-        g2, e, v = float(self.gamma) ** 2, float(self.eps), float(s.variance)
+        g2, e, v = float(self.gamma) ** 2, float(self.eps), float(s.unit_variance)
         return g2, e, v
 
     def _moments_at(self, order: int, s: ForwardStats) -> list[Any]:
@@ -179,7 +179,7 @@ class BatchNorm(SecondMomentNorm):
         self.batch = None if batch is None else check_int("batch", batch, 3)
 
     def _variance(self, s: ForwardStats) -> Any:
-        v = s.variance
+        v = s.unit_variance
         if is_zero(v) and is_zero(self.eps):
             raise ValueError(
                 f"BatchNorm: the input has zero variance across samples (q = c = {s.q!r}) "

@@ -64,7 +64,7 @@ class ForwardStats:
     --------
     >>> from toolkit.isometry import BatchNorm, Linear, ReLU, Residual, Serial
     >>> s = ForwardStats(1.0)
-    >>> s.mean_free, s.variance
+    >>> s.mean_free, s.unit_variance
     (True, 1.0)
     >>> block = Residual(Serial([Linear(64, 64, gain=2**0.5), BatchNorm(), ReLU()]))
     >>> out = block.propagate_stats(block.propagate_stats(s))
@@ -92,7 +92,7 @@ class ForwardStats:
             )
 
     @property
-    def variance(self) -> Any:
+    def unit_variance(self) -> Any:
         """Per-unit variance across samples, ``q - c`` (what batch norm divides by)."""
         return self.q - self.c if not is_zero(self.c) else self.q
 
