@@ -272,7 +272,10 @@ def lif_multistep(
         ``tau < 1`` (or ``tau = inf`` with ``decay_input``), an unknown surrogate,
         ``v_reset >= v_threshold``, ``x_seq`` without a time axis, empty, or holding NaN or
         Inf (it would fire no spikes silently), or a ``v_init`` that is not finite or does
-        not broadcast.
+        not broadcast.  Finiteness is not checked for CUDA tensors: there the check would
+        synchronise the device on every call (measured on an H200: 0.69 -> 1.28 ms for
+        T = 32, N = 2^20, float32), so there, as in torch itself, NaN input is not detected
+        (it gives NaN membrane potentials and no spikes).
     TypeError
         ``x_seq`` not a floating tensor, or a flag that is not a bool.
 
@@ -286,14 +289,16 @@ def lif_multistep(
     [0.3, 0.45, 0.525, 0.562]
     """
     check_tensor("x_seq", x_seq, dtypes=_DTYPES, min_ndim=1, nonempty=True)
-    check_finite_tensor("x_seq", x_seq.detach())
+    if x_seq.device.type != "cuda":  # on CUDA the check would synchronise every call
+        check_finite_tensor("x_seq", x_seq.detach())
     p = LIFParams.make(tau, v_threshold, v_reset, surrogate, alpha, detach_reset, decay_input)
     check_flag("return_membrane", return_membrane)
     v0: torch.Tensor | None = None
     v_start = p.v_rest
     if isinstance(v_init, torch.Tensor):
         v0 = check_tensor("v_init", v_init, dtypes=_DTYPES, device=x_seq.device)
-        check_finite_tensor("v_init", v0.detach())
+        if v0.device.type != "cuda":
+            check_finite_tensor("v_init", v0.detach())
         try:
             fits = torch.broadcast_shapes(v0.shape, x_seq.shape[1:]) == x_seq.shape[1:]
         except RuntimeError:
