@@ -531,6 +531,15 @@ class NotebookPage:
         }[c.kind]
         return self.page.locator(f".{tag} {sel}").nth(c.index)
 
+    def choices(self, tag: str, c: Control) -> int:
+        """How many values a dropdown or toggle control offers (1 for other kinds)."""
+        el = self._control_locator(tag, c)
+        if c.kind == "dropdown":
+            return el.locator("select option").count()
+        if c.kind == "toggle":
+            return el.locator("button").count()
+        return 1
+
     def _act(self, tag: str, c: Control, step: int) -> None:
         el = self._control_locator(tag, c)
         el.scroll_into_view_if_needed()
