@@ -333,6 +333,10 @@ class NotebookPage:
 
     #: Calm polls (0.1 s each) before an unchanged plot counts as unchanged.
     unchanged_polls = 30
+    #: Seconds the explorers get to come back after a reload (the kernel sends every widget's
+    #: state again; on a loaded 2-core machine that takes tens of seconds).
+    reload_timeout = 120.0
+    reload_seconds = 0.0  # how long the last reload took to show the explorers
 
     server: Server
     page: Any
@@ -414,13 +418,29 @@ class NotebookPage:
             timeout=30_000,
         )
 
-    def wait_for_explorers(self, timeout: float = 120.0) -> None:
-        """Each explorer's container and its plots present, with data drawn."""
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
+    def wait_for_explorers(self, timeout: float = 120.0) -> float:
+        """Each explorer's container and its plots present, with data drawn: the seconds it
+        took (``timeout`` when some never came)."""
+        start = time.monotonic()
+        while time.monotonic() < start + timeout:
             if all(self.dom_figures(e["tag"]) is not None for e in self.explorers):
-                return
+                return time.monotonic() - start
             time.sleep(0.5)
+        return timeout
+
+    def widget_census(self) -> dict:
+        """What the page holds of the explorers: tagged containers, plots, widget views and
+        widget error messages (for a failure message)."""
+        return self.page.evaluate(
+            r"""() => ({
+              tagged: [...document.querySelectorAll('[class*="e2e-explorer-"]')].map(e =>
+                  [...e.classList].find(c => c.startsWith('e2e-explorer-'))),
+              plots: document.querySelectorAll('.js-plotly-plot').length,
+              widgetViews: document.querySelectorAll('.jupyter-widgets').length,
+              errors: [...document.querySelectorAll('.jp-OutputArea-output')]
+                  .map(o => o.innerText || '').filter(t => /Error|model not found/.test(t))
+                  .map(t => t.slice(0, 160))})"""
+        )
 
     # -- reading the page ----------------------------------------------------------------------
     def outputs(self) -> list[dict]:
@@ -651,7 +671,7 @@ class NotebookPage:
             ".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Cell", timeout=120_000
         )
         self.page.evaluate(_JS_HELPERS)
-        self.wait_for_explorers(timeout=60)
+        self.reload_seconds = self.wait_for_explorers(timeout=self.reload_timeout)
         # The widgets' views are restored from the kernel asynchronously: let them draw.
         time.sleep(3.0)
 

@@ -111,6 +111,7 @@ def test_plots_hold_their_data_after_a_reload(notebook):
     notebook.refresh()  # the controls moved before: Python's figures now hold other data
     explorers = notebook.explorers
     notebook.reload()
+    print(f"{notebook.name}: explorers back {notebook.reload_seconds:.1f} s after the reload")
     problems = []
     for e in explorers:
         dom = notebook.dom_figures(e["tag"])
@@ -125,4 +126,8 @@ def test_plots_hold_their_data_after_a_reload(notebook):
             )
     if problems:
         notebook.screenshot(ARTIFACTS / f"{notebook.name}-reload.png")
+        problems.append(
+            f"waited {notebook.reload_seconds:.0f} s; page: {notebook.widget_census()}; "
+            f"console errors: {notebook.console[-5:]}"
+        )
     assert not problems, "\n".join(problems)
