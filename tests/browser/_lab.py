@@ -271,13 +271,22 @@ def python_explorers(server: Server, notebook: str) -> list[dict]:
     return json.loads(ast.literal_eval(result["data"]["text/plain"]))
 
 
+#: Trace types plotly.js leaves out of the legend unless ``showlegend=True`` is set.
+_NO_LEGEND_BY_DEFAULT = {"heatmap", "heatmapgl", "contour", "histogram2d", "surface", "image"}
+
+
 def expected_legend(figure: dict) -> set[str]:
     """The names plotly shows in a figure's legend: traces not hidden from it, when the legend
-    is on (plotly's default shows it from two such traces on)."""
+    is on (plotly's default shows it from two such traces on).  plotly.js makes a trace with no
+    data invisible (no legend entry), and heatmap-like traces have no entry by default."""
     shown = [
         t
         for t in figure["traces"]
-        if t["showlegend"] is not False and t["visible"] is not False and t["type"] != "pie"
+        if t["showlegend"] is not False
+        and t["visible"] is not False
+        and t["type"] != "pie"
+        and t["points"] > 0
+        and not (t["type"] in _NO_LEGEND_BY_DEFAULT and t["showlegend"] is None)
     ]
     if figure["showlegend"] is False or (figure["showlegend"] is None and len(shown) < 2):
         return set()
@@ -528,8 +537,11 @@ class NotebookPage:
                   // A disabled control says it does not apply to the current settings.
                   if (el.querySelector('[disabled]') || el.matches('.mod-disabled, [disabled]'))
                     return;
-                  const label = (el.querySelector('.widget-label') || {}).textContent
-                      || el.getAttribute('title') || `${kind} ${index}`;
+                  // A checkbox's own label is empty (a zero-width space): its description
+                  // sits in .widget-label-basic beside the box.
+                  const named = [...el.querySelectorAll('.widget-label, .widget-label-basic')]
+                      .map(l => l.textContent.replace(/\\u200b/g, '').trim()).find(t => t);
+                  const label = named || el.getAttribute('title') || `${kind} ${index}`;
                   out.push({kind, label: label.trim(), index});
                 });
               }
