@@ -432,10 +432,19 @@ class NotebookPage:
         took (``timeout`` when some never came)."""
         start = time.monotonic()
         while time.monotonic() < start + timeout:
-            if all(self.dom_figures(e["tag"]) is not None for e in self.explorers):
+            if all(self._drawn(e) for e in self.explorers):
                 return time.monotonic() - start
             time.sleep(0.5)
         return timeout
+
+    def _drawn(self, explorer: dict) -> bool:
+        """Every figure of ``explorer`` on the page and drawn by plotly with all its traces:
+        the first plot to appear is not enough, a loaded machine draws the rest seconds later."""
+        dom = self.dom_figures(explorer["tag"])
+        if dom is None:
+            return False
+        want = sorted(len(f["traces"]) for f in explorer.get("figures", []))
+        return not want or sorted(f["traces"] for f in dom) == want
 
     def widget_census(self) -> dict:
         """What the page holds of the explorers: tagged containers, plots, widget views and
@@ -474,6 +483,7 @@ class NotebookPage:
                     visible: gd.offsetParent !== null && gd.getBoundingClientRect().width > 0,
                     legend: [...gd.querySelectorAll('.legendtext')].map(t => t.textContent),
                     points: window.__e2e ? window.__e2e.plotPoints(gd) : [],
+                    traces: gd._fullData ? gd._fullData.length : -1,
                     title: (gd.querySelector('.gtitle') || {}).textContent || ''}));
             }""",
             tag,
