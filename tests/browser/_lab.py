@@ -271,13 +271,22 @@ def python_explorers(server: Server, notebook: str) -> list[dict]:
     return json.loads(ast.literal_eval(result["data"]["text/plain"]))
 
 
+#: Trace types plotly.js leaves out of the legend unless ``showlegend=True`` is set.
+_NO_LEGEND_BY_DEFAULT = {"heatmap", "heatmapgl", "contour", "histogram2d", "surface", "image"}
+
+
 def expected_legend(figure: dict) -> set[str]:
     """The names plotly shows in a figure's legend: traces not hidden from it, when the legend
-    is on (plotly's default shows it from two such traces on)."""
+    is on (plotly's default shows it from two such traces on).  plotly.js makes a trace with no
+    data invisible (no legend entry), and heatmap-like traces have no entry by default."""
     shown = [
         t
         for t in figure["traces"]
-        if t["showlegend"] is not False and t["visible"] is not False and t["type"] != "pie"
+        if t["showlegend"] is not False
+        and t["visible"] is not False
+        and t["type"] != "pie"
+        and t["points"] > 0
+        and not (t["type"] in _NO_LEGEND_BY_DEFAULT and t["showlegend"] is None)
     ]
     if figure["showlegend"] is False or (figure["showlegend"] is None and len(shown) < 2):
         return set()
@@ -333,6 +342,10 @@ class NotebookPage:
 
     #: Calm polls (0.1 s each) before an unchanged plot counts as unchanged.
     unchanged_polls = 30
+    #: Seconds the explorers get to come back after a reload (the kernel sends every widget's
+    #: state again; on a loaded 2-core machine that takes tens of seconds).
+    reload_timeout = 120.0
+    reload_seconds = 0.0  # how long the last reload took to show the explorers
 
     server: Server
     page: Any
@@ -414,13 +427,38 @@ class NotebookPage:
             timeout=30_000,
         )
 
-    def wait_for_explorers(self, timeout: float = 120.0) -> None:
-        """Each explorer's container and its plots present, with data drawn."""
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            if all(self.dom_figures(e["tag"]) is not None for e in self.explorers):
-                return
+    def wait_for_explorers(self, timeout: float = 120.0) -> float:
+        """Each explorer's container and its plots present, with data drawn: the seconds it
+        took (``timeout`` when some never came)."""
+        start = time.monotonic()
+        while time.monotonic() < start + timeout:
+            if all(self._drawn(e) for e in self.explorers):
+                return time.monotonic() - start
             time.sleep(0.5)
+        return timeout
+
+    def _drawn(self, explorer: dict) -> bool:
+        """Every figure of ``explorer`` on the page and drawn by plotly with all its traces:
+        the first plot to appear is not enough, a loaded machine draws the rest seconds later."""
+        dom = self.dom_figures(explorer["tag"])
+        if dom is None:
+            return False
+        want = sorted(len(f["traces"]) for f in explorer.get("figures", []))
+        return not want or sorted(f["traces"] for f in dom) == want
+
+    def widget_census(self) -> dict:
+        """What the page holds of the explorers: tagged containers, plots, widget views and
+        widget error messages (for a failure message)."""
+        return self.page.evaluate(
+            r"""() => ({
+              tagged: [...document.querySelectorAll('[class*="e2e-explorer-"]')].map(e =>
+                  [...e.classList].find(c => c.startsWith('e2e-explorer-'))),
+              plots: document.querySelectorAll('.js-plotly-plot').length,
+              widgetViews: document.querySelectorAll('.jupyter-widgets').length,
+              errors: [...document.querySelectorAll('.jp-OutputArea-output')]
+                  .map(o => o.innerText || '').filter(t => /Error|model not found/.test(t))
+                  .map(t => t.slice(0, 160))})"""
+        )
 
     # -- reading the page ----------------------------------------------------------------------
     def outputs(self) -> list[dict]:
@@ -445,6 +483,7 @@ class NotebookPage:
                     visible: gd.offsetParent !== null && gd.getBoundingClientRect().width > 0,
                     legend: [...gd.querySelectorAll('.legendtext')].map(t => t.textContent),
                     points: window.__e2e ? window.__e2e.plotPoints(gd) : [],
+                    traces: gd._fullData ? gd._fullData.length : -1,
                     title: (gd.querySelector('.gtitle') || {}).textContent || ''}));
             }""",
             tag,
@@ -508,8 +547,11 @@ class NotebookPage:
                   // A disabled control says it does not apply to the current settings.
                   if (el.querySelector('[disabled]') || el.matches('.mod-disabled, [disabled]'))
                     return;
-                  const label = (el.querySelector('.widget-label') || {}).textContent
-                      || el.getAttribute('title') || `${kind} ${index}`;
+                  // A checkbox's own label is empty (a zero-width space): its description
+                  // sits in .widget-label-basic beside the box.
+                  const named = [...el.querySelectorAll('.widget-label, .widget-label-basic')]
+                      .map(l => l.textContent.replace(/\\u200b/g, '').trim()).find(t => t);
+                  const label = named || el.getAttribute('title') || `${kind} ${index}`;
                   out.push({kind, label: label.trim(), index});
                 });
               }
@@ -530,6 +572,15 @@ class NotebookPage:
             "textarea": ".widget-textarea",
         }[c.kind]
         return self.page.locator(f".{tag} {sel}").nth(c.index)
+
+    def choices(self, tag: str, c: Control) -> int:
+        """How many values a dropdown or toggle control offers (1 for other kinds)."""
+        el = self._control_locator(tag, c)
+        if c.kind == "dropdown":
+            return el.locator("select option").count()
+        if c.kind == "toggle":
+            return el.locator("button").count()
+        return 1
 
     def _act(self, tag: str, c: Control, step: int) -> None:
         el = self._control_locator(tag, c)
@@ -642,7 +693,7 @@ class NotebookPage:
             ".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Cell", timeout=120_000
         )
         self.page.evaluate(_JS_HELPERS)
-        self.wait_for_explorers(timeout=60)
+        self.reload_seconds = self.wait_for_explorers(timeout=self.reload_timeout)
         # The widgets' views are restored from the kernel asynchronously: let them draw.
         time.sleep(3.0)
 

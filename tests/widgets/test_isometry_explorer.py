@@ -86,6 +86,28 @@ def test_run_overlays_samples_that_match(explorer):
     assert len(_trace(fig, "block φ (sampled)").y) == 0
 
 
+def test_width_is_a_monte_carlo_control_that_still_clears_stale_samples(explorer):
+    """The analytic curves are the infinite-width limit (the same at every width), so width is
+    not a live control; moving it must still clear an overlay sampled at the old width."""
+    from toolkit.isometry import NetworkDesign, profile
+    from toolkit.isometry.measure.designs import design_block
+
+    assert "width" not in explorer.live_controls
+    for w in (16, 512):  # independent of the explorer: the analytic chain at two widths
+        d = NetworkDesign(architecture="mlp", width=w, depth=3, gain=2**0.5)
+        np.testing.assert_allclose(profile(design_block(d)).cumulative_variance, [2, 4, 6])
+    explorer.controls["depth"].value = 2
+    explorer.run()
+    fig, spectrum = explorer.figures["depth"], explorer.figures["spectrum"]
+    analytic = np.asarray(_trace(fig, "end-to-end φ (analytic)").y).copy()
+    assert len(_trace(fig, "block φ (sampled)").y) == 2
+    explorer.controls["width"].value = 32
+    assert len(_trace(fig, "block φ (sampled)").y) == 0
+    assert len(_trace(spectrum, "sampled eigenvalues").y) == 0
+    assert explorer.sampled == {}
+    np.testing.assert_array_equal(_trace(fig, "end-to-end φ (analytic)").y, analytic)
+
+
 def test_fixture_gives_each_test_a_fresh_explorer(explorer):
     # The default design, whatever earlier tests did to their own explorers.
     assert explorer.design().depth == 5 and explorer.design().activation == "relu"

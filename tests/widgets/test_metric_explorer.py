@@ -75,3 +75,18 @@ def test_curves_and_table(explorer):
     table = explorer.table.value
     for key in ("Recall@1", "Recall@8", "NMI", "MAP@R", "baseline", "HDML"):
         assert key in table
+
+
+def test_hardness_slider_acts_on_the_tuple_it_opens_on():
+    """Browser regression: the tour's explorer opened on a tuple with d⁺ ≥ d⁻, where HDML
+    keeps the negative and the J_avg slider changed nothing."""
+    comparison = compare_on_digits(seeds=[0], steps=30, progress=False)
+    ex = MetricLearningExplorer(comparison)
+    a, p, n = ex.tuple_indices()
+    emb = comparison.runs["hdml"][0].embeddings
+    d_pos, d_neg = float((emb[a] - emb[p]).norm()), float((emb[a] - emb[n]).norm())
+    assert d_pos < d_neg
+    synth = _trace(ex.figures["embedding"], "synthetic ẑ⁻")
+    before = (synth.x[0], synth.y[0])
+    ex.controls["log_j_avg"].value = ex.controls["log_j_avg"].value + 0.01
+    assert (synth.x[0], synth.y[0]) != before

@@ -78,3 +78,22 @@ def test_accuracy_table(explorer):
     assert explorer.progress.value == explorer.progress.max == 2
     assert explorer.table.value == accuracy_html(table)
     assert "feature sampling (FS)" in explorer.table.value
+
+
+def test_every_ratio_step_moves_the_plot_even_when_fs_snaps(explorer):
+    """FS realizes whole patches only: a one-step ratio change often keeps the same sample, so
+    the 'requested' tick, not the star, is what the slider visibly moves (browser regression)."""
+    explorer.controls["method"].value = "FS"
+    explorer.controls["batch_size"].value = 64
+    fig = explorer.figures["error"]
+    hw = explorer.acts.shape[2] * explorer.acts.shape[3]
+    explorer.controls["ratio"].value = 0.25
+    star_before = _by_name(fig, "current").x[0]
+    explorer.controls["ratio"].value = 0.26
+    assert _by_name(fig, "current").x[0] == star_before  # the same patch: FS snapped
+    asked = sampling_error(explorer.acts, "FS", 0.26, 64, trials=6, seed=0)
+    assert asked["count"] == star_before
+    req = _by_name(fig, "requested")
+    assert req.x[0] == pytest.approx(0.26 * 64 * hw)
+    assert req.y[0] == pytest.approx(asked["mean_error"])
+    assert _by_name(fig, "requested (var)").y[0] == pytest.approx(asked["var_error"])

@@ -196,3 +196,43 @@ def test_json_safe_replaces_every_non_finite_value():
     _json(out)
     with pytest.raises(ValueError):
         json.dumps(value["a"], allow_nan=False)  # the check itself can fail
+
+
+def test_a_figure_of_plain_lists_reaches_the_front_end(monkeypatch):
+    """Browser regression: the comm opens before plotly has set up the figure; plotly then
+    sends ``_widget_data``.  A silent refresh of it while plotly sent ``_widget_layout`` made
+    that assignment compare equal, so a figure of plain lists (the SNN cost bars) reached the
+    front end with no data until a reload."""
+    import ipywidgets.widgets.widget as ww
+    import plotly.graph_objects as go
+
+    sent: list[dict] = []
+
+    class Comm:
+        comm_id, kernel = "fake", object()
+
+        def __init__(self, **kw):
+            sent.append(kw.get("data", {}).get("state", {}))
+
+        def send(self, data=None, buffers=None, **kw):
+            sent.append((data or {}).get("state", {}))
+
+        def on_msg(self, *a):
+            pass
+
+        def on_close(self, *a):
+            pass
+
+        def close(self, *a, **kw):
+            pass
+
+    monkeypatch.setattr(ww.comm, "create_comm", lambda **kw: Comm(**kw))
+    fig = go.Figure()
+    fig.add_bar(x=["forward", "backward"], y=[0, 0], name="baseline time")
+    fig.add_bar(x=["forward", "backward"], y=[1, 2], name="accelerator")
+    LiveFigure(fig)
+    data = [s["_widget_data"] for s in sent if s.get("_widget_data")]
+    assert data, "the figure's traces never reached the front end"
+    last = data[-1]
+    assert [t["name"] for t in last] == ["baseline time", "accelerator"]
+    assert list(last[1]["x"]) == ["forward", "backward"] and list(last[1]["y"]) == [1, 2]

@@ -90,18 +90,25 @@ class LiveFigure(go.FigureWidget):
         super().__init__(*args, **kwargs)
         self._refresh_widget_state()
 
-    def _refresh_widget_state(self) -> None:
+    def _refresh_widget_state(self, keys: Any = None) -> None:
         # Written straight into the trait storage: the front end already holds these values
         # (it applies every restyle/relayout to its copy), so there is nothing to send now;
-        # only a state request after a reload needs them.
+        # only a state request after a reload needs them.  Only the keys asked for: a silent
+        # write of ``_widget_data`` while plotly sends ``_widget_layout`` at construction made
+        # plotly's own ``_widget_data`` assignment compare equal and never reach the front end
+        # (figures of plain lists then showed no data until a reload).
         if getattr(self, "_layout_obj", None) is None:
             return  # ipywidgets asks for the state once before plotly has set the figure up
-        self._trait_values["_widget_data"] = json_safe(copy.deepcopy(self._data))
-        self._trait_values["_widget_layout"] = json_safe(copy.deepcopy(self._layout_obj._props))
+        if keys is None or "_widget_data" in keys:
+            self._trait_values["_widget_data"] = json_safe(copy.deepcopy(self._data))
+        if keys is None or "_widget_layout" in keys:
+            self._trait_values["_widget_layout"] = json_safe(copy.deepcopy(self._layout_obj._props))
 
     def get_state(self, key: Any = None, drop_defaults: bool = False) -> dict:
         """The widget state, with the figure's current data and layout (see the class)."""
-        self._refresh_widget_state()
+        self._refresh_widget_state(
+            None if key is None else {key} if isinstance(key, str) else set(key)
+        )
         return super().get_state(key, drop_defaults)
 
     def _send_restyle_msg(self, restyle_data: Any, *args: Any, **kwargs: Any) -> None:

@@ -160,7 +160,10 @@ class IsometryExplorer(Explorer):
     >>> ex.figures["depth"].data[0].y                      # doctest: +SKIP
     """
 
-    live_controls = _DESIGN_CONTROLS
+    # The free-probability prediction is the infinite-width limit: width changes only the
+    # Monte Carlo networks, so it is a background-run control (a change still clears the
+    # overlay sampled at the old width, see __init__).
+    live_controls = tuple(k for k in _DESIGN_CONTROLS if k != "width")
 
     def __init__(
         self, design: NetworkDesign | None = None, *, samples: int = 4, seed: int = 0, **fields: Any
@@ -174,6 +177,7 @@ class IsometryExplorer(Explorer):
         self.seed = check_seed(seed)
         self.sampled: dict[str, Any] = {}
         super().__init__()
+        self.controls["width"].observe(lambda _change: self._clear_sampled(), names="value")
 
     # -- layout ------------------------------------------------------------------------------
     def _build(self) -> W.Widget:
@@ -341,14 +345,10 @@ class IsometryExplorer(Explorer):
         with fig.batch_update():
             for trace, y in zip(fig.data[:4], series):
                 trace.x, trace.y = prof.depth, y
-            for trace in fig.data[4:]:  # sampled points belong to the previous design
-                if trace.y is not None and len(trace.y):
-                    trace.x, trace.y, trace.error_y.array = [], [], []
+            self._clear_sampled_traces()
             for axis, ys in (("yaxis", series[:2]), ("yaxis2", series[2:])):
                 fig.layout[axis].update(**value_axis(np.concatenate(ys)))
-        self.sampled = {}
-        if not self.task.running:
-            self.task.bar.reset()
+        self._forget_sampled()
         where = (
             "the network, in depth L"
             if formula.scope == "network"
@@ -367,10 +367,32 @@ class IsometryExplorer(Explorer):
         )
         spectrum = self.figures["spectrum"]
         with spectrum.batch_update():
-            bars, curve = spectrum.data
-            if bars.y is not None and len(bars.y):
-                bars.x, bars.y = [], []
-            curve.x, curve.y = to_log_axis(x, density)
+            self._clear_sampled_bars()
+            spectrum.data[1].x, spectrum.data[1].y = to_log_axis(x, density)
+
+    # Sampled points belong to the design they were sampled from: any design change clears them.
+    def _clear_sampled_traces(self) -> None:
+        for trace in self.figures["depth"].data[4:]:
+            if trace.y is not None and len(trace.y):
+                trace.x, trace.y, trace.error_y.array = [], [], []
+
+    def _clear_sampled_bars(self) -> None:
+        bars = self.figures["spectrum"].data[0]
+        if bars.y is not None and len(bars.y):
+            bars.x, bars.y = [], []
+
+    def _forget_sampled(self) -> None:
+        self.sampled = {}
+        if not self.task.running:
+            self.task.bar.reset()
+
+    def _clear_sampled(self) -> None:
+        """The Monte Carlo overlay removed (a background-run control such as width moved)."""
+        with self.figures["depth"].batch_update():
+            self._clear_sampled_traces()
+        with self.figures["spectrum"].batch_update():
+            self._clear_sampled_bars()
+        self._forget_sampled()
 
     def start_run(self) -> None:
         """What the Run button does: :meth:`run` in the background, with progress and Cancel.

@@ -76,6 +76,21 @@ class MetricLearningExplorer(Explorer):
         self.alpha = DIGITS_CONFIG.alpha if alpha is None else float(alpha)
         self._projections = {m: pca_2d(runs[0].embeddings) for m, runs in comparison.runs.items()}
         super().__init__()
+        self._open_on_a_pulled_negative()
+
+    def _open_on_a_pulled_negative(self) -> None:
+        # HDML moves the synthetic negative only while d⁺ < d⁻; where the nearest negative is
+        # already closer than the positive, J_avg does nothing.  Open on the nearest negative
+        # that is pulled, so the hardness slider acts from the start.
+        run = self._run()
+        proj = self._projections[self.controls["method"].value]
+        for rank in range(self.controls["negative"].max + 1):
+            self.controls["negative"].value = rank  # redraws; the tuple changes with it
+            a, p, n = self.tuple_indices()
+            view = synthesis_view(run.embeddings, proj, a, p, n, self.alpha, self.alpha)
+            if view.d_pos < view.d_neg:
+                return
+        self.controls["negative"].value = 0
 
     # -- helpers -------------------------------------------------------------------------------
     def _run(self):

@@ -150,6 +150,16 @@ class NormSamplingExplorer(Explorer):
                 row=1,
                 col=col,
             )
+            # FS realizes only whole patches, so most ratios snap to the same sample: this
+            # tick shows the data asked for next to the star of the data actually used.
+            err.add_scatter(
+                name="requested" if col == 1 else "requested (var)",
+                mode="markers",
+                marker=dict(size=18, symbol="line-ns-open", color="black", line=dict(width=2)),
+                showlegend=col == 1,
+                row=1,
+                col=col,
+            )
         err.update_xaxes(type="log", title_text="data per channel")
         err.update_yaxes(type="log")
         err.update_layout(height=380, margin=dict(t=40, b=40, l=50, r=10))
@@ -216,18 +226,22 @@ class NormSamplingExplorer(Explorer):
         self.current = sampling_error(
             self.acts, v["method"], float(v["ratio"]), batch, self.trials, self.seed
         )
+        hw = int(self.acts.shape[2]) * int(self.acts.shape[3])
+        requested = float(v["ratio"]) * batch * hw
         fig = self.figures["error"]
         with fig.batch_update():
             for i, what in enumerate(("mean_error", "var_error")):
-                base = i * (len(ESTIMATORS) + 1)
+                base = i * (len(ESTIMATORS) + 2)
                 for j, method in enumerate(ESTIMATORS):
                     fig.data[base + j].x = self.curves[method]["count"]
                     fig.data[base + j].y = self.curves[method][what]
                 fig.data[base + len(ESTIMATORS)].x = np.array([self.current["count"]])
                 fig.data[base + len(ESTIMATORS)].y = np.array([self.current[what]])
+                fig.data[base + len(ESTIMATORS) + 1].x = np.array([requested])
+                fig.data[base + len(ESTIMATORS) + 1].y = np.array([self.current[what]])
         self.status.value = (
             f"{v['method']} at ratio {float(v['ratio']):.2f} of a batch of {batch}: "
-            f"{self.current['count']} data per channel, mean error "
+            f"{requested:.0f} data per channel asked for, {self.current['count']} used, mean error "
             f"{self.current['mean_error']:.4f}, variance error {self.current['var_error']:.4f}"
         )
 
