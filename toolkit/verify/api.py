@@ -322,6 +322,30 @@ def _memory_guard(
     return max(1, limit - estimate_memory(model, T, spec, rest, batch=B))
 
 
+def _prepare(
+    model: VerifiableModel,
+    e: Tensor,
+    spec: Spec,
+    method: MethodName,
+    alpha_steps: int,
+    alpha_lr: float,
+    memory_limit: int | None,
+    chunk_size: int | None,
+    device: Any,
+) -> tuple[BoundMethod, Tensor, bool, int]:
+    """The checks and set-up that every bound entry point shares: the method, the embeddings
+    ``[B, T, D]`` in float64 on the resolved device, whether to squeeze the batch axis, and
+    the memory limit the run must keep (see :func:`bounds`)."""
+    check_model(model)
+    meth = get_method(method)
+    _check_spec(spec)
+    _check_options(alpha_steps, alpha_lr, memory_limit, chunk_size, device)
+    e, squeeze = _prep_e(model, e, device)
+    B, T, _ = e.shape
+    limit = _memory_guard(model, T, spec, meth, B, memory_limit, e.device)
+    return meth, e, squeeze, limit
+
+
 def bounds(
     model: VerifiableModel,
     e: Tensor,
@@ -402,13 +426,10 @@ def bounds(
     >>> lo.shape, bool((lo <= hi).all())
     (torch.Size([2]), True)
     """
-    check_model(model)
-    meth = get_method(method)
-    _check_spec(spec)
-    _check_options(alpha_steps, alpha_lr, memory_limit, chunk_size, device)
-    e, squeeze = _prep_e(model, e, device)
+    meth, e, squeeze, memory_limit = _prepare(
+        model, e, spec, method, alpha_steps, alpha_lr, memory_limit, chunk_size, device
+    )
     B, T, _ = e.shape
-    memory_limit = _memory_guard(model, T, spec, meth, B, memory_limit, e.device)
     dev = e.device
     y = None if margins_for is None else _labels(margins_for, B, model.num_classes, "margins_for")
     C = None if y is None else margin_matrix(y, B, model.num_classes, dev)
@@ -568,13 +589,10 @@ def bound_profile(
     >>> bool(prof.certified), prof.layers[0], prof.layer_width.shape
     (True, 'embed', torch.Size([7]))
     """
-    check_model(model)
-    meth = get_method(method)
-    _check_spec(spec)
-    _check_options(alpha_steps, alpha_lr, memory_limit, chunk_size, device)
-    e64, squeeze = _prep_e(model, e, device)
+    meth, e64, squeeze, memory_limit = _prepare(
+        model, e, spec, method, alpha_steps, alpha_lr, memory_limit, chunk_size, device
+    )
     B, T, _ = e64.shape
-    memory_limit = _memory_guard(model, T, spec, meth, B, memory_limit, e64.device)
     dev = e64.device
     if label is None:
         with torch.no_grad():
