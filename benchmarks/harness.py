@@ -10,12 +10,21 @@ from __future__ import annotations
 import argparse
 import datetime
 import statistics
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
 
-__all__ = ["Case", "card_name", "parse_args", "print_table", "run_cases", "time_cuda"]
+__all__ = [
+    "Case",
+    "card_name",
+    "parse_args",
+    "print_table",
+    "profile_step",
+    "run_cases",
+    "time_cuda",
+]
 
 
 @dataclass
@@ -50,6 +59,42 @@ def time_cuda(
     half = len(times) // 2
     spread = abs(statistics.median(times[:half]) - statistics.median(times[half:]))
     return statistics.median(times), spread
+
+
+def profile_step(
+    fn: Callable[..., object], args: tuple, steps: int = 20, warmup: int = 5
+) -> tuple[float, float, dict[str, float]]:
+    """Where one call's time goes: ``(host_us, event_us, kernels)``.
+
+    host_us is the wall time to issue one call without synchronizing (back-to-back calls), event_us
+    the CUDA-event time per call over the same back-to-back calls, and ``kernels`` maps each
+    device kernel's name to its device time per call (torch.profiler).  Host >> kernels means the
+    call is bound by its launch overhead; kernels near event_us means by the GPU work itself.
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    for _ in range(warmup):
+        fn(*args)
+    torch.cuda.synchronize()
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    t0 = time.perf_counter()
+    start.record()
+    for _ in range(steps):
+        fn(*args)
+    end.record()
+    host_us = (time.perf_counter() - t0) / steps * 1e6
+    end.synchronize()
+    event_us = start.elapsed_time(end) / steps * 1e3
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(steps):
+            fn(*args)
+        torch.cuda.synchronize()
+    kernels: dict[str, float] = {}
+    for ev in prof.events():
+        if ev.device_type == torch.autograd.DeviceType.CUDA:
+            key = ev.name.split("(")[0][:48]
+            kernels[key] = kernels.get(key, 0.0) + ev.device_time / steps
+    return host_us, event_us, kernels
 
 
 def run_cases(

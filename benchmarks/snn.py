@@ -1,7 +1,7 @@
 """Multi-step LIF forward+backward: the fused kernels against SpikingJelly, snnTorch and torch.
 
 Run on a CUDA machine from the repository root (SpikingJelly 2.0 and snnTorch 1.0 installed):
-    PYTHONPATH=. python benchmarks/snn.py [--quick] [--compile] [--epoch]
+    PYTHONPATH=. python benchmarks/snn.py [--quick] [--compile] [--epoch] [--profile]
 
 N = 2^20 neurons, T in {4, 8, 16, 32}, float32 and float16, ATan surrogate (alpha = 2),
 tau = 2, hard reset to 0, forward then backward with a random upstream gradient.
@@ -15,7 +15,8 @@ Methods (the first is the anchor):
 bytes_moved counts the fewest bytes a fused forward+backward must move: read X, write S
 (forward); read dL/dS and X, write dL/dX (backward); the spike bits both ways.
 With --epoch, also one BPTT training epoch of the default spiking CNN on digits, ours vs the
-same network with SpikingJelly's neurons.
+same network with SpikingJelly's neurons.  With --profile, where one call's time goes (host
+issue time, event time, kernel time) for ours and SpikingJelly's.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import Case, parse_args, print_table, run_cases
+from harness import Case, parse_args, print_table, profile_step, run_cases
 
 from toolkit.snn import lif_multistep
 
@@ -122,6 +123,36 @@ def kernel_benchmark(args) -> list[str]:
     return tables
 
 
+def profile_benchmark() -> str:
+    """Host issue time vs event time vs kernel time per forward+backward call."""
+    methods = {"toolkit-cuda": _fwd_bwd(toolkit_cuda)}
+    try:
+        methods["spikingjelly"] = _fwd_bwd(spikingjelly_method())
+    except ImportError:
+        pass
+    lines = [
+        "",
+        "| case | method | host us | event us | kernels us | kernels (us/call) |",
+        "| --- | --- | ---: | ---: | ---: | --- |",
+    ]
+    for dtype in (torch.float32, torch.float16):
+        for t in (4, 32):
+            g = torch.Generator(device="cuda").manual_seed(3)
+            x = (torch.rand((t, N), generator=g, device="cuda", dtype=dtype) * 1.5).requires_grad_()
+            up = torch.randn((t, N), generator=g, device="cuda", dtype=dtype)
+            for name, fn in methods.items():
+                host, event, kernels = profile_step(fn, (x, up))
+                tops = "; ".join(
+                    f"{k} {v:.0f}" for k, v in sorted(kernels.items(), key=lambda kv: -kv[1])[:4]
+                )
+                lines.append(
+                    f"| T={t} N=2^20 {dtype} | {name} | {host:.0f} | {event:.0f} | "
+                    f"{sum(kernels.values()):.0f} | {tops} |"
+                )
+                print(lines[-1], flush=True)
+    return "\n".join(lines)
+
+
 def epoch_benchmark() -> str:
     from spikingjelly.activation_based import functional, neuron, surrogate
 
@@ -179,6 +210,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--compile", action="store_true")
     parser.add_argument("--epoch", action="store_true")
+    parser.add_argument("--profile", action="store_true")
     extra, rest = parser.parse_known_args()
     sys.argv = [sys.argv[0], *rest]
     args = parse_args(__doc__)
@@ -186,6 +218,8 @@ def main() -> None:
     if not torch.cuda.is_available():
         sys.exit("benchmarks/snn.py: needs a CUDA GPU")
     kernel_benchmark(args)
+    if extra.profile:
+        profile_benchmark()
     if args.epoch:
         epoch_benchmark()
 

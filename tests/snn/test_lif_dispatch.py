@@ -21,10 +21,14 @@ from ._pairwise import all_pairs
 def launches(monkeypatch):
     calls = []
 
-    def fake_launch(module, function, n, args, device, name_expressions=(), **kw):
-        calls.append((module, function, tuple(name_expressions), args))
+    def fake_launch(function, n, sig, args, device):
+        # The signature must describe every argument, pointers where tensors (or None) go.
+        assert len(sig) == len(args)
+        for kind, a in zip(sig, args, strict=True):
+            assert (kind == "p") == (a is None or isinstance(a, torch.Tensor)), (kind, a)
+        calls.append(("lif", function, (function,), args))
 
-    monkeypatch.setattr(_lif_cuda, "launch", fake_launch)
+    monkeypatch.setattr(_lif_cuda, "_launch", fake_launch)
     return calls
 
 
@@ -55,7 +59,7 @@ def test_each_launch_compiles_only_its_instance(launches, dtype, ctype, steps, m
         assert isinstance(scratch, torch.Tensor)
         assert scratch.shape == (steps, 6) and scratch.dtype == work
     else:
-        assert not isinstance(scratch, torch.Tensor) and int(scratch) == 0
+        assert scratch is None  # a null pointer
 
 
 def test_loader_compiles_each_key_once(monkeypatch):

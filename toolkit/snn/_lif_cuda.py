@@ -1,5 +1,12 @@
 """The CUDA path of :func:`toolkit.snn.lif_multistep`: the fused kernels of ``kernels/lif.cu``
-wrapped in a :class:`torch.autograd.Function`."""
+wrapped in a :class:`torch.autograd.Function`.
+
+A forward+backward on a million neurons moves a few hundred microseconds' worth of memory, so the
+host cost per call is what separates this path from SpikingJelly's: the arguments are checked
+once, where the call enters (:func:`lif_cuda`), the outputs are allocated here and so need no
+second check, and the kernels go out through the lean driver launch (:mod:`toolkit._launch`).
+The public launchers :func:`lif_forward_kernel` and :func:`lif_backward_kernel` keep their full
+checks for callers that bring their own buffers."""
 
 from __future__ import annotations
 
@@ -9,7 +16,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from .._kernels import TEMPLATE_TYPES, launch, require_cuda_tensor
+from .._kernels import TEMPLATE_TYPES, grid_size, require_cuda_tensor
+from .._launch import fast_launch
 
 if TYPE_CHECKING:
     from .neuron import LIFParams
@@ -20,7 +28,11 @@ SUPPORTED_DTYPES = (torch.float16, torch.float32, torch.float64)
 _SURROGATE_IDS = {"atan": 0, "sigmoid": 1, "rectangular": 2, "triangle": 3}
 #: Sequence lengths up to which the backward keeps the replayed potentials in registers.
 _REGISTER_T = (8, 16, 32)
-_NULL = np.uint64(0)  # a null pointer argument
+_BLOCK = 256
+# Launch signatures (see toolkit._launch): the pointers, n, T, five doubles, four int flags.
+_SCALARS_SIG = "qiddddd" + "iiii"
+_FORWARD_SIG = "p" * 5 + _SCALARS_SIG
+_BACKWARD_SIG = "p" * 8 + _SCALARS_SIG
 
 
 def _forward_name(dtype: torch.dtype) -> str:
@@ -51,9 +63,14 @@ def _scalars(p: LIFParams, v_start: float) -> tuple:
     )
 
 
-def _ptr(t: torch.Tensor | None):
-    # Detached: DLPack refuses tensors that require grad (autograd.Function hands them over).
-    return _NULL if t is None else t.detach()
+def _launch(function: str, n: int, sig: str, args: tuple, device: torch.device) -> None:
+    """Launch ``function`` of ``kernels/lif.cu`` (compiling only that instance, once per device)
+    with one thread per neuron; tensors travel as raw pointers, None as a null pointer."""
+    raw = tuple(
+        a.data_ptr() if isinstance(a, torch.Tensor) else (0 if a is None else a) for a in args
+    )
+    block = (_BLOCK,)
+    fast_launch("lif", function, (grid_size(n, _BLOCK),), block, sig, raw, device, (function,))
 
 
 def lif_forward_kernel(
@@ -83,28 +100,15 @@ def lif_forward_kernel(
         raise ValueError(f"v0 must hold {n} values, got shape {tuple(v0.shape)}")
     if v_seq is not None and v_seq.shape != x.shape:
         raise ValueError(f"v_seq must be {tuple(x.shape)}, got {tuple(v_seq.shape)}")
+    _launch_forward(x, v0, v_start, p, spikes, bits, v_seq)
+
+
+def _launch_forward(x, v0, v_start, p, spikes, bits, v_seq) -> None:
+    steps, n = x.shape
     if n == 0:
         return
-    name = _forward_name(x.dtype)
-    launch(
-        "lif",
-        name,
-        n,
-        (
-            x,
-            _ptr(v0),
-            spikes,
-            _ptr(v_seq),
-            bits,
-            np.int64(n),
-            np.int32(steps),
-            *_scalars(p, v_start),
-        ),
-        device=dev,
-        # One module per instance, compiled (once per device) on its first launch: a call
-        # never pays for the variants it does not use.
-        name_expressions=(name,),
-    )
+    args = (x, v0, spikes, v_seq, bits, n, steps, *_scalars(p, v_start))
+    _launch(_forward_name(x.dtype), n, _FORWARD_SIG, args, x.device)
 
 
 def lif_backward_kernel(
@@ -121,7 +125,7 @@ def lif_backward_kernel(
     """Launch ``lif_backward`` (replay + adjoint recurrence) into preallocated gradients."""
     dev = x.device
     require_cuda_tensor(x, "x", SUPPORTED_DTYPES, dev)
-    steps, n = x.shape
+    n = x.shape[1]
     require_cuda_tensor(bits, "bits", (torch.uint8,), dev)
     for name, t in (("grad_s", grad_s), ("grad_x", grad_x), ("grad_v", grad_v)):
         if t is not None:
@@ -133,34 +137,20 @@ def lif_backward_kernel(
             require_cuda_tensor(t, name, (x.dtype,), dev)
             if t.numel() != n:
                 raise ValueError(f"{name} must hold {n} values, got shape {tuple(t.shape)}")
+    _launch_backward(x, v0, v_start, p, bits, grad_s, grad_v, grad_x, grad_v0)
+
+
+def _launch_backward(x, v0, v_start, p, bits, grad_s, grad_v, grad_x, grad_v0) -> None:
+    steps, n = x.shape
     if n == 0:
         return
-    name = _backward_name(x.dtype, steps)
-    work = torch.float64 if x.dtype == torch.float64 else torch.float32
     scratch = None
     if _register_steps(steps) == 0:
-        scratch = torch.empty((steps, n), dtype=work, device=dev)
-    launch(
-        "lif",
-        name,
-        n,
-        (
-            _ptr(x),
-            _ptr(v0),
-            _ptr(bits),
-            _ptr(grad_s),
-            _ptr(grad_v),
-            _ptr(grad_x),
-            _ptr(grad_v0),
-            _ptr(scratch),
-            np.int64(n),
-            np.int32(steps),
-            *_scalars(p, v_start),
-        ),
-        device=dev,
-        # One module per instance, compiled (once per device) on its first launch: a call
-        # never pays for the variants it does not use.
-        name_expressions=(name,),
+        work = torch.float64 if x.dtype == torch.float64 else torch.float32
+        scratch = torch.empty((steps, n), dtype=work, device=x.device)
+    args = (x, v0, bits, grad_s, grad_v, grad_x, grad_v0, scratch, n, steps)
+    _launch(
+        _backward_name(x.dtype, steps), n, _BACKWARD_SIG, (*args, *_scalars(p, v_start)), x.device
     )
 
 
@@ -171,10 +161,9 @@ class _LIFFunction(torch.autograd.Function):
         spikes = torch.empty_like(x)
         bits = torch.empty(((steps + 7) // 8, n), dtype=torch.uint8, device=x.device)
         v_seq = torch.empty_like(x) if membrane else None
-        lif_forward_kernel(x, v0, v_start, p, spikes, bits, v_seq)
+        _launch_forward(x, v0, v_start, p, spikes, bits, v_seq)
         ctx.save_for_backward(x, v0, bits)
         ctx.v_start, ctx.p = v_start, p
-        ctx.mark_non_differentiable(bits)
         return spikes, (v_seq if membrane else x.new_empty(0))
 
     @staticmethod
@@ -185,7 +174,7 @@ class _LIFFunction(torch.autograd.Function):
         grad_x = torch.empty_like(x)
         need_v0 = v0 is not None and ctx.needs_input_grad[1]
         grad_v0 = torch.empty_like(v0) if need_v0 else None
-        lif_backward_kernel(x, v0, ctx.v_start, ctx.p, bits, grad_s, grad_v, grad_x, grad_v0)
+        _launch_backward(x, v0, ctx.v_start, ctx.p, bits, grad_s, grad_v, grad_x, grad_v0)
         return grad_x, grad_v0, None, None, None
 
 
