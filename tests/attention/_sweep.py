@@ -11,18 +11,15 @@ the promise) or ``hang`` (over the time limit) it was.
 ``tests/attention/test_bad_inputs.py`` draws cases with hypothesis and requires ``clear``
 or ``documented``; run this file to count the outcomes of a larger, derandomized sweep:
 
-    PYTHONPATH=. python tests/attention/_sweep.py [examples per group]
+    python -m tests.attention._sweep [examples per group]
 """
 
 from __future__ import annotations
 
 import math
-import re
-import signal
 import sys
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -32,60 +29,14 @@ from hypothesis import strategies as st
 import toolkit.attention as ta
 from toolkit.models.text import TextModel, tiny_tokenize
 
-NAN, INF = float("nan"), float("inf")
-OUTCOMES = ("clear", "documented", "obscure", "silent", "hang")
-
-
-@dataclass
-class Case:
-    """One call: ``names`` are the argument names an error may cite; ``expect`` is None when
-    only an error is acceptable, else a predicate on the result (a documented result)."""
-
-    label: str
-    call: Callable[[], Any]
-    names: tuple[str, ...]
-    expect: Callable[[Any], bool] | None = None
-
-
-class _Hang(Exception):
-    pass
-
-
-def _alarm(*_: Any) -> None:
-    raise _Hang
+from .. import _sweep as _shared
+from .._sweep import INF, NAN, OUTCOMES, Case
 
 
 def classify(case: Case, seconds: float = 10.0) -> tuple[str, str]:
-    """``(outcome, detail)`` of running ``case`` with a time limit."""
-    old = signal.signal(signal.SIGALRM, _alarm)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        result = case.call()
-    except _Hang:
-        return "hang", f"over {seconds} s"
-    except (TypeError, ValueError) as exc:
-        msg = str(exc)
-        named = any(re.search(rf"(?<![\w.]){re.escape(n)}(?!\w)", msg) for n in case.names)
-        return ("clear" if named else "obscure"), f"{type(exc).__name__}: {msg}"
-    except Exception as exc:
-        return "obscure", f"{type(exc).__name__}: {exc}"
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
-    if case.expect is None:
-        return "silent", f"returned {_short(result)}"
-    try:
-        ok = bool(case.expect(result))
-    except Exception as exc:
-        ok, result = False, f"{result!r:.80} ({type(exc).__name__}: {exc})"
-    return ("documented" if ok else "silent"), f"returned {_short(result)}"
-
-
-def _short(x: Any) -> str:
-    if isinstance(x, torch.Tensor):
-        head = x.flatten()[:6].tolist() if x.device.type != "meta" else "(meta)"
-        return f"tensor{tuple(x.shape)} {x.dtype} {head}"
-    return f"{x!r:.120}"
+    """The shared classifier, with this sweep's rule that a name after a dot ("q.shape") does
+    not count as naming the argument."""
+    return _shared.classify(case, seconds, match="word-not-after-dot")
 
 
 # -- inputs ---------------------------------------------------------------------------------

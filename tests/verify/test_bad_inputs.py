@@ -33,7 +33,7 @@ _CASES = all_cases()
 
 def _check(case: Case) -> None:
     outcome, detail = classify(case, seconds=20.0)
-    assert outcome == "clear", f"{outcome}: {case.label}: {detail}"
+    assert outcome in ("clear", "documented"), f"{outcome}: {case.label}: {detail}"
 
 
 @SWEEP
