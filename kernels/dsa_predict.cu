@@ -7,163 +7,269 @@
 // Each query row i keeps the `keep` keys j with the largest approximate score
 //       s_ij = float(sum_t q_codes[i, t] * k_codes[j, t]) * k_scale[j]      (float32)
 // (the query's own positive scale does not change the order within its row, so it is left
-// out).  Ties go to the lower key index.  The integer dot product is exact (int32), so the
-// CUDA path and the torch reference agree bit for bit.
+// out).  Ties go to the lower key index.  The integer dot product is exact, so the CUDA path
+// and the torch reference agree bit for bit.
 //
-// One block per query row.  The row's scores live in shared memory as order-preserving
-// 32-bit keys; an MSD radix select (four 8-bit passes) finds the keep-th largest key T and
-// how many keys equal to T still fit; a final pass in index order writes the mask, ranking
-// the keys equal to T by index with warp ballots so ties break towards the lower index.
+// One warp per query row (kWarps rows a block), no block-wide barriers.  The row's scores live
+// in the warp's slice of shared memory.  The selection narrows a value range [lo, hi] that
+// holds the keep-th largest score: a pass buckets the scores in the range into 256 buckets by
+// value (a monotone map, so a higher bucket only holds larger scores), finds the bucket that
+// holds the keep-th largest, and the range shrinks to that bucket's smallest and largest
+// score.  The first range is [min, max]; the smallest and largest score always fall into
+// buckets 0 and 255, so each pass strictly shrinks the candidates, and a pass usually leaves a
+// few dozen.  Once at most kCand remain (or all are equal), the warp ranks them exactly: by
+// score, then by index.  Value buckets spread well over any score distribution, unlike radix
+// digits of float bits, whose top byte (sign and exponent) puts most scores of a row into one
+// or two bins and serialises the shared-memory atomics.
+#include "tk_dtypes.cuh"
 
-namespace {
+namespace dsapredict {
 
-constexpr int kThreads = 256;
-constexpr int kWarps = kThreads / 32;
+constexpr int kBuckets = 256;
+constexpr int kCand = 64;  // candidates ranked exactly (a lane ranks kCand / 32 of them)
 
-__device__ __forceinline__ unsigned int order_key(float x) {
-    // Larger float -> larger unsigned key; +0 and -0 share a key.
-    if (x == 0.0f) x = 0.0f;
-    const unsigned int bits = __float_as_uint(x);
-    return (bits & 0x80000000u) ? ~bits : bits | 0x80000000u;
+__device__ __forceinline__ float inf() { return __int_as_float(0x7f800000); }
+
+__device__ __forceinline__ float warp_min(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v = fminf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+__device__ __forceinline__ float warp_max(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+__device__ __forceinline__ unsigned warp_sum(unsigned v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
 }
 
-}  // namespace
+// Bucket of s in [lo, hi] (lo < hi): monotone non-decreasing in s (every step rounds
+// monotonically), 0 at lo and 255 at hi.  Double precision: hi - lo cannot overflow.
+__device__ __forceinline__ int bucket(float s, double lo, double scale) {
+    const double b = (static_cast<double>(s) - lo) * scale;
+    return b >= kBuckets - 1 ? kBuckets - 1 : static_cast<int>(b);
+}
 
+}  // namespace dsapredict
+
+// Dynamic shared memory per warp: Lk floats (the scores), kBuckets counters, kCand candidate
+// indices and kCand candidate scores.
 template <typename Code>
-__global__ void __launch_bounds__(kThreads)
-dsa_predict(const Code* __restrict__ q_codes, const Code* __restrict__ k_codes,
-            const float* __restrict__ k_scale, bool* __restrict__ mask,
-            int lq, int lk, int rank, int keep) {
-    extern __shared__ unsigned int keys[];              // [lk]
-    __shared__ int q_row[128];                          // rank <= 128
-    __shared__ unsigned int hist[256];
-    __shared__ unsigned int warp_counts[kWarps];
-    __shared__ unsigned int prefix, prefix_mask, remaining, taken;
+__global__ void dsa_predict(const Code* __restrict__ q_codes, const Code* __restrict__ k_codes,
+                            const float* __restrict__ k_scale, bool* __restrict__ mask,
+                            long long rows, int lq, int lk, int rank, int keep) {
+    using namespace dsapredict;
+    extern __shared__ float smem[];
+    const int warps = blockDim.x >> 5, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const long long row = static_cast<long long>(blockIdx.x) * warps + warp;  // slice*lq + i
+    if (row >= rows) return;  // a whole warp leaves: no barrier below spans warps
+    float* s = smem + static_cast<long long>(warp) * (lk + kBuckets + 2 * kCand);
+    unsigned* hist = reinterpret_cast<unsigned*>(s + lk);
+    int* cand = reinterpret_cast<int*>(hist + kBuckets);
+    float* cval = reinterpret_cast<float*>(cand + kCand);
+    bool* out = mask + row * static_cast<long long>(lk);
+    if (keep >= lk) {
+        for (int j = lane; j < lk; j += 32) out[j] = true;
+        return;
+    }
 
-    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-    const long long row = blockIdx.x;                   // = slice * lq + i
     const long long slice = row / lq;
     const Code* q = q_codes + row * rank;
     const Code* k = k_codes + slice * static_cast<long long>(lk) * rank;
     const float* scale = k_scale + slice * static_cast<long long>(lk);
 
-    for (int t = tid; t < rank; t += kThreads) q_row[t] = static_cast<int>(q[t]);
-    if (tid == 0) { prefix = 0u; prefix_mask = 0u; remaining = static_cast<unsigned int>(keep); }
-    __syncthreads();
-
+    // 1. The approximate scores, and their range.
+    float lo = inf(), hi = -inf();
     if (sizeof(Code) == 1 && (rank & 15) == 0) {
         // int8 codes, rank a multiple of 16: 16-byte loads and 4-way byte dot products.
         // |dot| <= 127^2 * 128 fits an int.  Rows are 16-byte aligned: torch's allocations
         // are, and every row is a multiple of 16 bytes long.
-        int q_packed[32];
-#pragma unroll
-        for (int c = 0; c < 32; ++c) {
-            const int t = 4 * c;
-            const unsigned int packed =
-                t < rank ? (static_cast<unsigned int>(q_row[t]) & 0xffu) |
-                               ((static_cast<unsigned int>(q_row[t + 1]) & 0xffu) << 8) |
-                               ((static_cast<unsigned int>(q_row[t + 2]) & 0xffu) << 16) |
-                               ((static_cast<unsigned int>(q_row[t + 3]) & 0xffu) << 24)
-                         : 0u;
-            q_packed[c] = static_cast<int>(packed);
-        }
         const int chunks = rank >> 4;
-        for (int j = tid; j < lk; j += kThreads) {
+        const int4* qv = reinterpret_cast<const int4*>(q);
+        int4 qp[8];
+#pragma unroll
+        for (int c = 0; c < 8; ++c) qp[c] = c < chunks ? qv[c] : make_int4(0, 0, 0, 0);
+        for (int j = lane; j < lk; j += 32) {
             const int4* kj = reinterpret_cast<const int4*>(k + static_cast<long long>(j) * rank);
             int dot = 0;
 #pragma unroll
             for (int c = 0; c < 8; ++c) {
                 if (c < chunks) {
                     const int4 w = kj[c];
-                    dot = __dp4a(w.x, q_packed[4 * c], dot);
-                    dot = __dp4a(w.y, q_packed[4 * c + 1], dot);
-                    dot = __dp4a(w.z, q_packed[4 * c + 2], dot);
-                    dot = __dp4a(w.w, q_packed[4 * c + 3], dot);
+                    dot = __dp4a(w.x, qp[c].x, dot);
+                    dot = __dp4a(w.y, qp[c].y, dot);
+                    dot = __dp4a(w.z, qp[c].z, dot);
+                    dot = __dp4a(w.w, qp[c].w, dot);
                 }
             }
-            keys[j] = order_key(static_cast<float>(dot) * scale[j]);
+            const float v = static_cast<float>(dot) * scale[j];
+            s[j] = v;
+            lo = fminf(lo, v);
+            hi = fmaxf(hi, v);
         }
     } else {
         // int16 codes need 64-bit sums (|dot| <= 32767^2 * 128); the conversion to float
         // rounds once, as the reference's float64 -> float32 conversion does.
-        for (int j = tid; j < lk; j += kThreads) {
+        for (int j = lane; j < lk; j += 32) {
             const Code* kj = k + static_cast<long long>(j) * rank;
             long long dot = 0;
-#pragma unroll 8
-            for (int t = 0; t < rank; ++t) dot += static_cast<long long>(q_row[t]) * kj[t];
-            keys[j] = order_key(__ll2float_rn(dot) * scale[j]);
+            for (int t = 0; t < rank; ++t) {
+                dot += static_cast<long long>(q[t]) * static_cast<long long>(kj[t]);
+            }
+            const float v = __ll2float_rn(dot) * scale[j];
+            s[j] = v;
+            lo = fminf(lo, v);
+            hi = fmaxf(hi, v);
         }
     }
+    lo = warp_min(lo);
+    hi = warp_max(hi);
+    __syncwarp();
 
-    // Radix select of the keep-th largest key, 8 bits at a time from the top.
-    for (int shift = 24; shift >= 0; shift -= 8) {
-        hist[tid] = 0u;                                 // kThreads == 256 bins
-        __syncthreads();
-        const unsigned int want = prefix, within = prefix_mask;
-        for (int j = tid; j < lk; j += kThreads) {
-            const unsigned int key = keys[j];
-            if ((key & within) == want) atomicAdd(&hist[(key >> shift) & 0xffu], 1u);
-        }
-        __syncthreads();
-        if (warp == 0) {
-            // Lane l sums bins 255-8l .. 248-8l; an inclusive scan from the top bin down finds
-            // the bin holding the remaining-th largest key.
-            unsigned int local = 0u;
-            for (int b = 0; b < 8; ++b) local += hist[255 - 8 * lane - b];
-            unsigned int inclusive = local;
-            for (int offset = 1; offset < 32; offset <<= 1) {
-                const unsigned int up = __shfl_up_sync(0xffffffffu, inclusive, offset);
-                if (lane >= offset) inclusive += up;
+    // Compact the indices and scores of the scores in [lo, hi] (at most kCand of them) into
+    // cand/cval, in index order; returns how many.
+    auto compact = [&](auto in_range) -> int {
+        int n = 0;
+        for (int base = 0; base < lk; base += 32) {
+            const int j = base + lane;
+            const float v = j < lk ? s[j] : 0.0f;
+            const bool in = j < lk && in_range(v);
+            const unsigned ballot = __ballot_sync(0xffffffffu, in);
+            if (in) {
+                const int at = n + __popc(ballot & ((1u << lane) - 1u));
+                cand[at] = j;
+                cval[at] = v;
             }
-            const unsigned int need = remaining;
-            const unsigned int hit = __ballot_sync(0xffffffffu, inclusive >= need);
-            const int first = __ffs(hit) - 1;           // lowest lane reaching `need`
-            if (lane == first) {
-                unsigned int above = inclusive - local; // keys in higher bins
-                int bin = 255 - 8 * lane;
-                for (int b = 0; b < 8; ++b, --bin) {
-                    if (above + hist[bin] >= need) break;
-                    above += hist[bin];
+            n += __popc(ballot);
+        }
+        return n;
+    };
+
+    // 2. Narrow [lo, hi] down to the keep-th largest score's neighbourhood.  Invariant: every
+    // score above hi is kept, every score below lo is dropped, `need` of the `count` scores
+    // in [lo, hi] are still to be kept (1 <= need <= count).
+    int need = keep, count = lk;
+    bool compacted = false;
+    while (count > kCand && lo < hi) {
+        for (int b = lane; b < kBuckets; b += 32) hist[b] = 0u;
+        __syncwarp();
+        const double dlo = lo, bscale = kBuckets / (static_cast<double>(hi) - dlo);
+        const float clo = lo, chi = hi;
+        for (int j = lane; j < lk; j += 32) {
+            const float v = s[j];
+            if (v >= clo && v <= chi) atomicAdd(&hist[bucket(v, dlo, bscale)], 1u);
+        }
+        __syncwarp();
+        // Lane l holds buckets 255-8l .. 248-8l; scan from the top bucket down.
+        unsigned local = 0u;
+#pragma unroll
+        for (int b = 0; b < 8; ++b) local += hist[kBuckets - 1 - 8 * lane - b];
+        unsigned inclusive = local;
+#pragma unroll
+        for (int o = 1; o < 32; o <<= 1) {
+            const unsigned up = __shfl_up_sync(0xffffffffu, inclusive, o);
+            if (lane >= o) inclusive += up;
+        }
+        const unsigned hit = __ballot_sync(0xffffffffu, inclusive >= static_cast<unsigned>(need));
+        const int first = __ffs(hit) - 1;  // the lowest lane that reaches `need`
+        int target = 0, above = 0, in_target = 0;
+        if (lane == first) {
+            unsigned acc = inclusive - local;  // scores in higher buckets
+            int b = kBuckets - 1 - 8 * lane;
+            for (int i = 0; i < 8; ++i, --b) {
+                if (acc + hist[b] >= static_cast<unsigned>(need)) break;
+                acc += hist[b];
+            }
+            target = b;
+            above = static_cast<int>(acc);
+            in_target = static_cast<int>(hist[b]);
+        }
+        target = __shfl_sync(0xffffffffu, target, first);
+        need -= __shfl_sync(0xffffffffu, above, first);
+        count = __shfl_sync(0xffffffffu, in_target, first);
+        // The new range: the smallest and largest score of the target bucket; when few
+        // enough remain, the same pass collects them.
+        auto in_target_bucket = [&](float v) {
+            return v >= clo && v <= chi && bucket(v, dlo, bscale) == target;
+        };
+        float nlo = inf(), nhi = -inf();
+        if (count <= kCand) {
+            compact(in_target_bucket);
+            compacted = true;
+            __syncwarp();
+            for (int c = lane; c < count; c += 32) {
+                nlo = fminf(nlo, cval[c]);
+                nhi = fmaxf(nhi, cval[c]);
+            }
+        } else {
+            for (int j = lane; j < lk; j += 32) {
+                const float v = s[j];
+                if (in_target_bucket(v)) {
+                    nlo = fminf(nlo, v);
+                    nhi = fmaxf(nhi, v);
                 }
-                prefix = want | (static_cast<unsigned int>(bin) << shift);
-                prefix_mask = within | (0xffu << shift);
-                remaining = need - above;
             }
         }
-        __syncthreads();
+        lo = warp_min(nlo);
+        hi = warp_max(nhi);
+        __syncwarp();
     }
 
-    // Mask in index order: keys above the threshold are kept, and of the keys equal to it the
-    // `remaining` ones with the lowest indices.
-    const unsigned int threshold = prefix, ties_kept = remaining;
-    if (tid == 0) taken = 0u;
-    __syncthreads();
-    bool* out = mask + row * lk;
-    for (int base = 0; base < lk; base += kThreads) {
-        const int j = base + tid;
-        const unsigned int key = j < lk ? keys[j] : 0u;
-        const bool tie = j < lk && key == threshold;
-        const unsigned int ballot = __ballot_sync(0xffffffffu, tie);
-        if (lane == 0) warp_counts[warp] = __popc(ballot);
-        __syncthreads();
-        unsigned int before = taken;
-        for (int w = 0; w < warp; ++w) before += warp_counts[w];
-        before += __popc(ballot & ((1u << lane) - 1u));
-        if (j < lk) out[j] = key > threshold || (tie && before < ties_kept);
-        __syncthreads();
-        if (tid == 0) {
-            unsigned int total = 0u;
-            for (int w = 0; w < kWarps; ++w) total += warp_counts[w];
-            taken += total;
+    // 3. Rank the `count` candidates in [lo, hi] exactly (score, then index) and mark the
+    // `need` best as kept by raising their score above hi.
+    if (lo == hi) {
+        // All candidates are equal: the `need` with the lowest indices, in index order.
+        int taken = 0;
+        for (int base = 0; base < lk && taken < need; base += 32) {
+            const int j = base + lane;
+            const bool tie = j < lk && s[j] == lo;
+            const unsigned ballot = __ballot_sync(0xffffffffu, tie);
+            const int before = taken + __popc(ballot & ((1u << lane) - 1u));
+            if (tie && before < need) s[j] = inf();
+            taken += __popc(ballot);
         }
-        __syncthreads();
+    } else {
+        if (!compacted) {
+            const float clo = lo, chi = hi;
+            compact([&](float v) { return v >= clo && v <= chi; });
+        }
+        __syncwarp();
+        const int n = count;
+        bool mine[kCand / 32];
+#pragma unroll
+        for (int c = 0; c < kCand / 32; ++c) {
+            const int a = lane + 32 * c;
+            mine[c] = false;
+            if (a < n) {
+                const float va = cval[a];
+                int rank_a = 0;  // candidates ranked before a: larger, or equal and earlier
+                for (int b = 0; b < n; ++b) {
+                    const float vb = cval[b];
+                    rank_a += (vb > va) || (vb == va && b < a);
+                }
+                mine[c] = rank_a < need;
+            }
+        }
+#pragma unroll
+        for (int c = 0; c < kCand / 32; ++c) {
+            if (mine[c]) s[cand[lane + 32 * c]] = inf();
+        }
     }
+    __syncwarp();
+
+    // 4. The mask: kept iff the score is above hi (the selected candidates were raised).
+    for (int j = lane; j < lk; j += 32) out[j] = s[j] > hi;
 }
 
+#ifndef __CUDACC_RTC__
 template __global__ void dsa_predict<signed char>(const signed char* __restrict__,
                                                   const signed char* __restrict__,
                                                   const float* __restrict__, bool* __restrict__,
-                                                  int, int, int, int);
+                                                  long long, int, int, int, int);
 template __global__ void dsa_predict<short>(const short* __restrict__, const short* __restrict__,
-                                            const float* __restrict__, bool* __restrict__, int,
-                                            int, int, int);
+                                            const float* __restrict__, bool* __restrict__,
+                                            long long, int, int, int, int);
+#endif

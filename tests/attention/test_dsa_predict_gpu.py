@@ -55,3 +55,45 @@ def test_auto_dispatch_and_errors():
             1,
             backend="cuda",
         )
+
+
+def _scales(kind: str, lead: tuple, lk: int, gen: torch.Generator) -> torch.Tensor:
+    if kind == "huge-range":  # scores over ~60 decades: the bucket ranges must not overflow
+        return torch.pow(10.0, torch.rand(*lead, lk, generator=gen) * 60 - 30)
+    if kind == "cluster":  # hundreds of distinct scores a few ulps apart: many narrowing passes
+        steps = torch.randperm(lk, generator=gen).reshape(1, lk).expand(*lead, lk)
+        return 1.0 + steps.float() * 2.0**-22
+    return torch.rand(*lead, lk, generator=gen) + 0.25
+
+
+@pytest.mark.parametrize(
+    ("lk", "keep", "kind"),
+    [
+        (2048, 205, "huge-range"),
+        (2048, 2048, "uniform"),  # keep everything
+        (2048, 1, "uniform"),
+        (4096, 410, "cluster"),
+        (300, 150, "cluster"),
+        (64, 13, "cluster"),  # few enough keys to be ranked at once
+        (65, 64, "uniform"),
+    ],
+)
+def test_cuda_selection_edge_cases(lk, keep, kind):
+    lead, lq, rank = (2,), 6, 16
+    gen = generator(lk, keep, kind)
+    if kind == "cluster":  # one code row for every key: the scale alone orders them
+        q = torch.randint(1, 8, (*lead, lq, rank), generator=gen).to(torch.int8)
+        k = torch.randint(1, 8, (*lead, 1, rank), generator=gen).expand(*lead, lk, rank)
+        k = k.to(torch.int8).contiguous()
+    else:
+        q = torch.randint(-127, 128, (*lead, lq, rank), generator=gen).to(torch.int8)
+        k = torch.randint(-127, 128, (*lead, lk, rank), generator=gen).to(torch.int8)
+    scale = _scales(kind, lead, lk, gen)
+    expected = predict_topk_mask(q, k, scale, keep, backend="cpu")
+    out = _predict_cuda(
+        q.cuda(), k.cuda(), scale.cuda(), keep, out=poisoned(expected.shape, torch.bool)
+    )
+    torch.cuda.synchronize()
+    assert_written(out)
+    assert_matches_reference(out, expected, exact=True)
+    assert (out.sum(-1) == keep).all()

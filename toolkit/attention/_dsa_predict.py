@@ -13,12 +13,12 @@ bit.
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from .._checks import check_int, check_tensor
 from .._dispatch import operation
-from .._kernels import launch, require_cuda_tensor
+from .._kernels import require_cuda_tensor
+from .._launch import fast_launch
 from .masks import _row_topk_op  # ties to the lower index, like the kernel
 
 __all__ = ["MAX_CODE_RANK", "approximate_scores", "predict_topk_mask"]
@@ -27,7 +27,14 @@ __all__ = ["MAX_CODE_RANK", "approximate_scores", "predict_topk_mask"]
 MAX_CODE_RANK = 128
 _CODE_DTYPES = (torch.int8, torch.int16)
 _KERNEL_NAME = {torch.int8: "dsa_predict<signed char>", torch.int16: "dsa_predict<short>"}
-_SMEM_LIMIT = 200 * 1024  # keys of one row live in shared memory, 4 bytes each
+_SMEM_LIMIT = 200 * 1024  # the scores of a block's rows live in shared memory
+_WARPS = 4  # rows a block (one warp each)
+
+
+def _warp_bytes(lk: int) -> int:
+    """Shared memory a row's warp takes: its scores, 256 bucket counters and 64 candidates
+    (index and score), 4 bytes each (kernels/dsa_predict.cu)."""
+    return 4 * (lk + 256 + 2 * 64)
 
 
 def _check(q_codes: object, k_codes: object, k_scale: object, keep: object) -> int:
@@ -65,10 +72,10 @@ def _predict_cuda(q_codes, k_codes, k_scale, keep: int, out=None) -> torch.Tenso
     lk = k_codes.shape[-2]
     if rank > MAX_CODE_RANK:
         raise ValueError(f"the CUDA path needs a code rank r <= {MAX_CODE_RANK}, got {rank}")
-    if 4 * lk > _SMEM_LIMIT:
+    if _warp_bytes(lk) > _SMEM_LIMIT:
         raise ValueError(
             f"the CUDA path holds one row's keys in shared memory: Lk <= "
-            f"{_SMEM_LIMIT // 4}, got {lk}"
+            f"{_SMEM_LIMIT // 4 - 256 - 128}, got {lk}"
         )
     q_codes, k_codes, k_scale = (t.contiguous() for t in (q_codes, k_codes, k_scale))
     shape = (*q_codes.shape[:-1], lk)
@@ -87,25 +94,28 @@ def _predict_cuda(q_codes, k_codes, k_scale, keep: int, out=None) -> torch.Tenso
     rows = q_codes.numel() // max(rank, 1)
     if rows == 0 or lk == 0:
         return out
-    launch(
+    warps = min(_WARPS, _SMEM_LIMIT // _warp_bytes(lk))
+    name = _KERNEL_NAME[q_codes.dtype]
+    fast_launch(
         "dsa_predict",
-        _KERNEL_NAME[q_codes.dtype],
-        rows,
+        name,
+        (-(-rows // warps),),
+        (32 * warps,),
+        "ppppqiiii",
         (
-            q_codes,
-            k_codes,
-            k_scale,
-            out,
-            np.int32(lq),
-            np.int32(lk),
-            np.int32(rank),
-            np.int32(keep),
+            q_codes.data_ptr(),
+            k_codes.data_ptr(),
+            k_scale.data_ptr(),
+            out.data_ptr(),
+            rows,
+            lq,
+            lk,
+            rank,
+            keep,
         ),
-        device=device,
-        name_expressions=tuple(_KERNEL_NAME.values()),
-        block=256,
-        grid=rows,
-        shared_mem=4 * lk,
+        device,
+        exprs=tuple(_KERNEL_NAME.values()),
+        shared_mem=warps * _warp_bytes(lk),
     )
     return out
 
