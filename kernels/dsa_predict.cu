@@ -26,7 +26,8 @@
 namespace dsapredict {
 
 constexpr int kBuckets = 256;
-constexpr int kCand = 64;  // candidates ranked exactly (a lane ranks kCand / 32 of them)
+constexpr int kCand = 64;     // candidates ranked exactly (a lane ranks kCand / 32 of them)
+constexpr int kMaxWarps = 4;  // rows (warps) a block at most
 
 __device__ __forceinline__ float inf() { return __int_as_float(0x7f800000); }
 
@@ -55,8 +56,9 @@ __device__ __forceinline__ int bucket(float s, double lo, double scale) {
 
 }  // namespace dsapredict
 
-// Dynamic shared memory per warp: Lk floats (the scores), kBuckets counters, kCand candidate
-// indices and kCand candidate scores.
+// Dynamic shared memory: Lk floats (the scores) per warp.  The bucket counters and candidates
+// are separate static arrays, so that the compiler knows the score loads of the next keys do
+// not depend on the counter updates of the last ones, and can overlap them.
 template <typename Code>
 __global__ void dsa_predict(const Code* __restrict__ q_codes, const Code* __restrict__ k_codes,
                             const float* __restrict__ k_scale, bool* __restrict__ mask,
@@ -66,10 +68,13 @@ __global__ void dsa_predict(const Code* __restrict__ q_codes, const Code* __rest
     const int warps = blockDim.x >> 5, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const long long row = static_cast<long long>(blockIdx.x) * warps + warp;  // slice*lq + i
     if (row >= rows) return;  // a whole warp leaves: no barrier below spans warps
-    float* s = smem + static_cast<long long>(warp) * (lk + kBuckets + 2 * kCand);
-    unsigned* hist = reinterpret_cast<unsigned*>(s + lk);
-    int* cand = reinterpret_cast<int*>(hist + kBuckets);
-    float* cval = reinterpret_cast<float*>(cand + kCand);
+    __shared__ unsigned hist_all[kMaxWarps][kBuckets];
+    __shared__ int cand_all[kMaxWarps][kCand];
+    __shared__ float cval_all[kMaxWarps][kCand];
+    float* s = smem + static_cast<long long>(warp) * lk;
+    unsigned* hist = hist_all[warp];
+    int* cand = cand_all[warp];
+    float* cval = cval_all[warp];
     bool* out = mask + row * static_cast<long long>(lk);
     if (keep >= lk) {
         for (int j = lane; j < lk; j += 32) out[j] = true;
@@ -158,6 +163,7 @@ __global__ void dsa_predict(const Code* __restrict__ q_codes, const Code* __rest
         __syncwarp();
         const double dlo = lo, bscale = kBuckets / (static_cast<double>(hi) - dlo);
         const float clo = lo, chi = hi;
+#pragma unroll 4
         for (int j = lane; j < lk; j += 32) {
             const float v = s[j];
             if (v >= clo && v <= chi) atomicAdd(&hist[bucket(v, dlo, bscale)], 1u);
@@ -205,6 +211,7 @@ __global__ void dsa_predict(const Code* __restrict__ q_codes, const Code* __rest
                 nhi = fmaxf(nhi, cval[c]);
             }
         } else {
+#pragma unroll 4
             for (int j = lane; j < lk; j += 32) {
                 const float v = s[j];
                 if (in_target_bucket(v)) {
@@ -261,6 +268,7 @@ __global__ void dsa_predict(const Code* __restrict__ q_codes, const Code* __rest
     __syncwarp();
 
     // 4. The mask: kept iff the score is above hi (the selected candidates were raised).
+#pragma unroll 4
     for (int j = lane; j < lk; j += 32) out[j] = s[j] > hi;
 }
 

@@ -132,18 +132,19 @@ __global__ void lif_backward(const T* __restrict__ x, const T* __restrict__ v0,
         // Replay the forward: the membrane values H[t] that the surrogate needs.
         A v = v0 ? load(v0 + i) : A(v_start_);
         unsigned int byte = 0;
-        auto replay = [&](int t) -> A {
+        auto replay = [&](int t, bool& spike) -> A {
             const long long k = static_cast<long long>(t) * n + i;
             if ((t & 7) == 0) byte = bits[static_cast<long long>(t >> 3) * n + i];
             const A h = charge(v, load(x + k), inv_tau, v_rest, decay_input);
-            const bool s = (byte >> (t & 7)) & 1u;
-            v = s ? (hard ? v_reset : sub_rn(h, vth)) : h;
+            spike = (byte >> (t & 7)) & 1u;
+            v = spike ? (hard ? v_reset : sub_rn(h, vth)) : h;
             return h;
         };
         A gv = A(0);
-        auto adjoint = [&](int t, A h) {
+        // One step of the adjoint recurrence, given H[t], S[t] and dL/dS[t].
+        auto adjoint = [&](int t, A h, bool spike, A gs) {
             const long long k = static_cast<long long>(t) * n + i;
-            const A s = A((bits[static_cast<long long>(t >> 3) * n + i] >> (t & 7)) & 1u);
+            const A s = spike ? A(1) : A(0);
             const A sg = surrogate_grad(h - vth, alpha, surrogate);
             if (grad_v) gv += load(grad_v + k);
             A dv_dh;
@@ -152,23 +153,41 @@ __global__ void lif_backward(const T* __restrict__ x, const T* __restrict__ v0,
             } else {
                 dv_dh = A(1) - (detach_reset ? A(0) : vth * sg);
             }
-            const A gh = load(grad_s + k) * sg + gv * dv_dh;
+            const A gh = gs * sg + gv * dv_dh;
             store(grad_x + k, gh * dh_dx);
             gv = gh * decay;
         };
         if constexpr (MAXT > 0) {
+            // Every load is issued before the recurrence runs: the surrogate is a real call
+            // (see above), and loads cannot move across it, so loading dL/dS[t] inside the
+            // backward loop would pay a memory latency per step.
+            A g_reg[MAXT];
+            unsigned int spikes = 0u;  // bit t: S[t]
 #pragma unroll
             for (int t = 0; t < MAXT; ++t) {
-                if (t < steps) h_reg[t] = replay(t);
+                if (t < steps) g_reg[t] = load(grad_s + static_cast<long long>(t) * n + i);
+            }
+#pragma unroll
+            for (int t = 0; t < MAXT; ++t) {
+                if (t < steps) {
+                    bool spike;
+                    h_reg[t] = replay(t, spike);
+                    spikes |= static_cast<unsigned int>(spike) << t;
+                }
             }
 #pragma unroll
             for (int t = MAXT - 1; t >= 0; --t) {
-                if (t < steps) adjoint(t, h_reg[t]);
+                if (t < steps) adjoint(t, h_reg[t], (spikes >> t) & 1u, g_reg[t]);
             }
         } else {
-            for (int t = 0; t < steps; ++t) scratch[static_cast<long long>(t) * n + i] = replay(t);
+            for (int t = 0; t < steps; ++t) {
+                bool spike;
+                scratch[static_cast<long long>(t) * n + i] = replay(t, spike);
+            }
             for (int t = steps - 1; t >= 0; --t) {
-                adjoint(t, scratch[static_cast<long long>(t) * n + i]);
+                const long long k = static_cast<long long>(t) * n + i;
+                const bool spike = (bits[static_cast<long long>(t >> 3) * n + i] >> (t & 7)) & 1u;
+                adjoint(t, scratch[k], spike, load(grad_s + k));
             }
         }
         if (grad_v0) store(grad_v0 + i, gv);

@@ -28,13 +28,13 @@ MAX_CODE_RANK = 128
 _CODE_DTYPES = (torch.int8, torch.int16)
 _KERNEL_NAME = {torch.int8: "dsa_predict<signed char>", torch.int16: "dsa_predict<short>"}
 _SMEM_LIMIT = 200 * 1024  # the scores of a block's rows live in shared memory
-_WARPS = 4  # rows a block (one warp each)
+_WARPS = 4  # rows a block (one warp each; kMaxWarps in kernels/dsa_predict.cu)
 
 
 def _warp_bytes(lk: int) -> int:
-    """Shared memory a row's warp takes: its scores, 256 bucket counters and 64 candidates
-    (index and score), 4 bytes each (kernels/dsa_predict.cu)."""
-    return 4 * (lk + 256 + 2 * 64)
+    """Dynamic shared memory a row's warp takes: its ``lk`` float32 scores (the kernel's
+    bucket counters and candidates, 6 KB a block, are static)."""
+    return 4 * lk
 
 
 def _check(q_codes: object, k_codes: object, k_scale: object, keep: object) -> int:
@@ -75,7 +75,7 @@ def _predict_cuda(q_codes, k_codes, k_scale, keep: int, out=None) -> torch.Tenso
     if _warp_bytes(lk) > _SMEM_LIMIT:
         raise ValueError(
             f"the CUDA path holds one row's keys in shared memory: Lk <= "
-            f"{_SMEM_LIMIT // 4 - 256 - 128}, got {lk}"
+            f"{_SMEM_LIMIT // 4}, got {lk}"
         )
     q_codes, k_codes, k_scale = (t.contiguous() for t in (q_codes, k_codes, k_scale))
     shape = (*q_codes.shape[:-1], lk)
