@@ -62,8 +62,25 @@ __device__ __forceinline__ A charge(A v, A x, A inv_tau, A v_rest, int decay_inp
 }
 
 // Surrogate derivative at u = H - Vth.  0 atan, 1 sigmoid, 2 rectangular, 3 triangle.
-// Not inlined: the register-path backward unrolls up to 32 steps, and 32 inlined copies of all
-// four branches (exp in double above all) made the compile take a minute per instance.
+template <int K, typename A>
+__device__ __forceinline__ A surrogate_k(A u, A alpha) {
+    if constexpr (K == 0) {
+        const A z = A(1.5707963267948966) * alpha * u;
+        return A(0.5) * alpha / (A(1) + z * z);
+    } else if constexpr (K == 1) {
+        const A s = A(1) / (A(1) + exp_(-alpha * u));
+        return alpha * s * (A(1) - s);
+    } else if constexpr (K == 2) {
+        return abs_(u) < A(0.5) * alpha ? A(1) / alpha : A(0);
+    } else {
+        const A a = abs_(u);
+        return a < alpha ? (alpha - a) / (alpha * alpha) : A(0);
+    }
+}
+
+// The same with the kind known only at run time.  Not inlined: 32 inlined copies of all four
+// branches (exp in double above all) made the compile take a minute per instance; the float
+// register path inlines surrogate_k instead, one kind per copy of its loop.
 template <typename A>
 __device__ __noinline__ A surrogate_grad(A u, A alpha, int kind) {
     if (kind == 0) {
@@ -126,71 +143,79 @@ __global__ void lif_backward(const T* __restrict__ x, const T* __restrict__ v0,
     const A dh_dx = decay_input ? inv_tau : A(1);
     A* scratch = static_cast<A*>(scratch_);  // [T, n] in the working type, MAXT == 0 only
     const long long stride = static_cast<long long>(gridDim.x) * blockDim.x;
-    for (long long i = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
-         i += stride) {
-        A h_reg[MAXT > 0 ? MAXT : 1];
-        // Replay the forward: the membrane values H[t] that the surrogate needs.
-        A v = v0 ? load(v0 + i) : A(v_start_);
-        unsigned int byte = 0;
-        auto replay = [&](int t, bool& spike) -> A {
-            const long long k = static_cast<long long>(t) * n + i;
-            if ((t & 7) == 0) byte = bits[static_cast<long long>(t >> 3) * n + i];
-            const A h = charge(v, load(x + k), inv_tau, v_rest, decay_input);
-            spike = (byte >> (t & 7)) & 1u;
-            v = spike ? (hard ? v_reset : sub_rn(h, vth)) : h;
-            return h;
-        };
-        A gv = A(0);
-        // One step of the adjoint recurrence, given H[t], S[t] and dL/dS[t].
-        auto adjoint = [&](int t, A h, bool spike, A gs) {
-            const long long k = static_cast<long long>(t) * n + i;
-            const A s = spike ? A(1) : A(0);
-            const A sg = surrogate_grad(h - vth, alpha, surrogate);
-            if (grad_v) gv += load(grad_v + k);
-            A dv_dh;
-            if (hard) {
-                dv_dh = (A(1) - s) + (detach_reset ? A(0) : (v_reset - h) * sg);
+    // The neuron loop, given the surrogate derivative as a callable.
+    auto run = [&](auto surrogate_at) {
+        for (long long i = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
+             i += stride) {
+            A h_reg[MAXT > 0 ? MAXT : 1];
+            // Replay the forward: the membrane values H[t] that the surrogate needs.
+            A v = v0 ? load(v0 + i) : A(v_start_);
+            unsigned int byte = 0;
+            auto replay = [&](int t, bool& spike) -> A {
+                const long long k = static_cast<long long>(t) * n + i;
+                if ((t & 7) == 0) byte = bits[static_cast<long long>(t >> 3) * n + i];
+                const A h = charge(v, load(x + k), inv_tau, v_rest, decay_input);
+                spike = (byte >> (t & 7)) & 1u;
+                v = spike ? (hard ? v_reset : sub_rn(h, vth)) : h;
+                return h;
+            };
+            A gv = A(0);
+            // One step of the adjoint recurrence, given H[t] and S[t].
+            auto adjoint = [&](int t, A h, bool spike) {
+                const long long k = static_cast<long long>(t) * n + i;
+                const A s = spike ? A(1) : A(0);
+                const A sg = surrogate_at(h - vth);
+                if (grad_v) gv += load(grad_v + k);
+                A dv_dh;
+                if (hard) {
+                    dv_dh = (A(1) - s) + (detach_reset ? A(0) : (v_reset - h) * sg);
+                } else {
+                    dv_dh = A(1) - (detach_reset ? A(0) : vth * sg);
+                }
+                const A gh = load(grad_s + k) * sg + gv * dv_dh;
+                store(grad_x + k, gh * dh_dx);
+                gv = gh * decay;
+            };
+            if constexpr (MAXT > 0) {
+                unsigned int spikes = 0u;  // bit t: S[t], so the adjoint need not reload the bits
+    #pragma unroll
+                for (int t = 0; t < MAXT; ++t) {
+                    if (t < steps) {
+                        bool spike;
+                        h_reg[t] = replay(t, spike);
+                        spikes |= static_cast<unsigned int>(spike) << t;
+                    }
+                }
+    #pragma unroll
+                for (int t = MAXT - 1; t >= 0; --t) {
+                    if (t < steps) adjoint(t, h_reg[t], (spikes >> t) & 1u);
+                }
             } else {
-                dv_dh = A(1) - (detach_reset ? A(0) : vth * sg);
-            }
-            const A gh = gs * sg + gv * dv_dh;
-            store(grad_x + k, gh * dh_dx);
-            gv = gh * decay;
-        };
-        if constexpr (MAXT > 0) {
-            // Every load is issued before the recurrence runs: the surrogate is a real call
-            // (see above), and loads cannot move across it, so loading dL/dS[t] inside the
-            // backward loop would pay a memory latency per step.
-            A g_reg[MAXT];
-            unsigned int spikes = 0u;  // bit t: S[t]
-#pragma unroll
-            for (int t = 0; t < MAXT; ++t) {
-                if (t < steps) g_reg[t] = load(grad_s + static_cast<long long>(t) * n + i);
-            }
-#pragma unroll
-            for (int t = 0; t < MAXT; ++t) {
-                if (t < steps) {
+                for (int t = 0; t < steps; ++t) {
                     bool spike;
-                    h_reg[t] = replay(t, spike);
-                    spikes |= static_cast<unsigned int>(spike) << t;
+                    scratch[static_cast<long long>(t) * n + i] = replay(t, spike);
+                }
+                for (int t = steps - 1; t >= 0; --t) {
+                    const long long k = static_cast<long long>(t) * n + i;
+                    const unsigned char byte_t = bits[static_cast<long long>(t >> 3) * n + i];
+                    adjoint(t, scratch[k], (byte_t >> (t & 7)) & 1u);
                 }
             }
-#pragma unroll
-            for (int t = MAXT - 1; t >= 0; --t) {
-                if (t < steps) adjoint(t, h_reg[t], (spikes >> t) & 1u, g_reg[t]);
-            }
-        } else {
-            for (int t = 0; t < steps; ++t) {
-                bool spike;
-                scratch[static_cast<long long>(t) * n + i] = replay(t, spike);
-            }
-            for (int t = steps - 1; t >= 0; --t) {
-                const long long k = static_cast<long long>(t) * n + i;
-                const bool spike = (bits[static_cast<long long>(t >> 3) * n + i] >> (t & 7)) & 1u;
-                adjoint(t, scratch[k], spike, load(grad_s + k));
-            }
+            if (grad_v0) store(grad_v0 + i, gv);
         }
-        if (grad_v0) store(grad_v0 + i, gv);
+    };
+    if constexpr (MAXT > 0 && sizeof(A) == 4) {
+        // Float, registers: the surrogate inlined, one copy of the loop per kind, so that the
+        // compiler can schedule each step's loads ahead of the recurrence (across a call it
+        // cannot, and every step then waited for its memory).
+        switch (surrogate) {
+            case 0: run([&](A u) { return surrogate_k<0>(u, alpha); }); break;
+            case 1: run([&](A u) { return surrogate_k<1>(u, alpha); }); break;
+            case 2: run([&](A u) { return surrogate_k<2>(u, alpha); }); break;
+            default: run([&](A u) { return surrogate_k<3>(u, alpha); }); break;
+        }
+    } else {
+        run([&](A u) { return surrogate_grad(u, alpha, surrogate); });
     }
 }
 
