@@ -14,6 +14,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import functools
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -43,8 +44,32 @@ _NUMPY: dict[str, Any] = {
 
 
 @functools.cache
-def _kernel(module: str, function: str, device: int, exprs: tuple[str, ...]) -> Any:
-    return load_module(module, exprs, DEFAULT_OPTIONS, device).get_function(function)
+def _kernel(module: str, function: str, device: int, exprs: tuple[str, ...]) -> tuple[Any, Any]:
+    """The CuPy function and its driver handle (None where CuPy does not expose it)."""
+    kernel = load_module(module, exprs, DEFAULT_OPTIONS, device).get_function(function)
+    return kernel, getattr(getattr(kernel, "kernel", None), "ptr", None)
+
+
+_params = threading.local()
+
+
+def _param_block(sig: str) -> tuple[list[Any], Any]:
+    """This thread's ctypes argument values for ``sig`` and the array of their addresses.
+
+    Reused from call to call (building them costs more than the launch); one set per thread,
+    because the autograd engine launches backward kernels from its own threads.
+    """
+    blocks = getattr(_params, "blocks", None)
+    if blocks is None:
+        blocks = _params.blocks = {}
+    block = blocks.get(sig)
+    if block is None:
+        values = [_CTYPES[kind]() for kind in sig]
+        block = blocks[sig] = (
+            values,
+            (ctypes.c_void_p * len(values))(*map(ctypes.addressof, values)),
+        )
+    return block
 
 
 @functools.cache
@@ -101,11 +126,10 @@ def fast_launch(
         If compiling or launching fails.
     """
     index = device.index if device.index is not None else torch.cuda.current_device()
-    kernel = _kernel(module, function, index, tuple(exprs))
+    kernel, handle = _kernel(module, function, index, tuple(exprs))
     if shared_mem > 48 * 1024 and kernel.max_dynamic_shared_size_bytes < shared_mem:
         kernel.max_dynamic_shared_size_bytes = shared_mem
     launch = _driver()
-    handle = getattr(getattr(kernel, "kernel", None), "ptr", None)
     if launch is None or handle is None or index != torch.cuda.current_device():
         cupy = _require_cupy()
         try:
@@ -114,8 +138,11 @@ def fast_launch(
             msg = f"launching {function} from kernels/{module}.cu failed: {exc}"
             raise KernelError(msg) from exc
         return
-    values = [_CTYPES[kind](a) for kind, a in zip(sig, args, strict=True)]
-    params = (ctypes.c_void_p * len(values))(*map(ctypes.addressof, values))
+    if len(args) != len(sig):
+        raise ValueError(f"{function}: {len(args)} arguments for the signature {sig!r}")
+    values, params = _param_block(sig)
+    for value, a in zip(values, args, strict=True):
+        value.value = a
     g = (*grid, 1, 1)
     b = (*block, 1, 1)
     status = launch(

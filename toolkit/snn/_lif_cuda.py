@@ -10,6 +10,7 @@ checks for callers that bring their own buffers."""
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import TYPE_CHECKING
 
@@ -49,7 +50,10 @@ def _backward_name(dtype: torch.dtype, steps: int) -> str:
     return f"lif_backward<{TEMPLATE_TYPES[dtype]}, {_register_steps(steps)}>"
 
 
+@functools.lru_cache(maxsize=64)
 def _scalars(p: LIFParams, v_start: float) -> tuple:
+    # Cached: a training loop calls with the same few parameter sets, and these ten objects
+    # are a measurable part of a call's host time.
     return (
         np.float64(0.0 if math.isinf(p.tau) else 1.0 / p.tau),
         np.float64(p.v_threshold),
