@@ -1,26 +1,50 @@
-// Row-wise k nearest references (Euclidean) without the full distance matrix.
+// Row-wise k nearest references (Euclidean): the selection half of a Gram-chunk top-k.
 //
-// queries [n, d] and refs [m, d], row-major.  out_dist[q, j] and out_idx[q, j] hold the j-th
-// nearest reference of query q, ascending; ties go to the lower reference index (the order of
-// a stable sort); with exclude_self, reference q is left out of query q's list (leave-one-out
-// retrieval of a set against itself).
+// The host (toolkit/metric/_retrieval.py) walks the queries in chunks of `rows` rows; for
+// each chunk a cuBLAS GEMM writes gram[i, j] = q_i . r_j (row stride ld, a multiple of 4
+// elements, so every row is 16-byte aligned) and this kernel reads the chunk once:
 //
-// One warp per query, WARPS queries per block.  The block walks the references in tiles of
-// TILE = 32 * REFS_PER_LANE, and each tile's dimensions in chunks of DC: the chunk of the
-// tile and of the block's queries is staged in shared memory (rows padded to DC + 1, so lane
-// l reading row l + 32 r hits bank (l + dd) mod 32: no conflicts) and every staged reference
-// serves all WARPS queries.  Each lane accumulates squared distances to REFS_PER_LANE
-// references and keeps its own sorted KMAX best in registers; at the end the warp merges the
-// 32 lists with k rounds of a shuffle arg-min.  Memory: O(n k) outputs, nothing of size n m.
+// 1. Selection by the ranking key  key_ij = ||r_j||^2 - 2 q_i . r_j  (= ||q_i - r_j||^2 minus a
+//    per-row constant).  One warp per row; lane l reads the vectors l, l + 32, ... of the row
+//    (U vector loads in flight, streaming: each element is read once) and keeps the L best keys
+//    of its slice, sorted, in registers.  Every U vectors the warp shares its bound, the least
+//    of the lanes' L-th keys: at least L keys of the row are <= bound, so a key above it cannot
+//    be among the row's L best and is dropped without touching the list (after the first few
+//    hundred columns nearly every key is).  Then a shuffle arg-min merges the 32 lists into the
+//    row's L best candidates (ties to the lower index), one per lane.
+// 2. Exact re-ranking: each candidate's distance is recomputed from differences,
+//    sum_t (q_it - r_jt)^2 (the reference path's form: no cancellation for near neighbours),
+//    and the candidates are ranked by (distance, index); the first k are written.  With L >= k
+//    candidates (the host picks L >= 2k where it can), the order of the k returned follows the
+//    exact distances; only near-ties between the L-th and (L+1)-th key can be decided by the
+//    rounding of the GEMM.
+//
+// With exclude_self, column first_row + i is skipped for row i (leave-one-out retrieval of a
+// set against itself).  Memory: the chunk and O(n k) outputs, never n x m.
 #include "tk_dtypes.cuh"
 
 namespace {
 
-constexpr int WARPS = 8;
-constexpr int REFS_PER_LANE = 4;
-constexpr int TILE = 32 * REFS_PER_LANE;
-constexpr int DC = 32;
+constexpr int WARPS = 8;  // rows per block
+constexpr int U = 4;      // vector loads in flight per lane
 constexpr unsigned FULL_MASK = 0xffffffffu;
+constexpr int NO_INDEX = 0x7fffffff;  // > every valid column (the host checks m < 2^31 - 1)
+
+template <typename T> struct Vec;
+template <> struct Vec<float> {
+    using type = float4;
+    static constexpr int width = 4;
+    static __device__ __forceinline__ float get(const float4& v, int w) {
+        return w == 0 ? v.x : w == 1 ? v.y : w == 2 ? v.z : v.w;
+    }
+};
+template <> struct Vec<double> {
+    using type = double2;
+    static constexpr int width = 2;
+    static __device__ __forceinline__ double get(const double2& v, int w) {
+        return w == 0 ? v.x : v.y;
+    }
+};
 
 template <typename T> __device__ __forceinline__ T positive_inf();
 template <> __device__ __forceinline__ float positive_inf<float>() {
@@ -30,125 +54,174 @@ template <> __device__ __forceinline__ double positive_inf<double>() {
     return __longlong_as_double(0x7ff0000000000000LL);
 }
 
-// (distance, index) order: smaller distance first, then the lower index.
+// (value, index) order: smaller value first, then the lower index.
 template <typename T>
-__device__ __forceinline__ bool before(T da, long long ia, T db, long long ib) {
-    return da < db || (da == db && ia < ib);
+__device__ __forceinline__ bool before(T va, int ia, T vb, int ib) {
+    return va < vb || (va == vb && ia < ib);
+}
+
+// Insert (kv, iv) into a sorted list.  A lane scans its columns in increasing order, so iv
+// exceeds every index already listed: on equal keys it goes after them (strict <).
+template <typename T, int L>
+__device__ __forceinline__ void insert(T (&key)[L], int (&idx)[L], T kv, int iv) {
+#pragma unroll
+    for (int j = L - 1; j > 0; --j) {
+        if (kv < key[j - 1]) {
+            key[j] = key[j - 1];
+            idx[j] = idx[j - 1];
+        } else if (kv < key[j]) {
+            key[j] = kv;
+            idx[j] = iv;
+        }
+    }
+    if (kv < key[0]) {
+        key[0] = kv;
+        idx[0] = iv;
+    }
+}
+
+template <typename T> __device__ __forceinline__ T warp_min(T v) {
+#pragma unroll
+    for (int offset = 16; offset > 0; offset >>= 1) v = min(v, __shfl_xor_sync(FULL_MASK, v, offset));
+    return v;
+}
+
+template <typename T> __device__ __forceinline__ T warp_sum(T v) {
+#pragma unroll
+    for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_xor_sync(FULL_MASK, v, offset);
+    return v;
 }
 
 }  // namespace
 
-template <typename T, int KMAX>
+template <typename T, int L>
 __global__ void __launch_bounds__(WARPS * 32)
-retrieval_topk(const T* __restrict__ queries, const T* __restrict__ refs,
-               T* __restrict__ out_dist, long long* __restrict__ out_idx,
-               int n, int m, int d, int k, int exclude_self) {
-    __shared__ T rs[TILE][DC + 1];
-    __shared__ T qs[WARPS][DC + 1];
-    const int warp = threadIdx.x / 32;
+retrieval_select(const T* __restrict__ gram, long long ld, const T* __restrict__ ref_sq_norms,
+                 const T* __restrict__ queries, const T* __restrict__ refs,
+                 T* __restrict__ out_dist, long long* __restrict__ out_idx, int rows,
+                 int first_row, int m, int d, int k, int exclude_self) {
+    using V = typename Vec<T>::type;
+    constexpr int W = Vec<T>::width;
     const int lane = threadIdx.x % 32;
-    const long long first_query = static_cast<long long>(blockIdx.x) * WARPS;
-    const long long q = first_query + warp;
-    const long long no_index = 0x7fffffffffffffffLL;
+    const long long row = static_cast<long long>(blockIdx.x) * WARPS + threadIdx.x / 32;
+    if (row >= rows) return;  // the whole warp: rows are warp-uniform
+    const long long query = first_row + row;
+    const int self = exclude_self ? static_cast<int>(query) : -1;
+    const T* g = gram + row * ld;
+    const V* gv = reinterpret_cast<const V*>(g);
+    const V* nv = reinterpret_cast<const V*>(ref_sq_norms);
 
-    T best_d[KMAX];
-    long long best_i[KMAX];
+    T key[L];
+    int idx[L];
 #pragma unroll
-    for (int j = 0; j < KMAX; ++j) {
-        best_d[j] = positive_inf<T>();
-        best_i[j] = no_index;
+    for (int j = 0; j < L; ++j) {
+        key[j] = positive_inf<T>();
+        idx[j] = NO_INDEX;
     }
+    T bound = positive_inf<T>();
 
-    for (long long r0 = 0; r0 < m; r0 += TILE) {
-        T acc[REFS_PER_LANE];
+    // Phase 1: the vector part of the row, U strided vectors per lane per step.
+    const int nvec = m / W;
+    for (int base = 0; base < nvec; base += 32 * U) {
+        V gk[U], nk[U];
 #pragma unroll
-        for (int r = 0; r < REFS_PER_LANE; ++r) acc[r] = T(0);
-        for (int d0 = 0; d0 < d; d0 += DC) {
-            for (int e = threadIdx.x; e < TILE * DC; e += blockDim.x) {
-                const int rr = e / DC, dd = e % DC;
-                const long long gr = r0 + rr;
-                const int gd = d0 + dd;
-                rs[rr][dd] = (gr < m && gd < d) ? refs[gr * d + gd] : T(0);
+        for (int u = 0; u < U; ++u) {
+            const int v = base + u * 32 + lane;
+            if (v < nvec) {
+                gk[u] = __ldcs(gv + v);
+                nk[u] = __ldg(nv + v);
             }
-            for (int e = threadIdx.x; e < WARPS * DC; e += blockDim.x) {
-                const int qq = e / DC, dd = e % DC;
-                const long long gq = first_query + qq;
-                const int gd = d0 + dd;
-                qs[qq][dd] = (gq < n && gd < d) ? queries[gq * d + gd] : T(0);
-            }
-            __syncthreads();
-#pragma unroll 8
-            for (int dd = 0; dd < DC; ++dd) {
-                const T qv = qs[warp][dd];
-#pragma unroll
-                for (int r = 0; r < REFS_PER_LANE; ++r) {
-                    const T diff = qv - rs[lane + 32 * r][dd];
-                    acc[r] += diff * diff;
-                }
-            }
-            __syncthreads();
         }
 #pragma unroll
-        for (int r = 0; r < REFS_PER_LANE; ++r) {
-            long long ci = r0 + lane + 32 * r;
-            T cd = acc[r];
-            if (ci >= m || (exclude_self && ci == q)) continue;
-            if (!before(cd, ci, best_d[KMAX - 1], best_i[KMAX - 1])) continue;
-            // Insertion into the sorted list: the candidate bubbles to its place.
+        for (int u = 0; u < U; ++u) {
+            if (base + u * 32 + lane >= nvec) continue;
 #pragma unroll
-            for (int j = 0; j < KMAX; ++j) {
-                if (before(cd, ci, best_d[j], best_i[j])) {
-                    const T td = best_d[j];
-                    const long long ti = best_i[j];
-                    best_d[j] = cd;
-                    best_i[j] = ci;
-                    cd = td;
-                    ci = ti;
-                }
+            for (int w = 0; w < W; ++w) {
+                const T kv = Vec<T>::get(nk[u], w) - T(2) * Vec<T>::get(gk[u], w);
+                const int col = (base + u * 32 + lane) * W + w;
+                if (kv <= bound && col != self) insert(key, idx, kv, col);
             }
         }
+        bound = warp_min(key[L - 1]);
+    }
+    // The columns past the last whole vector (m not a multiple of W).
+    for (int col = nvec * W + lane; col < m; col += 32) {
+        const T kv = ref_sq_norms[col] - T(2) * g[col];
+        if (col != self) insert(key, idx, kv, col);
     }
 
-    // Merge the 32 sorted lists: each round the warp's arg-min head is emitted and its lane
-    // pops it.  Indices are unique, so exactly one lane owns the winner.
-    for (int out = 0; out < k; ++out) {
-        T bd = best_d[0];
-        long long bi = best_i[0];
+    // Merge the 32 sorted lists: each round the warp's arg-min head is the next candidate
+    // (lane `round` keeps it) and its owner pops it.  Valid indices are unique, so one lane
+    // owns each valid winner; (inf, NO_INDEX) fillers, left where fewer than L columns exist,
+    // rank last below.
+    int cand = NO_INDEX;
+#pragma unroll 1
+    for (int round = 0; round < L; ++round) {
+        T bk = key[0];
+        int bi = idx[0];
 #pragma unroll
         for (int offset = 16; offset > 0; offset >>= 1) {
-            const T od = __shfl_xor_sync(FULL_MASK, bd, offset);
-            const long long oi = __shfl_xor_sync(FULL_MASK, bi, offset);
-            if (before(od, oi, bd, bi)) {
-                bd = od;
+            const T ok = __shfl_xor_sync(FULL_MASK, bk, offset);
+            const int oi = __shfl_xor_sync(FULL_MASK, bi, offset);
+            if (before(ok, oi, bk, bi)) {
+                bk = ok;
                 bi = oi;
             }
         }
-        if (best_i[0] == bi) {
+        if (lane == round) cand = bi;
+        if (idx[0] == bi && key[0] == bk) {
 #pragma unroll
-            for (int j = 0; j < KMAX - 1; ++j) {
-                best_d[j] = best_d[j + 1];
-                best_i[j] = best_i[j + 1];
+            for (int j = 0; j < L - 1; ++j) {
+                key[j] = key[j + 1];
+                idx[j] = idx[j + 1];
             }
-            best_d[KMAX - 1] = positive_inf<T>();
-            best_i[KMAX - 1] = no_index;
+            key[L - 1] = positive_inf<T>();
+            idx[L - 1] = NO_INDEX;
         }
-        if (lane == 0 && q < n) {
-            out_dist[q * k + out] = sqrt(bd);
-            out_idx[q * k + out] = bi;
+    }
+
+    // Phase 2: exact distances of the candidates, the warp's lanes splitting the dimensions.
+    const T* q = queries + query * d;
+    T sq = positive_inf<T>();
+#pragma unroll 1
+    for (int j = 0; j < L; ++j) {
+        const int c = __shfl_sync(FULL_MASK, cand, j);
+        if (c >= m) continue;  // warp-uniform: a filler
+        const T* r = refs + static_cast<long long>(c) * d;
+        T s = T(0);
+        for (int t = lane; t < d; t += 32) {
+            const T diff = q[t] - r[t];
+            s = fma(diff, diff, s);
         }
+        s = warp_sum(s);
+        if (lane == j) sq = s;
+    }
+    // Rank by (distance, index); a NaN (only from non-finite inputs) ranks as +inf so that
+    // the ranks stay a permutation.
+    const T rank_key = (sq == sq) ? sq : positive_inf<T>();
+    int rank = 0;
+#pragma unroll
+    for (int l = 0; l < L; ++l) {
+        const T ok = __shfl_sync(FULL_MASK, rank_key, l);
+        const int oi = __shfl_sync(FULL_MASK, cand, l);
+        rank += before(ok, oi, rank_key, cand) ? 1 : 0;
+    }
+    if (lane < L && rank < k) {
+        out_dist[query * k + rank] = sqrt(sq);
+        out_idx[query * k + rank] = cand;
     }
 }
 
 // Explicit instances: NVRTC finds them through name_expressions, and nvcc's compile check
-// builds real code for each dtype and list bound instead of only parsing the template.
-#define TK_TOPK_INSTANCE(T, KMAX)                                                          \
-    template __global__ void retrieval_topk<T, KMAX>(const T* __restrict__,                \
-                                                     const T* __restrict__, T* __restrict__, \
-                                                     long long* __restrict__, int, int, int, \
-                                                     int, int);
-TK_TOPK_INSTANCE(float, 8)
-TK_TOPK_INSTANCE(float, 16)
-TK_TOPK_INSTANCE(float, 32)
-TK_TOPK_INSTANCE(double, 8)
-TK_TOPK_INSTANCE(double, 16)
-TK_TOPK_INSTANCE(double, 32)
+// builds real code for each dtype and list length instead of only parsing the template.
+#define TK_SELECT_INSTANCE(T, L)                                                             \
+    template __global__ void retrieval_select<T, L>(                                         \
+        const T* __restrict__, long long, const T* __restrict__, const T* __restrict__,      \
+        const T* __restrict__, T* __restrict__, long long* __restrict__, int, int, int, int, \
+        int, int);
+TK_SELECT_INSTANCE(float, 8)
+TK_SELECT_INSTANCE(float, 16)
+TK_SELECT_INSTANCE(float, 32)
+TK_SELECT_INSTANCE(double, 8)
+TK_SELECT_INSTANCE(double, 16)
+TK_SELECT_INSTANCE(double, 32)

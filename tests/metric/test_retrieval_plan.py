@@ -1,0 +1,43 @@
+"""The CUDA path's host-side plan (candidate list length, Gram chunks), checked on the CPU."""
+
+from __future__ import annotations
+
+import pytest
+
+from toolkit.metric._retrieval import _CHUNK_BYTES, MAX_K, _chunk_plan, _list_length
+
+
+@pytest.mark.parametrize("k", range(1, MAX_K + 1))
+def test_list_length_holds_twice_k_up_to_max(k):
+    length = _list_length(k)
+    assert length in (8, 16, 32)
+    assert length >= min(2 * k, MAX_K)
+    assert length == 8 or length // 2 < min(2 * k, MAX_K), "not the shortest that fits"
+
+
+@pytest.mark.parametrize(
+    ("n", "m", "itemsize", "budget"),
+    [
+        (8192, 8192, 4, _CHUNK_BYTES),
+        (32768, 32768, 4, _CHUNK_BYTES),
+        (65536, 65536, 4, _CHUNK_BYTES),
+        (65536, 65536, 8, _CHUNK_BYTES),
+        (600, 501, 4, 7 * 504 * 4),
+        (10, 3, 8, 1),  # a budget below one row still makes progress, one row at a time
+        (1, 1, 4, _CHUNK_BYTES),
+    ],
+)
+def test_chunk_plan_is_aligned_and_within_budget(n, m, itemsize, budget):
+    rows, ld = _chunk_plan(n, m, itemsize, budget)
+    assert ld % 4 == 0 and m <= ld < m + 4, "rows must start 16-byte aligned"
+    assert 1 <= rows <= n
+    assert rows == 1 or rows * ld * itemsize <= budget
+    if rows < n:  # as many rows as the budget allows
+        assert (rows + 1) * ld * itemsize > budget
+
+
+def test_chunk_plan_at_benchmark_sizes():
+    # the selection kernel needs thousands of rows in flight to stream at memory bandwidth
+    assert _chunk_plan(32768, 32768, 4, _CHUNK_BYTES) == (4096, 32768)
+    assert _chunk_plan(65536, 65536, 4, _CHUNK_BYTES) == (2048, 65536)
+    assert _chunk_plan(8192, 8193, 4, _CHUNK_BYTES) == (8192, 8196)
