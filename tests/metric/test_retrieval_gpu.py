@@ -77,6 +77,19 @@ def test_many_chunks(monkeypatch, loo):
     _check(q, r, 12, loo, dist, idx)
 
 
+def test_symmetric_and_general_paths_agree():
+    # the same set as its own references: the upper-triangle path with running lists; a copy
+    # of it as references: the general path, which excludes the diagonal by index only
+    gen = generator("paths")
+    x = torch.randn(2501, 48, generator=gen)
+    xc = x.cuda()
+    for k in (1, 9, 32):
+        sym = _topk_cuda(xc, xc, k, True)
+        gen_ = _topk_cuda(xc, xc.clone(), k, True)
+        for dist, idx in (sym, gen_):
+            _check(x, x, k, True, dist.cpu(), idx.cpu())
+
+
 def test_near_duplicates_keep_exact_distances():
     # distances of 1e-3 next to norms of 100: ||q||^2 + ||r||^2 - 2 q.r would lose them all
     # in float32; the kernel recomputes its candidates' distances from differences

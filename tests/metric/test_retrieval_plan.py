@@ -36,8 +36,23 @@ def test_chunk_plan_is_aligned_and_within_budget(n, m, itemsize, budget):
         assert (rows + 1) * ld * itemsize > budget
 
 
+@pytest.mark.parametrize("n", [1, 3, 4, 5, 9, 64, 1000, 3001, 8192, 32768, 65536])
+@pytest.mark.parametrize("budget", [1, 7 * 504 * 4, _CHUNK_BYTES])
+def test_symmetric_chunks_start_aligned(n, budget):
+    rows, ld = _chunk_plan(n, n, 4, budget, symmetric=True)
+    assert 1 <= rows <= n
+    if rows < n:  # several chunks: each starts at a multiple of 4 (aligned norms)
+        assert rows % 4 == 0
+        assert rows <= max(4, -(-n // 8)), "an eighth of the rows at most"
+        assert rows == 4 or rows * ld * 4 <= budget
+
+
 def test_chunk_plan_at_benchmark_sizes():
     # the selection kernel needs thousands of rows in flight to stream at memory bandwidth
     assert _chunk_plan(32768, 32768, 4, _CHUNK_BYTES) == (4096, 32768)
     assert _chunk_plan(65536, 65536, 4, _CHUNK_BYTES) == (2048, 65536)
     assert _chunk_plan(8192, 8193, 4, _CHUNK_BYTES) == (8192, 8196)
+    # leave-one-out: an eighth of the rows per chunk, the GEMMs cover the upper triangle
+    assert _chunk_plan(8192, 8192, 4, _CHUNK_BYTES, symmetric=True) == (1024, 8192)
+    assert _chunk_plan(32768, 32768, 4, _CHUNK_BYTES, symmetric=True) == (4096, 32768)
+    assert _chunk_plan(65536, 65536, 4, _CHUNK_BYTES, symmetric=True) == (2048, 65536)

@@ -21,9 +21,13 @@ _CHUNK_BYTES = 512 * 2**20
 _DTYPES = (torch.float32, torch.float64)
 _LIST_BOUNDS = (8, 16, 32)  # the candidate list lengths L the kernel is compiled for
 _INSTANCES = tuple(
-    f"retrieval_select<{TEMPLATE_TYPES[d]}, {b}>" for d in _DTYPES for b in _LIST_BOUNDS
+    f"{f}<{TEMPLATE_TYPES[d]}, {b}>"
+    for f in ("retrieval_select", "retrieval_select_columns")
+    for d in _DTYPES
+    for b in _LIST_BOUNDS
 )
 _ROWS_PER_BLOCK = 8  # WARPS in kernels/retrieval_topk.cu
+_SPLIT = 4  # SPLIT in kernels/retrieval_topk.cu
 _INT32_MAX = 2**31 - 1
 
 
@@ -55,14 +59,22 @@ def _list_length(k: int) -> int:
     return next(b for b in _LIST_BOUNDS if b >= min(2 * k, MAX_K))
 
 
-def _chunk_plan(n: int, m: int, itemsize: int, budget: int) -> tuple[int, int]:
-    """``(rows, ld)``: queries per Gram chunk and its row stride in elements.
+def _chunk_plan(
+    n: int, m: int, itemsize: int, budget: int, symmetric: bool = False
+) -> tuple[int, int]:
+    """``(rows, ld)``: queries per Gram chunk and the longest row stride, in elements.
 
     ``ld`` rounds ``m`` up to a multiple of 4 so that every row starts 16-byte aligned (the
     kernel's vector loads); ``rows * ld * itemsize`` stays within ``budget`` (at least 1 row).
+    ``symmetric`` (leave-one-out: each chunk multiplies only the columns from its first row
+    on) caps a chunk at ``n / 8`` rows, so the GEMMs do about ``(1 + 1/8) / 2`` of the full
+    product, and at a multiple of 4 rows (at least 4), so that chunks start aligned.
     """
     ld = -(-m // 4) * 4
-    return max(1, min(n, budget // (ld * itemsize))), ld
+    rows = max(1, min(n, budget // (ld * itemsize)))
+    if symmetric:
+        rows = max(4, min(rows, -(-n // 8)) // 4 * 4)
+    return min(rows, n), ld
 
 
 @_topk_op.cuda
@@ -75,7 +87,9 @@ def _topk_cuda(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     # Per chunk of queries: a cuBLAS GEMM gives q . r (full fp32/fp64: torch's matmul precision
     # flags apply, IEEE by default, as in torch.cdist), then one pass of retrieval_select
-    # selects by ||r||^2 - 2 q . r and re-ranks its candidates by exact distance.
+    # selects by ||r||^2 - 2 q . r and re-ranks its candidates by exact distance.  A set
+    # against itself multiplies only the upper triangle; retrieval_select_columns hands each
+    # chunk's columns to the later queries through a running candidate list (the "state").
     if k > MAX_K:
         return _topk_op.reference(queries, references, k, exclude_self)
     q, r = queries.contiguous(), references.contiguous()
@@ -105,27 +119,40 @@ def _topk_cuda(
                 raise ValueError(f"{name} must have shape ({n}, {k}), got {tuple(t.shape)}")
     if n == 0:
         return dist, idx
+    symmetric = exclude_self and q.data_ptr() == r.data_ptr() and q.shape == r.shape
     length = _list_length(k)
-    rows, ld = _chunk_plan(n, m, q.element_size(), _CHUNK_BYTES)
-    gram = torch.empty(rows, ld, dtype=q.dtype, device=device)
+    rows, ld = _chunk_plan(n, m, q.element_size(), _CHUNK_BYTES, symmetric)
+    flat = torch.empty(rows * ld, dtype=q.dtype, device=device)
     sq_norms = r.square().sum(1)
-    function = f"retrieval_select<{TEMPLATE_TYPES[q.dtype]}, {length}>"
+    state = (0, 0)  # null pointers: no running lists
+    if symmetric:
+        state_key = torch.full((n, length), torch.inf, dtype=q.dtype, device=device)
+        state_idx = torch.full((n, length), _INT32_MAX, dtype=torch.int32, device=device)
+        state = (state_key.data_ptr(), state_idx.data_ptr())
+    kind = TEMPLATE_TYPES[q.dtype]
     for start in range(0, n, rows):
         stop = min(n, start + rows)
-        chunk = gram[: stop - start, :m]  # row stride ld: torch hands it to cuBLAS as ldc
-        torch.mm(q[start:stop], r.t(), out=chunk)
+        col0 = start if symmetric else 0
+        ncols = m - col0
+        stride = -(-ncols // 4) * 4
+        # row stride `stride`, not ncols: torch hands it to cuBLAS as ldc, no copy
+        chunk = flat[: (stop - start) * stride].view(stop - start, stride)[:, :ncols]
+        torch.mm(q[start:stop], r[col0:].t(), out=chunk)
         fast_launch(
             "retrieval_topk",
-            function,
+            f"retrieval_select<{kind}, {length}>",
             (-(-(stop - start) // _ROWS_PER_BLOCK),),
             (32 * _ROWS_PER_BLOCK,),
-            "pqppppp" + "iiiiii",
+            "pqiipppppppiiiiii",
             (
                 chunk.data_ptr(),
-                ld,
+                stride,
+                col0,
+                ncols,
                 sq_norms.data_ptr(),
                 q.data_ptr(),
                 r.data_ptr(),
+                *state,
                 dist.data_ptr(),
                 idx.data_ptr(),
                 stop - start,
@@ -138,4 +165,24 @@ def _topk_cuda(
             device,
             _INSTANCES,
         )
+        if symmetric and stop < n:  # the columns past the chunk's rows, for later queries
+            fast_launch(
+                "retrieval_topk",
+                f"retrieval_select_columns<{kind}, {length}>",
+                (-(-(ncols - (stop - start)) // 32),),
+                (32 * _SPLIT,),
+                "pqiiipppi",
+                (
+                    chunk.data_ptr(),
+                    stride,
+                    col0,
+                    stop - start,
+                    ncols,
+                    sq_norms.data_ptr(),
+                    *state,
+                    stop - start,
+                ),
+                device,
+                _INSTANCES,
+            )
     return dist, idx

@@ -38,12 +38,15 @@ def retrieval_topk(
     ``kernels/retrieval_topk.cu`` reads each chunk once, keeps the ``L = min(32, 2k)``
     (rounded up to 8, 16 or 32) smallest keys ``||r||^2 - 2 q.r`` of each row, recomputes their
     distances from differences (as the reference path does: no cancellation for near
-    neighbours) and returns the ``k`` best of them in that exact order; which references enter the
-    ``L`` candidates is decided by the GEMM's rounding: where two references are closer than
-    that rounding (about ``1e-6 * ||q||^2`` in float32) at the ``L``-th place, either may be
-    chosen (as with :func:`torch.cdist`'s matrix-product mode).  Memory stays at the chunk
-    plus ``O(N k)``.  Larger ``k`` runs the reference path (blocks of 1024 queries) on the same
-    device.
+    neighbours) and returns the ``k`` best of them in that exact order.  Leave-one-out
+    retrieval multiplies only the upper triangle of the symmetric product (about half the
+    work) and passes each chunk's columns on to later queries through running lists of ``L``
+    candidates.  Which references enter the ``L`` candidates is decided by the GEMM's
+    rounding: where two references are closer than that rounding (about
+    ``1e-6 * ||q||^2`` in float32) at the ``L``-th place, either may be chosen (as with
+    :func:`torch.cdist`'s matrix-product mode).  Memory: the chunk, ``O(N L)`` and the
+    outputs, never ``N x M``.  Larger ``k`` runs the reference path (blocks of 1024 queries)
+    on the same device.
 
     Parameters
     ----------
