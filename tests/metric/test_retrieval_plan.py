@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
+import torch
 
+from toolkit.metric import _retrieval, retrieval_topk
 from toolkit.metric._retrieval import _CHUNK_BYTES, MAX_K, _chunk_plan, _list_length
+
+from ._retrieval_emulator import Emulator
 
 
 @pytest.mark.parametrize("k", range(1, MAX_K + 1))
@@ -56,3 +61,38 @@ def test_chunk_plan_at_benchmark_sizes():
     assert _chunk_plan(8192, 8192, 4, _CHUNK_BYTES, symmetric=True) == (1024, 8192)
     assert _chunk_plan(32768, 32768, 4, _CHUNK_BYTES, symmetric=True) == (4096, 32768)
     assert _chunk_plan(65536, 65536, 4, _CHUNK_BYTES, symmetric=True) == (2048, 65536)
+
+
+@pytest.mark.parametrize(
+    ("n", "m", "d", "k", "loo", "budget", "dtype"),
+    [
+        (37, 37, 5, 3, True, _CHUNK_BYTES, torch.float32),  # symmetric, 4-row chunks
+        (42, 42, 6, 12, True, 5 * 44 * 4, torch.float32),  # budget-capped symmetric chunks
+        (30, 30, 4, 5, True, _CHUNK_BYTES, torch.float64),
+        (23, 61, 7, 8, False, 5 * 64 * 4, torch.float32),  # general path, m % 4 != 0
+        (20, 50, 3, 32, False, _CHUNK_BYTES, torch.float32),
+    ],
+)
+def test_host_code_with_emulated_kernels(monkeypatch, n, m, d, k, loo, budget, dtype):
+    # _topk_cuda's host logic on CPU tensors, the kernels replaced by a NumPy emulation that
+    # reads and writes through the very pointers, strides and offsets the launches pass
+    gen = torch.Generator().manual_seed(n * 1000 + m)
+    ints = k == 12  # small integers: exact keys, many exact ties (lower index first)
+    if ints:
+        q = torch.randint(-2, 3, (n, d), generator=gen).to(dtype)
+    else:
+        q = torch.randn(n, d, generator=gen, dtype=dtype)
+    r = q if loo else torch.randn(m, d, generator=gen, dtype=dtype)
+    emulator = Emulator(n, m, d, k, dtype=np.float32 if dtype == torch.float32 else np.float64)
+    monkeypatch.setattr(_retrieval, "fast_launch", emulator)
+    monkeypatch.setattr(_retrieval, "_CHUNK_BYTES", budget)
+    dist = torch.full((n, k), float("nan"), dtype=dtype)
+    idx = torch.full((n, k), -7, dtype=torch.int64)
+    _retrieval._topk_cuda(q, r, k, loo, out=(dist, idx))
+    ref_d, ref_i = retrieval_topk(q, k, None if loo else r, backend="cpu")
+    assert torch.equal(idx, ref_i)
+    torch.testing.assert_close(dist, ref_d, rtol=1e-6, atol=1e-6)
+    rows, _ = _chunk_plan(n, m, q.element_size(), budget, loo)
+    chunks = -(-n // rows)
+    assert emulator.launches.count("retrieval_select") == chunks
+    assert emulator.launches.count("retrieval_select_columns") == (chunks - 1 if loo else 0)
