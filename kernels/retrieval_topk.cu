@@ -30,8 +30,6 @@
 // column that is merged in later, so "ties go to the lower index" needs no index compares.
 //
 // Memory: the chunk, the state (n L keys and indices) and O(n k) outputs, never n x m.
-#include "tk_dtypes.cuh"
-
 namespace {
 
 constexpr int WARPS = 8;  // rows per block of retrieval_select
@@ -92,9 +90,15 @@ __device__ __forceinline__ void insert(T (&key)[L], int (&idx)[L], T kv, int iv)
 
 template <typename T> __device__ __forceinline__ T warp_min(T v) {
 #pragma unroll
-    for (int offset = 16; offset > 0; offset >>= 1) v = min(v, __shfl_xor_sync(FULL_MASK, v, offset));
+    for (int offset = 16; offset > 0; offset >>= 1) {
+        const T o = __shfl_xor_sync(FULL_MASK, v, offset);
+        v = o < v ? o : v;
+    }
     return v;
 }
+
+__device__ __forceinline__ float mul_add(float a, float b, float c) { return fmaf(a, b, c); }
+__device__ __forceinline__ double mul_add(double a, double b, double c) { return fma(a, b, c); }
 
 template <typename T> __device__ __forceinline__ T warp_sum(T v) {
 #pragma unroll
@@ -216,7 +220,7 @@ retrieval_select(const T* __restrict__ gram, long long ld, int col0, int ncols,
         T s = T(0);
         for (int t = lane; t < d; t += 32) {
             const T diff = q[t] - r[t];
-            s = fma(diff, diff, s);
+            s = mul_add(diff, diff, s);
         }
         s = warp_sum(s);
         if (lane == j) sq = s;
@@ -274,7 +278,7 @@ retrieval_select_columns(const T* __restrict__ gram, long long ld, int col0, int
         }
         const int slab = (rows + SPLIT - 1) / SPLIT;
         const int lo = warp * slab;
-        const int hi = min(rows, lo + slab);
+        const int hi = rows < lo + slab ? rows : lo + slab;
         constexpr int R = 8;  // rows in flight
         for (int j0 = lo; j0 < hi; j0 += R) {
             T gv[R];
