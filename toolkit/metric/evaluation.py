@@ -2,7 +2,7 @@ r"""Retrieval metrics: Recall@K (leave-one-out), NMI of k-means clusters, MAP@R.
 
 All three rank neighbours by Euclidean distance through :func:`retrieval_topk`, which never
 materialises the full distance matrix: the reference path works on blocks of queries, the CUDA
-path (``kernels/retrieval_topk.cu``) keeps each query's running top-k in registers.
+path on chunks of queries (a GEMM, then the selection kernel ``kernels/retrieval_topk.cu``).
 """
 
 from __future__ import annotations
@@ -30,10 +30,23 @@ def retrieval_topk(
     r"""The ``k`` nearest references of every query (Euclidean), without the full matrix.
 
     Without ``references`` the queries retrieve among themselves, leaving each query out of
-    its own list (leave-one-out retrieval).  Ties go to the lower reference index.  On a CUDA
-    tensor with ``k <= MAX_K`` (32) the kernel ``kernels/retrieval_topk.cu`` runs: one warp per
-    query keeps running top-k lists in registers, so memory stays ``O(N k)``; larger ``k`` runs
-    the reference path (blocks of 1024 queries) on the same device.
+    its own list (leave-one-out retrieval).  Ties go to the lower reference index.
+
+    On a CUDA tensor with ``k <= MAX_K`` (32), queries go in chunks whose products with the
+    references (at most 512 MiB) come from one cuBLAS GEMM (IEEE fp32/fp64 unless torch's
+    TF32 matmul flag is set, as for :func:`torch.cdist`); the kernel
+    ``kernels/retrieval_topk.cu`` reads each chunk once, keeps the ``L = min(32, 2k)``
+    (rounded up to 8, 16 or 32) smallest keys ``||r||^2 - 2 q.r`` of each row, recomputes their
+    distances from differences (as the reference path does: no cancellation for near
+    neighbours) and returns the ``k`` best of them in that exact order.  Leave-one-out
+    retrieval multiplies only the upper triangle of the symmetric product (about half the
+    work) and passes each chunk's columns on to later queries through running lists of ``L``
+    candidates.  Which references enter the ``L`` candidates is decided by the GEMM's
+    rounding: where two references are closer than that rounding (about
+    ``1e-6 * ||q||^2`` in float32) at the ``L``-th place, either may be chosen (as with
+    :func:`torch.cdist`'s matrix-product mode).  Memory: the chunk, ``O(N L)`` and the
+    outputs, never ``N x M``.  Larger ``k`` runs the reference path (blocks of 1024 queries)
+    on the same device.
 
     Parameters
     ----------
