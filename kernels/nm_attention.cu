@@ -6,8 +6,9 @@
 //   non-NaN scores), P = softmax over the kept entries, O = P V.
 //
 // Inputs q [R, Lq, D], k [R, Lk, D], v [R, Lk, D] (R = batch x heads), fp16 or bf16,
-// contiguous; out [R, Lq, D] in the same dtype.  D is 64 or 128, M a power of two <= 32 (groups
-// then never straddle a 64-key tile), any Lq and Lk (tails are zero-filled and masked).
+// contiguous; out [R, Lq, D] in the same dtype.  D is 16, 32, 64 or 128, M a power of two
+// <= 32 (groups then never straddle a 64-key tile), any Lq and Lk (tails are zero-filled and
+// masked).
 //
 // Tiling: a block of 4 warps takes 64 queries (16 per warp); 64-key tiles of K and V stream
 // through shared memory with cp.async, two stages deep.  Q K^T and P V run on the tensor cores
@@ -44,7 +45,7 @@ nm_attention_fwd(const T* __restrict__ q, const T* __restrict__ k, const T* __re
     using namespace nmattn;
     constexpr bool BF16 = is_bf16<T>::value;
     constexpr int LD = D + 8;  // padded row (16 bytes) so ldmatrix rows hit distinct banks
-    static_assert(D == 64 || D == 128, "D");
+    static_assert(D == 16 || D == 32 || D == 64 || D == 128, "D");
 
     extern __shared__ uint4 smem_raw[];
     unsigned short* sQ = reinterpret_cast<unsigned short*>(smem_raw);
@@ -200,4 +201,14 @@ TK_NMATT_MS(tk_half, 64)
 TK_NMATT_MS(tk_half, 128)
 TK_NMATT_MS(tk_bfloat16, 64)
 TK_NMATT_MS(tk_bfloat16, 128)
+// Head dims 16 and 32 (small models, e.g. the fine-tuning demo) run the same code; the
+// check builds them for the two common group sizes only, to keep it quick.
+TK_NMATT_INSTANCE(tk_half, 16, 2)
+TK_NMATT_INSTANCE(tk_half, 16, 4)
+TK_NMATT_INSTANCE(tk_half, 32, 2)
+TK_NMATT_INSTANCE(tk_half, 32, 4)
+TK_NMATT_INSTANCE(tk_bfloat16, 16, 2)
+TK_NMATT_INSTANCE(tk_bfloat16, 16, 4)
+TK_NMATT_INSTANCE(tk_bfloat16, 32, 2)
+TK_NMATT_INSTANCE(tk_bfloat16, 32, 4)
 #endif

@@ -35,7 +35,7 @@ nm_attention_bwd(const T* __restrict__ q, const T* __restrict__ k, const T* __re
     constexpr bool BF16 = is_bf16<T>::value;
     constexpr int LD = D + 8;    // padded rows, as in the forward
     constexpr int LDP = BN + 8;  // padded rows of the P and dS tiles
-    static_assert(D == 64 || D == 128, "D");
+    static_assert(D == 16 || D == 32 || D == 64 || D == 128, "D");
 
     extern __shared__ uint4 smem_raw[];
     unsigned short* sK = reinterpret_cast<unsigned short*>(smem_raw);
@@ -224,4 +224,14 @@ TK_NMATT_BWD_MS(tk_half, 64)
 TK_NMATT_BWD_MS(tk_half, 128)
 TK_NMATT_BWD_MS(tk_bfloat16, 64)
 TK_NMATT_BWD_MS(tk_bfloat16, 128)
+// Head dims 16 and 32 (small models, e.g. the fine-tuning demo) run the same code; the
+// check builds them for the two common group sizes only, to keep it quick.
+TK_NMATT_BWD_INSTANCE(tk_half, 16, 2)
+TK_NMATT_BWD_INSTANCE(tk_half, 16, 4)
+TK_NMATT_BWD_INSTANCE(tk_half, 32, 2)
+TK_NMATT_BWD_INSTANCE(tk_half, 32, 4)
+TK_NMATT_BWD_INSTANCE(tk_bfloat16, 16, 2)
+TK_NMATT_BWD_INSTANCE(tk_bfloat16, 16, 4)
+TK_NMATT_BWD_INSTANCE(tk_bfloat16, 32, 2)
+TK_NMATT_BWD_INSTANCE(tk_bfloat16, 32, 4)
 #endif

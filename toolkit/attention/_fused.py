@@ -32,6 +32,8 @@ __all__ = [
 
 FUSED_DTYPES = (torch.float16, torch.bfloat16)
 FUSED_HEAD_DIMS = (64, 128)
+#: The N:M kernels also take the small head dims of small models (the same tile code).
+NM_HEAD_DIMS = (16, 32, 64, 128)
 _FUSED_GROUPS = (1, 2, 4, 8, 16, 32)
 _BM = 64  # queries per block
 _THREADS = 128
@@ -49,10 +51,14 @@ def fused_supported(
     Autograd on ``q``, ``k``, ``v`` is supported (:func:`fused_nm_attention_grad`); a float
     mask that requires grad is not (the kernels compute no mask gradient).
     """
+    return q.is_cuda and _fused_takes(q, k, v, m, return_probs, attn_mask)
+
+
+def _fused_takes(q, k, v, m: int, return_probs: bool, attn_mask) -> bool:
+    """:func:`fused_supported` apart from the device (testable on the CPU)."""
     return (
-        q.is_cuda
-        and q.dtype in FUSED_DTYPES
-        and q.shape[-1] in FUSED_HEAD_DIMS
+        q.dtype in FUSED_DTYPES
+        and q.shape[-1] in NM_HEAD_DIMS
         and v.shape[-1] == q.shape[-1]
         and q.shape[:-2] == k.shape[:-2] == v.shape[:-2]
         and m in _FUSED_GROUPS
@@ -151,13 +157,16 @@ def fused_nm_attention_backward(
     m: int,
     scale: float,
     attn_mask: torch.Tensor | None = None,
+    dk: torch.Tensor | None = None,
+    dv: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(dq, dk, dv)`` through ``kernels/nm_attention_bwd.cu``.
 
     ``q``, ``k``, ``v``, ``out`` and ``lse`` are the forward's (contiguous) inputs, output and
-    log-sum-exp (:func:`fused_nm_attention` with ``lse``); ``dout`` is the gradient of ``out``.
-    The pre-pass ``delta = rowsum(dout * out)`` and the final cast of the float32 ``dq``
-    accumulator are torch operations.
+    log-sum-exp (:func:`fused_nm_attention` with ``lse``); ``dout`` is the gradient of ``out``;
+    ``dk``, ``dv`` optional contiguous output buffers.  The pre-pass
+    ``delta = rowsum(dout * out)`` and the final cast of the float32 ``dq`` accumulator are
+    torch operations.
     """
     q, k, v, out, dout = (t.contiguous() for t in (q, k, v, out, dout))
     lead, (lq, d), lk = q.shape[:-2], q.shape[-2:], k.shape[-2]
@@ -171,8 +180,14 @@ def fused_nm_attention_backward(
     lse = lse.contiguous()
     delta = (dout.float() * out.float()).sum(-1)
     dq_acc = torch.zeros(q.shape, dtype=torch.float32, device=q.device)
-    dk = torch.empty(k.shape, dtype=k.dtype, device=k.device)
-    dv = torch.empty(v.shape, dtype=v.dtype, device=v.device)
+    if dk is None:
+        dk = torch.empty(k.shape, dtype=k.dtype, device=k.device)
+    if dv is None:
+        dv = torch.empty(v.shape, dtype=v.dtype, device=v.device)
+    for name, t in (("dk", dk), ("dv", dv)):
+        if t.shape != k.shape:
+            raise ValueError(f"{name} must have shape {tuple(k.shape)}, got {tuple(t.shape)}")
+        require_cuda_tensor(t, name, (q.dtype,), q.device)
     mask, kind, heads, strides = _mask_args(attn_mask, tuple(lead), lq, lk)
     rows = math.prod(lead) if lead else 1
     name = f"nm_attention_bwd<{TEMPLATE_TYPES[q.dtype]}, {d}, {m}>"

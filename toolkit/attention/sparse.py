@@ -56,8 +56,8 @@ def _nm_attention_op(q, k, v, n: int, m: int, scale: float, attn_mask, return_pr
 @_nm_attention_op.cuda
 def _nm_attention_cuda(q, k, v, n: int, m: int, scale: float, attn_mask, return_probs: bool):
     # The fused kernels (kernels/nm_attention.cu, and nm_attention_bwd.cu when autograd needs
-    # the backward) for fp16/bf16, head dim 64 or 128, m a power of two, no probabilities and
-    # no mask gradient; anything else takes the reference path.
+    # the backward) for fp16/bf16, head dim 16, 32, 64 or 128, m a power of two, no
+    # probabilities and no mask gradient; anything else takes the reference path.
     if fused_supported(q, k, v, m, return_probs, attn_mask):
         if _needs_grad(q, k, v):
             return fused_nm_attention_grad(q, k, v, n, m, scale, attn_mask)
@@ -90,9 +90,9 @@ def nm_attention(
     softmax in float32.  A row whose kept scores are all :math:`-\infty` (e.g. fully masked)
     gets zero probabilities and a **zero output** (never NaN).  Density is :math:`n/m`.
 
-    On CUDA, float16/bfloat16 inputs with head dim 64 or 128, ``m`` a power of two, equal
-    leading shapes, no ``return_probs`` and no gradient wanted for ``attn_mask`` run the fused
-    single-pass kernel (``kernels/nm_attention.cu``: tensor cores, online softmax, pruning in
+    On CUDA, float16/bfloat16 inputs with head dim 16, 32, 64 or 128, ``m`` a power of two,
+    equal leading shapes, no ``return_probs`` and no gradient wanted for ``attn_mask`` run the
+    fused single-pass kernel (``kernels/nm_attention.cu``: tensor cores, online softmax, pruning in
     registers; memory O(L), never the L x L scores).  When autograd needs gradients of ``q``,
     ``k`` or ``v``, the forward also saves each row's log-sum-exp and the backward runs the
     fused ``kernels/nm_attention_bwd.cu`` (FlashAttention-2 style; it recomputes the forward's
