@@ -224,7 +224,30 @@ def test_fused_grad_on_noncontiguous_model_layout(dtype):
 
 
 def test_finetune_demo_takes_the_fused_path_on_cuda(monkeypatch):
+    import sys
+    import types
+
     from toolkit.attention import _fused, finetune
+
+    try:
+        import tqdm.auto  # noqa: F401
+    except ImportError:  # the GPU machine may lack tqdm: a silent bar (progress=False anyway)
+
+        class _Bar:
+            def __init__(self, *a, **kw):
+                pass
+
+            def __enter__(self):
+                return self
+
+            def __exit__(self, *exc):
+                return False
+
+            def update(self, n=1):
+                pass
+
+        monkeypatch.setitem(sys.modules, "tqdm", types.ModuleType("tqdm"))
+        monkeypatch.setitem(sys.modules, "tqdm.auto", types.SimpleNamespace(tqdm=_Bar))
 
     calls = {"fwd": 0, "bwd": 0}
     fwd, bwd = _fused.fused_nm_attention, _fused.fused_nm_attention_backward
