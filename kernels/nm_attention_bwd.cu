@@ -20,7 +20,10 @@
 // Dead rows (no finite kept score: L = +inf) get P = 0, hence zero gradients, as the
 // reference's softmax gives them.  A NaN row (L = NaN) has NaN P on its kept entries, so NaN
 // spreads to dQ of that row and dK, dV of the keys it kept, as in the reference's autograd;
-// dropped entries contribute nothing (dS = 0 where P = 0).
+// dropped entries contribute nothing (dS = 0 where P = 0).  One difference: in the NaN's
+// group of m keys the pruning keeps the NaN and n of the others (no comparison with a NaN is
+// true), where the reference keeps n - 1 others; the row's output is NaN either way, but one
+// more key of that group gets NaN dK, dV.
 #include "nm_attention_tile.cuh"
 
 template <typename T, int D, int M>
