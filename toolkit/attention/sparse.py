@@ -97,10 +97,13 @@ def nm_attention(
     ``k`` or ``v``, the forward also saves each row's log-sum-exp and the backward runs the
     fused ``kernels/nm_attention_bwd.cu`` (FlashAttention-2 style; it recomputes the forward's
     scores bit for bit, so it differentiates exactly the kept set the forward used; memory
-    O(L)).  Not twice differentiable on that path.  Its scores are fp32 sums in the tensor
-    cores' order, so where two scores of a group agree to about an ulp it may keep the other
-    one; the output then differs from the reference within the dtype's tolerance.  ``P`` is
-    rounded to the input dtype before the ``P V`` product.  Other inputs take the reference path.
+    O(L)).  Not twice differentiable on that path.  A NaN score gives its row NaN output and
+    gradients, as the reference does; in the NaN's group the kernels keep one more key than
+    the reference (no comparison with a NaN is true), whose ``dk``, ``dv`` are then NaN too.
+    The kernels' scores are fp32 sums in the tensor cores' order, so where two scores of a
+    group agree to about an ulp they may keep the other one; the output then differs from the
+    reference within the dtype's tolerance.  ``P`` is rounded to the input dtype before the
+    ``P V`` product.  Other inputs take the reference path.
 
     Parameters
     ----------
