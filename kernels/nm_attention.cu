@@ -14,7 +14,8 @@
 // through shared memory with cp.async, two stages deep.  Q K^T and P V run on the tensor cores
 // (mma.sync m16n8k16, fp32 accumulation), operands loaded with ldmatrix (.trans for V).
 //
-// Pruning in registers (nm_attention_tile.cuh, shared with the backward): in the m16n8 accumulator a lane holds columns 2c, 2c+1 (c = lane % 4)
+// Pruning in registers (nm_attention_tile.cuh, shared with the backward): in the m16n8
+// accumulator a lane holds columns 2c, 2c+1 (c = lane % 4)
 // of rows lane/4 and lane/4 + 8 of every 8-key n-tile, so a row's 8 columns of an n-tile live
 // in one lane quad.  A group of m keys spans min(4, m/2) lanes of the quad and max(1, m/8)
 // n-tiles; each lane gathers the group's other keys with __shfl_xor_sync and counts, for each

@@ -171,7 +171,8 @@ nm_attention_bwd(const T* __restrict__ q, const T* __restrict__ k, const T* __re
 #pragma unroll
         for (int kk = 0; kk < BM / 16; ++kk) {
             const int mi = lane >> 3;
-            const int a_off = (kk * 16 + (mi >> 1) * 8 + (lane & 7)) * LDP + warp * 16 + (mi & 1) * 8;
+            const int a_off =
+                (kk * 16 + (mi >> 1) * 8 + (lane & 7)) * LDP + warp * 16 + (mi & 1) * 8;
             unsigned ap[4], as[4];
             ldmatrix_x4_trans(ap, sP + a_off);
             ldmatrix_x4_trans(as, sdS + a_off);
