@@ -2,6 +2,7 @@
 
 Run on a CUDA machine from the repository root:
     PYTHONPATH=. python benchmarks/bench_attention.py [--quick] [--sections error,mask,...]
+    PYTHONPATH=. python benchmarks/bench_attention.py --backward   (forward + backward only)
 
 Sections
   dfss   DFSS's configuration: bf16, head dim 64, 4 heads, batch 48 (24 at L = 4096),
@@ -11,6 +12,11 @@ Sections
   grid   L = 512 ... 16384, head dims 64 and 128, 16 heads, about 16k tokens per batch, bf16
   mask   nm_mask's kernel against a torch.compile'd rank mask and topk, 1M ... 64M fp16
   error  the output error of each fused path against float64 attention with the same pattern
+  backward  forward + backward (training step of the attention alone): fp16 and bf16,
+         batch 4, 16 heads, head dim 64, L = 512 ... 4096; unfused (bmm -> softmax -> bmm,
+         autograd), SDPA flash, nm_attention 2:4 and 1:2 on the fused kernels (forward saving
+         the log-sum-exp + nm_attention_bwd.cu), and nm_attention 2:4's reference path
+         (autograd through dense scores, nm_mask, masked softmax)
 
 Methods (the first, ``unfused``, is the anchor: bmm -> softmax -> bmm in the input dtype, the
 baseline of DFSS's paper):  SDPA with each backend forced (flash, cudnn, efficient, math);
@@ -305,16 +311,85 @@ def error_table() -> None:
             )
 
 
+def backward_table(quick: bool) -> None:
+    """Median ms of forward + backward (dq, dk, dv by torch.autograd.grad, dO given)."""
+    card = torch.cuda.get_device_name()
+    methods: dict[str, Callable[..., torch.Tensor]] = {
+        "unfused": lambda q, k, v: unfused((q, k, v)),
+    }
+    if sdpa_kernel is not None:
+        methods["sdpa-flash"] = lambda q, k, v: sdpa(SDPBackend.FLASH_ATTENTION)((q, k, v))
+    methods["nm2:4"] = lambda q, k, v: nm_attention(q, k, v, n=2, m=4)
+    methods["nm1:2"] = lambda q, k, v: nm_attention(q, k, v, n=1, m=2)
+    methods["nm2:4-ref"] = lambda q, k, v: _nm_attention_op.reference(
+        q, k, v, 2, 4, q.shape[-1] ** -0.5, None, False
+    )
+    for dtype in (torch.float16, torch.bfloat16):
+        print(
+            f"\n### forward + backward, {str(dtype)[6:]}, B 4, H 16, d 64\n\ncard: {card}; "
+            f"date: {datetime.date.today()}; torch {torch.__version__}.  ms: median of one "
+            "forward and one backward (torch.autograd.grad of q, k, v); TFLOP/s counts "
+            "dense attention's 4 B H L^2 d forward FLOPs x 3.5 (forward + backward, "
+            "FlashAttention-2's convention) for every method.\n",
+            flush=True,
+        )
+        print("| L | method | median ms | TFLOP/s | peak MB | vs unfused | vs sdpa-flash |")
+        print("| ---: | --- | ---: | ---: | ---: | ---: | ---: |")
+        b, h, d = 4, 16, 64
+        for L in [512, 2048] if quick else [512, 1024, 2048, 4096]:
+
+            def make(seed, L=L, dtype=dtype):
+                g = torch.Generator(device="cuda").manual_seed(seed)
+                q, k, v, do = (
+                    torch.randn(4, 16, L, 64, device="cuda", dtype=dtype, generator=g)
+                    for _ in range(4)
+                )
+                return q.requires_grad_(), k.requires_grad_(), v.requires_grad_(), do
+
+            inputs = [make(s) for s in range(2)]
+            flops = 3.5 * 4 * b * h * L * L * d
+            base: dict[str, float] = {}
+            for name, method in methods.items():
+                if name.endswith("-ref") and L > 2048:
+                    continue
+
+                def step(a, method=method):
+                    q, k, v, do = a
+                    return torch.autograd.grad(method(q, k, v), (q, k, v), do)
+
+                try:
+                    ms = time_ms(step, inputs, budget_ms=40.0)
+                    mb = peak_mb(step, inputs[0])
+                except (RuntimeError, torch.OutOfMemoryError) as exc:
+                    print(f"| {L} | {name} | n/a ({type(exc).__name__}) | | | | |", flush=True)
+                    torch.cuda.empty_cache()
+                    continue
+                base.setdefault(name, ms)
+                ratios = [
+                    f"{base[a] / ms:.2f}x" if a in base else "-" for a in ("unfused", "sdpa-flash")
+                ]
+                print(
+                    f"| {L} | {name} | {ms:.4f} | {flops / ms / 1e9:.1f} | {mb:.0f} | "
+                    f"{ratios[0]} | {ratios[1]} |",
+                    flush=True,
+                )
+            del inputs
+            torch.cuda.empty_cache()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="fewer sizes")
-    parser.add_argument("--sections", default="error,mask,issue,dfss,grid")
+    parser.add_argument("--sections", default="error,mask,issue,dfss,grid,backward")
+    parser.add_argument(
+        "--backward", action="store_true", help="only the forward + backward section"
+    )
     args = parser.parse_args()
     if not torch.cuda.is_available():
         sys.exit("bench_attention: needs a CUDA GPU")
-    sections = args.sections.split(",")
+    sections = ["backward"] if args.backward else args.sections.split(",")
     rows: list[str] = []
     start = time.perf_counter()
     if "error" in sections:
@@ -333,6 +408,8 @@ def main() -> None:
         Ls = [512, 4096, 16384] if args.quick else [512, 1024, 2048, 4096, 8192, 16384]
         cases = [(max(1, 16384 // L), 16, L, d) for d in (64, 128) for L in Ls]
         attention_table("larger grid, ~16k tokens per batch", cases, torch.bfloat16, rows)
+    if "backward" in sections:
+        backward_table(args.quick)
     print(f"\ntotal {time.perf_counter() - start:.0f} s", flush=True)
     with contextlib.suppress(Exception):
         print(torch.cuda.get_device_properties(0))

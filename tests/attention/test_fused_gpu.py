@@ -171,7 +171,8 @@ def test_fused_dispatch_rules():
     out = nm_attention(q, q, q, 2, 4)
     ref = _ref64(q, q, q, 2, 4, 1 / 8)
     assert (out.double().cpu() - ref).abs().max() < 0.05
-    # return_probs and autograd take the reference path (and keep working).
+    # return_probs takes the reference path; autograd the fused forward + backward
+    # (test_fused_grad_gpu.py checks its gradients).
     _, p = nm_attention(q, q, q, 2, 4, return_probs=True)
     assert p.shape == (1, 2, 40, 40)
     qg = q.clone().requires_grad_(True)

@@ -2,6 +2,9 @@
 
 * :func:`fused_nm_attention` runs ``kernels/nm_attention.cu``: N:M attention in one pass
   (flash style, tensor cores), never writing the ``L x L`` scores.
+* :func:`fused_nm_attention_grad` is the same with autograd: the forward also saves each
+  row's log-sum-exp, and the backward runs ``kernels/nm_attention_bwd.cu`` (FlashAttention-2
+  style, recomputing the forward's exact scores and kept set).
 * :func:`sparse_dsa_attention` runs ``kernels/dsa_sparse.cu``: attention on DSA's predicted
   entries only (exact scores at the kept keys, softmax over them, sparse ``P V``).
 
@@ -20,6 +23,8 @@ from .._launch import fast_launch
 
 __all__ = [
     "fused_nm_attention",
+    "fused_nm_attention_backward",
+    "fused_nm_attention_grad",
     "fused_supported",
     "sparse_dsa_attention",
     "sparse_supported",
@@ -27,6 +32,8 @@ __all__ = [
 
 FUSED_DTYPES = (torch.float16, torch.bfloat16)
 FUSED_HEAD_DIMS = (64, 128)
+#: The N:M kernels also take the small head dims of small models (the same tile code).
+NM_HEAD_DIMS = (16, 32, 64, 128)
 _FUSED_GROUPS = (1, 2, 4, 8, 16, 32)
 _BM = 64  # queries per block
 _THREADS = 128
@@ -39,11 +46,19 @@ def _needs_grad(*tensors: torch.Tensor | None) -> bool:
 def fused_supported(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, m: int, return_probs: bool, attn_mask
 ) -> bool:
-    """Whether the fused N:M kernel takes these (already checked) inputs."""
+    """Whether the fused N:M kernels take these (already checked) inputs.
+
+    Autograd on ``q``, ``k``, ``v`` is supported (:func:`fused_nm_attention_grad`); a float
+    mask that requires grad is not (the kernels compute no mask gradient).
+    """
+    return q.is_cuda and _fused_takes(q, k, v, m, return_probs, attn_mask)
+
+
+def _fused_takes(q, k, v, m: int, return_probs: bool, attn_mask) -> bool:
+    """:func:`fused_supported` apart from the device (testable on the CPU)."""
     return (
-        q.is_cuda
-        and q.dtype in FUSED_DTYPES
-        and q.shape[-1] in FUSED_HEAD_DIMS
+        q.dtype in FUSED_DTYPES
+        and q.shape[-1] in NM_HEAD_DIMS
         and v.shape[-1] == q.shape[-1]
         and q.shape[:-2] == k.shape[:-2] == v.shape[:-2]
         and m in _FUSED_GROUPS
@@ -51,7 +66,7 @@ def fused_supported(
         and q.shape[-2] > 0
         and k.shape[-2] > 0
         and q.numel() > 0
-        and not _needs_grad(q, k, v, attn_mask)
+        and not _needs_grad(attn_mask)
     )
 
 
@@ -80,8 +95,13 @@ def fused_nm_attention(
     scale: float,
     attn_mask: torch.Tensor | None = None,
     out: torch.Tensor | None = None,
+    lse: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """N:M attention through ``kernels/nm_attention.cu`` (inputs as :func:`fused_supported`)."""
+    """N:M attention through ``kernels/nm_attention.cu`` (inputs as :func:`fused_supported`).
+
+    With ``lse`` (float32, ``q.shape[:-1]``, contiguous) the kernel also writes each row's
+    log-sum-exp over its kept scores (+inf for a row with none finite), for the backward.
+    """
     q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
     lead, (lq, d), lk = q.shape[:-2], q.shape[-2:], k.shape[-2]
     if out is None:
@@ -90,6 +110,10 @@ def fused_nm_attention(
         raise ValueError(f"out must have shape {tuple(q.shape)}, got {tuple(out.shape)}")
     for name, t in (("q", q), ("k", k), ("v", v), ("out", out)):
         require_cuda_tensor(t, name, (q.dtype,), q.device)
+    if lse is not None:
+        if lse.shape != q.shape[:-1]:
+            raise ValueError(f"lse must have shape {tuple(q.shape[:-1])}, got {tuple(lse.shape)}")
+        require_cuda_tensor(lse, "lse", (torch.float32,), q.device)
     mask, kind, heads, strides = _mask_args(attn_mask, tuple(lead), lq, lk)
     rows = math.prod(lead) if lead else 1
     name = f"nm_attention_fwd<{TEMPLATE_TYPES[q.dtype]}, {d}, {m}>"
@@ -99,12 +123,13 @@ def fused_nm_attention(
         name,
         (-(-lq // _BM), rows),
         (_THREADS,),
-        "ppppiiifpiiqqqq",
+        "pppppiiifpiiqqqq",
         (
             q.data_ptr(),
             k.data_ptr(),
             v.data_ptr(),
             out.data_ptr(),
+            lse.data_ptr() if lse is not None else 0,
             lq,
             lk,
             n,
@@ -119,6 +144,124 @@ def fused_nm_attention(
         shared_mem=smem,
     )
     return out
+
+
+def fused_nm_attention_backward(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    out: torch.Tensor,
+    lse: torch.Tensor,
+    dout: torch.Tensor,
+    n: int,
+    m: int,
+    scale: float,
+    attn_mask: torch.Tensor | None = None,
+    dk: torch.Tensor | None = None,
+    dv: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(dq, dk, dv)`` through ``kernels/nm_attention_bwd.cu``.
+
+    ``q``, ``k``, ``v``, ``out`` and ``lse`` are the forward's (contiguous) inputs, output and
+    log-sum-exp (:func:`fused_nm_attention` with ``lse``); ``dout`` is the gradient of ``out``;
+    ``dk``, ``dv`` optional contiguous output buffers.  The pre-pass
+    ``delta = rowsum(dout * out)`` and the final cast of the float32 ``dq`` accumulator are
+    torch operations.
+    """
+    q, k, v, out, dout = (t.contiguous() for t in (q, k, v, out, dout))
+    lead, (lq, d), lk = q.shape[:-2], q.shape[-2:], k.shape[-2]
+    for name, t in (("q", q), ("k", k), ("v", v), ("out", out), ("dout", dout)):
+        require_cuda_tensor(t, name, (q.dtype,), q.device)
+    if out.shape != q.shape or dout.shape != q.shape:
+        raise ValueError(f"out and dout must have shape {tuple(q.shape)}")
+    if lse.shape != q.shape[:-1]:
+        raise ValueError(f"lse must have shape {tuple(q.shape[:-1])}, got {tuple(lse.shape)}")
+    require_cuda_tensor(lse, "lse", (torch.float32,), q.device)
+    lse = lse.contiguous()
+    delta = (dout.float() * out.float()).sum(-1)
+    dq_acc = torch.zeros(q.shape, dtype=torch.float32, device=q.device)
+    if dk is None:
+        dk = torch.empty(k.shape, dtype=k.dtype, device=k.device)
+    if dv is None:
+        dv = torch.empty(v.shape, dtype=v.dtype, device=v.device)
+    for name, t in (("dk", dk), ("dv", dv)):
+        if t.shape != k.shape:
+            raise ValueError(f"{name} must have shape {tuple(k.shape)}, got {tuple(t.shape)}")
+        require_cuda_tensor(t, name, (q.dtype,), q.device)
+    mask, kind, heads, strides = _mask_args(attn_mask, tuple(lead), lq, lk)
+    rows = math.prod(lead) if lead else 1
+    name = f"nm_attention_bwd<{TEMPLATE_TYPES[q.dtype]}, {d}, {m}>"
+    # K, V, Q, dO tiles (padded rows) and the P, dS tiles (64 x 72)
+    smem = 2 * (4 * 64 * (d + 8) + 2 * _BM * 72)
+    fast_launch(
+        "nm_attention_bwd",
+        name,
+        (-(-lk // 64), rows),
+        (_THREADS,),
+        "pppppppppiiifpiiqqqq",
+        (
+            q.data_ptr(),
+            k.data_ptr(),
+            v.data_ptr(),
+            dout.data_ptr(),
+            lse.data_ptr(),
+            delta.data_ptr(),
+            dq_acc.data_ptr(),
+            dk.data_ptr(),
+            dv.data_ptr(),
+            lq,
+            lk,
+            n,
+            scale,
+            mask.data_ptr() if mask is not None else 0,
+            kind,
+            heads,
+            *strides,
+        ),
+        q.device,
+        (name,),
+        shared_mem=smem,
+    )
+    return dq_acc.to(q.dtype), dk, dv
+
+
+class _FusedNMAttention(torch.autograd.Function):
+    """The fused forward (saving the log-sum-exp) and the fused backward."""
+
+    @staticmethod
+    def forward(ctx, q, k, v, n, m, scale, attn_mask):
+        q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
+        lse = torch.empty(q.shape[:-1], dtype=torch.float32, device=q.device)
+        out = fused_nm_attention(q, k, v, n, m, scale, attn_mask, lse=lse)
+        mask = None if attn_mask is None else attn_mask.detach()
+        ctx.save_for_backward(q, k, v, out, lse, mask)
+        ctx.nm = (n, m, scale)
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, dout):
+        q, k, v, out, lse, mask = ctx.saved_tensors
+        n, m, scale = ctx.nm
+        dq, dk, dv = fused_nm_attention_backward(q, k, v, out, lse, dout, n, m, scale, mask)
+        return dq, dk, dv, None, None, None, None
+
+
+def fused_nm_attention_grad(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    n: int,
+    m: int,
+    scale: float,
+    attn_mask: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """:func:`fused_nm_attention` with autograd through the fused backward kernel.
+
+    Gradients flow to ``q``, ``k`` and ``v`` (not to ``attn_mask``; :func:`fused_supported`
+    sends a mask that requires grad to the reference path).  Not twice differentiable.
+    """
+    return _FusedNMAttention.apply(q, k, v, n, m, scale, attn_mask)
 
 
 SPARSE_DTYPES = (torch.float16, torch.bfloat16, torch.float32)

@@ -15,9 +15,10 @@ accuracy *before* fine-tuning, fine-tune ``epochs`` epochs, measure again *after
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import cast
 
@@ -25,7 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .._backend import single_thread
+from .._backend import resolve_device, single_thread
 from .._checks import check_flag, check_int, check_real, check_seed
 from ..models import AttentionFn, TinyTransformer
 from .masks import MAX_SIZE
@@ -108,9 +109,33 @@ def pattern_attention(pattern: PatternLike) -> AttentionFn:
     return cast(AttentionFn, parse_pattern(pattern).attention)
 
 
+@contextlib.contextmanager
+def _precision(device: torch.device) -> Iterator[None]:
+    """bfloat16 autocast on CUDA (q, k, v then reach the fused N:M kernels); nothing on CPU."""
+    if device.type == "cuda":
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            yield
+    else:
+        yield
+
+
+def _without_probs(fn: AttentionFn) -> AttentionFn:
+    """``fn`` for a model that is never traced: it asks for no probabilities.
+
+    The models call their ``attention_fn`` with ``return_probs=True`` but use the
+    probabilities only to fill a trace; without them N:M attention on CUDA runs the fused
+    forward and backward kernels instead of the dense reference.  The output is the same.
+    """
+
+    def attend(q, k, v, scale=None, attn_mask=None, return_probs=False):
+        return fn(q, k, v, scale, attn_mask, False), None
+
+    return cast(AttentionFn, attend)
+
+
 def _accuracy(model, ids, y) -> float:
     model.eval()
-    with torch.no_grad():
+    with torch.no_grad(), _precision(ids.device):
         return float((model.classify(ids).argmax(-1) == y).double().mean())
 
 
@@ -120,7 +145,10 @@ def _train(model, ids, y, epochs, lr, batch, seed, bar=None) -> None:
     g = torch.Generator().manual_seed(seed)
     for _ in range(epochs):
         for idx in torch.randperm(len(y), generator=g).split(batch):
-            loss = F.cross_entropy(model.classify(ids[idx]), y[idx])
+            idx = idx.to(ids.device)
+            with _precision(ids.device):
+                logits = model.classify(ids[idx])
+            loss = F.cross_entropy(logits.float(), y[idx])
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -167,6 +195,7 @@ def finetune_demo(
     quick: bool = False,
     progress: bool = True,
     lr: float = 3e-3,
+    device: str | torch.device | None = None,
 ) -> FinetuneResult:
     """Train dense, prune to each pattern, fine-tune ``epochs`` epochs; accuracies over seeds.
 
@@ -177,6 +206,12 @@ def finetune_demo(
     1024 / 1024 examples, 8 dense epochs: under 20 s for three seeds on one CPU core).
     Training runs on one thread (restored afterwards): faster for a model this small.
     The seed fixes the data, the initialisation and the batch order.
+
+    On CUDA the models train and evaluate under bfloat16 autocast, so N:M patterns run the
+    fused N:M attention kernels forward and backward (``kernels/nm_attention.cu``,
+    ``kernels/nm_attention_bwd.cu``); accuracies then differ slightly from the CPU's float32
+    run.  Fine-tuned models never ask their attention for probabilities (nothing traces
+    them), which is what lets the fused path take them.
 
     Parameters
     ----------
@@ -194,6 +229,9 @@ def finetune_demo(
         Show a progress bar.
     lr : float
         Fine-tuning learning rate, in ``(0, 1)``.
+    device : str, torch.device or None
+        Where to train (:func:`toolkit._backend.resolve_device`'s policy: ``None`` follows the
+        active backend, ``"auto"`` is CUDA when present).
 
     Returns
     -------
@@ -221,11 +259,12 @@ def finetune_demo(
     lr = check_real("lr", lr, 0.0, 1.0, lo_open=True, hi_open=True)
     seed_list = [check_seed(s, "seeds") for s in check_sequence("seeds", seeds, nonempty=True)]
     quick, progress = check_flag("quick", quick), check_flag("progress", progress)
+    dev = resolve_device(device)
     n_train, n_test, dense_epochs = (1024, 1024, 8) if quick else (4096, 2048, 12)
     start = time.perf_counter()
     with single_thread():  # a model this small runs fastest on one thread
         return _run(
-            labels, fns, seed_list, epochs, n_train, n_test, dense_epochs, progress, start, lr
+            labels, fns, seed_list, epochs, n_train, n_test, dense_epochs, progress, start, lr, dev
         )
 
 
@@ -240,6 +279,7 @@ def _run(
     progress: bool,
     start: float,
     lr: float,
+    device: torch.device,
 ) -> FinetuneResult:
     from tqdm.auto import tqdm
 
@@ -249,8 +289,8 @@ def _run(
     total = len(seeds) * (dense_epochs + len(patterns) * epochs)
     with tqdm(total=total, desc="fine-tuning demo", unit="epoch", disable=not progress) as bar:
         for seed in seeds:
-            ids, y = counting_task(n_train, seed=1000 + seed)
-            test_ids, test_y = counting_task(n_test, seed=2000 + seed)
+            ids, y = (t.to(device) for t in counting_task(n_train, seed=1000 + seed))
+            test_ids, test_y = (t.to(device) for t in counting_task(n_test, seed=2000 + seed))
             dense = TinyTransformer(
                 vocab_size=VOCAB,
                 dim=32,
@@ -260,12 +300,12 @@ def _run(
                 max_len=ids.shape[1],
                 seed=seed,
                 qk_gain=1.0,
-            )
+            ).to(device)
             _train(dense, ids, y, dense_epochs, 3e-3, 64, seed, bar)
             dense_acc = _accuracy(dense, test_ids, test_y)
             for pattern in patterns:
                 model = copy.deepcopy(dense)
-                model.attention_fn = fns[pattern]
+                model.attention_fn = _without_probs(fns[pattern])
                 before = _accuracy(model, test_ids, test_y)
                 _train(model, ids, y, epochs, lr, 64, seed + 1, bar)
                 for key, val in (

@@ -20,7 +20,7 @@ from ..models._attention import (
     check_qkv,
     resolve_scale,
 )
-from ._fused import fused_nm_attention, fused_supported
+from ._fused import _needs_grad, fused_nm_attention, fused_nm_attention_grad, fused_supported
 from ._nm import check_nm, nm_mask
 
 __all__ = ["nm_attention"]
@@ -55,9 +55,12 @@ def _nm_attention_op(q, k, v, n: int, m: int, scale: float, attn_mask, return_pr
 
 @_nm_attention_op.cuda
 def _nm_attention_cuda(q, k, v, n: int, m: int, scale: float, attn_mask, return_probs: bool):
-    # The fused kernel (kernels/nm_attention.cu) for fp16/bf16, head dim 64 or 128, m a power
-    # of two, no probabilities and no autograd; anything else takes the reference path.
+    # The fused kernels (kernels/nm_attention.cu, and nm_attention_bwd.cu when autograd needs
+    # the backward) for fp16/bf16, head dim 16, 32, 64 or 128, m a power of two, no
+    # probabilities and no mask gradient; anything else takes the reference path.
     if fused_supported(q, k, v, m, return_probs, attn_mask):
+        if _needs_grad(q, k, v):
+            return fused_nm_attention_grad(q, k, v, n, m, scale, attn_mask)
         return fused_nm_attention(q, k, v, n, m, scale, attn_mask)
     return _nm_attention_op.reference(q, k, v, n, m, scale, attn_mask, return_probs)
 
@@ -87,13 +90,20 @@ def nm_attention(
     softmax in float32.  A row whose kept scores are all :math:`-\infty` (e.g. fully masked)
     gets zero probabilities and a **zero output** (never NaN).  Density is :math:`n/m`.
 
-    On CUDA, float16/bfloat16 inputs with head dim 64 or 128, ``m`` a power of two, equal
-    leading shapes, no ``return_probs`` and no autograd run the fused single-pass kernel
-    (``kernels/nm_attention.cu``: tensor cores, online softmax, pruning in registers; memory
-    O(L), never the L x L scores).  Its scores are fp32 sums in the tensor cores' order, so
-    where two scores of a group agree to about an ulp it may keep the other one; the output
-    then differs from the reference within the dtype's tolerance.  ``P`` is rounded to the
-    input dtype before the ``P V`` product.  Other inputs take the reference path.
+    On CUDA, float16/bfloat16 inputs with head dim 16, 32, 64 or 128, ``m`` a power of two,
+    equal leading shapes, no ``return_probs`` and no gradient wanted for ``attn_mask`` run the
+    fused single-pass kernel (``kernels/nm_attention.cu``: tensor cores, online softmax, pruning in
+    registers; memory O(L), never the L x L scores).  When autograd needs gradients of ``q``,
+    ``k`` or ``v``, the forward also saves each row's log-sum-exp and the backward runs the
+    fused ``kernels/nm_attention_bwd.cu`` (FlashAttention-2 style; it recomputes the forward's
+    scores bit for bit, so it differentiates exactly the kept set the forward used; memory
+    O(L)).  Not twice differentiable on that path.  A NaN score gives its row NaN output and
+    gradients, as the reference does; in the NaN's group the kernels keep one more key than
+    the reference (no comparison with a NaN is true), whose ``dk``, ``dv`` are then NaN too.
+    The kernels' scores are fp32 sums in the tensor cores' order, so where two scores of a
+    group agree to about an ulp they may keep the other one; the output then differs from the
+    reference within the dtype's tolerance.  ``P`` is rounded to the input dtype before the
+    ``P V`` product.  Other inputs take the reference path.
 
     Parameters
     ----------
