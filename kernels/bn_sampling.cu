@@ -22,19 +22,23 @@ namespace {
 template <typename T> struct compute_of { using type = float; };
 template <> struct compute_of<double> { using type = double; };
 
-// binary32 -> binary16 with round-to-nearest-even (overflow to inf, NaN kept quiet).
+// binary16 <-> binary32 with the hardware conversions (what cuda_fp16's __half2float and
+// __float2half compile to): the branchy software versions in tk_dtypes.cuh cost a dozen integer
+// instructions per datum and left the float16 passes instruction-bound (as slow as float32).
+// cvt.f32.f16 is exact; cvt.rn.f16.f32 rounds to nearest even, overflow to inf, NaN stays NaN.
+__device__ __forceinline__ float bn_to_float(tk_half x) {
+    float f;
+    asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(x.bits));
+    return f;
+}
+__device__ __forceinline__ float bn_to_float(tk_bfloat16 x) { return tk_to_float(x); }
+__device__ __forceinline__ float bn_to_float(float x) { return x; }
+__device__ __forceinline__ double bn_to_float(double x) { return x; }
+
 __device__ __forceinline__ unsigned short bn_f32_to_f16(float f) {
-    const unsigned int x = __float_as_uint(f);
-    const unsigned int sign = (x >> 16) & 0x8000u;
-    const unsigned int mag = x & 0x7fffffffu;
-    if (mag >= 0x7f800000u) return sign | 0x7c00u | (mag > 0x7f800000u ? 0x200u : 0u);
-    if (mag >= 0x477ff000u) return sign | 0x7c00u;  // >= 65520 rounds to inf
-    if (mag < 0x38800000u) {  // below 2^-14: a subnormal half, value * 2^24 rounded
-        return sign | __float2uint_rn(__uint_as_float(mag) * 16777216.0f);
-    }
-    unsigned int r = mag - 0x38000000u;  // rebias the exponent from 127 to 15
-    r += 0xfffu + ((r >> 13) & 1u);
-    return sign | (r >> 13);
+    unsigned short h;
+    asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f));
+    return h;
 }
 
 __device__ __forceinline__ unsigned short bn_f32_to_bf16(float f) {
@@ -78,7 +82,7 @@ __device__ __forceinline__ double bn_shift(const T* x, const int* rows, const in
                                            int c, int C, int H, int W, int center) {
     if (!center) return 0.0;
     const long long n = rows[0];
-    return static_cast<double>(tk_to_float(x[((n * C + c) * H + h0[n]) * W + w0[n]]));
+    return static_cast<double>(bn_to_float(x[((n * C + c) * H + h0[n]) * W + w0[n]]));
 }
 
 // Unrolled loads of U packs of VEC data before any arithmetic keep U * 16 bytes per thread in
@@ -116,9 +120,9 @@ __device__ __forceinline__ void bn_flat_sums(const T* __restrict__ x, const T* _
         for (int u = 0; u < BN_UNROLL; ++u) {
 #pragma unroll
             for (int e = 0; e < VEC; ++e) {
-                const S d = static_cast<S>(tk_to_float(xv[u].v[e])) - shift;
+                const S d = static_cast<S>(bn_to_float(xv[u].v[e])) - shift;
                 if (GRAD) {
-                    const S gg = static_cast<S>(tk_to_float(gv[u].v[e]));
+                    const S gg = static_cast<S>(bn_to_float(gv[u].v[e]));
                     a += gg;
                     b += gg * d;
                 } else {
@@ -139,9 +143,9 @@ __device__ __forceinline__ void bn_flat_sums(const T* __restrict__ x, const T* _
         S a = 0, b = 0;
 #pragma unroll
         for (int e = 0; e < VEC; ++e) {
-            const S d = static_cast<S>(tk_to_float(xv.v[e])) - shift;
+            const S d = static_cast<S>(bn_to_float(xv.v[e])) - shift;
             if (GRAD) {
-                const S gg = static_cast<S>(tk_to_float(gv.v[e]));
+                const S gg = static_cast<S>(bn_to_float(gv.v[e]));
                 a += gg;
                 b += gg * d;
             } else {
@@ -185,7 +189,7 @@ __global__ void bn_sample_stats(const T* __restrict__ x, const int* __restrict__
             const T* base = x + ((n * C + c) * H + h0[n]) * W + w0[n];
             for (int t = threadIdx.x; t < P; t += blockDim.x) {
                 const int hh = t / pw;
-                const double v = static_cast<double>(tk_to_float(base[hh * W + (t - hh * pw)]))
+                const double v = static_cast<double>(bn_to_float(base[hh * W + (t - hh * pw)]))
                     - shift;
                 s1 += v;
                 s2 += v * v;
@@ -202,7 +206,7 @@ __global__ void bn_sample_stats(const T* __restrict__ x, const int* __restrict__
             const long long n = rows[r];
             const int hh = t / pw;
             const long long at = ((n * C + c) * H + h0[n] + hh) * W + w0[n] + (t - hh * pw);
-            const double v = static_cast<double>(tk_to_float(x[at])) - shift;
+            const double v = static_cast<double>(bn_to_float(x[at])) - shift;
             s1 += v;
             s2 += v * v;
         }
@@ -261,7 +265,7 @@ __device__ __forceinline__ void bn_normalize_loop(const T* __restrict__ x, T* __
         P out;
 #pragma unroll
         for (int e = 0; e < VEC; ++e) {
-            bn_store(out.v[e], static_cast<S>(tk_to_float(in.v[e])) * scale + shift);
+            bn_store(out.v[e], static_cast<S>(bn_to_float(in.v[e])) * scale + shift);
         }
         reinterpret_cast<P*>(y)[v] = out;
     }
@@ -351,14 +355,14 @@ __device__ __forceinline__ void bn_backward_dx_loop(
         P out;
 #pragma unroll
         for (int e = 0; e < VEC; ++e) {
-            S val = a * static_cast<S>(tk_to_float(g.v[e]));
+            S val = a * static_cast<S>(bn_to_float(g.v[e]));
             bool sampled = hs >= 0;
             if (sampled && !whole) {
                 const int p = p0 + e;
                 const int hh = p / W, ww = p - hh * W;
                 sampled = hh >= hs && hh < hs + ph && ww >= ws && ww < ws + pw;
             }
-            if (sampled) val -= b + d * (static_cast<S>(tk_to_float(in.v[e])) - mean);
+            if (sampled) val -= b + d * (static_cast<S>(bn_to_float(in.v[e])) - mean);
             bn_store(out.v[e], val);
         }
         reinterpret_cast<P*>(dx)[v] = out;
