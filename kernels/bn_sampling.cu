@@ -4,8 +4,10 @@
 // and, in each, one ph x pw window starting at (h0[n], w0[n]); h0[n] = -1 marks a row outside
 // the sample.  Batch sampling takes whole rows, feature sampling one window in every row.
 //
+// Index:    bn_build_index    rows, h0, w0 from a device-side random permutation (layers).
 // Forward:  bn_sample_stats   per-channel sums over the sample only (the cheap reduction),
-//           bn_stats_finalize mean, variance, 1/sqrt(var + eps), and the affine folded in,
+//           bn_stats_finalize mean, variance, 1/sqrt(var + eps), the affine folded in, and the
+//                             running statistics' update (momentum, unbiased variance),
 //           bn_normalize      y = x * scale[c] + shift[c] over every datum.
 // Backward: bn_backward_reduce    per-channel sums of dy and dy * (x - mean) over every datum
 //                                 (the weight and bias gradients need them anyway),
@@ -218,34 +220,115 @@ __global__ void bn_sample_stats(const T* __restrict__ x, const int* __restrict__
     }
 }
 
-// One thread per channel.  weight and bias are given (ones and zeros without affine).
+// One block; its threads loop over the channels.  weight and bias may be null (no affine:
+// ones and zeros).  With running_var given, the running statistics are updated as
+// nn.BatchNorm does: factor = momentum, or 1 / (batches tracked) when momentum < 0 (momentum
+// None, a cumulative average); the variance goes in unbiased (count / (count - 1)) when
+// unbias is set (batch norm), as is when not (the second moment of SMN); running_mean may be
+// null (SMN has none).  num_batches_tracked (may be null) is incremented once, after every
+// thread has read it (one block, so __syncthreads orders it).
 template <typename T>
 __global__ void bn_stats_finalize(const T* __restrict__ x, const int* __restrict__ rows,
                                   const int* __restrict__ h0, const int* __restrict__ w0,
                                   const double* __restrict__ partial,
                                   const typename compute_of<T>::type* __restrict__ weight,
                                   const typename compute_of<T>::type* __restrict__ bias,
-                                  typename compute_of<T>::type* __restrict__ stats, int C, int H,
-                                  int W, int splits, long long count, double eps, int center) {
+                                  typename compute_of<T>::type* __restrict__ stats,
+                                  typename compute_of<T>::type* __restrict__ running_mean,
+                                  typename compute_of<T>::type* __restrict__ running_var,
+                                  long long* __restrict__ num_batches_tracked, int C, int H,
+                                  int W, int splits, long long count, double eps,
+                                  double momentum, int center, int unbias) {
     using S = typename compute_of<T>::type;
-    const int c = blockIdx.x * blockDim.x + threadIdx.x;
-    if (c >= C) return;
-    double s1 = 0.0, s2 = 0.0;
-    for (int s = 0; s < splits; ++s) {
-        s1 += partial[2 * (c * splits + s)];
-        s2 += partial[2 * (c * splits + s) + 1];
+    double factor = momentum;
+    if (num_batches_tracked != nullptr && momentum < 0.0) {
+        factor = 1.0 / static_cast<double>(*num_batches_tracked + 1);
     }
-    const double a = s1 / count, b = s2 / count;
-    const double mean = center ? bn_shift(x, rows, h0, w0, c, C, H, W, center) + a : 0.0;
-    const double var = center ? fmax(b - a * a, 0.0) : b;
-    const double invstd = 1.0 / sqrt(var + eps);
-    const double scale = static_cast<double>(weight[c]) * invstd;
-    // stats rows: mean, var, invstd, scale, shift
-    stats[c] = static_cast<S>(mean);
-    stats[C + c] = static_cast<S>(var);
-    stats[2 * C + c] = static_cast<S>(invstd);
-    stats[3 * C + c] = static_cast<S>(scale);
-    stats[4 * C + c] = static_cast<S>(static_cast<double>(bias[c]) - mean * scale);
+    for (int c = threadIdx.x; c < C; c += blockDim.x) {
+        double s1 = 0.0, s2 = 0.0;
+        for (int s = 0; s < splits; ++s) {
+            s1 += partial[2 * (c * splits + s)];
+            s2 += partial[2 * (c * splits + s) + 1];
+        }
+        const double a = s1 / count, b = s2 / count;
+        const double mean = center ? bn_shift(x, rows, h0, w0, c, C, H, W, center) + a : 0.0;
+        const double var = center ? fmax(b - a * a, 0.0) : b;
+        const double invstd = 1.0 / sqrt(var + eps);
+        const double scale = (weight ? static_cast<double>(weight[c]) : 1.0) * invstd;
+        const double beta = bias ? static_cast<double>(bias[c]) : 0.0;
+        // stats rows: mean, var, invstd, scale, shift
+        stats[c] = static_cast<S>(mean);
+        stats[C + c] = static_cast<S>(var);
+        stats[2 * C + c] = static_cast<S>(invstd);
+        stats[3 * C + c] = static_cast<S>(scale);
+        stats[4 * C + c] = static_cast<S>(beta - mean * scale);
+        if (running_var != nullptr) {
+            const double v = unbias && count > 1 ? var * count / (count - 1) : var;
+            const double rv = static_cast<double>(running_var[c]);
+            running_var[c] = static_cast<S>(rv + factor * (v - rv));
+            if (running_mean != nullptr) {
+                const double rm = static_cast<double>(running_mean[c]);
+                running_mean[c] = static_cast<S>(rm + factor * (mean - rm));
+            }
+        }
+    }
+    if (num_batches_tracked != nullptr) {
+        __syncthreads();
+        if (threadIdx.x == 0) *num_batches_tracked += 1;
+    }
+}
+
+// The sample's index for the kernels, built on the device (no host copy per call): one block.
+// index = rows [k] (increasing), h0 [N], w0 [N]; h0 = -1 marks a row outside the sample.  With
+// subset = 0 every row is sampled; else the rows perm[0..picks) plus the last tail rows.
+// corners (may be null: zeros) holds 2N raw random draws in [0, 2^31); a row's corner is
+// (draw mod range) * mult per axis (feature sampling).
+__global__ void bn_build_index(const long long* __restrict__ perm,
+                               const long long* __restrict__ corners, int* __restrict__ index,
+                               int N, int subset, int picks, int tail, int k, long long hrange,
+                               int hmult, long long wrange, int wmult) {
+    int* rows = index;
+    int* h0 = index + k;
+    int* w0 = index + k + N;
+    for (int i = threadIdx.x; i < N; i += blockDim.x) h0[i] = subset ? -1 : 0;
+    __syncthreads();
+    for (int i = threadIdx.x; i < N; i += blockDim.x) {
+        if (subset && (i < picks || i >= N - tail)) h0[i < picks ? perm[i] : i] = 0;
+    }
+    __syncthreads();
+    for (int i = threadIdx.x; i < N; i += blockDim.x) {
+        int hs = h0[i], ws = 0;
+        if (hs >= 0 && corners) {
+            hs = static_cast<int>(corners[i] % hrange) * hmult;
+            ws = static_cast<int>(corners[N + i] % wrange) * wmult;
+        }
+        h0[i] = hs;
+        w0[i] = ws;
+    }
+    __syncthreads();
+    // Compact the sampled rows in increasing order: a block-wide prefix count per chunk.
+    __shared__ int warp_counts[32];
+    __shared__ int base;
+    if (threadIdx.x == 0) base = 0;
+    __syncthreads();
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    for (int start = 0; start < N; start += blockDim.x) {
+        const int i = start + threadIdx.x;
+        const bool in = i < N && h0[i] >= 0;
+        const unsigned mask = __ballot_sync(0xffffffffu, in);
+        if (lane == 0) warp_counts[warp] = __popc(mask);
+        __syncthreads();
+        int before = base + __popc(mask & ((1u << lane) - 1u));
+        for (int v = 0; v < warp; ++v) before += warp_counts[v];
+        if (in) rows[before] = i;
+        __syncthreads();
+        if (threadIdx.x == 0) {
+            int total = 0;
+            for (int v = 0; v < static_cast<int>(blockDim.x >> 5); ++v) total += warp_counts[v];
+            base += total;
+        }
+        __syncthreads();
+    }
 }
 
 // y = x * scale[c] + shift[c]; each thread handles VEC consecutive data of one plane (HW % VEC
@@ -307,7 +390,7 @@ __global__ void bn_backward_reduce(const T* __restrict__ dy, const T* __restrict
     }
 }
 
-// One thread per channel: grad_weight, grad_bias, and coef rows A, B, D of bn_backward_dx.
+// One thread per channel (weight may be null: ones): grad_weight, grad_bias, and coef rows A, B, D of bn_backward_dx.
 template <typename T>
 __global__ void bn_backward_finalize(const double* __restrict__ partial,
                                      const typename compute_of<T>::type* __restrict__ stats,
@@ -323,7 +406,7 @@ __global__ void bn_backward_finalize(const double* __restrict__ partial,
         sdyx += partial[2 * (c * splits + s) + 1];
     }
     const double r = static_cast<double>(stats[2 * C + c]);
-    const double gr = static_cast<double>(weight[c]) * r;
+    const double gr = (weight ? static_cast<double>(weight[c]) : 1.0) * r;
     coef[c] = static_cast<S>(sdyx * r);                                  // grad weight
     coef[C + c] = static_cast<S>(sdy);                                   // grad bias
     coef[2 * C + c] = static_cast<S>(gr);                                // A
@@ -408,8 +491,9 @@ __global__ void bn_backward_dx(const T* __restrict__ dy, const T* __restrict__ x
     template __global__ void bn_stats_finalize<T>(const T* __restrict__,                     \
         const int* __restrict__, const int* __restrict__, const int* __restrict__,           \
         const double* __restrict__, const TK_BN_S(T)* __restrict__,                          \
-        const TK_BN_S(T)* __restrict__, TK_BN_S(T)* __restrict__, int, int, int, int,        \
-        long long, double, int);                                                             \
+        const TK_BN_S(T)* __restrict__, TK_BN_S(T)* __restrict__, TK_BN_S(T)* __restrict__,  \
+        TK_BN_S(T)* __restrict__, long long* __restrict__, int, int, int, int, long long,    \
+        double, double, int, int);                                                           \
     template __global__ void bn_backward_finalize<T>(const double* __restrict__,             \
         const TK_BN_S(T)* __restrict__, const TK_BN_S(T)* __restrict__,                      \
         TK_BN_S(T)* __restrict__, int, int, long long, int);

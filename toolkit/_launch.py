@@ -25,14 +25,21 @@ from ._kernels import DEFAULT_OPTIONS, KernelError, load_module
 
 __all__ = ["fast_launch"]
 
-#: Argument kinds of a launch signature: pointer, int64, int32, float32.
+#: Argument kinds of a launch signature: pointer, int64, int32, float32, float64.
 _CTYPES: dict[str, Any] = {
     "p": ctypes.c_uint64,
     "q": ctypes.c_int64,
     "i": ctypes.c_int32,
     "f": ctypes.c_float,
+    "d": ctypes.c_double,
 }
-_NUMPY: dict[str, Any] = {"p": np.uint64, "q": np.int64, "i": np.int32, "f": np.float32}
+_NUMPY: dict[str, Any] = {
+    "p": np.uint64,
+    "q": np.int64,
+    "i": np.int32,
+    "f": np.float32,
+    "d": np.float64,
+}
 
 
 @functools.cache
@@ -85,8 +92,8 @@ def fast_launch(
     """Launch ``function`` of ``kernels/<module>.cu`` on torch's current stream of ``device``.
 
     ``sig`` gives each argument's C type, one letter each: ``p`` a pointer (pass
-    ``tensor.data_ptr()`` or 0), ``q`` int64, ``i`` int32, ``f`` float32; ``args`` are plain
-    Python numbers.
+    ``tensor.data_ptr()`` or 0), ``q`` int64, ``i`` int32, ``f`` float32, ``d`` float64;
+    ``args`` are plain Python numbers.
 
     Raises
     ------
