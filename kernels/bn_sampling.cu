@@ -278,32 +278,72 @@ __global__ void bn_stats_finalize(const T* __restrict__ x, const int* __restrict
     }
 }
 
+// splitmix64's finalizer: the layers' random draws, a pure function of (seed, call, j) so that
+// a draw needs no generator state on the device and the host can recompute it (tests).
+__device__ __forceinline__ unsigned long long bn_mix(unsigned long long z) {
+    z += 0x9e3779b97f4a7c15ull;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+__device__ __forceinline__ unsigned long long bn_draw(unsigned long long seed,
+                                                      unsigned long long call,
+                                                      unsigned long long j) {
+    return bn_mix(seed ^ bn_mix((call << 32) + j));
+}
+
+// Rows that the hashed subset draw handles (their keys sit in shared memory); beyond it the
+// caller passes a permutation.
+constexpr int BN_HASH_ROWS = 4096;
+
 // The sample's index for the kernels, built on the device (no host copy per call): one block.
 // index = rows [k] (increasing), h0 [N], w0 [N]; h0 = -1 marks a row outside the sample.  With
-// subset = 0 every row is sampled; else the rows perm[0..picks) plus the last tail rows.
-// corners (may be null: zeros) holds 2N raw random draws in [0, 2^31); a row's corner is
-// (draw mod range) * mult per axis (feature sampling).
-__global__ void bn_build_index(const long long* __restrict__ perm,
-                               const long long* __restrict__ corners, int* __restrict__ index,
-                               int N, int subset, int picks, int tail, int k, long long hrange,
-                               int hmult, long long wrange, int wmult) {
+// subset = 0 every row is sampled; else `picks` of the first R = N - tail rows, at random, plus
+// the last tail rows.  The random rows are perm[0..picks) when perm is given, else the picks
+// rows of smallest key bn_draw(seed, call, i), i < R (ties to the lower index): a uniform
+// random subset.  With windows = 1 each sampled row gets the corner
+// ((bn_draw(.., N + i) mod hrange) * hmult, (bn_draw(.., 2N + i) mod wrange) * wmult).
+__global__ void bn_build_index(const long long* __restrict__ perm, int* __restrict__ index,
+                               int N, int subset, int picks, int tail, int k,
+                               unsigned long long seed, unsigned long long call, int windows,
+                               long long hrange, int hmult, long long wrange, int wmult) {
+    __shared__ unsigned long long keys[BN_HASH_ROWS];
     int* rows = index;
     int* h0 = index + k;
     int* w0 = index + k + N;
-    for (int i = threadIdx.x; i < N; i += blockDim.x) h0[i] = subset ? -1 : 0;
-    __syncthreads();
-    for (int i = threadIdx.x; i < N; i += blockDim.x) {
-        if (subset && (i < picks || i >= N - tail)) h0[i < picks ? perm[i] : i] = 0;
+    const int R = N - tail;
+    for (int i = threadIdx.x; i < N; i += blockDim.x) h0[i] = subset && i < R ? -1 : 0;
+    if (subset && picks > 0) {
+        if (perm != nullptr) {
+            __syncthreads();
+            for (int i = threadIdx.x; i < picks; i += blockDim.x) h0[perm[i]] = 0;
+        } else {
+            for (int i = threadIdx.x; i < R; i += blockDim.x) keys[i] = bn_draw(seed, call, i);
+            __syncthreads();
+            for (int i = threadIdx.x; i < R; i += blockDim.x) {
+                const unsigned long long key = keys[i];
+                int rank = 0;
+                for (int j = 0; j < R; ++j) {
+                    const unsigned long long other = keys[j];
+                    rank += other < key || (other == key && j < i);
+                }
+                if (rank < picks) h0[i] = 0;
+            }
+        }
     }
     __syncthreads();
-    for (int i = threadIdx.x; i < N; i += blockDim.x) {
-        int hs = h0[i], ws = 0;
-        if (hs >= 0 && corners) {
-            hs = static_cast<int>(corners[i] % hrange) * hmult;
-            ws = static_cast<int>(corners[N + i] % wrange) * wmult;
+    if (windows) {
+        for (int i = threadIdx.x; i < N; i += blockDim.x) {
+            if (h0[i] >= 0) {
+                h0[i] = static_cast<int>(bn_draw(seed, call, N + i) % hrange) * hmult;
+                w0[i] = static_cast<int>(bn_draw(seed, call, 2LL * N + i) % wrange) * wmult;
+            } else {
+                w0[i] = 0;
+            }
         }
-        h0[i] = hs;
-        w0[i] = ws;
+    } else {
+        for (int i = threadIdx.x; i < N; i += blockDim.x) w0[i] = 0;
     }
     __syncthreads();
     // Compact the sampled rows in increasing order: a block-wide prefix count per chunk.

@@ -43,18 +43,21 @@ def _fake_launch(function, grid, block, sig, args, device):
     name = function.split("<")[0]
     vec = int(function.split(",")[1].rstrip(">")) if "," in function else 1
     if name == "bn_build_index":
-        perm, raw, index, n, subset, picks, tail, k, hr, hm, wr, wm = args
+        perm, index, n, subset, picks, tail, k, seed, call, windows, hr, hm, wr, wm = args
         assert grid == 1
-        h0 = np.full(n, -1 if subset else 0)
+        h0 = np.zeros(n, dtype=np.int64)
         if subset:
-            if picks:
-                h0[_np(perm)[:picks]] = 0
-            h0[n - tail :] = 0
+            if perm is not None:
+                rows = sorted(_np(perm)[:picks].tolist()) + list(range(n - tail, n))
+            else:
+                rows = cu.hashed_rows(n, picks, tail, seed, call)
+            h0[:] = -1
+            h0[rows] = 0
         w0 = np.zeros(n, dtype=np.int64)
-        if raw is not None:
-            inside = h0 >= 0
-            h0[inside] = (_np(raw)[0] % hr * hm)[inside]
-            w0[inside] = (_np(raw)[1] % wr * wm)[inside]
+        if windows:
+            for i in np.flatnonzero(h0 >= 0):
+                h0[i] = cu.hashed_draw(seed, call, n + i) % hr * hm
+                w0[i] = cu.hashed_draw(seed, call, 2 * n + i) % wr * wm
         rows = np.flatnonzero(h0 >= 0)
         assert len(rows) == k
         index.copy_(torch.from_numpy(np.concatenate([rows, h0, w0]).astype(np.int32)))

@@ -139,7 +139,7 @@ def test_half_layer_and_1d_input(fast_path):
     x = torch.randn(20, 4, dtype=torch.float16)
     y = layer(x)
     assert y.shape == x.shape and y.dtype == torch.float16
-    ref, mean, var = sampled_batch_norm(x.double(), layer.last_sample, backend="cpu")
+    ref, _, var = sampled_batch_norm(x.double(), layer.last_sample, backend="cpu")
     torch.testing.assert_close(y.double(), ref, atol=4e-3, rtol=4e-3)
     want = 0.9 + 0.1 * var * 10 / 9
     torch.testing.assert_close(layer.running_var.double(), want, atol=2e-3, rtol=2e-3)
@@ -154,3 +154,28 @@ def test_fast_path_errors(fast_path):
         VirtualDatasetNorm2d(3, num_virtual=4, seed=0)(torch.randn(4, 3, 2, 2))
     with pytest.raises(ValueError, match="at least 2"):
         BatchSamplingBN2d(3, sample_ratio=0.5, seed=0)(torch.randn(2, 3, 1, 1))
+
+
+def test_hashed_draw_is_uniform_over_rows():
+    # the host copy of the kernel's draw (the GPU test checks the kernel against it): over
+    # many calls every row is picked with probability picks / rows
+    counts = [0] * 16
+    calls = 4000
+    for call in range(calls):
+        rows = cu.hashed_rows(16, 4, 0, seed=123, call=call)
+        assert len(rows) == 4 and rows == sorted(set(rows))
+        for r in rows:
+            counts[r] += 1
+    expected = calls * 4 / 16  # 1000, binomial sd about 27
+    assert all(abs(c - expected) < 5 * 27 for c in counts), counts
+    assert cu.hashed_rows(10, 2, 3, seed=1, call=0)[-3:] == [7, 8, 9]
+
+
+def test_large_batch_draws_with_a_permutation(fast_path):
+    layer = BatchSamplingBN1d(2, sample_ratio=0.25, seed=0)
+    x = torch.randn(cu.HASH_ROWS + 100, 2)
+    y = layer(x)
+    rows = layer.last_sample.rows
+    assert rows.numel() == (cu.HASH_ROWS + 100) // 4 and bool((rows[1:] > rows[:-1]).all())
+    ref, _, _ = sampled_batch_norm(x, layer.last_sample, layer.weight, layer.bias, backend="cpu")
+    torch.testing.assert_close(y, ref)

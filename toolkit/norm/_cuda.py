@@ -129,7 +129,11 @@ def _plan(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device, coun
 def _vec(plan: _Plan, *tensors: torch.Tensor) -> int:
     if not plan.plane4:
         return 1
-    return 4 if all(t.data_ptr() % plan.align == 0 for t in tensors) else 1
+    align = plan.align
+    for t in tensors:
+        if t.data_ptr() % align:
+            return 1
+    return 4
 
 
 class Geometry(NamedTuple):
@@ -169,38 +173,67 @@ def _sample_index(sample: Sample, device: torch.device) -> torch.Tensor:
     return torch.from_numpy(index).to(device, non_blocking=True)
 
 
+#: Rows up to which bn_build_index draws the subset itself (BN_HASH_ROWS in the kernel).
+HASH_ROWS = 4096
+
+
 def draw_index(
     shape: tuple[int, int, int],
     k: int,
     picks: int,
     tail: int,
-    corners: tuple[int, int, int, int] | None,
-    generator: torch.Generator,
+    windows: tuple[int, int, int, int] | None,
+    seed: int,
+    call: int,
     device: torch.device,
+    generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """Draw a sample on the device and build its int32 index (as :func:`_sample_index`).
 
-    The rows are ``picks`` of the first ``N - tail`` rows, at random (a device
-    ``randperm``), plus the last ``tail`` rows; ``picks = k = N`` takes every row.  With
-    ``corners = (hrange, hmult, wrange, wmult)`` each row gets a random window corner
-    ``(u mod hrange) * hmult, (v mod wrange) * wmult`` from two draws ``u, v`` in
-    ``[0, 2^31)``.  Everything stays on ``generator`` (a generator of ``device``)."""
+    The rows are ``picks`` of the first ``R = N - tail`` rows, at random, plus the last
+    ``tail`` rows; ``k = N`` takes every row.  The random choice is a pure function of
+    ``(seed, call)`` (see ``bn_build_index``; :func:`hashed_rows` recomputes it on the host),
+    except for ``R > HASH_ROWS``, where a device ``randperm`` on ``generator`` picks them.  With
+    ``windows = (hrange, hmult, wrange, wmult)`` each row gets a window corner from the same
+    hash."""
     n = shape[0]
     index = torch.empty(k + 2 * n, dtype=torch.int32, device=device)
     subset = k < n
     perm = None
-    if subset and picks:
+    if subset and picks and n - tail > HASH_ROWS:
+        if generator is None:
+            raise ValueError(f"a generator is needed to draw from {n - tail} > {HASH_ROWS} rows")
         perm = torch.randperm(n - tail, device=device, generator=generator)
-    raw = None
-    hr = hm = wr = wm = 1
-    if corners is not None:
-        raw = torch.randint(0, 2**31, (2, n), device=device, generator=generator)
-        hr, hm, wr, wm = corners
+    hr, hm, wr, wm = (1, 0, 1, 0) if windows is None else windows
     _launch(
-        "bn_build_index", 1, _INDEX_BLOCK, "pppiiiiiqiqi",
-        (perm, raw, index, n, int(subset), picks, tail, k, hr, hm, wr, wm), device,
+        "bn_build_index", 1, _INDEX_BLOCK, "ppiiiiiqqiqiqi",
+        (perm, index, n, int(subset), picks, tail, k, seed, call, int(windows is not None),
+         hr, hm, wr, wm),
+        device,
     )  # fmt: skip
     return index
+
+
+_MASK64 = (1 << 64) - 1
+
+
+def _mix(z: int) -> int:
+    z = (z + 0x9E3779B97F4A7C15) & _MASK64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return z ^ (z >> 31)
+
+
+def hashed_draw(seed: int, call: int, j: int) -> int:
+    """The kernel's ``bn_draw(seed, call, j)`` on the host (a 64-bit integer)."""
+    return _mix(int(seed) ^ _mix(((int(call) << 32) + int(j)) & _MASK64))
+
+
+def hashed_rows(n: int, picks: int, tail: int, seed: int, call: int) -> list[int]:
+    """The rows ``bn_build_index`` samples without a permutation, recomputed on the host."""
+    real = n - tail
+    keys = sorted((hashed_draw(seed, call, i), i) for i in range(real))
+    return sorted(i for _, i in keys[:picks]) + list(range(real, n))
 
 
 def index_sample(index: torch.Tensor, geo: Geometry, shape: tuple[int, int, int]) -> Sample:

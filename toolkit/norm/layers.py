@@ -133,31 +133,41 @@ def _check_count(geo: _cuda.Geometry, x: torch.Tensor) -> None:
 
 
 class _DeviceSampling:
-    """The fused-kernel training forward shared by the sampling layers and SMN: the sample is
-    drawn on the input's device (on a device generator seeded once from the layer's
-    generator, or the layer's own generator when it lives there), and :attr:`last_sample` is
-    built from it only when read."""
+    """The fused-kernel training forward shared by the sampling layers and SMN.
+
+    The sample is drawn on the input's device by ``bn_build_index`` from a hash of
+    ``(seed, call)``: ``seed`` is drawn once from the layer's generator, ``call`` counts the
+    draws (see :func:`toolkit.norm._cuda.draw_index`), so the layer's randomness stays fixed by
+    its seed or generator and needs no host-to-device copy.  :attr:`last_sample` is built from
+    the device index only when read."""
 
     generator: torch.Generator
 
+    def _draw_seed(self) -> int:
+        seed = self.__dict__.get("_seed")
+        if seed is None:
+            seed = int(torch.randint(0, 2**62, (), generator=self.generator))
+            self.__dict__["_seed"] = seed
+        return seed
+
     def _device_generator(self, device: torch.device) -> torch.Generator:
+        """For batches beyond the hashed draw's reach: a generator on ``device``."""
         gens = self.__dict__.setdefault("_device_generators", {})
         gen = gens.get(device)
         if gen is None:
             if self.generator.device == device:
                 gen = self.generator
             else:
-                seed = int(torch.randint(0, 2**62, (), generator=self.generator))
                 gen = torch.Generator(device=device)
-                gen.manual_seed(seed)
+                gen.manual_seed(self._draw_seed())
             gens[device] = gen
         return gen
 
     def _device_index(self, x: torch.Tensor, plan: _DevicePlan) -> torch.Tensor:
-        geo, picks, tail, corners = plan
+        geo, picks, tail, windows = plan
         shape = _spatial(x)
         n = shape[0]
-        if geo.k == n and corners is None:  # every datum: a constant index, kept per shape
+        if geo.k == n and windows is None:  # every datum: a constant index, kept per shape
             fulls = self.__dict__.setdefault("_full_index", {})
             index = fulls.get((shape, x.device))
             if index is None:
@@ -165,8 +175,13 @@ class _DeviceSampling:
                 index[:n] = torch.arange(n, dtype=torch.int32, device=x.device)
                 fulls[(shape, x.device)] = index
         else:
-            gen = self._device_generator(x.device)
-            index = _cuda.draw_index(shape, geo.k, picks, tail, corners, gen, x.device)
+            seed = self._draw_seed()
+            call = self.__dict__.get("_calls", 0)
+            self.__dict__["_calls"] = call + 1
+            gen = None
+            if geo.k < n and n - tail > _cuda.HASH_ROWS:
+                gen = self._device_generator(x.device)
+            index = _cuda.draw_index(shape, geo.k, picks, tail, windows, seed, call, x.device, gen)
         self.__dict__["_last_draw"] = (index, geo, shape)
         self.__dict__["_last_sample"] = None
         return index
