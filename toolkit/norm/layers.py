@@ -15,6 +15,12 @@ The sampling layers subclass the matching ``nn.BatchNorm*d``: same parameters, b
 ``state_dict`` keys and eval-mode behaviour (running statistics), so a trained BatchNorm loads
 into them and back.  In training mode the running statistics are updated exactly as BatchNorm
 does, from the sample (unbiased variance over the ``m`` sampled data per channel).
+
+On a CUDA input (with the CUDA backend in force) a training forward runs the fused kernels of
+:mod:`toolkit.norm._cuda` with little host work per call: the sample is drawn on the device
+from a hash of a seed (drawn once from the layer's generator) and a call counter, so it is
+fixed by the seed but is a different draw from the CPU path's; :attr:`last_sample` reports it
+either way, and the running statistics are updated inside the statistics kernel.
 """
 
 from __future__ import annotations
