@@ -38,6 +38,8 @@ def _window_mask(n, h, w, h0, w0, ph, pw):
 def _fake_launch(function, grid, block, sig, args, device):
     assert function in cu._INSTANCES, function
     assert len(sig) == len(args), function
+    # (tensor, offset) is a pointer offset elements into tensor: the rest of it from there
+    args = [a[0].view(-1)[a[1] :] if isinstance(a, tuple) else a for a in args]
     for kind, a in zip(sig, args):
         assert (kind == "p") == (a is None or isinstance(a, torch.Tensor)), (function, kind, a)
     name = function.split("<")[0]
@@ -125,7 +127,7 @@ def _fake_launch(function, grid, block, sig, args, device):
         st, co = _np(stats), _np(coef)
         mask = _window_mask(n, h, w, _np(h0), _np(w0), ph, pw)[:, None]
         if whole:
-            assert (mask == (_np(h0) >= 0)[:, None, None, None]).all()
+            assert (mask == (_np(h0)[:n] >= 0)[:, None, None, None]).all()
         ch = (slice(None), None, None)
         g = _np(dy).astype(np.float64).reshape(n, c, h, w)
         xc = _np(x).astype(np.float64).reshape(n, c, h, w) - st[0][ch]

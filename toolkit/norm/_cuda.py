@@ -67,8 +67,18 @@ def _gpu_ready() -> bool:
 
 def _launch(function: str, grid: int, block: int, sig: str, args: tuple, device: Any) -> None:
     """Launch ``function`` of bn_sampling.cu; tensors in ``args`` go as their data pointers,
-    None as a null pointer."""
-    values = [a.data_ptr() if isinstance(a, torch.Tensor) else 0 if a is None else a for a in args]
+    ``(tensor, offset)`` as the pointer ``offset`` elements in (no view to build), None as a
+    null pointer."""
+    values = [
+        a.data_ptr()
+        if isinstance(a, torch.Tensor)
+        else a[0].data_ptr() + a[1] * a[0].element_size()
+        if isinstance(a, tuple)
+        else 0
+        if a is None
+        else a
+        for a in args
+    ]
     fast_launch("bn_sampling", function, (grid,), (block,), sig, values, device, _INSTANCES)
 
 
@@ -262,7 +272,7 @@ def _forward_index(
     n, c, h, w = x.shape
     plan = _plan(tuple(x.shape), x.dtype, device, geo.m)
     k = geo.k
-    rows, h0, w0 = index, index[k : k + n], index[k + n :]
+    rows, h0, w0 = index, (index, k), (index, k + n)
     work = torch.empty(2 * c * plan.split_fwd, dtype=torch.float64, device=device)
     stats = torch.empty(5, c, dtype=plan.sdt, device=device)
     y = torch.empty_like(x) if out is None else out
@@ -293,14 +303,15 @@ def _backward_index(
     x: torch.Tensor,
     weight: torch.Tensor | None,
     stats: torch.Tensor,
-    h0: torch.Tensor,
-    w0: torch.Tensor,
+    h0: Any,
+    w0: Any,
     geo: Geometry,
     center: bool,
     out: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``dx`` (written into ``out`` when given), ``grad_weight``, ``grad_bias`` (the last two
-    in the statistics' dtype); ``dy`` contiguous like ``x``."""
+    in the statistics' dtype); ``dy`` contiguous like ``x``; ``h0``, ``w0`` tensors or
+    ``(index, offset)`` pairs."""
     device = x.device
     n, c, h, w = x.shape
     plan = _plan(tuple(x.shape), x.dtype, device, geo.m)
@@ -428,8 +439,9 @@ class _SampledNormFunction(torch.autograd.Function):
         n, k = x4.shape[0], geo.k
         if not dy.is_contiguous():
             dy = dy.contiguous()
-        h0, w0 = index[k : k + n], index[k + n :]
-        dx, gw, gb = _backward_index(dy, x4, gamma, stats, h0, w0, geo, ctx.center)
+        dx, gw, gb = _backward_index(
+            dy, x4, gamma, stats, (index, k), (index, k + n), geo, ctx.center
+        )
         wdt, bdt = ctx.param_dtypes
         grad_w = None
         if wdt is not None and ctx.needs_input_grad[1]:
