@@ -4,8 +4,10 @@
 // and, in each, one ph x pw window starting at (h0[n], w0[n]); h0[n] = -1 marks a row outside
 // the sample.  Batch sampling takes whole rows, feature sampling one window in every row.
 //
+// Index:    bn_build_index    rows, h0, w0 from a device-side random permutation (layers).
 // Forward:  bn_sample_stats   per-channel sums over the sample only (the cheap reduction),
-//           bn_stats_finalize mean, variance, 1/sqrt(var + eps), and the affine folded in,
+//           bn_stats_finalize mean, variance, 1/sqrt(var + eps), the affine folded in, and the
+//                             running statistics' update (momentum, unbiased variance),
 //           bn_normalize      y = x * scale[c] + shift[c] over every datum.
 // Backward: bn_backward_reduce    per-channel sums of dy and dy * (x - mean) over every datum
 //                                 (the weight and bias gradients need them anyway),
@@ -22,19 +24,23 @@ namespace {
 template <typename T> struct compute_of { using type = float; };
 template <> struct compute_of<double> { using type = double; };
 
-// binary32 -> binary16 with round-to-nearest-even (overflow to inf, NaN kept quiet).
+// binary16 <-> binary32 with the hardware conversions (what cuda_fp16's __half2float and
+// __float2half compile to): the branchy software versions in tk_dtypes.cuh cost a dozen integer
+// instructions per datum and left the float16 passes instruction-bound (as slow as float32).
+// cvt.f32.f16 is exact; cvt.rn.f16.f32 rounds to nearest even, overflow to inf, NaN stays NaN.
+__device__ __forceinline__ float bn_to_float(tk_half x) {
+    float f;
+    asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(x.bits));
+    return f;
+}
+__device__ __forceinline__ float bn_to_float(tk_bfloat16 x) { return tk_to_float(x); }
+__device__ __forceinline__ float bn_to_float(float x) { return x; }
+__device__ __forceinline__ double bn_to_float(double x) { return x; }
+
 __device__ __forceinline__ unsigned short bn_f32_to_f16(float f) {
-    const unsigned int x = __float_as_uint(f);
-    const unsigned int sign = (x >> 16) & 0x8000u;
-    const unsigned int mag = x & 0x7fffffffu;
-    if (mag >= 0x7f800000u) return sign | 0x7c00u | (mag > 0x7f800000u ? 0x200u : 0u);
-    if (mag >= 0x477ff000u) return sign | 0x7c00u;  // >= 65520 rounds to inf
-    if (mag < 0x38800000u) {  // below 2^-14: a subnormal half, value * 2^24 rounded
-        return sign | __float2uint_rn(__uint_as_float(mag) * 16777216.0f);
-    }
-    unsigned int r = mag - 0x38000000u;  // rebias the exponent from 127 to 15
-    r += 0xfffu + ((r >> 13) & 1u);
-    return sign | (r >> 13);
+    unsigned short h;
+    asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f));
+    return h;
 }
 
 __device__ __forceinline__ unsigned short bn_f32_to_bf16(float f) {
@@ -78,7 +84,7 @@ __device__ __forceinline__ double bn_shift(const T* x, const int* rows, const in
                                            int c, int C, int H, int W, int center) {
     if (!center) return 0.0;
     const long long n = rows[0];
-    return static_cast<double>(tk_to_float(x[((n * C + c) * H + h0[n]) * W + w0[n]]));
+    return static_cast<double>(bn_to_float(x[((n * C + c) * H + h0[n]) * W + w0[n]]));
 }
 
 // Unrolled loads of U packs of VEC data before any arithmetic keep U * 16 bytes per thread in
@@ -116,9 +122,9 @@ __device__ __forceinline__ void bn_flat_sums(const T* __restrict__ x, const T* _
         for (int u = 0; u < BN_UNROLL; ++u) {
 #pragma unroll
             for (int e = 0; e < VEC; ++e) {
-                const S d = static_cast<S>(tk_to_float(xv[u].v[e])) - shift;
+                const S d = static_cast<S>(bn_to_float(xv[u].v[e])) - shift;
                 if (GRAD) {
-                    const S gg = static_cast<S>(tk_to_float(gv[u].v[e]));
+                    const S gg = static_cast<S>(bn_to_float(gv[u].v[e]));
                     a += gg;
                     b += gg * d;
                 } else {
@@ -139,9 +145,9 @@ __device__ __forceinline__ void bn_flat_sums(const T* __restrict__ x, const T* _
         S a = 0, b = 0;
 #pragma unroll
         for (int e = 0; e < VEC; ++e) {
-            const S d = static_cast<S>(tk_to_float(xv.v[e])) - shift;
+            const S d = static_cast<S>(bn_to_float(xv.v[e])) - shift;
             if (GRAD) {
-                const S gg = static_cast<S>(tk_to_float(gv.v[e]));
+                const S gg = static_cast<S>(bn_to_float(gv.v[e]));
                 a += gg;
                 b += gg * d;
             } else {
@@ -185,7 +191,7 @@ __global__ void bn_sample_stats(const T* __restrict__ x, const int* __restrict__
             const T* base = x + ((n * C + c) * H + h0[n]) * W + w0[n];
             for (int t = threadIdx.x; t < P; t += blockDim.x) {
                 const int hh = t / pw;
-                const double v = static_cast<double>(tk_to_float(base[hh * W + (t - hh * pw)]))
+                const double v = static_cast<double>(bn_to_float(base[hh * W + (t - hh * pw)]))
                     - shift;
                 s1 += v;
                 s2 += v * v;
@@ -202,7 +208,7 @@ __global__ void bn_sample_stats(const T* __restrict__ x, const int* __restrict__
             const long long n = rows[r];
             const int hh = t / pw;
             const long long at = ((n * C + c) * H + h0[n] + hh) * W + w0[n] + (t - hh * pw);
-            const double v = static_cast<double>(tk_to_float(x[at])) - shift;
+            const double v = static_cast<double>(bn_to_float(x[at])) - shift;
             s1 += v;
             s2 += v * v;
         }
@@ -214,34 +220,155 @@ __global__ void bn_sample_stats(const T* __restrict__ x, const int* __restrict__
     }
 }
 
-// One thread per channel.  weight and bias are given (ones and zeros without affine).
+// One block; its threads loop over the channels.  weight and bias may be null (no affine:
+// ones and zeros).  With running_var given, the running statistics are updated as
+// nn.BatchNorm does: factor = momentum, or 1 / (batches tracked) when momentum < 0 (momentum
+// None, a cumulative average); the variance goes in unbiased (count / (count - 1)) when
+// unbias is set (batch norm), as is when not (the second moment of SMN); running_mean may be
+// null (SMN has none).  num_batches_tracked (may be null) is incremented once, after every
+// thread has read it (one block, so __syncthreads orders it).
 template <typename T>
 __global__ void bn_stats_finalize(const T* __restrict__ x, const int* __restrict__ rows,
                                   const int* __restrict__ h0, const int* __restrict__ w0,
                                   const double* __restrict__ partial,
                                   const typename compute_of<T>::type* __restrict__ weight,
                                   const typename compute_of<T>::type* __restrict__ bias,
-                                  typename compute_of<T>::type* __restrict__ stats, int C, int H,
-                                  int W, int splits, long long count, double eps, int center) {
+                                  typename compute_of<T>::type* __restrict__ stats,
+                                  typename compute_of<T>::type* __restrict__ running_mean,
+                                  typename compute_of<T>::type* __restrict__ running_var,
+                                  long long* __restrict__ num_batches_tracked, int C, int H,
+                                  int W, int splits, long long count, double eps,
+                                  double momentum, int center, int unbias) {
     using S = typename compute_of<T>::type;
-    const int c = blockIdx.x * blockDim.x + threadIdx.x;
-    if (c >= C) return;
-    double s1 = 0.0, s2 = 0.0;
-    for (int s = 0; s < splits; ++s) {
-        s1 += partial[2 * (c * splits + s)];
-        s2 += partial[2 * (c * splits + s) + 1];
+    double factor = momentum;
+    if (num_batches_tracked != nullptr && momentum < 0.0) {
+        factor = 1.0 / static_cast<double>(*num_batches_tracked + 1);
     }
-    const double a = s1 / count, b = s2 / count;
-    const double mean = center ? bn_shift(x, rows, h0, w0, c, C, H, W, center) + a : 0.0;
-    const double var = center ? fmax(b - a * a, 0.0) : b;
-    const double invstd = 1.0 / sqrt(var + eps);
-    const double scale = static_cast<double>(weight[c]) * invstd;
-    // stats rows: mean, var, invstd, scale, shift
-    stats[c] = static_cast<S>(mean);
-    stats[C + c] = static_cast<S>(var);
-    stats[2 * C + c] = static_cast<S>(invstd);
-    stats[3 * C + c] = static_cast<S>(scale);
-    stats[4 * C + c] = static_cast<S>(static_cast<double>(bias[c]) - mean * scale);
+    for (int c = threadIdx.x; c < C; c += blockDim.x) {
+        double s1 = 0.0, s2 = 0.0;
+        for (int s = 0; s < splits; ++s) {
+            s1 += partial[2 * (c * splits + s)];
+            s2 += partial[2 * (c * splits + s) + 1];
+        }
+        const double a = s1 / count, b = s2 / count;
+        const double mean = center ? bn_shift(x, rows, h0, w0, c, C, H, W, center) + a : 0.0;
+        const double var = center ? fmax(b - a * a, 0.0) : b;
+        const double invstd = 1.0 / sqrt(var + eps);
+        const double scale = (weight ? static_cast<double>(weight[c]) : 1.0) * invstd;
+        const double beta = bias ? static_cast<double>(bias[c]) : 0.0;
+        // stats rows: mean, var, invstd, scale, shift
+        stats[c] = static_cast<S>(mean);
+        stats[C + c] = static_cast<S>(var);
+        stats[2 * C + c] = static_cast<S>(invstd);
+        stats[3 * C + c] = static_cast<S>(scale);
+        stats[4 * C + c] = static_cast<S>(beta - mean * scale);
+        if (running_var != nullptr) {
+            const double v = unbias && count > 1 ? var * count / (count - 1) : var;
+            const double rv = static_cast<double>(running_var[c]);
+            running_var[c] = static_cast<S>(rv + factor * (v - rv));
+            if (running_mean != nullptr) {
+                const double rm = static_cast<double>(running_mean[c]);
+                running_mean[c] = static_cast<S>(rm + factor * (mean - rm));
+            }
+        }
+    }
+    if (num_batches_tracked != nullptr) {
+        __syncthreads();
+        if (threadIdx.x == 0) *num_batches_tracked += 1;
+    }
+}
+
+// splitmix64's finalizer: the layers' random draws, a pure function of (seed, call, j) so that
+// a draw needs no generator state on the device and the host can recompute it (tests).
+__device__ __forceinline__ unsigned long long bn_mix(unsigned long long z) {
+    z += 0x9e3779b97f4a7c15ull;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+__device__ __forceinline__ unsigned long long bn_draw(unsigned long long seed,
+                                                      unsigned long long call,
+                                                      unsigned long long j) {
+    return bn_mix(seed ^ bn_mix((call << 32) + j));
+}
+
+// Rows that the hashed subset draw handles (their keys sit in shared memory); beyond it the
+// caller passes a permutation.
+constexpr int BN_HASH_ROWS = 4096;
+
+// The sample's index for the kernels, built on the device (no host copy per call): one block.
+// index = rows [k] (increasing), h0 [N], w0 [N]; h0 = -1 marks a row outside the sample.  With
+// subset = 0 every row is sampled; else `picks` of the first R = N - tail rows, at random, plus
+// the last tail rows.  The random rows are perm[0..picks) when perm is given, else the picks
+// rows of smallest key bn_draw(seed, call, i), i < R (ties to the lower index): a uniform
+// random subset.  With windows = 1 each sampled row gets the corner
+// ((bn_draw(.., N + i) mod hrange) * hmult, (bn_draw(.., 2N + i) mod wrange) * wmult).
+__global__ void bn_build_index(const long long* __restrict__ perm, int* __restrict__ index,
+                               int N, int subset, int picks, int tail, int k,
+                               unsigned long long seed, unsigned long long call, int windows,
+                               long long hrange, int hmult, long long wrange, int wmult) {
+    __shared__ unsigned long long keys[BN_HASH_ROWS];
+    int* rows = index;
+    int* h0 = index + k;
+    int* w0 = index + k + N;
+    const int R = N - tail;
+    for (int i = threadIdx.x; i < N; i += blockDim.x) h0[i] = subset && i < R ? -1 : 0;
+    if (subset && picks > 0) {
+        if (perm != nullptr) {
+            __syncthreads();
+            for (int i = threadIdx.x; i < picks; i += blockDim.x) h0[perm[i]] = 0;
+        } else {
+            for (int i = threadIdx.x; i < R; i += blockDim.x) keys[i] = bn_draw(seed, call, i);
+            __syncthreads();
+            for (int i = threadIdx.x; i < R; i += blockDim.x) {
+                const unsigned long long key = keys[i];
+                int rank = 0;
+                for (int j = 0; j < R; ++j) {
+                    const unsigned long long other = keys[j];
+                    rank += other < key || (other == key && j < i);
+                }
+                if (rank < picks) h0[i] = 0;
+            }
+        }
+    }
+    __syncthreads();
+    if (windows) {
+        for (int i = threadIdx.x; i < N; i += blockDim.x) {
+            if (h0[i] >= 0) {
+                h0[i] = static_cast<int>(bn_draw(seed, call, N + i) % hrange) * hmult;
+                w0[i] = static_cast<int>(bn_draw(seed, call, 2LL * N + i) % wrange) * wmult;
+            } else {
+                w0[i] = 0;
+            }
+        }
+    } else {
+        for (int i = threadIdx.x; i < N; i += blockDim.x) w0[i] = 0;
+    }
+    __syncthreads();
+    // Compact the sampled rows in increasing order: a block-wide prefix count per chunk.
+    __shared__ int warp_counts[32];
+    __shared__ int base;
+    if (threadIdx.x == 0) base = 0;
+    __syncthreads();
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    for (int start = 0; start < N; start += blockDim.x) {
+        const int i = start + threadIdx.x;
+        const bool in = i < N && h0[i] >= 0;
+        const unsigned mask = __ballot_sync(0xffffffffu, in);
+        if (lane == 0) warp_counts[warp] = __popc(mask);
+        __syncthreads();
+        int before = base + __popc(mask & ((1u << lane) - 1u));
+        for (int v = 0; v < warp; ++v) before += warp_counts[v];
+        if (in) rows[before] = i;
+        __syncthreads();
+        if (threadIdx.x == 0) {
+            int total = 0;
+            for (int v = 0; v < static_cast<int>(blockDim.x >> 5); ++v) total += warp_counts[v];
+            base += total;
+        }
+        __syncthreads();
+    }
 }
 
 // y = x * scale[c] + shift[c]; each thread handles VEC consecutive data of one plane (HW % VEC
@@ -261,7 +388,7 @@ __device__ __forceinline__ void bn_normalize_loop(const T* __restrict__ x, T* __
         P out;
 #pragma unroll
         for (int e = 0; e < VEC; ++e) {
-            bn_store(out.v[e], static_cast<S>(tk_to_float(in.v[e])) * scale + shift);
+            bn_store(out.v[e], static_cast<S>(bn_to_float(in.v[e])) * scale + shift);
         }
         reinterpret_cast<P*>(y)[v] = out;
     }
@@ -303,7 +430,7 @@ __global__ void bn_backward_reduce(const T* __restrict__ dy, const T* __restrict
     }
 }
 
-// One thread per channel: grad_weight, grad_bias, and coef rows A, B, D of bn_backward_dx.
+// One thread per channel (weight may be null: ones): grad_weight, grad_bias, and coef rows A, B, D of bn_backward_dx.
 template <typename T>
 __global__ void bn_backward_finalize(const double* __restrict__ partial,
                                      const typename compute_of<T>::type* __restrict__ stats,
@@ -319,7 +446,7 @@ __global__ void bn_backward_finalize(const double* __restrict__ partial,
         sdyx += partial[2 * (c * splits + s) + 1];
     }
     const double r = static_cast<double>(stats[2 * C + c]);
-    const double gr = static_cast<double>(weight[c]) * r;
+    const double gr = (weight ? static_cast<double>(weight[c]) : 1.0) * r;
     coef[c] = static_cast<S>(sdyx * r);                                  // grad weight
     coef[C + c] = static_cast<S>(sdy);                                   // grad bias
     coef[2 * C + c] = static_cast<S>(gr);                                // A
@@ -351,14 +478,14 @@ __device__ __forceinline__ void bn_backward_dx_loop(
         P out;
 #pragma unroll
         for (int e = 0; e < VEC; ++e) {
-            S val = a * static_cast<S>(tk_to_float(g.v[e]));
+            S val = a * static_cast<S>(bn_to_float(g.v[e]));
             bool sampled = hs >= 0;
             if (sampled && !whole) {
                 const int p = p0 + e;
                 const int hh = p / W, ww = p - hh * W;
                 sampled = hh >= hs && hh < hs + ph && ww >= ws && ww < ws + pw;
             }
-            if (sampled) val -= b + d * (static_cast<S>(tk_to_float(in.v[e])) - mean);
+            if (sampled) val -= b + d * (static_cast<S>(bn_to_float(in.v[e])) - mean);
             bn_store(out.v[e], val);
         }
         reinterpret_cast<P*>(dx)[v] = out;
@@ -404,8 +531,9 @@ __global__ void bn_backward_dx(const T* __restrict__ dy, const T* __restrict__ x
     template __global__ void bn_stats_finalize<T>(const T* __restrict__,                     \
         const int* __restrict__, const int* __restrict__, const int* __restrict__,           \
         const double* __restrict__, const TK_BN_S(T)* __restrict__,                          \
-        const TK_BN_S(T)* __restrict__, TK_BN_S(T)* __restrict__, int, int, int, int,        \
-        long long, double, int);                                                             \
+        const TK_BN_S(T)* __restrict__, TK_BN_S(T)* __restrict__, TK_BN_S(T)* __restrict__,  \
+        TK_BN_S(T)* __restrict__, long long* __restrict__, int, int, int, int, long long,    \
+        double, double, int, int);                                                           \
     template __global__ void bn_backward_finalize<T>(const double* __restrict__,             \
         const TK_BN_S(T)* __restrict__, const TK_BN_S(T)* __restrict__,                      \
         TK_BN_S(T)* __restrict__, int, int, long long, int);

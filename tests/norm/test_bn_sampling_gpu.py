@@ -3,20 +3,31 @@ inputs, with NaN-poisoned outputs so that an unwritten element shows."""
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from torch import nn
 
 from toolkit.norm import (
     BatchSamplingBN2d,
+    FeatureSamplingBN2d,
     SecondMomentNorm2d,
+    VirtualDatasetNorm2d,
     batch_sample,
     feature_sample,
     full_sample,
     sampled_batch_norm,
     virtual_sample,
 )
-from toolkit.norm._cuda import _backward, _forward
+from toolkit.norm._cuda import (
+    HASH_ROWS,
+    _backward,
+    _forward,
+    draw_index,
+    hashed_draw,
+    hashed_rows,
+)
 
 pytestmark = pytest.mark.gpu
 
@@ -169,12 +180,110 @@ def test_module_matches_cudnn_batchnorm():
     torch.testing.assert_close(ours.weight.grad, ref.weight.grad, atol=1e-3, rtol=1e-4)
 
 
-def test_second_moment_norm_on_cuda_matches_cpu():
-    x = torch.randn(8, 16, 10, 10) + 1
-    cpu = SecondMomentNorm2d(16, sample_ratio=0.5, seed=3)
-    gpu = SecondMomentNorm2d(16, sample_ratio=0.5, seed=3).cuda()
-    torch.testing.assert_close(gpu(x.cuda()).cpu(), cpu(x), atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(gpu.running_second_moment.cpu(), cpu.running_second_moment)
+def test_module_cumulative_momentum_matches_cudnn():
+    ours = BatchSamplingBN2d(16, sample_ratio=1.0, momentum=None, seed=0).cuda()
+    ref = nn.BatchNorm2d(16, momentum=None).cuda()
+    for _ in range(4):
+        x = 0.5 + 3 * torch.randn(8, 16, 5, 5, device="cuda")
+        ours(x), ref(x)
+    torch.cuda.synchronize()
+    assert int(ours.num_batches_tracked) == int(ref.num_batches_tracked) == 4
+    torch.testing.assert_close(ours.running_mean, ref.running_mean, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(ours.running_var, ref.running_var, atol=1e-5, rtol=1e-5)
+
+
+LAYERS = {
+    "bs-1/4": lambda c: BatchSamplingBN2d(c, sample_ratio=0.25, seed=1),
+    "fs-1/4": lambda c: FeatureSamplingBN2d(c, patch_ratio=0.25, seed=2),
+    "fs-0.3": lambda c: FeatureSamplingBN2d(c, patch_ratio=0.3, momentum=None, seed=2),
+    "vdn": lambda c: VirtualDatasetNorm2d(c, num_virtual=3, real_ratio=0.4, seed=3),
+    "smn-1/2": lambda c: SecondMomentNorm2d(c, sample_ratio=0.5, seed=4),
+    "smn": lambda c: SecondMomentNorm2d(c, momentum=None),
+}
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.float64])
+@pytest.mark.parametrize("name", list(LAYERS))
+def test_layer_matches_reference_on_its_own_sample(dtype, name):
+    # The layer draws on the device and updates its running statistics in the finalize
+    # kernel: its output, gradients and buffers must equal the float64 reference computed
+    # from exactly the sample it reports.
+    gen = torch.Generator().manual_seed(hash((name, str(dtype))) % 2**31)
+    c = 24
+    layer = LAYERS[name](c).cuda()
+    if dtype == torch.float64:
+        layer = layer.double()
+    ref = copy.deepcopy(layer).cpu().double()
+    smn = isinstance(layer, SecondMomentNorm2d)
+    for step in range(3):
+        x = (0.7 + 1.3 * torch.randn(32, c, 14, 14, generator=gen)).to(dtype)
+        dy = torch.randn(32, c, 14, 14, generator=gen).to(dtype)
+        xc = x.cuda().requires_grad_()
+        y = layer(xc)
+        (dx, dw) = torch.autograd.grad((y * dy.cuda()).float().sum(), (xc, layer.weight))
+        sample = layer.last_sample.to("cpu")
+        xr = x.double().requires_grad_()
+        y_ref, mean, var = sampled_batch_norm(
+            xr, sample, ref.weight, ref.bias, ref.eps, center=not smn, backend="cpu"
+        )
+        if smn:
+            ref._update_running(var)
+        else:
+            ref._update_running(mean, var, sample.count)
+        dx_ref, dw_ref = torch.autograd.grad((y_ref * dy.double()).sum(), (xr, ref.weight))
+        _close(y, y_ref.detach(), dtype, f"y step {step}")
+        _close(dx, dx_ref, dtype, f"dx step {step}")
+        _close(dw, dw_ref, dtype, f"grad weight step {step}")
+        for key, want in ref.state_dict().items():
+            got = layer.state_dict()[key]
+            if key == "num_batches_tracked":
+                assert int(got) == int(want) == step + 1
+            else:
+                _close(got, want, torch.float32 if dtype != torch.float64 else dtype, key)
+
+
+@pytest.mark.parametrize(
+    ("n", "picks", "tail", "windows"),
+    [(128, 32, 0, None), (128, 16, 0, None), (40, 5, 8, None), (40, 0, 8, None),
+     (33, 33, 0, (4, 7, 3, 1)), (5000, 5000, 0, (3, 2, 5, 1)), (4096, 1024, 0, None)],
+)  # fmt: skip
+def test_device_draw_matches_its_host_formula(n, picks, tail, windows):
+    k = picks + tail
+    device = torch.device("cuda")
+    for call in range(3):
+        torch.cuda.empty_cache()
+        poison = torch.full((k + 2 * n + 64,), -7, dtype=torch.int32, device=device)
+        del poison  # the caching allocator hands this block out again: unwritten shows as -7
+        index = draw_index((n, 7, 9), k, picks, tail, windows, 1234, call, device)
+        got = index.cpu().tolist()
+        if k < n:
+            rows = hashed_rows(n, picks, tail, 1234, call)
+        else:
+            rows = list(range(n))
+        h0 = [-1] * n
+        w0 = [0] * n
+        for r in rows:
+            h0[r] = 0
+            if windows is not None:
+                hr, hm, wr, wm = windows
+                h0[r] = hashed_draw(1234, call, n + r) % hr * hm
+                w0[r] = hashed_draw(1234, call, 2 * n + r) % wr * wm
+        assert got[:k] == rows
+        assert got[k : k + n] == h0
+        assert got[k + n :] == w0
+
+
+def test_device_draw_with_a_permutation_beyond_the_hashed_rows():
+    n = HASH_ROWS + 500
+    k = n // 4
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    index = draw_index((n, 1, 1), k, k, 0, None, 0, 0, torch.device("cuda"), gen)
+    got = index.cpu()
+    rows, h0, w0 = got[:k], got[k : k + n], got[k + n :]
+    assert bool((rows[1:] > rows[:-1]).all()) and 0 <= int(rows[0]) and int(rows[-1]) < n
+    member = torch.full((n,), -1, dtype=torch.int32)
+    member[rows.long()] = 0
+    assert torch.equal(h0, member) and not w0.any()
 
 
 def test_launch_validation():

@@ -35,17 +35,39 @@ def _window_mask(n, h, w, h0, w0, ph, pw):
     return mask
 
 
-def _fake_launch(module, function, n_threads, args, device, **kwargs):
-    assert module == "bn_sampling" and function in cu._INSTANCES
+def _fake_launch(function, grid, block, sig, args, device):
+    assert function in cu._INSTANCES, function
+    assert len(sig) == len(args), function
+    # (tensor, offset) is a pointer offset elements into tensor: the rest of it from there
+    args = [a[0].view(-1)[a[1] :] if isinstance(a, tuple) else a for a in args]
+    for kind, a in zip(sig, args):
+        assert (kind == "p") == (a is None or isinstance(a, torch.Tensor)), (function, kind, a)
     name = function.split("<")[0]
     vec = int(function.split(",")[1].rstrip(">")) if "," in function else 1
-    for a in args:  # what DLPack would refuse
-        assert not (isinstance(a, torch.Tensor) and a.requires_grad), f"{function}: grad tensor"
-    if name == "bn_sample_stats":
+    if name == "bn_build_index":
+        perm, index, n, subset, picks, tail, k, seed, call, windows, hr, hm, wr, wm = args
+        assert grid == 1
+        h0 = np.zeros(n, dtype=np.int64)
+        if subset:
+            if perm is not None:
+                rows = sorted(_np(perm)[:picks].tolist()) + list(range(n - tail, n))
+            else:
+                rows = cu.hashed_rows(n, picks, tail, seed, call)
+            h0[:] = -1
+            h0[rows] = 0
+        w0 = np.zeros(n, dtype=np.int64)
+        if windows:
+            for i in np.flatnonzero(h0 >= 0):
+                h0[i] = cu.hashed_draw(seed, call, n + i) % hr * hm
+                w0[i] = cu.hashed_draw(seed, call, 2 * n + i) % wr * wm
+        rows = np.flatnonzero(h0 >= 0)
+        assert len(rows) == k
+        index.copy_(torch.from_numpy(np.concatenate([rows, h0, w0]).astype(np.int32)))
+    elif name == "bn_sample_stats":
         x, rows, h0, w0, partial, c, h, w, k, ph, pw, splits, center = args
         xs = _np(x).astype(np.float64)
         h0n, w0n = _np(h0), _np(w0)
-        assert len(_np(rows)) == k and kwargs["grid"] == c * splits
+        assert len(_np(rows)) >= k and grid == c * splits
         n = xs.shape[0]
         mask = _window_mask(n, h, w, h0n, w0n, ph, pw)
         part = np.zeros((c, splits, 2))
@@ -56,7 +78,9 @@ def _fake_launch(module, function, n_threads, args, device, **kwargs):
             part[ch, 0] = d.sum(), (d * d).sum()
         _np(partial)[:] = part.ravel()
     elif name == "bn_stats_finalize":
-        x, rows, h0, w0, partial, weight, bias, stats, c, h, w, splits, count, eps, center = args
+        (x, rows, h0, w0, partial, weight, bias, stats, rmean, rvar, tracked, c, h, w, splits,
+         count, eps, momentum, center, unbias) = args  # fmt: skip
+        assert grid == 1
         part = _np(partial).reshape(c, splits, 2).sum(1)
         a, b = part[:, 0] / count, part[:, 1] / count
         r0, xs = _np(rows)[0], _np(x).astype(np.float64)
@@ -64,8 +88,17 @@ def _fake_launch(module, function, n_threads, args, device, **kwargs):
         mean = shift + a if center else np.zeros(c)
         var = np.maximum(b - a * a, 0) if center else b
         invstd = 1 / np.sqrt(var + eps)
-        scale = _np(weight) * invstd
-        _np(stats)[:] = np.stack([mean, var, invstd, scale, _np(bias) - mean * scale])
+        scale = (1.0 if weight is None else _np(weight)) * invstd
+        beta = 0.0 if bias is None else _np(bias)
+        _np(stats)[:] = np.stack([mean, var, invstd, scale, beta - mean * scale])
+        if rvar is not None:
+            factor = momentum if momentum >= 0 else 1 / (int(tracked) + 1)
+            v = var * count / (count - 1) if unbias and count > 1 else var
+            _np(rvar)[:] += factor * (v - _np(rvar))
+            if rmean is not None:
+                _np(rmean)[:] += factor * (mean - _np(rmean))
+        if tracked is not None:
+            tracked += 1
     elif name == "bn_normalize":
         x, y, stats, packs, c, hw = args
         assert packs * vec == x.numel()
@@ -85,7 +118,7 @@ def _fake_launch(module, function, n_threads, args, device, **kwargs):
         partial, stats, weight, coef, c, splits, count, center = args
         sdy, sdyx = _np(partial).reshape(c, splits, 2).sum(1).T
         r = _np(stats)[2]
-        gr = _np(weight) * r
+        gr = (1.0 if weight is None else _np(weight)) * r
         b = gr * sdy / count if center else np.zeros(c)
         _np(coef)[:] = np.stack([sdyx * r, sdy, gr, b, gr * r * r * sdyx / count])
     elif name == "bn_backward_dx":
@@ -94,7 +127,7 @@ def _fake_launch(module, function, n_threads, args, device, **kwargs):
         st, co = _np(stats), _np(coef)
         mask = _window_mask(n, h, w, _np(h0), _np(w0), ph, pw)[:, None]
         if whole:
-            assert (mask == (_np(h0) >= 0)[:, None, None, None]).all()
+            assert (mask == (_np(h0)[:n] >= 0)[:, None, None, None]).all()
         ch = (slice(None), None, None)
         g = _np(dy).astype(np.float64).reshape(n, c, h, w)
         xc = _np(x).astype(np.float64).reshape(n, c, h, w) - st[0][ch]
@@ -106,8 +139,9 @@ def _fake_launch(module, function, n_threads, args, device, **kwargs):
 
 @pytest.fixture()
 def fake_gpu(monkeypatch):
-    monkeypatch.setattr(cu, "launch", _fake_launch)
+    monkeypatch.setattr(cu, "_launch", _fake_launch)
     monkeypatch.setattr(cu, "_sm_count", lambda device: 132)
+    cu._plan.cache_clear()
 
 
 def _samples(shape, gen):

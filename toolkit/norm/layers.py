@@ -15,10 +15,18 @@ The sampling layers subclass the matching ``nn.BatchNorm*d``: same parameters, b
 ``state_dict`` keys and eval-mode behaviour (running statistics), so a trained BatchNorm loads
 into them and back.  In training mode the running statistics are updated exactly as BatchNorm
 does, from the sample (unbiased variance over the ``m`` sampled data per channel).
+
+On a CUDA input (with the CUDA backend in force) a training forward runs the fused kernels of
+:mod:`toolkit.norm._cuda` with little host work per call: the sample is drawn on the device
+from a hash of a seed (drawn once from the layer's generator) and a call counter, so it is
+fixed by the seed but is a different draw from the CPU path's; :attr:`last_sample` reports it
+either way, and the running statistics are updated inside the statistics kernel.
 """
 
 from __future__ import annotations
 
+import functools
+import math
 from typing import Any, Literal
 
 import torch
@@ -38,6 +46,7 @@ from .._checks import (
     check_tensor,
     make_generator,
 )
+from . import _cuda
 from .functional import (
     FLOAT_DTYPES,
     Sample,
@@ -45,6 +54,8 @@ from .functional import (
     batch_sample,
     feature_sample,
     full_sample,
+    patch_size,
+    sample_count,
     sampled_batch_norm,
     virtual_sample,
 )
@@ -81,8 +92,144 @@ def _check_channels(x: torch.Tensor, num_features: int, layer: str) -> None:
         )
 
 
-class _SampledStatistics:
-    """Shared forward of the sampling layers; a subclass draws the :class:`Sample`."""
+# The device-side draws' geometry depends only on the batch's shape and the layer's ratios:
+# computed (and checked: a batch too small for the sample raises here) once per combination.
+# Each returns the Geometry, ``picks`` random rows of the first ``N - tail``, ``tail``
+# trailing rows always taken, and the window corners' (range, multiple) per axis or None.
+_DevicePlan = tuple[_cuda.Geometry, int, int, "tuple[int, int, int, int] | None"]
+
+
+@functools.lru_cache(maxsize=1024)
+def _batch_plan(shape: tuple[int, int, int], ratio: float) -> _DevicePlan:
+    n, h, w = shape
+    k = n if ratio == 1.0 else sample_count(n, ratio)
+    return _cuda.Geometry(k, h, w, k * h * w, True), k, 0, None
+
+
+@functools.lru_cache(maxsize=1024)
+def _feature_plan(shape: tuple[int, int, int], ratio: float) -> _DevicePlan:
+    n, h, w = shape
+    ph, pw = patch_size(h, w, ratio)
+    # as functional._corners: one tile at random when the patch tiles the axis, else any place
+    hr, hm = (h // ph, ph) if h % ph == 0 else (h - ph + 1, 1)
+    wr, wm = (w // pw, pw) if w % pw == 0 else (w - pw + 1, 1)
+    geo = _cuda.Geometry(n, ph, pw, n * ph * pw, (ph, pw) == (h, w))
+    return geo, n, 0, (hr, hm, wr, wm)
+
+
+@functools.lru_cache(maxsize=1024)
+def _virtual_plan(shape: tuple[int, int, int], virtual: int, ratio: float) -> _DevicePlan:
+    n, h, w = shape
+    if n <= virtual:
+        raise ValueError(
+            f"the input must hold the real batch followed by num_virtual={virtual} virtual "
+            f"samples, got a batch of only {n}"
+        )
+    picks = math.floor(ratio * (n - virtual) + 1e-9)
+    k = picks + virtual
+    return _cuda.Geometry(k, h, w, k * h * w, True), picks, virtual, None
+
+
+def _check_count(geo: _cuda.Geometry, x: torch.Tensor) -> None:
+    if geo.m < 2:
+        raise ValueError(
+            f"the sample of x (shape {tuple(x.shape)}) holds {geo.m} datum per channel; "
+            "a variance needs at least 2"
+        )
+
+
+class _DeviceSampling:
+    """The fused-kernel training forward shared by the sampling layers and SMN.
+
+    The sample is drawn on the input's device by ``bn_build_index`` from a hash of
+    ``(seed, call)``: ``seed`` is drawn once from the layer's generator, ``call`` counts the
+    draws (see :func:`toolkit.norm._cuda.draw_index`), so the layer's randomness stays fixed by
+    its seed or generator and needs no host-to-device copy.  :attr:`last_sample` is built from
+    the device index only when read."""
+
+    generator: torch.Generator
+
+    def _draw_seed(self) -> int:
+        seed = self.__dict__.get("_seed")
+        if seed is None:
+            seed = int(torch.randint(0, 2**62, (), generator=self.generator))
+            self.__dict__["_seed"] = seed
+        return seed
+
+    def _device_generator(self, device: torch.device) -> torch.Generator:
+        """For batches beyond the hashed draw's reach: a generator on ``device``."""
+        gens = self.__dict__.setdefault("_device_generators", {})
+        gen = gens.get(device)
+        if gen is None:
+            if self.generator.device == device:
+                gen = self.generator
+            else:
+                gen = torch.Generator(device=device)
+                gen.manual_seed(self._draw_seed())
+            gens[device] = gen
+        return gen
+
+    def _device_index(self, x: torch.Tensor, plan: _DevicePlan) -> torch.Tensor:
+        geo, picks, tail, windows = plan
+        shape = _spatial(x)
+        n = shape[0]
+        if geo.k == n and windows is None:  # every datum: a constant index, kept per shape
+            fulls = self.__dict__.setdefault("_full_index", {})
+            index = fulls.get((shape, x.device))
+            if index is None:
+                index = torch.zeros(3 * n, dtype=torch.int32, device=x.device)
+                index[:n] = torch.arange(n, dtype=torch.int32, device=x.device)
+                fulls[(shape, x.device)] = index
+        else:
+            seed = self._draw_seed()
+            call = self.__dict__.get("_calls", 0)
+            self.__dict__["_calls"] = call + 1
+            gen = None
+            if geo.k < n and n - tail > _cuda.HASH_ROWS:
+                gen = self._device_generator(x.device)
+            index = _cuda.draw_index(shape, geo.k, picks, tail, windows, seed, call, x.device, gen)
+        self.__dict__["_last_draw"] = (index, geo, shape)
+        self.__dict__["_last_sample"] = None
+        return index
+
+    @property
+    def last_sample(self) -> Sample | None:
+        """The sample of the last training forward (its tensors on the input's device)."""
+        sample = self.__dict__.get("_last_sample")
+        drawn = self.__dict__.get("_last_draw")
+        if sample is None and drawn is not None:
+            sample = _cuda.index_sample(*drawn)
+            self.__dict__["_last_sample"] = sample
+        return sample
+
+    @last_sample.setter
+    def last_sample(self, value: Sample | None) -> None:
+        self.__dict__["_last_sample"] = value
+        self.__dict__["_last_draw"] = None
+
+
+def _running_args(
+    x: torch.Tensor,
+    mean: torch.Tensor | None,
+    var: torch.Tensor,
+    tracked: torch.Tensor | None,
+    momentum: float | None,
+    unbias: bool,
+) -> _cuda.Running | None:
+    """The finalize kernel's running-statistics arguments, or None where it cannot update them
+    (buffers in another dtype or place than the statistics': torch ops do it then)."""
+    sdt = torch.float64 if x.dtype == torch.float64 else torch.float32
+    for t in (mean, var):
+        if t is not None and (t.dtype != sdt or t.device != x.device or not t.is_contiguous()):
+            return None
+    if tracked is not None and (tracked.dtype != torch.long or tracked.device != x.device):
+        return None
+    return mean, var, tracked, -1.0 if momentum is None else momentum, unbias
+
+
+class _SampledStatistics(_DeviceSampling):
+    """Shared forward of the sampling layers; a subclass draws the :class:`Sample` (reference
+    path) and gives its device plan (fused kernels)."""
 
     num_features: int
     eps: float
@@ -94,10 +241,12 @@ class _SampledStatistics:
     running_mean: Any
     running_var: Any
     num_batches_tracked: Any
-    generator: torch.Generator
-    last_sample: Sample | None
+    _ndims: tuple[int, ...] = (4,)
 
     def _draw(self, shape: tuple[int, int, int]) -> Sample:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _device_plan(self, shape: tuple[int, int, int]) -> _DevicePlan:  # pragma: no cover
         raise NotImplementedError
 
     def _init_layer(
@@ -125,6 +274,30 @@ class _SampledStatistics:
         self.last_sample = None
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
+        tracking = self.training and self.track_running_stats and self.running_mean is not None
+        if (
+            (self.training or self.running_mean is None)
+            and isinstance(input, torch.Tensor)
+            and input.dim() in self._ndims
+            and input.shape[1] == self.num_features
+            and input.numel() > 0
+            and _cuda.layer_path(input)
+        ):
+            plan = self._device_plan(_spatial(input))
+            _check_count(plan[0], input)
+            index = self._device_index(input, plan)
+            running = None
+            if tracking:
+                running = _running_args(
+                    input, self.running_mean, self.running_var, self.num_batches_tracked,
+                    self.momentum, True,
+                )  # fmt: skip
+            y, stats = _cuda.layer_forward(
+                input, self.weight, self.bias, index, plan[0], self.eps, True, running
+            )
+            if tracking and running is None:
+                self._update_running(stats[0], stats[1], plan[0].m)
+            return y
         _check_input(input, (2, 3, 4))
         self._check_input_dim(input)  # type: ignore[attr-defined]
         _check_channels(input, self.num_features, type(self).__name__)
@@ -136,19 +309,21 @@ class _SampledStatistics:
         sample = self._draw(_spatial(input))
         self.last_sample = sample
         y, mean, var = sampled_batch_norm(input, sample, self.weight, self.bias, self.eps)
-        if self.training and self.track_running_stats and self.running_mean is not None:
-            assert self.running_var is not None and self.num_batches_tracked is not None
-            self.num_batches_tracked.add_(1)
-            if self.momentum is None:
-                factor = 1.0 / float(self.num_batches_tracked)
-            else:
-                factor = self.momentum
-            m = sample.count
-            with torch.no_grad():
-                self.running_mean.lerp_(mean.to(self.running_mean.dtype), factor)
-                unbiased = var * (m / (m - 1)) if m > 1 else var
-                self.running_var.lerp_(unbiased.to(self.running_var.dtype), factor)
+        if tracking:
+            self._update_running(mean, var, sample.count)
         return y
+
+    def _update_running(self, mean: torch.Tensor, var: torch.Tensor, m: int) -> None:
+        assert self.running_var is not None and self.num_batches_tracked is not None
+        self.num_batches_tracked.add_(1)
+        if self.momentum is None:
+            factor = 1.0 / float(self.num_batches_tracked)
+        else:
+            factor = self.momentum
+        with torch.no_grad():
+            self.running_mean.lerp_(mean.to(self.running_mean.dtype), factor)
+            unbiased = var * (m / (m - 1)) if m > 1 else var
+            self.running_var.lerp_(unbiased.to(self.running_var.dtype), factor)
 
 
 class BatchSamplingBN2d(_SampledStatistics, nn.BatchNorm2d):
@@ -208,6 +383,9 @@ class BatchSamplingBN2d(_SampledStatistics, nn.BatchNorm2d):
             return full_sample(shape)
         return batch_sample(shape, self.sample_ratio, self.generator)
 
+    def _device_plan(self, shape: tuple[int, int, int]) -> _DevicePlan:
+        return _batch_plan(shape, self.sample_ratio)
+
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, sample_ratio={self.sample_ratio:g}"
 
@@ -221,6 +399,8 @@ class BatchSamplingBN1d(_SampledStatistics, nn.BatchNorm1d):
 
     __init__ = BatchSamplingBN2d.__init__
     _draw = BatchSamplingBN2d._draw
+    _device_plan = BatchSamplingBN2d._device_plan
+    _ndims = (2, 3)
     extra_repr = BatchSamplingBN2d.extra_repr
 
 
@@ -271,6 +451,9 @@ class FeatureSamplingBN2d(_SampledStatistics, nn.BatchNorm2d):
     def _draw(self, shape: tuple[int, int, int]) -> Sample:
         return feature_sample(shape, self.patch_ratio, self.generator)
 
+    def _device_plan(self, shape: tuple[int, int, int]) -> _DevicePlan:
+        return _feature_plan(shape, self.patch_ratio)
+
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, patch_ratio={self.patch_ratio:g}"
 
@@ -285,6 +468,8 @@ class FeatureSamplingBN1d(_SampledStatistics, nn.BatchNorm1d):
 
     __init__ = FeatureSamplingBN2d.__init__
     _draw = FeatureSamplingBN2d._draw
+    _device_plan = FeatureSamplingBN2d._device_plan
+    _ndims = (3,)
     extra_repr = FeatureSamplingBN2d.extra_repr
 
     def _check_input_dim(self, input: torch.Tensor) -> None:
@@ -346,6 +531,9 @@ class VirtualDatasetNorm2d(_SampledStatistics, nn.BatchNorm2d):
     def _draw(self, shape: tuple[int, int, int]) -> Sample:
         return virtual_sample(shape, self.num_virtual, self.real_ratio, self.generator)
 
+    def _device_plan(self, shape: tuple[int, int, int]) -> _DevicePlan:
+        return _virtual_plan(shape, self.num_virtual, self.real_ratio)
+
     def extra_repr(self) -> str:
         return (
             f"{super().extra_repr()}, num_virtual={self.num_virtual}, "
@@ -399,7 +587,7 @@ class VirtualDataset(nn.Module):
         return out[: x.shape[0]]
 
 
-class SecondMomentNorm2d(nn.Module):
+class SecondMomentNorm2d(_DeviceSampling, nn.Module):
     r"""Second-moment normalization :math:`y = \gamma x / \sqrt{E[x^2] + \epsilon} + \beta`.
 
     No mean is computed or subtracted, only the per-channel second moment over the batch (or
@@ -451,7 +639,7 @@ class SecondMomentNorm2d(nn.Module):
         self.track_running_stats = check_flag("track_running_stats", track_running_stats)
         self.sample_ratio = check_real("sample_ratio", sample_ratio, 0.0, 1.0, lo_open=True)
         self.generator = make_generator(seed, generator)
-        self.last_sample: Sample | None = None
+        self.last_sample = None
         kw: dict[str, Any] = {"device": device, "dtype": dtype}
         self.weight = nn.Parameter(torch.ones(self.num_features, **kw)) if affine else None
         self.bias = nn.Parameter(torch.zeros(self.num_features, **kw)) if affine else None
@@ -467,6 +655,30 @@ class SecondMomentNorm2d(nn.Module):
             self.register_buffer("num_batches_tracked", None)
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
+        tracking = self.training and self.running_second_moment is not None
+        if (
+            (self.training or self.running_second_moment is None)
+            and isinstance(input, torch.Tensor)
+            and input.dim() == 4
+            and input.shape[1] == self.num_features
+            and input.numel() > 0
+            and _cuda.layer_path(input)
+        ):
+            plan = _batch_plan(_spatial(input), self.sample_ratio)
+            index = self._device_index(input, plan)
+            running = None
+            if tracking:
+                assert self.running_second_moment is not None
+                running = _running_args(
+                    input, None, self.running_second_moment, self.num_batches_tracked,
+                    self.momentum, False,
+                )  # fmt: skip
+            y, stats = _cuda.layer_forward(
+                input, self.weight, self.bias, index, plan[0], self.eps, False, running
+            )
+            if tracking and running is None:
+                self._update_running(stats[1])
+            return y
         _check_input(input, 4)
         _check_channels(input, self.num_features, "SecondMomentNorm2d")
         if not self.training and self.running_second_moment is not None:
@@ -484,17 +696,16 @@ class SecondMomentNorm2d(nn.Module):
         y, _, second = sampled_batch_norm(
             input, sample, self.weight, self.bias, self.eps, center=False
         )
-        if self.training and self.running_second_moment is not None:
-            assert self.num_batches_tracked is not None
-            self.num_batches_tracked.add_(1)
-            factor = (
-                1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
-            )
-            with torch.no_grad():
-                self.running_second_moment.lerp_(
-                    second.to(self.running_second_moment.dtype), factor
-                )
+        if tracking:
+            self._update_running(second)
         return y
+
+    def _update_running(self, second: torch.Tensor) -> None:
+        assert self.running_second_moment is not None and self.num_batches_tracked is not None
+        self.num_batches_tracked.add_(1)
+        factor = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
+        with torch.no_grad():
+            self.running_second_moment.lerp_(second.to(self.running_second_moment.dtype), factor)
 
     def extra_repr(self) -> str:
         return (
