@@ -96,6 +96,80 @@ __device__ __noinline__ A surrogate_grad(A u, A alpha, int kind) {
     return a < alpha ? (alpha - a) / (alpha * alpha) : A(0);
 }
 
+// The surrogate as a callable: the kind fixed at compile time (inlined), or read at run time.
+template <int K, typename A>
+struct SurrogateOf {
+    A alpha;
+    __device__ __forceinline__ A operator()(A u) const { return surrogate_k<K>(u, alpha); }
+};
+template <typename A>
+struct SurrogateCall {
+    A alpha;
+    int kind;
+    __device__ __forceinline__ A operator()(A u) const { return surrogate_grad(u, alpha, kind); }
+};
+
+// The backward of one neuron with its T <= MAXT membrane values in registers.  Plain code, no
+// lambdas: through a lambda's captures the pointers lose __restrict__, and the compiler then
+// keeps every load behind the last step's store.  dL/dS (and dL/dV) are loaded eight steps at a
+// time ahead of their part of the recurrence, so eight loads are in flight per thread.
+template <int MAXT, typename T, typename A, typename SG>
+__device__ __forceinline__ void backward_in_registers(
+    const T* __restrict__ x, const T* __restrict__ v0, const unsigned char* __restrict__ bits,
+    const T* __restrict__ grad_s, const T* __restrict__ grad_v, T* __restrict__ grad_x,
+    T* __restrict__ grad_v0, long long n, int steps, long long i, A inv_tau, A vth, A v_rest,
+    A v_reset, A v_start, int hard, int decay_input, int detach_reset, SG surrogate_at) {
+    const A decay = A(1) - inv_tau;
+    const A dh_dx = decay_input ? inv_tau : A(1);
+    A h[MAXT];
+    unsigned int spikes = 0u;  // bit t: S[t]
+    A v = v0 ? load(v0 + i) : v_start;
+    unsigned int byte = 0u;
+#pragma unroll
+    for (int t = 0; t < MAXT; ++t) {  // replay the forward: H[t] and S[t]
+        if (t < steps) {
+            if ((t & 7) == 0) byte = bits[static_cast<long long>(t >> 3) * n + i];
+            h[t] = charge(v, load(x + static_cast<long long>(t) * n + i), inv_tau, v_rest,
+                          decay_input);
+            const bool s = (byte >> (t & 7)) & 1u;
+            spikes |= static_cast<unsigned int>(s) << t;
+            v = s ? (hard ? v_reset : sub_rn(h[t], vth)) : h[t];
+        }
+    }
+    A gv = A(0);
+#pragma unroll
+    for (int c = (MAXT + 7) / 8 - 1; c >= 0; --c) {
+        A gs[8], gtrace[8];
+#pragma unroll
+        for (int u = 0; u < 8; ++u) {
+            const int t = 8 * c + u;
+            if (t < steps) {
+                gs[u] = load(grad_s + static_cast<long long>(t) * n + i);
+                gtrace[u] = grad_v ? load(grad_v + static_cast<long long>(t) * n + i) : A(0);
+            }
+        }
+#pragma unroll
+        for (int u = 7; u >= 0; --u) {
+            const int t = 8 * c + u;
+            if (t < steps) {
+                const A s = (spikes >> t) & 1u ? A(1) : A(0);
+                const A sg = surrogate_at(h[t] - vth);
+                if (grad_v) gv += gtrace[u];
+                A dv_dh;
+                if (hard) {
+                    dv_dh = (A(1) - s) + (detach_reset ? A(0) : (v_reset - h[t]) * sg);
+                } else {
+                    dv_dh = A(1) - (detach_reset ? A(0) : vth * sg);
+                }
+                const A gh = gs[u] * sg + gv * dv_dh;
+                store(grad_x + static_cast<long long>(t) * n + i, gh * dh_dx);
+                gv = gh * decay;
+            }
+        }
+    }
+    if (grad_v0) store(grad_v0 + i, gv);
+}
+
 }  // namespace
 
 template <typename T>
@@ -139,32 +213,49 @@ __global__ void lif_backward(const T* __restrict__ x, const T* __restrict__ v0,
     using A = typename acc_of<T>::type;
     const A inv_tau = A(inv_tau_), vth = A(v_threshold_), alpha = A(alpha_);
     const A v_rest = hard ? A(v_reset_) : A(0), v_reset = A(v_reset_);
-    const A decay = A(1) - inv_tau;
-    const A dh_dx = decay_input ? inv_tau : A(1);
-    A* scratch = static_cast<A*>(scratch_);  // [T, n] in the working type, MAXT == 0 only
     const long long stride = static_cast<long long>(gridDim.x) * blockDim.x;
-    // The neuron loop, given the surrogate derivative as a callable.
-    auto run = [&](auto surrogate_at) {
-        for (long long i = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
-             i += stride) {
-            A h_reg[MAXT > 0 ? MAXT : 1];
-            // Replay the forward: the membrane values H[t] that the surrogate needs.
+    const long long first = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
+    if constexpr (MAXT > 0) {
+        for (long long i = first; i < n; i += stride) {
+#define TK_LIF_NEURON(SG)                                                                     \
+    backward_in_registers<MAXT>(x, v0, bits, grad_s, grad_v, grad_x, grad_v0, n, steps, i,    \
+                                inv_tau, vth, v_rest, v_reset, A(v_start_), hard, decay_input, \
+                                detach_reset, SG)
+            if constexpr (sizeof(A) == 4) {
+                // float: the surrogate inlined, one copy of the recurrence per kind.
+                switch (surrogate) {
+                    case 0: TK_LIF_NEURON((SurrogateOf<0, A>{alpha})); break;
+                    case 1: TK_LIF_NEURON((SurrogateOf<1, A>{alpha})); break;
+                    case 2: TK_LIF_NEURON((SurrogateOf<2, A>{alpha})); break;
+                    default: TK_LIF_NEURON((SurrogateOf<3, A>{alpha})); break;
+                }
+            } else {
+                TK_LIF_NEURON((SurrogateCall<A>{alpha, surrogate}));
+            }
+#undef TK_LIF_NEURON
+        }
+    } else {
+        // Long sequences: the replayed H[t] go through the scratch buffer [T, n].
+        A* scratch = static_cast<A*>(scratch_);
+        const A decay = A(1) - inv_tau;
+        const A dh_dx = decay_input ? inv_tau : A(1);
+        for (long long i = first; i < n; i += stride) {
             A v = v0 ? load(v0 + i) : A(v_start_);
-            unsigned int byte = 0;
-            auto replay = [&](int t, bool& spike) -> A {
+            unsigned int byte = 0u;
+            for (int t = 0; t < steps; ++t) {
                 const long long k = static_cast<long long>(t) * n + i;
                 if ((t & 7) == 0) byte = bits[static_cast<long long>(t >> 3) * n + i];
                 const A h = charge(v, load(x + k), inv_tau, v_rest, decay_input);
-                spike = (byte >> (t & 7)) & 1u;
-                v = spike ? (hard ? v_reset : sub_rn(h, vth)) : h;
-                return h;
-            };
+                scratch[k] = h;
+                v = (byte >> (t & 7)) & 1u ? (hard ? v_reset : sub_rn(h, vth)) : h;
+            }
             A gv = A(0);
-            // One step of the adjoint recurrence, given H[t] and S[t].
-            auto adjoint = [&](int t, A h, bool spike) {
+            for (int t = steps - 1; t >= 0; --t) {
                 const long long k = static_cast<long long>(t) * n + i;
-                const A s = spike ? A(1) : A(0);
-                const A sg = surrogate_at(h - vth);
+                const A h = scratch[k];
+                const A s = (bits[static_cast<long long>(t >> 3) * n + i] >> (t & 7)) & 1u ? A(1)
+                                                                                            : A(0);
+                const A sg = surrogate_grad(h - vth, alpha, surrogate);
                 if (grad_v) gv += load(grad_v + k);
                 A dv_dh;
                 if (hard) {
@@ -175,47 +266,9 @@ __global__ void lif_backward(const T* __restrict__ x, const T* __restrict__ v0,
                 const A gh = load(grad_s + k) * sg + gv * dv_dh;
                 store(grad_x + k, gh * dh_dx);
                 gv = gh * decay;
-            };
-            if constexpr (MAXT > 0) {
-                unsigned int spikes = 0u;  // bit t: S[t], so the adjoint need not reload the bits
-    #pragma unroll
-                for (int t = 0; t < MAXT; ++t) {
-                    if (t < steps) {
-                        bool spike;
-                        h_reg[t] = replay(t, spike);
-                        spikes |= static_cast<unsigned int>(spike) << t;
-                    }
-                }
-    #pragma unroll
-                for (int t = MAXT - 1; t >= 0; --t) {
-                    if (t < steps) adjoint(t, h_reg[t], (spikes >> t) & 1u);
-                }
-            } else {
-                for (int t = 0; t < steps; ++t) {
-                    bool spike;
-                    scratch[static_cast<long long>(t) * n + i] = replay(t, spike);
-                }
-                for (int t = steps - 1; t >= 0; --t) {
-                    const long long k = static_cast<long long>(t) * n + i;
-                    const unsigned char byte_t = bits[static_cast<long long>(t >> 3) * n + i];
-                    adjoint(t, scratch[k], (byte_t >> (t & 7)) & 1u);
-                }
             }
             if (grad_v0) store(grad_v0 + i, gv);
         }
-    };
-    if constexpr (MAXT > 0 && sizeof(A) == 4) {
-        // Float, registers: the surrogate inlined, one copy of the loop per kind, so that the
-        // compiler can schedule each step's loads ahead of the recurrence (across a call it
-        // cannot, and every step then waited for its memory).
-        switch (surrogate) {
-            case 0: run([&](A u) { return surrogate_k<0>(u, alpha); }); break;
-            case 1: run([&](A u) { return surrogate_k<1>(u, alpha); }); break;
-            case 2: run([&](A u) { return surrogate_k<2>(u, alpha); }); break;
-            default: run([&](A u) { return surrogate_k<3>(u, alpha); }); break;
-        }
-    } else {
-        run([&](A u) { return surrogate_grad(u, alpha, surrogate); });
     }
 }
 
