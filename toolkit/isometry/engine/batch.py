@@ -302,8 +302,8 @@ def chain_split(splits: Sequence[BatchSplit], order: int) -> BatchSplit | None:
 class ChainMoments:
     """Moments of a chain of blocks ``J_L ... J_1``, added first to last (see the module docstring).
 
-    A run of consecutive blocks with a :class:`BatchSplit`, started by one with a batch size,
-    composes in the split; every other block, and every run as a whole, composes freely
+    A run of consecutive blocks with a :class:`BatchSplit` that contains one with a batch
+    size composes in the split; every other block, and every run as a whole, composes freely
     (S-transforms multiply).
 
     Examples
@@ -317,8 +317,11 @@ class ChainMoments:
 
     def __init__(self, order: int) -> None:
         self.order = order
-        self._done: list[Any] | None = None  # S-coefficients of what came before the run
+        self._done: list[Any] | None = None  # S-coefficients of what came before
         self._run: _Run | None = None
+        # blocks acting on every sample alike, before any batch statistics: they join the
+        # run that a batch-statistics block starts, or compose freely
+        self._pending: list[tuple[Sequence[Any], Any, BatchSplit]] = []
 
     def _mul(self, coeffs: list[Any], ratio: Any) -> None:
         if self._done is None:
@@ -327,7 +330,13 @@ class ChainMoments:
             scaled = [c * ratio**j for j, c in enumerate(self._done)]
             self._done = series_mul(scaled, coeffs, self.order)
 
+    def _flush(self) -> None:
+        for moments, ratio, _ in self._pending:
+            self._mul(free._s_coeffs(list(moments[: self.order])), ratio)
+        self._pending = []
+
     def _close(self) -> None:
+        self._flush()
         if self._run is not None:
             mixed = self._run.mixture()
             self._run = None
@@ -335,25 +344,39 @@ class ChainMoments:
 
     def add(self, moments: Sequence[Any], ratio: Any = 1, split: BatchSplit | None = None) -> None:
         """Append a block: its isotropic ``moments``, width ``ratio`` and batch ``split``."""
-        if split is not None and self._run is not None:
-            if split.batch is not None and split.batch != self._run.batch:
-                self._close()
-        if split is None or (split.batch is None and self._run is None):
+        if split is None:
             self._close()
             self._mul(free._s_coeffs(list(moments[: self.order])), ratio)
-            return
-        if self._run is None:
-            self._run = _Run(self.order)
-        self._run.add(split)
+        elif split.batch is None:
+            if self._run is not None:
+                self._run.add(split)
+            else:
+                self._pending.append((moments, ratio, split))
+        else:
+            if self._run is not None and split.batch != self._run.batch:
+                self._close()
+            if self._run is None:
+                self._run = _Run(self.order)
+                for *_, neutral in self._pending:
+                    self._run.add(neutral)
+                self._pending = []
+            self._run.add(split)
 
     def moments(self) -> list[Any]:
         """The moments of the chain so far."""
+        done, pending = self._done, self._pending
+        for moments, ratio, _ in pending:
+            coeffs = free._s_coeffs(list(moments[: self.order]))
+            if done is None:
+                done = coeffs
+            else:
+                done = series_mul([c * ratio**j for j, c in enumerate(done)], coeffs, self.order)
         if self._run is None:
-            if self._done is None:
+            if done is None:
                 raise ValueError("the chain needs at least one block")
-            return free._moments_from_s(self._done, self.order)
+            return free._moments_from_s(done, self.order)
         mixed = self._run.mixture()
-        if self._done is None:
+        if done is None:
             return mixed
-        total = series_mul(self._done, free._s_coeffs(mixed), self.order)
+        total = series_mul(done, free._s_coeffs(mixed), self.order)
         return free._moments_from_s(total, self.order)
