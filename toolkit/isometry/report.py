@@ -72,7 +72,7 @@ def agreement_note(rows: list[dict]) -> str:
         + ". The engine is a wide-network (mean-field) theory: at a finite width the Gram "
         "matrix of the batch spreads along a deep residual stream, batch norm's mean 1/σ̂² "
         "grows with that spread, and the sampled φ lies above the prediction by an amount "
-        "that shrinks with the width (about 2 % for residual ReLU with batch norm at width "
+        "that shrinks with the width (about 3 % for residual ReLU with batch norm at width "
         "256 and depth 16).</p>"
     )
 
