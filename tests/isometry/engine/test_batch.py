@@ -4,16 +4,20 @@ import math
 
 import numpy as np
 import pytest
+import sympy as sp
 
 from toolkit.isometry import (
     BatchNorm,
+    Dropout,
     ForwardStats,
     LeakyReLU,
     Linear,
+    NetworkDesign,
     ReLU,
     Residual,
     Serial,
     Tanh,
+    design_block,
     profile,
     repeat,
 )
@@ -163,3 +167,25 @@ def test_without_batch_statistics_the_engine_is_unchanged():
     block = Residual(Serial([Linear(64, 64, gain=2**0.5), BatchNorm(), ReLU()]))
     prof = profile(Serial([block] * 6))
     np.testing.assert_allclose(prof.cumulative_m1, np.cumprod(prof.m1), rtol=1e-12)
+
+
+def test_symbolic_batch_norm_gain_and_other_maps_after_batch_norm():
+    g = sp.Symbol("g", positive=True)
+    s = BatchNorm(gamma=g, batch=16).propagate_stats(2.0)
+    out = ReLU().propagate_stats(s)  # the PReLU family scales with g in closed form
+    assert float(out.mean.subs(g, 2)) == pytest.approx(
+        2 * ReLU()._batch_law(BatchNorm(batch=16).propagate_stats(2.0)).mean
+    )
+    m = Serial([Linear(8, 8), BatchNorm(gamma=g, batch=16), ReLU()]).moments()
+    assert float(m.m1.subs(g, 1)) == pytest.approx(14 / 13 / 2)  # composes block by block
+    with pytest.raises(TypeError, match="Tanh after batch norm"):
+        Tanh().propagate_stats(s)
+    # dropout after batch norm ends the split; the chain still composes
+    m = Serial([Linear(8, 8), BatchNorm(batch=16), Dropout(0.5), Tanh()]).moments()
+    assert 0 < float(m.m1) < 2
+
+
+def test_cnn_batch_norm_statistics_run_over_the_batch_and_the_image():
+    design = NetworkDesign("cnn", width=4, depth=1, image_size=5, normalization="batchnorm")
+    block = design_block(design, batch=8).blocks[0]
+    assert "BatchNorm(gamma=1, beta=0, eps=0, batch=200)" in repr(block)

@@ -160,10 +160,10 @@ def _standardized_affine(s: ForwardStats) -> tuple[int, float, float]:
     """
     batch = s.standardized_batch
     assert batch is not None
-    try:
-        v, beta = float(s.unit_variance), float(s.mean)
-    except TypeError as err:
-        raise TypeError(f"batch statistics need numeric input statistics, got {s!r}") from err
+    if is_symbolic(s.unit_variance) or is_symbolic(s.mean):
+        # (a symbolic batch-norm gain: the PReLU family scales with it in closed form)
+        return batch, sp.sqrt(s.unit_variance * sp.Rational(batch - 1, batch)), s.mean
+    v, beta = float(s.unit_variance), float(s.mean)
     return batch, math.sqrt(max(v, 0.0) * (batch - 1) / batch), beta
 
 
@@ -229,6 +229,11 @@ class Activation(Block):
     def _batch_law(self, s: ForwardStats, order: int = 1) -> BatchLaw:
         """The law of a unit standardized over the batch (``s.standardized_batch`` is set)."""
         batch, gamma, beta = _standardized_affine(s)
+        if is_symbolic(gamma) or is_symbolic(beta):
+            raise TypeError(
+                f"{type(self).__name__} after batch norm with batch statistics needs numeric "
+                f"statistics (quadrature), got {s!r}"
+            )
         return standardized_law(self._f, self._fprime, batch, gamma, beta, order)
 
     def _batch_split(self, order: int, s: ForwardStats) -> BatchSplit | None:
@@ -370,7 +375,7 @@ class PReLU(Activation):
 
     def _batch_law(self, s: ForwardStats, order: int = 1) -> BatchLaw:
         batch, gamma, beta = _standardized_affine(s)
-        if beta != 0:
+        if not is_zero(beta):
             return super()._batch_law(s, order)
         # positively homogeneous: f(gamma y) = gamma f(y), x f'(x) = f(x); the pair
         # (y_1, y_2) has the direction of a Gaussian pair with correlation -1/(B-1)

@@ -356,7 +356,9 @@ def compose(
     Without batch splits the blocks compose freely (exact when the moments are); runs of
     batch-split blocks compose in the split of :mod:`.batch` (numeric).
     """
-    if all(split is None or split.batch is None for split in splits):
+    symbolic = any(is_symbolic(v) for seq in seqs for v in seq)
+    if symbolic or all(split is None or split.batch is None for split in splits):
+        # (the batch split is numeric: symbolic moments compose block by block)
         exact = is_exact([v for seq in seqs for v in seq])
         return free._product(
             [coerce(seq, exact) for seq in seqs], coerce(list(ratios), exact), order
