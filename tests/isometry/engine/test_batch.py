@@ -189,3 +189,9 @@ def test_cnn_batch_norm_statistics_run_over_the_batch_and_the_image():
     design = NetworkDesign("cnn", width=4, depth=1, image_size=5, normalization="batchnorm")
     block = design_block(design, batch=8).blocks[0]
     assert "BatchNorm(gamma=1, beta=0, eps=0, batch=200)" in repr(block)
+
+
+@pytest.mark.parametrize("bad,error", [(2, ValueError), (16.0, TypeError), ("16", TypeError)])
+def test_forward_stats_checks_standardized_batch(bad, error):
+    with pytest.raises(error, match="standardized_batch"):
+        ForwardStats(1.0, standardized_batch=bad)

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 import sympy as sp
 
-from ..._checks import check_positive, check_real, is_symbolic
+from ..._checks import check_int, check_positive, check_real, is_symbolic
 
 __all__ = ["ForwardStats", "as_stats", "over_unit_means"]
 
@@ -93,6 +93,8 @@ class ForwardStats:
         check_positive("q", self.q, allow_zero=True, symbolic=True)
         check_positive("c", self.c, allow_zero=True, symbolic=True)
         check_real("mean", self.mean, symbolic=True)
+        if self.standardized_batch is not None:
+            check_int("standardized_batch", self.standardized_batch, 3)
         if any(is_symbolic(v) for v in (self.q, self.c, self.mean)):
             return
         q, c, m = float(self.q), float(self.c), float(self.mean)
