@@ -80,8 +80,12 @@ def test_forward_statistics_match_monte_carlo(forward, predicted):
         for d in range(1, DESIGN.depth):
             tol = 4 * se[d] + 0.005 * want[d]  # a few standard errors (+0.5 % for O(1/width))
             assert abs(got[d] - want[d]) < tol, (name, d, got[d], se[d], want[d])
-    # the stream's mean is ell / sqrt(2 pi): c grows like ell^2, q - c only linearly
-    assert predicted.c_in[-1] == pytest.approx(5**2 / (2 * math.pi))
+    # the stream's mean is ell E relu(y), y standardized over the batch (1/sqrt(2 pi) for a
+    # large batch): c grows like ell^2, q - c only linearly
+    relu_mean = math.sqrt(BATCH - 1) / (2 * math.sqrt(math.pi))
+    relu_mean *= math.exp(math.lgamma((BATCH - 1) / 2) - math.lgamma(BATCH / 2))
+    assert relu_mean == pytest.approx(1 / math.sqrt(2 * math.pi), rel=0.01)
+    assert predicted.c_in[-1] == pytest.approx((5 * relu_mean) ** 2)
     # the q-only engine's stream, q = 1 + ell / 2, is far outside the error at depth 6
     assert q[-1] - 3.5 > 10 * q_se[-1] + 0.1
 

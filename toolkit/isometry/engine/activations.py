@@ -22,6 +22,11 @@ ReLU with :math:`\bar a = 0`. The ReLU family uses the rectified-Gaussian closed
 :math:`\mathbb E\,\mathrm{relu}(h) = \mu\Phi(\mu/\sigma) + \sigma\varphi(\mu/\sigma)` and
 :math:`\mathbb E\,\mathrm{relu}(h)^2 = (\mu^2+\sigma^2)\Phi(\mu/\sigma) +
 \mu\sigma\varphi(\mu/\sigma)` for :math:`h \sim N(\mu, \sigma^2)`.
+
+After batch norm with batch statistics (``standardized_batch`` in the input statistics)
+the samples of a unit are not independent: they are standardized exactly over the batch,
+and the moments and output statistics are those of that law (:mod:`.batch`; closed forms
+for the PReLU family, quadrature otherwise).
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from scipy.special import ndtr
 
 from ..._checks import check_positive, check_real, is_symbolic
 from ._series import is_exact, normal_cdf, normal_pdf, num
+from .batch import BatchLaw, BatchSplit, leak_fraction, pair_correlation, standardized_law
 from .blocks import Block
 from .spectra import AtomLaw
 from .stats import ForwardStats, is_zero, over_unit_means
@@ -148,6 +154,19 @@ def _quantile_atoms(values: np.ndarray, weights: np.ndarray, count: int = 64) ->
     return np.interp(levels, cdf, v), np.full(count, 1 / count)
 
 
+def _standardized_affine(s: ForwardStats) -> tuple[int, float, float]:
+    r"""``(B, gamma, beta)``: the input is :math:`\gamma\hat y + \beta`, :math:`\hat y`
+    standardized over ``B`` samples (``s.unit_variance`` is the unbiased :math:`B/(B-1)\,\gamma^2`).
+    """
+    batch = s.standardized_batch
+    assert batch is not None
+    if is_symbolic(s.unit_variance) or is_symbolic(s.mean):
+        # (a symbolic batch-norm gain: the PReLU family scales with it in closed form)
+        return batch, sp.sqrt(s.unit_variance * sp.Rational(batch - 1, batch)), s.mean
+    v, beta = float(s.unit_variance), float(s.mean)
+    return batch, math.sqrt(max(v, 0.0) * (batch - 1) / batch), beta
+
+
 class Activation(Block):
     r"""Base class of the element-wise activations :math:`f`, with :math:`h \sim N(0, q)`.
 
@@ -207,7 +226,33 @@ class Activation(Block):
         mean = float(s.mean)
         return mean, max(float(s.q) - mean * mean, 0.0)
 
+    def _batch_law(self, s: ForwardStats, order: int = 1) -> BatchLaw:
+        """The law of a unit standardized over the batch (``s.standardized_batch`` is set)."""
+        batch, gamma, beta = _standardized_affine(s)
+        if is_symbolic(gamma) or is_symbolic(beta):
+            raise TypeError(
+                f"{type(self).__name__} after batch norm with batch statistics needs numeric "
+                f"statistics (quadrature), got {s!r}"
+            )
+        return standardized_law(self._f, self._fprime, batch, gamma, beta, order)
+
+    def _batch_split(self, order: int, s: ForwardStats) -> BatchSplit | None:
+        # right after batch norm the perturbation lies in the range of its projection; the
+        # map gives it a batch mean (the leak). Elsewhere the split is not modelled.
+        if s.standardized_batch is None:
+            return None
+        try:
+            law = self._batch_law(s, order)
+        except NotImplementedError:
+            return None
+        moments = law.coupled()
+        perp = [v * (1 - law.leak) ** k for k, v in enumerate(moments, start=1)]
+        # (what reaches the batch mean here: batch norm left nothing on it)
+        return BatchSplit(s.standardized_batch, perp, moments[0] * law.leak, law.derivative[0])
+
     def _moments_at(self, order: int, s: ForwardStats) -> list[Any]:
+        if s.standardized_batch is not None:
+            return self._batch_law(s, order).coupled()
         if is_zero(s.mean):  # h ~ N(0, q) over units and samples, as before
             return self._jacobian_moments(order, s.q)
         nodes, weights = _shifted_rule(*self._marginal(s), self._kinks())
@@ -236,6 +281,11 @@ class Activation(Block):
         return over_unit_means(lambda mu: self._unit_mean(mu, v) ** 2, s)
 
     def _forward(self, s: ForwardStats) -> ForwardStats:
+        if s.standardized_batch is not None:
+            # every unit has the same law (batch norm's output): c is the squared mean, and
+            # the variance is the one the next batch norm sees (unbiased, see .batch)
+            law = self._batch_law(s)
+            return ForwardStats(law.variance + law.mean**2, law.mean**2, law.mean)
         q_out, mean_out = self._outputs(s)
         # every unit with the same input law has the same output mean
         c_out = mean_out**2 if s.uniform else self._kernel(s)
@@ -323,7 +373,36 @@ class PReLU(Activation):
             raise ValueError(f"{self!r}: the input has zero variance, got {s!r}")
         return exact, a, sc, mu, sigma, normal_cdf(mu / sigma, exact)
 
+    def _batch_law(self, s: ForwardStats, order: int = 1) -> BatchLaw:
+        batch, gamma, beta = _standardized_affine(s)
+        if not is_zero(beta):
+            return super()._batch_law(s, order)
+        # positively homogeneous: f(gamma y) = gamma f(y), x f'(x) = f(x); the pair
+        # (y_1, y_2) has the direction of a Gaussian pair with correlation -1/(B-1)
+        a, sc, B = float(self.slope), float(self.scale), batch
+        rho = pair_correlation(B)
+
+        def kernel(r: float) -> float:  # E relu(u) relu(w), unit variances, correlation r
+            return (math.sqrt(1 - r * r) + (math.pi - math.acos(r)) * r) / (2 * math.pi)
+
+        def orthant(r: float) -> float:  # P(u > 0, w > 0)
+            return 0.25 + math.asin(r) / (2 * math.pi)
+
+        second = sc**2 * (1 + a * a) / 2
+        pair = sc**2 * ((1 + a * a) * kernel(rho) - 2 * a * kernel(-rho))
+        # E|y_1| = sqrt(B - 1) E|t|, t a coordinate of a uniform unit vector in R^(B-1)
+        ratio = math.exp(math.lgamma((B - 1) / 2) - math.lgamma(B / 2))
+        mean = sc * (1 - a) * math.sqrt(B - 1) * ratio / (2 * math.sqrt(math.pi))
+        derivative = tuple(sc ** (2 * k) * (1 + a ** (2 * k)) / 2 for k in range(1, order + 1))
+        dd = sc**2 * ((1 + a * a) * orthant(rho) + 2 * a * (0.5 - orthant(rho)))
+        leak = leak_fraction(B, derivative[0], dd, second, pair)
+        return BatchLaw(gamma * mean, gamma**2 * second, gamma**2 * pair, derivative, leak)
+
     def _moments_at(self, order: int, s: ForwardStats) -> list[Any]:
+        if s.standardized_batch is not None and is_zero(s.mean):
+            return self._jacobian_moments(order, s.q)  # by symmetry, as for a Gaussian
+        if s.standardized_batch is not None:
+            return super()._moments_at(order, s)
         if is_zero(s.mean):
             return self._jacobian_moments(order, s.q)
         _, a, sc, _, _, up = self._split(s)

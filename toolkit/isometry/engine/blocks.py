@@ -29,6 +29,10 @@ by independent rotation-invariant weights):
   branch adds meets the mean already in the stream).
 * :class:`Concat` -- :math:`J = [J_1; J_2; \dots]`: :math:`J^TJ = \sum_i J_i^TJ_i` is a
   free sum in the input space.
+
+With batch norm on batch statistics a residual block leaves a common shift of the batch to
+its skip connection alone; a :class:`Serial` chain of such blocks composes in the
+(batch mean, batch-mean-free) split of :mod:`.batch` instead of block by block.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from tqdm.auto import tqdm
 from ..._checks import check_int, check_real, is_symbolic
 from . import free
 from ._series import coerce, is_exact, num
+from .batch import BatchSplit, ChainMoments, chain_split
 from .moments import Moments
 from .spectra import AtomLaw, ProductLaw, SumLaw
 from .stats import ForwardStats, as_stats, is_zero
@@ -75,6 +80,8 @@ class Block:
 
     #: the Jacobian is R-diagonal (contains a rotation-invariant random weight factor)
     r_diagonal: bool = False
+    #: a linear map that acts on every sample of a batch alike (keeps the batch split)
+    _batchwise_linear: bool = False
 
     @property
     def ratio(self) -> Any:
@@ -172,6 +179,22 @@ class Block:
     def _forward_q(self, s: ForwardStats) -> Any:
         """The output's second moment alone (a repeat may find it faster than all of them)."""
         return self._forward(s).q
+
+    def _batch_split(self, order: int, s: ForwardStats) -> BatchSplit | None:
+        """The block in the (batch mean, batch-mean-free) split of :mod:`.batch`, or None.
+
+        A linear map that acts on every sample alike (``_batchwise_linear``) keeps both
+        parts: a split without a batch size, which continues what batch norm started.
+        """
+        if not self._batchwise_linear:
+            return None
+        try:
+            if float(self.ratio) != 1:
+                return None
+            m = [float(v) for v in self._moments_at(order, s)]
+        except TypeError:  # symbolic: the split is numeric
+            return None
+        return BatchSplit(None, m, 0.0, m[0])
 
     def _spectral_law(self, q: float) -> Any:
         raise NotImplementedError(f"{type(self).__name__} has no spectral law yet")
@@ -275,6 +298,8 @@ class Identity(Block):
     Moments(m1=1, m2=1, variance=0)
     """
 
+    _batchwise_linear = True
+
     def _jacobian_moments(self, order: int, q: Any) -> list[Any]:
         return [sp.Integer(1)] * order
 
@@ -299,6 +324,8 @@ class Scale(Block):
     Moments(m1=9, m2=81, variance=0)
     """
 
+    _batchwise_linear = True
+
     def __init__(self, factor: Any) -> None:
         check_real("factor", factor, symbolic=True)
         self.factor = factor
@@ -319,6 +346,27 @@ class Scale(Block):
 
     def __repr__(self) -> str:
         return f"Scale({self.factor!r})"
+
+
+def compose(
+    seqs: Sequence[list[Any]], ratios: Sequence[Any], splits: Sequence[Any], order: int
+) -> list[Any]:
+    """Moments of the chain ``J_n ... J_1`` from its blocks' moments, ratios and batch splits.
+
+    Without batch splits the blocks compose freely (exact when the moments are); runs of
+    batch-split blocks compose in the split of :mod:`.batch` (numeric).
+    """
+    symbolic = any(is_symbolic(v) for seq in seqs for v in seq)
+    if symbolic or all(split is None or split.batch is None for split in splits):
+        # (the batch split is numeric: symbolic moments compose block by block)
+        exact = is_exact([v for seq in seqs for v in seq])
+        return free._product(
+            [coerce(seq, exact) for seq in seqs], coerce(list(ratios), exact), order
+        )
+    chain = ChainMoments(order)
+    for seq, r, split in zip(seqs, ratios, splits):
+        chain.add([float(v) for v in seq], float(r), split)
+    return chain.moments()
 
 
 class Serial(Block):
@@ -365,15 +413,24 @@ class Serial(Block):
         return self._forward(ForwardStats(q)).q
 
     def _moments_at(self, order: int, s: ForwardStats) -> list[Any]:
-        seqs, ratios = [], []
+        seqs, ratios, splits = [], [], []
         for i, b in enumerate(self.blocks):
             seqs.append(b._moments_at(order, s))
             ratios.append(b.ratio)
+            splits.append(b._batch_split(order, s))
             if i + 1 < len(self.blocks):  # (the last block's output is not needed)
                 s = b._forward(s)
-        exact = is_exact([v for seq in seqs for v in seq])
-        seqs = [coerce(seq, exact) for seq in seqs]
-        return free._product(seqs, coerce(ratios, exact), order)
+        return compose(seqs, ratios, splits, order)
+
+    def _batch_split(self, order: int, s: ForwardStats) -> BatchSplit | None:
+        splits = []
+        for b in self.blocks:
+            split = b._batch_split(order, s)
+            if split is None:
+                return None
+            splits.append(split)
+            s = b._forward(s)
+        return chain_split(splits, order)
 
     def _forward(self, s: ForwardStats) -> ForwardStats:
         for b in self.blocks:
@@ -544,6 +601,21 @@ class Residual(Block):
         s2 = num(self.scale, exact) ** 2
         scaled = [v * s2 ** (k + 1) for k, v in enumerate(coerce(m, exact))]
         return free.r_diagonal_sum([num(1, exact)] * order, scaled)
+
+    def _batch_split(self, order: int, s: ForwardStats) -> BatchSplit | None:
+        branch = self.branch._batch_split(order, s)
+        if branch is None or branch.batch is None:
+            return None
+        try:
+            s2 = float(self.scale) ** 2
+        except TypeError:  # symbolic: the split is numeric
+            return None
+        # the skip connection carries the batch mean; the branch adds freely on each part
+        kept = [v * s2**k for k, v in enumerate(branch.perp, start=1)]
+        perp = free.r_diagonal_sum([1.0] * order, kept)
+        return BatchSplit(
+            branch.batch, [float(v) for v in perp], s2 * branch.alpha, 1 + s2 * branch.keep
+        )
 
     def _forward(self, s: ForwardStats) -> ForwardStats:
         # x + a F(x): the branch's fluctuations (behind a weight layer) are independent of
@@ -728,7 +800,9 @@ class Repeat(Block):
             ) from err
 
     def _chain_moments(self, order: int, s: ForwardStats) -> list[Any]:
-        m = self._same_every_layer(order, s)
+        split = self.block._batch_split(order, s) if not is_symbolic(self.depth) else None
+        batched = split is not None and split.batch is not None
+        m = None if batched else self._same_every_layer(order, s)
         if m is not None:
             # S-transforms multiply, so the chain's S is S_block**depth: repeated squaring
             # (series_pow) for a numeric depth, a closed form for a symbolic one
@@ -747,25 +821,39 @@ class Repeat(Block):
         ``q`` of a saturating activation (tanh, ...) settles on its fixed point within a few
         hundred layers, so a huge depth costs those layers plus one repeated squaring.
         """
-        seqs = []
+        seqs, splits = [], []
         remaining = int(self.depth)
         with tqdm(total=remaining, desc="repeat", leave=False, disable=remaining < 10_000) as bar:
             while remaining:
                 m = self.block._moments_at(order, s)
+                split = self.block._batch_split(order, s)
                 seqs.append(m)
+                splits.append(split)
                 remaining -= 1
                 bar.update(1)
                 if not remaining:
                     break
                 s_next = self.block._forward(s)
-                if _same_stats(s_next, s):
+                if (split is None or split.batch is None) and _same_stats(s_next, s):
                     seqs.append(free.repeated_product_moments(m, remaining))
+                    splits.append(None)
                     bar.update(remaining)
                     break
                 s = s_next
-        exact = is_exact([v for seq in seqs for v in seq])
-        seqs = [coerce(seq, exact) for seq in seqs]
-        return free._product(seqs, coerce([1] * len(seqs), exact), order)
+        return compose(seqs, [1] * len(seqs), splits, order)
+
+    def _batch_split(self, order: int, s: ForwardStats) -> BatchSplit | None:
+        if is_symbolic(self.depth):
+            return None
+        splits = []
+        for i in range(int(self.depth)):
+            split = self.block._batch_split(order, s)
+            if split is None:
+                return None
+            splits.append(split)
+            if i + 1 < int(self.depth):
+                s = self.block._forward(s)
+        return chain_split(splits, order)
 
     def _q_map(self, zero_mean: bool) -> tuple[Any, sp.Dummy] | None:
         """``(q_out, q)`` when the block's output ``q`` depends on the input's ``q`` only.

@@ -50,6 +50,7 @@ def _orth_law(n_in: int, n_out: int, gain: Any) -> Any:
 
 class _Weight(Block):
     r_diagonal = True
+    _batchwise_linear = True
     #: what n_in and n_out count, for checking that widths chain in a Serial
     _kind = "features"
 
@@ -356,6 +357,8 @@ class AvgPool(Block):
     >>> AvgPool(2, stride=1).moments()   # (1/2, 3/8) per axis, squared
     Moments(m1=1/4, m2=9/64, variance=5/64)
     """
+
+    _batchwise_linear = True
 
     def __init__(self, kernel_size: Any, stride: Any = None) -> None:
         self.kernel_size = _pair("kernel_size", kernel_size)

@@ -26,7 +26,13 @@ removes the batch mean and the normalized input). Normalized per sample, its mom
           {\prod_{i=1}^k (B-1-2i)} \quad (\epsilon = 0),
 
 so :math:`m_1 = \gamma^2 (B-2)/((B-3)\sigma^2)`: a few percent above the large-batch value
-at :math:`B = 16`, which a deep residual network compounds.
+at :math:`B = 16`, which a deep residual network compounds. Here :math:`\sigma^2` is the
+per-unit variance as an unbiased batch estimate sees it (:class:`~.stats.ForwardStats`); the
+output's biased batch variance is :math:`\gamma^2` exactly, so its unbiased one is
+:math:`\gamma^2 B/(B-1)`, and every unit is standardized over the batch
+(``standardized_batch``), which the next element-wise map sees (:mod:`.batch`). Batch
+statistics also make the Jacobian annihilate a common shift of the batch; in a residual
+network that splits the spectrum (:mod:`.batch`).
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ from scipy import stats as _scipy_stats
 
 from ..._checks import check_int, check_positive, check_real, is_symbolic
 from ._series import is_exact, num
+from .batch import BatchSplit
 from .blocks import Block
 from .spectra import AtomLaw
 from .stats import ForwardStats, is_zero, over_unit_means
@@ -49,6 +56,15 @@ __all__ = ["BatchNorm", "SecondMomentNorm"]
 
 def _sqrt(x: Any, exact: bool) -> Any:
     return sp.sqrt(x) if exact else math.sqrt(x)
+
+
+def _scaling_split(block: Block, order: int, s: ForwardStats) -> BatchSplit | None:
+    """A per-unit scaling with constant statistics acts on every sample alike."""
+    try:
+        m = [float(v) for v in block._moments_at(order, s)]
+    except TypeError:
+        return None
+    return BatchSplit(None, m, 0.0, m[0])
 
 
 class SecondMomentNorm(Block):
@@ -139,6 +155,9 @@ class SecondMomentNorm(Block):
         gains = g2 / (v + (float(s.mean) + math.sqrt(float(s.spread)) * u) ** 2 + e)
         return AtomLaw(gains, np.full(64, 1 / 64))
 
+    def _batch_split(self, order: int, s: ForwardStats) -> BatchSplit | None:
+        return _scaling_split(self, order, s)
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(gamma={self.gamma!r}, eps={self.eps!r})"
 
@@ -226,17 +245,33 @@ class BatchNorm(SecondMomentNorm):
         v = self._variance(s)
         exact = is_exact([*self._params(), self.beta, v])
         beta = num(self.beta, exact)
+        standardized = None
         if self.batch is not None and not is_zero(self.eps):
             B, vf, ef = self.batch, float(v), float(self.eps)
             kept = _scipy_stats.chi2(B - 1).expect(lambda t: t / (t + ef * B / vf))
-            scaled = float(self.gamma) ** 2 * kept
-        elif self.batch is not None:  # the batch variance is normalized exactly
-            scaled = num(self.gamma, exact) ** 2
+            scaled = float(self.gamma) ** 2 * kept * B / (B - 1)
+        elif self.batch is not None:
+            # the biased batch variance is gamma^2 exactly: the unbiased one B/(B-1) of it
+            B = self.batch
+            scaled = num(self.gamma, exact) ** 2 * num(sp.Rational(B, B - 1), exact)
+            standardized = B
         else:
             scaled = SecondMomentNorm._propagate_q(self, v)
         if is_zero(self.beta):
-            return ForwardStats(scaled)
-        return ForwardStats(scaled + beta**2, beta**2, beta)
+            return ForwardStats(scaled, standardized_batch=standardized)
+        return ForwardStats(scaled + beta**2, beta**2, beta, standardized)
+
+    def _batch_split(self, order: int, s: ForwardStats) -> BatchSplit | None:
+        if self.batch is None:  # constant statistics: a scaling of every sample alike
+            return _scaling_split(self, order, s)
+        # batch statistics annihilate a common shift; on batch-mean-free perturbations the
+        # projection has rank B - 2 of B - 1 (instead of B - 2 of B)
+        B = self.batch
+        try:
+            m = [float(v) * B / (B - 1) for v in self._moments_at(order, s)]
+        except TypeError:  # symbolic: the split is numeric
+            return None
+        return BatchSplit(B, m, 0.0, 0.0)
 
     def _law(self, s: ForwardStats) -> Any:
         v = float(self._variance(s))

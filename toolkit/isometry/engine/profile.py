@@ -5,7 +5,9 @@ For a chain of blocks :math:`J = J_L\cdots J_1`, the profile holds, for every bl
 squared mean ``c`` and the mean of :class:`~.stats.ForwardStats` carried along),
 its own :math:`\phi(J_iJ_i^T)` and variance (block dynamical isometry asks
 :math:`\approx 1` and :math:`\approx 0`), and the cumulative values for
-:math:`J_i\cdots J_1` (free multiplicative convolution, see :mod:`toolkit.isometry.engine.free`).
+:math:`J_i\cdots J_1` (free multiplicative convolution, see :mod:`toolkit.isometry.engine.free`;
+residual blocks with batch statistics compose in the batch split of
+:mod:`toolkit.isometry.engine.batch`).
 """
 
 from __future__ import annotations
@@ -16,8 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..._checks import check_flag, check_int
-from . import free
-from ._series import series_mul
+from .batch import ChainMoments
 from .blocks import Block, _check_block, check_q
 from .stats import ForwardStats
 
@@ -118,17 +119,13 @@ def profile(block: Block, q: Any = 1.0, order: int = 2, flatten: bool = False) -
     s: ForwardStats = check_q(q)
     items = block._items(check_flag("flatten", flatten))
     names, rows = [], []
-    total = None
+    chain = ChainMoments(order)
     for item in items:
         m = [_float("moment", v, item) for v in item._moments_at(order, s)]
         s_out = item._forward(s)
         r = _float("ratio", item.ratio, item)
-        coeffs = free._s_coeffs(m)
-        if total is None:
-            total = coeffs
-        else:
-            total = series_mul([c * r**j for j, c in enumerate(total)], coeffs, order)
-        cum = free._moments_from_s(total, order)
+        chain.add(m, r, item._batch_split(order, s))
+        cum = chain.moments()
         rows.append(
             [
                 _float("q", s.q, item),

@@ -15,6 +15,13 @@ unit :math:`j` of a layer has, across the samples, a mean :math:`\mu_j` and a va
   :math:`2\alpha\,\bar a_x \bar a_F`.
 
 Zero-mean inputs (``c = mean = 0``, the default) give the engine's earlier results exactly.
+
+With batch statistics over :math:`B` samples, :math:`v = q - c` is the per-unit variance that
+an unbiased batch estimate sees (:math:`B/(B-1)` times the biased batch variance that batch
+norm divides by); for independent samples it is the population variance. After batch norm
+the samples of a batch are no longer independent: every unit is standardized exactly over
+the batch (``standardized_batch = B``), and the element-wise map that follows sees the
+samples of a sphere, not independent Gaussians (:mod:`.batch`).
 A layer with zero-mean weights kills ``mean`` (:math:`\mathbb E_j[(W\mu)_j] = 0`) but keeps
 ``c`` (:math:`\mathbb E_j[(W\mu)_j^2] = g^2 c`); an activation sees the marginal law
 :math:`h \sim N(\bar a, q - \bar a^2)`, and its output's ``c`` is the Gaussian kernel
@@ -24,13 +31,13 @@ A layer with zero-mean weights kills ``mean`` (:math:`\mathbb E_j[(W\mu)_j] = 0`
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import sympy as sp
 
-from ..._checks import check_positive, check_real, is_symbolic
+from ..._checks import check_int, check_positive, check_real, is_symbolic
 
 __all__ = ["ForwardStats", "as_stats", "over_unit_means"]
 
@@ -54,6 +61,10 @@ class ForwardStats:
         Mean over units of the squared per-unit mean, ``0 <= c <= q``.
     mean : number or sympy expression
         Mean over units of the per-unit mean, ``mean**2 <= c``.
+    standardized_batch : int, optional
+        Set by :class:`~.normalization.BatchNorm` with batch statistics: every unit is
+        standardized exactly over a batch of this many samples (an affine map of a point
+        on a sphere; see :mod:`.batch`). Blocks other than element-wise ones drop it.
 
     Raises
     ------
@@ -75,12 +86,15 @@ class ForwardStats:
     q: Any
     c: Any = 0
     mean: Any = 0
+    standardized_batch: int | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # (q = 0 only arises inside a chain, after Scale(0); inputs need q > 0, see as_stats)
         check_positive("q", self.q, allow_zero=True, symbolic=True)
         check_positive("c", self.c, allow_zero=True, symbolic=True)
         check_real("mean", self.mean, symbolic=True)
+        if self.standardized_batch is not None:
+            check_int("standardized_batch", self.standardized_batch, 3)
         if any(is_symbolic(v) for v in (self.q, self.c, self.mean)):
             return
         q, c, m = float(self.q), float(self.c), float(self.mean)
@@ -119,7 +133,9 @@ class ForwardStats:
     def numeric(self) -> ForwardStats:
         """The statistics as floats (TypeError if symbols remain)."""
         try:
-            return ForwardStats(float(self.q), float(self.c), float(self.mean))
+            return ForwardStats(
+                float(self.q), float(self.c), float(self.mean), self.standardized_batch
+            )
         except TypeError as err:
             raise TypeError(f"these forward statistics are symbolic: {self!r}") from err
 

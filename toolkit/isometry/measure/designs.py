@@ -57,7 +57,10 @@ class AnalyticLayers:
         return Linear(w, w, init=design.init, gain=gain)
 
     def norm(self, design: NetworkDesign) -> Block:
-        return BatchNorm(batch=self.batch)
+        if self.batch is None or design.architecture != "cnn":
+            return BatchNorm(batch=self.batch)
+        # BatchNorm2d's statistics run over the batch and the image: B s^2 values per channel
+        return BatchNorm(batch=self.batch * design.image_size**2)
 
     def activation(self, layers: ActivationLayers, design: NetworkDesign) -> Block:
         if not layers.sloped:
@@ -90,8 +93,10 @@ def design_block(
     batch : int, optional
         Batch size of the batch statistics, as in
         :func:`~toolkit.isometry.sample_block_moments` (``>= 3``; it matters only with
-        batch norm, whose batch Jacobian has :math:`m_1` larger by :math:`(B-2)/(B-3)`).
-        None (default): the large-batch limit.
+        batch norm, whose batch Jacobian has :math:`m_1` larger by :math:`(B-2)/(B-3)`, and
+        whose statistics split the spectrum of a residual chain, see
+        :mod:`toolkit.isometry.engine.batch`; for ``"cnn"`` the statistics run over
+        ``batch * image_size**2`` values). None (default): the large-batch limit.
     **overrides
         Fields to replace (``None`` values are ignored).
 
