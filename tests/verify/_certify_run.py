@@ -1,0 +1,48 @@
+"""Worker for the multi-process certify_dataset tests: ``torchrun ... _certify_run.py JOB``.
+
+``JOB`` is a ``torch.save``'d dict: the tiny model's config and state, the sentences, the
+spec (``("radius", {...})`` or ``("ball", eps, p)``), certify_dataset's keyword arguments and
+``fail_lengths`` (sentence lengths whose bound computation raises).  Every rank saves the
+result it got to ``JOB.rank{r}.npz``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import torch
+
+from toolkit.verify import LpBall, RadiusSearch, TransformerClassifier, certify_dataset
+
+
+class FailingClassifier(TransformerClassifier):
+    """A TransformerClassifier whose graph raises at the given lengths (a failing shard)."""
+
+    fail_lengths: tuple[int, ...] = ()
+
+    def graph(self, T):
+        if T in self.fail_lengths:
+            raise RuntimeError(f"injected failure at length {T}")
+        return super().graph(T)
+
+
+def build(job):
+    model = FailingClassifier(**job["config"])
+    model.load_state_dict(job["state"])
+    model.fail_lengths = tuple(job.get("fail_lengths", ()))
+    kind, *args = job["spec"]
+    spec = RadiusSearch(**args[0]) if kind == "radius" else LpBall(args[0], p=args[1])
+    return model.double().eval(), spec
+
+
+def main(path):
+    torch.set_num_threads(1)
+    job = torch.load(path, weights_only=False)
+    model, spec = build(job)
+    cert = certify_dataset(model, job["sentences"], spec, **job["kwargs"])
+    cert.save(f"{path}.rank{os.environ.get('RANK', '0')}.npz")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

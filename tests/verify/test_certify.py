@@ -1,0 +1,241 @@
+"""certify_dataset: one process against two gloo processes (torchrun), resume, failures."""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from toolkit.verify import (
+    LpBall,
+    RadiusSearch,
+    certified_radius,
+    certify_dataset,
+    load_certification,
+    margin_bounds,
+)
+
+from ._certify_run import FailingClassifier
+from ._helpers import tiny_model
+
+RUNNER = Path(__file__).with_name("_certify_run.py")
+ROOT = Path(__file__).resolve().parents[2]
+LENGTHS = (3, 5, 4, 5, 2, 4, 6)
+SEARCH = dict(p=2, tol=0.05, max_eps=2.0)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return tiny_model(3, num_classes=3)
+
+
+@pytest.fixture(scope="module")
+def sentences(model):
+    g = torch.Generator().manual_seed(7)
+    return [torch.randint(0, 20, (T,), generator=g) for T in LENGTHS]
+
+
+@pytest.fixture(scope="module")
+def reference(model, sentences):
+    return certify_dataset(model, sentences, RadiusSearch(**SEARCH), batch_size=2, progress=False)
+
+
+def _failing(model, lengths):
+    m = FailingClassifier(**model.config)
+    m.load_state_dict(model.state_dict())
+    m.fail_lengths = tuple(lengths)
+    return m.double().eval()
+
+
+def _torchrun(tmp_path, model, sentences, spec, kwargs, fail_lengths=(), nproc=2):
+    job = tmp_path / "job.pt"
+    torch.save(
+        dict(
+            config=model.config,
+            state=model.state_dict(),
+            sentences=[s.tolist() for s in sentences],
+            spec=spec,
+            kwargs=kwargs,
+            fail_lengths=list(fail_lengths),
+        ),
+        job,
+    )
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    cmd += [f"--nproc-per-node={nproc}", str(RUNNER), str(job)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return [load_certification(f"{job}.rank{r}.npz") for r in range(nproc)]
+
+
+def test_single_process_equals_certified_radius(model, sentences, reference):
+    """The data-set run is certified_radius on every sentence (independent batching)."""
+    assert reference.kind == "radius" and reference.values.shape == (7, 6)
+    assert reference.meta["world_size"] == 1 and reference.failures == ()
+    for i, s in enumerate(sentences):
+        e = model.embed(s).detach()
+        y = int(model(e[None]).argmax())
+        assert reference.labels[i] == y
+        r = certified_radius(model, e, y, list(range(len(s))), method="crown", **SEARCH)
+        np.testing.assert_allclose(reference.values[i, : len(s)], r.numpy(), atol=SEARCH["tol"])
+        assert np.isnan(reference.values[i, len(s) :]).all()
+    assert (reference.values[~np.isnan(reference.values)] > 0).all()
+
+
+def test_two_gloo_processes_equal_one(tmp_path, model, sentences, reference):
+    kwargs = dict(batch_size=2, progress=False, out=str(tmp_path / "cert.npz"))
+    t0 = time.perf_counter()
+    ranks = _torchrun(tmp_path, model, sentences, ("radius", SEARCH), kwargs)
+    assert time.perf_counter() - t0 < 60
+    for cert in ranks:  # every rank gets the whole result, in input order
+        assert cert.meta["world_size"] == 2
+        assert cert.same_values(reference)
+        np.testing.assert_array_equal(cert.values, reference.values)
+    assert load_certification(tmp_path / "cert.npz").same_values(reference)
+
+
+def test_failed_shard_is_reported_then_resumed(tmp_path, model, sentences, reference):
+    """Two processes; every sentence of length 5 raises.  The others come back, the failure
+    names the sentences and the error, nothing hangs; a resumed run fills exactly them."""
+    out = tmp_path / "cert.npz"
+    kwargs = dict(batch_size=2, progress=False, out=str(out))
+    ranks = _torchrun(tmp_path, model, sentences, ("radius", SEARCH), kwargs, fail_lengths=[5])
+    bad = [i for i, T in enumerate(LENGTHS) if T == 5]
+    for cert in ranks:
+        assert cert.failed_sentences == bad
+        assert all("injected failure at length 5" in f.error for f in cert.failures)
+        assert all("RuntimeError" in f.error and f.traceback for f in cert.failures)
+        assert np.isnan(cert.values[bad]).all()
+        good = [i for i in range(len(LENGTHS)) if i not in bad]
+        np.testing.assert_array_equal(cert.values[good], reference.values[good])
+    calls = []
+    counting = _failing(model, [])
+    counting.graph = lambda T: calls.append(T) or FailingClassifier.graph(counting, T)
+    resumed = certify_dataset(counting, sentences, RadiusSearch(**SEARCH), resume=True, **kwargs)
+    assert set(calls) == {5}  # only the failed chunks were recomputed
+    assert resumed.same_values(reference) and resumed.failures == ()
+    assert resumed.meta["resumed_chunks"] == resumed.meta["chunks"] - 1
+
+
+def test_interrupted_run_resumes_to_the_same_result(tmp_path, model, sentences, reference):
+    """Ctrl-C (KeyboardInterrupt) midway: the finished chunks stay on disk, whole; the
+    restarted run skips them and ends with the uninterrupted run's result."""
+    out = tmp_path / "cert.npz"
+    seen = []
+
+    class Interrupt(FailingClassifier):
+        def graph(self, T):
+            seen.append(T)
+            if len(seen) > 2:  # two chunks in (one graph per chunk)
+                raise KeyboardInterrupt
+            return super().graph(T)
+
+    m = Interrupt(**model.config)
+    m.load_state_dict(model.state_dict())
+    with pytest.raises(KeyboardInterrupt):
+        certify_dataset(m.double(), sentences, RadiusSearch(**SEARCH), batch_size=2,
+                        out=out, progress=False)  # fmt: skip
+    parts = sorted((tmp_path / "cert.npz.parts").glob("chunk-*.json"))
+    assert 0 < len(parts) < reference.meta["chunks"] and not out.exists()
+    assert not list((tmp_path / "cert.npz.parts").glob(".*tmp*"))
+    resumed = certify_dataset(
+        model, sentences, RadiusSearch(**SEARCH), batch_size=2, out=out, resume=True,
+        progress=False,
+    )  # fmt: skip
+    assert resumed.meta["resumed_chunks"] == len(parts)
+    assert resumed.same_values(reference)
+    np.testing.assert_array_equal(load_certification(out).values, reference.values)
+    # a different run must not resume from these parts
+    with pytest.raises(ValueError, match="different run"):
+        certify_dataset(model, sentences, RadiusSearch(**SEARCH), batch_size=3, out=out,
+                        resume=True, progress=False)  # fmt: skip
+
+
+def test_fixed_ball_gives_margins(model, sentences):
+    """A fixed LpBall: the worst-margin lower bound per position, as margin_bounds gives."""
+    sub = sentences[:4]
+    cert = certify_dataset(model, sub, LpBall(0.3, p="inf"), method="baf", progress=False)
+    assert cert.kind == "margin" and cert.meta["eps"] == 0.3 and cert.meta["p"] == math.inf
+    for i, s in enumerate(sub):
+        e = model.embed(s).detach()
+        y = int(model(e[None]).argmax())
+        for t in range(len(s)):
+            lo, _ = margin_bounds(model, e, LpBall(0.3, p="inf", positions=[t]), y, "baf")
+            want = float(np.delete(lo.numpy(), y).min())
+            assert cert.values[i, t] == pytest.approx(want, rel=1e-9, abs=1e-12)
+            assert cert.certified[i, t] == (want > 0)
+
+
+def test_positions_and_labels(model, sentences):
+    sub = sentences[:3]  # lengths 3, 5, 4
+    cert = certify_dataset(
+        model, sub, {"tol": 0.05, "max_eps": 1.0}, positions=[4, 0], labels=[0, 1, 2],
+        progress=False,
+    )  # fmt: skip
+    assert cert.labels.tolist() == [0, 1, 2] and cert.meta["positions"] == [0, 4]
+    computed = ~np.isnan(cert.values)
+    assert computed[:, 0].all() and computed[1, 4] and not computed[0, 4] and not computed[2, 4]
+    assert computed.sum() == 4
+    e = model.embed(sub[1]).detach()
+    r = certified_radius(model, e, 1, [4], tol=0.05, max_eps=1.0)
+    assert cert.values[1, 4] == float(r[0])
+
+
+def test_load_rejects_other_files(tmp_path):
+    with pytest.raises(FileNotFoundError, match="path="):
+        load_certification(tmp_path / "missing.npz")
+    (tmp_path / "x.npz").write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match="not a certification result"):
+        load_certification(tmp_path / "x.npz")
+    with pytest.raises(TypeError, match="path must be"):
+        load_certification(3)
+
+
+@pytest.mark.parametrize(
+    "kwargs,err,match",
+    [
+        (dict(sentences="abc"), TypeError, "sentences must be a sequence"),
+        (dict(sentences=[]), ValueError, "sentences must hold at least one"),
+        (dict(sentences=[[1, 2], [1.5]]), TypeError, r"sentences\[1\]"),
+        (dict(sentences=[[1, 2], list(range(9))]), ValueError, r"sentences\[1\].*max_len=8"),
+        (dict(sentences=[[1, 99]]), ValueError, r"sentences\[0\] must hold ids in \[0, 20\)"),
+        (dict(spec=0.1), TypeError, "spec_or_radius_search must be an LpBall"),
+        (dict(spec={"tol": 0.1, "eps": 1}), ValueError, "unknown keys"),
+        (dict(spec={"tol": 2.0, "max_eps": 1.0}), ValueError, "tol must be smaller"),
+        (dict(spec={"p": 3}), ValueError, "p must be 1, 2"),
+        (dict(spec=LpBall(torch.tensor([0.1, 0.2]))), ValueError, "one radius"),
+        (dict(method="nope"), ValueError, "method"),
+        (dict(spec=RadiusSearch(method="ibp"), method="crown"), ValueError, "contradicts"),
+        (dict(labels=[0]), ValueError, "labels must hold N=2"),
+        (dict(labels=[0, 5]), ValueError, "labels must hold N=2"),
+        (dict(positions=[-1]), ValueError, "positions"),
+        (dict(batch_size=0), ValueError, "batch_size"),
+        (dict(resume=True), ValueError, "resume=True needs out"),
+        (dict(resume=1), TypeError, "resume must be a bool"),
+        (dict(out=3), TypeError, "out must be a path"),
+        (dict(timeout=0), ValueError, "timeout"),
+        (dict(options={"bogus": 1}), ValueError, "options takes the keys"),
+        (dict(options={"alpha_steps": -1}), ValueError, "alpha_steps"),
+        (dict(device="tpu"), ValueError, "device"),
+    ],
+)
+def test_bad_arguments(model, kwargs, err, match):
+    args = dict(sentences=[[1, 2, 3], [4, 5]], spec=RadiusSearch(tol=0.1))
+    args.update(kwargs)
+    sentences, spec = args.pop("sentences"), args.pop("spec")
+    with pytest.raises(err, match=match):
+        certify_dataset(model, sentences, spec, progress=False, **args)
+
+
+def test_synonyms_are_refused(model):
+    from toolkit.verify import Synonyms
+
+    with pytest.raises(TypeError, match="Synonyms"):
+        certify_dataset(model, [[1, 2]], Synonyms({0: torch.zeros(2, 8)}), progress=False)
