@@ -1,9 +1,10 @@
-"""Worker for the multi-process certify_dataset tests: ``torchrun ... _certify_run.py JOB``.
+"""Worker for the multi-process certify_dataset tests: ``torchrun ... _certify_run.py JOB...``.
 
-``JOB`` is a ``torch.save``'d dict: the tiny model's config and state, the sentences, the
-spec (``("radius", {...})`` or ``("ball", eps, p)``), certify_dataset's keyword arguments and
-``fail_lengths`` (sentence lengths whose bound computation raises).  Every rank saves the
-result it got to ``JOB.rank{r}.npz``.
+Every ``JOB`` is a ``torch.save``'d dict: the tiny model's config and state, the sentences,
+the spec (``("radius", {...})`` or ``("ball", eps, p)``), certify_dataset's keyword arguments
+and ``fail_lengths`` (sentence lengths whose bound computation raises).  The jobs run one
+after the other in one process group (joined here, so certify_dataset uses a group it did not
+create); every rank saves the result it got to ``JOB.rank{r}.npz``.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import os
 import sys
 
 import torch
+import torch.distributed as dist
 
 from toolkit.verify import LpBall, RadiusSearch, TransformerClassifier, certify_dataset
 
@@ -36,13 +38,18 @@ def build(job):
     return model.double().eval(), spec
 
 
-def main(path):
+def main(paths):
     torch.set_num_threads(1)
-    job = torch.load(path, weights_only=False)
-    model, spec = build(job)
-    cert = certify_dataset(model, job["sentences"], spec, **job["kwargs"])
-    cert.save(f"{path}.rank{os.environ.get('RANK', '0')}.npz")
+    dist.init_process_group("gloo")
+    try:
+        for path in paths:
+            job = torch.load(path, weights_only=False)
+            model, spec = build(job)
+            cert = certify_dataset(model, job["sentences"], spec, **job["kwargs"])
+            cert.save(f"{path}.rank{os.environ['RANK']}.npz")
+    finally:
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1:])

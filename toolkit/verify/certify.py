@@ -2,8 +2,8 @@
 
 :func:`certify_dataset` cuts the data set into *chunks* (up to ``batch_size`` sentences of
 one length, in input order), deals the chunks to the processes of a ``torch.distributed``
-group (longest-processing-time first, the cost of a chunk being its sentences' tokens x
-certified positions), lets every process certify its chunks on its own device, and gathers
+group (longest-processing-time first, balanced by token count: the cost of a chunk is its
+number of (sentence, position) pairs, its tokens when every position is certified), lets every process certify its chunks on its own device, and gathers
 the results on every rank in input order.  The chunks do not depend on the number of
 processes, so a chunk's numbers are the same whichever rank computed it: one process and
 N processes (and a resumed run) give bit-identical results on the same kind of device.
@@ -56,7 +56,9 @@ from ._certify_store import (
     Certification,
     PartStore,
     ShardFailure,
+    certification_box_data,
     certification_figure,
+    certification_title,
     load_certification,
 )
 from .api import _check_options, _predict, certified_radius, margin_bounds
@@ -68,7 +70,9 @@ __all__ = [
     "Certification",
     "RadiusSearch",
     "ShardFailure",
+    "certification_box_data",
     "certification_figure",
+    "certification_title",
     "certify_dataset",
     "load_certification",
     "shard_chunks",
@@ -130,7 +134,8 @@ class _Chunk:
 
     @property
     def cost(self) -> int:
-        return len(self.sentences) * self.T * len(self.positions)
+        """The (sentence, position) pairs: the token count when every position is asked."""
+        return len(self.sentences) * len(self.positions)
 
 
 def _plan(lengths: Sequence[int], positions: list[int] | None, batch_size: int) -> list[_Chunk]:
@@ -158,7 +163,7 @@ def shard_chunks(costs: Sequence[int], world_size: int) -> list[list[int]]:
     Parameters
     ----------
     costs : sequence of int
-        The cost of every item (``certify_dataset`` uses tokens x positions of a chunk).
+        The cost of every item (``certify_dataset`` uses the (sentence, position) pairs of a chunk).
     world_size : int
         Number of ranks.
 
@@ -170,7 +175,7 @@ def shard_chunks(costs: Sequence[int], world_size: int) -> list[list[int]]:
     Examples
     --------
     >>> shard_chunks([5, 1, 4, 2, 3], 2)
-    [[0, 3], [1, 2, 4]]
+    [[0, 1, 3], [2, 4]]
     """
     check_int("world_size", world_size)
     load = [0] * world_size
@@ -221,7 +226,7 @@ def _mode(spec: object, method: object) -> tuple[str, dict[str, Any]]:
             )
         spec = RadiusSearch(**spec)
     if method is not None:
-        method = get_method(method).name  # type: ignore[arg-type]
+        method = get_method(method).name
     if isinstance(spec, RadiusSearch):
         if spec.method is not None and method is not None and spec.method != method:
             raise ValueError(
@@ -422,13 +427,18 @@ def certify_dataset(
 
     Examples
     --------
-    >>> from toolkit.verify import load_default_model, make_dataset
-    >>> model, _ = load_default_model()
-    >>> ids, lens, y = make_dataset(2, seed=0)
-    >>> data = [ids[i, : lens[i]] for i in range(2)]
-    >>> c = certify_dataset(model, data, RadiusSearch(tol=0.1), labels=y, progress=False)
-    >>> c.values.shape == (2, int(lens.max())), c.failures
-    (True, ())
+    A small random model, three sentences of different lengths, a radius at every position
+    (the shipped model and :func:`~toolkit.verify.make_dataset` work the same way):
+
+    >>> from toolkit.verify import TransformerClassifier
+    >>> _ = torch.manual_seed(0)
+    >>> model = TransformerClassifier(30, dim=8, heads=2, ffn_dim=16, max_len=8)
+    >>> data = [[1, 2, 3], [4, 5, 6, 7], [8, 9]]
+    >>> c = certify_dataset(model, data, RadiusSearch(tol=0.1), progress=False)
+    >>> c.kind, c.values.shape, c.failures, int(np.isnan(c.values).sum())
+    ('radius', (3, 4), (), 3)
+    >>> bool((c.values[0, :3] > 0).all())
+    True
     """
     check_model(model)
     data = _sentences(model, sentences)
@@ -497,6 +507,7 @@ def _certify(model, data, labels, run, chunks, group, out, resume, progress):
     results: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     failures: list[ShardFailure] = []
     bar = _bar(len(mine), progress and group.rank == 0, group)
+    t0 = time.perf_counter()
     try:
         for chunk in mine:
             try:
@@ -519,8 +530,10 @@ def _certify(model, data, labels, run, chunks, group, out, resume, progress):
     finally:
         if bar is not None:
             bar.close()
+    stats = dict(chunks=len(mine), pairs=sum(c.cost for c in mine))
+    stats["seconds"] = time.perf_counter() - t0
     try:
-        gathered = group.gather((results, failures))
+        gathered = group.gather((results, failures, stats))
     except Exception as exc:  # a peer died or timed out: say so instead of hanging
         raise RuntimeError(
             f"rank {group.rank} of {group.world}: the result exchange failed ({exc}); "
@@ -530,13 +543,13 @@ def _certify(model, data, labels, run, chunks, group, out, resume, progress):
                 else "rerun (with out= to keep finished chunks)"
             )
         ) from exc
-    for res, _ in gathered:
+    for res, _, _ in gathered:
         results.update(res)
     for cid in done:
         assert store is not None
         _, y, vals = store.read(cid)
         results[cid] = (y, vals)
-    all_failures = sorted((f for _, fs in gathered for f in fs), key=lambda f: f.sentences)
+    all_failures = sorted((f for _, fs, _ in gathered for f in fs), key=lambda f: f.sentences)
     cert = _assemble(data, labels, kind, chunks, results, all_failures)
     cert.meta.update(
         settings,
@@ -547,7 +560,9 @@ def _certify(model, data, labels, run, chunks, group, out, resume, progress):
         device=dev.type,
         chunks=len(chunks),
         resumed_chunks=len(done),
+        ranks=[st for _, _, st in gathered],
         seconds=time.perf_counter() - start,
+        out=None if out is None else str(out),
     )
     if out is not None and group.rank == 0:
         cert.save(out)
