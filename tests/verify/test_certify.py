@@ -268,3 +268,53 @@ def test_cuda_run_matches_the_cpu_run(model, sentences, reference):
         model, sentences, RadiusSearch(**SEARCH), batch_size=2, device="cuda", progress=False
     )
     assert again.same_values(cert)  # the GPU run is deterministic
+
+
+def _small_cert():
+    from toolkit.verify import Certification
+
+    values = np.array([[0.5, 0.25, np.nan], [0.75, 0.125, 1.0]])
+    meta = {"method": "crown", "p": 2.0, "max_eps": 1.0, "world_size": 2, "seconds": 1.5}
+    return Certification("radius", values, np.array([2, 3]), np.array([1, 0]), (), meta)
+
+
+def test_report_part_plots_a_given_result(tmp_path, monkeypatch):
+    pytest.importorskip("plotly")
+    from toolkit.report import Table
+    from toolkit.verify import report
+
+    cert = _small_cert()
+    monkeypatch.setenv(report.CERTIFICATION_ENV, str(cert.save(tmp_path / "c.npz")))
+    given = report._given_certification()
+    assert given is not None and given.same_values(cert)
+    text, fig, table = report.certification_part(given)
+    assert "TOOLKIT_CERTIFICATION" in text and "2 process(es)" in text
+    assert list(fig.data[0].x) == [0, 0, 1, 1, 2]
+    np.testing.assert_array_equal(np.asarray(fig.data[0].y), [0.5, 0.75, 0.25, 0.125, 1.0])
+    assert isinstance(table, Table)
+    rows = table.rows
+    assert [r["sentences"] for r in rows] == [2, 2, 1]
+    assert rows[0]["median"] == 0.625 and rows[1]["min"] == 0.125 and rows[2]["max"] == 1.0
+    monkeypatch.delenv(report.CERTIFICATION_ENV)
+    assert report._given_certification() is None
+
+
+@pytest.mark.slow
+def test_report_part_computes_a_small_result():
+    """Quick mode without a given result: CROWN radii of the shipped model on three
+    sentences, each equal to certified_radius's (about 10 s of CPU)."""
+    pytest.importorskip("plotly")
+    from toolkit.verify import load_default_model, make_dataset, report
+
+    _, fig, _ = report.certification_part(None, quick=True)
+    n, longest, tol = report.CERTIFY_SIZES[True]
+    model, _ = load_default_model()
+    ids, lens, labels = make_dataset(n, seed=0, max_len=longest)
+    want = [
+        certified_radius(model, model.embed(ids[i, : lens[i]]).detach(), int(labels[i]),
+                         list(range(int(lens[i]))), tol=tol, max_eps=1.0).numpy()
+        for i in range(n)
+    ]  # fmt: skip
+    order = np.argsort(np.concatenate([np.arange(len(w)) for w in want]), kind="stable")
+    got = np.asarray(fig.data[0].y)
+    np.testing.assert_allclose(got, np.concatenate(want)[order], atol=tol)
