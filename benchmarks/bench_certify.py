@@ -18,7 +18,8 @@ Usage (on a machine with N GPUs)::
     python benchmarks/bench_certify.py --gpus 2
     python benchmarks/bench_certify.py --gpus 2 --sentences 64 --cpu   # a CPU smoke run (gloo)
 
-Needs torch only (no plotly).  Exit status 1 when the results differ across N.
+Needs torch only (no plotly).  Exit status 1 when the radii differ across N by more than
+the bisection's resolution (or the labels or failures differ).
 """
 
 from __future__ import annotations
@@ -146,12 +147,23 @@ def main() -> None:
     print(f"\nefficiency T1/(N*TN) = {T[1]:.2f}/({N}*{T[N]:.2f}) = {eff:.3f} (target >= 0.9)")
     print(f"load balance at N={N}: busiest rank / mean = {max(busy) / np.mean(busy):.3f}")
     same = res[1].same_values(res[N])
-    diff = np.nanmax(np.abs(res[1].values - res[N].values))
-    print(f"results equal across N (bit for bit): {same} (max |diff| {diff:.3g})")
+    delta = np.abs(res[1].values - res[N].values)
+    diff = float(np.nanmax(delta))
+    print(
+        f"results equal across N (bit for bit): {same}; max |radius difference| {diff:.3g} "
+        f"in {int((delta > 0).sum())} pairs (the bisection's resolution is {args.tol:g}; a "
+        "difference means a non-deterministic CUDA op moved a bisection step)"
+    )
     pairs = int((~np.isnan(res[1].values)).sum())
     print(f"pairs certified: {pairs}; failures: {len(res[1].failures)} / {len(res[N].failures)}")
     print(f"median radius {np.nanmedian(res[1].values):.4f}")
-    if not same:
+    agree = (
+        np.array_equal(res[1].labels, res[N].labels)
+        and res[1].failed_sentences == res[N].failed_sentences
+        and np.array_equal(np.isnan(res[1].values), np.isnan(res[N].values))
+        and diff <= args.tol
+    )
+    if not agree:
         raise SystemExit(1)
 
 

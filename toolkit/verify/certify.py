@@ -283,9 +283,9 @@ def certify_dataset(
         y = as_int_tensor("labels", labels).reshape(-1)
         C = model.num_classes
         if y.numel() != N or bool(((y < 0) | (y >= C)).any()):
+            got = f" in [{int(y.min())}, {int(y.max())}]" if y.numel() else ""
             raise ValueError(
-                f"labels must hold N={N} classes in [0, {C}), got {y.numel()} entries "
-                f"in [{int(y.min())}, {int(y.max())}]"
+                f"labels must hold N={N} classes in [0, {C}), got {y.numel()} entries{got}"
             )
         label_list = [int(v) for v in y]
     if positions is None and isinstance(spec_or_radius_search, LpBall):
