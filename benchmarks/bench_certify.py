@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -78,7 +79,7 @@ def worker(args) -> None:
     )
 
 
-def launch(n: int, args, out: Path) -> float:
+def launch(n: int, args, out: Path, timeout: float) -> float:
     """Run the workers on ``n`` processes; returns the launch's wall seconds."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
     cmd += [f"--nproc-per-node={n}", __file__, "--worker", "--out", str(out)]
@@ -86,11 +87,27 @@ def launch(n: int, args, out: Path) -> float:
     cmd += ["--tol", str(args.tol), "--batch-size", str(args.batch_size)]
     cmd += ["--method", args.method, "--layers", str(args.layers)] + ["--cpu"] * args.cpu
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    # NVLink multicast stays off on shared machines (it can take the host's GPUs down)
+    env.update(NCCL_NVLS_ENABLE="0", TORCH_SYMM_MEM_DISABLE_MULTICAST="1", NVSHMEM_DISABLE_NVLS="1")
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    # its own session, so that a timeout ends torchrun and its workers (and nothing else)
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        stdout, stderr = proc.communicate(timeout=max(timeout, 1.0))
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        stdout, stderr = proc.communicate()
+        print(stdout[-2000:], stderr[-4000:], sep="\n")
+        raise SystemExit(
+            f"torchrun with {n} process(es) ran past {timeout:.0f} s: stopped "
+            "(use fewer --sentences or a larger --budget)"
+        ) from None
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
-        print(proc.stdout[-4000:], proc.stderr[-8000:], sep="\n")
+        print(stdout[-4000:], stderr[-8000:], sep="\n")
         raise SystemExit(f"torchrun with {n} process(es) failed (exit {proc.returncode})")
     return wall
 
@@ -98,13 +115,14 @@ def launch(n: int, args, out: Path) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--gpus", type=int, default=None, help="N (default: all visible GPUs)")
-    ap.add_argument("--sentences", type=int, default=192)
+    ap.add_argument("--sentences", type=int, default=128)
     ap.add_argument("--max-len", type=int, default=12, help="sentences have 6..max-len words")
     ap.add_argument("--tol", type=float, default=1.0 / 64)
     ap.add_argument("--batch-size", type=int, default=8, help="sentences per chunk")
     ap.add_argument("--method", default="crown")
     ap.add_argument("--layers", type=int, default=1)
     ap.add_argument("--cpu", action="store_true", help="gloo processes on the CPU instead")
+    ap.add_argument("--budget", type=float, default=600, help="seconds for both launches")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -126,14 +144,20 @@ def main() -> None:
     print(
         f"certify_dataset scaling: {args.sentences} sentences of 6..{args.max_len} words, "
         f"{args.layers}-layer model, {args.method} radius to tol {args.tol:g}, "
-        f"{args.batch_size} sentences per chunk, 1 vs {N} {kind}"
+        f"{args.batch_size} sentences per chunk, 1 vs {N} {kind}",
+        flush=True,
     )
     res, wall = {}, {}
+    deadline = time.perf_counter() + args.budget
     with tempfile.TemporaryDirectory() as tmp:
         for n in (1, N):
             out = Path(tmp) / f"cert{n}.npz"
-            wall[n] = launch(n, args, out)
+            wall[n] = launch(n, args, out, deadline - time.perf_counter())
             res[n] = load_certification(out)
+            print(
+                f"  {n} process(es): T = {res[n].meta['seconds']:.2f} s (launch {wall[n]:.1f} s)",
+                flush=True,
+            )
     T = {n: res[n].meta["seconds"] for n in res}
     print(f"\n{'procs':>5} {'T (s)':>9} {'launch wall (s)':>16}  per rank: busy s / chunks / pairs")
     for n in (1, N):

@@ -189,21 +189,22 @@ def _run_chunk(work, chunk, sentences, labels, kind, settings, options, device):
 
 def run_certification(model, data, labels, run, chunks, group, out, resume, progress):
     kind, settings, pos, batch_size, opts = run
-    start = time.perf_counter()
     store = None if out is None else PartStore(out)
-    done: set[int] = set()
-    if store is not None:
+    answer: Any = []
+    if store is not None and group.rank == 0:
         fp = _fingerprint(model, data, labels, kind, settings, pos, batch_size, opts)
-        answer: Any = None
-        if group.rank == 0:
-            try:
-                answer = sorted(store.prepare(fp, resume))
-            except (OSError, ValueError) as exc:
-                answer = f"{type(exc).__name__}: {exc}"
-        answer = group.broadcast(answer)  # also keeps the others off the directory until ready
-        if isinstance(answer, str):
-            raise (ValueError if answer.startswith("ValueError") else OSError)(answer)
-        done = set(answer)
+        try:
+            answer = sorted(store.prepare(fp, resume))
+        except (OSError, ValueError) as exc:
+            answer = f"{type(exc).__name__}: {exc}"
+    # Rank 0's answer (the finished chunks, or its error) reaches every rank; this also keeps
+    # the others off the parts directory until it is ready, and starts the ranks' clocks
+    # together (the seconds in the result exclude waiting for a late peer to join).
+    answer = group.broadcast(answer)
+    start = time.perf_counter()
+    if isinstance(answer, str):
+        raise (ValueError if answer.startswith("ValueError") else OSError)(answer)
+    done: set[int] = set(answer)
     todo = [c for c in chunks if c.id not in done]
     mine = [todo[i] for i in shard_chunks([c.cost for c in todo], group.world)[group.rank]]
     dev = group.device
