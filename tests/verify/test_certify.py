@@ -53,7 +53,7 @@ def _failing(model, lengths):
     return m.double().eval()
 
 
-def _job(path, model, sentences, kwargs, fail_lengths=()):
+def _job(path, model, sentences, kwargs, fail_lengths=(), exit_lengths=()):
     torch.save(
         dict(
             config=model.config,
@@ -62,6 +62,7 @@ def _job(path, model, sentences, kwargs, fail_lengths=()):
             spec=("radius", SEARCH),
             kwargs=kwargs,
             fail_lengths=list(fail_lengths),
+            exit_lengths=list(exit_lengths),
         ),
         path,
     )
@@ -346,3 +347,40 @@ def test_shards_are_balanced_and_deterministic():
             for who in itertools.product(range(world), repeat=n)
         )
         assert max(sum(costs[i] for i in s) for s in shards) <= 4 / 3 * best + 1e-9
+
+
+@pytest.mark.slow
+def test_a_crashed_rank_does_not_hang_the_other(tmp_path, model, sentences, reference):
+    """Two gloo processes started by hand (no torchrun to stop the survivor); the rank that
+    gets the length-5 sentences dies at once.  The other one does not wait forever in the
+    result exchange: it fails within the timeout, saying so and pointing at resume, and a
+    resumed run from its parts gives the full result."""
+    import socket
+
+    out = tmp_path / "cert.npz"
+    kwargs = dict(batch_size=2, progress=False, out=str(out), timeout=30.0)
+    job = _job(tmp_path / "job.pt", model, sentences, kwargs, exit_lengths=(5,))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    procs = []
+    for r in range(2):
+        env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1", RANK=str(r))
+        env.update(LOCAL_RANK=str(r), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1")
+        env.update(MASTER_PORT=str(port))
+        cmd = [sys.executable, str(RUNNER), "--join", str(job)]
+        procs.append(subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True))
+    codes, errs = [], []
+    for p in procs:
+        _, err = p.communicate(timeout=150)
+        codes.append(p.returncode)
+        errs.append(err)
+    assert sorted(codes) == [1, 3], (codes, errs)
+    survivor = errs[codes.index(1)]
+    assert "the result exchange failed" in survivor and "resume=True" in survivor
+    assert not out.exists()
+    resumed = certify_dataset(
+        model, sentences, RadiusSearch(**SEARCH), resume=True, **{**kwargs, "timeout": 60.0}
+    )
+    assert 0 < resumed.meta["resumed_chunks"] < resumed.meta["chunks"]
+    assert resumed.same_values(reference)
