@@ -306,4 +306,4 @@ def certification_title(cert: Certification | None) -> str:
     )
     n = len(cert.lengths)
     bad = len(cert.failed_sentences)
-    return f"{what}: {n} sentences" + (f", {bad} failed" if bad else "")
+    return f"{what}: {n} sentence{'s' * (n != 1)}" + (f", {bad} failed" if bad else "")

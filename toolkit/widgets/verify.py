@@ -157,7 +157,10 @@ class BoundsExplorer(Explorer):
     bound width after every layer for every method (which layer loosens the bound; alpha-CROWN,
     whose slope optimisation takes seconds, only while selected);
     the mean logit width per method at the current eps; and, behind **Run**, the certified
-    radius of every position of the sentence for the selected method (a heatmap).
+    radius of every position of the sentence for the selected method (a heatmap); and the
+    certification of a whole data set (:func:`~toolkit.verify.certify_dataset`), one box of
+    radii per position, from a file typed into its panel, :meth:`load_certification`, or
+    the ``certification`` argument (a result or its file).
 
     >>> ex = BoundsExplorer("a really wonderful and moving film")  # doctest: +SKIP
     >>> ex.controls["eps"].value = 0.05                           # doctest: +SKIP
@@ -637,7 +640,8 @@ class BoundsExplorer(Explorer):
         self.certification = cert
         bad = cert.failed_sentences
         self.cert_info.value = (
-            f"{len(cert.lengths)} sentences, {int((~np.isnan(cert.values)).sum())} positions"
+            f"{len(cert.lengths)} sentences, {int((~np.isnan(cert.values)).sum())} "
+            "(sentence, position) values"
             + (f"; failed sentences: {bad[:10]}{'…' if len(bad) > 10 else ''}" if bad else "")
         )
         return cert
