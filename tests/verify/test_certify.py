@@ -311,9 +311,9 @@ def test_report_part_computes_a_small_result():
     from toolkit.verify import load_default_model, make_dataset, report
 
     _, fig, _ = report.certification_part(None, quick=True)
-    n, longest, tol = report.CERTIFY_SIZES[True]
+    n, (shortest, longest), tol = report.CERTIFY_SIZES[True]
     model, _ = load_default_model()
-    ids, lens, labels = make_dataset(n, seed=0, max_len=longest)
+    ids, lens, labels = make_dataset(n, seed=0, min_len=shortest, max_len=longest)
     want = [
         certified_radius(model, model.embed(ids[i, : lens[i]]).detach(), int(labels[i]),
                          list(range(int(lens[i]))), tol=tol, max_eps=1.0).numpy()
