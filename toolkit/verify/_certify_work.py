@@ -32,6 +32,9 @@ __all__ = ["Chunk", "Group", "plan", "run_certification", "shard_chunks"]
 
 @dataclass(frozen=True)
 class Chunk:
+    """Sentences of one length certified together at the same positions (one bound call;
+    the unit of sharding and of the resume files)."""
+
     id: int
     sentences: tuple[int, ...]
     T: int
