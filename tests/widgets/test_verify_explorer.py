@@ -205,3 +205,51 @@ def test_default_sentence_has_no_unknown_word_and_hairlines_show_their_width(mod
     lo, hi = ex.figures["logits"].layout.yaxis.range
     clean = _arr(ex.figures["logits"].data[1].y)
     assert lo < min(clean.min(), _arr(bar.base).min()) and hi > clean.max()
+
+
+def test_a_loaded_certification_is_drawn_per_position(explorer, tmp_path):
+    """The certification panel shows a certify_dataset result: every computed (sentence,
+    position) value in the box of its position, the failed sentences named."""
+    from toolkit.verify import Certification, ShardFailure, load_certification
+
+    values = np.array([[0.5, 0.25, np.nan], [0.75, 0.125, 1.0], [np.nan] * 3])
+    cert = Certification(
+        "radius",
+        values,
+        np.array([2, 3, 3]),
+        np.array([1, 0, -1]),
+        (ShardFailure((2,), 1, "RuntimeError: boom"),),
+        {"method": "crown", "p": 2.0, "max_eps": 1.0},
+    )
+    path = cert.save(tmp_path / "cert.npz")
+    explorer.cert_path.value = str(path)
+    explorer.cert_button.click()
+    fig = explorer.figures["certification"]
+    box = fig.data[0]
+    assert box.name == "certified radius"
+    assert list(box.x) == [0, 0, 1, 1, 2]
+    np.testing.assert_array_equal(_arr(box.y), [0.5, 0.75, 0.25, 0.125, 1.0])
+    assert "3 sentences" in fig.layout.title.text and "1 failed" in fig.layout.title.text
+    assert "failed sentences: [2]" in explorer.cert_info.value
+    assert explorer.certification.same_values(load_certification(path))
+    explorer.cert_path.value = str(tmp_path / "missing.npz")
+    explorer.cert_button.click()  # a bad path is reported in the panel, the figure is kept
+    assert "FileNotFoundError" in explorer.cert_info.value
+    assert list(fig.data[0].x) == [0, 0, 1, 1, 2]
+
+
+def test_certification_of_margins_from_the_api(explorer):
+    """A fixed-ball result from certify_dataset itself (margins, tiny model, one position)."""
+    import torch
+
+    from toolkit.verify import LpBall, TransformerClassifier, certify_dataset
+
+    torch.manual_seed(0)
+    m = TransformerClassifier(20, dim=8, heads=2, ffn_dim=16, max_len=8)
+    cert = certify_dataset(m, [[1, 2, 3], [4, 5, 6, 7]], LpBall(0.01), positions=[1],
+                           method="ibp", progress=False)  # fmt: skip
+    explorer.load_certification(cert)
+    box = explorer.figures["certification"].data[0]
+    assert box.name == "margin lower bound"
+    assert list(box.x) == [1, 1]
+    np.testing.assert_array_equal(_arr(box.y), cert.values[:, 1])

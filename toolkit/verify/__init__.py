@@ -24,6 +24,13 @@ Any model that implements :class:`VerifiableModel` (sizes, ``embed``, ``check_em
 ``forward`` and ``graph``) is bounded by the same calls; the methods are records of
 :data:`METHOD_TABLE`; :func:`bound_profile` gives logits, margins and per-layer bounds of
 one propagation (the explorer's call), :func:`graph_bounds` bounds any hand-built graph.
+
+Whole data sets: :func:`certify_dataset` certifies every position of every sentence (a
+radius each, :class:`RadiusSearch`, or a margin under a fixed :class:`LpBall`), spread over
+the GPUs of a host when launched with ``torchrun --nproc-per-node N`` (one process per GPU,
+NCCL; gloo on CPUs), resumable from its output file; :func:`load_certification` reads the
+result back and :func:`certification_figure` plots the radii per position (see
+:mod:`toolkit.verify.certify`).
 """
 
 from .api import (
@@ -36,6 +43,14 @@ from .api import (
     graph_bounds,
     margin_bounds,
     margin_matrix,
+)
+from .certify import (
+    Certification,
+    RadiusSearch,
+    ShardFailure,
+    certification_figure,
+    certify_dataset,
+    load_certification,
 )
 from .graph import Graph, build_bert_graph, build_graph
 from .interface import VerifiableModel
@@ -52,11 +67,14 @@ __all__ = [
     "BoundMemoryError",
     "BoundMethod",
     "BoundProfile",
+    "Certification",
     "Graph",
     "LpBall",
     "MethodName",
     "MiniLMClassifier",
     "MiniLMVocab",
+    "RadiusSearch",
+    "ShardFailure",
     "SoundnessResult",
     "Synonyms",
     "TransformerClassifier",
@@ -66,11 +84,14 @@ __all__ = [
     "bounds",
     "build_bert_graph",
     "build_graph",
+    "certification_figure",
     "certified_radius",
+    "certify_dataset",
     "check_soundness",
     "encode",
     "estimate_memory",
     "graph_bounds",
+    "load_certification",
     "load_default_model",
     "load_minilm_classifier",
     "make_dataset",

@@ -4,11 +4,15 @@ For a few embedded sentences and the shipped default model, every method (IBP, C
 forward, backward-forward) certifies an :math:`\\ell_2` radius for each word position alone
 (bisection, coarse in quick mode); the table gives the radii and the time per bound, the
 heatmap shows them over the sentence, and a second figure compares the methods' logit-bound
-widths as the radius grows.
+widths as the radius grows.  The last part plots a whole data set's certified radii per
+position (:func:`certification_part`): the :func:`~toolkit.verify.certify_dataset` result
+named by the environment variable ``TOOLKIT_CERTIFICATION`` when it is set, else a small
+one computed here.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -18,13 +22,32 @@ import numpy as np
 from .._backend import single_thread
 from ..report import ReportContext, Table, register_section
 from .api import bounds, certified_radius
+from .certify import (
+    Certification,
+    RadiusSearch,
+    certification_figure,
+    certify_dataset,
+    load_certification,
+)
 from .interface import VerifiableModel
 from .methods import METHOD_TABLE, METHODS, MethodName
 from .minilm import load_minilm_classifier
 from .specs import LpBall, PNorm
-from .task import EXAMPLES, Vocab, load_default_model
+from .task import EXAMPLES, Vocab, load_default_model, make_dataset
 
-__all__ = ["minilm_table", "radius_table", "tightness", "verify_section"]
+__all__ = [
+    "CERTIFICATION_ENV",
+    "certification_part",
+    "minilm_table",
+    "radius_table",
+    "tightness",
+    "verify_section",
+]
+
+#: the environment variable naming a certify_dataset result for the report to plot
+CERTIFICATION_ENV = "TOOLKIT_CERTIFICATION"
+#: the data set certified when none is given: sentences, their length range, tol (quick, full)
+CERTIFY_SIZES = {True: (3, (4, 5), 1.0 / 4), False: (12, (6, 12), 1.0 / 16)}
 
 #: MiniLM (one layer for the backward methods): sentence, positions, max radius per method
 MINILM_SENTENCE = "great film"
@@ -211,6 +234,68 @@ def _tightness_figure(widths, eps_values, sentence):
     return fig
 
 
+def certification_part(cert: Certification | None = None, quick: bool = True) -> list[Any]:
+    """The report's blocks for a data set's certification: a paragraph, the radii per
+    position (:func:`~toolkit.verify.certification_figure`) and a summary table.
+
+    Parameters
+    ----------
+    cert : Certification, optional
+        A :func:`~toolkit.verify.certify_dataset` result; default: CROWN radii of a few
+        sentences of :func:`~toolkit.verify.make_dataset` with the shipped model (3
+        sentences of 4 or 5 words to 1/4 in quick mode, about 6 s of CPU; else 12 of 6 to
+        12 words to 1/16).
+    quick : bool
+        The size of the computed default.
+    """
+    given = cert is not None
+    if cert is None:
+        n, (shortest, longest), tol = CERTIFY_SIZES[bool(quick)]
+        model, _ = load_default_model()
+        ids, lens, labels = make_dataset(n, seed=0, min_len=shortest, max_len=longest)
+        data = [ids[i, : int(lens[i])] for i in range(n)]
+        search = RadiusSearch(p=2, tol=tol, max_eps=1.0, method="crown")
+        cert = certify_dataset(model, data, search, labels=labels, progress=False)
+    ok = ~np.isnan(cert.values)
+    rows = [
+        {
+            "position": t,
+            "sentences": int(ok[:, t].sum()),
+            "median": float(np.median(col)),
+            "min": float(col.min()),
+            "max": float(col.max()),
+            "share > 0": float((col > 0).mean()),
+        }
+        for t, col in enumerate(cert.by_position())
+        if len(col)
+    ]
+    m = cert.meta
+    source = (
+        f"the result given (environment variable <code>{CERTIFICATION_ENV}</code>)"
+        if given
+        else f"computed here on {len(cert.lengths)} sentences of the embedded task"
+    )
+    text = (
+        "<p><b>A whole data set.</b> <code>certify_dataset</code> certifies every position "
+        "of every sentence (one word perturbed at a time), spread over the GPUs of a host "
+        "when launched with <code>torchrun --nproc-per-node N</code>; each box is the "
+        f"distribution over the sentences at one word position; {source}, "
+        f"{m.get('world_size', 1)} process(es), {m.get('seconds', float('nan')):.1f} s."
+        + (f" Failed sentences: {cert.failed_sentences}." if cert.failures else "")
+        + "</p>"
+    )
+    return [
+        text,
+        certification_figure(cert),
+        Table(rows, caption=f"{cert.kind} per word position over the data set"),
+    ]
+
+
+def _given_certification() -> Certification | None:
+    path = os.environ.get(CERTIFICATION_ENV, "").strip()
+    return load_certification(path) if path else None
+
+
 @register_section("verify", "Certified robustness bounds", order=30)
 def verify_section(ctx: ReportContext) -> list[Any]:
     sizes = _sizes(ctx.quick)
@@ -220,6 +305,7 @@ def verify_section(ctx: ReportContext) -> list[Any]:
         rows, radii = radius_table(model, vocab, sentences, sizes["max_eps"], sizes["tol"])
         widths = tightness(model, vocab, sentences[0][0], sizes["eps"])
         mini = minilm_table(ctx.quick)
+        dataset = certification_part(_given_certification(), ctx.quick)
     mini_html: str | Table
     if mini is None:
         mini_html = (
@@ -254,4 +340,5 @@ def verify_section(ctx: ReportContext) -> list[Any]:
         _heatmap(sentences, radii, vocab, sizes["max_eps"]),
         _tightness_figure(widths, sizes["eps"], sentences[0][0]),
         mini_html,
+        *dataset,
     ]

@@ -4,13 +4,17 @@ The model is :mod:`toolkit.verify`'s public API (:func:`~toolkit.verify.bound_pr
 logits, margins and per-layer widths of one method, :func:`~toolkit.verify.certified_radius`;
 the methods, their colours and which are computed on demand come from
 :data:`~toolkit.verify.METHOD_TABLE`); this module adds two plain functions
-(:func:`method_bounds`, :func:`radius_row`) and lays out controls and figures.
+(:func:`method_bounds`, :func:`radius_row`) and lays out controls and figures.  A
+:func:`~toolkit.verify.certify_dataset` result (a whole data set's radii) is shown by
+:meth:`BoundsExplorer.load_certification` (or the explorer's "certification" panel): one
+box of radii per word position.
 """
 
 from __future__ import annotations
 
 import copy
 import math
+import os
 import re
 import threading
 from collections.abc import Callable, Sequence
@@ -27,14 +31,18 @@ from .._checks import check_choice, check_positive
 from ..verify import (
     METHOD_TABLE,
     METHODS,
+    Certification,
     LpBall,
     MethodName,
     VerifiableModel,
     Vocab,
     bound_profile,
+    certification_figure,
     certified_radius,
+    load_certification,
     load_default_model,
 )
+from ..verify.certify import certification_box_data, certification_title
 from ..verify.specs import PNorm, normalize_p
 from ..verify.task import EXAMPLES
 from ._background import BackgroundTask
@@ -149,7 +157,10 @@ class BoundsExplorer(Explorer):
     bound width after every layer for every method (which layer loosens the bound; alpha-CROWN,
     whose slope optimisation takes seconds, only while selected);
     the mean logit width per method at the current eps; and, behind **Run**, the certified
-    radius of every position of the sentence for the selected method (a heatmap).
+    radius of every position of the sentence for the selected method (a heatmap); and the
+    certification of a whole data set (:func:`~toolkit.verify.certify_dataset`), one box of
+    radii per position, from a file typed into its panel, :meth:`load_certification`, or
+    the ``certification`` argument (a result or its file).
 
     >>> ex = BoundsExplorer("a really wonderful and moving film")  # doctest: +SKIP
     >>> ex.controls["eps"].value = 0.05                           # doctest: +SKIP
@@ -168,6 +179,7 @@ class BoundsExplorer(Explorer):
         method: str = "crown",
         model: VerifiableModel | None = None,
         vocab: Vocab | None = None,
+        certification: str | os.PathLike | Certification | None = None,
     ) -> None:
         check_choice("method", method, METHODS)
         self._p = normalize_p(p)
@@ -199,7 +211,10 @@ class BoundsExplorer(Explorer):
         self._job_active = False
         self.results: dict[str, MethodBounds] = {}
         self.radii: dict[str, np.ndarray] = {}
+        self.certification: Certification | None = None
         super().__init__()
+        if certification is not None:
+            self.load_certification(certification)
 
     # -- layout ------------------------------------------------------------------------------
     def _build(self) -> W.Widget:
@@ -313,6 +328,15 @@ class BoundsExplorer(Explorer):
             modebar=dict(orientation="v"),
             plot_bgcolor="white",
         )
+        self.cert_path = W.Text(
+            placeholder="path of a certify_dataset result (.npz)",
+            description="file",
+            layout=W.Layout(width="98%", max_width="420px"),
+            **style,
+        )
+        self.cert_button = W.Button(description="Load", icon="folder-open")
+        self.cert_button.on_click(lambda _b: self._load_clicked())
+        self.cert_info = W.HTML()
         controls = controls_column(
             c["example"],
             c["sentence"],
@@ -333,6 +357,15 @@ class BoundsExplorer(Explorer):
                     self._figure("methods", methods, "420px"),
                 ),
                 row(self._figure("radius", radius, "640px")),
+                row(
+                    controls_column(
+                        W.HTML("<b>certification of a data set</b>"),
+                        self.cert_path,
+                        self.cert_button,
+                        self.cert_info,
+                    ),
+                    self._figure("certification", certification_figure(None), "640px"),
+                ),
             ],
             layout=W.Layout(max_width="100%"),
         )
@@ -578,3 +611,43 @@ class BoundsExplorer(Explorer):
         self.radii[method] = radii
         self._draw_radius(labels)
         return radii
+
+    # -- a data set's certification ----------------------------------------------------------
+    def load_certification(self, source: str | os.PathLike | Certification) -> Certification:
+        """Show a :func:`~toolkit.verify.certify_dataset` result: one box per position.
+
+        Parameters
+        ----------
+        source : str or os.PathLike or Certification
+            A result file (:func:`~toolkit.verify.load_certification`) or the result itself.
+
+        Returns
+        -------
+        Certification
+            The result shown (also ``self.certification``); the box trace of
+            ``figures["certification"]`` holds :func:`~toolkit.verify.certification_figure`'s
+            data.
+        """
+        cert = source if isinstance(source, Certification) else load_certification(source)
+        x, y = certification_box_data(cert)
+        name = certification_figure(cert).data[0].name
+        fig = self.figures["certification"]
+        with fig.batch_update():
+            box = fig.data[0]
+            box.x, box.y, box.name = x, y, name
+            fig.layout.title.text = certification_title(cert)
+            fig.layout.yaxis.title.text = name
+        self.certification = cert
+        bad = cert.failed_sentences
+        self.cert_info.value = (
+            f"{len(cert.lengths)} sentences, {int((~np.isnan(cert.values)).sum())} "
+            "(sentence, position) values"
+            + (f"; failed sentences: {bad[:10]}{'…' if len(bad) > 10 else ''}" if bad else "")
+        )
+        return cert
+
+    def _load_clicked(self) -> None:
+        try:
+            self.load_certification(self.cert_path.value.strip())
+        except (OSError, ValueError, TypeError) as exc:
+            self.cert_info.value = f"<span style='color:#b00020'>{type(exc).__name__}: {exc}</span>"
