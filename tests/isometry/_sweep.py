@@ -7,18 +7,17 @@ A case is one call with one bad argument (all others valid and small).  Its outc
 * ``silent``: the call returned (the bad value was accepted),
 * ``hang``: it ran past the time limit.
 
-``python tests/isometry/_sweep.py`` prints the counts (issue 10 asks for them);
-``test_bad_inputs.py`` asserts that every case is ``clear``.
+The classifier is the shared one of ``tests/_sweep.py``.  ``python -m tests.isometry._sweep``
+prints the counts (issue 10 asks for them); ``test_bad_inputs.py`` asserts that every case is
+``clear``.
 """
 
 from __future__ import annotations
 
 import math
-import signal
 import sys
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -28,18 +27,10 @@ from torch import nn
 
 import toolkit.isometry as iso
 
+from .. import _sweep as _shared
+from .._sweep import Case
+
 L = sp.Symbol("L", positive=True)
-
-
-class _Timeout(Exception):
-    pass
-
-
-@dataclass(frozen=True)
-class Case:
-    label: str
-    call: Callable[[], Any]
-    names: tuple[str, ...]  # the message must contain one of these
 
 
 # -- bad values per kind of argument ----------------------------------------------------
@@ -300,29 +291,10 @@ def all_cases() -> list[Case]:
     return cases
 
 
-def _alarm(_signum: int, _frame: Any) -> None:
-    raise _Timeout
-
-
 def classify(case: Case, seconds: float = 20.0) -> tuple[str, str]:
-    """``(outcome, detail)`` of one case, ``outcome`` in clear/obscure/silent/hang."""
-    old = signal.signal(signal.SIGALRM, _alarm)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        result = case.call()
-    except _Timeout:
-        return "hang", f"ran past {seconds} s"
-    except (TypeError, ValueError) as exc:
-        message = str(exc)
-        if any(n in message for n in case.names):
-            return "clear", f"{type(exc).__name__}: {message[:120]}"
-        return "obscure", f"{type(exc).__name__} not naming {case.names}: {message[:160]}"
-    except Exception as exc:
-        return "obscure", f"{type(exc).__name__}: {str(exc)[:160]}"
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
-    return "silent", f"returned {str(result)[:120]}"
+    """The shared classifier; these cases' names may be phrases ("point mass"), cited
+    anywhere in the message."""
+    return _shared.classify(case, seconds, match="substring")
 
 
 def main() -> None:
