@@ -31,6 +31,8 @@ import ipywidgets as W
 import numpy as np
 import plotly.graph_objects as go
 
+from .._backend import single_thread
+
 __all__ = ["Explorer", "LiveFigure", "figure_rows", "json_safe", "row"]
 
 
@@ -309,10 +311,15 @@ class Explorer:
         """Recompute from the current control values and redraw.
 
         A ``ValueError`` or ``TypeError`` from the settings goes to the status line instead
-        of the notebook, and the status clears on the next good update.
+        of the notebook, and the status clears on the next good update.  torch runs on one
+        thread meanwhile (:func:`~toolkit._backend.single_thread`): an update's sizes gain
+        nothing from intra-op threads, and on busy cores the threads cost several times the
+        work (a norm explorer's batch-size change took 5-9 s with two threads on two loaded
+        cores, 0.5-0.7 s with one).
         """
         try:
-            self._update()
+            with single_thread():
+                self._update()
         except (ValueError, TypeError) as exc:
             self.status.value = f"<span style='color:#b00020'>{type(exc).__name__}: {exc}</span>"
         else:
