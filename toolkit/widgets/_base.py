@@ -24,6 +24,7 @@ import math
 import os
 import shutil
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -266,6 +267,8 @@ class Explorer:
         self.figures: dict[str, Any] = {}
         self._slots: dict[str, W.Box] = {}
         self.status = W.HTML()
+        # one redraw at a time: background jobs redraw too when their results arrive
+        self._update_lock = threading.RLock()
         self.export_button = W.Button(description="Export", icon="download")
         self.export_button.on_click(lambda _b: self._export_clicked())
         self.export_info = W.HTML()
@@ -318,7 +321,7 @@ class Explorer:
         cores, 0.5-0.7 s with one).
         """
         try:
-            with single_thread():
+            with self._update_lock, single_thread():
                 self._update()
         except (ValueError, TypeError) as exc:
             self.status.value = f"<span style='color:#b00020'>{type(exc).__name__}: {exc}</span>"
