@@ -628,7 +628,9 @@ class NotebookPage:
 
     def move(self, explorer: dict, c: Control, step: int = 0, timeout: float = 60.0) -> Move:
         """Move one control as a user would and wait for the plots to settle: whether the plots'
-        data changed, and the time from the input event to the last plot mutation."""
+        data changed, and the time from the input event to the first and the last plot mutation.
+        Settled: the kernel idle, no background job of the explorer running, and the plots
+        still."""
         tag = explorer["tag"]
         self.page.evaluate(
             """(tag) => {
@@ -638,7 +640,8 @@ class NotebookPage:
               s.before = s.dataSig(root);
               if (s.obs) s.obs.disconnect();
               s.obs = new MutationObserver(() => {
-                  s.last = performance.now(); if (s.first === null) s.first = s.last; });
+                  s.last = performance.now();
+                  if (s.first === null && s.t0 !== null) s.first = s.last; });
               root.querySelectorAll('.js-plotly-plot').forEach(p => s.obs.observe(p,
                   {subtree: true, childList: true, attributes: true, characterData: true}));
               if (s.markRoot !== root) {
@@ -662,11 +665,15 @@ class NotebookPage:
                     const s = window.__e2e; const root = document.querySelector('.' + tag);
                     return {t0: s.t0, first: s.first, last: s.last, armed: s.armed,
                             now: performance.now(),
-                            changed: s.dataSig(root) !== s.before}; }""",
+                            changed: s.dataSig(root) !== s.before,
+                            busy: [...root.querySelectorAll('.widget-html')].some(
+                                e => /running…|cancelling…/.test(e.innerText))}; }""",
                 tag,
             )
             quiet_ms = state["now"] - (state["last"] or state["t0"] or state["armed"])
-            calm = calm + 1 if self.kernel_idle() and quiet_ms > 700 else 0
+            # a background job of the explorer (its bar says "running…") redraws when done
+            idle = self.kernel_idle() and not state["busy"]
+            calm = calm + 1 if idle and quiet_ms > 700 else 0
             if calm >= (3 if state["changed"] else self.unchanged_polls):
                 break
             time.sleep(0.1)
