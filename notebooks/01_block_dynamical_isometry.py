@@ -270,7 +270,8 @@ table.plot()
 # ## 7. The explorer
 #
 # Change the architecture, depth, width, initialisation, gain, activation and normalization:
-# the analytic curves, the spectrum and the closed form follow at once. **Run Monte Carlo**
+# the analytic curves and the spectrum follow at once, and the closed form as soon as sympy has
+# derived it (up to seconds for a new design, in the background). **Run Monte Carlo**
 # samples real networks of the design (on the GPU when there is one) and overlays them.
 
 # %%

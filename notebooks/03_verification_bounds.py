@@ -285,9 +285,11 @@ print("too-tight bounds:", bad)
 #
 # Type a sentence (or pick an example), choose the words to perturb, the norm, the radius and
 # the method. The logit intervals, the width after every layer (which layer loosens the bound)
-# and the methods side by side follow at once (alpha-CROWN, whose optimisation takes seconds,
-# while it is selected); **Run radii** certifies every position of the sentence for the
-# selected method.
+# and the methods side by side follow: IBP and forward at once, CROWN and BaF (backward passes,
+# about a second on a CPU) from the background as each finishes, the selected method first
+# (alpha-CROWN, whose optimisation takes seconds, only while it is selected); until then the
+# logit plot shows the tightest bounds found so far and says so. **Run radii** certifies every
+# position of the sentence for the selected method.
 
 # %%
 explorer = toolkit.widgets.BoundsExplorer(sentence, positions=[1], eps=0.02)

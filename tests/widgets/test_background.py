@@ -103,3 +103,37 @@ def test_explorer_run_button_runs_in_the_background_and_can_be_cancelled():
     gate.set()
     ex.task.join(60)
     assert ex.task.state == "cancelled" and not ex.run_button.disabled
+
+
+def test_latest_only_computes_the_newest_key_and_skips_replaced_ones():
+    import threading
+
+    from toolkit.widgets._background import LatestOnly
+
+    started, release, got = threading.Event(), threading.Event(), []
+
+    def fn(key):
+        if key == 1:
+            started.set()
+            release.wait(30)
+        return key * 10
+
+    worker = LatestOnly(fn, lambda k, v: got.append((k, v)))
+    worker.submit(1)
+    assert started.wait(30)
+    worker.submit(2)  # replaced by 3 before the worker takes it
+    worker.submit(3)
+    assert worker.busy
+    release.set()
+    worker.join(30)
+    assert got == [(1, 10), (3, 30)] and not worker.busy
+
+
+def test_latest_only_reports_errors():
+    from toolkit.widgets._background import LatestOnly
+
+    errors = []
+    worker = LatestOnly(lambda k: 1 / k, lambda k, v: None, lambda k, e: errors.append((k, e)))
+    worker.submit(0)
+    worker.join(30)
+    assert len(errors) == 1 and isinstance(errors[0][1], ZeroDivisionError)

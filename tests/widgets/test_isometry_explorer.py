@@ -180,3 +180,46 @@ def test_a_long_closed_form_is_shown_in_the_depth_with_the_gain_put_in():
     _m1, short = short_moments(formula, design.gain)
     assert sp.latex(short) in shown
     np.testing.assert_allclose(float(short.subs(L, 6)), y[5], rtol=2e-3)  # 4 digits shown
+
+
+def test_depth_and_gain_moves_do_not_derive_the_closed_form_again(monkeypatch):
+    import toolkit.widgets.isometry as iso
+
+    ex = IsometryExplorer(depth=5, width=64, activation="relu")
+    calls = []
+    real = iso.design_formula
+    monkeypatch.setattr(iso, "design_formula", lambda d: calls.append(d) or real(d))
+    shown = ex.formula.value
+    for depth in (6, 7, 5):
+        ex.controls["depth"].value = depth
+    ex.controls["gain"].value = 1.3  # ReLU's formula is symbolic in g: the same formula
+    ex.wait()
+    assert calls == []
+    assert ex.formula.value == shown
+
+
+def test_a_new_designs_closed_form_arrives_from_the_background(monkeypatch):
+    import threading
+
+    import toolkit.widgets.isometry as iso
+
+    ex = IsometryExplorer(depth=5, width=64, activation="relu")
+    release = threading.Event()
+    real = iso.design_formula
+
+    def slow(design):
+        release.wait(30)
+        return real(design)
+
+    monkeypatch.setattr(iso, "design_formula", slow)
+    monkeypatch.setattr(iso, "_FORMULAS", {})
+    ex.controls["init"].value = "orthogonal"
+    # The plots already show the new design while its closed form is being derived.
+    y = _trace(ex.figures["depth"], "end-to-end φ (analytic)").y
+    assert "deriving the closed form" in ex.formula.value
+    release.set()
+    ex.wait(60)
+    assert ex.formula.value == iso.formula_panel(iso._formula_key(ex.design()))
+    from toolkit.isometry import design_block, profile
+
+    np.testing.assert_allclose(y, profile(design_block(ex.design())).cumulative_m1, rtol=1e-12)

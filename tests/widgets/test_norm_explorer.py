@@ -97,3 +97,25 @@ def test_every_ratio_step_moves_the_plot_even_when_fs_snaps(explorer):
     assert req.x[0] == pytest.approx(0.26 * 64 * hw)
     assert req.y[0] == pytest.approx(asked["mean_error"])
     assert _by_name(fig, "requested (var)").y[0] == pytest.approx(asked["var_error"])
+
+
+def test_curves_are_computed_once_per_batch_size(monkeypatch):
+    import toolkit.widgets.norm as norm_widget
+
+    ex = NormSamplingExplorer(_acts(), batch_size=64, trials=2)
+    calls = []
+    real = norm_widget.sampling_error
+    monkeypatch.setattr(
+        norm_widget, "sampling_error", lambda *a, **k: calls.append(a[3]) or real(*a, **k)
+    )
+    curves = len(RATIO_GRID) * len(norm_widget.ESTIMATORS)
+    ex.controls["batch_size"].value = 65  # new: its curves and the current point
+    assert calls.count(65) == curves + 1
+    ex.controls["batch_size"].value = 64  # seen: the current point only
+    ex.controls["ratio"].value = 0.5  # the current point only
+    ex.controls["method"].value = "BS"
+    assert calls.count(64) == 3
+    # the curves shown are those of the batch size shown
+    y = _by_name(ex.figures["error"], "BS").y
+    want = [real(ex.acts, "BS", r, 64, 2, 0)["mean_error"] for r in RATIO_GRID]
+    np.testing.assert_allclose(y, want, rtol=1e-12)

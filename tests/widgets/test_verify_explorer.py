@@ -53,6 +53,7 @@ def test_logit_intervals_equal_bounds(explorer, model, method, p):
     c = explorer.controls
     c["p"].value, c["eps"].value, c["method"].value = p, 0.02, method
     c["positions"].value = (0, 2)
+    explorer.wait(120)  # CROWN and BaF are computed in the background
     e = _embed(model, SENTENCE)
     spec = LpBall(0.02, p=p, positions=[0, 2])
     lo, hi = bounds(model[0], e, spec, method)
@@ -75,6 +76,7 @@ def test_tiny_eps_shrinks_to_clean_logits(explorer):
     c["positions"].value = (1,)
     c["p"].value, c["method"].value = 2.0, "crown"
     c["eps"].value = 1e-6
+    explorer.wait(120)
     fig = explorer.figures["logits"]
     bar, clean = _trace(fig, "certified interval"), _trace(fig, "clean logit")
     lo, width = _arr(bar.base), _arr(bar.y)
@@ -88,6 +90,7 @@ def test_methods_view_and_ibp_looser_than_crown(explorer, model):
     c = explorer.controls
     c["positions"].value = (1,)
     c["p"].value, c["eps"].value = 2.0, 0.05
+    explorer.wait(120)
     y = dict(zip(explorer.figures["methods"].data[0].x, explorer.figures["methods"].data[0].y))
     assert set(y) == {*METHODS, "alpha-crown"}
     assert y["alpha-crown"] is None or math.isnan(y["alpha-crown"])  # only while selected
@@ -100,6 +103,7 @@ def test_layer_widths_equal_intermediate_bounds(explorer, model):
     c = explorer.controls
     c["positions"].value = (1,)
     c["p"].value, c["eps"].value = math.inf, 0.01
+    explorer.wait(120)
     e = _embed(model, SENTENCE)
     fig = explorer.figures["layers"]
     for method in METHODS:
@@ -111,12 +115,14 @@ def test_layer_widths_equal_intermediate_bounds(explorer, model):
         expect = [float((u - l).mean()) for l, u in inter.values()]
         np.testing.assert_allclose(_arr(trace.y), expect, rtol=1e-9)
     c["method"].value = "baf"
+    explorer.wait(120)
     assert _trace(fig, "baf").line.width > _trace(fig, "ibp").line.width
 
 
 def test_run_fills_radius_heatmap(explorer, model):
     c = explorer.controls
     c["p"].value, c["method"].value = 2.0, "forward"
+    explorer.wait(120)
     row = explorer.run()
     assert explorer.progress.value == explorer.progress.max == 3
     m, _ = model
@@ -253,3 +259,43 @@ def test_certification_of_margins_from_the_api(explorer):
     assert box.name == "margin lower bound"
     assert list(box.x) == [1, 1]
     np.testing.assert_array_equal(_arr(box.y), cert.values[:, 1])
+
+def test_backward_methods_come_from_the_background_and_are_never_recomputed(model, monkeypatch):
+    import threading
+
+    import toolkit.widgets.verify as verify_widget
+
+    ex = BoundsExplorer(SENTENCE, positions=[1], eps=0.01, method="crown")
+    calls, release = [], threading.Event()
+    real = verify_widget.method_bounds
+
+    def counted(m, e, spec, method, label):
+        calls.append((spec.eps, method))
+        if method == "crown":
+            assert release.wait(60)
+        return real(m, e, spec, method, label)
+
+    monkeypatch.setattr(verify_widget, "method_bounds", counted)
+    ex.controls["eps"].value = 0.02
+    # IBP and forward answered at once; CROWN is being computed: the tighter of the two is
+    # drawn and the title says so.
+    asked = {m for _, m in calls}
+    assert {"ibp", "forward"} <= asked <= {"ibp", "forward", "crown"}  # BaF waits for CROWN
+    fig = ex.figures["logits"]
+    assert "computing crown in the background" in fig.layout.title.text
+    shown = fig.layout.title.text.split("(")[-1].split(" shown")[0]
+    assert shown in ("ibp", "forward")
+    lo, _ = bounds(model[0], _embed(model, SENTENCE), LpBall(0.02, 2, [1]), shown)
+    np.testing.assert_allclose(_arr(fig.data[0].base), lo.numpy(), rtol=1e-9, atol=1e-12)
+    release.set()
+    ex.wait(120)
+    assert sorted(m for _, m in calls) == ["baf", "crown", "forward", "ibp"]
+    lo, _ = bounds(model[0], _embed(model, SENTENCE), LpBall(0.02, 2, [1]), "crown")
+    np.testing.assert_allclose(_arr(fig.data[0].base), lo.numpy(), rtol=1e-9, atol=1e-12)
+    assert "computing" not in fig.layout.title.text
+    # back to settings seen before: nothing is computed again
+    calls.clear()
+    ex.controls["eps"].value = 0.01
+    ex.controls["method"].value = "baf"
+    ex.wait(120)
+    assert calls == []

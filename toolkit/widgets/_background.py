@@ -15,7 +15,7 @@ from typing import Any
 
 import ipywidgets as W
 
-__all__ = ["BackgroundTask", "Cancelled", "ProgressBar"]
+__all__ = ["BackgroundTask", "Cancelled", "LatestOnly", "ProgressBar"]
 
 
 class Cancelled(Exception):
@@ -165,3 +165,82 @@ class BackgroundTask:
             self.state, self.message.value = "finished", "finished"
         finally:
             self.cancel_button.disabled = True
+
+
+class LatestOnly:
+    """Compute ``fn(key)`` in a background thread for the newest key asked for only.
+
+    For work that is slow (seconds) but has no steps to report or stop between, such as a
+    symbolic closed form: :meth:`submit` returns at once; one worker thread computes the
+    newest key submitted, skipping keys that a newer one replaced while they waited, and
+    calls ``on_result(key, value)`` (or ``on_error(key, exc)``) in that thread.
+
+    Parameters
+    ----------
+    fn : callable
+        ``fn(key) -> value``.
+    on_result : callable
+        ``on_result(key, value)``, called for every key computed.
+    on_error : callable, optional
+        ``on_error(key, exc)`` for an exception of ``fn`` (default: ignored).
+
+    Examples
+    --------
+    >>> got = []
+    >>> worker = LatestOnly(lambda k: k * k, lambda k, v: got.append((k, v)))
+    >>> worker.submit(3)
+    >>> worker.join()
+    >>> got
+    [(3, 9)]
+    """
+
+    def __init__(
+        self,
+        fn: Callable[[Any], Any],
+        on_result: Callable[[Any, Any], None],
+        on_error: Callable[[Any, BaseException], None] | None = None,
+    ) -> None:
+        self._fn, self._on_result, self._on_error = fn, on_result, on_error
+        self._lock = threading.Lock()
+        self._wanted: list[Any] = []  # zero or one key: the newest not yet taken
+        self._thread: threading.Thread | None = None
+
+    @property
+    def busy(self) -> bool:
+        """True while a key waits or is computed."""
+        with self._lock:
+            return bool(self._wanted) or (self._thread is not None and self._thread.is_alive())
+
+    def submit(self, key: Any) -> None:
+        """Ask for ``fn(key)``; replaces any key that has not started yet."""
+        with self._lock:
+            self._wanted[:] = [key]
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._work, daemon=True)
+                self._thread.start()
+
+    def join(self, timeout: float | None = None) -> None:
+        """Wait until every key asked for so far is computed."""
+        while True:
+            with self._lock:
+                thread = self._thread
+            if thread is None:
+                return
+            thread.join(timeout)
+            if thread.is_alive():  # timed out
+                return
+
+    def _work(self) -> None:
+        while True:
+            with self._lock:
+                if not self._wanted:
+                    self._thread = None
+                    return
+                key = self._wanted.pop()
+            try:
+                value = self._fn(key)
+            except Exception as exc:  # a thread has nobody else to tell
+                if self._on_error is not None:
+                    self._on_error(key, exc)
+            else:
+                self._on_result(key, value)

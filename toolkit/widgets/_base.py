@@ -24,12 +24,15 @@ import math
 import os
 import shutil
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
 import ipywidgets as W
 import numpy as np
 import plotly.graph_objects as go
+
+from .._backend import single_thread
 
 __all__ = ["Explorer", "LiveFigure", "figure_rows", "json_safe", "row"]
 
@@ -264,6 +267,8 @@ class Explorer:
         self.figures: dict[str, Any] = {}
         self._slots: dict[str, W.Box] = {}
         self.status = W.HTML()
+        # one redraw at a time: background jobs redraw too when their results arrive
+        self._update_lock = threading.RLock()
         self.export_button = W.Button(description="Export", icon="download")
         self.export_button.on_click(lambda _b: self._export_clicked())
         self.export_info = W.HTML()
@@ -309,10 +314,15 @@ class Explorer:
         """Recompute from the current control values and redraw.
 
         A ``ValueError`` or ``TypeError`` from the settings goes to the status line instead
-        of the notebook, and the status clears on the next good update.
+        of the notebook, and the status clears on the next good update.  torch runs on one
+        thread meanwhile (:func:`~toolkit._backend.single_thread`): an update's sizes gain
+        nothing from intra-op threads, and on busy cores the threads cost several times the
+        work (a norm explorer's batch-size change took 5-9 s with two threads on two loaded
+        cores, 0.5-0.7 s with one).
         """
         try:
-            self._update()
+            with self._update_lock, single_thread():
+                self._update()
         except (ValueError, TypeError) as exc:
             self.status.value = f"<span style='color:#b00020'>{type(exc).__name__}: {exc}</span>"
         else:

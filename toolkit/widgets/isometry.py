@@ -31,7 +31,7 @@ from ..isometry import (
 )
 from ..isometry._plotting import log_histogram, to_log_axis
 from ..isometry.measure.network import ACTIVATIONS, ARCHITECTURES, INITS, NORMALIZATIONS
-from ._background import BackgroundTask
+from ._background import BackgroundTask, LatestOnly
 from ._base import Explorer, controls_column, row, text_box
 
 __all__ = ["IsometryExplorer"]
@@ -70,11 +70,70 @@ def _within_controls(design: NetworkDesign) -> NetworkDesign:
 
 
 @functools.lru_cache(maxsize=64)
-def _analytic(design: NetworkDesign) -> tuple[Any, Any, tuple[np.ndarray, np.ndarray]]:
-    """Profile, closed form and spectrum of a design, cached: a slider moved back and forth
-    (or a reload's redraw) answers at once."""
+def _analytic(design: NetworkDesign) -> tuple[Any, tuple[np.ndarray, np.ndarray]]:
+    """Profile and spectrum of a design (numeric, a fraction of a second), cached: a slider
+    moved back and forth (or a reload's redraw) answers at once."""
     chain = design_block(design)
-    return profile(chain), design_formula(design), spectral_density(chain, num=_SPECTRUM_POINTS)
+    return profile(chain), spectral_density(chain, num=_SPECTRUM_POINTS)
+
+
+def _formula_key(design: NetworkDesign) -> NetworkDesign:
+    """The part of a design its shown closed form depends on: all but the depth (the formula
+    is in ``L``)."""
+    return dataclasses.replace(design, depth=1)
+
+
+#: closed forms found so far: formula key -> (Formula, its LaTeX); a formula symbolic in the
+#: gain is also filed under gain 1, where every other gain of that design finds it
+_FORMULAS: dict[NetworkDesign, tuple[Any, str]] = {}
+_FORMULAS_MAX = 128
+
+
+def _known_formula(key: NetworkDesign) -> tuple[Any, str] | None:
+    """The closed form of ``key`` if it was derived before (at this or, when it is symbolic
+    in ``g``, at any gain), else None."""
+    hit = _FORMULAS.get(key)
+    if hit is None:
+        hit = _FORMULAS.get(dataclasses.replace(key, gain=1.0))
+        if hit is not None and "g" not in hit[0].symbols:
+            hit = None
+    return hit
+
+
+def _closed_form(key: NetworkDesign) -> tuple[Any, str]:
+    """:func:`design_formula` of a :func:`_formula_key` and its LaTeX, remembered (sympy takes
+    up to seconds for a piecewise-linear activation, whose formula is symbolic in ``g``)."""
+    hit = _known_formula(key)
+    if hit is None:
+        formula = design_formula(key)
+        hit = (formula, formula.latex())
+        if len(_FORMULAS) >= _FORMULAS_MAX:
+            _FORMULAS.clear()
+        _FORMULAS[dataclasses.replace(key, gain=1.0) if "g" in formula.symbols else key] = hit
+    return hit
+
+
+def formula_panel(key: NetworkDesign) -> str:
+    """The HTML of the explorer's closed-form panel for a :func:`_formula_key`."""
+    formula, latex = _closed_form(key)
+    where = (
+        "the network, in depth L"
+        if formula.scope == "network"
+        else "one block (its input's second moment q drifts with depth, so no closed form in L)"
+    )
+    return (
+        f"<p>Free-probability prediction for {where}:</p>"
+        f"{formula_html(formula, key.gain, latex=latex)}"
+    )
+
+
+def _quick_panel(key: NetworkDesign, limit: int = 240) -> str | None:
+    """:func:`formula_panel` when it needs no sympy work (the formula is known and short),
+    else None."""
+    hit = _known_formula(key)
+    if hit is None or len(hit[1]) > limit:
+        return None
+    return formula_panel(key)
 
 
 def value_axis(y: np.ndarray) -> dict[str, Any]:
@@ -112,13 +171,14 @@ def short_moments(formula: Any, gain: float) -> tuple[sp.Expr, sp.Expr]:
     return out[0], out[1]
 
 
-def formula_html(formula: Any, gain: float, limit: int = 240) -> str:
+def formula_html(formula: Any, gain: float, limit: int = 240, latex: str | None = None) -> str:
     """The design's closed form as display math short enough to read.
 
     When the LaTeX in the symbolic gain ``g`` runs past ``limit`` characters, it shows
     :func:`short_moments` instead (a function of the depth ``L`` only), and says so.
+    ``latex`` is ``formula.latex()`` when the caller already has it.
     """
-    full = formula.latex()
+    full = formula.latex() if latex is None else latex
     if len(full) <= limit:
         return f"$${full}$$"
     m1, var = short_moments(formula, gain)
@@ -176,7 +236,13 @@ class IsometryExplorer(Explorer):
         self._samples = check_int("samples", samples, 1, 32)
         self.seed = check_seed(seed)
         self.sampled: dict[str, Any] = {}
+        # The closed form (sympy: up to seconds for a new design) is derived in the
+        # background after the first frame; the plots never wait for it.
+        self._live = False
+        self._panel_key: NetworkDesign | None = None
+        self._formula_worker = LatestOnly(formula_panel, self._formula_ready, self._formula_failed)
         super().__init__()
+        self._live = True
         self.controls["width"].observe(lambda _change: self._clear_sampled(), names="value")
 
     # -- layout ------------------------------------------------------------------------------
@@ -336,7 +402,7 @@ class IsometryExplorer(Explorer):
         design = self.design()
         self.controls["slope"].disabled = design.activation != "leaky_relu"
         self.controls["residual_scale"].disabled = design.architecture != "residual"
-        prof, formula, (x, density) = _analytic(design)
+        prof, (x, density) = _analytic(design)
         fig = self.figures["depth"]
         series = [
             np.asarray(y, dtype=float)
@@ -349,18 +415,17 @@ class IsometryExplorer(Explorer):
             for axis, ys in (("yaxis", series[:2]), ("yaxis2", series[2:])):
                 fig.layout[axis].update(**value_axis(np.concatenate(ys)))
         self._forget_sampled()
-        where = (
-            "the network, in depth L"
-            if formula.scope == "network"
-            else (
-                "one block (its input's second moment q drifts with depth, so no closed form in L)"
-            )
-        )
-        # The math is only re-typeset (slow in the browser) when the formula itself changes;
-        # the values at the current depth live in a plain line below it.
-        self.formula.value = (
-            f"<p>Free-probability prediction for {where}:</p>{formula_html(formula, design.gain)}"
-        )
+        key = _formula_key(design)
+        if key != self._panel_key:
+            # The math is only re-typeset (slow in the browser) when the formula changes;
+            # the values at the current depth live in a plain line below it.
+            panel = _quick_panel(key) if self._live else formula_panel(key)
+            self._panel_key = key
+            if panel is None:
+                self.formula.value = "<p><i>deriving the closed form of this design…</i></p>"
+                self._formula_worker.submit(key)
+            else:
+                self.formula.value = panel
         self.at_depth.value = (
             f"<p>At depth {design.depth}: φ = {prof.cumulative_m1[-1]:.4g}, "
             f"variance = {prof.cumulative_variance[-1]:.4g}.</p>"
@@ -369,6 +434,21 @@ class IsometryExplorer(Explorer):
         with spectrum.batch_update():
             self._clear_sampled_bars()
             spectrum.data[1].x, spectrum.data[1].y = to_log_axis(x, density)
+
+    def _formula_ready(self, key: NetworkDesign, panel: str) -> None:
+        if key == self._panel_key:  # else the controls moved on: a newer key is coming
+            self.formula.value = panel
+
+    def _formula_failed(self, key: NetworkDesign, exc: BaseException) -> None:
+        if key == self._panel_key:
+            self.formula.value = (
+                f"<p style='color:#b00020'>no closed form: {type(exc).__name__}: {exc}</p>"
+            )
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Wait for background work: the closed form being derived, a Monte Carlo run."""
+        self._formula_worker.join(timeout)
+        self.task.join(timeout)
 
     # Sampled points belong to the design they were sampled from: any design change clears them.
     def _clear_sampled_traces(self) -> None:

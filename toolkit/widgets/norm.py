@@ -33,6 +33,8 @@ __all__ = ["RATIO_GRID", "NormSamplingExplorer", "accuracy_html"]
 
 #: The ratios on the curves' x axis (times the batch's data per channel).
 RATIO_GRID = (1 / 32, 1 / 16, 1 / 8, 1 / 4, 1 / 2)
+#: batch sizes whose curves are kept
+_CURVE_CACHE = 32
 _COLORS = {"BS": "#d62728", "FS": "#1f77b4", "random": "#2ca02c"}
 
 
@@ -107,7 +109,9 @@ class NormSamplingExplorer(Explorer):
         self.accuracy = accuracy
         self.curves: dict[str, dict[str, np.ndarray]] = {}
         self.current: dict[str, float] = {}
-        self._curve_batch: int | None = None
+        # curves by batch size (15 sampling_error calls each), so that moving the slider back
+        # answers at once; bounded
+        self._curve_cache: dict[int, dict[str, dict[str, np.ndarray]]] = {}
         super().__init__()
 
     def _build(self) -> W.Widget:
@@ -220,9 +224,11 @@ class NormSamplingExplorer(Explorer):
     def _update(self) -> None:
         v = self.values()
         batch = int(v["batch_size"])
-        if self._curve_batch != batch:
-            self.curves = self._curves(batch)
-            self._curve_batch = batch
+        if batch not in self._curve_cache:
+            if len(self._curve_cache) >= _CURVE_CACHE:
+                self._curve_cache.pop(next(iter(self._curve_cache)))
+            self._curve_cache[batch] = self._curves(batch)
+        self.curves = self._curve_cache[batch]
         self.current = sampling_error(
             self.acts, v["method"], float(v["ratio"]), batch, self.trials, self.seed
         )

@@ -48,12 +48,23 @@ from ..verify.task import EXAMPLES
 from ._background import BackgroundTask
 from ._base import Explorer, controls_column, row
 
-__all__ = ["RADIUS_RANGE", "BoundsExplorer", "MethodBounds", "method_bounds", "radius_row"]
+__all__ = [
+    "IN_BACKGROUND",
+    "RADIUS_RANGE",
+    "BoundsExplorer",
+    "MethodBounds",
+    "method_bounds",
+    "radius_row",
+]
 
 #: p -> (max_eps, tol) of the explorer's coarse radius search (bisection, about 6 steps)
 RADIUS_RANGE = {1.0: (2.0, 2.0 / 64), 2.0: (1.0, 1.0 / 64), math.inf: (0.25, 0.25 / 64)}
 #: methods computed only while selected (slope optimisation takes seconds)
 ON_DEMAND = tuple(m.name for m in METHOD_TABLE.values() if m.optimizes_slopes)
+#: methods computed in the background after a control change, the selected one first, and
+#: drawn as each finishes: their backward passes take about a second on a CPU even for the
+#: default one-layer model; the others (IBP, forward: tens of ms) answer at once
+IN_BACKGROUND = tuple(m.name for m in METHOD_TABLE.values() if m.backward)
 
 
 @dataclass
@@ -140,6 +151,10 @@ def radius_row(
     return out
 
 
+def _width_of(res: dict[str, MethodBounds]) -> Callable[[str], float]:
+    return lambda m: res[m].width
+
+
 def _words_typed(sentence: str, n: int) -> list[str]:
     """The words as typed (for labels of unknown words); ``"?"`` where they cannot be matched."""
     words = re.findall(r"[a-z0-9']+", sentence.lower())
@@ -212,7 +227,9 @@ class BoundsExplorer(Explorer):
         self.results: dict[str, MethodBounds] = {}
         self.radii: dict[str, np.ndarray] = {}
         self.certification: Certification | None = None
+        self._live = False  # the first frame computes every method before it is shown
         super().__init__()
+        self._live = True
         if certification is not None:
             self.load_certification(certification)
 
@@ -256,7 +273,7 @@ class BoundsExplorer(Explorer):
         self.run_button.on_click(lambda _: self.start_run())
         self.task = BackgroundTask("positions")
         self.progress = self.task.bar.progress
-        self.bounds_task = BackgroundTask(ON_DEMAND[0] if ON_DEMAND else "bounds")
+        self.bounds_task = BackgroundTask("methods")
         top = dict(t=60, b=40)
 
         logits = go.Figure()
@@ -412,59 +429,81 @@ class BoundsExplorer(Explorer):
         return ids, labels
 
     def _bounds(self, ids, positions, p, eps, selected: str) -> dict[str, MethodBounds]:
-        """Every method's bounds, except the on-demand ones, which are only computed while
-        selected, and then in the background (:meth:`wait` waits for them)."""
+        """The bounds of every method found so far for these settings.
+
+        IBP and forward are computed here; the :data:`IN_BACKGROUND` methods (the selected
+        one first; an :data:`ON_DEMAND` one only while selected) are requested from the
+        background job, which redraws as each finishes (:meth:`wait` waits for it).  The
+        first frame computes them all here.
+        """
         key = (tuple(ids.tolist()), positions, p, eps)
         if key not in self._cache and len(self._cache) > 32:
             self._cache.clear()
         res = self._cache.setdefault(key, {})
-        wanted = [m for m in METHODS if m not in res and m not in ON_DEMAND]
-        if wanted:
-            e = self.model.embed(ids).detach()
-            label = int(self.model(e[None]).argmax())
-            spec = LpBall(eps, p=p, positions=list(positions))
-            with single_thread():
-                for m in wanted:
-                    res[m] = method_bounds(self.model, e, spec, m, label)
-        if selected in ON_DEMAND and selected not in res:
-            self._request((key, ids, positions, p, eps, selected))
+        wanted = [m for m in METHODS if m == selected or m not in ON_DEMAND]
+        wanted = sorted((m for m in wanted if m not in res), key=lambda m: m != selected)
+        now = [
+            m for m in wanted if m not in IN_BACKGROUND or (not self._live and m not in ON_DEMAND)
+        ]
+        if now:
+            e, label, spec = self._problem(ids, positions, p, eps)
+            for m in now:
+                res[m] = method_bounds(self.model, e, spec, m, label)
+        later = tuple(m for m in wanted if m not in now)
+        if later:
+            self._request((key, ids, positions, p, eps, later))
         return res
 
+    def _problem(self, ids, positions, p, eps) -> tuple[torch.Tensor, int, LpBall]:
+        e = self.model.embed(ids).detach()
+        with torch.no_grad():
+            label = int(self.model(e[None]).argmax())
+        return e, label, LpBall(eps, p=p, positions=list(positions))
+
     def _request(self, request: tuple) -> None:
-        """Compute an on-demand method in the background; the newest request wins."""
+        """Compute methods in the background; the newest request wins."""
         with self._lock:
+            current = self._wanted
+            if (
+                current is not None
+                and current[0] == request[0]
+                and set(request[-1]) <= set(current[-1])
+            ):
+                return  # asked for already
             self._wanted = request
             if self._job_active:
                 return
             self._job_active = True
         self.bounds_task.join(5)  # a job that just finished may still be returning
-        self.bounds_task.start(self._on_demand_job)
+        self.bounds_task.start(self._background_job)
 
-    def _on_demand_job(self, step: Callable[[int, int], None]) -> None:
+    def _background_job(self, step: Callable[[int, int], None]) -> None:
         try:
             while True:
-                req = self._wanted
-                if req is None:
-                    break
-                key, ids, positions, p, eps, method = req
+                with self._lock:
+                    req = self._wanted
+                    if req is None:
+                        break
+                key, ids, positions, p, eps, methods = req
                 res = self._cache.setdefault(key, {})
-                if method not in res:
-                    step(0, 1)
-                    e = self.model.embed(ids).detach()
-                    label = int(self.model(e[None]).argmax())
-                    spec = LpBall(eps, p=p, positions=list(positions))
+                todo = [m for m in methods if m not in res]
+                e, label, spec = self._problem(ids, positions, p, eps)
+                for i, m in enumerate(todo):
+                    step(i, len(todo))  # after Cancel this raises: nothing more is computed
+                    if self._wanted is not req:
+                        break  # the controls moved on: the newest request first
                     with single_thread():
-                        found = method_bounds(self.model, e, spec, method, label)
-                    step(1, 1)  # after Cancel this raises: the result is dropped
-                    res[method] = found
+                        res[m] = method_bounds(self.model, e, spec, m, label)
+                    step(i + 1, len(todo))
+                    self.update()  # draw it now (a newer request is drawn when it is done)
                 with self._lock:
                     if self._wanted is req:
-                        self._job_active = False
+                        self._wanted = None
                         break
         finally:
             with self._lock:
                 self._job_active = False
-        self.update()  # draw the result (if the controls moved on, it stays cached)
+                self._wanted = None
 
     def wait(self, timeout: float | None = None) -> None:
         """Wait for background work (an on-demand method, a radius run) to finish."""
@@ -480,10 +519,20 @@ class BoundsExplorer(Explorer):
             raise ValueError("positions must select at least one token, got none")
         p, eps, method = float(v["p"]), float(v["eps"]), v["method"]
         self.results = res = self._bounds(ids, positions, p, eps, method)
-        # While an on-demand method is computed in the background, CROWN (which it refines)
-        # is drawn and the title says so.
+        # While the selected method is computed in the background, the tightest bounds found
+        # so far (CROWN for alpha-CROWN, which refines it) are drawn and the title says so:
+        # every method's bounds are sound, the pending one only tighter.
         pending = method not in res
-        cur = res["crown"] if pending else res[method]
+        shown = method
+        if pending:
+            shown = (
+                "crown" if "crown" in res and method in ON_DEMAND else min(res, key=_width_of(res))
+            )
+        cur = res[shown]
+        coming = [m for m in METHODS if m not in res and (m not in ON_DEMAND or m == method)]
+        waiting = (
+            "in the background…" if self._job_active else "(cancelled: move a control to retry)"
+        )
         with torch.no_grad():
             clean = self.model(self.model.embed(ids)[None].double())[0].numpy()
         fig = self.figures["logits"]
@@ -500,7 +549,7 @@ class BoundsExplorer(Explorer):
             fig.layout.yaxis.range = [lo - pad, hi + pad]
             verdict = "certified" if cur.certified else "not certified"
             fig.layout.title.text = f"{method}: logit bounds at ε = {eps:.3g} (ℓ{_p_label(p)})" + (
-                f"<br><sup>computing {method} in the background… (crown shown)</sup>"
+                f"<br><sup>computing {method} {waiting} ({shown} shown)</sup>"
                 if pending
                 else f"<br><sup>{self.classes[cur.label]} {verdict}</sup>"
             )
@@ -526,7 +575,7 @@ class BoundsExplorer(Explorer):
                     x=m,
                     y=0.5,
                     yref="paper",
-                    text="computing…" if m == method else f"select {m}<br>to compute",
+                    text="computing…" if m in coming else f"select {m}<br>to compute",
                     showarrow=False,
                     font=dict(size=10, color="#555"),
                 )
@@ -542,6 +591,7 @@ class BoundsExplorer(Explorer):
         self.status.value = (
             f"prediction: <b>{self.classes[cur.label]}</b>; certified at this ε "
             f"by: {', '.join(good) or 'none'}"
+            + (f" (computing: {', '.join(coming)})" if coming else "")
             + (
                 f"<br>not in the model's vocabulary (read as &lt;unk&gt;): {', '.join(unknown)}"
                 if unknown
