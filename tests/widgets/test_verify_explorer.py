@@ -260,6 +260,7 @@ def test_certification_of_margins_from_the_api(explorer):
     assert list(box.x) == [1, 1]
     np.testing.assert_array_equal(_arr(box.y), cert.values[:, 1])
 
+
 def test_backward_methods_come_from_the_background_and_are_never_recomputed(model, monkeypatch):
     import threading
 
