@@ -202,7 +202,9 @@ __global__ void lif_forward(const T* __restrict__ x, const T* __restrict__ v0,
     }
 }
 
-template <typename T, int MAXT>
+// KIND >= 0 fixes the surrogate at compile time (float and half register paths: the host asks
+// for the instance of the call's kind, one copy of the recurrence each); -1 reads `surrogate`.
+template <typename T, int MAXT, int KIND = -1>
 __global__ void lif_backward(const T* __restrict__ x, const T* __restrict__ v0,
                              const unsigned char* __restrict__ bits,
                              const T* __restrict__ grad_s, const T* __restrict__ grad_v,
@@ -221,14 +223,8 @@ __global__ void lif_backward(const T* __restrict__ x, const T* __restrict__ v0,
     backward_in_registers<MAXT>(x, v0, bits, grad_s, grad_v, grad_x, grad_v0, n, steps, i,    \
                                 inv_tau, vth, v_rest, v_reset, A(v_start_), hard, decay_input, \
                                 detach_reset, SG)
-            if constexpr (sizeof(A) == 4) {
-                // float: the surrogate inlined, one copy of the recurrence per kind.
-                switch (surrogate) {
-                    case 0: TK_LIF_NEURON((SurrogateOf<0, A>{alpha})); break;
-                    case 1: TK_LIF_NEURON((SurrogateOf<1, A>{alpha})); break;
-                    case 2: TK_LIF_NEURON((SurrogateOf<2, A>{alpha})); break;
-                    default: TK_LIF_NEURON((SurrogateOf<3, A>{alpha})); break;
-                }
+            if constexpr (KIND >= 0) {
+                TK_LIF_NEURON((SurrogateOf<KIND, A>{alpha}));
             } else {
                 TK_LIF_NEURON((SurrogateCall<A>{alpha, surrogate}));
             }
@@ -285,8 +281,9 @@ __global__ void lif_backward(const T* __restrict__ x, const T* __restrict__ v0,
     TK_LIF_BACKWARD(T, 8)                                                                      \
     TK_LIF_BACKWARD(T, 16)                                                                     \
     TK_LIF_BACKWARD(T, 32)
-#define TK_LIF_BACKWARD(T, MAXT)                                                               \
-    template __global__ void lif_backward<T, MAXT>(                                            \
+#define TK_LIF_BACKWARD(T, MAXT) TK_LIF_BACKWARD_KIND(T, MAXT, -1)
+#define TK_LIF_BACKWARD_KIND(T, MAXT, KIND)                                                    \
+    template __global__ void lif_backward<T, MAXT, KIND>(                                      \
         const T* __restrict__, const T* __restrict__, const unsigned char* __restrict__,       \
         const T* __restrict__, const T* __restrict__, T* __restrict__, T* __restrict__,        \
         void* __restrict__, long long, int, double, double, double, double, double, int, int,  \
@@ -295,4 +292,13 @@ __global__ void lif_backward(const T* __restrict__ x, const T* __restrict__ v0,
 TK_LIF_INSTANCES(float)
 TK_LIF_INSTANCES(double)
 TK_LIF_INSTANCES(tk_half)
+// The compile-time kinds: the check builds atan (the default) at every register size; the
+// other kinds are the same code with another inlined function.
+TK_LIF_BACKWARD_KIND(float, 8, 0)
+TK_LIF_BACKWARD_KIND(float, 16, 0)
+TK_LIF_BACKWARD_KIND(float, 32, 0)
+TK_LIF_BACKWARD_KIND(tk_half, 8, 0)
+TK_LIF_BACKWARD_KIND(tk_half, 16, 0)
+TK_LIF_BACKWARD_KIND(tk_half, 32, 0)
+TK_LIF_BACKWARD_KIND(float, 32, 1)
 #endif

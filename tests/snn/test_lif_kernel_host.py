@@ -46,10 +46,20 @@ using std::exp; using std::fabs;
               int steps, P) {                                                             \
         lif_forward<T>(x, v0, s, vs, bits, n, steps, A);                                  \
     }
+#define ARGS x, v0, bits, gs, gv, gx, gv0, scratch, n, steps, A
+/* float register paths take the compile-time surrogate instance, as the host asks for it */
 #define BWD(NAME, T, M)                                                                \
     void NAME(const T* x, const T* v0, const unsigned char* bits, const T* gs,            \
               const T* gv, T* gx, T* gv0, void* scratch, long long n, int steps, P) {     \
-        lif_backward<T, M>(x, v0, bits, gs, gv, gx, gv0, scratch, n, steps, A);           \
+        if (M > 0 && sizeof(T) == 4) {                                                    \
+            switch (k) {                                                                  \
+                case 0: lif_backward<T, M, 0>(ARGS); return;                              \
+                case 1: lif_backward<T, M, 1>(ARGS); return;                              \
+                case 2: lif_backward<T, M, 2>(ARGS); return;                              \
+                default: lif_backward<T, M, 3>(ARGS); return;                             \
+            }                                                                             \
+        }                                                                                 \
+        lif_backward<T, M>(ARGS);                                                         \
     }
 extern "C" {
 FWD(fwd_f, float) FWD(fwd_d, double)

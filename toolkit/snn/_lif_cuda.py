@@ -46,8 +46,13 @@ def _register_steps(steps: int) -> int:
     return next((m for m in _REGISTER_T if m >= steps), 0)
 
 
-def _backward_name(dtype: torch.dtype, steps: int) -> str:
-    return f"lif_backward<{TEMPLATE_TYPES[dtype]}, {_register_steps(steps)}>"
+def _backward_name(dtype: torch.dtype, steps: int, surrogate: str) -> str:
+    """The backward instance: float and half register paths fix the surrogate at compile time
+    (inlined, one copy of the recurrence); float64 and the scratch path read it at run time."""
+    maxt = _register_steps(steps)
+    if maxt and dtype != torch.float64:
+        return f"lif_backward<{TEMPLATE_TYPES[dtype]}, {maxt}, {_SURROGATE_IDS[surrogate]}>"
+    return f"lif_backward<{TEMPLATE_TYPES[dtype]}, {maxt}>"
 
 
 @functools.lru_cache(maxsize=64)
@@ -154,7 +159,11 @@ def _launch_backward(x, v0, v_start, p, bits, grad_s, grad_v, grad_x, grad_v0) -
         scratch = torch.empty((steps, n), dtype=work, device=x.device)
     args = (x, v0, bits, grad_s, grad_v, grad_x, grad_v0, scratch, n, steps)
     _launch(
-        _backward_name(x.dtype, steps), n, _BACKWARD_SIG, (*args, *_scalars(p, v_start)), x.device
+        _backward_name(x.dtype, steps, p.surrogate),
+        n,
+        _BACKWARD_SIG,
+        (*args, *_scalars(p, v_start)),
+        x.device,
     )
 
 
