@@ -345,7 +345,8 @@ class BoundsExplorer(Explorer):
             modebar=dict(orientation="v"),
             plot_bgcolor="white",
         )
-        self.cert_path = W.Text(
+        # A control, but not a live one: a path is read when Load is pressed.
+        self.cert_path = c["certification"] = W.Text(
             placeholder="path of a certify_dataset result (.npz)",
             description="file",
             layout=W.Layout(width="98%", max_width="420px"),
