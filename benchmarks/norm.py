@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import card_name, time_cuda
+from harness import card_name, profile_step, time_cuda
 
 from toolkit.norm import BatchSamplingBN2d, FeatureSamplingBN2d, SecondMomentNorm2d
 
@@ -187,8 +187,6 @@ def profile_layers(steps: int = 20) -> str:
     event time of a step, and the sum of its kernels' device times (torch.profiler), with the
     kernels that take it.  Host >> kernels means launch overhead; kernels near the event time
     means the GPU work itself."""
-    from torch.profiler import ProfilerActivity, profile
-
     lines = [
         "Per-step profile (forward + backward of one layer): host = wall time to issue one step "
         "without synchronizing; event = CUDA-event time per step over "
@@ -206,28 +204,7 @@ def profile_layers(steps: int = 20) -> str:
             dy = torch.randn(shape, device="cuda", dtype=dtype, generator=g)
             for name in PROFILE_VARIANTS:
                 layer = VARIANTS[name](shape[1]).cuda()
-                step = layer_step(layer)
-                for _ in range(5):
-                    step(x, dy)
-                torch.cuda.synchronize()
-                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(True)
-                t0 = time.perf_counter()
-                start.record()
-                for _ in range(steps):
-                    step(x, dy)
-                end.record()
-                host_us = (time.perf_counter() - t0) / steps * 1e6
-                end.synchronize()
-                event_us = start.elapsed_time(end) / steps * 1e3
-                with profile(activities=[ProfilerActivity.CUDA]) as prof:
-                    for _ in range(steps):
-                        step(x, dy)
-                    torch.cuda.synchronize()
-                kernels: dict[str, float] = {}
-                for ev in prof.events():
-                    if ev.device_type == torch.autograd.DeviceType.CUDA:
-                        key = ev.name.split("(")[0][:48]
-                        kernels[key] = kernels.get(key, 0.0) + ev.device_time / steps
+                host_us, event_us, kernels = profile_step(layer_step(layer), (x, dy), steps)
                 total = sum(kernels.values())
                 top = sorted(kernels.items(), key=lambda kv: -kv[1])[:5]
                 tops = "; ".join(f"{k} {v:.0f}" for k, v in top)
