@@ -23,6 +23,18 @@ CASES = [
 ]
 
 
+def _assert_kernel_matches_reference(q, k, scale, keep):
+    """The kernel's mask, into a poisoned buffer, equals the reference's bit for bit."""
+    expected = predict_topk_mask(q, k, scale, keep, backend="cpu")
+    out = _predict_cuda(
+        q.cuda(), k.cuda(), scale.cuda(), keep, out=poisoned(expected.shape, torch.bool)
+    )
+    torch.cuda.synchronize()
+    assert_written(out)
+    assert_matches_reference(out, expected, exact=True)
+    return out
+
+
 @pytest.mark.parametrize(("lead", "lq", "lk", "rank", "dtype", "keep", "amp"), CASES)
 def test_cuda_equals_reference(lead, lq, lk, rank, dtype, keep, amp):
     gen = generator(lead, lq, lk, rank, dtype, keep, amp)
@@ -31,13 +43,7 @@ def test_cuda_equals_reference(lead, lq, lk, rank, dtype, keep, amp):
     scale = torch.rand(*lead, lk, generator=gen) + 0.25
     if amp < 5:  # coarse codes and equal scales: many exact ties
         scale = torch.ones(*lead, lk)
-    expected = predict_topk_mask(q, k, scale, keep, backend="cpu")
-    out = _predict_cuda(
-        q.cuda(), k.cuda(), scale.cuda(), keep, out=poisoned(expected.shape, torch.bool)
-    )
-    torch.cuda.synchronize()
-    assert_written(out)
-    assert_matches_reference(out, expected, exact=True)
+    _assert_kernel_matches_reference(q, k, scale, keep)
 
 
 def test_auto_dispatch_and_errors():
@@ -89,11 +95,5 @@ def test_cuda_selection_edge_cases(lk, keep, kind):
         q = torch.randint(-127, 128, (*lead, lq, rank), generator=gen).to(torch.int8)
         k = torch.randint(-127, 128, (*lead, lk, rank), generator=gen).to(torch.int8)
     scale = _scales(kind, lead, lk, gen)
-    expected = predict_topk_mask(q, k, scale, keep, backend="cpu")
-    out = _predict_cuda(
-        q.cuda(), k.cuda(), scale.cuda(), keep, out=poisoned(expected.shape, torch.bool)
-    )
-    torch.cuda.synchronize()
-    assert_written(out)
-    assert_matches_reference(out, expected, exact=True)
+    out = _assert_kernel_matches_reference(q, k, scale, keep)
     assert (out.sum(-1) == keep).all()
