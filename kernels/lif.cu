@@ -80,7 +80,7 @@ __device__ __forceinline__ A surrogate_k(A u, A alpha) {
 
 // The same with the kind known only at run time.  Not inlined: 32 inlined copies of all four
 // branches (exp in double above all) made the compile take a minute per instance; the float
-// register path inlines surrogate_k instead, one kind per copy of its loop.
+// register path inlines surrogate_k instead, in one kernel instance per kind.
 template <typename A>
 __device__ __noinline__ A surrogate_grad(A u, A alpha, int kind) {
     if (kind == 0) {
