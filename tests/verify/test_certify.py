@@ -74,10 +74,11 @@ def _job(path, model, sentences, kwargs, fail_lengths=(), exit_lengths=(), slow=
     return path
 
 
-def _torchrun(tmp, model, sentences, nproc, specs):
-    """One torchrun launch of ``nproc`` gloo processes running the jobs ``specs``
-    (name -> (batch_size, fail_lengths, slow)) one after the other.
-    -> {name: [result of every rank]}"""
+def _torchrun(tmp, model, sentences, nproc, specs, join=False):
+    """One torchrun launch of ``nproc`` processes running the jobs ``specs``
+    (name -> (batch_size, fail_lengths, slow)) one after the other, in a gloo group the
+    runner joins (``join``: certify_dataset joins the group itself: NCCL where there are
+    GPUs).  -> {name: [result of every rank]}"""
     jobs = {}
     for name, (batch_size, fail, slow) in specs.items():
         (tmp / name).mkdir()
@@ -85,7 +86,8 @@ def _torchrun(tmp, model, sentences, nproc, specs):
         jobs[name] = _job(tmp / name / "job.pt", model, sentences, kwargs, fail, slow=slow)
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
-    cmd += [f"--nproc-per-node={nproc}", str(RUNNER), *map(str, jobs.values())]
+    cmd += [f"--nproc-per-node={nproc}", str(RUNNER), *["--join"] * join]
+    cmd += list(map(str, jobs.values()))
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return {
@@ -355,6 +357,28 @@ def test_cuda_run_matches_the_cpu_run(model, sentences, reference):
     )
     # a second run: the same up to the resolution (CUDA's atomic adds may reorder sums)
     np.testing.assert_allclose(again.values, cert.values, atol=SEARCH["tol"], equal_nan=True)
+
+
+@pytest.mark.gpu
+def test_two_gpus_over_nccl(tmp_path, model, sentences):
+    """Two processes, one per GPU, in the NCCL group certify_dataset joins itself (the
+    queue on torchrun's TCP store): the one-GPU run's labels and radii (to the bisection's
+    resolution, as above), every chunk done once, and a slow rank 1 claims fewer."""
+    if torch.cuda.device_count() < 2:
+        pytest.skip(f"needs 2 GPUs, torch sees {torch.cuda.device_count()}")
+    specs = {"plain": (2, (), None), "slow": (1, (), (1, SLOW))}
+    runs = _torchrun(tmp_path, model, sentences, 2, specs, join=True)
+    for name, bs in (("plain", 2), ("slow", 1)):
+        one = certify_dataset(model, sentences, RadiusSearch(**SEARCH), batch_size=bs,
+                              device="cuda", progress=False)  # fmt: skip
+        for cert in runs[name]:
+            assert cert.meta["device"] == "cuda" and cert.meta["world_size"] == 2
+            np.testing.assert_array_equal(cert.labels, one.labels)
+            np.testing.assert_allclose(cert.values, one.values, atol=SEARCH["tol"],
+                                       equal_nan=True)  # fmt: skip
+            _check_queue(cert, one.meta["chunks"])
+    fast, slow = runs["slow"][0].meta["ranks"]
+    assert fast["chunks"] > slow["chunks"], runs["slow"][0].meta["ranks"]
 
 
 def _small_cert():
