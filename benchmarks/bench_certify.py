@@ -189,6 +189,22 @@ def main() -> None:
     for n in counts:
         total = sum(st["busy"] for st in res[n].meta["ranks"])
         print(f"  P={n}: sum of busy {total:.2f} s = {total / T[1]:.3f} x T_1")
+    # what one chunk costs (P=1): constant (per-call overhead) or growing with its work
+    from toolkit.verify._certify_work import plan
+
+    chunks = plan(res[1].lengths.tolist(), None, args.batch_size)
+    st = res[1].meta["ranks"][0]
+    secs = dict(zip(st["chunk_ids"], st["chunk_seconds"]))
+    by: dict[int, list[float]] = {}
+    for c in chunks:
+        if c.id in secs:
+            by.setdefault(len(c.sentences), []).append(secs[c.id])
+    vals = np.array(list(secs.values()))
+    print(
+        f"P=1 seconds per chunk: min {vals.min():.2f}, median {np.median(vals):.2f}, "
+        f"max {vals.max():.2f}; mean by sentences in the chunk: "
+        + ", ".join(f"{k}: {np.mean(v):.2f} (x{len(v)})" for k, v in sorted(by.items()))
+    )
     agree = True
     for n in counts[1:]:
         same = res[1].same_values(res[n])

@@ -113,6 +113,8 @@ def _check_queue(cert, n_chunks):
     for st in ranks:
         assert st["chunks"] == len(st["chunk_ids"])
         assert 0 <= st["busy"] <= st["seconds"] + 1e-9
+        assert len(st["chunk_seconds"]) == st["chunks"]
+        assert st["busy"] == pytest.approx(sum(st["chunk_seconds"]))
 
 
 def test_single_process_equals_certified_radius(model, sentences, reference):

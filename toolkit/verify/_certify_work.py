@@ -287,7 +287,7 @@ def run_certification(model, data, labels, run, chunks, group, out, resume, prog
     results: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     failures: list[ShardFailure] = []
     mine: list[Chunk] = []
-    busy = 0.0
+    times: list[float] = []
     bar = _bar(len(order), progress and group.rank == 0, group)
     t0 = time.perf_counter()
     try:
@@ -316,7 +316,7 @@ def run_certification(model, data, labels, run, chunks, group, out, resume, prog
                 results[chunk.id] = (y, vals)
                 if store is not None:
                     store.write(chunk.id, chunk.sentences, y, vals)
-            busy += time.perf_counter() - tc
+            times.append(time.perf_counter() - tc)
             try:
                 finished = queue.finish()
             except Exception as exc:
@@ -327,7 +327,8 @@ def run_certification(model, data, labels, run, chunks, group, out, resume, prog
         if bar is not None:
             bar.close()
     stats: dict[str, Any] = dict(chunks=len(mine), pairs=sum(c.cost for c in mine))
-    stats.update(seconds=time.perf_counter() - t0, busy=busy, chunk_ids=[c.id for c in mine])
+    stats.update(seconds=time.perf_counter() - t0, busy=sum(times))
+    stats.update(chunk_ids=[c.id for c in mine], chunk_seconds=times)
     try:
         gathered = group.gather((results, failures, stats))
     except Exception as exc:  # a peer died or timed out: say so instead of hanging

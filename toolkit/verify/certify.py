@@ -11,8 +11,9 @@ and every rank gathers the results in input order.  The chunks do not depend on 
 of processes or on who claims them, so a chunk's numbers are the same whichever rank
 computed it: one process and N processes (and a resumed run) give bit-identical results on
 the same kind of device.  ``meta["ranks"]`` records per rank the chunks it did
-(``chunk_ids``, in the order done), its busy seconds (``busy``: inside the bound work) and
-its seconds from the start to its last chunk (``seconds``).
+(``chunk_ids``, in the order done) and the seconds of each (``chunk_seconds``), its busy
+seconds (``busy``: their sum) and its seconds from the start to its last chunk
+(``seconds``).
 
 **Launching on several GPUs.**  Write a script that calls :func:`certify_dataset` and run
 it with ``torchrun``, one process per GPU::
