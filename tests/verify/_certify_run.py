@@ -2,8 +2,9 @@
 
 Every ``JOB`` is a ``torch.save``'d dict: the tiny model's config and state, the sentences,
 the spec (``("radius", {...})`` or ``("ball", eps, p)``), certify_dataset's keyword arguments
-``fail_lengths`` (sentence lengths whose bound computation raises) and ``exit_lengths``
-(lengths at which the process dies at once).  ``--join`` before the jobs leaves joining the
+``fail_lengths`` (sentence lengths whose bound computation raises), ``exit_lengths``
+(lengths at which the process dies at once) and ``slow`` (``(rank, seconds)``: that rank
+sleeps so long in every chunk, a slow GPU).  ``--join`` before the jobs leaves joining the
 group to certify_dataset.  The jobs run one
 after the other in one process group (joined here, so certify_dataset uses a group it did not
 create); every rank saves the result it got to ``JOB.rank{r}.npz``.
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 
 import torch
 import torch.distributed as dist
@@ -21,12 +23,16 @@ from toolkit.verify import LpBall, RadiusSearch, TransformerClassifier, certify_
 
 
 class FailingClassifier(TransformerClassifier):
-    """A TransformerClassifier whose graph raises at the given lengths (a failing shard)."""
+    """A TransformerClassifier whose graph raises at the given lengths (a failing shard),
+    or takes ``slow[1]`` seconds longer on rank ``slow[0]`` (the graph is built once a chunk)."""
 
     fail_lengths: tuple[int, ...] = ()
     exit_lengths: tuple[int, ...] = ()
+    slow: tuple[int, float] | None = None
 
     def graph(self, T):
+        if self.slow is not None and int(os.environ.get("RANK", "0")) == self.slow[0]:
+            time.sleep(self.slow[1])
         if T in self.exit_lengths:  # a hard crash: no exception, no clean-up
             os._exit(3)
         if T in self.fail_lengths:
@@ -39,6 +45,7 @@ def build(job):
     model.load_state_dict(job["state"])
     model.fail_lengths = tuple(job.get("fail_lengths", ()))
     model.exit_lengths = tuple(job.get("exit_lengths", ()))
+    model.slow = job.get("slow")
     kind, *args = job["spec"]
     spec = RadiusSearch(**args[0]) if kind == "radius" else LpBall(args[0], p=args[1])
     return model.double().eval(), spec

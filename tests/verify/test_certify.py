@@ -53,7 +53,11 @@ def _failing(model, lengths):
     return m.double().eval()
 
 
-def _job(path, model, sentences, kwargs, fail_lengths=(), exit_lengths=()):
+#: seconds rank 1 sleeps in every chunk of the "slow" job
+SLOW = 1.0
+
+
+def _job(path, model, sentences, kwargs, fail_lengths=(), exit_lengths=(), slow=None):
     torch.save(
         dict(
             config=model.config,
@@ -63,31 +67,54 @@ def _job(path, model, sentences, kwargs, fail_lengths=(), exit_lengths=()):
             kwargs=kwargs,
             fail_lengths=list(fail_lengths),
             exit_lengths=list(exit_lengths),
+            slow=slow,
         ),
         path,
     )
     return path
 
 
-@pytest.fixture(scope="module")
-def two_processes(tmp_path_factory, model, sentences):
-    """One torchrun launch of two gloo processes running two jobs: the plain data set, and
-    the same with every sentence of length 5 failing.  -> {job: [result of rank 0, 1]}"""
-    tmp = tmp_path_factory.mktemp("torchrun")
+def _torchrun(tmp, model, sentences, nproc, specs, join=False):
+    """One torchrun launch of ``nproc`` processes running the jobs ``specs``
+    (name -> (batch_size, fail_lengths, slow)) one after the other, in a gloo group the
+    runner joins (``join``: certify_dataset joins the group itself: NCCL where there are
+    GPUs).  -> {name: [result of every rank]}"""
     jobs = {}
-    for name, fail in (("plain", ()), ("failing", (5,))):
+    for name, (batch_size, fail, slow) in specs.items():
         (tmp / name).mkdir()
-        kwargs = dict(batch_size=2, progress=False, out=str(tmp / name / "cert.npz"))
-        jobs[name] = _job(tmp / name / "job.pt", model, sentences, kwargs, fail)
+        kwargs = dict(batch_size=batch_size, progress=False, out=str(tmp / name / "cert.npz"))
+        jobs[name] = _job(tmp / name / "job.pt", model, sentences, kwargs, fail, slow=slow)
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
-    cmd += [str(RUNNER), *map(str, jobs.values())]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    cmd += [f"--nproc-per-node={nproc}", str(RUNNER), *["--join"] * join]
+    cmd += list(map(str, jobs.values()))
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return {
-        name: [load_certification(f"{job}.rank{r}.npz") for r in range(2)]
+        name: [load_certification(f"{job}.rank{r}.npz") for r in range(nproc)]
         for name, job in jobs.items()
     }
+
+
+@pytest.fixture(scope="module")
+def two_processes(tmp_path_factory, model, sentences):
+    """One torchrun launch of two gloo processes running three jobs: the plain data set; the
+    same with every sentence of length 5 failing; and one chunk per sentence with rank 1
+    sleeping SLOW seconds in every chunk.  -> {job: [result of rank 0, 1]}"""
+    specs = {"plain": (2, (), None), "failing": (2, (5,), None), "slow": (1, (), (1, SLOW))}
+    return _torchrun(tmp_path_factory.mktemp("torchrun"), model, sentences, 2, specs)
+
+
+def _check_queue(cert, n_chunks):
+    """Every chunk was done by exactly one rank, and the ranks agree on who did what."""
+    ranks = cert.meta["ranks"]
+    ids = [cid for st in ranks for cid in st["chunk_ids"]]
+    assert sorted(ids) == list(range(n_chunks)), ids
+    for st in ranks:
+        assert st["chunks"] == len(st["chunk_ids"])
+        assert 0 <= st["busy"] <= st["seconds"] + 1e-9
+        assert len(st["chunk_seconds"]) == st["chunks"]
+        assert st["busy"] == pytest.approx(sum(st["chunk_seconds"]))
 
 
 def test_single_process_equals_certified_radius(model, sentences, reference):
@@ -111,8 +138,68 @@ def test_two_gloo_processes_equal_one(two_processes, reference):
         assert cert.same_values(reference)
         np.testing.assert_array_equal(cert.values, reference.values)
         np.testing.assert_array_equal(cert.labels, reference.labels)
+        _check_queue(cert, reference.meta["chunks"])
+        assert cert.meta["ranks"] == ranks[0].meta["ranks"]
     out = Path(ranks[0].meta["out"])
     assert load_certification(out).same_values(reference)
+    assert reference.meta["ranks"][0]["chunk_ids"] == [1, 2, 0, 3]  # largest work first
+
+
+def test_a_slow_rank_claims_fewer_chunks(two_processes, model, sentences):
+    """Rank 1 sleeps SLOW s in each of its chunks, rank 0 certifies a chunk in a fraction of
+    that: the queue gives rank 0 more chunks, each chunk to one rank only, and the result is
+    the single-process one."""
+    single = certify_dataset(model, sentences, RadiusSearch(**SEARCH), batch_size=1,
+                             progress=False)  # fmt: skip
+    for cert in two_processes["slow"]:
+        assert cert.same_values(single)
+        _check_queue(cert, len(sentences))
+        fast, slow = cert.meta["ranks"]
+        assert fast["chunks"] > slow["chunks"], cert.meta["ranks"]
+        assert slow["busy"] >= SLOW * slow["chunks"]
+
+
+def test_the_queue_hands_out_each_index_once():
+    """Eight threads claiming from one real torch.distributed store at once: every index
+    exactly once, then None for everyone; the finished count reaches n exactly."""
+    import threading
+
+    import torch.distributed as dist
+
+    from toolkit.verify._certify_work import WorkQueue
+
+    store, n = dist.HashStore(), 500
+    queues = [WorkQueue(n, store, "q") for _ in range(8)]
+    got: list[list[int]] = [[] for _ in queues]
+    last: list[int] = []
+
+    def claim(q, out):
+        while (k := q.claim()) is not None:
+            out.append(k)
+            last.append(q.finish())
+
+    threads = [threading.Thread(target=claim, args=(q, o)) for q, o in zip(queues, got)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(k for o in got for k in o) == list(range(n))
+    assert max(last) == n and sorted(last) == list(range(1, n + 1))
+    assert all(q.claim() is None for q in queues)
+    queues[0].release()
+    assert not store.check(["q/claimed"])
+    local = WorkQueue(3)  # one process: no store
+    assert [local.claim() for _ in range(4)] == [0, 1, 2, None]
+
+
+@pytest.mark.slow
+def test_three_gloo_processes_equal_one(tmp_path, model, sentences, reference):
+    """Three ranks (one more than the chunks of any length): the same bits."""
+    certs = _torchrun(tmp_path, model, sentences, 3, {"plain": (2, (), None)})["plain"]
+    for cert in certs:
+        assert cert.meta["world_size"] == 3 and cert.same_values(reference)
+        np.testing.assert_array_equal(cert.values, reference.values)
+        _check_queue(cert, reference.meta["chunks"])
 
 
 def test_failed_shard_is_reported_then_resumed(two_processes, model, sentences, reference):
@@ -274,6 +361,28 @@ def test_cuda_run_matches_the_cpu_run(model, sentences, reference):
     np.testing.assert_allclose(again.values, cert.values, atol=SEARCH["tol"], equal_nan=True)
 
 
+@pytest.mark.gpu
+def test_two_gpus_over_nccl(tmp_path, model, sentences):
+    """Two processes, one per GPU, in the NCCL group certify_dataset joins itself (the
+    queue on torchrun's TCP store): the one-GPU run's labels and radii (to the bisection's
+    resolution, as above), every chunk done once, and a slow rank 1 claims fewer."""
+    if torch.cuda.device_count() < 2:
+        pytest.skip(f"needs 2 GPUs, torch sees {torch.cuda.device_count()}")
+    specs = {"plain": (2, (), None), "slow": (1, (), (1, SLOW))}
+    runs = _torchrun(tmp_path, model, sentences, 2, specs, join=True)
+    for name, bs in (("plain", 2), ("slow", 1)):
+        one = certify_dataset(model, sentences, RadiusSearch(**SEARCH), batch_size=bs,
+                              device="cuda", progress=False)  # fmt: skip
+        for cert in runs[name]:
+            assert cert.meta["device"] == "cuda" and cert.meta["world_size"] == 2
+            np.testing.assert_array_equal(cert.labels, one.labels)
+            np.testing.assert_allclose(cert.values, one.values, atol=SEARCH["tol"],
+                                       equal_nan=True)  # fmt: skip
+            _check_queue(cert, one.meta["chunks"])
+    fast, slow = runs["slow"][0].meta["ranks"]
+    assert fast["chunks"] > slow["chunks"], runs["slow"][0].meta["ranks"]
+
+
 def _small_cert():
     from toolkit.verify import Certification
 
@@ -352,14 +461,15 @@ def test_shards_are_balanced_and_deterministic():
 @pytest.mark.slow
 def test_a_crashed_rank_does_not_hang_the_other(tmp_path, model, sentences, reference):
     """Two gloo processes started by hand (no torchrun to stop the survivor); the rank that
-    gets the length-5 sentences dies at once.  The other one does not wait forever in the
-    result exchange: it fails within the timeout, saying so and pointing at resume, and a
-    resumed run from its parts gives the full result."""
+    claims the length-2 sentence (the last chunk in the queue's order) dies at once.  The
+    other one does not wait forever in the work queue (rank 0 hosts the store) or the result
+    exchange: it fails within the timeout, saying so and pointing at resume, and a resumed
+    run from the parts gives the full result."""
     import socket
 
     out = tmp_path / "cert.npz"
     kwargs = dict(batch_size=2, progress=False, out=str(out), timeout=30.0)
-    job = _job(tmp_path / "job.pt", model, sentences, kwargs, exit_lengths=(5,))
+    job = _job(tmp_path / "job.pt", model, sentences, kwargs, exit_lengths=(2,))
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -377,7 +487,8 @@ def test_a_crashed_rank_does_not_hang_the_other(tmp_path, model, sentences, refe
         errs.append(err)
     assert sorted(codes) == [1, 3], (codes, errs)
     survivor = errs[codes.index(1)]
-    assert "the result exchange failed" in survivor and "resume=True" in survivor
+    assert "resume=True" in survivor
+    assert "the result exchange failed" in survivor or "the work queue failed" in survivor
     assert not out.exists()
     resumed = certify_dataset(
         model, sentences, RadiusSearch(**SEARCH), resume=True, **{**kwargs, "timeout": 60.0}

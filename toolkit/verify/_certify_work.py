@@ -1,5 +1,6 @@
-"""The work behind :func:`~toolkit.verify.certify_dataset`: the chunk plan and its sharding,
-the process group, one chunk's bound computations, and the exchange and assembly of results.
+"""The work behind :func:`~toolkit.verify.certify_dataset`: the chunk plan, the process group
+and its shared work queue, one chunk's bound computations, and the exchange and assembly of
+results.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import math
 import os
 import time
 import traceback
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -27,13 +29,13 @@ from .specs import LpBall
 
 F64 = torch.float64
 
-__all__ = ["Chunk", "Group", "plan", "run_certification", "shard_chunks"]
+__all__ = ["Chunk", "Group", "WorkQueue", "plan", "run_certification", "shard_chunks"]
 
 
 @dataclass(frozen=True)
 class Chunk:
     """Sentences of one length certified together at the same positions (one bound call;
-    the unit of sharding and of the resume files)."""
+    the unit of the work queue and of the resume files)."""
 
     id: int
     sentences: tuple[int, ...]
@@ -44,6 +46,11 @@ class Chunk:
     def cost(self) -> int:
         """The (sentence, position) pairs: the token count when every position is asked."""
         return len(self.sentences) * len(self.positions)
+
+    @property
+    def work(self) -> int:
+        """Estimated bound work: every pair's bound runs through a graph of ``T`` tokens."""
+        return self.cost * self.T
 
 
 def plan(lengths: Sequence[int], positions: list[int] | None, batch_size: int) -> list[Chunk]:
@@ -67,6 +74,8 @@ def shard_chunks(costs: Sequence[int], world_size: int) -> list[list[int]]:
     Longest processing time first: items by decreasing cost (ties by index) each go to the
     rank with the least cost so far (ties to the lower rank); each rank's items are returned
     in index order.  The heaviest rank carries at most 4/3 of the optimum (Graham, 1969).
+    A fixed split for when the costs are known; ``certify_dataset`` deals its chunks through
+    a :class:`WorkQueue` instead, because a radius bisection's cost is not.
 
     Parameters
     ----------
@@ -151,9 +160,57 @@ class Group:
         self.dist.all_gather_object(out, obj)
         return out
 
+    def store(self) -> Any:
+        """The default group's key-value store (TCP under torchrun or ``env://``, or the file
+        or hash store a script initialised the group with).  No public getter exists; this
+        one has been in torch.distributed since 1.x."""
+        return self.dist.distributed_c10d._get_default_store()
+
     def close(self) -> None:
         if self.owned:
             self.dist.destroy_process_group()
+
+
+class WorkQueue:
+    """Hands out the indices ``0 .. n-1`` once each over the ranks of a group.
+
+    Each :meth:`claim` is one ``store.add(key, 1)`` on the group's key-value store, which is
+    atomic on every store torch.distributed has (TCP, file, hash), so no index is handed out
+    twice or skipped, whichever rank asks first; a rank that is slower simply claims fewer.
+    With one process (``store=None``) it is a plain counter.  ``key`` must be new for every
+    queue: the default store outlives the call, and a counter is never reset.
+    """
+
+    def __init__(self, n: int, store: Any = None, key: str = "") -> None:
+        self.n, self.store, self.key = n, store, key
+        self._claimed = self._finished = 0
+
+    def _add(self, name: str, amount: int) -> int:
+        if self.store is None:
+            if name == "claimed":
+                self._claimed += amount
+                return self._claimed
+            self._finished += amount
+            return self._finished
+        return int(self.store.add(f"{self.key}/{name}", amount))
+
+    def claim(self) -> int | None:
+        """The next index, or None when all are handed out."""
+        k = self._add("claimed", 1) - 1
+        return k if k < self.n else None
+
+    def finish(self) -> int:
+        """Count one claimed index as done; returns how many are done over all ranks."""
+        return min(self._add("finished", 1), self.n)
+
+    def release(self) -> None:
+        """Drop the counters from the store (once every rank has stopped claiming)."""
+        if self.store is not None:
+            for name in ("claimed", "finished"):
+                try:
+                    self.store.delete_key(f"{self.key}/{name}")
+                except Exception:  # a store without deletion keeps two small keys; harmless
+                    pass
 
 
 def _run_chunk(work, chunk, sentences, labels, kind, settings, options, device):
@@ -190,6 +247,17 @@ def _run_chunk(work, chunk, sentences, labels, kind, settings, options, device):
     return y.cpu().numpy(), vals.cpu().numpy()
 
 
+def _lost(group: Group, store: PartStore | None, what: str, exc: BaseException) -> RuntimeError:
+    return RuntimeError(
+        f"rank {group.rank} of {group.world}: {what} failed ({exc}); "
+        + (
+            f"the finished chunks are in {str(store.dir)!r}, rerun with resume=True"
+            if store is not None
+            else "rerun (with out= to keep finished chunks)"
+        )
+    )
+
+
 def run_certification(model, data, labels, run, chunks, group, out, resume, progress):
     kind, settings, pos, batch_size, opts = run
     store = None if out is None else PartStore(out)
@@ -200,24 +268,39 @@ def run_certification(model, data, labels, run, chunks, group, out, resume, prog
             answer = sorted(store.prepare(fp, resume))
         except (OSError, ValueError) as exc:
             answer = f"{type(exc).__name__}: {exc}"
-    # Rank 0's answer (the finished chunks, or its error) reaches every rank; this also keeps
-    # the others off the parts directory until it is ready, and starts the ranks' clocks
-    # together (the seconds in the result exclude waiting for a late peer to join).
-    answer = group.broadcast(answer)
+    # Rank 0's answer (the finished chunks, or its error, and the work queue's key) reaches
+    # every rank; this also keeps the others off the parts directory until it is ready, and
+    # starts the ranks' clocks together (the seconds in the result exclude waiting for a
+    # late peer to join).
+    answer, qkey = group.broadcast((answer, f"toolkit.certify/{uuid.uuid4().hex}"))
     start = time.perf_counter()
     if isinstance(answer, str):
         raise (ValueError if answer.startswith("ValueError") else OSError)(answer)
     done: set[int] = set(answer)
-    todo = [c for c in chunks if c.id not in done]
-    mine = [todo[i] for i in shard_chunks([c.cost for c in todo], group.world)[group.rank]]
+    # Largest estimated work first, claimed one chunk at a time: the greedy list schedule
+    # that LPT is, but fed by the actual finishing times, so a rank whose chunks take longer
+    # than estimated (a bisection's cost varies by sentence) just claims fewer.
+    order = sorted((c for c in chunks if c.id not in done), key=lambda c: (-c.work, c.id))
+    queue = WorkQueue(len(order), group.store() if group.world > 1 else None, qkey)
     dev = group.device
     work = copy.deepcopy(model).to(device=dev, dtype=F64).eval()
     results: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     failures: list[ShardFailure] = []
-    bar = _bar(len(mine), progress and group.rank == 0, group)
+    mine: list[Chunk] = []
+    times: list[float] = []
+    bar = _bar(len(order), progress and group.rank == 0, group)
     t0 = time.perf_counter()
     try:
-        for chunk in mine:
+        while True:
+            try:
+                k = queue.claim()
+            except Exception as exc:  # the store is gone (its host rank died)
+                raise _lost(group, store, "the work queue", exc) from exc
+            if k is None:
+                break
+            chunk = order[k]
+            mine.append(chunk)
+            tc = time.perf_counter()
             try:
                 y, vals = _run_chunk(work, chunk, data, labels, kind, settings, opts, dev)
             except Exception as exc:  # reported in the result; the other chunks go on
@@ -233,24 +316,25 @@ def run_certification(model, data, labels, run, chunks, group, out, resume, prog
                 results[chunk.id] = (y, vals)
                 if store is not None:
                     store.write(chunk.id, chunk.sentences, y, vals)
+            times.append(time.perf_counter() - tc)
+            try:
+                finished = queue.finish()
+            except Exception as exc:
+                raise _lost(group, store, "the work queue", exc) from exc
             if bar is not None:
-                bar.update(1)
+                bar.update(finished - bar.n)
     finally:
         if bar is not None:
             bar.close()
-    stats = dict(chunks=len(mine), pairs=sum(c.cost for c in mine))
-    stats["seconds"] = time.perf_counter() - t0
+    stats: dict[str, Any] = dict(chunks=len(mine), pairs=sum(c.cost for c in mine))
+    stats.update(seconds=time.perf_counter() - t0, busy=sum(times))
+    stats.update(chunk_ids=[c.id for c in mine], chunk_seconds=times)
     try:
         gathered = group.gather((results, failures, stats))
     except Exception as exc:  # a peer died or timed out: say so instead of hanging
-        raise RuntimeError(
-            f"rank {group.rank} of {group.world}: the result exchange failed ({exc}); "
-            + (
-                f"the finished chunks are in {str(store.dir)!r}, rerun with resume=True"
-                if store is not None
-                else "rerun (with out= to keep finished chunks)"
-            )
-        ) from exc
+        raise _lost(group, store, "the result exchange", exc) from exc
+    if group.rank == 0:  # every rank has stopped claiming once the exchange is through
+        queue.release()
     for res, _, _ in gathered:
         results.update(res)
     for cid in done:
@@ -282,7 +366,7 @@ def _bar(total: int, show: bool, group: Group) -> Any:
         return None
     from tqdm.auto import tqdm
 
-    desc = "certify" + (f" (rank 0 of {group.world})" if group.world > 1 else "")
+    desc = "certify" + (f" ({group.world} processes)" if group.world > 1 else "")
     return tqdm(total=total, desc=desc, unit="chunk")
 
 

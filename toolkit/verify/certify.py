@@ -1,13 +1,19 @@
 """Certify a whole data set: every sentence, every position, over the GPUs of one host.
 
 :func:`certify_dataset` cuts the data set into *chunks* (up to ``batch_size`` sentences of
-one length, in input order), deals the chunks to the processes of a ``torch.distributed``
-group (longest-processing-time first, balanced by token count: the cost of a chunk is its
-number of (sentence, position) pairs, its tokens when every position is certified), lets
-every process certify its chunks on its own device, and gathers the results on every rank
-in input order.  The chunks do not depend on the number of processes, so a chunk's numbers
-are the same whichever rank computed it: one process and N processes (and a resumed run)
-give bit-identical results on the same kind of device.
+one length, in input order) and lets the processes of a ``torch.distributed`` group take
+them from a shared work queue: largest estimated work first (sentences x positions x
+length), one chunk per claim, each claim one atomic ``add`` on the group's key-value store.
+A radius bisection's cost varies by sentence, so no split fixed in advance keeps the ranks
+equally busy; with the queue a rank whose chunks turn out slow just claims fewer, and every
+rank works until the queue is empty.  Each process certifies its chunks on its own device,
+and every rank gathers the results in input order.  The chunks do not depend on the number
+of processes or on who claims them, so a chunk's numbers are the same whichever rank
+computed it: one process and N processes (and a resumed run) give bit-identical results on
+the same kind of device.  ``meta["ranks"]`` records per rank the chunks it did
+(``chunk_ids``, in the order done) and the seconds of each (``chunk_seconds``), its busy
+seconds (``busy``: their sum) and its seconds from the start to its last chunk
+(``seconds``).
 
 **Launching on several GPUs.**  Write a script that calls :func:`certify_dataset` and run
 it with ``torchrun``, one process per GPU::
@@ -228,7 +234,7 @@ def certify_dataset(
         Positions to certify, each alone; default every position of each sentence.
         Positions past a sentence's end are skipped for it (NaN).
     batch_size : int
-        Sentences per chunk: the unit of one bound computation, of the sharding and of the
+        Sentences per chunk: the unit of one bound computation, of the work queue and of the
         resume files.  Results depend on it in the last bits only.
     out : str or os.PathLike, optional
         Result file (``.npz``, read by :func:`load_certification`), written by rank 0 at
@@ -237,7 +243,7 @@ def certify_dataset(
         Skip the chunks already in ``<out>.parts/`` (a ValueError if they belong to a
         different run); needs ``out``.
     progress : bool
-        A progress bar (``tqdm.auto``) over rank 0's chunks.
+        A progress bar (``tqdm.auto``) on rank 0 over the chunks done by all ranks.
     device : str or torch.device, optional
         Where to compute; default ``cuda:{LOCAL_RANK}`` when torch sees a GPU, else the CPU.
     timeout : float
@@ -255,8 +261,9 @@ def certify_dataset(
     TypeError, ValueError
         For bad arguments, naming them (raised on every rank before any work).
     RuntimeError
-        When the ranks cannot exchange their results (a rank crashed or timed out); the
-        finished chunks are in ``<out>.parts/`` for ``resume=True``.
+        When the ranks cannot share the work queue or exchange their results (a rank
+        crashed or timed out); the finished chunks are in ``<out>.parts/`` for
+        ``resume=True``.
 
     Examples
     --------
