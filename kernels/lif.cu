@@ -120,6 +120,7 @@ constexpr int kHard = 1;         // hard reset (else soft)
 constexpr int kDetach = 2;       // detach_reset
 constexpr int kDecayInput = 4;   // decay_input
 constexpr int kTrace = 8;        // a gradient flows into the membrane trace (grad_v non-null)
+constexpr int kAhead = 16;       // without kTrace: load each chunk's dL/dS a chunk ahead
 
 template <int OPTS>
 struct Options {
@@ -141,7 +142,10 @@ struct Options {
 // keeps every load behind the last step's store.  dL/dS (and dL/dV) are loaded eight steps at a
 // time ahead of their part of the recurrence, so eight loads are in flight per thread.  With the
 // options fixed at compile time (OPTS >= 0) the untaken branches and, without a trace gradient,
-// its eight registers of dL/dV go away.
+// its eight registers of dL/dV go away.  With kAhead (and no trace gradient) eight more
+// registers hold the next chunk's dL/dS: the last chunk's loads go out with the replay's, and
+// each chunk's while the one after it in time is worked on, so that a thread does not wait
+// for memory once per chunk.
 template <int MAXT, int OPTS, typename T, typename A, typename SG>
 __device__ __forceinline__ void backward_in_registers(
     const T* __restrict__ x, const T* __restrict__ v0, const unsigned char* __restrict__ bits,
@@ -149,8 +153,18 @@ __device__ __forceinline__ void backward_in_registers(
     T* __restrict__ grad_v0, long long n, int steps, long long i, A inv_tau, A vth, A v_rest,
     A v_reset, A v_start, Options<OPTS> o, SG surrogate_at) {
     const bool hard = o.is_hard(), detach_reset = o.detach(), trace = o.has_trace();
+    constexpr bool AHEAD = OPTS >= 0 && (OPTS & kAhead) && !(OPTS & kTrace);
+    constexpr int TOP = (MAXT + 7) / 8 - 1;  // the last chunk of eight steps
     const A decay = A(1) - inv_tau;
     const A dh_dx = o.decay() ? inv_tau : A(1);
+    A ahead[8];  // AHEAD: dL/dS of the chunk worked on next
+    if constexpr (AHEAD) {
+#pragma unroll
+        for (int u = 0; u < 8; ++u) {
+            const int t = 8 * TOP + u;
+            if (t < steps) ahead[u] = load(grad_s + static_cast<long long>(t) * n + i);
+        }
+    }
     A h[MAXT];
     unsigned int spikes = 0u;  // bit t: S[t]
     A v = v0 ? load(v0 + i) : v_start;
@@ -168,14 +182,24 @@ __device__ __forceinline__ void backward_in_registers(
     }
     A gv = A(0);
 #pragma unroll
-    for (int c = (MAXT + 7) / 8 - 1; c >= 0; --c) {
+    for (int c = TOP; c >= 0; --c) {
         A gs[8], gtrace[8];
+        if constexpr (AHEAD) {
 #pragma unroll
-        for (int u = 0; u < 8; ++u) {
-            const int t = 8 * c + u;
-            if (t < steps) {
-                gs[u] = load(grad_s + static_cast<long long>(t) * n + i);
-                gtrace[u] = trace ? load(grad_v + static_cast<long long>(t) * n + i) : A(0);
+            for (int u = 0; u < 8; ++u) {
+                gs[u] = ahead[u];
+                gtrace[u] = A(0);
+                const int t = 8 * (c - 1) + u;
+                if (c > 0 && t < steps) ahead[u] = load(grad_s + static_cast<long long>(t) * n + i);
+            }
+        } else {
+#pragma unroll
+            for (int u = 0; u < 8; ++u) {
+                const int t = 8 * c + u;
+                if (t < steps) {
+                    gs[u] = load(grad_s + static_cast<long long>(t) * n + i);
+                    gtrace[u] = trace ? load(grad_v + static_cast<long long>(t) * n + i) : A(0);
+                }
             }
         }
 #pragma unroll
@@ -239,7 +263,7 @@ __global__ void lif_forward(const T* __restrict__ x, const T* __restrict__ v0,
 // 60-70 without the bound; float OPTS 4 spills one word with it), so four 256-thread blocks,
 // half the SM's threads, are in flight per SM; with one, three blocks (at most 80 registers).
 template <typename T, int MAXT, int KIND, int OPTS>
-__global__ void __launch_bounds__(256, (OPTS & kTrace) ? 3 : 4)
+__global__ void __launch_bounds__(256, (OPTS & kTrace) || ((OPTS & kAhead) && MAXT > 16) ? 3 : 4)
     lif_backward_fixed(const T* __restrict__ x, const T* __restrict__ v0,
                        const unsigned char* __restrict__ bits, const T* __restrict__ grad_s,
                        const T* __restrict__ grad_v, T* __restrict__ grad_x,
@@ -247,7 +271,7 @@ __global__ void __launch_bounds__(256, (OPTS & kTrace) ? 3 : 4)
                        int steps, double inv_tau_, double v_threshold_, double v_reset_,
                        double v_start_, double alpha_, int hard, int decay_input,
                        int detach_reset, int surrogate) {
-    static_assert(MAXT > 0 && KIND >= 0 && OPTS >= 0 && OPTS < 16, "a register instance");
+    static_assert(MAXT > 0 && KIND >= 0 && OPTS >= 0 && OPTS < 32, "a register instance");
     using A = typename acc_of<T>::type;
     const long long i = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
     if (i >= n) return;
@@ -350,7 +374,8 @@ __global__ void lif_backward(const T* __restrict__ x, const T* __restrict__ v0,
         const T* __restrict__, const T* __restrict__, T* __restrict__, T* __restrict__,        \
         void* __restrict__, long long, int, double, double, double, double, double, int, int,  \
         int, int);
-// The 16 option sets of one (type, register size, surrogate).
+// The 24 option sets of one (type, register size, surrogate): 16, and kAhead on the 8 without
+// a trace gradient.
 #define TK_LIF_ALL_OPTS(T, MAXT, KIND)                                                         \
     TK_LIF_BACKWARD_OPTS(T, MAXT, KIND, 0) TK_LIF_BACKWARD_OPTS(T, MAXT, KIND, 1)              \
     TK_LIF_BACKWARD_OPTS(T, MAXT, KIND, 2) TK_LIF_BACKWARD_OPTS(T, MAXT, KIND, 3)              \
@@ -359,7 +384,11 @@ __global__ void lif_backward(const T* __restrict__ x, const T* __restrict__ v0,
     TK_LIF_BACKWARD_OPTS(T, MAXT, KIND, 8) TK_LIF_BACKWARD_OPTS(T, MAXT, KIND, 9)              \
     TK_LIF_BACKWARD_OPTS(T, MAXT, KIND, 10) TK_LIF_BACKWARD_OPTS(T, MAXT, KIND, 11)            \
     TK_LIF_BACKWARD_OPTS(T, MAXT, KIND, 12) TK_LIF_BACKWARD_OPTS(T, MAXT, KIND, 13)            \
-    TK_LIF_BACKWARD_OPTS(T, MAXT, KIND, 14) TK_LIF_BACKWARD_OPTS(T, MAXT, KIND, 15)
+    TK_LIF_BACKWARD_OPTS(T, MAXT, KIND, 14) TK_LIF_BACKWARD_OPTS(T, MAXT, KIND, 15)          \
+    TK_LIF_BACKWARD_OPTS(T, MAXT, KIND, 16) TK_LIF_BACKWARD_OPTS(T, MAXT, KIND, 17)            \
+    TK_LIF_BACKWARD_OPTS(T, MAXT, KIND, 18) TK_LIF_BACKWARD_OPTS(T, MAXT, KIND, 19)            \
+    TK_LIF_BACKWARD_OPTS(T, MAXT, KIND, 20) TK_LIF_BACKWARD_OPTS(T, MAXT, KIND, 21)            \
+    TK_LIF_BACKWARD_OPTS(T, MAXT, KIND, 22) TK_LIF_BACKWARD_OPTS(T, MAXT, KIND, 23)
 
 TK_LIF_INSTANCES(float)
 TK_LIF_INSTANCES(double)
@@ -369,7 +398,7 @@ TK_LIF_INSTANCES(tk_half)
 TK_LIF_BACKWARD_KIND(float, 32, 0)
 TK_LIF_BACKWARD_KIND(tk_half, 32, 0)
 #ifdef TK_LIF_EVERY_INSTANCE
-// Every specialised instance the host can ask for (384; scripts/check-kernels builds a sample,
+// Every specialised instance the host can ask for (576; scripts/check-kernels builds a sample,
 // `nvcc -DTK_LIF_EVERY_INSTANCE` builds them all).
 #define TK_LIF_ALL_KINDS(T, MAXT)                                                              \
     TK_LIF_ALL_OPTS(T, MAXT, 0) TK_LIF_ALL_OPTS(T, MAXT, 1) TK_LIF_ALL_OPTS(T, MAXT, 2)        \
@@ -382,13 +411,17 @@ TK_LIF_ALL_KINDS(tk_half, 16)
 TK_LIF_ALL_KINDS(tk_half, 32)
 #else
 // A sample: every option set at the largest register size (the most registers), the default
-// option set (hard reset, decay_input: 5) at every size and surrogate kind.
+// option set (hard reset, decay_input: 5, with kAhead 21) at every size and surrogate kind.
 TK_LIF_ALL_OPTS(float, 32, 0)
 TK_LIF_ALL_OPTS(tk_half, 32, 0)
 TK_LIF_BACKWARD_OPTS(float, 8, 0, 5)
 TK_LIF_BACKWARD_OPTS(float, 16, 0, 5)
 TK_LIF_BACKWARD_OPTS(tk_half, 8, 0, 5)
 TK_LIF_BACKWARD_OPTS(tk_half, 16, 0, 5)
+TK_LIF_BACKWARD_OPTS(float, 8, 0, 21)
+TK_LIF_BACKWARD_OPTS(float, 16, 0, 21)
+TK_LIF_BACKWARD_OPTS(tk_half, 8, 0, 21)
+TK_LIF_BACKWARD_OPTS(tk_half, 16, 0, 21)
 TK_LIF_BACKWARD_OPTS(float, 32, 1, 5)
 TK_LIF_BACKWARD_OPTS(float, 32, 2, 5)
 TK_LIF_BACKWARD_OPTS(float, 32, 3, 5)

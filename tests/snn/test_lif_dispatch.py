@@ -53,9 +53,11 @@ def test_each_launch_compiles_only_its_instance(launches, dtype, ctype, steps, m
     (_, fwd, fwd_key, _), (_, bwd, bwd_key, args) = launches[:2]
     assert fwd == f"lif_forward<{ctype}>" and fwd_key == (fwd,)
     # float and half register paths take the specialised instance: surrogate atan (id 0), and
-    # the default options, hard reset + decay_input (1 + 4), no trace gradient
+    # the default options, hard reset + decay_input (1 + 4), no trace gradient, dL/dS loaded a
+    # chunk ahead (16) at the register sizes of _AHEAD_MAXT
     if maxt and dtype != torch.float64:
-        assert bwd == f"lif_backward_fixed<{ctype}, {maxt}, 0, 5>" and bwd_key == (bwd,)
+        opts = 5 + 16 * (maxt in _lif_cuda._AHEAD_MAXT)
+        assert bwd == f"lif_backward_fixed<{ctype}, {maxt}, 0, {opts}>" and bwd_key == (bwd,)
     else:
         assert bwd == f"lif_backward<{ctype}, {maxt}>" and bwd_key == (bwd,)
     scratch = args[7]
@@ -131,8 +133,14 @@ def test_backward_instance_fixes_every_option(surrogate, v_reset, detach, decay,
     opts = (v_reset is not None) + 2 * detach + 4 * decay + 8 * trace
     for dtype, ctype in ((torch.float32, "float"), (torch.float16, "tk_half")):
         for steps, maxt in ((1, 8), (8, 8), (9, 16), (16, 16), (17, 32), (32, 32)):
+            for ahead in (False, True):
+                # the chunk-ahead bit (16) only without a trace gradient
+                want = opts + 16 * (ahead and not trace)
+                name = _lif_cuda._backward_name(dtype, steps, p, trace, 1000, True, ahead)
+                assert name == f"lif_backward_fixed<{ctype}, {maxt}, {kind}, {want}>"
             name = _lif_cuda._backward_name(dtype, steps, p, trace, 1000)
-            assert name == f"lif_backward_fixed<{ctype}, {maxt}, {kind}, {opts}>"
+            want = opts + 16 * (maxt in _lif_cuda._AHEAD_MAXT and not trace)
+            assert name == f"lif_backward_fixed<{ctype}, {maxt}, {kind}, {want}>"
             general = _lif_cuda._backward_name(dtype, steps, p, trace, 1000, False)
             assert general == f"lif_backward<{ctype}, {maxt}, {kind}>"
         # beyond the register sizes, and in float64, the general kernel reads everything
@@ -141,14 +149,15 @@ def test_backward_instance_fixes_every_option(surrogate, v_reset, detach, decay,
 
 
 def test_backward_instance_distinguishes_option_sets():
-    # 16 option sets, 16 distinct instances (the bits do not collide)
+    # 24 option sets, 24 distinct instances (the bits do not collide; ahead only without trace)
     names = set()
-    for v_reset, detach, decay, trace in itertools.product(
-        (0.0, None), (False, True), (False, True), (False, True)
+    for v_reset, detach, decay, trace, ahead in itertools.product(
+        (0.0, None), (False, True), (False, True), (False, True), (False, True)
     ):
         p = LIFParams.make(2.0, 1.0, v_reset, "atan", None, detach, decay)
-        names.add(_lif_cuda._backward_name(torch.float32, 32, p, trace, 64))
-    assert len(names) == 16
+        names.add(_lif_cuda._backward_name(torch.float32, 32, p, trace, 64, True, ahead))
+    assert len(names) == 24
+    assert all(int(name[:-1].rsplit(", ", 1)[1]) < 24 for name in names)
 
 
 def test_specialised_backward_needs_an_exact_grid():
@@ -173,7 +182,7 @@ def test_backward_launch_asks_for_the_trace_instance(launches):
     )
     names = [c[1] for c in launches]
     assert names == [
-        "lif_backward_fixed<float, 8, 0, 5>",
+        "lif_backward_fixed<float, 8, 0, 21>",
         "lif_backward_fixed<float, 8, 0, 13>",
         "lif_backward<float, 8, 0>",
     ]

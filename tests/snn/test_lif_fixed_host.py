@@ -2,7 +2,9 @@
 detach_reset, decay_input and the trace gradient fixed at compile time, an exact grid) checked on
 the CPU: the source compiled as host C++ with the shim of test_lif_kernel_host.py, one "block"
 of one thread per neuron, against the torch reference and against the general kernel, for
-every surrogate and every one of the 16 option sets, with and without v0 and its gradient."""
+every surrogate and every one of the 24 option sets (the 16 of reset, detach_reset,
+decay_input and trace gradient, and dL/dS loaded a chunk ahead on the 8 without a trace
+gradient), with and without v0 and its gradient."""
 
 from __future__ import annotations
 
@@ -22,6 +24,8 @@ from toolkit.snn.neuron import LIFParams
 
 from .test_lif_kernel_host import SHIM, _args, _ptr
 
+pytestmark = pytest.mark.slow  # building the 288 instances takes 15-30 s
+
 FIXED = r"""
 #include <utility>
 /* every (kind, options) instance of one (type, register size), walked block by block: the
@@ -40,7 +44,7 @@ using fixed_fn = void (*)(const float*, const float*, const unsigned char*, cons
                           double, double, int, int, int, int);
 template <int M, std::size_t... I>
 fixed_fn fixed_pick(int index, std::index_sequence<I...>) {
-    static const fixed_fn table[] = {&fixed_one<float, M, int(I / 16), int(I % 16)>...};
+    static const fixed_fn table[] = {&fixed_one<float, M, int(I / 24), int(I % 24)>...};
     return table[index];
 }
 extern "C" {
@@ -48,7 +52,7 @@ extern "C" {
     void fixed_f##M(int kind, int opts, const float* x, const float* v0,                  \
                     const unsigned char* bits, const float* gs, const float* gv, float* gx, \
                     float* gv0, long long n, int steps, P) {                              \
-        fixed_pick<M>(16 * kind + opts, std::make_index_sequence<64>{})(                  \
+        fixed_pick<M>(24 * kind + opts, std::make_index_sequence<96>{})(                  \
             x, v0, bits, gs, gv, gx, gv0, n, steps, A);                                   \
     }
 FIXED_ENTRY(8) FIXED_ENTRY(16) FIXED_ENTRY(32)
@@ -63,7 +67,14 @@ def lib(tmp_path_factory):
         pytest.skip("no C++ compiler to build the kernel source for the host")
     d = tmp_path_factory.mktemp("lif_fixed_host")
     (d / "shim.cpp").write_text(SHIM + FIXED)
-    cmd = [cxx, "-std=c++17", "-O1", "-ffp-contract=off", "-fPIC", "-shared"]
+    cmd = [
+        cxx,
+        "-std=c++17",
+        "-O0",  # -O0: 288 instances build in a fraction of the time
+        "-ffp-contract=off",
+        "-fPIC",
+        "-shared",
+    ]
     cmd += ["-D__CUDACC_RTC__", f"-I{kernel_dir()}", str(d / "shim.cpp"), "-o", str(d / "f.so")]
     subprocess.run(cmd, check=True, capture_output=True)
     return ctypes.CDLL(str(d / "f.so"))
@@ -91,8 +102,9 @@ def test_fixed_backward_matches_reference(lib, surrogate, v_reset, detach, decay
     g = torch.Generator().manual_seed(seed)
     n = 24
     p = LIFParams.make(1.8, 0.9, v_reset, surrogate, None, detach, decay)
-    kind, opts = _SURROGATE_IDS[surrogate], _backward_options(p, trace)
-    for steps, maxt in ((5, 8), (16, 16), (27, 32)):
+    kind = _SURROGATE_IDS[surrogate]
+    for (steps, maxt), ahead in itertools.product(((5, 8), (16, 16), (27, 32)), (False, True)):
+        opts = _backward_options(p, trace, ahead)
         x = torch.rand(steps, n, generator=g) * 2.5 - 0.3
         v0 = torch.rand(n, generator=g) * 0.6
         gs = torch.randn(steps, n, generator=g)

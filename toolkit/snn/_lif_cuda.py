@@ -48,34 +48,50 @@ def _register_steps(steps: int) -> int:
 
 
 # The bits of the specialised backward's OPTS template argument (kernels/lif.cu, Options).
-_HARD, _DETACH, _DECAY_INPUT, _TRACE = 1, 2, 4, 8
+_HARD, _DETACH, _DECAY_INPUT, _TRACE, _AHEAD = 1, 2, 4, 8, 16
+#: Register sizes whose specialised backward (without a trace gradient) loads each chunk of
+#: dL/dS a chunk ahead.  At 32 that takes 70-78 registers (three blocks per SM instead of four):
+#: benchmarks/snn.py times both forms of every size, kernel alone.
+_AHEAD_MAXT = (8, 16)
 #: The most blocks a one-dimensional grid may have: the specialised backward's grid is exact.
 _MAX_GRID = 2**31 - 1
 
 
-def _backward_options(p: LIFParams, trace: bool) -> int:
-    """The OPTS template argument of ``lif_backward_fixed`` for ``p`` (and a trace gradient)."""
-    return _HARD * p.hard + _DETACH * p.detach_reset + _DECAY_INPUT * p.decay_input + _TRACE * trace
+def _backward_options(p: LIFParams, trace: bool, ahead: bool = False) -> int:
+    """The OPTS template argument of ``lif_backward_fixed`` for ``p`` and a call with (or
+    without) a trace gradient; ``ahead`` (dL/dS loaded a chunk ahead) only without one."""
+    opts = _HARD * p.hard + _DETACH * p.detach_reset + _DECAY_INPUT * p.decay_input
+    if trace:
+        return opts + _TRACE
+    return opts + _AHEAD * ahead
 
 
 @functools.lru_cache(maxsize=256)
 def _backward_name(
-    dtype: torch.dtype, steps: int, p: LIFParams, trace: bool, n: int, specialised: bool = True
+    dtype: torch.dtype,
+    steps: int,
+    p: LIFParams,
+    trace: bool,
+    n: int,
+    specialised: bool = True,
+    ahead: bool | None = None,
 ) -> str:
     """The backward instance for a call.
 
     float and half with ``steps`` <= 32 take ``lif_backward_fixed``: the surrogate, the reset,
     detach_reset, decay_input and the presence of a trace gradient fixed at compile time, one
-    thread per neuron (``n`` must fit one grid).  Everything else, and ``specialised=False``
-    (the benchmarks' comparison), takes the general ``lif_backward``, which reads the options
-    at run time; its float and half register paths still fix the surrogate."""
+    thread per neuron (``n`` must fit one grid); ``ahead`` None follows ``_AHEAD_MAXT``.
+    Everything else, and ``specialised=False`` (the benchmarks' comparison), takes the general
+    ``lif_backward``, which reads the options at run time; its float and half register paths
+    still fix the surrogate."""
     maxt = _register_steps(steps)
     ctype = TEMPLATE_TYPES[dtype]
     if not maxt or dtype == torch.float64:
         return f"lif_backward<{ctype}, {maxt}>"
     kind = _SURROGATE_IDS[p.surrogate]
     if specialised and grid_size(n, _BLOCK) <= _MAX_GRID:
-        return f"lif_backward_fixed<{ctype}, {maxt}, {kind}, {_backward_options(p, trace)}>"
+        opts = _backward_options(p, trace, maxt in _AHEAD_MAXT if ahead is None else ahead)
+        return f"lif_backward_fixed<{ctype}, {maxt}, {kind}, {opts}>"
     return f"lif_backward<{ctype}, {maxt}, {kind}>"
 
 
@@ -180,8 +196,10 @@ def lif_backward_kernel(
 
 
 def _launch_backward(
-    x, v0, v_start, p, bits, grad_s, grad_v, grad_x, grad_v0, specialised=True
+    x, v0, v_start, p, bits, grad_s, grad_v, grad_x, grad_v0, specialised=True, instance=None
 ) -> None:
+    """The launch behind :func:`lif_backward_kernel` (arguments already checked); ``instance``
+    overrides the kernel's name (benchmarks/snn.py times the forms side by side)."""
     steps, n = x.shape
     if n == 0:
         return
@@ -191,7 +209,7 @@ def _launch_backward(
         scratch = torch.empty((steps, n), dtype=work, device=x.device)
     args = (x, v0, bits, grad_s, grad_v, grad_x, grad_v0, scratch, n, steps)
     _launch(
-        _backward_name(x.dtype, steps, p, grad_v is not None, n, specialised),
+        instance or _backward_name(x.dtype, steps, p, grad_v is not None, n, specialised),
         n,
         _BACKWARD_SIG,
         (*args, *_scalars(p, v_start)),
