@@ -17,6 +17,14 @@
 //     dL/dX[t] = dL/dH[t] dH/dX,   dL/dV[t-1] = dL/dH[t] (1 - 1/tau) (+ dL/dV-trace[t-1])
 // MAXT = 0 instantiates a variant that keeps the replayed membrane values in a scratch buffer
 // [T, n] of the working type instead, for long sequences.
+//
+// Two backward kernels: lif_backward_fixed, what float and half calls with T <= 32 run, has the
+// surrogate, the reset kind, detach_reset, decay_input and whether a trace gradient comes in
+// fixed at compile time (one instance per combination, compiled on first use) and one thread
+// per neuron on an exact grid; lif_backward reads those options at run time (float64, T > 32,
+// and the benchmarks' comparison).  Saving H in the forward instead of the spike bits, as
+// SpikingJelly does, would skip the replay but move more bytes: forward+backward reads and
+// writes 6 planes of [T, n] then against 5 planes and two bit planes now.
 #include "tk_dtypes.cuh"
 
 // Built as host C++ (tests/snn/test_lif_kernel_host.py) the launch bounds mean nothing.
