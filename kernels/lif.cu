@@ -267,9 +267,11 @@ __global__ void lif_forward(const T* __restrict__ x, const T* __restrict__ v0,
 // The specialised backward: register path, every option that shapes the arithmetic fixed at
 // compile time (KIND the surrogate, OPTS a sum of the Options bits), and an exact grid, one
 // thread per neuron, no grid-stride loop.  v0 and grad_v0 stay run-time pointers (one load and
-// one store per neuron).  Without a trace gradient these fit 64 registers (ptxas -v, sm_90:
-// 60-70 without the bound; float OPTS 4 spills one word with it), so four 256-thread blocks,
-// half the SM's threads, are in flight per SM; with one, three blocks (at most 80 registers).
+// one store per neuron).  Without a trace gradient they are bounded to 64 registers, so four
+// 256-thread blocks, half the SM's threads, are in flight per SM; with one, or with kAhead at
+// MAXT 32 (68-80 registers), to 80 and three blocks.  ptxas -v on sm_90 over all 576 instances
+// (nvcc -DTK_LIF_EVERY_INSTANCE): 34-80 registers; 32 instances spill 4-16 bytes (24 of them
+// with a trace gradient; without one: float OPTS 4 and 6, half OPTS 0, at MAXT 32).
 template <typename T, int MAXT, int KIND, int OPTS>
 __global__ void __launch_bounds__(256, (OPTS & kTrace) || ((OPTS & kAhead) && MAXT > 16) ? 3 : 4)
     lif_backward_fixed(const T* __restrict__ x, const T* __restrict__ v0,
