@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from .._checks import check_flag
 from .._kernels import TEMPLATE_TYPES, grid_size, require_cuda_tensor
 from .._launch import fast_launch
 
@@ -46,13 +47,52 @@ def _register_steps(steps: int) -> int:
     return next((m for m in _REGISTER_T if m >= steps), 0)
 
 
-def _backward_name(dtype: torch.dtype, steps: int, surrogate: str) -> str:
-    """The backward instance: float and half register paths fix the surrogate at compile time
-    (inlined, one copy of the recurrence); float64 and the scratch path read it at run time."""
+# The bits of the specialised backward's OPTS template argument (kernels/lif.cu, Options).
+_HARD, _DETACH, _DECAY_INPUT, _TRACE, _AHEAD = 1, 2, 4, 8, 16
+#: Register sizes whose specialised backward (without a trace gradient) loads each chunk of
+#: dL/dS a chunk ahead.  At 32 that takes 70-78 registers (three blocks per SM instead of four):
+#: benchmarks/snn.py times both forms of every size, kernel alone.
+_AHEAD_MAXT = (8, 16)
+#: The most blocks a one-dimensional grid may have: the specialised backward's grid is exact.
+_MAX_GRID = 2**31 - 1
+
+
+def _backward_options(p: LIFParams, trace: bool, ahead: bool = False) -> int:
+    """The OPTS template argument of ``lif_backward_fixed`` for ``p`` and a call with (or
+    without) a trace gradient; ``ahead`` (dL/dS loaded a chunk ahead) only without one."""
+    opts = _HARD * p.hard + _DETACH * p.detach_reset + _DECAY_INPUT * p.decay_input
+    if trace:
+        return opts + _TRACE
+    return opts + _AHEAD * ahead
+
+
+@functools.lru_cache(maxsize=256)
+def _backward_name(
+    dtype: torch.dtype,
+    steps: int,
+    p: LIFParams,
+    trace: bool,
+    n: int,
+    specialised: bool = True,
+    ahead: bool | None = None,
+) -> str:
+    """The backward instance for a call.
+
+    float and half with ``steps`` <= 32 take ``lif_backward_fixed``: the surrogate, the reset,
+    detach_reset, decay_input and the presence of a trace gradient fixed at compile time, one
+    thread per neuron (``n`` must fit one grid); ``ahead`` None follows ``_AHEAD_MAXT``.
+    Everything else, and ``specialised=False`` (the benchmarks' comparison), takes the general
+    ``lif_backward``, which reads the options at run time; its float and half register paths
+    still fix the surrogate."""
     maxt = _register_steps(steps)
-    if maxt and dtype != torch.float64:
-        return f"lif_backward<{TEMPLATE_TYPES[dtype]}, {maxt}, {_SURROGATE_IDS[surrogate]}>"
-    return f"lif_backward<{TEMPLATE_TYPES[dtype]}, {maxt}>"
+    ctype = TEMPLATE_TYPES[dtype]
+    if not maxt or dtype == torch.float64:
+        return f"lif_backward<{ctype}, {maxt}>"
+    kind = _SURROGATE_IDS[p.surrogate]
+    if specialised and grid_size(n, _BLOCK) <= _MAX_GRID:
+        opts = _backward_options(p, trace, maxt in _AHEAD_MAXT if ahead is None else ahead)
+        return f"lif_backward_fixed<{ctype}, {maxt}, {kind}, {opts}>"
+    return f"lif_backward<{ctype}, {maxt}, {kind}>"
 
 
 @functools.lru_cache(maxsize=64)
@@ -130,8 +170,14 @@ def lif_backward_kernel(
     grad_v: torch.Tensor | None,
     grad_x: torch.Tensor,
     grad_v0: torch.Tensor | None = None,
+    *,
+    specialised: bool = True,
 ) -> None:
-    """Launch ``lif_backward`` (replay + adjoint recurrence) into preallocated gradients."""
+    """Launch the backward (replay + adjoint recurrence) into preallocated gradients.
+
+    ``specialised=False`` launches the general kernel, which reads every option at run time,
+    instead of the instance compiled for these options (same results; for comparisons)."""
+    specialised = check_flag("specialised", specialised)
     dev = x.device
     require_cuda_tensor(x, "x", SUPPORTED_DTYPES, dev)
     n = x.shape[1]
@@ -146,10 +192,14 @@ def lif_backward_kernel(
             require_cuda_tensor(t, name, (x.dtype,), dev)
             if t.numel() != n:
                 raise ValueError(f"{name} must hold {n} values, got shape {tuple(t.shape)}")
-    _launch_backward(x, v0, v_start, p, bits, grad_s, grad_v, grad_x, grad_v0)
+    _launch_backward(x, v0, v_start, p, bits, grad_s, grad_v, grad_x, grad_v0, specialised)
 
 
-def _launch_backward(x, v0, v_start, p, bits, grad_s, grad_v, grad_x, grad_v0) -> None:
+def _launch_backward(
+    x, v0, v_start, p, bits, grad_s, grad_v, grad_x, grad_v0, specialised=True, instance=None
+) -> None:
+    """The launch behind :func:`lif_backward_kernel` (arguments already checked); ``instance``
+    overrides the kernel's name (benchmarks/snn.py times the forms side by side)."""
     steps, n = x.shape
     if n == 0:
         return
@@ -159,7 +209,7 @@ def _launch_backward(x, v0, v_start, p, bits, grad_s, grad_v, grad_x, grad_v0) -
         scratch = torch.empty((steps, n), dtype=work, device=x.device)
     args = (x, v0, bits, grad_s, grad_v, grad_x, grad_v0, scratch, n, steps)
     _launch(
-        _backward_name(x.dtype, steps, p.surrogate),
+        instance or _backward_name(x.dtype, steps, p, grad_v is not None, n, specialised),
         n,
         _BACKWARD_SIG,
         (*args, *_scalars(p, v_start)),
