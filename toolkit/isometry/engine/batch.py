@@ -57,12 +57,13 @@ direction :math:`\hat y`; a saturating map has a small :math:`f'` exactly where
 Not modelled: finite width. On sampled residual ReLU networks with batch norm
 (:math:`B = 16`, depth 16) every block's own :math:`\phi(J_lJ_l^T)` matches the prediction
 to within 0.5 % even at width 64, but the end-to-end :math:`\phi` lies above it by about
-11 %, 7 %, 4 % and 0.7 % at widths 64, 128, 256 and 1024 (residual networks with batch
-norm and no activation show no gap). The gap lies between the blocks. At width :math:`n`
-the perturbation :math:`dx` that the residual stream carries becomes correlated with the
-stream :math:`x` itself, and the next branch :math:`J_b` adds a coherent term
-:math:`2\langle dx, J_b\,dx\rangle` that a free product sets to zero. Given the stream and
-the perturbation (``B x n``), the block's fresh weights (rows
+11 %, 7 %, 4 % and 1 % at widths 64, 128, 256 and 1024 (at width 64: 9 %, 11 % and 16 %
+for :math:`B` = 8, 16 and 32, so mostly a :math:`1/n` effect, not :math:`B/n`; residual
+networks with batch norm and no activation show no gap). The gap lies between the
+blocks. At width :math:`n` the perturbation :math:`dx` that the residual stream carries
+becomes correlated with the stream :math:`x` itself, and the next branch :math:`J_b` adds a
+coherent term :math:`2\langle dx, J_b\,dx\rangle` that a free product sets to zero. Given
+the stream and the perturbation (``B x n``), the block's fresh weights (rows
 :math:`w \sim N(0, g^2/n\,I)`) give exactly, by Stein's lemma,
 
 .. math:: \mathbb E_W \langle dx, J_b\,dx\rangle = g^2 n \sum_b m_b\,
@@ -73,9 +74,9 @@ with :math:`h \sim N(0, g^2 x x^T/n)` and :math:`f` the map of one unit's :math:
 :math:`h \mapsto \mathrm{relu}(\mathrm{BN}(h))`. Its two factors, the perturbation's mean
 over the units and its cross-Gram with the stream, are each :math:`O(n^{-1/2})`; their
 correlation is zero at the input and builds up along the stream, so the term grows from 0
-at the first block to about :math:`0.7/n` per block after a few blocks (the identity agrees
-with the sampled term block by block). The branch's own energy on the propagated
-perturbation falls a little below its isotropic value (the part of :math:`dx` in the row
+at the first block to about :math:`1/n` per block after a few blocks (the identity agrees
+with the sampled term within its Monte Carlo error). The branch's own energy on the
+propagated perturbation falls a little below its isotropic value (the part of :math:`dx` in the row
 space of :math:`x` is amplified without the factor :math:`(B-1)/(B-3)` of
 :math:`\mathbb E[1/\chi^2_{B-1}]`). The spread of the batch's Gram matrix (relative variance
 :math:`\delta \approx B/n` at the input, growing along the stream), which raises batch
