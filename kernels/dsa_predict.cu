@@ -10,24 +10,33 @@
 // out).  Ties go to the lower key index.  The integer dot product is exact, so the CUDA path
 // and the torch reference agree bit for bit.
 //
-// One warp per query row (kWarps rows a block), no block-wide barriers.  The row's scores live
-// in the warp's slice of shared memory.  The selection narrows a value range [lo, hi] that
-// holds the keep-th largest score: a pass buckets the scores in the range into 256 buckets by
-// value (a monotone map, so a higher bucket only holds larger scores), finds the bucket that
-// holds the keep-th largest, and the range shrinks to that bucket's smallest and largest
-// score.  The first range is [min, max]; the smallest and largest score always fall into
-// buckets 0 and 255, so each pass strictly shrinks the candidates, and a pass usually leaves a
-// few dozen.  Once at most kCand remain (or all are equal), the warp ranks them exactly: by
-// score, then by index.  Value buckets spread well over any score distribution, unlike radix
-// digits of float bits, whose top byte (sign and exponent) puts most scores of a row into one
-// or two bins and serialises the shared-memory atomics.
+// Two kernels share the selection (`select_kept`):
+//   dsa_predict       one warp per query row, the keys read from global memory (L2), a bool
+//                     mask out; for any Lk whose row of scores fits in shared memory.
+//   dsa_predict_bits  a block takes a tile of query rows of one slice, loads that slice's key
+//                     codes and scales into shared memory once and reuses them for all its
+//                     rows (one warp a row at a time); a packed bitmask out (bit j % 32 of
+//                     word j / 32), one warp ballot a word.  The old kernel read Lk * r bytes
+//                     of keys from L2 for every row, with no reuse, and waited on them.
+//
+// Selection, per row: the row's scores live in the warp's slice of shared memory.  It narrows
+// a value range [lo, hi] that holds the keep-th largest score: a pass buckets the scores in
+// the range into 256 buckets by value (a monotone map, so a higher bucket only holds larger
+// scores), finds the bucket that holds the keep-th largest, and the range shrinks to that
+// bucket's smallest and largest score.  The first range is [min, max]; the smallest and
+// largest score always fall into buckets 0 and 255, so each pass strictly shrinks the
+// candidates, and a pass usually leaves a few dozen.  Once at most kCand remain (or all are
+// equal), the warp ranks them exactly: by score, then by index.  Value buckets spread well
+// over any score distribution, unlike radix digits of float bits, whose top byte (sign and
+// exponent) puts most scores of a row into one or two bins and serialises the shared-memory
+// atomics.
 #include "tk_dtypes.cuh"
 
 namespace dsapredict {
 
 constexpr int kBuckets = 256;
 constexpr int kCand = 64;     // candidates ranked exactly (a lane ranks kCand / 32 of them)
-constexpr int kMaxWarps = 4;  // rows (warps) a block at most
+constexpr int kMaxWarps = 4;  // rows (warps) a block at most in dsa_predict
 
 __device__ __forceinline__ float inf() { return __int_as_float(0x7f800000); }
 
@@ -41,17 +50,174 @@ __device__ __forceinline__ float warp_max(float v) {
     for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
     return v;
 }
-__device__ __forceinline__ unsigned warp_sum(unsigned v) {
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    return v;
-}
 
-// Bucket of s in [lo, hi] (lo < hi): monotone non-decreasing in s (every step rounds
-// monotonically), 0 at lo and 255 at hi.  Double precision: hi - lo cannot overflow.
-__device__ __forceinline__ int bucket(float s, double lo, double scale) {
-    const double b = (static_cast<double>(s) - lo) * scale;
-    return b >= kBuckets - 1 ? kBuckets - 1 : static_cast<int>(b);
+// The bucket of a score s in [lo, hi] (lo < hi): monotone non-decreasing in s (every step
+// rounds monotonically), 0 at lo and 255 at hi.  In float where hi - lo and 256 / (hi - lo)
+// are finite normal numbers: then fl(fl(hi - lo) * fl(256 / (hi - lo))) >= 256 (1 - 2^-23)
+// > 255.  Otherwise (infinite or tiny ranges) in double, where hi - lo cannot overflow; the
+// double conversions are slow, so only those rows pay them.
+struct Buckets {
+    bool fast;
+    float flo, fscale;
+    double dlo, dscale;
+    __device__ Buckets(float lo, float hi) {
+        const float d = hi - lo;
+        fast = d <= 3.0e38f && d >= 1.0e-30f;  // false for inf and NaN too
+        flo = lo;
+        fscale = fast ? kBuckets / d : 0.0f;
+        dlo = lo;
+        dscale = kBuckets / (static_cast<double>(hi) - dlo);
+    }
+    __device__ __forceinline__ int operator()(float s) const {
+        if (fast) {
+            const float b = (s - flo) * fscale;
+            return b >= kBuckets - 1 ? kBuckets - 1 : static_cast<int>(b);
+        }
+        const double b = (static_cast<double>(s) - dlo) * dscale;
+        return b >= kBuckets - 1 ? kBuckets - 1 : static_cast<int>(b);
+    }
+};
+
+// Selects the row's `keep` (< lk) best scores s[0..lk) (score descending, then index
+// ascending), given their range [lo, hi] (warp-uniform).  Returns a threshold t such that the
+// kept scores are exactly those with s[j] > t afterwards: the chosen candidates at the
+// threshold are raised to +inf in s.  hist (kBuckets), cand and cval (kCand) are the warp's
+// own shared scratch.  All 32 lanes call it; no block barrier.
+__device__ float select_kept(float* s, int lk, int keep, float lo, float hi, unsigned* hist,
+                             int* cand, float* cval, int lane) {
+    // Compact the indices and scores of the scores in [lo, hi] (at most kCand of them) into
+    // cand/cval, in index order; returns how many.
+    auto compact = [&](auto in_range) -> int {
+        int n = 0;
+        for (int base = 0; base < lk; base += 32) {
+            const int j = base + lane;
+            const float v = j < lk ? s[j] : 0.0f;
+            const bool in = j < lk && in_range(v);
+            const unsigned ballot = __ballot_sync(0xffffffffu, in);
+            if (in) {
+                const int at = n + __popc(ballot & ((1u << lane) - 1u));
+                cand[at] = j;
+                cval[at] = v;
+            }
+            n += __popc(ballot);
+        }
+        return n;
+    };
+
+    // Narrow [lo, hi] down to the keep-th largest score's neighbourhood.  Invariant: every
+    // score above hi is kept, every score below lo is dropped, `need` of the `count` scores
+    // in [lo, hi] are still to be kept (1 <= need <= count).
+    int need = keep, count = lk;
+    bool compacted = false;
+    while (count > kCand && lo < hi) {
+        for (int b = lane; b < kBuckets; b += 32) hist[b] = 0u;
+        __syncwarp();
+        const Buckets bucket(lo, hi);
+        const float clo = lo, chi = hi;
+#pragma unroll 4
+        for (int j = lane; j < lk; j += 32) {
+            const float v = s[j];
+            if (v >= clo && v <= chi) atomicAdd(&hist[bucket(v)], 1u);
+        }
+        __syncwarp();
+        // Lane l holds buckets 255-8l .. 248-8l; scan from the top bucket down.
+        unsigned local = 0u;
+#pragma unroll
+        for (int b = 0; b < 8; ++b) local += hist[kBuckets - 1 - 8 * lane - b];
+        unsigned inclusive = local;
+#pragma unroll
+        for (int o = 1; o < 32; o <<= 1) {
+            const unsigned up = __shfl_up_sync(0xffffffffu, inclusive, o);
+            if (lane >= o) inclusive += up;
+        }
+        const unsigned hit = __ballot_sync(0xffffffffu, inclusive >= static_cast<unsigned>(need));
+        const int first = __ffs(hit) - 1;  // the lowest lane that reaches `need`
+        int target = 0, above = 0, in_target = 0;
+        if (lane == first) {
+            unsigned acc = inclusive - local;  // scores in higher buckets
+            int b = kBuckets - 1 - 8 * lane;
+            for (int i = 0; i < 8; ++i, --b) {
+                if (acc + hist[b] >= static_cast<unsigned>(need)) break;
+                acc += hist[b];
+            }
+            target = b;
+            above = static_cast<int>(acc);
+            in_target = static_cast<int>(hist[b]);
+        }
+        target = __shfl_sync(0xffffffffu, target, first);
+        need -= __shfl_sync(0xffffffffu, above, first);
+        count = __shfl_sync(0xffffffffu, in_target, first);
+        // The new range: the smallest and largest score of the target bucket; when few
+        // enough remain, the same pass collects them.
+        auto in_target_bucket = [&](float v) {
+            return v >= clo && v <= chi && bucket(v) == target;
+        };
+        float nlo = inf(), nhi = -inf();
+        if (count <= kCand) {
+            compact(in_target_bucket);
+            compacted = true;
+            __syncwarp();
+            for (int c = lane; c < count; c += 32) {
+                nlo = fminf(nlo, cval[c]);
+                nhi = fmaxf(nhi, cval[c]);
+            }
+        } else {
+#pragma unroll 4
+            for (int j = lane; j < lk; j += 32) {
+                const float v = s[j];
+                if (in_target_bucket(v)) {
+                    nlo = fminf(nlo, v);
+                    nhi = fmaxf(nhi, v);
+                }
+            }
+        }
+        lo = warp_min(nlo);
+        hi = warp_max(nhi);
+        __syncwarp();
+    }
+
+    // Rank the `count` candidates in [lo, hi] exactly (score, then index) and mark the
+    // `need` best as kept by raising their score above hi.
+    if (lo == hi) {
+        // All candidates are equal: the `need` with the lowest indices, in index order.
+        int taken = 0;
+        for (int base = 0; base < lk && taken < need; base += 32) {
+            const int j = base + lane;
+            const bool tie = j < lk && s[j] == lo;
+            const unsigned ballot = __ballot_sync(0xffffffffu, tie);
+            const int before = taken + __popc(ballot & ((1u << lane) - 1u));
+            if (tie && before < need) s[j] = inf();
+            taken += __popc(ballot);
+        }
+    } else {
+        if (!compacted) {
+            const float clo = lo, chi = hi;
+            compact([&](float v) { return v >= clo && v <= chi; });
+        }
+        __syncwarp();
+        const int n = count;
+        bool mine[kCand / 32];
+#pragma unroll
+        for (int c = 0; c < kCand / 32; ++c) {
+            const int a = lane + 32 * c;
+            mine[c] = false;
+            if (a < n) {
+                const float va = cval[a];
+                int rank_a = 0;  // candidates ranked before a: larger, or equal and earlier
+                for (int b = 0; b < n; ++b) {
+                    const float vb = cval[b];
+                    rank_a += (vb > va) || (vb == va && b < a);
+                }
+                mine[c] = rank_a < need;
+            }
+        }
+#pragma unroll
+        for (int c = 0; c < kCand / 32; ++c) {
+            if (mine[c]) s[cand[lane + 32 * c]] = inf();
+        }
+    }
+    __syncwarp();
+    return hi;
 }
 
 }  // namespace dsapredict
@@ -72,9 +238,6 @@ __global__ void dsa_predict(const Code* __restrict__ q_codes, const Code* __rest
     __shared__ int cand_all[kMaxWarps][kCand];
     __shared__ float cval_all[kMaxWarps][kCand];
     float* s = smem + static_cast<long long>(warp) * lk;
-    unsigned* hist = hist_all[warp];
-    int* cand = cand_all[warp];
-    float* cval = cval_all[warp];
     bool* out = mask + row * static_cast<long long>(lk);
     if (keep >= lk) {
         for (int j = lane; j < lk; j += 32) out[j] = true;
@@ -86,7 +249,7 @@ __global__ void dsa_predict(const Code* __restrict__ q_codes, const Code* __rest
     const Code* k = k_codes + slice * static_cast<long long>(lk) * rank;
     const float* scale = k_scale + slice * static_cast<long long>(lk);
 
-    // 1. The approximate scores, and their range.
+    // The approximate scores, and their range.
     float lo = inf(), hi = -inf();
     if (sizeof(Code) == 1 && (rank & 15) == 0) {
         // int8 codes, rank a multiple of 16: 16-byte loads and 4-way byte dot products.
@@ -133,143 +296,180 @@ __global__ void dsa_predict(const Code* __restrict__ q_codes, const Code* __rest
     lo = warp_min(lo);
     hi = warp_max(hi);
     __syncwarp();
+    hi = select_kept(s, lk, keep, lo, hi, hist_all[warp], cand_all[warp], cval_all[warp], lane);
 
-    // Compact the indices and scores of the scores in [lo, hi] (at most kCand of them) into
-    // cand/cval, in index order; returns how many.
-    auto compact = [&](auto in_range) -> int {
-        int n = 0;
-        for (int base = 0; base < lk; base += 32) {
-            const int j = base + lane;
-            const float v = j < lk ? s[j] : 0.0f;
-            const bool in = j < lk && in_range(v);
-            const unsigned ballot = __ballot_sync(0xffffffffu, in);
-            if (in) {
-                const int at = n + __popc(ballot & ((1u << lane) - 1u));
-                cand[at] = j;
-                cval[at] = v;
-            }
-            n += __popc(ballot);
-        }
-        return n;
-    };
-
-    // 2. Narrow [lo, hi] down to the keep-th largest score's neighbourhood.  Invariant: every
-    // score above hi is kept, every score below lo is dropped, `need` of the `count` scores
-    // in [lo, hi] are still to be kept (1 <= need <= count).
-    int need = keep, count = lk;
-    bool compacted = false;
-    while (count > kCand && lo < hi) {
-        for (int b = lane; b < kBuckets; b += 32) hist[b] = 0u;
-        __syncwarp();
-        const double dlo = lo, bscale = kBuckets / (static_cast<double>(hi) - dlo);
-        const float clo = lo, chi = hi;
-#pragma unroll 4
-        for (int j = lane; j < lk; j += 32) {
-            const float v = s[j];
-            if (v >= clo && v <= chi) atomicAdd(&hist[bucket(v, dlo, bscale)], 1u);
-        }
-        __syncwarp();
-        // Lane l holds buckets 255-8l .. 248-8l; scan from the top bucket down.
-        unsigned local = 0u;
-#pragma unroll
-        for (int b = 0; b < 8; ++b) local += hist[kBuckets - 1 - 8 * lane - b];
-        unsigned inclusive = local;
-#pragma unroll
-        for (int o = 1; o < 32; o <<= 1) {
-            const unsigned up = __shfl_up_sync(0xffffffffu, inclusive, o);
-            if (lane >= o) inclusive += up;
-        }
-        const unsigned hit = __ballot_sync(0xffffffffu, inclusive >= static_cast<unsigned>(need));
-        const int first = __ffs(hit) - 1;  // the lowest lane that reaches `need`
-        int target = 0, above = 0, in_target = 0;
-        if (lane == first) {
-            unsigned acc = inclusive - local;  // scores in higher buckets
-            int b = kBuckets - 1 - 8 * lane;
-            for (int i = 0; i < 8; ++i, --b) {
-                if (acc + hist[b] >= static_cast<unsigned>(need)) break;
-                acc += hist[b];
-            }
-            target = b;
-            above = static_cast<int>(acc);
-            in_target = static_cast<int>(hist[b]);
-        }
-        target = __shfl_sync(0xffffffffu, target, first);
-        need -= __shfl_sync(0xffffffffu, above, first);
-        count = __shfl_sync(0xffffffffu, in_target, first);
-        // The new range: the smallest and largest score of the target bucket; when few
-        // enough remain, the same pass collects them.
-        auto in_target_bucket = [&](float v) {
-            return v >= clo && v <= chi && bucket(v, dlo, bscale) == target;
-        };
-        float nlo = inf(), nhi = -inf();
-        if (count <= kCand) {
-            compact(in_target_bucket);
-            compacted = true;
-            __syncwarp();
-            for (int c = lane; c < count; c += 32) {
-                nlo = fminf(nlo, cval[c]);
-                nhi = fmaxf(nhi, cval[c]);
-            }
-        } else {
-#pragma unroll 4
-            for (int j = lane; j < lk; j += 32) {
-                const float v = s[j];
-                if (in_target_bucket(v)) {
-                    nlo = fminf(nlo, v);
-                    nhi = fmaxf(nhi, v);
-                }
-            }
-        }
-        lo = warp_min(nlo);
-        hi = warp_max(nhi);
-        __syncwarp();
-    }
-
-    // 3. Rank the `count` candidates in [lo, hi] exactly (score, then index) and mark the
-    // `need` best as kept by raising their score above hi.
-    if (lo == hi) {
-        // All candidates are equal: the `need` with the lowest indices, in index order.
-        int taken = 0;
-        for (int base = 0; base < lk && taken < need; base += 32) {
-            const int j = base + lane;
-            const bool tie = j < lk && s[j] == lo;
-            const unsigned ballot = __ballot_sync(0xffffffffu, tie);
-            const int before = taken + __popc(ballot & ((1u << lane) - 1u));
-            if (tie && before < need) s[j] = inf();
-            taken += __popc(ballot);
-        }
-    } else {
-        if (!compacted) {
-            const float clo = lo, chi = hi;
-            compact([&](float v) { return v >= clo && v <= chi; });
-        }
-        __syncwarp();
-        const int n = count;
-        bool mine[kCand / 32];
-#pragma unroll
-        for (int c = 0; c < kCand / 32; ++c) {
-            const int a = lane + 32 * c;
-            mine[c] = false;
-            if (a < n) {
-                const float va = cval[a];
-                int rank_a = 0;  // candidates ranked before a: larger, or equal and earlier
-                for (int b = 0; b < n; ++b) {
-                    const float vb = cval[b];
-                    rank_a += (vb > va) || (vb == va && b < a);
-                }
-                mine[c] = rank_a < need;
-            }
-        }
-#pragma unroll
-        for (int c = 0; c < kCand / 32; ++c) {
-            if (mine[c]) s[cand[lane + 32 * c]] = inf();
-        }
-    }
-    __syncwarp();
-
-    // 4. The mask: kept iff the score is above hi (the selected candidates were raised).
+    // The mask: kept iff the score is above hi (the selected candidates were raised).
 #pragma unroll 4
     for (int j = lane; j < lk; j += 32) out[j] = s[j] > hi;
+}
+
+// Shared memory of dsa_predict_bits (dynamic; _dsa_predict.py computes the same size):
+//   per warp: Lk float scores, kBuckets counters, kCand candidate indices and scores;
+//   then the slice's Lk key scales, then (16-byte aligned) its key codes: int8 rows padded with
+//   zeros to `words` 32-bit words (ceil(r / 4)), int16 rows as they are.
+// One block barrier, after the keys are loaded; then every warp works on its own rows.
+template <typename Code>
+__global__ void __launch_bounds__(512)
+    dsa_predict_bits(const Code* __restrict__ q_codes, const Code* __restrict__ k_codes,
+                     const float* __restrict__ k_scale, unsigned* __restrict__ bits, int lq,
+                     int lk, int rank, int keep, int rows_per_block, int blocks_per_slice) {
+    using namespace dsapredict;
+    extern __shared__ __align__(16) unsigned char smem_bytes[];
+    const int warps = blockDim.x >> 5, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int slice = blockIdx.x / blocks_per_slice;
+    const int row0 = (blockIdx.x % blocks_per_slice) * rows_per_block;
+    const int row_end = min(lq, row0 + rows_per_block);
+    const int nwords = (lk + 31) >> 5;  // output words a row
+    if (keep >= lk) {  // every key kept: no scores needed (bits beyond lk stay 0)
+        for (int i = row0 + warp; i < row_end; i += warps) {
+            unsigned* out = bits + (static_cast<long long>(slice) * lq + i) * nwords;
+            for (int w = lane; w < nwords; w += 32) {
+                out[w] = 32 * (w + 1) <= lk ? 0xffffffffu : (1u << (lk & 31)) - 1u;
+            }
+        }
+        return;
+    }
+
+    float* s_all = reinterpret_cast<float*>(smem_bytes);
+    unsigned* hist_all = reinterpret_cast<unsigned*>(s_all + static_cast<long long>(warps) * lk);
+    int* cand_all = reinterpret_cast<int*>(hist_all + warps * kBuckets);
+    float* cval_all = reinterpret_cast<float*>(cand_all + warps * kCand);
+    float* sscale = cval_all + warps * kCand;
+    const long long key_offset =
+        (reinterpret_cast<unsigned char*>(sscale + lk) - smem_bytes + 15) & ~15LL;
+    unsigned char* skeys = smem_bytes + key_offset;
+    const int words = (rank + 3) >> 2;  // int8: a key row in shared memory, in 32-bit words
+
+    // The slice's keys and scales, once for all rows of the tile.
+    const Code* k = k_codes + static_cast<long long>(slice) * lk * rank;
+    const float* scale = k_scale + static_cast<long long>(slice) * lk;
+    for (int j = threadIdx.x; j < lk; j += blockDim.x) sscale[j] = scale[j];
+    if (sizeof(Code) == 1) {
+        int* kw = reinterpret_cast<int*>(skeys);
+        if ((rank & 3) == 0) {
+            // Whole words; _dsa_predict.py passes 16-byte aligned tensors.
+            const int* gw = reinterpret_cast<const int*>(k);
+            const int total = lk * words;
+            for (int t = threadIdx.x; t < total; t += blockDim.x) kw[t] = gw[t];
+        } else {
+            const int total = lk * words;
+            for (int t = threadIdx.x; t < total; t += blockDim.x) {
+                const int j = t / words, c = t - j * words;
+                unsigned w = 0u;
+#pragma unroll
+                for (int b = 0; b < 4; ++b) {
+                    const int e = 4 * c + b;
+                    if (e < rank) {
+                        const unsigned byte = static_cast<unsigned char>(k[j * rank + e]);
+                        w |= byte << (8 * b);
+                    }
+                }
+                kw[t] = static_cast<int>(w);
+            }
+        }
+    } else {
+        Code* kc = reinterpret_cast<Code*>(skeys);
+        const int total = lk * rank;
+        for (int t = threadIdx.x; t < total; t += blockDim.x) kc[t] = k[t];
+    }
+    __syncthreads();
+
+    float* s = s_all + static_cast<long long>(warp) * lk;
+    unsigned* hist = hist_all + warp * kBuckets;
+    int* cand = cand_all + warp * kCand;
+    float* cval = cval_all + warp * kCand;
+    for (int i = row0 + warp; i < row_end; i += warps) {
+        const long long row = static_cast<long long>(slice) * lq + i;
+        const Code* q = q_codes + row * rank;
+
+        // The approximate scores, and their range.
+        float lo = inf(), hi = -inf();
+        if (sizeof(Code) == 1) {
+            // int8: 4-way byte dot products (|dot| <= 127^2 * 128 fits an int); the query's
+            // codes packed into words like the keys', zeros past r.
+            int qw[32];
+#pragma unroll
+            for (int c = 0; c < 32; ++c) {
+                unsigned w = 0u;
+                if (c < words) {
+#pragma unroll
+                    for (int b = 0; b < 4; ++b) {
+                        const int e = 4 * c + b;
+                        if (e < rank) w |= static_cast<unsigned>(static_cast<unsigned char>(q[e]))
+                                           << (8 * b);
+                    }
+                }
+                qw[c] = static_cast<int>(w);
+            }
+            const int* kw = reinterpret_cast<const int*>(skeys);
+            if ((words & 3) == 0) {
+                const int chunks = words >> 2;  // 16-byte loads
+                for (int j = lane; j < lk; j += 32) {
+                    const int4* kj = reinterpret_cast<const int4*>(kw + j * words);
+                    int dot = 0;
+#pragma unroll
+                    for (int c = 0; c < 8; ++c) {
+                        if (c < chunks) {
+                            const int4 w = kj[c];
+                            dot = __dp4a(w.x, qw[4 * c], dot);
+                            dot = __dp4a(w.y, qw[4 * c + 1], dot);
+                            dot = __dp4a(w.z, qw[4 * c + 2], dot);
+                            dot = __dp4a(w.w, qw[4 * c + 3], dot);
+                        }
+                    }
+                    const float v = static_cast<float>(dot) * sscale[j];
+                    s[j] = v;
+                    lo = fminf(lo, v);
+                    hi = fmaxf(hi, v);
+                }
+            } else {
+                for (int j = lane; j < lk; j += 32) {
+                    const int* kj = kw + j * words;
+                    int dot = 0;
+#pragma unroll
+                    for (int c = 0; c < 32; ++c) {
+                        if (c < words) dot = __dp4a(kj[c], qw[c], dot);
+                    }
+                    const float v = static_cast<float>(dot) * sscale[j];
+                    s[j] = v;
+                    lo = fminf(lo, v);
+                    hi = fmaxf(hi, v);
+                }
+            }
+        } else {
+            // int16: 64-bit sums, one rounding to float (as in dsa_predict).
+            const Code* kc = reinterpret_cast<const Code*>(skeys);
+            for (int j = lane; j < lk; j += 32) {
+                const Code* kj = kc + j * rank;
+                long long dot = 0;
+                for (int t = 0; t < rank; ++t) {
+                    dot += static_cast<long long>(q[t]) * static_cast<long long>(kj[t]);
+                }
+                const float v = __ll2float_rn(dot) * sscale[j];
+                s[j] = v;
+                lo = fminf(lo, v);
+                hi = fmaxf(hi, v);
+            }
+        }
+        lo = warp_min(lo);
+        hi = warp_max(hi);
+        __syncwarp();
+        hi = select_kept(s, lk, keep, lo, hi, hist, cand, cval, lane);
+
+        // The bitmask: word w's ballot over keys 32w .. 32w + 31 (kept iff the score is above
+        // hi); lane w % 32 holds word w until 32 words are stored together.
+        unsigned* out = bits + row * nwords;
+        unsigned mine = 0u;
+        for (int w = 0; w < nwords; ++w) {
+            const int j = 32 * w + lane;
+            const unsigned word = __ballot_sync(0xffffffffu, j < lk && s[j] > hi);
+            if ((w & 31) == lane) mine = word;
+            if ((w & 31) == 31 || w == nwords - 1) {
+                if (lane <= (w & 31)) out[(w & ~31) + lane] = mine;
+            }
+        }
+        __syncwarp();
+    }
 }
 
 #ifndef __CUDACC_RTC__
@@ -280,4 +480,14 @@ template __global__ void dsa_predict<signed char>(const signed char* __restrict_
 template __global__ void dsa_predict<short>(const short* __restrict__, const short* __restrict__,
                                             const float* __restrict__, bool* __restrict__,
                                             long long, int, int, int, int);
+template __global__ void dsa_predict_bits<signed char>(const signed char* __restrict__,
+                                                       const signed char* __restrict__,
+                                                       const float* __restrict__,
+                                                       unsigned* __restrict__, int, int, int,
+                                                       int, int, int);
+template __global__ void dsa_predict_bits<short>(const short* __restrict__,
+                                                 const short* __restrict__,
+                                                 const float* __restrict__,
+                                                 unsigned* __restrict__, int, int, int, int, int,
+                                                 int);
 #endif
