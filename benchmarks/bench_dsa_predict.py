@@ -8,11 +8,14 @@ Methods (the first is the anchor):
                  into a bool mask (not tie-exact: topk does not fix which tied key it keeps)
   rowwise-mask   kernels/dsa_predict.cu `dsa_predict`: one warp a query row, the keys read from
                  L2 for every row, a bool mask out (the kernel before issue 14's rework)
-  bits-kernel    `dsa_predict_bits` (predict_topk_bits): a block loads a slice's keys into
-                 shared memory once for a tile of rows; the packed int32 bitmask out
-  bits+unpack    predict_topk_mask on CUDA: bits-kernel, then unpack_bits to the bool mask
-Every method's result is checked first: the bits equal the row-wise kernel's mask, packed,
-and the row-wise mask of the first slices equals the torch reference (bit for bit).
+  bits-dp4a      `dsa_predict_bits`: a block loads a slice's keys into shared memory once for
+                 a tile of rows, one warp a row, dp4a scores; the packed int32 bitmask out
+  bits-mma       `dsa_predict_bits_mma`: the same, the scores of 16 (or 8) rows at a time
+                 from int8 tensor cores (mma.m16n8k16) into a shared score buffer
+  bits+unpack    predict_topk_mask on CUDA: predict_topk_bits (bits-mma where it fits, else
+                 bits-dp4a), then unpack_bits to the bool mask
+Every method's result is checked first: both bits kernels equal the row-wise kernel's mask,
+packed, and the row-wise mask of the first slices equals the torch reference (bit for bit).
 GB/s counts the fewest bytes: codes and scales read once, the packed bitmask written once.
 """
 
@@ -28,10 +31,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import Case, parse_args, print_table, run_cases
 
 from toolkit.attention._dsa_predict import (
+    _bits_launch,
     _bits_plan,
+    _mma_launch,
+    _mma_plan,
     _predict_cuda_rowwise,
     pack_bits,
-    predict_topk_bits,
     predict_topk_mask,
 )
 
@@ -44,11 +49,25 @@ def torch_topk(q_codes, k_codes, k_scale, keep):
     return mask.scatter_(-1, scores.topk(keep, dim=-1).indices, True)
 
 
+def planned(plan_of, launch):
+    """``launch`` with the plan of each input shape computed once, outside the timed calls."""
+    plans: dict = {}
+
+    def run(q, k, s, keep):
+        key = (tuple(q.shape), tuple(k.shape))
+        if key not in plans:
+            plans[key] = plan_of(q, k)
+        return launch(q, k, s, keep, plans[key])
+
+    return run
+
+
 def section(title: str, slices: int, rank: int, amp: int, density: float, lengths, args):
     methods = {
         "torch-topk": torch_topk,
         "rowwise-mask": _predict_cuda_rowwise,
-        "bits-kernel": lambda q, k, s, keep: predict_topk_bits(q, k, s, keep, backend="cuda"),
+        "bits-dp4a": planned(_bits_plan, _bits_launch),
+        "bits-mma": planned(_mma_plan, _mma_launch),
         "bits+unpack": lambda q, k, s, keep: predict_topk_mask(q, k, s, keep, backend="cuda"),
     }
     cases = []
@@ -64,22 +83,25 @@ def section(title: str, slices: int, rank: int, amp: int, density: float, length
             return q.to(torch.int8), k.to(torch.int8), s, keep
 
         q, k, s, _ = make(99)
-        bits = predict_topk_bits(q, k, s, keep, backend="cuda")
         rowwise = _predict_cuda_rowwise(q, k, s, keep)
-        assert torch.equal(bits, pack_bits(rowwise)), "bits kernel != row-wise kernel"
+        packed = pack_bits(rowwise)
+        bits = _bits_launch(q, k, s, keep, _bits_plan(q, k))
+        assert torch.equal(bits, packed), "bits-dp4a != row-wise kernel"
+        bits = _mma_launch(q, k, s, keep, _mma_plan(q, k))
+        assert torch.equal(bits, packed), "bits-mma != row-wise kernel"
         head = slice(0, 2)
         reference = predict_topk_mask(q[head].cpu(), k[head].cpu(), s[head].cpu(), keep)
         assert torch.equal(rowwise[head].cpu(), reference), "row-wise kernel != reference"
-        plan = _bits_plan(q, k)
         print(
-            f"L={length} keep={keep}: bits == row-wise == reference; bits-kernel plan "
-            f"(warps a block, rows a block, blocks a slice) = {plan}",
+            f"L={length} keep={keep}: bits-dp4a == bits-mma == row-wise == reference; plans "
+            f"(warps a block, rows a block, blocks a slice[, row group]): dp4a "
+            f"{_bits_plan(q, k)}, mma {_mma_plan(q, k)}",
             flush=True,
         )
         moved = 2 * slices * length * rank + 4 * slices * length + slices * length * length // 8
         label = f"{slices}x{length}x{length} r={rank} keep={keep}"
         cases.append(Case(label, make, moved))
-        del q, k, s, bits, rowwise
+        del q, k, s, bits, rowwise, packed
     run_cases(cases, methods, warmup=args.warmup, reps=args.reps)
     print_table(title, cases, list(methods))
 

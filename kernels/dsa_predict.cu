@@ -472,6 +472,165 @@ __global__ void __launch_bounds__(512)
     }
 }
 
+// dsa_predict_bits_mma: dsa_predict_bits for int8 codes with the scores from tensor cores.
+// The block takes its tile's rows in groups of `group` (<= 16) rows: all warps compute the
+// group's scores with mma.m16n8k16 (int8 in, exact int32 out; rows past the group are zero
+// queries whose results are dropped), each warp taking every warps-th block of 8 keys, into a
+// shared [group, Lk] score buffer; after a barrier each warp selects and emits its rows of the
+// group from that buffer, and a barrier ends the group.  Per score this reads about 1 byte of
+// key codes from shared memory instead of r (dp4a reads the key's codes for every row).
+// Shared memory (dynamic): the group's scores (row stride: Lk rounded up to 32, plus 8),
+// the per-warp scratch, the key scales, then
+// (16-byte aligned) the key codes, rows padded with zeros to `kwords` 32-bit words (a multiple
+// of 4) and Lk padded with zero rows to a multiple of 8.
+template <typename Code>  // signed char only (a template, like the other kernels' names)
+__global__ void __launch_bounds__(512)
+    dsa_predict_bits_mma(const Code* __restrict__ q_codes, const Code* __restrict__ k_codes,
+                         const float* __restrict__ k_scale, unsigned* __restrict__ bits, int lq,
+                         int lk, int rank, int keep, int rows_per_block, int blocks_per_slice,
+                         int group) {
+    static_assert(sizeof(Code) == 1, "tensor-core scores take int8 codes");
+    using namespace dsapredict;
+    extern __shared__ __align__(16) unsigned char smem_mma[];
+    const int warps = blockDim.x >> 5, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int slice = blockIdx.x / blocks_per_slice;
+    const int row0 = (blockIdx.x % blocks_per_slice) * rows_per_block;
+    const int row_end = min(lq, row0 + rows_per_block);
+    const int nwords = (lk + 31) >> 5;
+    if (keep >= lk) {
+        for (int i = row0 + warp; i < row_end; i += warps) {
+            unsigned* out = bits + (static_cast<long long>(slice) * lq + i) * nwords;
+            for (int w = lane; w < nwords; w += 32) {
+                out[w] = 32 * (w + 1) <= lk ? 0xffffffffu : (1u << (lk & 31)) - 1u;
+            }
+        }
+        return;
+    }
+
+    const int tiles = (lk + 7) >> 3;           // blocks of 8 keys
+    const int kwords = ((rank + 15) >> 4) * 4;  // a key row in shared memory, in words
+    // Score rows 8 words off a multiple of 32 apart: the pair stores of rows g = 0..3 (and of
+    // 4..7) of a half-warp then hit 32 different banks.
+    const int stride = ((lk + 31) & ~31) + 8;
+    float* sbuf = reinterpret_cast<float*>(smem_mma);
+    unsigned* hist_all = reinterpret_cast<unsigned*>(sbuf + group * stride);
+    int* cand_all = reinterpret_cast<int*>(hist_all + warps * kBuckets);
+    float* cval_all = reinterpret_cast<float*>(cand_all + warps * kCand);
+    float* sscale = cval_all + warps * kCand;
+    const long long key_offset =
+        (reinterpret_cast<unsigned char*>(sscale + lk) - smem_mma + 15) & ~15LL;
+    int* kw = reinterpret_cast<int*>(smem_mma + key_offset);
+
+    const Code* k = k_codes + static_cast<long long>(slice) * lk * rank;
+    const float* scale = k_scale + static_cast<long long>(slice) * lk;
+    for (int j = threadIdx.x; j < lk; j += blockDim.x) sscale[j] = scale[j];
+    const int total = 8 * tiles * kwords;
+    for (int t = threadIdx.x; t < total; t += blockDim.x) {
+        const int j = t / kwords, c = t - j * kwords;
+        unsigned w = 0u;
+        if (j < lk) {
+            if ((rank & 3) == 0) {
+                // Whole words; _dsa_predict.py passes 16-byte aligned tensors.
+                if (4 * c < rank) w = reinterpret_cast<const unsigned*>(k + j * rank)[c];
+            } else {
+#pragma unroll
+                for (int b = 0; b < 4; ++b) {
+                    const int e = 4 * c + b;
+                    if (e < rank) {
+                        w |= static_cast<unsigned>(static_cast<unsigned char>(k[j * rank + e]))
+                             << (8 * b);
+                    }
+                }
+            }
+        }
+        kw[t] = static_cast<int>(w);
+    }
+    __syncthreads();
+
+    const int g = lane >> 2, tig = lane & 3;  // the mma fragments' group and thread in group
+    const int chunks = kwords >> 2;           // 16 codes a chunk (k of m16n8k16)
+    unsigned* hist = hist_all + warp * kBuckets;
+    int* cand = cand_all + warp * kCand;
+    float* cval = cval_all + warp * kCand;
+    for (int base = row0; base < row_end; base += group) {
+        const int rows = min(group, row_end - base);
+        // A fragments: rows g and g + 8 of the group, codes 4 tig .. 4 tig + 3 of each chunk.
+        unsigned a[8][2];
+#pragma unroll
+        for (int c = 0; c < 8; ++c) {
+#pragma unroll
+            for (int h = 0; h < 2; ++h) {
+                const int r = g + 8 * h;
+                unsigned w = 0u;
+                if (c < chunks && r < rows) {
+                    const Code* q =
+                        q_codes + (static_cast<long long>(slice) * lq + base + r) * rank;
+#pragma unroll
+                    for (int b = 0; b < 4; ++b) {
+                        const int e = 16 * c + 4 * tig + b;
+                        if (e < rank) {
+                            w |= static_cast<unsigned>(static_cast<unsigned char>(q[e]))
+                                 << (8 * b);
+                        }
+                    }
+                }
+                a[c][h] = w;
+            }
+        }
+        for (int tile = warp; tile < tiles; tile += warps) {
+            int acc[4] = {0, 0, 0, 0};
+            const int* kt = kw + (8 * tile + g) * kwords + tig;
+#pragma unroll
+            for (int c = 0; c < 8; ++c) {
+                if (c < chunks) {
+                    const unsigned b = static_cast<unsigned>(kt[4 * c]);
+                    asm volatile(
+                        "mma.sync.aligned.m16n8k16.row.col.s32.s8.s8.s32 "
+                        "{%0, %1, %2, %3}, {%4, %5}, {%6}, {%0, %1, %2, %3};\n"
+                        : "+r"(acc[0]), "+r"(acc[1]), "+r"(acc[2]), "+r"(acc[3])
+                        : "r"(a[c][0]), "r"(a[c][1]), "r"(b));
+                }
+            }
+            // acc: rows g (0, 1) and g + 8 (2, 3), keys j0 = 8 tile + 2 tig and j0 + 1, stored
+            // as one 8-byte pair (a row's stride has room for a pair past Lk).
+            const int j0 = 8 * tile + 2 * tig;
+            const float s0 = sscale[j0], s1 = j0 + 1 < lk ? sscale[j0 + 1] : 0.0f;
+#pragma unroll
+            for (int h = 0; h < 2; ++h) {
+                const int r = g + 8 * h;
+                if (r < rows && j0 < lk) {
+                    *reinterpret_cast<float2*>(sbuf + r * stride + j0) =
+                        make_float2(static_cast<float>(acc[2 * h]) * s0,
+                                    static_cast<float>(acc[2 * h + 1]) * s1);
+                }
+            }
+        }
+        __syncthreads();
+        for (int r = warp; r < rows; r += warps) {
+            float* s = sbuf + r * stride;
+            float lo = inf(), hi = -inf();
+            for (int j = lane; j < lk; j += 32) {
+                lo = fminf(lo, s[j]);
+                hi = fmaxf(hi, s[j]);
+            }
+            lo = warp_min(lo);
+            hi = warp_max(hi);
+            hi = select_kept(s, lk, keep, lo, hi, hist, cand, cval, lane);
+            unsigned* out = bits + (static_cast<long long>(slice) * lq + base + r) * nwords;
+            unsigned mine = 0u;
+            for (int w = 0; w < nwords; ++w) {
+                const int j = 32 * w + lane;
+                const unsigned word = __ballot_sync(0xffffffffu, j < lk && s[j] > hi);
+                if ((w & 31) == lane) mine = word;
+                if ((w & 31) == 31 || w == nwords - 1) {
+                    if (lane <= (w & 31)) out[(w & ~31) + lane] = mine;
+                }
+            }
+        }
+        __syncthreads();
+    }
+}
+
 #ifndef __CUDACC_RTC__
 template __global__ void dsa_predict<signed char>(const signed char* __restrict__,
                                                   const signed char* __restrict__,
@@ -490,4 +649,9 @@ template __global__ void dsa_predict_bits<short>(const short* __restrict__,
                                                  const float* __restrict__,
                                                  unsigned* __restrict__, int, int, int, int, int,
                                                  int);
+template __global__ void dsa_predict_bits_mma<signed char>(const signed char* __restrict__,
+                                                           const signed char* __restrict__,
+                                                           const float* __restrict__,
+                                                           unsigned* __restrict__, int, int, int,
+                                                           int, int, int, int);
 #endif

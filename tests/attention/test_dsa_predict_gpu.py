@@ -9,6 +9,8 @@ from toolkit.attention._dsa_predict import (
     _bits_cuda,
     _bits_launch,
     _bits_plan,
+    _mma_launch,
+    _mma_plan,
     _predict_cuda,
     _predict_cuda_rowwise,
     pack_bits,
@@ -47,21 +49,31 @@ def _assert_kernel_matches_reference(q, k, scale, keep):
     return out
 
 
-def _assert_bits_match(qc, kc, sc, keep, expected, plan=None):
-    """The bits kernel (with ``plan``, else its own), into a poisoned buffer, equals the
-    packed reference mask.  The poison word 0xA5A5A5A5 differs from the reference wherever
-    a word is left unwritten (no case here keeps that exact pattern), so equality shows
-    every word was written."""
+def _assert_bits_match(qc, kc, sc, keep, expected, kernel=None, plan=None):
+    """Every bits path (or ``kernel`` with ``plan``), into a poisoned buffer, equals the
+    packed reference mask: the dispatch (``_bits_cuda``), the dp4a tile kernel and the
+    tensor-core kernel where their plans fit.  The poison word 0xA5A5A5A5 differs from the
+    reference wherever a word is left unwritten (no case here keeps that exact pattern), so
+    equality shows every word was written."""
     packed = pack_bits(expected)
     assert not (packed == -0x5A5A5A5B).any(), "the reference holds the poison word"
-    out = poisoned(packed.shape, torch.int32)
-    if plan is None:
-        _bits_cuda(qc, kc, sc, keep, out=out)
+    if kernel is not None:
+        runs = [(kernel, plan)]
     else:
-        _bits_launch(qc, kc, sc, keep, plan, out=out)
-    torch.cuda.synchronize()
-    assert_matches_reference(out, packed, exact=True, msg=f"bits, plan {plan}")
-    assert torch.equal(unpack_bits(out, expected.shape[-1]).cpu(), expected)
+        runs = [("dispatch", None), ("dp4a", _bits_plan(qc, kc)), ("mma", _mma_plan(qc, kc))]
+    for name, p in runs:
+        if name != "dispatch" and p is None:
+            continue  # this kernel's shared memory does not fit
+        out = poisoned(packed.shape, torch.int32)
+        if name == "dispatch":
+            _bits_cuda(qc, kc, sc, keep, out=out)
+        elif name == "dp4a":
+            _bits_launch(qc, kc, sc, keep, p, out=out)
+        else:
+            _mma_launch(qc, kc, sc, keep, p, out=out)
+        torch.cuda.synchronize()
+        assert_matches_reference(out, packed, exact=True, msg=f"bits {name}, plan {p}")
+        assert torch.equal(unpack_bits(out, expected.shape[-1]).cpu(), expected)
 
 
 @pytest.mark.parametrize(("lead", "lq", "lk", "rank", "dtype", "keep", "amp"), CASES)
@@ -149,19 +161,33 @@ def test_bits_ranks_and_tails(lead, lq, lk, rank, dtype):
         _assert_kernel_matches_reference(q, k, scale, keep)
 
 
-@pytest.mark.parametrize("plan", [(1, 1, None), (1, 7, None), (4, 64, None), (16, 16, None)])
-def test_bits_tiles(plan):
-    """Explicit block plans: one row a block, rows shared by fewer warps than rows, a tile
-    larger than Lq, many warps; each warp loops over its rows, reusing its score buffer."""
+@pytest.mark.parametrize(
+    ("kernel", "plan"),
+    [
+        ("dp4a", (1, 1)),
+        ("dp4a", (1, 7)),
+        ("dp4a", (4, 64)),
+        ("dp4a", (16, 16)),
+        ("mma", (1, 16, 16)),
+        ("mma", (4, 32, 16)),
+        ("mma", (16, 48, 16)),
+        ("mma", (2, 8, 8)),
+        ("mma", (8, 64, 8)),
+    ],
+)
+def test_bits_tiles(kernel, plan):
+    """Explicit block plans ((warps, rows a block) for dp4a, (warps, rows a block, row group)
+    for mma): one row a block, rows shared by fewer warps than rows, tiles larger than Lq,
+    many warps, groups of 8 and 16 rows with a partial last group; warps reuse their
+    buffers from row to row."""
     lead, lq, lk, rank, keep = (3,), 50, 333, 16, 34
-    gen = generator("bits tiles", plan)
+    gen = generator("bits tiles", kernel, plan)
     q = torch.randint(-7, 8, (*lead, lq, rank), generator=gen).to(torch.int8)
     k = torch.randint(-7, 8, (*lead, lk, rank), generator=gen).to(torch.int8)
     scale = torch.rand(*lead, lk, generator=gen) + 0.25
     expected = predict_topk_mask(q, k, scale, keep, backend="cpu")
-    warps, per_block, _ = plan
-    full = (warps, per_block, -(-lq // per_block))
-    _assert_bits_match(q.cuda(), k.cuda(), scale.cuda(), keep, expected, plan=full)
+    full = (plan[0], plan[1], -(-lq // plan[1]), *plan[2:])
+    _assert_bits_match(q.cuda(), k.cuda(), scale.cuda(), keep, expected, kernel, full)
 
 
 def test_bits_issue_configuration():
@@ -173,6 +199,7 @@ def test_bits_issue_configuration():
     k = torch.randint(-7, 8, (*lead, length, rank), generator=gen).to(torch.int8)
     scale = torch.rand(*lead, length, generator=gen) * 0.1 + 0.01
     assert _bits_plan(q.cuda(), k.cuda()) is not None
+    assert _mma_plan(q.cuda(), k.cuda()) is not None
     expected = predict_topk_mask(q, k, scale, keep, backend="cpu")
     _assert_bits_match(q.cuda(), k.cuda(), scale.cuda(), keep, expected)
     bits = predict_topk_bits(q.cuda(), k.cuda(), scale.cuda(), keep)
@@ -185,7 +212,7 @@ def test_bits_fallback_where_keys_do_not_fit():
     q = torch.randint(-300, 301, (1, 4, 128), generator=gen).to(torch.int16)
     k = torch.randint(-300, 301, (1, 2048, 128), generator=gen).to(torch.int16)
     scale = torch.rand(1, 2048, generator=gen) + 0.5
-    assert _bits_plan(q.cuda(), k.cuda()) is None
+    assert _bits_plan(q.cuda(), k.cuda()) is None and _mma_plan(q.cuda(), k.cuda()) is None
     expected = predict_topk_mask(q, k, scale, 100, backend="cpu")
     _assert_bits_match(q.cuda(), k.cuda(), scale.cuda(), 100, expected)
 

@@ -44,7 +44,11 @@ _BITS_KERNEL_NAME = {
     torch.int8: "dsa_predict_bits<signed char>",
     torch.int16: "dsa_predict_bits<short>",
 }
-_EXPRS = (*_KERNEL_NAME.values(), *_BITS_KERNEL_NAME.values())
+_MMA_KERNEL_NAME = "dsa_predict_bits_mma<signed char>"
+_EXPRS = (*_KERNEL_NAME.values(), *_BITS_KERNEL_NAME.values(), _MMA_KERNEL_NAME)
+#: int8 scores on tensor cores (dsa_predict_bits_mma) where they fit, else dp4a.
+_USE_TENSOR_CORES = True
+_MMA_GROUPS = (16, 8)  # query rows a group of dsa_predict_bits_mma (the mma's M is 16)
 _SMEM_LIMIT = 200 * 1024  # the scores of a block's rows live in shared memory
 _WARPS = 4  # rows a block (one warp each; kMaxWarps in kernels/dsa_predict.cu)
 _BITS_WARP_CHOICES = (16, 8, 4, 2, 1)  # warps a block of dsa_predict_bits (<= 512 threads)
@@ -90,15 +94,17 @@ def _predict_op(q_codes, k_codes, k_scale, keep: int) -> torch.Tensor:
 
 @_predict_op.cuda
 def _predict_cuda(q_codes, k_codes, k_scale, keep: int, out=None) -> torch.Tensor:
-    # The tiled bits kernel reads each slice's keys once per tile of rows instead of once per
-    # row; where its shared memory does not fit, the row-wise kernel.
+    # The bits kernels read each slice's keys once per tile of rows instead of once per row
+    # and write 32x fewer bytes; unpacking costs one elementwise pass.  Where their shared
+    # memory does not fit, the row-wise kernel.
+    mma = _mma_plan(q_codes, k_codes) if _USE_TENSOR_CORES else None
     plan = _bits_plan(q_codes, k_codes)
-    if plan is None:
+    if mma is None and plan is None:
         return _predict_cuda_rowwise(q_codes, k_codes, k_scale, keep, out=out)
     shape = (*q_codes.shape[:-1], k_codes.shape[-2])
     if out is not None and out.shape != shape:
         raise ValueError(f"out must have shape {shape}, got {tuple(out.shape)}")
-    mask = unpack_bits(_bits_launch(q_codes, k_codes, k_scale, keep, plan), shape[-1])
+    mask = unpack_bits(_bits_cuda(q_codes, k_codes, k_scale, keep), shape[-1])
     if out is None:
         return mask
     require_cuda_tensor(out, "out", (torch.bool,), q_codes.device)
@@ -109,8 +115,7 @@ def _predict_cuda_rowwise(q_codes, k_codes, k_scale, keep: int, out=None) -> tor
     """The bool mask from ``dsa_predict`` (one warp a row, keys read from global memory)."""
     lq, rank = q_codes.shape[-2:]
     lk = k_codes.shape[-2]
-    if rank > MAX_CODE_RANK:
-        raise ValueError(f"the CUDA path needs a code rank r <= {MAX_CODE_RANK}, got {rank}")
+    _check_rank(q_codes)
     if _warp_bytes(lk) > _SMEM_LIMIT:
         raise ValueError(
             f"the CUDA path holds one row's keys in shared memory: Lk <= "
@@ -267,31 +272,71 @@ def _bits_smem(warps: int, lk: int, rank: int, dtype: torch.dtype) -> int:
     return -(-head // 16) * 16 + keys
 
 
-def _bits_plan(q_codes: torch.Tensor, k_codes: torch.Tensor) -> tuple[int, int, int] | None:
-    """``(warps, rows_per_block, blocks_per_slice)`` for ``dsa_predict_bits``: the block size
-    with the most resident warps per multiprocessor, or None where even one warp's shared
-    memory does not fit."""
+def _pick_block(
+    q_codes: torch.Tensor, smem_of, warp_choices, multiple_of
+) -> tuple[int, int, int, int] | None:
+    """``(warps, rows_per_block, blocks_per_slice, smem)``: the block size with the most
+    resident warps per multiprocessor (``smem_of(warps)`` bytes of shared memory a block), rows
+    a block a multiple of ``multiple_of`` and about four waves of blocks; None where no choice
+    fits."""
     lq, rank = q_codes.shape[-2:]
-    lk = k_codes.shape[-2]
-    if rank > MAX_CODE_RANK:
-        raise ValueError(f"the CUDA path needs a code rank r <= {MAX_CODE_RANK}, got {rank}")
     index = q_codes.device.index
     sms, optin, per_sm = _device_limits(index if index is not None else torch.cuda.current_device())
     best = None
-    for warps in _BITS_WARP_CHOICES:
-        smem = _bits_smem(warps, lk, rank, q_codes.dtype)
+    for warps in warp_choices:
+        smem = smem_of(warps)
         if smem > optin:
             continue
         blocks = min(per_sm // (smem + 1024), _BITS_MAX_WARPS_PER_SM // warps)
         if blocks >= 1 and (best is None or blocks * warps > best[1] * best[0]):
-            best = (warps, blocks)
+            best = (warps, blocks, smem)
     if best is None:
         return None
-    warps, blocks = best
+    warps, blocks, smem = best
     rows = q_codes.numel() // max(rank, 1)
+    step = max(warps, multiple_of)
     target = -(-rows // (_BITS_BLOCKS_PER_SLOT * sms * blocks))  # rows a block for ~4 waves
-    per_block = min(-(-max(target, 1) // warps) * warps, -(-max(lq, 1) // warps) * warps)
-    return warps, per_block, -(-max(lq, 1) // per_block)
+    per_block = min(-(-max(target, 1) // step) * step, -(-max(lq, 1) // step) * step)
+    return warps, per_block, -(-max(lq, 1) // per_block), smem
+
+
+def _check_rank(q_codes: torch.Tensor) -> None:
+    rank = q_codes.shape[-1]
+    if rank > MAX_CODE_RANK:
+        raise ValueError(f"the CUDA path needs a code rank r <= {MAX_CODE_RANK}, got {rank}")
+
+
+def _bits_plan(q_codes: torch.Tensor, k_codes: torch.Tensor) -> tuple[int, int, int] | None:
+    """``(warps, rows_per_block, blocks_per_slice)`` for ``dsa_predict_bits``, or None where
+    even one warp's shared memory does not fit."""
+    _check_rank(q_codes)
+    lk, rank = k_codes.shape[-2], q_codes.shape[-1]
+    picked = _pick_block(
+        q_codes, lambda w: _bits_smem(w, lk, rank, q_codes.dtype), _BITS_WARP_CHOICES, 1
+    )
+    return None if picked is None else picked[:3]
+
+
+def _mma_smem(group: int, warps: int, lk: int, rank: int) -> int:
+    """Dynamic shared memory of ``dsa_predict_bits_mma`` (its layout comment)."""
+    stride = -(-lk // 32) * 32 + 8  # a score row, padded against bank conflicts
+    head = 4 * group * stride + warps * _BITS_WARP_SCRATCH + 4 * lk
+    return -(-head // 16) * 16 + 8 * (-(-lk // 8)) * 4 * 4 * (-(-rank // 16))
+
+
+def _mma_plan(q_codes: torch.Tensor, k_codes: torch.Tensor) -> tuple[int, int, int, int] | None:
+    """``(warps, rows_per_block, blocks_per_slice, group)`` for ``dsa_predict_bits_mma``
+    (int8 codes): the largest row group that fits, or None."""
+    _check_rank(q_codes)
+    if q_codes.dtype != torch.int8:
+        return None
+    lk, rank = k_codes.shape[-2], q_codes.shape[-1]
+    for group in _MMA_GROUPS:
+        choices = tuple(w for w in _BITS_WARP_CHOICES if w <= group)
+        picked = _pick_block(q_codes, lambda w, g=group: _mma_smem(g, w, lk, rank), choices, group)
+        if picked is not None:
+            return (*picked[:3], group)
+    return None
 
 
 def _aligned(t: torch.Tensor) -> torch.Tensor:
@@ -300,23 +345,29 @@ def _aligned(t: torch.Tensor) -> torch.Tensor:
     return t if t.data_ptr() % 16 == 0 else t.clone()
 
 
+def _bits_out(q_codes: torch.Tensor, lk: int, out) -> torch.Tensor:
+    """The int32 ``[..., Lq, ceil(Lk / 32)]`` output: ``out`` checked, or a new tensor."""
+    shape = (*q_codes.shape[:-1], -(-lk // 32))
+    if out is None:
+        return torch.empty(shape, dtype=torch.int32, device=q_codes.device)
+    if out.shape != shape:
+        raise ValueError(f"out must have shape {shape}, got {tuple(out.shape)}")
+    require_cuda_tensor(out, "out", (torch.int32,), q_codes.device)
+    return out
+
+
 def _bits_launch(q_codes, k_codes, k_scale, keep: int, plan, out=None) -> torch.Tensor:
     """Run ``dsa_predict_bits`` with ``plan`` from :func:`_bits_plan`."""
     warps, per_block, per_slice = plan
     lq, rank = q_codes.shape[-2:]
     lk = k_codes.shape[-2]
     q_codes, k_codes, k_scale = (_aligned(t) for t in (q_codes, k_codes, k_scale))
-    shape = (*q_codes.shape[:-1], -(-lk // 32))
-    if out is None:
-        out = torch.empty(shape, dtype=torch.int32, device=q_codes.device)
-    if out.shape != shape:
-        raise ValueError(f"out must have shape {shape}, got {tuple(out.shape)}")
+    out = _bits_out(q_codes, lk, out)
     device = q_codes.device
     for name, t, dtypes in (
         ("q_codes", q_codes, _CODE_DTYPES),
         ("k_codes", k_codes, (q_codes.dtype,)),
         ("k_scale", k_scale, (torch.float32,)),
-        ("out", out, (torch.int32,)),
     ):
         require_cuda_tensor(t, name, dtypes, device)
     slices = q_codes.numel() // max(lq * rank, 1)
@@ -347,8 +398,56 @@ def _bits_launch(q_codes, k_codes, k_scale, keep: int, plan, out=None) -> torch.
     return out
 
 
+def _mma_launch(q_codes, k_codes, k_scale, keep: int, plan, out=None) -> torch.Tensor:
+    """Run ``dsa_predict_bits_mma`` with ``plan`` from :func:`_mma_plan`."""
+    warps, per_block, per_slice, group = plan
+    lq, rank = q_codes.shape[-2:]
+    lk = k_codes.shape[-2]
+    q_codes, k_codes, k_scale = (_aligned(t) for t in (q_codes, k_codes, k_scale))
+    out = _bits_out(q_codes, lk, out)
+    device = q_codes.device
+    for name, t, dtypes in (
+        ("q_codes", q_codes, (torch.int8,)),
+        ("k_codes", k_codes, (torch.int8,)),
+        ("k_scale", k_scale, (torch.float32,)),
+    ):
+        require_cuda_tensor(t, name, dtypes, device)
+    slices = q_codes.numel() // max(lq * rank, 1)
+    if slices == 0 or lq == 0 or lk == 0:
+        return out
+    fast_launch(
+        "dsa_predict",
+        _MMA_KERNEL_NAME,
+        (slices * per_slice,),
+        (32 * warps,),
+        "ppppiiiiiii",
+        (
+            q_codes.data_ptr(),
+            k_codes.data_ptr(),
+            k_scale.data_ptr(),
+            out.data_ptr(),
+            lq,
+            lk,
+            rank,
+            keep,
+            per_block,
+            per_slice,
+            group,
+        ),
+        device,
+        exprs=_EXPRS,
+        shared_mem=_mma_smem(group, warps, lk, rank),
+    )
+    return out
+
+
 @_bits_op.cuda
 def _bits_cuda(q_codes, k_codes, k_scale, keep: int, out=None) -> torch.Tensor:
+    # Tensor-core scores where they fit (int8), else dp4a / int16 loops with the keys in
+    # shared memory, else the row-wise kernel.
+    mma = _mma_plan(q_codes, k_codes) if _USE_TENSOR_CORES else None
+    if mma is not None:
+        return _mma_launch(q_codes, k_codes, k_scale, keep, mma, out=out)
     plan = _bits_plan(q_codes, k_codes)
     if plan is None:  # the slice's keys do not fit in shared memory: the row-wise kernel
         bits = pack_bits(_predict_cuda_rowwise(q_codes, k_codes, k_scale, keep))
