@@ -10,7 +10,7 @@
 // out).  Ties go to the lower key index.  The integer dot product is exact, so the CUDA path
 // and the torch reference agree bit for bit.
 //
-// Two kernels share the selection (`select_kept`):
+// Three kernels share the selection (`select_kept`):
 //   dsa_predict       one warp per query row, the keys read from global memory (L2), a bool
 //                     mask out; for any Lk whose row of scores fits in shared memory.
 //   dsa_predict_bits  a block takes a tile of query rows of one slice, loads that slice's key
@@ -18,6 +18,8 @@
 //                     rows (one warp a row at a time); a packed bitmask out (bit j % 32 of
 //                     word j / 32), one warp ballot a word.  The old kernel read Lk * r bytes
 //                     of keys from L2 for every row, with no reuse, and waited on them.
+//   dsa_predict_bits_mma  the same for int8 codes, the scores of 16 (or 8) rows at a time from
+//                     tensor cores (below).
 //
 // Selection, per row: the row's scores live in the warp's slice of shared memory.  It narrows
 // a value range [lo, hi] that holds the keep-th largest score: a pass buckets the scores in
@@ -51,8 +53,27 @@ __device__ __forceinline__ float warp_max(float v) {
     return v;
 }
 
+// Integer <-> float conversions run at 16 a clock per multiprocessor (an eighth of the
+// float adds), and the scores and buckets need one per score and pass.  For |x| <= 2^22 the
+// float 1.5 * 2^23 + x has x in its low mantissa bits exactly, so integer and float adds
+// convert instead: exact for int8 dot products (|dot| <= 128^3 = 2^21).
+constexpr float kMagic = 12582912.0f;  // 1.5 * 2^23, bits 0x4B400000
+__device__ __forceinline__ float small_int_to_float(int x) {
+    return __int_as_float(0x4B400000 + x) - kMagic;
+}
+
+// Order-preserving int keys of floats (no NaN), for shared-memory atomicMin/atomicMax.
+__device__ __forceinline__ int ordered(float f) {
+    const int i = __float_as_int(f);
+    return i >= 0 ? i : i ^ 0x7fffffff;
+}
+__device__ __forceinline__ float unordered(int key) {
+    return __int_as_float(key >= 0 ? key : key ^ 0x7fffffff);
+}
+
 // The bucket of a score s in [lo, hi] (lo < hi): monotone non-decreasing in s (every step
-// rounds monotonically), 0 at lo and 255 at hi.  In float where hi - lo and 256 / (hi - lo)
+// rounds monotonically), 0 at lo and 255 at hi (bucket 0 holds at least lo, bucket 255 at
+// least hi, which is all the narrowing needs).  In float where hi - lo and 256 / (hi - lo)
 // are finite normal numbers: then fl(fl(hi - lo) * fl(256 / (hi - lo))) >= 256 (1 - 2^-23)
 // > 255.  Otherwise (infinite or tiny ranges) in double, where hi - lo cannot overflow; the
 // double conversions are slow, so only those rows pay them.
@@ -70,8 +91,10 @@ struct Buckets {
     }
     __device__ __forceinline__ int operator()(float s) const {
         if (fast) {
+            // b in [0, 256 (1 + 2^-22)]: rounded to the nearest integer (monotone too) by
+            // the magic-number add, then capped.
             const float b = (s - flo) * fscale;
-            return b >= kBuckets - 1 ? kBuckets - 1 : static_cast<int>(b);
+            return min(__float_as_int(b + kMagic) - 0x4B400000, kBuckets - 1);
         }
         const double b = (static_cast<double>(s) - dlo) * dscale;
         return b >= kBuckets - 1 ? kBuckets - 1 : static_cast<int>(b);
@@ -273,7 +296,7 @@ __global__ void dsa_predict(const Code* __restrict__ q_codes, const Code* __rest
                     dot = __dp4a(w.w, qp[c].w, dot);
                 }
             }
-            const float v = static_cast<float>(dot) * scale[j];
+            const float v = small_int_to_float(dot) * scale[j];
             s[j] = v;
             lo = fminf(lo, v);
             hi = fmaxf(hi, v);
@@ -417,7 +440,7 @@ __global__ void __launch_bounds__(512)
                             dot = __dp4a(w.w, qw[4 * c + 3], dot);
                         }
                     }
-                    const float v = static_cast<float>(dot) * sscale[j];
+                    const float v = small_int_to_float(dot) * sscale[j];
                     s[j] = v;
                     lo = fminf(lo, v);
                     hi = fmaxf(hi, v);
@@ -430,7 +453,7 @@ __global__ void __launch_bounds__(512)
                     for (int c = 0; c < 32; ++c) {
                         if (c < words) dot = __dp4a(kj[c], qw[c], dot);
                     }
-                    const float v = static_cast<float>(dot) * sscale[j];
+                    const float v = small_int_to_float(dot) * sscale[j];
                     s[j] = v;
                     lo = fminf(lo, v);
                     hi = fmaxf(hi, v);
@@ -476,8 +499,9 @@ __global__ void __launch_bounds__(512)
 // The block takes its tile's rows in groups of `group` (<= 16) rows: all warps compute the
 // group's scores with mma.m16n8k16 (int8 in, exact int32 out; rows past the group are zero
 // queries whose results are dropped), each warp taking every warps-th block of 8 keys, into a
-// shared [group, Lk] score buffer; after a barrier each warp selects and emits its rows of the
-// group from that buffer, and a barrier ends the group.  Per score this reads about 1 byte of
+// shared [group, Lk] score buffer, and each row's score range by shared atomics; after a
+// barrier each warp selects and emits its rows of the group from that buffer, and a barrier
+// ends the group.  Per score this reads about 1 byte of
 // key codes from shared memory instead of r (dp4a reads the key's codes for every row).
 // Shared memory (dynamic): the group's scores (row stride: Lk rounded up to 32, plus 8),
 // the per-warp scratch, the key scales, then
@@ -545,6 +569,13 @@ __global__ void __launch_bounds__(512)
         }
         kw[t] = static_cast<int>(w);
     }
+    // Each group's score range, from the compute phase's atomics; two sets, so that the next
+    // group's set is reset while this group's is still read (no extra barrier).
+    __shared__ int row_range[2][2][16];
+    if (threadIdx.x < 64) {
+        const int m = threadIdx.x >> 4 & 1;
+        (&row_range[0][0][0])[threadIdx.x] = m == 0 ? ordered(inf()) : ordered(-inf());
+    }
     __syncthreads();
 
     const int g = lane >> 2, tig = lane & 3;  // the mma fragments' group and thread in group
@@ -552,8 +583,10 @@ __global__ void __launch_bounds__(512)
     unsigned* hist = hist_all + warp * kBuckets;
     int* cand = cand_all + warp * kCand;
     float* cval = cval_all + warp * kCand;
-    for (int base = row0; base < row_end; base += group) {
+    for (int base = row0, parity = 0; base < row_end; base += group, parity ^= 1) {
         const int rows = min(group, row_end - base);
+        int* rmin = row_range[parity][0];  // reset before the last barrier (see below)
+        int* rmax = row_range[parity][1];
         // A fragments: rows g and g + 8 of the group, codes 4 tig .. 4 tig + 3 of each chunk.
         unsigned a[8][2];
 #pragma unroll
@@ -577,6 +610,7 @@ __global__ void __launch_bounds__(512)
                 a[c][h] = w;
             }
         }
+        float lmin[2] = {inf(), inf()}, lmax[2] = {-inf(), -inf()};
         for (int tile = warp; tile < tiles; tile += warps) {
             int acc[4] = {0, 0, 0, 0};
             const int* kt = kw + (8 * tile + g) * kwords + tig;
@@ -598,23 +632,43 @@ __global__ void __launch_bounds__(512)
 #pragma unroll
             for (int h = 0; h < 2; ++h) {
                 const int r = g + 8 * h;
+                const float v0 = small_int_to_float(acc[2 * h]) * s0;
+                const float v1 = small_int_to_float(acc[2 * h + 1]) * s1;
                 if (r < rows && j0 < lk) {
-                    *reinterpret_cast<float2*>(sbuf + r * stride + j0) =
-                        make_float2(static_cast<float>(acc[2 * h]) * s0,
-                                    static_cast<float>(acc[2 * h + 1]) * s1);
+                    *reinterpret_cast<float2*>(sbuf + r * stride + j0) = make_float2(v0, v1);
+                    lmin[h] = fminf(lmin[h], v0);
+                    lmax[h] = fmaxf(lmax[h], v0);
+                    if (j0 + 1 < lk) {
+                        lmin[h] = fminf(lmin[h], v1);
+                        lmax[h] = fmaxf(lmax[h], v1);
+                    }
                 }
             }
         }
+        // The rows' ranges: over the quad (the lanes of one row), then over the warps.
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+#pragma unroll
+            for (int o = 1; o < 4; o <<= 1) {
+                lmin[h] = fminf(lmin[h], __shfl_xor_sync(0xffffffffu, lmin[h], o));
+                lmax[h] = fmaxf(lmax[h], __shfl_xor_sync(0xffffffffu, lmax[h], o));
+            }
+            const int r = g + 8 * h;
+            if (tig == 0 && r < rows && lmin[h] <= lmax[h]) {
+                atomicMin(&rmin[r], ordered(lmin[h]));
+                atomicMax(&rmax[r], ordered(lmax[h]));
+            }
+        }
         __syncthreads();
+        // The other set of ranges, last read before the previous barrier, for the next group.
+        if (threadIdx.x < 32) {
+            int* next = &row_range[parity ^ 1][0][0];
+            next[threadIdx.x] = threadIdx.x < 16 ? ordered(inf()) : ordered(-inf());
+        }
         for (int r = warp; r < rows; r += warps) {
             float* s = sbuf + r * stride;
-            float lo = inf(), hi = -inf();
-            for (int j = lane; j < lk; j += 32) {
-                lo = fminf(lo, s[j]);
-                hi = fmaxf(hi, s[j]);
-            }
-            lo = warp_min(lo);
-            hi = warp_max(hi);
+            const float lo = unordered(rmin[r]);
+            float hi = unordered(rmax[r]);
             hi = select_kept(s, lk, keep, lo, hi, hist, cand, cval, lane);
             unsigned* out = bits + (static_cast<long long>(slice) * lq + base + r) * nwords;
             unsigned mine = 0u;
