@@ -10,24 +10,35 @@
 // out).  Ties go to the lower key index.  The integer dot product is exact, so the CUDA path
 // and the torch reference agree bit for bit.
 //
-// One warp per query row (kWarps rows a block), no block-wide barriers.  The row's scores live
-// in the warp's slice of shared memory.  The selection narrows a value range [lo, hi] that
-// holds the keep-th largest score: a pass buckets the scores in the range into 256 buckets by
-// value (a monotone map, so a higher bucket only holds larger scores), finds the bucket that
-// holds the keep-th largest, and the range shrinks to that bucket's smallest and largest
-// score.  The first range is [min, max]; the smallest and largest score always fall into
-// buckets 0 and 255, so each pass strictly shrinks the candidates, and a pass usually leaves a
-// few dozen.  Once at most kCand remain (or all are equal), the warp ranks them exactly: by
-// score, then by index.  Value buckets spread well over any score distribution, unlike radix
-// digits of float bits, whose top byte (sign and exponent) puts most scores of a row into one
-// or two bins and serialises the shared-memory atomics.
+// Three kernels share the selection (`select_kept`):
+//   dsa_predict       one warp per query row, the keys read from global memory (L2), a bool
+//                     mask out; for any Lk whose row of scores fits in shared memory.
+//   dsa_predict_bits  a block takes a tile of query rows of one slice, loads that slice's key
+//                     codes and scales into shared memory once and reuses them for all its
+//                     rows (one warp a row at a time); a packed bitmask out (bit j % 32 of
+//                     word j / 32), one warp ballot a word.  The old kernel read Lk * r bytes
+//                     of keys from L2 for every row, with no reuse, and waited on them.
+//   dsa_predict_bits_mma  the same for int8 codes, the scores of 16 (or 8) rows at a time from
+//                     tensor cores (below).
+//
+// Selection, per row: the row's scores live in the warp's slice of shared memory.  It narrows
+// a value range [lo, hi] that holds the keep-th largest score: a pass buckets the scores in
+// the range into 256 buckets by value (a monotone map, so a higher bucket only holds larger
+// scores), finds the bucket that holds the keep-th largest, and the range shrinks to that
+// bucket's smallest and largest score.  The first range is [min, max]; the smallest and
+// largest score always fall into buckets 0 and 255, so each pass strictly shrinks the
+// candidates, and a pass usually leaves a few dozen.  Once at most kCand remain (or all are
+// equal), the warp ranks them exactly: by score, then by index.  Value buckets spread well
+// over any score distribution, unlike radix digits of float bits, whose top byte (sign and
+// exponent) puts most scores of a row into one or two bins and serialises the shared-memory
+// atomics.
 #include "tk_dtypes.cuh"
 
 namespace dsapredict {
 
 constexpr int kBuckets = 256;
 constexpr int kCand = 64;     // candidates ranked exactly (a lane ranks kCand / 32 of them)
-constexpr int kMaxWarps = 4;  // rows (warps) a block at most
+constexpr int kMaxWarps = 4;  // rows (warps) a block at most in dsa_predict
 
 __device__ __forceinline__ float inf() { return __int_as_float(0x7f800000); }
 
@@ -41,99 +52,62 @@ __device__ __forceinline__ float warp_max(float v) {
     for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
     return v;
 }
-__device__ __forceinline__ unsigned warp_sum(unsigned v) {
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    return v;
+
+// Integer <-> float conversions run at 16 a clock per multiprocessor (an eighth of the
+// float adds), and the scores and buckets need one per score and pass.  For |x| <= 2^22 the
+// float 1.5 * 2^23 + x has x in its low mantissa bits exactly, so integer and float adds
+// convert instead: exact for int8 dot products (|dot| <= 128^3 = 2^21).
+constexpr float kMagic = 12582912.0f;  // 1.5 * 2^23, bits 0x4B400000
+__device__ __forceinline__ float small_int_to_float(int x) {
+    return __int_as_float(0x4B400000 + x) - kMagic;
 }
 
-// Bucket of s in [lo, hi] (lo < hi): monotone non-decreasing in s (every step rounds
-// monotonically), 0 at lo and 255 at hi.  Double precision: hi - lo cannot overflow.
-__device__ __forceinline__ int bucket(float s, double lo, double scale) {
-    const double b = (static_cast<double>(s) - lo) * scale;
-    return b >= kBuckets - 1 ? kBuckets - 1 : static_cast<int>(b);
+// Order-preserving int keys of floats (no NaN), for shared-memory atomicMin/atomicMax.
+__device__ __forceinline__ int ordered(float f) {
+    const int i = __float_as_int(f);
+    return i >= 0 ? i : i ^ 0x7fffffff;
+}
+__device__ __forceinline__ float unordered(int key) {
+    return __int_as_float(key >= 0 ? key : key ^ 0x7fffffff);
 }
 
-}  // namespace dsapredict
-
-// Dynamic shared memory: Lk floats (the scores) per warp.  The bucket counters and candidates
-// are separate static arrays, so that the compiler knows the score loads of the next keys do
-// not depend on the counter updates of the last ones, and can overlap them.
-template <typename Code>
-__global__ void dsa_predict(const Code* __restrict__ q_codes, const Code* __restrict__ k_codes,
-                            const float* __restrict__ k_scale, bool* __restrict__ mask,
-                            long long rows, int lq, int lk, int rank, int keep) {
-    using namespace dsapredict;
-    extern __shared__ float smem[];
-    const int warps = blockDim.x >> 5, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    const long long row = static_cast<long long>(blockIdx.x) * warps + warp;  // slice*lq + i
-    if (row >= rows) return;  // a whole warp leaves: no barrier below spans warps
-    __shared__ unsigned hist_all[kMaxWarps][kBuckets];
-    __shared__ int cand_all[kMaxWarps][kCand];
-    __shared__ float cval_all[kMaxWarps][kCand];
-    float* s = smem + static_cast<long long>(warp) * lk;
-    unsigned* hist = hist_all[warp];
-    int* cand = cand_all[warp];
-    float* cval = cval_all[warp];
-    bool* out = mask + row * static_cast<long long>(lk);
-    if (keep >= lk) {
-        for (int j = lane; j < lk; j += 32) out[j] = true;
-        return;
+// The bucket of a score s in [lo, hi] (lo < hi): monotone non-decreasing in s (every step
+// rounds monotonically), 0 at lo and 255 at hi (bucket 0 holds at least lo, bucket 255 at
+// least hi, which is all the narrowing needs).  In float where hi - lo and 256 / (hi - lo)
+// are finite normal numbers: then fl(fl(hi - lo) * fl(256 / (hi - lo))) >= 256 (1 - 2^-23)
+// > 255.  Otherwise (infinite or tiny ranges) in double, where hi - lo cannot overflow; the
+// double conversions are slow, so only those rows pay them.
+struct Buckets {
+    bool fast;
+    float flo, fscale;
+    double dlo, dscale;
+    __device__ Buckets(float lo, float hi) {
+        const float d = hi - lo;
+        fast = d <= 3.0e38f && d >= 1.0e-30f;  // false for inf and NaN too
+        flo = lo;
+        fscale = fast ? kBuckets / d : 0.0f;
+        dlo = lo;
+        dscale = kBuckets / (static_cast<double>(hi) - dlo);
     }
-
-    const long long slice = row / lq;
-    const Code* q = q_codes + row * rank;
-    const Code* k = k_codes + slice * static_cast<long long>(lk) * rank;
-    const float* scale = k_scale + slice * static_cast<long long>(lk);
-
-    // 1. The approximate scores, and their range.
-    float lo = inf(), hi = -inf();
-    if (sizeof(Code) == 1 && (rank & 15) == 0) {
-        // int8 codes, rank a multiple of 16: 16-byte loads and 4-way byte dot products.
-        // |dot| <= 127^2 * 128 fits an int.  Rows are 16-byte aligned: torch's allocations
-        // are, and every row is a multiple of 16 bytes long.
-        const int chunks = rank >> 4;
-        const int4* qv = reinterpret_cast<const int4*>(q);
-        int4 qp[8];
-#pragma unroll
-        for (int c = 0; c < 8; ++c) qp[c] = c < chunks ? qv[c] : make_int4(0, 0, 0, 0);
-        for (int j = lane; j < lk; j += 32) {
-            const int4* kj = reinterpret_cast<const int4*>(k + static_cast<long long>(j) * rank);
-            int dot = 0;
-#pragma unroll
-            for (int c = 0; c < 8; ++c) {
-                if (c < chunks) {
-                    const int4 w = kj[c];
-                    dot = __dp4a(w.x, qp[c].x, dot);
-                    dot = __dp4a(w.y, qp[c].y, dot);
-                    dot = __dp4a(w.z, qp[c].z, dot);
-                    dot = __dp4a(w.w, qp[c].w, dot);
-                }
-            }
-            const float v = static_cast<float>(dot) * scale[j];
-            s[j] = v;
-            lo = fminf(lo, v);
-            hi = fmaxf(hi, v);
+    __device__ __forceinline__ int operator()(float s) const {
+        if (fast) {
+            // b in [0, 256 (1 + 2^-22)]: rounded to the nearest integer (monotone too) by
+            // the magic-number add, then capped.
+            const float b = (s - flo) * fscale;
+            return min(__float_as_int(b + kMagic) - 0x4B400000, kBuckets - 1);
         }
-    } else {
-        // int16 codes need 64-bit sums (|dot| <= 32767^2 * 128); the conversion to float
-        // rounds once, as the reference's float64 -> float32 conversion does.
-        for (int j = lane; j < lk; j += 32) {
-            const Code* kj = k + static_cast<long long>(j) * rank;
-            long long dot = 0;
-            for (int t = 0; t < rank; ++t) {
-                dot += static_cast<long long>(q[t]) * static_cast<long long>(kj[t]);
-            }
-            const float v = __ll2float_rn(dot) * scale[j];
-            s[j] = v;
-            lo = fminf(lo, v);
-            hi = fmaxf(hi, v);
-        }
+        const double b = (static_cast<double>(s) - dlo) * dscale;
+        return b >= kBuckets - 1 ? kBuckets - 1 : static_cast<int>(b);
     }
-    lo = warp_min(lo);
-    hi = warp_max(hi);
-    __syncwarp();
+};
 
+// Selects the row's `keep` (< lk) best scores s[0..lk) (score descending, then index
+// ascending), given their range [lo, hi] (warp-uniform).  Returns a threshold t such that the
+// kept scores are exactly those with s[j] > t afterwards: the chosen candidates at the
+// threshold are raised to +inf in s.  hist (kBuckets), cand and cval (kCand) are the warp's
+// own shared scratch.  All 32 lanes call it; no block barrier.
+__device__ float select_kept(float* s, int lk, int keep, float lo, float hi, unsigned* hist,
+                             int* cand, float* cval, int lane) {
     // Compact the indices and scores of the scores in [lo, hi] (at most kCand of them) into
     // cand/cval, in index order; returns how many.
     auto compact = [&](auto in_range) -> int {
@@ -153,7 +127,7 @@ __global__ void dsa_predict(const Code* __restrict__ q_codes, const Code* __rest
         return n;
     };
 
-    // 2. Narrow [lo, hi] down to the keep-th largest score's neighbourhood.  Invariant: every
+    // Narrow [lo, hi] down to the keep-th largest score's neighbourhood.  Invariant: every
     // score above hi is kept, every score below lo is dropped, `need` of the `count` scores
     // in [lo, hi] are still to be kept (1 <= need <= count).
     int need = keep, count = lk;
@@ -161,12 +135,12 @@ __global__ void dsa_predict(const Code* __restrict__ q_codes, const Code* __rest
     while (count > kCand && lo < hi) {
         for (int b = lane; b < kBuckets; b += 32) hist[b] = 0u;
         __syncwarp();
-        const double dlo = lo, bscale = kBuckets / (static_cast<double>(hi) - dlo);
+        const Buckets bucket(lo, hi);
         const float clo = lo, chi = hi;
 #pragma unroll 4
         for (int j = lane; j < lk; j += 32) {
             const float v = s[j];
-            if (v >= clo && v <= chi) atomicAdd(&hist[bucket(v, dlo, bscale)], 1u);
+            if (v >= clo && v <= chi) atomicAdd(&hist[bucket(v)], 1u);
         }
         __syncwarp();
         // Lane l holds buckets 255-8l .. 248-8l; scan from the top bucket down.
@@ -199,7 +173,7 @@ __global__ void dsa_predict(const Code* __restrict__ q_codes, const Code* __rest
         // The new range: the smallest and largest score of the target bucket; when few
         // enough remain, the same pass collects them.
         auto in_target_bucket = [&](float v) {
-            return v >= clo && v <= chi && bucket(v, dlo, bscale) == target;
+            return v >= clo && v <= chi && bucket(v) == target;
         };
         float nlo = inf(), nhi = -inf();
         if (count <= kCand) {
@@ -225,7 +199,7 @@ __global__ void dsa_predict(const Code* __restrict__ q_codes, const Code* __rest
         __syncwarp();
     }
 
-    // 3. Rank the `count` candidates in [lo, hi] exactly (score, then index) and mark the
+    // Rank the `count` candidates in [lo, hi] exactly (score, then index) and mark the
     // `need` best as kept by raising their score above hi.
     if (lo == hi) {
         // All candidates are equal: the `need` with the lowest indices, in index order.
@@ -266,10 +240,449 @@ __global__ void dsa_predict(const Code* __restrict__ q_codes, const Code* __rest
         }
     }
     __syncwarp();
+    return hi;
+}
 
-    // 4. The mask: kept iff the score is above hi (the selected candidates were raised).
+}  // namespace dsapredict
+
+// Dynamic shared memory: Lk floats (the scores) per warp.  The bucket counters and candidates
+// are separate static arrays, so that the compiler knows the score loads of the next keys do
+// not depend on the counter updates of the last ones, and can overlap them.
+template <typename Code>
+__global__ void dsa_predict(const Code* __restrict__ q_codes, const Code* __restrict__ k_codes,
+                            const float* __restrict__ k_scale, bool* __restrict__ mask,
+                            long long rows, int lq, int lk, int rank, int keep) {
+    using namespace dsapredict;
+    extern __shared__ float smem[];
+    const int warps = blockDim.x >> 5, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const long long row = static_cast<long long>(blockIdx.x) * warps + warp;  // slice*lq + i
+    if (row >= rows) return;  // a whole warp leaves: no barrier below spans warps
+    __shared__ unsigned hist_all[kMaxWarps][kBuckets];
+    __shared__ int cand_all[kMaxWarps][kCand];
+    __shared__ float cval_all[kMaxWarps][kCand];
+    float* s = smem + static_cast<long long>(warp) * lk;
+    bool* out = mask + row * static_cast<long long>(lk);
+    if (keep >= lk) {
+        for (int j = lane; j < lk; j += 32) out[j] = true;
+        return;
+    }
+
+    const long long slice = row / lq;
+    const Code* q = q_codes + row * rank;
+    const Code* k = k_codes + slice * static_cast<long long>(lk) * rank;
+    const float* scale = k_scale + slice * static_cast<long long>(lk);
+
+    // The approximate scores, and their range.
+    float lo = inf(), hi = -inf();
+    if (sizeof(Code) == 1 && (rank & 15) == 0) {
+        // int8 codes, rank a multiple of 16: 16-byte loads and 4-way byte dot products.
+        // |dot| <= 127^2 * 128 fits an int.  Rows are 16-byte aligned: torch's allocations
+        // are, and every row is a multiple of 16 bytes long.
+        const int chunks = rank >> 4;
+        const int4* qv = reinterpret_cast<const int4*>(q);
+        int4 qp[8];
+#pragma unroll
+        for (int c = 0; c < 8; ++c) qp[c] = c < chunks ? qv[c] : make_int4(0, 0, 0, 0);
+        for (int j = lane; j < lk; j += 32) {
+            const int4* kj = reinterpret_cast<const int4*>(k + static_cast<long long>(j) * rank);
+            int dot = 0;
+#pragma unroll
+            for (int c = 0; c < 8; ++c) {
+                if (c < chunks) {
+                    const int4 w = kj[c];
+                    dot = __dp4a(w.x, qp[c].x, dot);
+                    dot = __dp4a(w.y, qp[c].y, dot);
+                    dot = __dp4a(w.z, qp[c].z, dot);
+                    dot = __dp4a(w.w, qp[c].w, dot);
+                }
+            }
+            const float v = small_int_to_float(dot) * scale[j];
+            s[j] = v;
+            lo = fminf(lo, v);
+            hi = fmaxf(hi, v);
+        }
+    } else {
+        // int16 codes need 64-bit sums (|dot| <= 32767^2 * 128); the conversion to float
+        // rounds once, as the reference's float64 -> float32 conversion does.
+        for (int j = lane; j < lk; j += 32) {
+            const Code* kj = k + static_cast<long long>(j) * rank;
+            long long dot = 0;
+            for (int t = 0; t < rank; ++t) {
+                dot += static_cast<long long>(q[t]) * static_cast<long long>(kj[t]);
+            }
+            const float v = __ll2float_rn(dot) * scale[j];
+            s[j] = v;
+            lo = fminf(lo, v);
+            hi = fmaxf(hi, v);
+        }
+    }
+    lo = warp_min(lo);
+    hi = warp_max(hi);
+    __syncwarp();
+    hi = select_kept(s, lk, keep, lo, hi, hist_all[warp], cand_all[warp], cval_all[warp], lane);
+
+    // The mask: kept iff the score is above hi (the selected candidates were raised).
 #pragma unroll 4
     for (int j = lane; j < lk; j += 32) out[j] = s[j] > hi;
+}
+
+// Shared memory of dsa_predict_bits (dynamic; _dsa_predict.py computes the same size):
+//   per warp: Lk float scores, kBuckets counters, kCand candidate indices and scores;
+//   then the slice's Lk key scales, then (16-byte aligned) its key codes: int8 rows padded with
+//   zeros to `words` 32-bit words (ceil(r / 4)), int16 rows as they are.
+// One block barrier, after the keys are loaded; then every warp works on its own rows.
+template <typename Code>
+__global__ void __launch_bounds__(512)
+    dsa_predict_bits(const Code* __restrict__ q_codes, const Code* __restrict__ k_codes,
+                     const float* __restrict__ k_scale, unsigned* __restrict__ bits, int lq,
+                     int lk, int rank, int keep, int rows_per_block, int blocks_per_slice) {
+    using namespace dsapredict;
+    extern __shared__ __align__(16) unsigned char smem_bytes[];
+    const int warps = blockDim.x >> 5, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int slice = blockIdx.x / blocks_per_slice;
+    const int row0 = (blockIdx.x % blocks_per_slice) * rows_per_block;
+    const int row_end = min(lq, row0 + rows_per_block);
+    const int nwords = (lk + 31) >> 5;  // output words a row
+    if (keep >= lk) {  // every key kept: no scores needed (bits beyond lk stay 0)
+        for (int i = row0 + warp; i < row_end; i += warps) {
+            unsigned* out = bits + (static_cast<long long>(slice) * lq + i) * nwords;
+            for (int w = lane; w < nwords; w += 32) {
+                out[w] = 32 * (w + 1) <= lk ? 0xffffffffu : (1u << (lk & 31)) - 1u;
+            }
+        }
+        return;
+    }
+
+    float* s_all = reinterpret_cast<float*>(smem_bytes);
+    unsigned* hist_all = reinterpret_cast<unsigned*>(s_all + static_cast<long long>(warps) * lk);
+    int* cand_all = reinterpret_cast<int*>(hist_all + warps * kBuckets);
+    float* cval_all = reinterpret_cast<float*>(cand_all + warps * kCand);
+    float* sscale = cval_all + warps * kCand;
+    const long long key_offset =
+        (reinterpret_cast<unsigned char*>(sscale + lk) - smem_bytes + 15) & ~15LL;
+    unsigned char* skeys = smem_bytes + key_offset;
+    const int words = (rank + 3) >> 2;  // int8: a key row in shared memory, in 32-bit words
+
+    // The slice's keys and scales, once for all rows of the tile.
+    const Code* k = k_codes + static_cast<long long>(slice) * lk * rank;
+    const float* scale = k_scale + static_cast<long long>(slice) * lk;
+    for (int j = threadIdx.x; j < lk; j += blockDim.x) sscale[j] = scale[j];
+    if (sizeof(Code) == 1) {
+        int* kw = reinterpret_cast<int*>(skeys);
+        if ((rank & 3) == 0) {
+            // Whole words; _dsa_predict.py passes 16-byte aligned tensors.
+            const int* gw = reinterpret_cast<const int*>(k);
+            const int total = lk * words;
+            for (int t = threadIdx.x; t < total; t += blockDim.x) kw[t] = gw[t];
+        } else {
+            const int total = lk * words;
+            for (int t = threadIdx.x; t < total; t += blockDim.x) {
+                const int j = t / words, c = t - j * words;
+                unsigned w = 0u;
+#pragma unroll
+                for (int b = 0; b < 4; ++b) {
+                    const int e = 4 * c + b;
+                    if (e < rank) {
+                        const unsigned byte = static_cast<unsigned char>(k[j * rank + e]);
+                        w |= byte << (8 * b);
+                    }
+                }
+                kw[t] = static_cast<int>(w);
+            }
+        }
+    } else {
+        Code* kc = reinterpret_cast<Code*>(skeys);
+        const int total = lk * rank;
+        for (int t = threadIdx.x; t < total; t += blockDim.x) kc[t] = k[t];
+    }
+    __syncthreads();
+
+    float* s = s_all + static_cast<long long>(warp) * lk;
+    unsigned* hist = hist_all + warp * kBuckets;
+    int* cand = cand_all + warp * kCand;
+    float* cval = cval_all + warp * kCand;
+    for (int i = row0 + warp; i < row_end; i += warps) {
+        const long long row = static_cast<long long>(slice) * lq + i;
+        const Code* q = q_codes + row * rank;
+
+        // The approximate scores, and their range.
+        float lo = inf(), hi = -inf();
+        if (sizeof(Code) == 1) {
+            // int8: 4-way byte dot products (|dot| <= 127^2 * 128 fits an int); the query's
+            // codes packed into words like the keys', zeros past r.
+            int qw[32];
+#pragma unroll
+            for (int c = 0; c < 32; ++c) {
+                unsigned w = 0u;
+                if (c < words) {
+#pragma unroll
+                    for (int b = 0; b < 4; ++b) {
+                        const int e = 4 * c + b;
+                        if (e < rank) w |= static_cast<unsigned>(static_cast<unsigned char>(q[e]))
+                                           << (8 * b);
+                    }
+                }
+                qw[c] = static_cast<int>(w);
+            }
+            const int* kw = reinterpret_cast<const int*>(skeys);
+            if ((words & 3) == 0) {
+                const int chunks = words >> 2;  // 16-byte loads
+                for (int j = lane; j < lk; j += 32) {
+                    const int4* kj = reinterpret_cast<const int4*>(kw + j * words);
+                    int dot = 0;
+#pragma unroll
+                    for (int c = 0; c < 8; ++c) {
+                        if (c < chunks) {
+                            const int4 w = kj[c];
+                            dot = __dp4a(w.x, qw[4 * c], dot);
+                            dot = __dp4a(w.y, qw[4 * c + 1], dot);
+                            dot = __dp4a(w.z, qw[4 * c + 2], dot);
+                            dot = __dp4a(w.w, qw[4 * c + 3], dot);
+                        }
+                    }
+                    const float v = small_int_to_float(dot) * sscale[j];
+                    s[j] = v;
+                    lo = fminf(lo, v);
+                    hi = fmaxf(hi, v);
+                }
+            } else {
+                for (int j = lane; j < lk; j += 32) {
+                    const int* kj = kw + j * words;
+                    int dot = 0;
+#pragma unroll
+                    for (int c = 0; c < 32; ++c) {
+                        if (c < words) dot = __dp4a(kj[c], qw[c], dot);
+                    }
+                    const float v = small_int_to_float(dot) * sscale[j];
+                    s[j] = v;
+                    lo = fminf(lo, v);
+                    hi = fmaxf(hi, v);
+                }
+            }
+        } else {
+            // int16: 64-bit sums, one rounding to float (as in dsa_predict).
+            const Code* kc = reinterpret_cast<const Code*>(skeys);
+            for (int j = lane; j < lk; j += 32) {
+                const Code* kj = kc + j * rank;
+                long long dot = 0;
+                for (int t = 0; t < rank; ++t) {
+                    dot += static_cast<long long>(q[t]) * static_cast<long long>(kj[t]);
+                }
+                const float v = __ll2float_rn(dot) * sscale[j];
+                s[j] = v;
+                lo = fminf(lo, v);
+                hi = fmaxf(hi, v);
+            }
+        }
+        lo = warp_min(lo);
+        hi = warp_max(hi);
+        __syncwarp();
+        hi = select_kept(s, lk, keep, lo, hi, hist, cand, cval, lane);
+
+        // The bitmask: word w's ballot over keys 32w .. 32w + 31 (kept iff the score is above
+        // hi); lane w % 32 holds word w until 32 words are stored together.
+        unsigned* out = bits + row * nwords;
+        unsigned mine = 0u;
+        for (int w = 0; w < nwords; ++w) {
+            const int j = 32 * w + lane;
+            const unsigned word = __ballot_sync(0xffffffffu, j < lk && s[j] > hi);
+            if ((w & 31) == lane) mine = word;
+            if ((w & 31) == 31 || w == nwords - 1) {
+                if (lane <= (w & 31)) out[(w & ~31) + lane] = mine;
+            }
+        }
+        __syncwarp();
+    }
+}
+
+// dsa_predict_bits_mma: dsa_predict_bits for int8 codes with the scores from tensor cores.
+// The block takes its tile's rows in groups of `group` (<= 16) rows: all warps compute the
+// group's scores with mma.m16n8k16 (int8 in, exact int32 out; rows past the group are zero
+// queries whose results are dropped), each warp taking every warps-th block of 8 keys, into a
+// shared [group, Lk] score buffer, and each row's score range by shared atomics; after a
+// barrier each warp selects and emits its rows of the group from that buffer, and a barrier
+// ends the group.  Per score this reads about 1 byte of
+// key codes from shared memory instead of r (dp4a reads the key's codes for every row).
+// Shared memory (dynamic): the group's scores (row stride: Lk rounded up to 32, plus 8),
+// the per-warp scratch, the key scales, then
+// (16-byte aligned) the key codes, rows padded with zeros to `kwords` 32-bit words (a multiple
+// of 4) and Lk padded with zero rows to a multiple of 8.
+template <typename Code>  // signed char only (a template, like the other kernels' names)
+__global__ void __launch_bounds__(512)
+    dsa_predict_bits_mma(const Code* __restrict__ q_codes, const Code* __restrict__ k_codes,
+                         const float* __restrict__ k_scale, unsigned* __restrict__ bits, int lq,
+                         int lk, int rank, int keep, int rows_per_block, int blocks_per_slice,
+                         int group) {
+    static_assert(sizeof(Code) == 1, "tensor-core scores take int8 codes");
+    using namespace dsapredict;
+    extern __shared__ __align__(16) unsigned char smem_mma[];
+    const int warps = blockDim.x >> 5, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int slice = blockIdx.x / blocks_per_slice;
+    const int row0 = (blockIdx.x % blocks_per_slice) * rows_per_block;
+    const int row_end = min(lq, row0 + rows_per_block);
+    const int nwords = (lk + 31) >> 5;
+    if (keep >= lk) {
+        for (int i = row0 + warp; i < row_end; i += warps) {
+            unsigned* out = bits + (static_cast<long long>(slice) * lq + i) * nwords;
+            for (int w = lane; w < nwords; w += 32) {
+                out[w] = 32 * (w + 1) <= lk ? 0xffffffffu : (1u << (lk & 31)) - 1u;
+            }
+        }
+        return;
+    }
+
+    const int tiles = (lk + 7) >> 3;           // blocks of 8 keys
+    const int kwords = ((rank + 15) >> 4) * 4;  // a key row in shared memory, in words
+    // Score rows 8 words off a multiple of 32 apart: the pair stores of rows g = 0..3 (and of
+    // 4..7) of a half-warp then hit 32 different banks.
+    const int stride = ((lk + 31) & ~31) + 8;
+    float* sbuf = reinterpret_cast<float*>(smem_mma);
+    unsigned* hist_all = reinterpret_cast<unsigned*>(sbuf + group * stride);
+    int* cand_all = reinterpret_cast<int*>(hist_all + warps * kBuckets);
+    float* cval_all = reinterpret_cast<float*>(cand_all + warps * kCand);
+    float* sscale = cval_all + warps * kCand;
+    const long long key_offset =
+        (reinterpret_cast<unsigned char*>(sscale + lk) - smem_mma + 15) & ~15LL;
+    int* kw = reinterpret_cast<int*>(smem_mma + key_offset);
+
+    const Code* k = k_codes + static_cast<long long>(slice) * lk * rank;
+    const float* scale = k_scale + static_cast<long long>(slice) * lk;
+    for (int j = threadIdx.x; j < lk; j += blockDim.x) sscale[j] = scale[j];
+    const int total = 8 * tiles * kwords;
+    for (int t = threadIdx.x; t < total; t += blockDim.x) {
+        const int j = t / kwords, c = t - j * kwords;
+        unsigned w = 0u;
+        if (j < lk) {
+            if ((rank & 3) == 0) {
+                // Whole words; _dsa_predict.py passes 16-byte aligned tensors.
+                if (4 * c < rank) w = reinterpret_cast<const unsigned*>(k + j * rank)[c];
+            } else {
+#pragma unroll
+                for (int b = 0; b < 4; ++b) {
+                    const int e = 4 * c + b;
+                    if (e < rank) {
+                        w |= static_cast<unsigned>(static_cast<unsigned char>(k[j * rank + e]))
+                             << (8 * b);
+                    }
+                }
+            }
+        }
+        kw[t] = static_cast<int>(w);
+    }
+    // Each group's score range, from the compute phase's atomics; two sets, so that the next
+    // group's set is reset while this group's is still read (no extra barrier).
+    __shared__ int row_range[2][2][16];
+    if (threadIdx.x < 64) {
+        const int m = threadIdx.x >> 4 & 1;
+        (&row_range[0][0][0])[threadIdx.x] = m == 0 ? ordered(inf()) : ordered(-inf());
+    }
+    __syncthreads();
+
+    const int g = lane >> 2, tig = lane & 3;  // the mma fragments' group and thread in group
+    const int chunks = kwords >> 2;           // 16 codes a chunk (k of m16n8k16)
+    unsigned* hist = hist_all + warp * kBuckets;
+    int* cand = cand_all + warp * kCand;
+    float* cval = cval_all + warp * kCand;
+    for (int base = row0, parity = 0; base < row_end; base += group, parity ^= 1) {
+        const int rows = min(group, row_end - base);
+        int* rmin = row_range[parity][0];  // reset before the last barrier (see below)
+        int* rmax = row_range[parity][1];
+        // A fragments: rows g and g + 8 of the group, codes 4 tig .. 4 tig + 3 of each chunk.
+        unsigned a[8][2];
+#pragma unroll
+        for (int c = 0; c < 8; ++c) {
+#pragma unroll
+            for (int h = 0; h < 2; ++h) {
+                const int r = g + 8 * h;
+                unsigned w = 0u;
+                if (c < chunks && r < rows) {
+                    const Code* q =
+                        q_codes + (static_cast<long long>(slice) * lq + base + r) * rank;
+#pragma unroll
+                    for (int b = 0; b < 4; ++b) {
+                        const int e = 16 * c + 4 * tig + b;
+                        if (e < rank) {
+                            w |= static_cast<unsigned>(static_cast<unsigned char>(q[e]))
+                                 << (8 * b);
+                        }
+                    }
+                }
+                a[c][h] = w;
+            }
+        }
+        float lmin[2] = {inf(), inf()}, lmax[2] = {-inf(), -inf()};
+        for (int tile = warp; tile < tiles; tile += warps) {
+            int acc[4] = {0, 0, 0, 0};
+            const int* kt = kw + (8 * tile + g) * kwords + tig;
+#pragma unroll
+            for (int c = 0; c < 8; ++c) {
+                if (c < chunks) {
+                    const unsigned b = static_cast<unsigned>(kt[4 * c]);
+                    asm volatile(
+                        "mma.sync.aligned.m16n8k16.row.col.s32.s8.s8.s32 "
+                        "{%0, %1, %2, %3}, {%4, %5}, {%6}, {%0, %1, %2, %3};\n"
+                        : "+r"(acc[0]), "+r"(acc[1]), "+r"(acc[2]), "+r"(acc[3])
+                        : "r"(a[c][0]), "r"(a[c][1]), "r"(b));
+                }
+            }
+            // acc: rows g (0, 1) and g + 8 (2, 3), keys j0 = 8 tile + 2 tig and j0 + 1, stored
+            // as one 8-byte pair (a row's stride has room for a pair past Lk).
+            const int j0 = 8 * tile + 2 * tig;
+            const float s0 = sscale[j0], s1 = j0 + 1 < lk ? sscale[j0 + 1] : 0.0f;
+#pragma unroll
+            for (int h = 0; h < 2; ++h) {
+                const int r = g + 8 * h;
+                const float v0 = small_int_to_float(acc[2 * h]) * s0;
+                const float v1 = small_int_to_float(acc[2 * h + 1]) * s1;
+                if (r < rows && j0 < lk) {
+                    *reinterpret_cast<float2*>(sbuf + r * stride + j0) = make_float2(v0, v1);
+                    lmin[h] = fminf(lmin[h], v0);
+                    lmax[h] = fmaxf(lmax[h], v0);
+                    if (j0 + 1 < lk) {
+                        lmin[h] = fminf(lmin[h], v1);
+                        lmax[h] = fmaxf(lmax[h], v1);
+                    }
+                }
+            }
+        }
+        // The rows' ranges: over the quad (the lanes of one row), then over the warps.
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+#pragma unroll
+            for (int o = 1; o < 4; o <<= 1) {
+                lmin[h] = fminf(lmin[h], __shfl_xor_sync(0xffffffffu, lmin[h], o));
+                lmax[h] = fmaxf(lmax[h], __shfl_xor_sync(0xffffffffu, lmax[h], o));
+            }
+            const int r = g + 8 * h;
+            if (tig == 0 && r < rows && lmin[h] <= lmax[h]) {
+                atomicMin(&rmin[r], ordered(lmin[h]));
+                atomicMax(&rmax[r], ordered(lmax[h]));
+            }
+        }
+        __syncthreads();
+        // The other set of ranges, last read before the previous barrier, for the next group.
+        if (threadIdx.x < 32) {
+            int* next = &row_range[parity ^ 1][0][0];
+            next[threadIdx.x] = threadIdx.x < 16 ? ordered(inf()) : ordered(-inf());
+        }
+        for (int r = warp; r < rows; r += warps) {
+            float* s = sbuf + r * stride;
+            const float lo = unordered(rmin[r]);
+            float hi = unordered(rmax[r]);
+            hi = select_kept(s, lk, keep, lo, hi, hist, cand, cval, lane);
+            unsigned* out = bits + (static_cast<long long>(slice) * lq + base + r) * nwords;
+            unsigned mine = 0u;
+            for (int w = 0; w < nwords; ++w) {
+                const int j = 32 * w + lane;
+                const unsigned word = __ballot_sync(0xffffffffu, j < lk && s[j] > hi);
+                if ((w & 31) == lane) mine = word;
+                if ((w & 31) == 31 || w == nwords - 1) {
+                    if (lane <= (w & 31)) out[(w & ~31) + lane] = mine;
+                }
+            }
+        }
+        __syncthreads();
+    }
 }
 
 #ifndef __CUDACC_RTC__
@@ -280,4 +693,19 @@ template __global__ void dsa_predict<signed char>(const signed char* __restrict_
 template __global__ void dsa_predict<short>(const short* __restrict__, const short* __restrict__,
                                             const float* __restrict__, bool* __restrict__,
                                             long long, int, int, int, int);
+template __global__ void dsa_predict_bits<signed char>(const signed char* __restrict__,
+                                                       const signed char* __restrict__,
+                                                       const float* __restrict__,
+                                                       unsigned* __restrict__, int, int, int,
+                                                       int, int, int);
+template __global__ void dsa_predict_bits<short>(const short* __restrict__,
+                                                 const short* __restrict__,
+                                                 const float* __restrict__,
+                                                 unsigned* __restrict__, int, int, int, int, int,
+                                                 int);
+template __global__ void dsa_predict_bits_mma<signed char>(const signed char* __restrict__,
+                                                           const signed char* __restrict__,
+                                                           const float* __restrict__,
+                                                           unsigned* __restrict__, int, int, int,
+                                                           int, int, int, int);
 #endif

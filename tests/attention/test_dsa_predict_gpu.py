@@ -5,7 +5,19 @@ from __future__ import annotations
 import pytest
 import torch
 
-from toolkit.attention._dsa_predict import _predict_cuda, predict_topk_mask
+from toolkit.attention._dsa_predict import (
+    _bits_cuda,
+    _bits_launch,
+    _bits_plan,
+    _mma_launch,
+    _mma_plan,
+    _predict_cuda,
+    _predict_cuda_rowwise,
+    pack_bits,
+    predict_topk_bits,
+    predict_topk_mask,
+    unpack_bits,
+)
 
 from .._gpu import assert_matches_reference, assert_written, generator, poisoned
 
@@ -24,15 +36,44 @@ CASES = [
 
 
 def _assert_kernel_matches_reference(q, k, scale, keep):
-    """The kernel's mask, into a poisoned buffer, equals the reference's bit for bit."""
+    """Both kernels' masks and the packed bits, into poisoned buffers, equal the reference's
+    bit for bit."""
     expected = predict_topk_mask(q, k, scale, keep, backend="cpu")
-    out = _predict_cuda(
-        q.cuda(), k.cuda(), scale.cuda(), keep, out=poisoned(expected.shape, torch.bool)
-    )
-    torch.cuda.synchronize()
-    assert_written(out)
-    assert_matches_reference(out, expected, exact=True)
+    qc, kc, sc = q.cuda(), k.cuda(), scale.cuda()
+    for path in (_predict_cuda, _predict_cuda_rowwise):
+        out = path(qc, kc, sc, keep, out=poisoned(expected.shape, torch.bool))
+        torch.cuda.synchronize()
+        assert_written(out)
+        assert_matches_reference(out, expected, exact=True, msg=path.__name__)
+    _assert_bits_match(qc, kc, sc, keep, expected)
     return out
+
+
+def _assert_bits_match(qc, kc, sc, keep, expected, kernel=None, plan=None):
+    """Every bits path (or ``kernel`` with ``plan``), into a poisoned buffer, equals the
+    packed reference mask: the dispatch (``_bits_cuda``), the dp4a tile kernel and the
+    tensor-core kernel where their plans fit.  The poison word 0xA5A5A5A5 differs from the
+    reference wherever a word is left unwritten (no case here keeps that exact pattern), so
+    equality shows every word was written."""
+    packed = pack_bits(expected)
+    assert not (packed == -0x5A5A5A5B).any(), "the reference holds the poison word"
+    if kernel is not None:
+        runs = [(kernel, plan)]
+    else:
+        runs = [("dispatch", None), ("dp4a", _bits_plan(qc, kc)), ("mma", _mma_plan(qc, kc))]
+    for name, p in runs:
+        if name != "dispatch" and p is None:
+            continue  # this kernel's shared memory does not fit
+        out = poisoned(packed.shape, torch.int32)
+        if name == "dispatch":
+            _bits_cuda(qc, kc, sc, keep, out=out)
+        elif name == "dp4a":
+            _bits_launch(qc, kc, sc, keep, p, out=out)
+        else:
+            _mma_launch(qc, kc, sc, keep, p, out=out)
+        torch.cuda.synchronize()
+        assert_matches_reference(out, packed, exact=True, msg=f"bits {name}, plan {p}")
+        assert torch.equal(unpack_bits(out, expected.shape[-1]).cpu(), expected)
 
 
 @pytest.mark.parametrize(("lead", "lq", "lk", "rank", "dtype", "keep", "amp"), CASES)
@@ -97,3 +138,93 @@ def test_cuda_selection_edge_cases(lk, keep, kind):
     scale = _scales(kind, lead, lk, gen)
     out = _assert_kernel_matches_reference(q, k, scale, keep)
     assert (out.sum(-1) == keep).all()
+
+
+@pytest.mark.parametrize(
+    ("lead", "lq", "lk", "rank", "dtype"),
+    [
+        ((2,), 5, 100, 1, torch.int8),  # one code: a word with one byte
+        ((2,), 37, 70, 7, torch.int8),  # rank not a multiple of 4: padded key rows
+        ((3,), 20, 129, 12, torch.int8),  # 3 words a key: the word loop
+        ((1,), 8, 96, 20, torch.int8),
+        ((2,), 9, 300, 128, torch.int8),  # the largest rank: 8 16-byte loads a key
+        ((2,), 11, 77, 3, torch.int16),
+    ],
+)
+def test_bits_ranks_and_tails(lead, lq, lk, rank, dtype):
+    gen = generator("bits ranks", lead, lq, lk, rank, dtype)
+    amp = 127 if dtype == torch.int8 else 30000
+    q = torch.randint(-amp, amp + 1, (*lead, lq, rank), generator=gen).to(dtype)
+    k = torch.randint(-amp, amp + 1, (*lead, lk, rank), generator=gen).to(dtype)
+    scale = torch.rand(*lead, lk, generator=gen) + 0.25
+    for keep in (1, max(1, lk // 10), lk - 1, lk):
+        _assert_kernel_matches_reference(q, k, scale, keep)
+
+
+@pytest.mark.parametrize(
+    ("kernel", "plan"),
+    [
+        ("dp4a", (1, 1)),
+        ("dp4a", (1, 7)),
+        ("dp4a", (4, 64)),
+        ("dp4a", (16, 16)),
+        ("mma", (1, 16, 16)),
+        ("mma", (4, 32, 16)),
+        ("mma", (16, 48, 16)),
+        ("mma", (2, 8, 8)),
+        ("mma", (8, 64, 8)),
+    ],
+)
+def test_bits_tiles(kernel, plan):
+    """Explicit block plans ((warps, rows a block) for dp4a, (warps, rows a block, row group)
+    for mma): one row a block, rows shared by fewer warps than rows, tiles larger than Lq,
+    many warps, groups of 8 and 16 rows with a partial last group; warps reuse their
+    buffers from row to row."""
+    lead, lq, lk, rank, keep = (3,), 50, 333, 16, 34
+    gen = generator("bits tiles", kernel, plan)
+    q = torch.randint(-7, 8, (*lead, lq, rank), generator=gen).to(torch.int8)
+    k = torch.randint(-7, 8, (*lead, lk, rank), generator=gen).to(torch.int8)
+    scale = torch.rand(*lead, lk, generator=gen) + 0.25
+    expected = predict_topk_mask(q, k, scale, keep, backend="cpu")
+    full = (plan[0], plan[1], -(-lq // plan[1]), *plan[2:])
+    _assert_bits_match(q.cuda(), k.cuda(), scale.cuda(), keep, expected, kernel, full)
+
+
+def test_bits_issue_configuration():
+    """B 4 x H 2 slices of the issue's L 2048, r 16, 4-bit codes, keep 205: the kernel's own
+    plan puts several rows on every warp."""
+    lead, length, rank, keep = (4, 2), 2048, 16, 205
+    gen = generator("bits issue")
+    q = torch.randint(-7, 8, (*lead, length, rank), generator=gen).to(torch.int8)
+    k = torch.randint(-7, 8, (*lead, length, rank), generator=gen).to(torch.int8)
+    scale = torch.rand(*lead, length, generator=gen) * 0.1 + 0.01
+    assert _bits_plan(q.cuda(), k.cuda()) is not None
+    assert _mma_plan(q.cuda(), k.cuda()) is not None
+    expected = predict_topk_mask(q, k, scale, keep, backend="cpu")
+    _assert_bits_match(q.cuda(), k.cuda(), scale.cuda(), keep, expected)
+    bits = predict_topk_bits(q.cuda(), k.cuda(), scale.cuda(), keep)
+    assert bits.shape == (*lead, length, length // 32) and bits.dtype == torch.int32
+
+
+def test_bits_fallback_where_keys_do_not_fit():
+    """int16 codes of rank 128 at Lk 2048 (512 KB of keys): the row-wise kernel, packed."""
+    gen = generator("bits fallback")
+    q = torch.randint(-300, 301, (1, 4, 128), generator=gen).to(torch.int16)
+    k = torch.randint(-300, 301, (1, 2048, 128), generator=gen).to(torch.int16)
+    scale = torch.rand(1, 2048, generator=gen) + 0.5
+    assert _bits_plan(q.cuda(), k.cuda()) is None and _mma_plan(q.cuda(), k.cuda()) is None
+    expected = predict_topk_mask(q, k, scale, 100, backend="cpu")
+    _assert_bits_match(q.cuda(), k.cuda(), scale.cuda(), 100, expected)
+
+
+def test_bits_unaligned_views():
+    """Views that start off a 16-byte boundary are copied to aligned memory first."""
+    gen = generator("bits unaligned")
+    q = torch.randint(-9, 10, (1, 6, 16), generator=gen).to(torch.int8)
+    k_all = torch.randint(-9, 10, (1, 41, 16), generator=gen).to(torch.int8)
+    s_all = torch.rand(1, 41, generator=gen) + 0.25
+    k = k_all.cuda().view(-1)[1 * 16 - 1 : -1].view(1, 40, 16)  # offset 15 bytes
+    s = s_all.cuda().view(-1)[1:].view(1, 40)  # offset 4 bytes
+    assert k.data_ptr() % 16 and s.data_ptr() % 16
+    expected = predict_topk_mask(q, k.cpu(), s.cpu(), 6, backend="cpu")
+    _assert_bits_match(q.cuda(), k, s, 6, expected)
