@@ -10,8 +10,8 @@ Sections
   issue  the configuration of issue 14's table: fp16, batch 4, 16 heads, head dim 64,
          L = 512 ... 4096
   dsa    the DSA rows of the issue configuration (with unfused, SDPA and nm for reference),
-         then the fused DSA kernel with and without its tile skip on a random and on a
-         structured (local window) pattern, both at density 0.1
+         then the fused DSA kernel with and without its tile skip (and with pairs=True) on a
+         random and on a structured (local window) pattern, both at density 0.1
   grid   L = 512 ... 16384, head dims 64 and 128, 16 heads, about 16k tokens per batch, bf16
   mask   nm_mask's kernel against a torch.compile'd rank mask and topk, 1M ... 64M fp16
   error  the output error of each fused path against float64 attention with the same pattern
@@ -28,6 +28,7 @@ dense scores, nm_mask, masked softmax); ``dsa0.9`` (dsa_attention at sparsity 0.
 included: dsa_mask's prediction, pack_keep_bits, the fused kernel); ``dsa0.9-predict`` (its
 prediction alone: dsa_mask); ``dsa0.9-pack`` (pack_keep_bits alone on a given bool pattern);
 ``dsa0.9-fused`` (kernels/dsa_attention.cu alone, on a given packed pattern);
+``dsa0.9-fused-pairs`` (the same with pairs=True: one exponential a pair of columns);
 ``dsa0.9-sparse`` (the older gather kernel kernels/dsa_sparse.cu alone, on a given bool
 pattern); ``dsa0.9-ref`` (the reference on that pattern).  TFLOP/s count dense attention's
 4 B H L^2 d FLOPs for every method; GB/s counts reading Q, K, V and writing O once; peak is
@@ -135,6 +136,9 @@ def attention_methods(big: bool) -> dict[str, Callable[[tuple], object]]:
     methods["dsa0.9-predict"] = lambda a: dsa_mask(a[0], a[1], sparsity=0.9)
     methods["dsa0.9-pack"] = lambda a: pack_keep_bits(a[3])
     methods["dsa0.9-fused"] = lambda a: fused_dsa_attention(*a[:3], a[4], a[0].shape[-1] ** -0.5)
+    methods["dsa0.9-fused-pairs"] = lambda a: fused_dsa_attention(
+        *a[:3], a[4], a[0].shape[-1] ** -0.5, pairs=True
+    )
     methods["dsa0.9-sparse"] = lambda a: sparse_dsa_attention(*a[:3], a[3], a[0].shape[-1] ** -0.5)
     if not big:
         methods["nm2:4-ref"] = lambda a: _nm_attention_op.reference(
@@ -157,6 +161,7 @@ DSA_ROWS = (
     "dsa0.9-predict",
     "dsa0.9-pack",
     "dsa0.9-fused",
+    "dsa0.9-fused-pairs",
     "dsa0.9-sparse",
 )
 
@@ -361,8 +366,8 @@ def dsa_skip_table(quick: bool) -> None:
         f"date: {datetime.date.today()}; torch {torch.__version__}.  ms: median of the kernel "
         "alone (fused_dsa_attention on a packed pattern); density = kept fraction.\n"
     )
-    print("| L | pattern | density | skip ms | no-skip ms | no-skip / skip |")
-    print("| ---: | --- | ---: | ---: | ---: | ---: |")
+    print("| L | pattern | density | skip ms | no-skip ms | no-skip / skip | skip+pairs ms |")
+    print("| ---: | --- | ---: | ---: | ---: | ---: | ---: |")
     for L in [512, 2048] if quick else [512, 1024, 2048, 4096]:
         g = torch.Generator(device="cuda").manual_seed(L)
         q, k, v = (
@@ -379,15 +384,17 @@ def dsa_skip_table(quick: bool) -> None:
             density = keep.float().mean().item()
             ms = [
                 time_ms(
-                    lambda a, skip=skip: fused_dsa_attention(*a, 0.125, skip=skip),
+                    lambda a, skip=skip, pairs=pairs: fused_dsa_attention(
+                        *a, 0.125, skip=skip, pairs=pairs
+                    ),
                     [(q, k, v, bits)],
                     budget_ms=30.0,
                 )
-                for skip in (True, False)
+                for skip, pairs in ((True, False), (False, False), (True, True))
             ]
             print(
                 f"| {L} | {pname} | {density:.3f} | {ms[0]:.4f} | {ms[1]:.4f} | "
-                f"{ms[1] / ms[0]:.2f}x |",
+                f"{ms[1] / ms[0]:.2f}x | {ms[2]:.4f} |",
                 flush=True,
             )
             del keep, bits

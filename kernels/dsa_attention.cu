@@ -24,6 +24,9 @@
 // (it costs the vote); for structured patterns (local windows, blocks) it skips most tiles.
 // The K and V loads are block-wide and always happen.
 //
+// PAIRS: softmax_step's exponentials for sparse patterns (one a pair of columns unless both
+// are kept); an option to measure against the plain one (one per entry).
+//
 // Rounding: the scores are fp32 sums of exact fp16/bf16 products in the tensor cores' order,
 // then multiplied by scale in fp32 (as the reference); exponentials with ex2.approx; P is
 // rounded to the input dtype before P V (as flash kernels do).
@@ -38,11 +41,12 @@ using namespace nmattn;
 
 // The tile of flash_forward for a packed pattern: the words of tile j for the block's 64 rows
 // go to shared memory (stage-buffered next to K and V), then each warp masks its scores.
-template <bool BF16, int D, bool SKIP> struct DsaTile {
+template <bool BF16, int D, bool SKIP, bool PAIRS> struct DsaTile {
     const unsigned* bits;  // this (batch, head)'s [Lq, W] words
     unsigned* sBits;       // 2 stages x 64 rows x 2 words
     int words, lq, lk;
     float scale;
+    static constexpr bool kSparsePairs = PAIRS;
 
     __device__ __forceinline__ bool one_of_pair() const { return false; }
 
@@ -54,18 +58,17 @@ template <bool BF16, int D, bool SKIP> struct DsaTile {
         cp_async4(sBits + stage * 2 * BM + tid, ok ? bits + (long long)q * words + w : bits, ok);
     }
 
-    __device__ __forceinline__ bool scores(float (&s)[NT][4], const unsigned short* sQ,
-                                           const unsigned short* tK, int warp, int lane, int j,
-                                           int stage, int, const int (&row_in_block)[2]) {
-        const float neg_inf = __int_as_float(0xff800000);
-        const int qd = lane & 3;
-        unsigned w[2][2];  // [row h][low / high 32 keys]
+    // The words of the lane's two rows for tile j, bits past Lk cleared.  Volatile reads: they
+    // stay after the (volatile) ldmatrix/mma of the score tile, so the 32 bit tests are not
+    // hoisted above it, where they would hold 32 registers across the products.
+    __device__ __forceinline__ void load_words(unsigned (&w)[2][2], int j, int stage,
+                                               const int (&row_in_block)[2]) const {
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
-            const uint2 x =
-                *reinterpret_cast<const uint2*>(sBits + stage * 2 * BM + 2 * row_in_block[h]);
-            w[h][0] = x.x;
-            w[h][1] = x.y;
+            const unsigned long long x = *reinterpret_cast<const volatile unsigned long long*>(
+                sBits + stage * 2 * BM + 2 * row_in_block[h]);
+            w[h][0] = static_cast<unsigned>(x);
+            w[h][1] = static_cast<unsigned>(x >> 32);
         }
         const int rest = lk - j * BN;  // keys of this tile inside Lk
         if (rest < BN) {               // the last tile: bits past Lk are padding
@@ -75,12 +78,22 @@ template <bool BF16, int D, bool SKIP> struct DsaTile {
                 w[h][1] &= rest <= 32 ? 0u : (1u << (rest - 32)) - 1u;
             }
         }
+    }
+
+    __device__ __forceinline__ bool scores(float (&s)[NT][4], const unsigned short* sQ,
+                                           const unsigned short* tK, int warp, int lane, int j,
+                                           int stage, int, const int (&row_in_block)[2]) {
+        const float neg_inf = __int_as_float(0xff800000);
+        const int qd = lane & 3;
+        unsigned w[2][2];  // [row h][low / high 32 keys]
         if constexpr (SKIP) {
+            load_words(w, j, stage, row_in_block);
             if (!__any_sync(0xffffffffu, (w[0][0] | w[0][1] | w[1][0] | w[1][1]) != 0u)) {
                 return false;
             }
         }
         warp_abt<BF16, D>(s, sQ, tK, warp, lane);
+        load_words(w, j, stage, row_in_block);
         // After the shift by 2c, the lane's entry (n-tile t, element e) of row h is bit
         // 8 (t % 4) + e of word t / 4.
 #pragma unroll
@@ -104,7 +117,7 @@ template <bool BF16, int D, bool SKIP> struct DsaTile {
 
 // Head dims <= 64: at most 128 registers, so 4 blocks (16 warps) fit an SM, as shared memory
 // allows (the compiler's own choice, ~130, left 3).
-template <typename T, int D, bool SKIP>
+template <typename T, int D, bool SKIP, bool PAIRS>
 __global__ void __launch_bounds__(nmattn::kThreads, D <= 64 ? 4 : 1)
 dsa_attention_fwd(const T* __restrict__ q, const T* __restrict__ k, const T* __restrict__ v,
                   const unsigned* __restrict__ bits, T* __restrict__ out, int lq, int lk,
@@ -123,7 +136,8 @@ dsa_attention_fwd(const T* __restrict__ q, const T* __restrict__ k, const T* __r
     // the pattern's two stages follow the Q, K and V tiles (16-byte aligned: smem_elems is
     // a multiple of 8)
     unsigned* sBits = reinterpret_cast<unsigned*>(smem + smem_elems<D>());
-    dsafused::DsaTile<BF16, D, SKIP> tile{bits + r * lq * words, sBits, words, lq, lk, scale};
+    dsafused::DsaTile<BF16, D, SKIP, PAIRS> tile{bits + r * lq * words, sBits, words, lq, lk,
+                                                 scale};
     flash_forward<BF16, D>(Qg, Kg, Vg, Og, nullptr, blockIdx.x * BM, lq, lk, smem, tile);
 }
 
@@ -172,17 +186,19 @@ dsa_pack_bits32(const uint4* __restrict__ keep, unsigned* __restrict__ bits, lon
 // nvcc's compile check builds every instance; NVRTC (toolkit/attention/_fused.py) compiles
 // only the one a call needs, through name_expressions.
 #ifndef __CUDACC_RTC__
-#define TK_DSAATT_INSTANCE(T, D, SKIP)                                                       \
-    template __global__ void dsa_attention_fwd<T, D, SKIP>(                                  \
+#define TK_DSAATT_INSTANCE(T, D, SKIP, PAIRS)                                                \
+    template __global__ void dsa_attention_fwd<T, D, SKIP, PAIRS>(                           \
         const T* __restrict__, const T* __restrict__, const T* __restrict__,                 \
         const unsigned* __restrict__, T* __restrict__, int, int, int, float);
-#define TK_DSAATT_DS(T, SKIP)                                                                \
-    TK_DSAATT_INSTANCE(T, 16, SKIP)                                                          \
-    TK_DSAATT_INSTANCE(T, 32, SKIP)                                                          \
-    TK_DSAATT_INSTANCE(T, 64, SKIP)                                                          \
-    TK_DSAATT_INSTANCE(T, 128, SKIP)
-TK_DSAATT_DS(tk_half, true)
-TK_DSAATT_DS(tk_half, false)
-TK_DSAATT_DS(tk_bfloat16, true)
-TK_DSAATT_DS(tk_bfloat16, false)
+#define TK_DSAATT_DS(T, SKIP, PAIRS)                                                         \
+    TK_DSAATT_INSTANCE(T, 16, SKIP, PAIRS)                                                   \
+    TK_DSAATT_INSTANCE(T, 32, SKIP, PAIRS)                                                   \
+    TK_DSAATT_INSTANCE(T, 64, SKIP, PAIRS)                                                   \
+    TK_DSAATT_INSTANCE(T, 128, SKIP, PAIRS)
+TK_DSAATT_DS(tk_half, true, false)
+TK_DSAATT_DS(tk_half, false, false)
+TK_DSAATT_DS(tk_half, true, true)
+TK_DSAATT_DS(tk_bfloat16, true, false)
+TK_DSAATT_DS(tk_bfloat16, false, false)
+TK_DSAATT_DS(tk_bfloat16, true, true)
 #endif

@@ -46,6 +46,7 @@ template <bool BF16, int D, int M> struct NMTile {
     MaskRef mk;
     int n, lq, lk;
     float scale;
+    static constexpr bool kSparsePairs = false;
     __device__ __forceinline__ void prefetch(int, int, int) {}
     __device__ __forceinline__ bool one_of_pair() const { return M == 2 && n == 1; }
     __device__ __forceinline__ bool scores(float (&s)[NT][4], const unsigned short* sQ,

@@ -267,7 +267,8 @@ __device__ __forceinline__ void nm_scores(float (&s)[NT][4], const unsigned shor
 // A block of 4 warps takes BM = 64 queries (16 per warp); 64-key tiles of K and V stream
 // through shared memory with cp.async, two stages deep.  Per tile, `tile.scores` fills the
 // warp's 16 x 64 scores (dropped entries -inf) and says whether the warp has any entry left
-// in this tile (false: the warp skips the tile's softmax and P V; warp-uniform).  `tile.prefetch`
+// in this tile (false: the warp skips the tile's softmax and P V; warp-uniform); its
+// kSparsePairs picks softmax_step's exponentials for sparse patterns.  `tile.prefetch`
 // issues the cp.async of whatever else a tile needs, in the same commit group as its K and V.
 // Then an online softmax (exponentials with ex2) and O += P V on the tensor cores, P rounded
 // to the input dtype (as flash kernels do).  Shared memory: the Q tile and two stages of K and
@@ -277,7 +278,10 @@ template <int D> __host__ __device__ constexpr int smem_elems() { return (BM + 4
 // The online softmax of one tile: s (scores, -inf = dropped) becomes P = exp(s - m_run) with
 // the running row maxima m_run and sums l_run updated and o rescaled.  one_of_pair: at most
 // one of each accumulator pair (2c, 2c+1) is finite (N:M 1:2), one exponential a pair.
-template <int D>
+// SPARSE_PAIRS (sparse patterns, e.g. DSA at 10%): one exponential a pair for the finite one
+// of the two (if any), a second only where both are finite (the instruction issues when any
+// lane of the warp needs it: ~27% of pairs at density 0.1, every pair at 0.5).
+template <int D, bool SPARSE_PAIRS = false>
 __device__ __forceinline__ void softmax_step(float (&s)[NT][4], float (&m_run)[2],
                                              float (&l_run)[2], float (&o)[D / 8][4],
                                              bool one_of_pair) {
@@ -304,6 +308,18 @@ __device__ __forceinline__ void softmax_step(float (&s)[NT][4], float (&m_run)[2
                 s[t][2 * h] = first ? p : 0.f;
                 s[t][2 * h + 1] = first ? 0.f : p;
                 sum += p;
+            }
+        } else if constexpr (SPARSE_PAIRS) {
+#pragma unroll
+            for (int t = 0; t < NT; ++t) {
+                const float a = s[t][2 * h], b = s[t][2 * h + 1];
+                const bool b_dead = b == neg_inf;
+                const float p1 = ex2(fmaf(b_dead ? a : b, kLog2e, -off));
+                float p0 = 0.f;
+                if (!b_dead && a != neg_inf) p0 = ex2(fmaf(a, kLog2e, -off));
+                s[t][2 * h] = b_dead ? p1 : p0;
+                s[t][2 * h + 1] = b_dead ? 0.f : p1;
+                sum += p0 + p1;
             }
         } else {
 #pragma unroll
@@ -396,7 +412,7 @@ __device__ __forceinline__ void flash_forward(const unsigned short* Qg, const un
 
         float s[NT][4];
         if (tile.scores(s, sQ, tK, warp, lane, j, stage, q0, row_in_block)) {
-            softmax_step<D>(s, m_run, l_run, o, tile.one_of_pair());
+            softmax_step<D, Tile::kSparsePairs>(s, m_run, l_run, o, tile.one_of_pair());
             pv_step<BF16, D>(o, s, tV, lane);
         }
         __syncthreads();  // this stage is refilled by the next iteration's prefetch

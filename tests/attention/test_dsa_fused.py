@@ -102,5 +102,7 @@ def test_fused_dsa_attention_checks_its_arguments(monkeypatch):
         fused_dsa_attention(q, k, v, bits.long(), 0.125)
     with pytest.raises(TypeError, match="k must have dtype in"):
         fused_dsa_attention(q, k.bfloat16(), v, bits, 0.125)
+    with pytest.raises(ValueError, match="pairs=True needs skip=True"):
+        fused_dsa_attention(q, k, v, bits, 0.125, skip=False, pairs=True)
     with pytest.raises(ValueError, match="out must have shape"):
         fused_dsa_attention(q, k, v, bits, 0.125, out=torch.empty(1, dtype=q.dtype))

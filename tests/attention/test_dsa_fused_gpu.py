@@ -68,6 +68,23 @@ def test_fused_dsa_matches_float64(dtype, lead, lq, lk, d, density):
 
 
 @pytest.mark.parametrize("dtype", HALF)
+@pytest.mark.parametrize(("lead", "lq", "lk", "d", "density"), [CASES[0], CASES[2], CASES[3]])
+def test_fused_dsa_sparse_pairs_variant_matches_float64(dtype, lead, lq, lk, d, density):
+    # the softmax with one exponential a pair unless both are kept (pairs=True)
+    q, k, v, keep = _inputs(dtype, lead, lq, lk, d, density, "pairs")
+    keep.view(-1, lq, lk)[0, 3] = False
+    scale = 1 / math.sqrt(d)
+    bits = pack_keep_bits(keep.cuda())
+    out = fused_dsa_attention(
+        q.cuda(), k.cuda(), v.cuda(), bits, scale, out=poisoned(q.shape, dtype), pairs=True
+    )
+    torch.cuda.synchronize()
+    assert_written(out)
+    assert_matches_reference(out.double(), _ref64(q, k, v, keep, scale), dtype=dtype)
+    assert (out.view(-1, lq, d)[0, 3] == 0).all()
+
+
+@pytest.mark.parametrize("dtype", HALF)
 @pytest.mark.parametrize("d", [64, 128])
 def test_fused_dsa_structured_pattern_and_skip(dtype, d):
     # A local window plus a few global keys: most (warp, key tile) pairs keep nothing, so the

@@ -476,13 +476,16 @@ def fused_dsa_attention(
     scale: float,
     out: torch.Tensor | None = None,
     skip: bool = True,
+    pairs: bool = False,
 ) -> torch.Tensor:
     """Attention on a packed pattern through ``kernels/dsa_attention.cu``.
 
     ``q``, ``k``, ``v`` as :func:`dsa_fused_supported`; ``bits`` the pattern as int32
     ``[..., Lq, ceil(Lk / 32)]`` (:func:`pack_keep_bits`; bits past ``Lk`` are ignored).
     ``skip`` (the default) lets a warp skip a key tile in which its 16 queries keep nothing;
-    False is for measuring what the check costs.
+    False is for measuring what the check costs.  ``pairs`` takes the softmax variant with one
+    exponential per pair of columns unless both are kept (meant for sparse patterns; with
+    ``skip`` only).
     """
     if not q.is_cuda:
         raise ValueError(f"q must be a CUDA tensor, got one on {q.device}")
@@ -508,7 +511,10 @@ def fused_dsa_attention(
         return out
     if lk == 0:
         return out.zero_()
-    name = f"dsa_attention_fwd<{TEMPLATE_TYPES[q.dtype]}, {d}, {'true' if skip else 'false'}>"
+    if pairs and not skip:
+        raise ValueError("pairs=True needs skip=True (the kernel instances built)")
+    flags = ", ".join("true" if f else "false" for f in (skip, pairs))
+    name = f"dsa_attention_fwd<{TEMPLATE_TYPES[q.dtype]}, {d}, {flags}>"
     # Q tile + two stages of K and V tiles (padded rows) + two stages of 64 x 2 pattern words
     smem = 2 * (d + 8) * (_BM + 4 * 64) + 2 * _BM * 2 * 4
     fast_launch(
