@@ -29,10 +29,10 @@ set -u
 cd "$(dirname "$0")"
 export PYTHONPATH=.
 echo "== GPU tests (dsa fused + nm fused fp16 exact-score tests)"
-timeout 125 python3 -m pytest -p no:cacheprovider -q -m gpu \
+timeout 125 python3 -m pytest -p no:cacheprovider -q --tb=short -m gpu \
     tests/attention/test_dsa_fused_gpu.py \
     "tests/attention/test_fused_gpu.py::test_fused_exact_scores_match_float64" \
-    -k "dsa or pack or (dtype0 and (lead0 or lead1 or lead2))" 2>&1 | tail -n 80
+    -k "dsa or pack or (dtype0 and (lead0 or lead1 or lead2))" 2>&1 | tail -n 150
 echo "== pytest exit: ${PIPESTATUS[0]}"
 echo "== bench_attention.py --sections error,dsa"
 timeout 105 python3 benchmarks/bench_attention.py --sections error,dsa
