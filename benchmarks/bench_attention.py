@@ -9,6 +9,9 @@ Sections
          L = 256 ... 4096
   issue  the configuration of issue 14's table: fp16, batch 4, 16 heads, head dim 64,
          L = 512 ... 4096
+  dsa    the DSA rows of the issue configuration (with unfused, SDPA and nm for reference),
+         then the fused DSA kernel with and without its tile skip (and with pairs=True) on a
+         random and on a structured (local window) pattern, both at density 0.1
   grid   L = 512 ... 16384, head dims 64 and 128, 16 heads, about 16k tokens per batch, bf16
   mask   nm_mask's kernel against a torch.compile'd rank mask and topk, 1M ... 64M fp16
   error  the output error of each fused path against float64 attention with the same pattern
@@ -22,12 +25,15 @@ Methods (the first, ``unfused``, is the anchor: bmm -> softmax -> bmm in the inp
 baseline of DFSS's paper):  SDPA with each backend forced (flash, cudnn, efficient, math);
 ``nm2:4``/``nm1:2`` (nm_attention: the fused kernel); ``nm2:4-ref`` (its reference path:
 dense scores, nm_mask, masked softmax); ``dsa0.9`` (dsa_attention at sparsity 0.9, prediction
-included); ``dsa0.9-predict`` (its prediction alone: dsa_mask);
-``dsa0.9-sparse`` (the sparse kernel alone, on a given pattern); ``dsa0.9-ref``
-(the reference on that pattern).  TFLOP/s count dense attention's 4 B H L^2 d FLOPs for every
-method; GB/s counts reading Q, K, V and writing O once; peak is the extra memory one call
-allocates.  Times are medians over rotating fresh inputs (CUDA events around streams of
-back-to-back calls, see ``time_ms``), fewer repetitions on big sizes.
+included: dsa_mask's prediction, pack_keep_bits, the fused kernel); ``dsa0.9-predict`` (its
+prediction alone: dsa_mask); ``dsa0.9-pack`` (pack_keep_bits alone on a given bool pattern);
+``dsa0.9-fused`` (kernels/dsa_attention.cu alone, on a given packed pattern);
+``dsa0.9-fused-pairs`` (the same with pairs=True: one exponential a pair of columns);
+``dsa0.9-sparse`` (the older gather kernel kernels/dsa_sparse.cu alone, on a given bool
+pattern); ``dsa0.9-ref`` (the reference on that pattern).  TFLOP/s count dense attention's
+4 B H L^2 d FLOPs for every method; GB/s counts reading Q, K, V and writing O once; peak is
+the extra memory one call allocates.  Times are medians over rotating fresh inputs (CUDA
+events around streams of back-to-back calls, see ``time_ms``), fewer repetitions on big sizes.
 """
 
 from __future__ import annotations
@@ -46,7 +52,12 @@ import torch
 import torch.nn.functional as F
 
 from toolkit.attention import dsa_attention, dsa_mask, nm_attention, nm_mask
-from toolkit.attention._fused import fused_nm_attention, sparse_dsa_attention
+from toolkit.attention._fused import (
+    fused_dsa_attention,
+    fused_nm_attention,
+    pack_keep_bits,
+    sparse_dsa_attention,
+)
 from toolkit.attention.dsa import _dsa_attention_op
 from toolkit.attention.sparse import _nm_attention_op
 
@@ -123,6 +134,11 @@ def attention_methods(big: bool) -> dict[str, Callable[[tuple], object]]:
     methods["nm1:2"] = lambda a: nm_attention(*a[:3], n=1, m=2)
     methods["dsa0.9"] = lambda a: dsa_attention(*a[:3], sparsity=0.9)
     methods["dsa0.9-predict"] = lambda a: dsa_mask(a[0], a[1], sparsity=0.9)
+    methods["dsa0.9-pack"] = lambda a: pack_keep_bits(a[3])
+    methods["dsa0.9-fused"] = lambda a: fused_dsa_attention(*a[:3], a[4], a[0].shape[-1] ** -0.5)
+    methods["dsa0.9-fused-pairs"] = lambda a: fused_dsa_attention(
+        *a[:3], a[4], a[0].shape[-1] ** -0.5, pairs=True
+    )
     methods["dsa0.9-sparse"] = lambda a: sparse_dsa_attention(*a[:3], a[3], a[0].shape[-1] ** -0.5)
     if not big:
         methods["nm2:4-ref"] = lambda a: _nm_attention_op.reference(
@@ -134,7 +150,29 @@ def attention_methods(big: bool) -> dict[str, Callable[[tuple], object]]:
     return methods
 
 
-def attention_table(title: str, cases: list[tuple[int, int, int, int]], dtype, rows: list[str]):
+#: The methods of the dsa section (the anchor first).
+DSA_ROWS = (
+    "unfused",
+    "sdpa-flash",
+    "sdpa-cudnn",
+    "nm2:4",
+    "nm1:2",
+    "dsa0.9",
+    "dsa0.9-predict",
+    "dsa0.9-pack",
+    "dsa0.9-fused",
+    "dsa0.9-fused-pairs",
+    "dsa0.9-sparse",
+)
+
+
+def attention_table(
+    title: str,
+    cases: list[tuple[int, int, int, int]],
+    dtype,
+    rows: list[str],
+    only: tuple[str, ...] | None = None,
+):
     card = torch.cuda.get_device_name()
     print(
         f"\n### {title}\n\ncard: {card}; date: {datetime.date.today()}; "
@@ -151,13 +189,16 @@ def attention_table(title: str, cases: list[tuple[int, int, int, int]], dtype, r
             q, k, v = (
                 torch.randn(b, h, L, d, device="cuda", dtype=dtype, generator=g) for _ in range(3)
             )
-            return q, k, v, dsa_mask(q, k, sparsity=0.9)
+            keep = dsa_mask(q, k, sparsity=0.9)
+            return q, k, v, keep, pack_keep_bits(keep)
 
         inputs = [make(s) for s in range(2)]
         flops = 4 * b * h * L * L * d
         nbytes = 4 * b * h * L * d * dtype.itemsize
         anchor = None
         for name, fn in attention_methods(big).items():
+            if only is not None and name not in only:
+                continue
             try:
                 ms = time_ms(fn, inputs, budget_ms=40.0 if not big else 25.0)
                 mb = peak_mb(fn, inputs[0])
@@ -302,13 +343,63 @@ def error_table() -> None:
                 )
             keep = dsa_mask(q, k, sparsity=0.9)
             ref = torch.matmul(torch.softmax(s64.masked_fill(~keep, -math.inf), -1), v64)
-            out = sparse_dsa_attention(q, k, v, keep, scale).double()
-            err = (out - ref).norm() / ref.norm()
+            outs = {
+                "sparse": sparse_dsa_attention(q, k, v, keep, scale),
+                "fused": fused_dsa_attention(q, k, v, pack_keep_bits(keep), scale),
+            }
+            for path, out in outs.items():
+                out = out.double()
+                err = (out - ref).norm() / ref.norm()
+                print(
+                    f"| dsa0.9 {path} | {str(dtype)[6:]} | {L} | {d} | "
+                    f"{(out - ref).abs().max().item():.2e} | {err.item():.2e} | same pattern |",
+                    flush=True,
+                )
+
+
+def dsa_skip_table(quick: bool) -> None:
+    """The fused DSA kernel alone with and without its tile skip, on a random pattern and on a
+    local window (|i - j| < density * L / 2), both at density ~0.1, issue configuration."""
+    print(
+        f"\n### fused DSA kernel: tile skip on random and structured patterns, float16, "
+        f"B 4, H 16, d 64\n\ncard: {torch.cuda.get_device_name()}; "
+        f"date: {datetime.date.today()}; torch {torch.__version__}.  ms: median of the kernel "
+        "alone (fused_dsa_attention on a packed pattern); density = kept fraction.\n"
+    )
+    print("| L | pattern | density | skip ms | no-skip ms | no-skip / skip | skip+pairs ms |")
+    print("| ---: | --- | ---: | ---: | ---: | ---: | ---: |")
+    for L in [512, 2048] if quick else [512, 1024, 2048, 4096]:
+        g = torch.Generator(device="cuda").manual_seed(L)
+        q, k, v = (
+            torch.randn(4, 16, L, 64, device="cuda", dtype=torch.float16, generator=g)
+            for _ in range(3)
+        )
+        i = torch.arange(L, device="cuda")
+        patterns = {
+            "random": torch.rand(4, 16, L, L, device="cuda", generator=g) < 0.1,
+            "window": ((i[:, None] - i[None, :]).abs() < 0.05 * L).expand(4, 16, L, L),
+        }
+        for pname, keep in patterns.items():
+            bits = pack_keep_bits(keep)
+            density = keep.sum().item() / keep.numel()  # no float copy of the expanded window
+            ms = [
+                time_ms(
+                    lambda a, skip=skip, pairs=pairs: fused_dsa_attention(
+                        *a, 0.125, skip=skip, pairs=pairs
+                    ),
+                    [(q, k, v, bits)],
+                    budget_ms=30.0,
+                )
+                for skip, pairs in ((True, False), (False, False), (True, True))
+            ]
             print(
-                f"| dsa0.9 sparse | {str(dtype)[6:]} | {L} | {d} | "
-                f"{(out - ref).abs().max().item():.2e} | {err.item():.2e} | same pattern |",
+                f"| {L} | {pname} | {density:.3f} | {ms[0]:.4f} | {ms[1]:.4f} | "
+                f"{ms[1] / ms[0]:.2f}x | {ms[2]:.4f} |",
                 flush=True,
             )
+            del keep, bits
+        del q, k, v, patterns
+        torch.cuda.empty_cache()
 
 
 def backward_table(quick: bool) -> None:
@@ -400,6 +491,13 @@ def main() -> None:
     if "issue" in sections:
         Ls = [512, 2048] if args.quick else [512, 1024, 2048, 4096]
         attention_table("issue 14 configuration", [(4, 16, L, 64) for L in Ls], torch.float16, rows)
+    if "dsa" in sections:
+        Ls = [512, 2048] if args.quick else [512, 1024, 2048, 4096]
+        cases = [(4, 16, L, 64) for L in Ls]
+        attention_table(
+            "DSA at sparsity 0.9, issue 14 configuration", cases, torch.float16, rows, DSA_ROWS
+        )
+        dsa_skip_table(args.quick)
     if "dfss" in sections:
         Ls = [256, 1024, 4096] if args.quick else [256, 512, 1024, 2048, 4096]
         cases = [(24 if L == 4096 else 48, 4, L, 64) for L in Ls]

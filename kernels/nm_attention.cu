@@ -10,7 +10,8 @@
 // <= 32 (groups then never straddle a 64-key tile), any Lq and Lk (tails are zero-filled and
 // masked).
 //
-// Tiling: a block of 4 warps takes 64 queries (16 per warp); 64-key tiles of K and V stream
+// Tiling (the tile loop flash_forward in nm_attention_tile.cuh, shared with the fused DSA
+// forward): a block of 4 warps takes 64 queries (16 per warp); 64-key tiles of K and V stream
 // through shared memory with cp.async, two stages deep.  Q K^T and P V run on the tensor cores
 // (mma.sync m16n8k16, fp32 accumulation), operands loaded with ldmatrix (.trans for V).
 //
@@ -37,6 +38,28 @@
 
 // mask_kind: 0 none, 1 bool (uint8, 0 = masked out), 2 additive float32.  The mask element of
 // (r = b * heads + h, query i, key j) is at mask + b*ms_b + h*ms_h + i*ms_q + j*ms_k.
+namespace nmattn {
+
+// The N:M tile of flash_forward: every warp computes its scores (nm_scores: scale, mask,
+// padding, pruning) and keeps at least one entry per group, so no tile is skipped.
+template <bool BF16, int D, int M> struct NMTile {
+    MaskRef mk;
+    int n, lq, lk;
+    float scale;
+    static constexpr bool kSparsePairs = false;
+    __device__ __forceinline__ void prefetch(int, int, int) {}
+    __device__ __forceinline__ bool one_of_pair() const { return M == 2 && n == 1; }
+    __device__ __forceinline__ bool scores(float (&s)[NT][4], const unsigned short* sQ,
+                                           const unsigned short* tK, int warp, int lane, int j,
+                                           int, int q0, const int (&row_in_block)[2]) {
+        nm_scores<BF16, D, M>(s, sQ, tK, warp, lane, n, scale, mk, j * BN, q0, row_in_block, lq,
+                              lk);
+        return true;
+    }
+};
+
+}  // namespace nmattn
+
 template <typename T, int D, int M>
 __global__ void __launch_bounds__(nmattn::kThreads)
 nm_attention_fwd(const T* __restrict__ q, const T* __restrict__ k, const T* __restrict__ v,
@@ -45,142 +68,20 @@ nm_attention_fwd(const T* __restrict__ q, const T* __restrict__ k, const T* __re
                  long long ms_b, long long ms_h, long long ms_q, long long ms_k) {
     using namespace nmattn;
     constexpr bool BF16 = is_bf16<T>::value;
-    constexpr int LD = D + 8;  // padded row (16 bytes) so ldmatrix rows hit distinct banks
     static_assert(D == 16 || D == 32 || D == 64 || D == 128, "D");
 
     extern __shared__ uint4 smem_raw[];
-    unsigned short* sQ = reinterpret_cast<unsigned short*>(smem_raw);
-    unsigned short* sK = sQ + BM * LD;      // 2 stages
-    unsigned short* sV = sK + 2 * BN * LD;  // 2 stages
-
-    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, qd = lane & 3;
     const long long r = blockIdx.y;
-    const int q0 = blockIdx.x * BM;
     const unsigned short* Qg = reinterpret_cast<const unsigned short*>(q) + r * lq * D;
     const unsigned short* Kg = reinterpret_cast<const unsigned short*>(k) + r * lk * D;
     const unsigned short* Vg = reinterpret_cast<const unsigned short*>(v) + r * lk * D;
-
-    const int tiles = (lk + BN - 1) / BN;
-    load_rows<D>(sQ, Qg, q0, lq, tid);
-    cp_async_commit();
-    load_rows<D>(sK, Kg, 0, lk, tid);
-    load_rows<D>(sV, Vg, 0, lk, tid);
-    cp_async_commit();
-
-    const float neg_inf = __int_as_float(0xff800000);
-    float o[D / 8][4];
-#pragma unroll
-    for (int i = 0; i < D / 8; ++i) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
-    float m_run[2] = {neg_inf, neg_inf}, l_run[2] = {0.f, 0.f};
-    const int row_in_block[2] = {warp * 16 + (lane >> 2), warp * 16 + (lane >> 2) + 8};
-    const MaskRef mk{static_cast<const char*>(mask), mask_kind,
-                     (r / heads) * ms_b + (r % heads) * ms_h, ms_q, ms_k};
-
-    for (int j = 0; j < tiles; ++j) {
-        const int stage = j & 1;
-        if (j + 1 < tiles) {
-            load_rows<D>(sK + (stage ^ 1) * BN * LD, Kg, (j + 1) * BN, lk, tid);
-            load_rows<D>(sV + (stage ^ 1) * BN * LD, Vg, (j + 1) * BN, lk, tid);
-        }
-        cp_async_commit();
-        cp_async_wait<1>();
-        __syncthreads();
-        const unsigned short* tK = sK + stage * BN * LD;
-        const unsigned short* tV = sV + stage * BN * LD;
-
-        // ---- S = scale * Q K^T (+ mask), padding, N:M pruning: the shared score tile
-        float s[NT][4];
-        nm_scores<BF16, D, M>(s, sQ, tK, warp, lane, n, scale, mk, j * BN, q0, row_in_block, lq,
-                              lk);
-
-        // ---- online softmax
-        float scale_o[2];
-#pragma unroll
-        for (int h = 0; h < 2; ++h) {
-            float mx = neg_inf;
-#pragma unroll
-            for (int t = 0; t < NT; ++t) mx = fmaxf(mx, fmaxf(s[t][2 * h], s[t][2 * h + 1]));
-            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-            const float m_new = fmaxf(m_run[h], mx);
-            const float m_use = m_new == neg_inf ? 0.f : m_new;  // dead so far: p = 0
-            scale_o[h] = m_run[h] == neg_inf ? 0.f : ex2((m_run[h] - m_use) * kLog2e);
-            m_run[h] = m_new;
-            const float off = m_use * kLog2e;
-            float sum = 0.f;
-            if (M == 2 && n == 1) {
-                // 1:2 keeps one score of each pair (the other is -inf): one exponential a pair.
-#pragma unroll
-                for (int t = 0; t < NT; ++t) {
-                    const bool first = s[t][2 * h + 1] == neg_inf;
-                    const float p = ex2(fmaf(first ? s[t][2 * h] : s[t][2 * h + 1], kLog2e, -off));
-                    s[t][2 * h] = first ? p : 0.f;
-                    s[t][2 * h + 1] = first ? 0.f : p;
-                    sum += p;
-                }
-            } else {
-#pragma unroll
-                for (int t = 0; t < NT; ++t) {
-#pragma unroll
-                    for (int e = 0; e < 2; ++e) {
-                        const float p = ex2(fmaf(s[t][2 * h + e], kLog2e, -off));
-                        s[t][2 * h + e] = p;
-                        sum += p;
-                    }
-                }
-            }
-            l_run[h] = l_run[h] * scale_o[h] + sum;
-        }
-#pragma unroll
-        for (int i = 0; i < D / 8; ++i) {
-            o[i][0] *= scale_o[0];
-            o[i][1] *= scale_o[0];
-            o[i][2] *= scale_o[1];
-            o[i][3] *= scale_o[1];
-        }
-
-        // ---- O += P V: the score accumulators of n-tiles 2kk, 2kk+1 are the A fragment
-#pragma unroll
-        for (int kk = 0; kk < BN / 16; ++kk) {
-            unsigned a[4];
-            a[0] = pack2<BF16>(s[2 * kk][0], s[2 * kk][1]);
-            a[1] = pack2<BF16>(s[2 * kk][2], s[2 * kk][3]);
-            a[2] = pack2<BF16>(s[2 * kk + 1][0], s[2 * kk + 1][1]);
-            a[3] = pack2<BF16>(s[2 * kk + 1][2], s[2 * kk + 1][3]);
-#pragma unroll
-            for (int dp = 0; dp < D / 16; ++dp) {
-                unsigned b[4];
-                ldmatrix_x4_trans(b, tV + (kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * LD +
-                                         dp * 16 + (lane >> 4) * 8);
-                mma<BF16>(o[2 * dp], a, b[0], b[1]);
-                mma<BF16>(o[2 * dp + 1], a, b[2], b[3]);
-            }
-        }
-        __syncthreads();  // this stage is refilled by the next iteration's prefetch
-    }
-
-    // ---- normalise and store; a row with no finite kept score (l == 0) is zero
     unsigned short* Og = reinterpret_cast<unsigned short*>(out) + r * lq * D;
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-        float l = l_run[h];
-        l += __shfl_xor_sync(0xffffffffu, l, 1);
-        l += __shfl_xor_sync(0xffffffffu, l, 2);
-        const float inv = l == 0.f ? 0.f : 1.f / l;  // NaN stays NaN
-        const int qi = q0 + row_in_block[h];
-        if (qi < lq) {
-#pragma unroll
-            for (int i = 0; i < D / 8; ++i) {
-                const unsigned packed =
-                    pack2<BF16>(o[i][2 * h] * inv, o[i][2 * h + 1] * inv);
-                *reinterpret_cast<unsigned*>(Og + (long long)qi * D + i * 8 + 2 * qd) = packed;
-            }
-            // l sums exp(s - m_run) over the kept scores; m_run ignores NaN (fmaxf), l does not
-            if (lse != nullptr && qd == 0) {
-                lse[r * lq + qi] = l == 0.f ? __int_as_float(0x7f800000) : m_run[h] + logf(l);
-            }
-        }
-    }
+    NMTile<BF16, D, M> tile{{static_cast<const char*>(mask), mask_kind,
+                             (r / heads) * ms_b + (r % heads) * ms_h, ms_q, ms_k},
+                            n, lq, lk, scale};
+    flash_forward<BF16, D>(Qg, Kg, Vg, Og, lse != nullptr ? lse + r * lq : nullptr,
+                           blockIdx.x * BM, lq, lk, reinterpret_cast<unsigned short*>(smem_raw),
+                           tile);
 }
 
 // nvcc's compile check builds every instance; NVRTC (toolkit/attention/_fused.py) compiles

@@ -24,6 +24,12 @@ __device__ __forceinline__ void cp_async16(void* dst, const void* src, bool vali
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(dst)),
                  "l"(src), "r"(bytes));
 }
+// 4 bytes (both addresses 4-byte aligned), through L1; zero-filled when !valid.
+__device__ __forceinline__ void cp_async4(void* dst, const void* src, bool valid) {
+    const int bytes = valid ? 4 : 0;
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(smem_addr(dst)),
+                 "l"(src), "r"(bytes));
+}
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n"); }
 template <int N> __device__ __forceinline__ void cp_async_wait() {
     asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
@@ -250,6 +256,185 @@ __device__ __forceinline__ void nm_scores(float (&s)[NT][4], const unsigned shor
                         if (beat[t][e] >= n) s[g0 + t][2 * h + e] = neg_inf;
                     }
                 }
+            }
+        }
+    }
+}
+
+// ---- The forward's tile loop, shared by the fused N:M forward (nm_attention.cu) and the fused
+// DSA forward (dsa_attention.cu); they differ only in which scores of a tile they keep.
+//
+// A block of 4 warps takes BM = 64 queries (16 per warp); 64-key tiles of K and V stream
+// through shared memory with cp.async, two stages deep.  Per tile, `tile.scores` fills the
+// warp's 16 x 64 scores (dropped entries -inf) and says whether the warp has any entry left
+// in this tile (false: the warp skips the tile's softmax and P V; warp-uniform); its
+// kSparsePairs picks softmax_step's exponentials for sparse patterns.  `tile.prefetch`
+// issues the cp.async of whatever else a tile needs, in the same commit group as its K and V.
+// Then an online softmax (exponentials with ex2) and O += P V on the tensor cores, P rounded
+// to the input dtype (as flash kernels do).  Shared memory: the Q tile and two stages of K and
+// V, rows padded to D + 8 elements (ldmatrix rows then hit distinct banks).
+template <int D> __host__ __device__ constexpr int smem_elems() { return (BM + 4 * BN) * (D + 8); }
+
+// The online softmax of one tile: s (scores, -inf = dropped) becomes P = exp(s - m_run) with
+// the running row maxima m_run and sums l_run updated and o rescaled.  one_of_pair: at most
+// one of each accumulator pair (2c, 2c+1) is finite (N:M 1:2), one exponential a pair.
+// SPARSE_PAIRS (sparse patterns, e.g. DSA at 10%): one exponential a pair for the finite one
+// of the two (if any), a second only where both are finite (the instruction issues when any
+// lane of the warp needs it: ~27% of pairs at density 0.1, every pair at 0.5).
+template <int D, bool SPARSE_PAIRS = false>
+__device__ __forceinline__ void softmax_step(float (&s)[NT][4], float (&m_run)[2],
+                                             float (&l_run)[2], float (&o)[D / 8][4],
+                                             bool one_of_pair) {
+    const float neg_inf = __int_as_float(0xff800000);
+    float scale_o[2];
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+        float mx = neg_inf;
+#pragma unroll
+        for (int t = 0; t < NT; ++t) mx = fmaxf(mx, fmaxf(s[t][2 * h], s[t][2 * h + 1]));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+        const float m_new = fmaxf(m_run[h], mx);
+        const float m_use = m_new == neg_inf ? 0.f : m_new;  // dead so far: p = 0
+        scale_o[h] = m_run[h] == neg_inf ? 0.f : ex2((m_run[h] - m_use) * kLog2e);
+        m_run[h] = m_new;
+        const float off = m_use * kLog2e;
+        float sum = 0.f;
+        if (one_of_pair) {
+#pragma unroll
+            for (int t = 0; t < NT; ++t) {
+                const bool first = s[t][2 * h + 1] == neg_inf;
+                const float p = ex2(fmaf(first ? s[t][2 * h] : s[t][2 * h + 1], kLog2e, -off));
+                s[t][2 * h] = first ? p : 0.f;
+                s[t][2 * h + 1] = first ? 0.f : p;
+                sum += p;
+            }
+        } else if constexpr (SPARSE_PAIRS) {
+#pragma unroll
+            for (int t = 0; t < NT; ++t) {
+                const float a = s[t][2 * h], b = s[t][2 * h + 1];
+                const bool b_dead = b == neg_inf;
+                const float p1 = ex2(fmaf(b_dead ? a : b, kLog2e, -off));
+                float p0 = 0.f;
+                if (!b_dead && a != neg_inf) p0 = ex2(fmaf(a, kLog2e, -off));
+                s[t][2 * h] = b_dead ? p1 : p0;
+                s[t][2 * h + 1] = b_dead ? 0.f : p1;
+                sum += p0 + p1;
+            }
+        } else {
+#pragma unroll
+            for (int t = 0; t < NT; ++t) {
+#pragma unroll
+                for (int e = 0; e < 2; ++e) {
+                    const float p = ex2(fmaf(s[t][2 * h + e], kLog2e, -off));
+                    s[t][2 * h + e] = p;
+                    sum += p;
+                }
+            }
+        }
+        l_run[h] = l_run[h] * scale_o[h] + sum;
+    }
+#pragma unroll
+    for (int i = 0; i < D / 8; ++i) {
+        o[i][0] *= scale_o[0];
+        o[i][1] *= scale_o[0];
+        o[i][2] *= scale_o[1];
+        o[i][3] *= scale_o[1];
+    }
+}
+
+// O += P V: the score accumulators of n-tiles 2kk, 2kk+1 are the A fragment; V's tile is read
+// with ldmatrix.trans.
+template <bool BF16, int D>
+__device__ __forceinline__ void pv_step(float (&o)[D / 8][4], const float (&s)[NT][4],
+                                        const unsigned short* tV, int lane) {
+    constexpr int LD = D + 8;
+#pragma unroll
+    for (int kk = 0; kk < BN / 16; ++kk) {
+        unsigned a[4];
+        a[0] = pack2<BF16>(s[2 * kk][0], s[2 * kk][1]);
+        a[1] = pack2<BF16>(s[2 * kk][2], s[2 * kk][3]);
+        a[2] = pack2<BF16>(s[2 * kk + 1][0], s[2 * kk + 1][1]);
+        a[3] = pack2<BF16>(s[2 * kk + 1][2], s[2 * kk + 1][3]);
+#pragma unroll
+        for (int dp = 0; dp < D / 16; ++dp) {
+            unsigned b[4];
+            ldmatrix_x4_trans(b, tV + (kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * LD +
+                                     dp * 16 + (lane >> 4) * 8);
+            mma<BF16>(o[2 * dp], a, b[0], b[1]);
+            mma<BF16>(o[2 * dp + 1], a, b[2], b[3]);
+        }
+    }
+}
+
+// The block's forward over all key tiles of one (batch, head) row r: Qg, Kg, Vg, Og point at
+// that row's [Lq, D], [Lk, D], [Lk, D], [Lq, D]; lse (or null) at its [Lq] log-sum-exps.
+// `smem` holds smem_elems<D>() 16-bit elements.  A row with no finite kept score (l == 0)
+// gets zero output (and lse +inf; NaN stays NaN).
+template <bool BF16, int D, class Tile>
+__device__ __forceinline__ void flash_forward(const unsigned short* Qg, const unsigned short* Kg,
+                                              const unsigned short* Vg, unsigned short* Og,
+                                              float* lse, int q0, int lq, int lk,
+                                              unsigned short* smem, Tile& tile) {
+    constexpr int LD = D + 8;
+    unsigned short* sQ = smem;
+    unsigned short* sK = sQ + BM * LD;      // 2 stages
+    unsigned short* sV = sK + 2 * BN * LD;  // 2 stages
+    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, qd = lane & 3;
+
+    const int tiles = (lk + BN - 1) / BN;
+    load_rows<D>(sQ, Qg, q0, lq, tid);
+    cp_async_commit();
+    load_rows<D>(sK, Kg, 0, lk, tid);
+    load_rows<D>(sV, Vg, 0, lk, tid);
+    tile.prefetch(0, 0, tid);
+    cp_async_commit();
+
+    const float neg_inf = __int_as_float(0xff800000);
+    float o[D / 8][4];
+#pragma unroll
+    for (int i = 0; i < D / 8; ++i) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
+    float m_run[2] = {neg_inf, neg_inf}, l_run[2] = {0.f, 0.f};
+    const int row_in_block[2] = {warp * 16 + (lane >> 2), warp * 16 + (lane >> 2) + 8};
+
+    for (int j = 0; j < tiles; ++j) {
+        const int stage = j & 1;
+        if (j + 1 < tiles) {
+            load_rows<D>(sK + (stage ^ 1) * BN * LD, Kg, (j + 1) * BN, lk, tid);
+            load_rows<D>(sV + (stage ^ 1) * BN * LD, Vg, (j + 1) * BN, lk, tid);
+            tile.prefetch(j + 1, stage ^ 1, tid);
+        }
+        cp_async_commit();
+        cp_async_wait<1>();
+        __syncthreads();
+        const unsigned short* tK = sK + stage * BN * LD;
+        const unsigned short* tV = sV + stage * BN * LD;
+
+        float s[NT][4];
+        if (tile.scores(s, sQ, tK, warp, lane, j, stage, q0, row_in_block)) {
+            softmax_step<D, Tile::kSparsePairs>(s, m_run, l_run, o, tile.one_of_pair());
+            pv_step<BF16, D>(o, s, tV, lane);
+        }
+        __syncthreads();  // this stage is refilled by the next iteration's prefetch
+    }
+
+    // ---- normalise and store; a row with no finite kept score (l == 0) is zero
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+        float l = l_run[h];
+        l += __shfl_xor_sync(0xffffffffu, l, 1);
+        l += __shfl_xor_sync(0xffffffffu, l, 2);
+        const float inv = l == 0.f ? 0.f : 1.f / l;  // NaN stays NaN
+        const int qi = q0 + row_in_block[h];
+        if (qi < lq) {
+#pragma unroll
+            for (int i = 0; i < D / 8; ++i) {
+                const unsigned packed = pack2<BF16>(o[i][2 * h] * inv, o[i][2 * h + 1] * inv);
+                *reinterpret_cast<unsigned*>(Og + (long long)qi * D + i * 8 + 2 * qd) = packed;
+            }
+            // l sums exp(s - m_run) over the kept scores; m_run ignores NaN (fmaxf), l does not
+            if (lse != nullptr && qd == 0) {
+                lse[qi] = l == 0.f ? __int_as_float(0x7f800000) : m_run[h] + logf(l);
             }
         }
     }

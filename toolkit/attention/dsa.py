@@ -51,7 +51,13 @@ from ..models._attention import (
     resolve_scale,
 )
 from ._dsa_predict import approximate_scores, predict_topk_mask
-from ._fused import sparse_dsa_attention, sparse_supported
+from ._fused import (
+    _pack_keep_bits_op,
+    dsa_fused_supported,
+    fused_dsa_attention,
+    sparse_dsa_attention,
+    sparse_supported,
+)
 from .masks import MAX_SIZE, _row_topk_op, check_density, keep_count
 
 __all__ = ["dsa_attention", "dsa_mask", "dsa_projection", "dsa_scores", "quantize_rows"]
@@ -332,8 +338,12 @@ def _dsa_attention_op(q, k, v, keep, scale, attn_mask, return_probs):
 
 @_dsa_attention_op.cuda
 def _dsa_attention_cuda(q, k, v, keep, scale, attn_mask, return_probs):
-    # Exact scores only at the kept entries (kernels/dsa_sparse.cu) for fp16/bf16/fp32, head
-    # dim 64 or 128, equal leading shapes, no probabilities and no autograd.
+    # fp16/bf16, head dims 16-128, no mask, no probabilities, no autograd: the pattern packed
+    # into bits, then the fused tensor-core kernel (kernels/dsa_attention.cu).  Float32 and
+    # masks take the gather kernel (kernels/dsa_sparse.cu) where it supports them: exact
+    # scores only at the kept entries, each query gathering its kept keys.
+    if dsa_fused_supported(q, k, v, keep, return_probs, attn_mask):
+        return fused_dsa_attention(q, k, v, _pack_keep_bits_op(keep), scale)
     if sparse_supported(q, k, v, keep, return_probs, attn_mask):
         return sparse_dsa_attention(q, k, v, keep, scale, attn_mask)
     return _dsa_attention_op.reference(q, k, v, keep, scale, attn_mask, return_probs)
@@ -366,12 +376,19 @@ def dsa_attention(
     ``dsa_mask(q, k, ...)``).  Rows whose kept scores are all :math:`-\infty` give zero
     output, as in :func:`~toolkit.attention.nm_attention`.
 
-    On CUDA, float16/bfloat16/float32 inputs with head dim 64 or 128, equal leading shapes,
-    no ``return_probs`` and no autograd take the sparse kernel (``kernels/dsa_sparse.cu``)
-    after the prediction kernel: exact scores only at the predicted entries (a sampled
-    :math:`QK^\top`), the softmax over them and a sparse :math:`PV`; its memory grows with
-    the kept entries, never with a dense score matrix.  Other inputs take the reference path
-    (dense scores, masked to the pattern); both agree within the dtype's tolerance.
+    On CUDA, after the prediction kernel, float16/bfloat16 inputs with head dim 16, 32, 64
+    or 128 (``dv = d``), equal leading shapes, no ``attn_mask``, no ``return_probs`` and no
+    autograd take the fused kernel (``kernels/dsa_attention.cu``): the pattern packed into
+    bits (32 keys a word), then flash-style attention on the tensor cores: each 64 x 64 tile
+    of :math:`QK^\top`, the entries outside the pattern set to :math:`-\infty` before an
+    online softmax, :math:`PV` (a warp skips key tiles in which its queries keep nothing).
+    With ~10% of the keys kept but spread over all keys, every tile holds kept entries, so
+    the dense tile product on tensor cores beats gathering them; its extra memory is the
+    pattern (one bit per entry), never a score matrix.  Float32 inputs and masks (head dim
+    64 or 128, no ``return_probs``, no autograd) take the gather kernel
+    (``kernels/dsa_sparse.cu``): exact scores only at the predicted entries, each query
+    gathering its kept keys.  Other inputs take the reference path (dense scores, masked to
+    the pattern); all agree within the dtype's tolerance.
 
     Parameters
     ----------
