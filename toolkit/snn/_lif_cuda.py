@@ -50,9 +50,10 @@ def _register_steps(steps: int) -> int:
 # The bits of the specialised backward's OPTS template argument (kernels/lif.cu, Options).
 _HARD, _DETACH, _DECAY_INPUT, _TRACE, _AHEAD = 1, 2, 4, 8, 16
 #: Register sizes whose specialised backward (without a trace gradient) loads each chunk of
-#: dL/dS a chunk ahead.  At 32 that takes 70-78 registers (three blocks per SM instead of four):
-#: benchmarks/snn.py times both forms of every size, kernel alone.
-_AHEAD_MAXT = (8, 16)
+#: dL/dS a chunk ahead.  None: on the H200 (benchmarks/snn.py --kernels, RESULTS session 20)
+#: the plain form was as fast or faster at every T in both dtypes (T = 16 float32: 104 against
+#: 123 us; T = 32: 156 against 174 us).  The ahead form stays selectable for the benchmark.
+_AHEAD_MAXT: tuple[int, ...] = ()
 #: The most blocks a one-dimensional grid may have: the specialised backward's grid is exact.
 _MAX_GRID = 2**31 - 1
 
