@@ -22,9 +22,9 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from .._backend import gpu_available
+from .._backend import active_backend, gpu_available
 from .._kernels import TEMPLATE_TYPES, require_cuda_tensor
-from .._launch import fast_launch
+from .._launch import Launcher
 from .functional import Sample, _sampled_norm_op
 
 __all__ = ["CUDA_DTYPES"]
@@ -65,21 +65,41 @@ def _gpu_ready() -> bool:
     return gpu_available()
 
 
+#: Launchers by (kernel, device index), made at a kernel's first launch on a device.
+_LAUNCHERS: dict[tuple[str, int], Launcher] = {}
+_current_device = torch.cuda.current_device
+_raw_stream = getattr(torch._C, "_cuda_getCurrentRawStream", None)
+
+
+def _stream(index: int) -> int:
+    if _raw_stream is not None:
+        return int(_raw_stream(index))
+    return int(torch.cuda.current_stream(index).cuda_stream)
+
+
 def _launch(function: str, grid: int, block: int, sig: str, args: tuple, device: Any) -> None:
-    """Launch ``function`` of bn_sampling.cu; tensors in ``args`` go as their data pointers,
-    ``(tensor, offset)`` as the pointer ``offset`` elements in (no view to build), None as a
-    null pointer."""
-    values = [
-        a.data_ptr()
-        if isinstance(a, torch.Tensor)
-        else a[0].data_ptr() + a[1] * a[0].element_size()
-        if isinstance(a, tuple)
-        else 0
-        if a is None
-        else a
-        for a in args
-    ]
-    fast_launch("bn_sampling", function, (grid,), (block,), sig, values, device, _INSTANCES)
+    """Launch ``function`` of bn_sampling.cu.  Every signature lists its pointers first; those
+    arguments are tensors (their data pointers), ``(tensor, offset)`` (the pointer ``offset``
+    elements in: no view to build) or None (a null pointer)."""
+    index = device.index
+    launcher = _LAUNCHERS.get((function, index))
+    if launcher is None:
+        launcher = Launcher("bn_sampling", function, sig, index, _INSTANCES)
+        _LAUNCHERS[(function, index)] = launcher
+    values = list(args)
+    for i in range(sig.count("p")):
+        a = values[i]
+        if a is None:
+            values[i] = 0
+        elif type(a) is tuple:
+            values[i] = a[0].data_ptr() + a[1] * a[0].element_size()
+        else:
+            values[i] = a.data_ptr()
+    if index == _current_device():
+        launcher(grid, block, values, _stream(index))
+    else:
+        with torch.cuda.device(index):
+            launcher(grid, block, values, _stream(index))
 
 
 def _splits(channels: int, work: int, sms: int) -> int:
@@ -96,12 +116,12 @@ def _elementwise_grid(packs: int, sms: int) -> int:
 class _Plan(NamedTuple):
     """What a launch needs that depends only on the shape, dtype, device and sample geometry."""
 
-    stats: str  # kernel names without the VEC suffix
+    stats: tuple[str, str]  # kernel names for VEC = 1 and 4
     finalize: str
-    normalize: str
-    reduce: str
+    normalize: tuple[str, str]
+    reduce: tuple[str, str]
     bfinalize: str
-    dx: str
+    dx: tuple[str, str]
     sdt: torch.dtype
     split_fwd: int
     split_bwd: int
@@ -109,6 +129,7 @@ class _Plan(NamedTuple):
     grid4: int
     plane4: bool  # H * W % 4 == 0
     align: int  # bytes for the pack loads
+    numel: int
 
 
 @functools.lru_cache(maxsize=512)
@@ -120,12 +141,12 @@ def _plan(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device, coun
     sms = _sm_count(device)
     numel = n * c * h * w
     return _Plan(
-        f"bn_sample_stats<{t}, ",
+        (f"bn_sample_stats<{t}, 1>", f"bn_sample_stats<{t}, 4>"),
         f"bn_stats_finalize<{t}>",
-        f"bn_normalize<{t}, ",
-        f"bn_backward_reduce<{t}, ",
+        (f"bn_normalize<{t}, 1>", f"bn_normalize<{t}, 4>"),
+        (f"bn_backward_reduce<{t}, 1>", f"bn_backward_reduce<{t}, 4>"),
         f"bn_backward_finalize<{t}>",
-        f"bn_backward_dx<{t}, ",
+        (f"bn_backward_dx<{t}, 1>", f"bn_backward_dx<{t}, 4>"),
         _stat_dtype(dtype),
         _splits(c, count, sms),
         _splits(c, n * h * w, sms),
@@ -133,17 +154,19 @@ def _plan(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device, coun
         _elementwise_grid(numel // 4, sms),
         (h * w) % 4 == 0,
         4 * dtype.itemsize,
+        numel,
     )
 
 
-def _vec(plan: _Plan, *tensors: torch.Tensor) -> int:
+def _vec(plan: _Plan, *tensors: torch.Tensor) -> bool:
+    """Whether the kernels may load packs of 4 (VEC = 4) from every one of ``tensors``."""
     if not plan.plane4:
-        return 1
+        return False
     align = plan.align
     for t in tensors:
         if t.data_ptr() % align:
-            return 1
-    return 4
+            return False
+    return True
 
 
 class Geometry(NamedTuple):
@@ -277,9 +300,9 @@ def _forward_index(
     stats = torch.empty(5, c, dtype=plan.sdt, device=device)
     y = torch.empty_like(x) if out is None else out
     # Whole rows are read as packs of 4; windows take the kernel's scalar path.
-    svec = _vec(plan, x) if geo.whole else 1
+    svec = _vec(plan, x) if geo.whole else False
     _launch(
-        f"{plan.stats}{svec}>", c * plan.split_fwd, _BLOCK, "pppppiiiiiiii",
+        plan.stats[svec], c * plan.split_fwd, _BLOCK, "pppppiiiiiiii",
         (x, rows, h0, w0, work, c, h, w, k, geo.ph, geo.pw, plan.split_fwd, int(center)),
         device,
     )  # fmt: skip
@@ -292,8 +315,8 @@ def _forward_index(
     )  # fmt: skip
     vec = _vec(plan, x, y)
     _launch(
-        f"{plan.normalize}{vec}>", plan.grid4 if vec == 4 else plan.grid1, _BLOCK, "pppqiq",
-        (x, y, stats, x.numel() // vec, c, h * w), device,
+        plan.normalize[vec], plan.grid4 if vec else plan.grid1, _BLOCK, "pppqiq",
+        (x, y, stats, plan.numel // 4 if vec else plan.numel, c, h * w), device,
     )  # fmt: skip
     return y, stats
 
@@ -320,7 +343,7 @@ def _backward_index(
     dx = torch.empty_like(x) if out is None else out
     rvec = _vec(plan, dy, x)
     _launch(
-        f"{plan.reduce}{rvec}>", c * plan.split_bwd, _BLOCK, "ppppiiqi",
+        plan.reduce[rvec], c * plan.split_bwd, _BLOCK, "ppppiiqi",
         (dy, x, stats, work, n, c, h * w, plan.split_bwd), device,
     )  # fmt: skip
     _launch(
@@ -329,8 +352,9 @@ def _backward_index(
     )  # fmt: skip
     vec = _vec(plan, dy, x, dx)
     _launch(
-        f"{plan.dx}{vec}>", plan.grid4 if vec == 4 else plan.grid1, _BLOCK, "pppppppqiiiiii",
-        (dy, x, dx, stats, coef, h0, w0, x.numel() // vec, c, h, w, geo.ph, geo.pw,
+        plan.dx[vec], plan.grid4 if vec else plan.grid1, _BLOCK, "pppppppqiiiiii",
+        (dy, x, dx, stats, coef, h0, w0, plan.numel // 4 if vec else plan.numel, c, h, w,
+         geo.ph, geo.pw,
          int(geo.whole)),
         device,
     )  # fmt: skip
@@ -415,9 +439,10 @@ class _SampledNormFunction(torch.autograd.Function):
         running: Running | None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         sdt = torch.float64 if x4.dtype == torch.float64 else torch.float32
-        gamma = None if weight is None else weight.detach()
-        beta = None if bias is None else bias.detach()
-        # Parameters in another dtype (a model cast with .half()) go to the statistics' dtype.
+        # The kernels read the parameters' data only (grad mode is off here: no detach
+        # needed); parameters in another dtype (a model cast with .half()) go to the
+        # statistics' dtype.
+        gamma, beta = weight, bias
         if gamma is not None and (gamma.dtype != sdt or not gamma.is_contiguous()):
             gamma = gamma.to(sdt).contiguous()
         if beta is not None and (beta.dtype != sdt or not beta.is_contiguous()):
@@ -455,12 +480,9 @@ class _SampledNormFunction(torch.autograd.Function):
 def layer_path(x: torch.Tensor) -> bool:
     """Whether a layer's forward on ``x`` takes the fused kernels (the same choice as
     :func:`toolkit.norm.sampled_batch_norm`: ``use_backend`` and ``TOOLKIT_DEVICE`` hold)."""
-    return (
-        x.is_cuda
-        and x.dtype in CUDA_DTYPES
-        and _gpu_ready()
-        and _sampled_norm_op.path_for(x) == "cuda"
-    )
+    # resolve_backend's rule for a CUDA tensor once the GPU is known usable, without its
+    # repeated availability checks: only the backend choice in force can turn it down.
+    return x.is_cuda and x.dtype in CUDA_DTYPES and _gpu_ready() and active_backend() != "cpu"
 
 
 def layer_forward(
