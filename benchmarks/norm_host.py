@@ -106,10 +106,19 @@ class _FakeKernel:
     max_dynamic_shared_size_bytes = 0
 
 
-def install_stubs() -> str:
-    """Route the layers' CUDA path to the no-op driver on CPU tensors; returns its kind."""
+def install_stubs(cython: bool = False) -> str:
+    """Route the layers' CUDA path to the no-op driver on CPU tensors; returns its kind.
+
+    ``cython``: stand a Python no-op in for CuPy's Cython ``launchKernel`` (which
+    :class:`toolkit._launch.Launcher` calls where CuPy provides it; a Cython call with int
+    arguments costs about what a Python no-op call does), else the ctypes path runs."""
     driver, kind = _noop_driver()
     tl._driver = lambda: driver
+    if cython:
+        tl._cupy_driver_launch = lambda: lambda *args: None
+        kind = "python no-op in place of CuPy's Cython launchKernel"
+    else:
+        tl._cupy_driver_launch = lambda: None
     tl._kernel = lambda module, function, device, exprs: (_FakeKernel, 1)
     tl._raw_stream = lambda device: 0
     torch.cuda.current_device = lambda: 0
@@ -146,13 +155,16 @@ def time_variant(name: str, shape, dtype, calls: int, blocks: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--calls", type=int, default=300)
-    parser.add_argument("--blocks", type=int, default=7)
+    parser.add_argument("--calls", type=int, default=20)
+    parser.add_argument("--blocks", type=int, default=150)
     parser.add_argument("--profile", default=None, help="cProfile one variant, e.g. bs-1/4")
     parser.add_argument("--top", type=int, default=30)
+    parser.add_argument(
+        "--cython", action="store_true", help="the launch as through CuPy's Cython binding"
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
-    kind = install_stubs()
+    kind = install_stubs(args.cython)
     shape = (8, 16, 4, 4)
     print(f"host us per forward + backward, {shape}, driver call = {kind}")
     print("| variant | float32 | float16 |")

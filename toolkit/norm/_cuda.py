@@ -66,8 +66,9 @@ def _gpu_ready() -> bool:
 
 
 #: Launchers by (kernel, device index), made at a kernel's first launch on a device.
-_LAUNCHERS: dict[tuple[str, int], Launcher] = {}
-_current_device = torch.cuda.current_device
+_LAUNCHERS: dict[tuple[str, int], tuple[Launcher, int]] = {}
+# torch's own getter without torch.cuda.current_device's lazy-init check (a CUDA tensor exists)
+_current_device = getattr(torch._C, "_cuda_getDevice", torch.cuda.current_device)
 _raw_stream = getattr(torch._C, "_cuda_getCurrentRawStream", None)
 
 
@@ -82,12 +83,13 @@ def _launch(function: str, grid: int, block: int, sig: str, args: tuple, device:
     arguments are tensors (their data pointers), ``(tensor, offset)`` (the pointer ``offset``
     elements in: no view to build) or None (a null pointer)."""
     index = device.index
-    launcher = _LAUNCHERS.get((function, index))
-    if launcher is None:
-        launcher = Launcher("bn_sampling", function, sig, index, _INSTANCES)
-        _LAUNCHERS[(function, index)] = launcher
+    entry = _LAUNCHERS.get((function, index))
+    if entry is None:
+        entry = (Launcher("bn_sampling", function, sig, index, _INSTANCES), sig.count("p"))
+        _LAUNCHERS[(function, index)] = entry
+    launcher, pointers = entry
     values = list(args)
-    for i in range(sig.count("p")):
+    for i in range(pointers):
         a = values[i]
         if a is None:
             values[i] = 0
@@ -287,13 +289,15 @@ def _forward_index(
     center: bool,
     running: Running | None = None,
     out: torch.Tensor | None = None,
+    plan: _Plan | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Launch the forward kernels on a checked, contiguous ``[N, C, H, W]`` ``x``; returns
     ``y`` (written into ``out`` when given) and ``stats`` (rows mean, var, invstd, scale,
-    shift, in the statistics' dtype)."""
+    shift, in the statistics' dtype).  ``plan``: ``x``'s :func:`_plan`, when known."""
     device = x.device
     n, c, h, w = x.shape
-    plan = _plan(tuple(x.shape), x.dtype, device, geo.m)
+    if plan is None:
+        plan = _plan(x.shape, x.dtype, device, geo.m)
     k = geo.k
     rows, h0, w0 = index, (index, k), (index, k + n)
     work = torch.empty(2 * c * plan.split_fwd, dtype=torch.float64, device=device)
@@ -331,13 +335,15 @@ def _backward_index(
     geo: Geometry,
     center: bool,
     out: torch.Tensor | None = None,
+    plan: _Plan | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``dx`` (written into ``out`` when given), ``grad_weight``, ``grad_bias`` (the last two
     in the statistics' dtype); ``dy`` contiguous like ``x``; ``h0``, ``w0`` tensors or
     ``(index, offset)`` pairs."""
     device = x.device
     n, c, h, w = x.shape
-    plan = _plan(tuple(x.shape), x.dtype, device, geo.m)
+    if plan is None:
+        plan = _plan(x.shape, x.dtype, device, geo.m)
     work = torch.empty(2 * c * plan.split_bwd, dtype=torch.float64, device=device)
     coef = torch.empty(5, c, dtype=stats.dtype, device=device)
     dx = torch.empty_like(x) if out is None else out
@@ -447,9 +453,10 @@ class _SampledNormFunction(torch.autograd.Function):
             gamma = gamma.to(sdt).contiguous()
         if beta is not None and (beta.dtype != sdt or not beta.is_contiguous()):
             beta = beta.to(sdt).contiguous()
-        y, stats = _forward_index(x4, gamma, beta, index, geo, eps, center, running)
+        plan = _plan(x4.shape, x4.dtype, x4.device, geo.m)
+        y, stats = _forward_index(x4, gamma, beta, index, geo, eps, center, running, None, plan)
         ctx.save_for_backward(x4, gamma, stats, index)
-        ctx.geo, ctx.center = geo, center
+        ctx.geo, ctx.center, ctx.plan = geo, center, plan
         ctx.param_dtypes = (
             None if weight is None else weight.dtype,
             None if bias is None else bias.dtype,
@@ -465,7 +472,7 @@ class _SampledNormFunction(torch.autograd.Function):
         if not dy.is_contiguous():
             dy = dy.contiguous()
         dx, gw, gb = _backward_index(
-            dy, x4, gamma, stats, (index, k), (index, k + n), geo, ctx.center
+            dy, x4, gamma, stats, (index, k), (index, k + n), geo, ctx.center, None, ctx.plan
         )
         wdt, bdt = ctx.param_dtypes
         grad_w = None
