@@ -429,8 +429,9 @@ def _backward(
 
 
 class _SampledNormFunction(torch.autograd.Function):
-    """``y, stats`` from a contiguous ``[N, C, H, W]`` ``x4`` and a device index; ``stats``
-    is not differentiable (the statistics' gradient flows through ``y``)."""
+    """``y`` from a contiguous ``[N, C, H, W]`` ``x4`` and a device index; ``stats`` goes to
+    the list ``sink`` rather than out as a second, non-differentiable output (the statistics'
+    gradient flows through ``y``; one output is less autograd work per call)."""
 
     @staticmethod
     def forward(
@@ -443,7 +444,8 @@ class _SampledNormFunction(torch.autograd.Function):
         eps: float,
         center: bool,
         running: Running | None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+        sink: list,
+    ) -> torch.Tensor:
         sdt = torch.float64 if x4.dtype == torch.float64 else torch.float32
         # The kernels read the parameters' data only (grad mode is off here: no detach
         # needed); parameters in another dtype (a model cast with .half()) go to the
@@ -461,11 +463,11 @@ class _SampledNormFunction(torch.autograd.Function):
             None if weight is None else weight.dtype,
             None if bias is None else bias.dtype,
         )
-        ctx.mark_non_differentiable(stats)
-        return y, stats
+        sink.append(stats)
+        return y
 
     @staticmethod
-    def backward(ctx: Any, dy: torch.Tensor, _dstats: Any) -> tuple[Any, ...]:
+    def backward(ctx: Any, dy: torch.Tensor) -> tuple[Any, ...]:
         x4, gamma, stats, index = ctx.saved_tensors
         geo = ctx.geo
         n, k = x4.shape[0], geo.k
@@ -481,7 +483,7 @@ class _SampledNormFunction(torch.autograd.Function):
         grad_b = None
         if bdt is not None and ctx.needs_input_grad[2]:
             grad_b = gb if gb.dtype == bdt else gb.to(bdt)
-        return dx, grad_w, grad_b, None, None, None, None, None
+        return dx, grad_w, grad_b, None, None, None, None, None, None
 
 
 def layer_path(x: torch.Tensor) -> bool:
@@ -513,8 +515,9 @@ def layer_forward(
         x4 = x.reshape(n, c, 1, shape[2] if x.dim() == 3 else 1)
         if not x4.is_contiguous():
             x4 = x4.contiguous()
-    y, stats = _SampledNormFunction.apply(x4, weight, bias, index, geo, eps, center, running)
-    return (y if x.dim() == 4 else y.reshape(shape)), stats
+    sink: list[torch.Tensor] = []
+    y = _SampledNormFunction.apply(x4, weight, bias, index, geo, eps, center, running, sink)
+    return (y if x.dim() == 4 else y.reshape(shape)), sink[0]
 
 
 @_sampled_norm_op.cuda
@@ -531,8 +534,10 @@ def _sampled_norm_cuda(
     n, h, w = sample.shape
     x4 = x.contiguous() if x.dim() == 4 else x.reshape(n, x.shape[1], h, w).contiguous()
     index = _sample_index(sample, x.device)
-    y, stats = _SampledNormFunction.apply(
-        x4, weight, bias, index, _geometry(sample), eps, center, None
+    sink: list[torch.Tensor] = []
+    y = _SampledNormFunction.apply(
+        x4, weight, bias, index, _geometry(sample), eps, center, None, sink
     )
+    stats = sink[0]
     # clones: stats is saved for the backward, and the caller may modify mean/var in place
     return (y if x.dim() == 4 else y.reshape(x.shape)), stats[0].clone(), stats[1].clone()
