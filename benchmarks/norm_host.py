@@ -3,12 +3,16 @@
 Run from the repository root:  PYTHONPATH=. python benchmarks/norm_host.py [--profile NAME]
 
 The layers take their CUDA path (toolkit.norm._cuda) on small CPU tensors, with every kernel
-launch going through the real :func:`toolkit._launch.fast_launch` down to a ctypes call of a
+launch going through the real :class:`toolkit._launch.Launcher` down to a ctypes call of a
 no-op C function compiled here with the signature of ``cuLaunchKernel`` (so the ctypes call's
-own cost is counted).  Where no C compiler is found, a Python no-op stands in for the driver
-call.  Nothing is computed on the data, so the numbers are the host microseconds of one
-forward + backward (``y = layer(x); y.backward(dy)``, ``x`` requiring grad), median of
-repeated timing blocks; ``--profile NAME`` prints the cProfile of one variant.
+own cost is counted); ``--cython``: a Python no-op in place of CuPy's Cython
+``launchKernel``, which the Launcher takes on a GPU host where CuPy provides it.  Where no C
+compiler is found, a Python no-op stands in for the driver call.  Nothing is computed on the
+data, so the numbers are the host microseconds of one forward + backward (``y = layer(x);
+y.backward(dy)``, ``x`` requiring grad): this thread's CPU time (``time.thread_time``, so that
+other processes on a shared machine count less), the fastest of many short blocks.  The
+float16 column runs layers cast with ``.to(float16)`` (half parameters, converted per call).
+``--profile NAME`` prints the cProfile of one variant.
 
 What the CPU cannot show: the CUDA caching allocator's cost (close to the CPU allocator's for
 small tensors), the autograd engine's hand-off to its CUDA device thread, and the real
