@@ -11,4 +11,4 @@ echo "== 2. benchmarks/norm.py --quick --profile: layer fwd+bwd vs cuDNN (3 of t
 echo "==    both dtypes), the targets table, the ResNet-18-style training step, and the per-step"
 echo "==    profile: 'host us' = wall time to issue one forward+backward without sync (compare"
 echo "==    with benchmarks/RESULTS.md 'Lean norm layer': 580-1000 us ours, 250-350 us cuDNN)"
-timeout 150 python3 benchmarks/norm.py --quick --profile --reps 20 --train-reps 8 --out /tmp/normhost2 2>&1 | tail -80
+timeout 150 python3 benchmarks/norm.py --quick --profile --reps 20 --train-reps 8 --out /tmp/normhost2 2>&1 | tail -130
