@@ -82,7 +82,8 @@ def _launch(function: str, grid: int, block: int, sig: str, args: tuple, device:
     """Launch ``function`` of bn_sampling.cu.  Every signature lists its pointers first; those
     arguments are tensors (their data pointers), ``(tensor, offset)`` (the pointer ``offset``
     elements in: no view to build) or None (a null pointer)."""
-    index = device.index
+    # torch.device("cuda") has no index: it means the current device
+    index = _current_device() if device.index is None else device.index
     entry = _LAUNCHERS.get((function, index))
     if entry is None:
         entry = (Launcher("bn_sampling", function, sig, index, _INSTANCES), sig.count("p"))
