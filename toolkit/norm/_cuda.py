@@ -22,9 +22,9 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from .._backend import gpu_available
+from .._backend import active_backend, gpu_available
 from .._kernels import TEMPLATE_TYPES, require_cuda_tensor
-from .._launch import fast_launch
+from .._launch import Launcher
 from .functional import Sample, _sampled_norm_op
 
 __all__ = ["CUDA_DTYPES"]
@@ -65,21 +65,44 @@ def _gpu_ready() -> bool:
     return gpu_available()
 
 
+#: Launchers by (kernel, device index), made at a kernel's first launch on a device.
+_LAUNCHERS: dict[tuple[str, int], tuple[Launcher, int]] = {}
+# torch's own getter without torch.cuda.current_device's lazy-init check (a CUDA tensor exists)
+_current_device = getattr(torch._C, "_cuda_getDevice", torch.cuda.current_device)
+_raw_stream = getattr(torch._C, "_cuda_getCurrentRawStream", None)
+
+
+def _stream(index: int) -> int:
+    if _raw_stream is not None:
+        return int(_raw_stream(index))
+    return int(torch.cuda.current_stream(index).cuda_stream)
+
+
 def _launch(function: str, grid: int, block: int, sig: str, args: tuple, device: Any) -> None:
-    """Launch ``function`` of bn_sampling.cu; tensors in ``args`` go as their data pointers,
-    ``(tensor, offset)`` as the pointer ``offset`` elements in (no view to build), None as a
-    null pointer."""
-    values = [
-        a.data_ptr()
-        if isinstance(a, torch.Tensor)
-        else a[0].data_ptr() + a[1] * a[0].element_size()
-        if isinstance(a, tuple)
-        else 0
-        if a is None
-        else a
-        for a in args
-    ]
-    fast_launch("bn_sampling", function, (grid,), (block,), sig, values, device, _INSTANCES)
+    """Launch ``function`` of bn_sampling.cu.  Every signature lists its pointers first; those
+    arguments are tensors (their data pointers), ``(tensor, offset)`` (the pointer ``offset``
+    elements in: no view to build) or None (a null pointer)."""
+    # torch.device("cuda") has no index: it means the current device
+    index = _current_device() if device.index is None else device.index
+    entry = _LAUNCHERS.get((function, index))
+    if entry is None:
+        entry = (Launcher("bn_sampling", function, sig, index, _INSTANCES), sig.count("p"))
+        _LAUNCHERS[(function, index)] = entry
+    launcher, pointers = entry
+    values = list(args)
+    for i in range(pointers):
+        a = values[i]
+        if a is None:
+            values[i] = 0
+        elif type(a) is tuple:
+            values[i] = a[0].data_ptr() + a[1] * a[0].element_size()
+        else:
+            values[i] = a.data_ptr()
+    if index == _current_device():
+        launcher(grid, block, values, _stream(index))
+    else:
+        with torch.cuda.device(index):
+            launcher(grid, block, values, _stream(index))
 
 
 def _splits(channels: int, work: int, sms: int) -> int:
@@ -96,12 +119,12 @@ def _elementwise_grid(packs: int, sms: int) -> int:
 class _Plan(NamedTuple):
     """What a launch needs that depends only on the shape, dtype, device and sample geometry."""
 
-    stats: str  # kernel names without the VEC suffix
+    stats: tuple[str, str]  # kernel names for VEC = 1 and 4
     finalize: str
-    normalize: str
-    reduce: str
+    normalize: tuple[str, str]
+    reduce: tuple[str, str]
     bfinalize: str
-    dx: str
+    dx: tuple[str, str]
     sdt: torch.dtype
     split_fwd: int
     split_bwd: int
@@ -109,6 +132,7 @@ class _Plan(NamedTuple):
     grid4: int
     plane4: bool  # H * W % 4 == 0
     align: int  # bytes for the pack loads
+    numel: int
 
 
 @functools.lru_cache(maxsize=512)
@@ -120,12 +144,12 @@ def _plan(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device, coun
     sms = _sm_count(device)
     numel = n * c * h * w
     return _Plan(
-        f"bn_sample_stats<{t}, ",
+        (f"bn_sample_stats<{t}, 1>", f"bn_sample_stats<{t}, 4>"),
         f"bn_stats_finalize<{t}>",
-        f"bn_normalize<{t}, ",
-        f"bn_backward_reduce<{t}, ",
+        (f"bn_normalize<{t}, 1>", f"bn_normalize<{t}, 4>"),
+        (f"bn_backward_reduce<{t}, 1>", f"bn_backward_reduce<{t}, 4>"),
         f"bn_backward_finalize<{t}>",
-        f"bn_backward_dx<{t}, ",
+        (f"bn_backward_dx<{t}, 1>", f"bn_backward_dx<{t}, 4>"),
         _stat_dtype(dtype),
         _splits(c, count, sms),
         _splits(c, n * h * w, sms),
@@ -133,17 +157,19 @@ def _plan(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device, coun
         _elementwise_grid(numel // 4, sms),
         (h * w) % 4 == 0,
         4 * dtype.itemsize,
+        numel,
     )
 
 
-def _vec(plan: _Plan, *tensors: torch.Tensor) -> int:
+def _vec(plan: _Plan, *tensors: torch.Tensor) -> bool:
+    """Whether the kernels may load packs of 4 (VEC = 4) from every one of ``tensors``."""
     if not plan.plane4:
-        return 1
+        return False
     align = plan.align
     for t in tensors:
         if t.data_ptr() % align:
-            return 1
-    return 4
+            return False
+    return True
 
 
 class Geometry(NamedTuple):
@@ -264,22 +290,24 @@ def _forward_index(
     center: bool,
     running: Running | None = None,
     out: torch.Tensor | None = None,
+    plan: _Plan | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Launch the forward kernels on a checked, contiguous ``[N, C, H, W]`` ``x``; returns
     ``y`` (written into ``out`` when given) and ``stats`` (rows mean, var, invstd, scale,
-    shift, in the statistics' dtype)."""
+    shift, in the statistics' dtype).  ``plan``: ``x``'s :func:`_plan`, when known."""
     device = x.device
     n, c, h, w = x.shape
-    plan = _plan(tuple(x.shape), x.dtype, device, geo.m)
+    if plan is None:
+        plan = _plan(x.shape, x.dtype, device, geo.m)
     k = geo.k
     rows, h0, w0 = index, (index, k), (index, k + n)
     work = torch.empty(2 * c * plan.split_fwd, dtype=torch.float64, device=device)
     stats = torch.empty(5, c, dtype=plan.sdt, device=device)
     y = torch.empty_like(x) if out is None else out
     # Whole rows are read as packs of 4; windows take the kernel's scalar path.
-    svec = _vec(plan, x) if geo.whole else 1
+    svec = _vec(plan, x) if geo.whole else False
     _launch(
-        f"{plan.stats}{svec}>", c * plan.split_fwd, _BLOCK, "pppppiiiiiiii",
+        plan.stats[svec], c * plan.split_fwd, _BLOCK, "pppppiiiiiiii",
         (x, rows, h0, w0, work, c, h, w, k, geo.ph, geo.pw, plan.split_fwd, int(center)),
         device,
     )  # fmt: skip
@@ -292,8 +320,8 @@ def _forward_index(
     )  # fmt: skip
     vec = _vec(plan, x, y)
     _launch(
-        f"{plan.normalize}{vec}>", plan.grid4 if vec == 4 else plan.grid1, _BLOCK, "pppqiq",
-        (x, y, stats, x.numel() // vec, c, h * w), device,
+        plan.normalize[vec], plan.grid4 if vec else plan.grid1, _BLOCK, "pppqiq",
+        (x, y, stats, plan.numel // 4 if vec else plan.numel, c, h * w), device,
     )  # fmt: skip
     return y, stats
 
@@ -308,19 +336,21 @@ def _backward_index(
     geo: Geometry,
     center: bool,
     out: torch.Tensor | None = None,
+    plan: _Plan | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``dx`` (written into ``out`` when given), ``grad_weight``, ``grad_bias`` (the last two
     in the statistics' dtype); ``dy`` contiguous like ``x``; ``h0``, ``w0`` tensors or
     ``(index, offset)`` pairs."""
     device = x.device
     n, c, h, w = x.shape
-    plan = _plan(tuple(x.shape), x.dtype, device, geo.m)
+    if plan is None:
+        plan = _plan(x.shape, x.dtype, device, geo.m)
     work = torch.empty(2 * c * plan.split_bwd, dtype=torch.float64, device=device)
     coef = torch.empty(5, c, dtype=stats.dtype, device=device)
     dx = torch.empty_like(x) if out is None else out
     rvec = _vec(plan, dy, x)
     _launch(
-        f"{plan.reduce}{rvec}>", c * plan.split_bwd, _BLOCK, "ppppiiqi",
+        plan.reduce[rvec], c * plan.split_bwd, _BLOCK, "ppppiiqi",
         (dy, x, stats, work, n, c, h * w, plan.split_bwd), device,
     )  # fmt: skip
     _launch(
@@ -329,8 +359,9 @@ def _backward_index(
     )  # fmt: skip
     vec = _vec(plan, dy, x, dx)
     _launch(
-        f"{plan.dx}{vec}>", plan.grid4 if vec == 4 else plan.grid1, _BLOCK, "pppppppqiiiiii",
-        (dy, x, dx, stats, coef, h0, w0, x.numel() // vec, c, h, w, geo.ph, geo.pw,
+        plan.dx[vec], plan.grid4 if vec else plan.grid1, _BLOCK, "pppppppqiiiiii",
+        (dy, x, dx, stats, coef, h0, w0, plan.numel // 4 if vec else plan.numel, c, h, w,
+         geo.ph, geo.pw,
          int(geo.whole)),
         device,
     )  # fmt: skip
@@ -399,8 +430,9 @@ def _backward(
 
 
 class _SampledNormFunction(torch.autograd.Function):
-    """``y, stats`` from a contiguous ``[N, C, H, W]`` ``x4`` and a device index; ``stats``
-    is not differentiable (the statistics' gradient flows through ``y``)."""
+    """``y`` from a contiguous ``[N, C, H, W]`` ``x4`` and a device index; ``stats`` goes to
+    the list ``sink`` rather than out as a second, non-differentiable output (the statistics'
+    gradient flows through ``y``; one output is less autograd work per call)."""
 
     @staticmethod
     def forward(
@@ -413,34 +445,37 @@ class _SampledNormFunction(torch.autograd.Function):
         eps: float,
         center: bool,
         running: Running | None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+        sink: list,
+    ) -> torch.Tensor:
         sdt = torch.float64 if x4.dtype == torch.float64 else torch.float32
-        gamma = None if weight is None else weight.detach()
-        beta = None if bias is None else bias.detach()
-        # Parameters in another dtype (a model cast with .half()) go to the statistics' dtype.
+        # The kernels read the parameters' data only (grad mode is off here: no detach
+        # needed); parameters in another dtype (a model cast with .half()) go to the
+        # statistics' dtype.
+        gamma, beta = weight, bias
         if gamma is not None and (gamma.dtype != sdt or not gamma.is_contiguous()):
             gamma = gamma.to(sdt).contiguous()
         if beta is not None and (beta.dtype != sdt or not beta.is_contiguous()):
             beta = beta.to(sdt).contiguous()
-        y, stats = _forward_index(x4, gamma, beta, index, geo, eps, center, running)
+        plan = _plan(x4.shape, x4.dtype, x4.device, geo.m)
+        y, stats = _forward_index(x4, gamma, beta, index, geo, eps, center, running, None, plan)
         ctx.save_for_backward(x4, gamma, stats, index)
-        ctx.geo, ctx.center = geo, center
+        ctx.geo, ctx.center, ctx.plan = geo, center, plan
         ctx.param_dtypes = (
             None if weight is None else weight.dtype,
             None if bias is None else bias.dtype,
         )
-        ctx.mark_non_differentiable(stats)
-        return y, stats
+        sink.append(stats)
+        return y
 
     @staticmethod
-    def backward(ctx: Any, dy: torch.Tensor, _dstats: Any) -> tuple[Any, ...]:
+    def backward(ctx: Any, dy: torch.Tensor) -> tuple[Any, ...]:
         x4, gamma, stats, index = ctx.saved_tensors
         geo = ctx.geo
         n, k = x4.shape[0], geo.k
         if not dy.is_contiguous():
             dy = dy.contiguous()
         dx, gw, gb = _backward_index(
-            dy, x4, gamma, stats, (index, k), (index, k + n), geo, ctx.center
+            dy, x4, gamma, stats, (index, k), (index, k + n), geo, ctx.center, None, ctx.plan
         )
         wdt, bdt = ctx.param_dtypes
         grad_w = None
@@ -449,18 +484,15 @@ class _SampledNormFunction(torch.autograd.Function):
         grad_b = None
         if bdt is not None and ctx.needs_input_grad[2]:
             grad_b = gb if gb.dtype == bdt else gb.to(bdt)
-        return dx, grad_w, grad_b, None, None, None, None, None
+        return dx, grad_w, grad_b, None, None, None, None, None, None
 
 
 def layer_path(x: torch.Tensor) -> bool:
     """Whether a layer's forward on ``x`` takes the fused kernels (the same choice as
     :func:`toolkit.norm.sampled_batch_norm`: ``use_backend`` and ``TOOLKIT_DEVICE`` hold)."""
-    return (
-        x.is_cuda
-        and x.dtype in CUDA_DTYPES
-        and _gpu_ready()
-        and _sampled_norm_op.path_for(x) == "cuda"
-    )
+    # resolve_backend's rule for a CUDA tensor once the GPU is known usable, without its
+    # repeated availability checks: only the backend choice in force can turn it down.
+    return x.is_cuda and x.dtype in CUDA_DTYPES and _gpu_ready() and active_backend() != "cpu"
 
 
 def layer_forward(
@@ -484,8 +516,9 @@ def layer_forward(
         x4 = x.reshape(n, c, 1, shape[2] if x.dim() == 3 else 1)
         if not x4.is_contiguous():
             x4 = x4.contiguous()
-    y, stats = _SampledNormFunction.apply(x4, weight, bias, index, geo, eps, center, running)
-    return (y if x.dim() == 4 else y.reshape(shape)), stats
+    sink: list[torch.Tensor] = []
+    y = _SampledNormFunction.apply(x4, weight, bias, index, geo, eps, center, running, sink)
+    return (y if x.dim() == 4 else y.reshape(shape)), sink[0]
 
 
 @_sampled_norm_op.cuda
@@ -502,8 +535,10 @@ def _sampled_norm_cuda(
     n, h, w = sample.shape
     x4 = x.contiguous() if x.dim() == 4 else x.reshape(n, x.shape[1], h, w).contiguous()
     index = _sample_index(sample, x.device)
-    y, stats = _SampledNormFunction.apply(
-        x4, weight, bias, index, _geometry(sample), eps, center, None
+    sink: list[torch.Tensor] = []
+    y = _SampledNormFunction.apply(
+        x4, weight, bias, index, _geometry(sample), eps, center, None, sink
     )
+    stats = sink[0]
     # clones: stats is saved for the backward, and the caller may modify mean/var in place
     return (y if x.dim() == 4 else y.reshape(x.shape)), stats[0].clone(), stats[1].clone()

@@ -169,9 +169,11 @@ class _DeviceSampling:
             gens[device] = gen
         return gen
 
-    def _device_index(self, x: torch.Tensor, plan: _DevicePlan) -> torch.Tensor:
+    def _device_index(
+        self, x: torch.Tensor, plan: _DevicePlan, shape: tuple[int, int, int]
+    ) -> torch.Tensor:
+        """``shape``: ``_spatial(x)``."""
         geo, picks, tail, windows = plan
-        shape = _spatial(x)
         n = shape[0]
         if geo.k == n and windows is None:  # every datum: a constant index, kept per shape
             fulls = self.__dict__.setdefault("_full_index", {})
@@ -283,9 +285,11 @@ class _SampledStatistics(_DeviceSampling):
             and input.numel() > 0
             and _cuda.layer_path(input)
         ):
-            plan = self._device_plan(_spatial(input))
-            _check_count(plan[0], input)
-            index = self._device_index(input, plan)
+            shape = _spatial(input)
+            plan = self._device_plan(shape)
+            if plan[0].m < 2:
+                _check_count(plan[0], input)
+            index = self._device_index(input, plan, shape)
             running = None
             if tracking:
                 running = _running_args(
@@ -664,8 +668,9 @@ class SecondMomentNorm2d(_DeviceSampling, nn.Module):
             and input.numel() > 0
             and _cuda.layer_path(input)
         ):
-            plan = _batch_plan(_spatial(input), self.sample_ratio)
-            index = self._device_index(input, plan)
+            shape = _spatial(input)
+            plan = _batch_plan(shape, self.sample_ratio)
+            index = self._device_index(input, plan, shape)
             running = None
             if tracking:
                 assert self.running_second_moment is not None
