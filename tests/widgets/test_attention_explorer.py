@@ -98,6 +98,7 @@ def test_nm_pruned_entries_match_nm_mask(explorer, n, m):
     # the legend entry of the tint: a visible marker in the tint's colour, no points
     entry = [t for t in explorer.figures["heatmap"].data if t.showlegend]
     assert [t.name for t in entry] == ["pruned"] and entry[0].marker.color == "#d62728"
+    assert explorer.figures["heatmap"].layout.showlegend is True  # one entry: said outright
     _, probs = nm_attention(
         q,
         k,

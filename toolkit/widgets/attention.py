@@ -472,6 +472,8 @@ class AttentionSparsityExplorer(Explorer):
             height=470,
             margin=dict(t=60, b=40),
             coloraxis=dict(colorscale="Viridis", cmin=0, colorbar=dict(title="p")),
+            # said outright: with one entry plotly.js shows the legend only for its group
+            showlegend=True,
             legend=dict(orientation="h", y=-0.25),
             modebar=dict(orientation="v"),
         )
