@@ -45,6 +45,16 @@ def _trace(fig, name):
     return next(t for t in fig.data if t.name == name)
 
 
+def _pruned(fig):
+    """The pruned pattern the heatmap figure draws: the tint layers over the full and the
+    sparse map must agree and hold only 0 and 1 (1 = pruned)."""
+    full = np.asarray(_trace(fig, "pruned (full map)").z)
+    sparse = np.asarray(_trace(fig, "pruned (sparse map)").z)
+    np.testing.assert_array_equal(full, sparse)
+    assert set(np.unique(full)) <= {0, 1}
+    return full.astype(bool)
+
+
 def _bars(ex, which):
     """{metric label: value} of the 'head h' (which=0) or 'layer average' (which=1) bars."""
     bar = ex.figures["metrics"].data[which]
@@ -82,11 +92,13 @@ def test_nm_pruned_entries_match_nm_mask(explorer, n, m):
     _set(explorer, method="nm", m=m, n=n)
     layer, head, q, k, v = _layer(explorer)
     keep = nm_mask(explorer.trace.scores[layer][0, head], n, m)
-    pruned = _trace(explorer.figures["heatmap"], "pruned")
-    assert len(pruned.x) == int((~keep).sum())
-    assert set(zip(pruned.y, pruned.x)) == {tuple(ij) for ij in torch.nonzero(~keep).tolist()}
-    kept = _trace(explorer.figures["heatmap"], "kept")
-    assert len(kept.x) == int(keep.sum())
+    pruned = _pruned(explorer.figures["heatmap"])
+    np.testing.assert_array_equal(pruned, ~keep.numpy())
+    assert int(pruned.sum()) == int((~keep).sum()) > 0
+    # the legend entry of the tint: a visible marker in the tint's colour, no points
+    entry = [t for t in explorer.figures["heatmap"].data if t.showlegend]
+    assert [t.name for t in entry] == ["pruned"] and entry[0].marker.color == "#d62728"
+    assert explorer.figures["heatmap"].layout.showlegend is True  # one entry: said outright
     _, probs = nm_attention(
         q,
         k,
@@ -110,7 +122,7 @@ def test_dense_pattern_keeps_everything(explorer):
         assert bars["KL(sparse‖full)"] == pytest.approx(0.0, abs=1e-12)
         assert bars["output error"] == pytest.approx(0.0, abs=1e-12)
         assert bars["top-k recall"] == pytest.approx(1.0)
-    assert len(_trace(explorer.figures["heatmap"], "pruned").x) == 0
+    assert not _pruned(explorer.figures["heatmap"]).any()
     heat = explorer.figures["heatmap"]
     np.testing.assert_allclose(heat.data[1].z, heat.data[0].z, atol=1e-6)
     assert all(explorer.controls[c].disabled for c in ("n", "m", "density", "rank", "sparsity"))
@@ -243,7 +255,7 @@ def test_tiny_fallback_without_minilm(monkeypatch):
     assert ex.trace.tokens[0] == ["[CLS]", "hello", "tiny", "world", ",", "hello", "again", "."]
     np.testing.assert_allclose(ex.figures["heatmap"].data[0].z, ex.trace.probs[3][0, 3].double())
     keep = nm_mask(ex.trace.scores[3][0, 3], 2, 8)
-    assert len(_trace(ex.figures["heatmap"], "pruned").x) == int((~keep).sum())
+    np.testing.assert_array_equal(_pruned(ex.figures["heatmap"]), ~keep.numpy())
     # The constructor argument picks the tiny model explicitly, with no reason attached.
     tiny = AttentionSparsityExplorer("Hello", model="tiny")
     assert "TinyTransformer" in tiny.model_info.value and "unavailable" not in tiny.model_info.value
@@ -276,3 +288,26 @@ def test_out_of_range_initial_values_are_refused(kwargs, name):
     with pytest.raises((TypeError, ValueError)) as info:
         AttentionSparsityExplorer(text, model="tiny", **kwargs)
     assert str(info.value).startswith(name), str(info.value)
+
+
+def test_updates_send_token_labels_only_when_the_tokens_change(explorer):
+    # A relayout of tick labels makes the browser measure and redraw each axis: a pattern,
+    # layer or head change must not send them; a new text must send the new tokens.
+    heat = explorer.figures["heatmap"]
+    layouts: list[dict] = []
+    names = ["_py2js_update", "_py2js_relayout"]
+    observer = lambda change: layouts.append((change["new"] or {}).get("layout_data") or {})  # noqa: E731
+    heat.observe(observer, names=names)
+    try:
+        _set(explorer, head=1, layer=0, method="topk", density=0.3)
+        assert layouts and not any("tick" in key for msg in layouts for key in msg), layouts
+        layouts.clear()
+        _set(explorer, text="A second, shorter sentence.")
+        tokens = explorer.trace.tokens[0]
+        sent = {key: value for msg in layouts for key, value in msg.items() if "tick" in key}
+        for axis in ("xaxis", "xaxis2", "yaxis"):
+            assert list(sent[f"{axis}.ticktext"]) == tokens
+        assert "yaxis2.ticktext" not in sent  # the sparse map's rows share the full map's labels
+    finally:
+        heat.unobserve(observer, names=names)
+        _set(explorer, text=TEXT, layer=1, head=2)
