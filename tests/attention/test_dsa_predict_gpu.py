@@ -58,21 +58,24 @@ def _assert_bits_match(qc, kc, sc, keep, expected, kernel=None, plan=None):
     packed = pack_bits(expected)
     assert not (packed == -0x5A5A5A5B).any(), "the reference holds the poison word"
     if kernel is not None:
-        runs = [(kernel, plan)]
+        runs = [(kernel, plan, f) for f in (True, False)]
     else:
-        runs = [("dispatch", None), ("dp4a", _bits_plan(qc, kc)), ("mma", _mma_plan(qc, kc))]
-    for name, p in runs:
+        plans = {"dp4a": _bits_plan(qc, kc), "mma": _mma_plan(qc, kc)}
+        runs = [("dispatch", None, None)]
+        runs += [(name, p, f) for name, p in plans.items() for f in (True, False)]
+    for name, p, filtered in runs:
         if name != "dispatch" and p is None:
             continue  # this kernel's shared memory does not fit
         out = poisoned(packed.shape, torch.int32)
         if name == "dispatch":
             _bits_cuda(qc, kc, sc, keep, out=out)
         elif name == "dp4a":
-            _bits_launch(qc, kc, sc, keep, p, out=out)
+            _bits_launch(qc, kc, sc, keep, p, out=out, filter=filtered)
         else:
-            _mma_launch(qc, kc, sc, keep, p, out=out)
+            _mma_launch(qc, kc, sc, keep, p, out=out, filter=filtered)
         torch.cuda.synchronize()
-        assert_matches_reference(out, packed, exact=True, msg=f"bits {name}, plan {p}")
+        msg = f"bits {name}, plan {p}, candidate filter {filtered}"
+        assert_matches_reference(out, packed, exact=True, msg=msg)
         assert torch.equal(unpack_bits(out, expected.shape[-1]).cpu(), expected)
 
 
@@ -228,3 +231,49 @@ def test_bits_unaligned_views():
     assert k.data_ptr() % 16 and s.data_ptr() % 16
     expected = predict_topk_mask(q, k.cpu(), s.cpu(), 6, backend="cpu")
     _assert_bits_match(q.cuda(), k, s, 6, expected)
+
+
+def _filter_inputs(kind: str, lead: tuple, lq: int, lk: int, rank: int, gen):
+    """Codes and scales whose score distributions stress the candidate filter
+    (kernels/dsa_predict.cu, select_row), which runs where Lk >= 512 and 4 keep <= Lk."""
+    shape_q, shape_k = (*lead, lq, rank), (*lead, lk, rank)
+    q = torch.randint(-7, 8, shape_q, generator=gen).to(torch.int8)
+    k = torch.randint(-7, 8, shape_k, generator=gen).to(torch.int8)
+    scale = torch.rand(*lead, lk, generator=gen) + 0.25
+    if kind == "equal":  # every score equal: all keys are candidates, ties to the lowest index
+        q, k = torch.ones(shape_q, dtype=torch.int8), torch.ones(shape_k, dtype=torch.int8)
+        scale = torch.ones(*lead, lk)
+    elif kind == "zero-queries":  # q codes 0: every score 0 (mixed with normal rows)
+        q[..., ::2, :] = 0
+    elif kind == "coarse":  # codes in {-1, 0, 1}, equal scales: many exact ties at the cut
+        q = torch.randint(-1, 2, shape_q, generator=gen).to(torch.int8)
+        k = torch.randint(-1, 2, shape_k, generator=gen).to(torch.int8)
+        scale = torch.ones(*lead, lk)
+    elif kind == "outliers":  # a few huge scores
+        scale[..., torch.randint(0, lk, (5,), generator=gen)] = 1e20
+    elif kind == "huge-range":  # 60 decades
+        scale = torch.pow(10.0, torch.rand(*lead, lk, generator=gen) * 60 - 30)
+    elif kind == "overshoot":
+        # Positive scores, 1000x larger at the sampled keys (multiples of Lk // 256): the
+        # sample's threshold then leaves about 2 keep 256 / Lk candidates, fewer than keep,
+        # and the kernel must recompute the row and run the full selection.
+        q, k = q.abs() + 1, k.abs() + 1
+        scale = torch.ones(*lead, lk)
+        scale[..., :: lk // 256] = 1000.0
+    return q, k, scale
+
+
+@pytest.mark.parametrize(
+    "kind", ["uniform", "equal", "zero-queries", "coarse", "outliers", "huge-range", "overshoot"]
+)
+@pytest.mark.parametrize("lk", [512, 2048, 3000])
+def test_bits_candidate_filter(kind, lk):
+    """The candidate filter and its fallbacks bit for bit against the reference, with the
+    filter on and off, at keep = 1, ~Lk / 10, Lk / 4 (the largest with the filter) and just
+    above it (the full selection)."""
+    lead, lq, rank = (2,), 12, 16
+    gen = generator("candidate filter", kind, lk)
+    q, k, scale = _filter_inputs(kind, lead, lq, lk, rank, gen)
+    for keep in (1, lk // 10, lk // 4, lk // 4 + 1):
+        expected = predict_topk_mask(q, k, scale, keep, backend="cpu")
+        _assert_bits_match(q.cuda(), k.cuda(), scale.cuda(), keep, expected)

@@ -48,6 +48,9 @@ _MMA_KERNEL_NAME = "dsa_predict_bits_mma<signed char>"
 _EXPRS = (*_KERNEL_NAME.values(), *_BITS_KERNEL_NAME.values(), _MMA_KERNEL_NAME)
 #: int8 scores on tensor cores (dsa_predict_bits_mma) where they fit, else dp4a.
 _USE_TENSOR_CORES = True
+#: The bits kernels' candidate filter (kernels/dsa_predict.cu, select_row): rank only the
+#: scores above a sampled threshold where it applies; False forces the full selection.
+_FILTER = True
 _MMA_GROUPS = (16, 8)  # query rows a group of dsa_predict_bits_mma (the mma's M is 16)
 _SMEM_LIMIT = 200 * 1024  # the scores of a block's rows live in shared memory
 _WARPS = 4  # rows a block (one warp each; kMaxWarps in kernels/dsa_predict.cu)
@@ -356,8 +359,11 @@ def _bits_out(q_codes: torch.Tensor, lk: int, out) -> torch.Tensor:
     return out
 
 
-def _bits_launch(q_codes, k_codes, k_scale, keep: int, plan, out=None) -> torch.Tensor:
-    """Run ``dsa_predict_bits`` with ``plan`` from :func:`_bits_plan`."""
+def _bits_launch(
+    q_codes, k_codes, k_scale, keep: int, plan, out=None, filter: bool | None = None
+) -> torch.Tensor:
+    """Run ``dsa_predict_bits`` with ``plan`` from :func:`_bits_plan`; ``filter`` (default
+    ``_FILTER``) enables the candidate filter."""
     warps, per_block, per_slice = plan
     lq, rank = q_codes.shape[-2:]
     lk = k_codes.shape[-2]
@@ -378,7 +384,7 @@ def _bits_launch(q_codes, k_codes, k_scale, keep: int, plan, out=None) -> torch.
         _BITS_KERNEL_NAME[q_codes.dtype],
         (slices * per_slice,),
         (32 * warps,),
-        "ppppiiiiii",
+        "ppppiiiiiii",
         (
             q_codes.data_ptr(),
             k_codes.data_ptr(),
@@ -390,6 +396,7 @@ def _bits_launch(q_codes, k_codes, k_scale, keep: int, plan, out=None) -> torch.
             keep,
             per_block,
             per_slice,
+            int(_FILTER if filter is None else filter),
         ),
         device,
         exprs=_EXPRS,
@@ -398,8 +405,11 @@ def _bits_launch(q_codes, k_codes, k_scale, keep: int, plan, out=None) -> torch.
     return out
 
 
-def _mma_launch(q_codes, k_codes, k_scale, keep: int, plan, out=None) -> torch.Tensor:
-    """Run ``dsa_predict_bits_mma`` with ``plan`` from :func:`_mma_plan`."""
+def _mma_launch(
+    q_codes, k_codes, k_scale, keep: int, plan, out=None, filter: bool | None = None
+) -> torch.Tensor:
+    """Run ``dsa_predict_bits_mma`` with ``plan`` from :func:`_mma_plan`; ``filter`` as for
+    :func:`_bits_launch`."""
     warps, per_block, per_slice, group = plan
     lq, rank = q_codes.shape[-2:]
     lk = k_codes.shape[-2]
@@ -420,7 +430,7 @@ def _mma_launch(q_codes, k_codes, k_scale, keep: int, plan, out=None) -> torch.T
         _MMA_KERNEL_NAME,
         (slices * per_slice,),
         (32 * warps,),
-        "ppppiiiiiii",
+        "ppppiiiiiiii",
         (
             q_codes.data_ptr(),
             k_codes.data_ptr(),
@@ -433,6 +443,7 @@ def _mma_launch(q_codes, k_codes, k_scale, keep: int, plan, out=None) -> torch.T
             per_block,
             per_slice,
             group,
+            int(_FILTER if filter is None else filter),
         ),
         device,
         exprs=_EXPRS,
