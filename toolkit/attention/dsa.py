@@ -184,8 +184,8 @@ _DEVICE_PROJ_MAX = 16
 
 
 def _on_device(proj: torch.Tensor, device: torch.device) -> torch.Tensor:
-    if device.type == "cpu":
-        return proj
+    if proj.device.type != "cpu" or device.type == "cpu":
+        return proj.to(device)
     key = (proj.numpy().tobytes(), tuple(proj.shape), device)
     cached = _DEVICE_PROJ.get(key)
     if cached is None:
