@@ -840,6 +840,87 @@ __global__ void __launch_bounds__(512)
     }
 }
 
+// dsa_codes: DSA's codes and scales (toolkit/attention/dsa.py, steps 1-2) of `rows` rows of
+// x [rows, d] (float16, bfloat16 or float32) in one pass, instead of a dozen torch kernels:
+//   x_c = fl32(sum_t x_t P[t, c])   (float32 fma, t ascending; any summation order is a
+//                                    float32 matmul, as torch's is),
+//   bits >= 2: s = amax_c |x_c| / qmax, code_c = clamp(rint(x_c / s'), -qmax, qmax) with
+//              s' = s if s > 0 else 1 (a row with s == 0 has |x_c| < 2^-126: codes 0);
+//   bits == 1: code_c = x_c >= 0 ? 1 : -1, s = sum_c |x_c| / r;
+// exactly dsa.py's _quantize_unchecked on these projections.  One warp a row: the row's
+// d <= 256 inputs are held 8 a lane and broadcast by shuffles, lane l computes columns
+// l, l + 32, l + 64, l + 96 (r <= 128).  A row with a NaN or infinite x_c adds 1 to *bad (its
+// codes and scale are then meaningless; the caller raises).
+template <typename In, typename Code>
+__global__ void dsa_codes(const In* __restrict__ x, const float* __restrict__ proj,
+                          Code* __restrict__ codes, float* __restrict__ scale,
+                          int* __restrict__ bad, long long rows, int d, int r, int bits) {
+    using namespace dsapredict;
+    const int lane = threadIdx.x & 31;
+    const long long row = static_cast<long long>(blockIdx.x) * (blockDim.x >> 5) +
+                          (threadIdx.x >> 5);
+    if (row >= rows) return;  // a whole warp leaves
+    const In* xr = x + row * d;
+    float xv[8];
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+        const int t = lane + 32 * i;
+        xv[i] = t < d ? tk_to_float(xr[t]) : 0.0f;
+    }
+    float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+        if (32 * i < d) {
+            const int end = min(32, d - 32 * i);
+            for (int b = 0; b < end; ++b) {
+                const float xt = __shfl_sync(0xffffffffu, xv[i], b);
+                const float* pt = proj + static_cast<long long>(32 * i + b) * r;
+#pragma unroll
+                for (int c4 = 0; c4 < 4; ++c4) {
+                    const int c = lane + 32 * c4;
+                    if (c < r) acc[c4] = fmaf(xt, pt[c], acc[c4]);
+                }
+            }
+        }
+    }
+    bool nonfinite = false;
+    float amax = 0.0f, asum = 0.0f;
+#pragma unroll
+    for (int c4 = 0; c4 < 4; ++c4) {
+        if (lane + 32 * c4 < r) {
+            nonfinite |= !isfinite(acc[c4]);
+            amax = fmaxf(amax, fabsf(acc[c4]));
+            asum += fabsf(acc[c4]);
+        }
+    }
+    if (__any_sync(0xffffffffu, nonfinite) && lane == 0) atomicAdd(bad, 1);
+    amax = warp_max(amax);
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) asum += __shfl_xor_sync(0xffffffffu, asum, o);
+    Code* out = codes + row * r;
+    if (bits == 1) {
+#pragma unroll
+        for (int c4 = 0; c4 < 4; ++c4) {
+            const int c = lane + 32 * c4;
+            if (c < r) out[c] = static_cast<Code>(acc[c4] >= 0.0f ? 1 : -1);
+        }
+        if (lane == 0) scale[row] = asum / static_cast<float>(r);
+        return;
+    }
+    const float qmax = static_cast<float>((1 << (bits - 1)) - 1);
+    const float s = amax / qmax;
+    const float safe = s > 0.0f ? s : 1.0f;
+#pragma unroll
+    for (int c4 = 0; c4 < 4; ++c4) {
+        const int c = lane + 32 * c4;
+        if (c < r) {
+            const float v = fminf(fmaxf(rintf(acc[c4] / safe), -qmax), qmax);
+            out[c] = static_cast<Code>(static_cast<int>(v));
+        }
+    }
+    if (lane == 0) scale[row] = s;
+}
+
 #ifndef __CUDACC_RTC__
 template __global__ void dsa_predict<signed char>(const signed char* __restrict__,
                                                   const signed char* __restrict__,
@@ -863,4 +944,28 @@ template __global__ void dsa_predict_bits_mma<signed char>(const signed char* __
                                                            const float* __restrict__,
                                                            unsigned* __restrict__, int, int, int,
                                                            int, int, int, int, int);
+template __global__ void dsa_codes<float, signed char>(const float* __restrict__,
+                                                 const float* __restrict__, signed char* __restrict__,
+                                                 float* __restrict__, int* __restrict__,
+                                                 long long, int, int, int);
+template __global__ void dsa_codes<float, short>(const float* __restrict__,
+                                                 const float* __restrict__, short* __restrict__,
+                                                 float* __restrict__, int* __restrict__,
+                                                 long long, int, int, int);
+template __global__ void dsa_codes<tk_half, signed char>(const tk_half* __restrict__,
+                                                 const float* __restrict__, signed char* __restrict__,
+                                                 float* __restrict__, int* __restrict__,
+                                                 long long, int, int, int);
+template __global__ void dsa_codes<tk_half, short>(const tk_half* __restrict__,
+                                                 const float* __restrict__, short* __restrict__,
+                                                 float* __restrict__, int* __restrict__,
+                                                 long long, int, int, int);
+template __global__ void dsa_codes<tk_bfloat16, signed char>(const tk_bfloat16* __restrict__,
+                                                 const float* __restrict__, signed char* __restrict__,
+                                                 float* __restrict__, int* __restrict__,
+                                                 long long, int, int, int);
+template __global__ void dsa_codes<tk_bfloat16, short>(const tk_bfloat16* __restrict__,
+                                                 const float* __restrict__, short* __restrict__,
+                                                 float* __restrict__, int* __restrict__,
+                                                 long long, int, int, int);
 #endif

@@ -277,3 +277,82 @@ def test_bits_candidate_filter(kind, lk):
     for keep in (1, lk // 10, lk // 4, lk // 4 + 1):
         expected = predict_topk_mask(q, k, scale, keep, backend="cpu")
         _assert_bits_match(q.cuda(), k.cuda(), scale.cuda(), keep, expected)
+
+
+@pytest.mark.parametrize("bits", [1, 4, 8, 12])
+@pytest.mark.parametrize(
+    ("dtype", "d", "rank"),
+    [
+        (torch.float16, 64, 16),
+        (torch.bfloat16, 128, 32),
+        (torch.float32, 48, 7),
+        (torch.float16, 256, 128),
+        (torch.float32, 1, 1),
+        (torch.float16, 33, 40),
+    ],
+)
+def test_codes_kernel_against_float64(bits, dtype, d, rank):
+    """dsa_codes (projection + per-row quantization in one kernel) against float64: the scale
+    within float32 rounding of max|x| / qmax (mean|x| for 1 bit), every code within 1 of the
+    float64 code and equal to it wherever x / s is not within 1e-3 of a rounding boundary,
+    zero rows with scale 0 and codes 0, and no row counted as bad."""
+    from toolkit.attention._dsa_predict import dsa_codes_cuda
+    from toolkit.attention.dsa import dsa_projection
+
+    gen = generator("codes", bits, dtype, d, rank)
+    x = torch.randn(3, 37, d, generator=gen).to(dtype)
+    x[1, 5] = 0  # a zero row
+    proj = dsa_projection(d, rank, seed=7)
+    bad = torch.zeros(2, dtype=torch.int32, device="cuda")
+    codes, scale = dsa_codes_cuda(x.cuda(), proj.cuda(), bits, bad, 1)
+    torch.cuda.synchronize()
+    assert bad.tolist() == [0, 0]
+    assert codes.dtype == (torch.int8 if bits <= 8 else torch.int16)
+    x64 = x.double() @ proj.double()
+    codes, scale = codes.cpu().double(), scale.cpu().double()
+    if bits == 1:
+        s64 = x64.abs().mean(-1)
+        torch.testing.assert_close(scale, s64, rtol=1e-5, atol=1e-30)
+        sure = x64.abs() > 1e-4 * x64.abs().amax(-1, keepdim=True)
+        assert torch.equal(codes[sure], torch.where(x64 >= 0, 1.0, -1.0)[sure])
+        return
+    qmax = 2 ** (bits - 1) - 1
+    s64 = x64.abs().amax(-1) / qmax
+    torch.testing.assert_close(scale, s64, rtol=1e-5, atol=0.0)
+    ratio = x64 / torch.where(s64 > 0, s64, 1.0)[..., None]
+    ref = ratio.round().clamp(-qmax, qmax)
+    assert (codes - ref).abs().max() <= 1
+    sure = ((ratio - ratio.floor() - 0.5).abs() > 1e-3) & (ratio.abs() < qmax - 1e-3)
+    assert torch.equal(codes[sure], ref[sure])
+    assert scale[1, 5] == 0 and (codes[1, 5] == 0).all()
+
+
+def test_codes_kernel_counts_bad_rows_and_dsa_mask_raises():
+    from toolkit.attention import dsa_mask
+    from toolkit.attention._dsa_predict import dsa_codes_cuda
+    from toolkit.attention.dsa import dsa_projection
+
+    x = torch.randn(2, 9, 64, dtype=torch.float16)
+    x[0, 3, 5] = float("nan")
+    x[1, 0, 0] = float("inf")
+    bad = torch.zeros(2, dtype=torch.int32, device="cuda")
+    dsa_codes_cuda(x.cuda(), dsa_projection(64, 16).cuda(), 4, bad, 0)
+    assert bad.tolist() == [2, 0]
+    with pytest.raises(ValueError, match="q must be finite, got 2 NaN or infinite"):
+        dsa_mask(x.cuda(), torch.randn(2, 9, 64, dtype=torch.float16).cuda())
+    with pytest.raises(ValueError, match="k must be finite"):
+        dsa_mask(torch.randn(2, 9, 64).cuda(), x.float().cuda())
+
+
+def test_dsa_mask_codes_kernel_agrees_with_torch_codes(monkeypatch):
+    """The codes kernel and the torch codes (the same rule, other float32 summation orders)
+    give nearly the same pattern; each pattern is exactly the reference top-k of its codes."""
+    from toolkit.attention import dsa as dsa_mod
+    from toolkit.attention import dsa_mask
+
+    gen = generator("codes vs torch")
+    q, k = (torch.randn(2, 4, 300, 64, generator=gen).half().cuda() for _ in range(2))
+    fast = dsa_mask(q, k, sparsity=0.9)
+    monkeypatch.setattr(dsa_mod, "_CODES_KERNEL", False)
+    slow = dsa_mask(q, k, sparsity=0.9)
+    assert (fast == slow).float().mean() > 0.995

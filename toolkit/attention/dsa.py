@@ -50,7 +50,13 @@ from ..models._attention import (
     check_qkv,
     resolve_scale,
 )
-from ._dsa_predict import approximate_scores, predict_topk_bits, predict_topk_mask
+from ._dsa_predict import (
+    approximate_scores,
+    codes_supported,
+    dsa_codes_cuda,
+    predict_topk_bits,
+    predict_topk_mask,
+)
 from ._fused import (
     _pack_keep_bits_op,
     dsa_fused_supported,
@@ -177,6 +183,9 @@ def _quantize_unchecked(x: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch
     return torch.round(x / safe[..., None]).clamp_(-qmax, qmax).to(dtype), s
 
 
+#: CUDA inputs take the one-pass codes kernel (False: the torch operations).
+_CODES_KERNEL = True
+
 #: Device copies of recent projections: a host-to-device copy of pageable memory would wait
 #: for the device at every call.
 _DEVICE_PROJ: dict[tuple[bytes, tuple[int, ...], torch.device], torch.Tensor] = {}
@@ -201,17 +210,30 @@ def _codes(q: torch.Tensor, k: torch.Tensor, proj: torch.Tensor, bits: int):
     Raises the ValueError of :func:`_check_finite_inputs` for a non-finite ``q`` or ``k``, and
     names the projection when only it is not finite (float32 overflow)."""
     proj = _on_device(proj, q.device)
-    qp = torch.matmul(q.to(torch.float32), proj)
-    kp = torch.matmul(k.to(torch.float32), proj)
-    qc, sq = _quantize_unchecked(qp, bits)
-    kc, sk = _quantize_unchecked(kp, bits)
-    # A NaN or infinity in a row of q, k or their projections makes that row's scale NaN or
-    # infinite (amax and mean propagate them), so one host sync on the small scale tensors
-    # stands for the checks; only when it fails are the tensors checked one by one, in order.
-    if not bool(torch.isfinite(sq).all() & torch.isfinite(sk).all()):
-        _check_finite_inputs(q, k)
-        check_finite_tensor("q @ P (q projected)", qp)
-        check_finite_tensor("k @ P (k projected)", kp)
+    rank = proj.shape[-1]
+    if _CODES_KERNEL and codes_supported(q, rank) and codes_supported(k, rank):
+        # One kernel a tensor (kernels/dsa_predict.cu, dsa_codes); it counts the rows whose
+        # projection is not finite, which a non-finite input entry always makes so.
+        bad = torch.zeros(2, dtype=torch.int32, device=q.device)
+        qc, sq = dsa_codes_cuda(q, proj, bits, bad, 0)
+        kc, sk = dsa_codes_cuda(k, proj, bits, bad, 1)
+        counts = bad.tolist()
+        if any(counts):
+            _check_finite_inputs(q, k)
+            name = "q @ P (q projected)" if counts[0] else "k @ P (k projected)"
+            raise ValueError(f"{name} must be finite, got {max(counts)} rows with NaN or infinity")
+    else:
+        qp = torch.matmul(q.to(torch.float32), proj)
+        kp = torch.matmul(k.to(torch.float32), proj)
+        qc, sq = _quantize_unchecked(qp, bits)
+        kc, sk = _quantize_unchecked(kp, bits)
+        # A NaN or infinity in a row of q, k or their projections makes that row's scale NaN
+        # or infinite (amax and mean propagate them), so one host sync on the small scale
+        # tensors stands for the checks; only when it fails are they checked one by one.
+        if not bool(torch.isfinite(sq).all() & torch.isfinite(sk).all()):
+            _check_finite_inputs(q, k)
+            check_finite_tensor("q @ P (q projected)", qp)
+            check_finite_tensor("k @ P (k projected)", kp)
     lead = torch.broadcast_shapes(qc.shape[:-2], kc.shape[:-2])
     qc, sq = qc.expand(*lead, *qc.shape[-2:]), sq.expand(*lead, sq.shape[-1])
     kc, sk = kc.expand(*lead, *kc.shape[-2:]), sk.expand(*lead, sk.shape[-1])
