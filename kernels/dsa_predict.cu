@@ -32,6 +32,12 @@
 // over any score distribution, unlike radix digits of float bits, whose top byte (sign and
 // exponent) puts most scores of a row into one or two bins and serialises the shared-memory
 // atomics.
+//
+// The bits kernels first try a candidate filter (select_row): a threshold from a sample of
+// 256 scores leaves about 2 keep candidates, one ballot pass compacts them, and the
+// selection above runs on them alone (fallbacks: the full selection; see select_row).  A
+// row of Lk 2048, keep 205 then costs about 1.5k warp instructions instead of ~12.7k.
+// dsa_codes (at the end) computes the codes and scales themselves from Q or K.
 #include "tk_dtypes.cuh"
 
 namespace dsapredict {

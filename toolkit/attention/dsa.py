@@ -453,8 +453,9 @@ def dsa_attention(
 
     On CUDA, after the prediction kernel, float16/bfloat16 inputs with head dim 16, 32, 64
     or 128 (``dv = d``), equal leading shapes, no ``attn_mask``, no ``return_probs`` and no
-    autograd take the fused kernel (``kernels/dsa_attention.cu``): the pattern packed into
-    bits (32 keys a word), then flash-style attention on the tensor cores: each 64 x 64 tile
+    autograd take the fused kernel (``kernels/dsa_attention.cu``): the prediction kernel
+    writes the pattern as packed bits (32 keys a word; no boolean mask), then flash-style
+    attention on the tensor cores: each 64 x 64 tile
     of :math:`QK^\top`, the entries outside the pattern set to :math:`-\infty` before an
     online softmax, :math:`PV` (a warp skips key tiles in which its queries keep nothing).
     With ~10% of the keys kept but spread over all keys, every tile holds kept entries, so
