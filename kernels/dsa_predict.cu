@@ -855,8 +855,8 @@ __global__ void __launch_bounds__(512)
 //   bits == 1: code_c = x_c >= 0 ? 1 : -1, s = sum_c |x_c| / r;
 // exactly dsa.py's _quantize_unchecked on these projections.  One warp a row: the row's
 // d <= 256 inputs are held 8 a lane and broadcast by shuffles, lane l computes columns
-// l, l + 32, l + 64, l + 96 (r <= 128).  A row with a NaN or infinite x_c adds 1 to *bad (its
-// codes and scale are then meaningless; the caller raises).
+// l, l + 32, l + 64, l + 96 (r <= 128).  A row with a NaN or infinite x_c adds 1 to *bad and
+// gets codes 0 and scale 0 (the caller raises once it reads the count).
 template <typename In, typename Code>
 __global__ void dsa_codes(const In* __restrict__ x, const float* __restrict__ proj,
                           Code* __restrict__ codes, float* __restrict__ scale,
@@ -899,11 +899,20 @@ __global__ void dsa_codes(const In* __restrict__ x, const float* __restrict__ pr
             asum += fabsf(acc[c4]);
         }
     }
-    if (__any_sync(0xffffffffu, nonfinite) && lane == 0) atomicAdd(bad, 1);
+    Code* out = codes + row * r;
+    if (__any_sync(0xffffffffu, nonfinite)) {
+        // Counted, and written as a zero row (codes 0, scale 0): the prediction kernels may
+        // run on these codes before the caller reads the count and raises.
+        if (lane == 0) {
+            atomicAdd(bad, 1);
+            scale[row] = 0.0f;
+        }
+        for (int c = lane; c < r; c += 32) out[c] = static_cast<Code>(0);
+        return;
+    }
     amax = warp_max(amax);
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) asum += __shfl_xor_sync(0xffffffffu, asum, o);
-    Code* out = codes + row * r;
     if (bits == 1) {
 #pragma unroll
         for (int c4 = 0; c4 < 4; ++c4) {

@@ -336,12 +336,24 @@ def test_codes_kernel_counts_bad_rows_and_dsa_mask_raises():
     x[0, 3, 5] = float("nan")
     x[1, 0, 0] = float("inf")
     bad = torch.zeros(2, dtype=torch.int32, device="cuda")
-    dsa_codes_cuda(x.cuda(), dsa_projection(64, 16).cuda(), 4, bad, 0)
+    codes, scale = dsa_codes_cuda(x.cuda(), dsa_projection(64, 16).cuda(), 4, bad, 0)
     assert bad.tolist() == [2, 0]
+    # bad rows are written as zero rows (the prediction may run on them before the raise)
+    assert scale[0, 3].item() == 0 and scale[1, 0].item() == 0
+    assert (codes[0, 3] == 0).all() and (codes[1, 0] == 0).all()
+    assert torch.isfinite(scale).all()
     with pytest.raises(ValueError, match="q must be finite, got 2 NaN or infinite"):
         dsa_mask(x.cuda(), torch.randn(2, 9, 64, dtype=torch.float16).cuda())
     with pytest.raises(ValueError, match="k must be finite"):
         dsa_mask(torch.randn(2, 9, 64).cuda(), x.float().cuda())
+    # dsa_attention's fused path checks after its launches (deferred): the same errors
+    from toolkit.attention import dsa_attention
+
+    y = torch.randn(2, 9, 64, dtype=torch.float16).cuda()
+    with pytest.raises(ValueError, match="q must be finite, got 2 NaN or infinite"):
+        dsa_attention(x.cuda(), y, y, sparsity=0.9)
+    with pytest.raises(ValueError, match="k must be finite, got 2 NaN or infinite"):
+        dsa_attention(y, x.cuda(), y, sparsity=0.9)
 
 
 def test_dsa_mask_codes_kernel_agrees_with_torch_codes(monkeypatch):

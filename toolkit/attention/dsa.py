@@ -204,11 +204,29 @@ def _on_device(proj: torch.Tensor, device: torch.device) -> torch.Tensor:
     return cached
 
 
-def _codes(q: torch.Tensor, k: torch.Tensor, proj: torch.Tensor, bits: int):
+def _raise_if_bad(bad: torch.Tensor, q: torch.Tensor, k: torch.Tensor) -> None:
+    """The error for the rows ``dsa_codes`` counted as not finite (``bad`` = [q, k])."""
+    counts = bad.tolist()
+    if any(counts):
+        _check_finite_inputs(q, k)
+        name = "q @ P (q projected)" if counts[0] else "k @ P (k projected)"
+        raise ValueError(f"{name} must be finite, got {max(counts)} rows with NaN or infinity")
+
+
+def _codes(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    proj: torch.Tensor,
+    bits: int,
+    deferred: list | None = None,
+):
     """Codes and scales of QP and KP, leading dims broadcast (module docstring, steps 1-2).
 
     Raises the ValueError of :func:`_check_finite_inputs` for a non-finite ``q`` or ``k``, and
-    names the projection when only it is not finite (float32 overflow)."""
+    names the projection when only it is not finite (float32 overflow).  With ``deferred`` (a
+    list) the codes kernel's check is appended to it instead of run (its host sync waits for
+    the device): the caller runs it after launching the work that follows; meanwhile bad rows
+    have codes 0 and scale 0."""
     proj = _on_device(proj, q.device)
     rank = proj.shape[-1]
     if _CODES_KERNEL and codes_supported(q, rank) and codes_supported(k, rank):
@@ -217,11 +235,10 @@ def _codes(q: torch.Tensor, k: torch.Tensor, proj: torch.Tensor, bits: int):
         bad = torch.zeros(2, dtype=torch.int32, device=q.device)
         qc, sq = dsa_codes_cuda(q, proj, bits, bad, 0)
         kc, sk = dsa_codes_cuda(k, proj, bits, bad, 1)
-        counts = bad.tolist()
-        if any(counts):
-            _check_finite_inputs(q, k)
-            name = "q @ P (q projected)" if counts[0] else "k @ P (k projected)"
-            raise ValueError(f"{name} must be finite, got {max(counts)} rows with NaN or infinity")
+        if deferred is None:
+            _raise_if_bad(bad, q, k)
+        else:
+            deferred.append(lambda: _raise_if_bad(bad, q, k))
     else:
         qp = torch.matmul(q.to(torch.float32), proj)
         kp = torch.matmul(k.to(torch.float32), proj)
@@ -340,13 +357,15 @@ def _predict_bits(
     rank: int,
     bits: int,
     generator: torch.Generator,
+    deferred: list | None = None,
 ) -> torch.Tensor:
     """:func:`_predict_keep`'s pattern without a mask, as the packed words of
     ``predict_topk_bits`` ``[..., Lq, ceil(Lk / 32)]`` (non-empty inputs, equal leading
-    shapes): the fused kernel's input, with no boolean mask in between."""
+    shapes): the fused kernel's input, with no boolean mask in between.  ``deferred`` as for
+    :func:`_codes`."""
     proj = _projection(q.shape[-1], rank, generator)
     kk = keep_count(density, k.shape[-2])
-    qc, _, kc, sk = _codes(q.detach(), k.detach(), proj, bits)
+    qc, _, kc, sk = _codes(q.detach(), k.detach(), proj, bits, deferred)
     return predict_topk_bits(qc.contiguous(), kc.contiguous(), sk.contiguous(), kk)
 
 
@@ -509,8 +528,13 @@ def dsa_attention(
         q, k, v, None, return_probs, attn_mask
     ):
         # The prediction kernel's packed words go straight to the fused kernel: no boolean
-        # mask, no packing (the same pattern as _predict_keep's).
-        words = _predict_bits(q, k, 1.0 - sparsity, rank, bits, gen)
-        return fused_dsa_attention(q, k, v, words, s)
+        # mask, no packing (the same pattern as _predict_keep's).  The finiteness check
+        # waits for the device, so it runs after the launches.
+        deferred: list = []
+        words = _predict_bits(q, k, 1.0 - sparsity, rank, bits, gen, deferred)
+        out = fused_dsa_attention(q, k, v, words, s)
+        for check in deferred:
+            check()
+        return out
     keep = _predict_keep(q, k, 1.0 - sparsity, rank, bits, gen, s, attn_mask)
     return _dsa_attention_op(q, k, v, keep, s, attn_mask, return_probs)
