@@ -25,9 +25,12 @@ Methods (the first, ``unfused``, is the anchor: bmm -> softmax -> bmm in the inp
 baseline of DFSS's paper):  SDPA with each backend forced (flash, cudnn, efficient, math);
 ``nm2:4``/``nm1:2`` (nm_attention: the fused kernel); ``nm2:4-ref`` (its reference path:
 dense scores, nm_mask, masked softmax); ``dsa0.9`` (dsa_attention at sparsity 0.9, prediction
-included: dsa_mask's prediction, pack_keep_bits, the fused kernel); ``dsa0.9-predict`` (its
-prediction alone: dsa_mask); ``dsa0.9-pack`` (pack_keep_bits alone on a given bool pattern);
-``dsa0.9-fused`` (kernels/dsa_attention.cu alone, on a given packed pattern);
+included: the codes, predict_topk_bits' packed words, the fused kernel; no boolean mask);
+``dsa0.9-codes`` (the codes step alone: projection + quantization of Q and K, one
+kernel each, kernels/dsa_predict.cu dsa_codes); ``dsa0.9-bits`` (the prediction alone: codes
+and predict_topk_bits); ``dsa0.9-predict``
+(dsa_mask: the same prediction as a boolean mask); ``dsa0.9-pack`` (pack_keep_bits alone on
+a given bool pattern); ``dsa0.9-fused`` (kernels/dsa_attention.cu alone, on a given packed pattern);
 ``dsa0.9-fused-pairs`` (the same with pairs=True: one exponential a pair of columns);
 ``dsa0.9-sparse`` (the older gather kernel kernels/dsa_sparse.cu alone, on a given bool
 pattern); ``dsa0.9-ref`` (the reference on that pattern).  TFLOP/s count dense attention's
@@ -51,6 +54,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from toolkit._checks import make_generator
 from toolkit.attention import dsa_attention, dsa_mask, nm_attention, nm_mask
 from toolkit.attention._fused import (
     fused_dsa_attention,
@@ -58,7 +62,7 @@ from toolkit.attention._fused import (
     pack_keep_bits,
     sparse_dsa_attention,
 )
-from toolkit.attention.dsa import _dsa_attention_op
+from toolkit.attention.dsa import _codes, _dsa_attention_op, _predict_bits, dsa_projection
 from toolkit.attention.sparse import _nm_attention_op
 
 try:
@@ -122,6 +126,9 @@ def sdpa(backend):
     return run
 
 
+_PROJ = dsa_projection(64, 16)  # dsa_attention's default projection at head dim 64
+
+
 def attention_methods(big: bool) -> dict[str, Callable[[tuple], object]]:
     methods: dict[str, Callable[[tuple], object]] = {"unfused": unfused}
     if sdpa_kernel is not None:
@@ -133,6 +140,10 @@ def attention_methods(big: bool) -> dict[str, Callable[[tuple], object]]:
     methods["nm2:4"] = lambda a: nm_attention(*a[:3], n=2, m=4)
     methods["nm1:2"] = lambda a: nm_attention(*a[:3], n=1, m=2)
     methods["dsa0.9"] = lambda a: dsa_attention(*a[:3], sparsity=0.9)
+    methods["dsa0.9-codes"] = lambda a: _codes(a[0], a[1], _PROJ, 4)
+    methods["dsa0.9-bits"] = lambda a: _predict_bits(
+        a[0], a[1], 0.1, 16, 4, make_generator(None, None, default_seed=0)
+    )
     methods["dsa0.9-predict"] = lambda a: dsa_mask(a[0], a[1], sparsity=0.9)
     methods["dsa0.9-pack"] = lambda a: pack_keep_bits(a[3])
     methods["dsa0.9-fused"] = lambda a: fused_dsa_attention(*a[:3], a[4], a[0].shape[-1] ** -0.5)
@@ -158,6 +169,8 @@ DSA_ROWS = (
     "nm2:4",
     "nm1:2",
     "dsa0.9",
+    "dsa0.9-codes",
+    "dsa0.9-bits",
     "dsa0.9-predict",
     "dsa0.9-pack",
     "dsa0.9-fused",

@@ -8,13 +8,19 @@ Methods (the first is the anchor):
                  into a bool mask (not tie-exact: topk does not fix which tied key it keeps)
   rowwise-mask   kernels/dsa_predict.cu `dsa_predict`: one warp a query row, the keys read from
                  L2 for every row, a bool mask out (the kernel before issue 14's rework)
-  bits-dp4a      `dsa_predict_bits`: a block loads a slice's keys into shared memory once for
-                 a tile of rows, one warp a row, dp4a scores; the packed int32 bitmask out
-  bits-mma       `dsa_predict_bits_mma`: the same, the scores of 16 (or 8) rows at a time
+  bits-dp4a-full `dsa_predict_bits` with the candidate filter off (filter=False: the full
+                 selection of every row, as before the filter): a block loads a slice's keys
+                 into shared memory once for a tile of rows, one warp a row, dp4a scores; the
+                 packed int32 bitmask out
+  bits-dp4a      the same with the candidate filter (the default): a sampled threshold, one
+                 compaction pass, the exact selection on the ~2 keep candidates only
+  bits-mma-full  `dsa_predict_bits_mma`, filter off: the scores of 16 (or 8) rows at a time
                  from int8 tensor cores (mma.m16n8k16) into a shared score buffer
+  bits-mma       the same with the candidate filter
   bits+unpack    predict_topk_mask on CUDA: predict_topk_bits (bits-mma where it fits, else
                  bits-dp4a), then unpack_bits to the bool mask
-Every method's result is checked first: both bits kernels equal the row-wise kernel's mask,
+A kernel whose shared memory does not fit a case (bits-mma at L 4096, r 32) shows n/a.
+Every method's result is checked first: every bits kernel equals the row-wise kernel's mask,
 packed, and the row-wise mask of the first slices equals the torch reference (bit for bit).
 GB/s counts the fewest bytes: codes and scales read once, the packed bitmask written once.
 """
@@ -49,7 +55,7 @@ def torch_topk(q_codes, k_codes, k_scale, keep):
     return mask.scatter_(-1, scores.topk(keep, dim=-1).indices, True)
 
 
-def planned(plan_of, launch):
+def planned(plan_of, launch, filtered: bool):
     """``launch`` with the plan of each input shape computed once, outside the timed calls."""
     plans: dict = {}
 
@@ -57,17 +63,24 @@ def planned(plan_of, launch):
         key = (tuple(q.shape), tuple(k.shape))
         if key not in plans:
             plans[key] = plan_of(q, k)
-        return launch(q, k, s, keep, plans[key])
+        return launch(q, k, s, keep, plans[key], filter=filtered)
 
     return run
+
+
+BITS = {  # name: (plan, launch, candidate filter)
+    "bits-dp4a-full": (_bits_plan, _bits_launch, False),
+    "bits-dp4a": (_bits_plan, _bits_launch, True),
+    "bits-mma-full": (_mma_plan, _mma_launch, False),
+    "bits-mma": (_mma_plan, _mma_launch, True),
+}
 
 
 def section(title: str, slices: int, rank: int, amp: int, density: float, lengths, args):
     methods = {
         "torch-topk": torch_topk,
         "rowwise-mask": _predict_cuda_rowwise,
-        "bits-dp4a": planned(_bits_plan, _bits_launch),
-        "bits-mma": planned(_mma_plan, _mma_launch),
+        **{name: planned(*spec) for name, spec in BITS.items()},
         "bits+unpack": lambda q, k, s, keep: predict_topk_mask(q, k, s, keep, backend="cuda"),
     }
     cases = []
@@ -85,24 +98,37 @@ def section(title: str, slices: int, rank: int, amp: int, density: float, length
         q, k, s, _ = make(99)
         rowwise = _predict_cuda_rowwise(q, k, s, keep)
         packed = pack_bits(rowwise)
-        bits = _bits_launch(q, k, s, keep, _bits_plan(q, k))
-        assert torch.equal(bits, packed), "bits-dp4a != row-wise kernel"
-        bits = _mma_launch(q, k, s, keep, _mma_plan(q, k))
-        assert torch.equal(bits, packed), "bits-mma != row-wise kernel"
+        skipped = []
+        for name, (plan_of, launch, filtered) in BITS.items():
+            plan = plan_of(q, k)
+            if plan is None:
+                skipped.append(name)
+                continue
+            bits = launch(q, k, s, keep, plan, filter=filtered)
+            assert torch.equal(bits, packed), f"{name} != row-wise kernel"
         head = slice(0, 2)
         reference = predict_topk_mask(q[head].cpu(), k[head].cpu(), s[head].cpu(), keep)
         assert torch.equal(rowwise[head].cpu(), reference), "row-wise kernel != reference"
         print(
-            f"L={length} keep={keep}: bits-dp4a == bits-mma == row-wise == reference; plans "
+            f"L={length} keep={keep}: every bits kernel == row-wise == reference; plans "
             f"(warps a block, rows a block, blocks a slice[, row group]): dp4a "
-            f"{_bits_plan(q, k)}, mma {_mma_plan(q, k)}",
+            f"{_bits_plan(q, k)}, mma {_mma_plan(q, k)}"
+            + (f"; n/a (shared memory does not fit): {', '.join(skipped)}" if skipped else ""),
             flush=True,
         )
         moved = 2 * slices * length * rank + 4 * slices * length + slices * length * length // 8
         label = f"{slices}x{length}x{length} r={rank} keep={keep}"
-        cases.append(Case(label, make, moved))
-        del q, k, s, bits, rowwise, packed
-    run_cases(cases, methods, warmup=args.warmup, reps=args.reps)
+        case = Case(label, make, moved)
+        del q, k, s, rowwise, packed
+        run_cases(
+            [case],
+            {n: f for n, f in methods.items() if n not in skipped},
+            warmup=args.warmup,
+            reps=args.reps,
+        )
+        for name in skipped:
+            case.results[name] = math.nan
+        cases.append(case)
     print_table(title, cases, list(methods))
 
 

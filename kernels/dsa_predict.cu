@@ -32,6 +32,12 @@
 // over any score distribution, unlike radix digits of float bits, whose top byte (sign and
 // exponent) puts most scores of a row into one or two bins and serialises the shared-memory
 // atomics.
+//
+// The bits kernels first try a candidate filter (select_row): a threshold from a sample of
+// 256 scores leaves about 2 keep candidates, one ballot pass compacts them, and the
+// selection above runs on them alone (fallbacks: the full selection; see select_row).  A
+// row of Lk 2048, keep 205 then costs about 1.5k warp instructions instead of ~12.7k.
+// dsa_codes (at the end) computes the codes and scales themselves from Q or K.
 #include "tk_dtypes.cuh"
 
 namespace dsapredict {
@@ -243,6 +249,149 @@ __device__ float select_kept(float* s, int lk, int keep, float lo, float hi, uns
     return hi;
 }
 
+// The bit words of a row whose kept keys are exactly those with s[j] > t (after
+// select_kept); lane w % 32 holds word w until 32 words are stored together.
+__device__ __forceinline__ void write_words(const float* s, int lk, float t, unsigned* out,
+                                            int lane) {
+    const int nwords = (lk + 31) >> 5;
+    unsigned mine = 0u;
+    for (int w = 0; w < nwords; ++w) {
+        const int j = 32 * w + lane;
+        const unsigned word = __ballot_sync(0xffffffffu, j < lk && s[j] > t);
+        if ((w & 31) == lane) mine = word;
+        if ((w & 31) == 31 || w == nwords - 1) {
+            if (lane <= (w & 31)) out[(w & ~31) + lane] = mine;
+        }
+    }
+}
+
+constexpr int kSamples = 256;    // scores sampled for the candidate threshold
+constexpr int kFilterWords = 8;  // candidate words a lane holds: Lk <= 32 * 32 * 8 = 8192
+
+// Whether select_row tries the candidate filter: enough keys for a sample of kSamples
+// (stride >= 2), the candidate words fit in registers, and at most a quarter kept.
+__device__ __forceinline__ bool filter_applies(int lk, int keep) {
+    return lk >= 2 * kSamples && lk <= 32 * 32 * kFilterWords && 4 * keep <= lk;
+}
+
+// Selects the row's `keep` (< lk) best scores s[0..lk) in [lo, hi] (warp-uniform) and writes
+// its bit words to out.  With `filter`, where filter_applies, a candidate filter first:
+//   (a) t0 := about the (2 keep)-th largest score: the ks-th largest of kSamples strided
+//       samples, ks = 2 keep kSamples / lk, by bisection on their order-preserving int keys
+//       (8 a lane, counted with one warp reduction a step; it stops early once the sample
+//       count above the midpoint lies in [ks, 1.25 ks]);
+//   (b) one pass compacts the scores >= t0 to the front of s, in index order (ballot +
+//       popc prefix, no atomics; a write never overtakes the reads: position n + prefix <=
+//       j), and keeps each 32 keys' candidate ballot in registers (lane w % 32, slot w / 32);
+//   (c) fewer than `keep` candidates (the sample overshot): the row was overwritten, so
+//       `rescore` recomputes it and the full selection runs; exactly `keep`: all are kept;
+//       more: select_kept ranks the n candidates alone (every non-candidate lies below t0 <=
+//       every candidate, and the compaction kept the index order, so ties still go to the
+//       lower index);
+//   (d) each lane builds its words from its candidate ballots: the c-th candidate of the row
+//       (c from a warp prefix sum of the ballots' popcounts) is kept iff its compacted score
+//       was raised above the returned threshold.
+// `rescore()` rewrites s[0..lk) with the same scores (all lanes call it).
+template <class Rescore>
+__device__ void select_row(float* s, int lk, int keep, float lo, float hi, unsigned* hist,
+                           int* cand, float* cval, bool filter, unsigned* out, int lane,
+                           Rescore rescore) {
+    if (filter && filter_applies(lk, keep)) {
+        // (a) the threshold t0 from the sample.
+        const int stride = lk / kSamples;  // >= 2
+        const int ks = max(1, 2 * kSamples * keep / lk);  // <= kSamples / 2
+        int key[kSamples / 32];
+        int kmin = 0x7fffffff, kmax = -0x7fffffff - 1;
+#pragma unroll
+        for (int i = 0; i < kSamples / 32; ++i) {
+            key[i] = ordered(s[(lane + 32 * i) * stride]);
+            kmin = min(kmin, key[i]);
+            kmax = max(kmax, key[i]);
+        }
+        // Keys lie in [ordered(-inf), ordered(inf)] = [-0x7f800001, 0x7f800000]: kmax + 1 and
+        // the unsigned span do not overflow, and every key in between is a float's, not NaN.
+        int klo = __reduce_min_sync(0xffffffffu, kmin);  // count(key >= klo) >= ks
+        int khi = __reduce_max_sync(0xffffffffu, kmax) + 1;  // count(key >= khi) < ks
+        const int enough = ks + (ks >> 2);
+        while (static_cast<unsigned>(khi) - static_cast<unsigned>(klo) > 1u) {
+            const int mid = static_cast<int>(
+                static_cast<unsigned>(klo) +
+                ((static_cast<unsigned>(khi) - static_cast<unsigned>(klo)) >> 1));
+            int c = 0;
+#pragma unroll
+            for (int i = 0; i < kSamples / 32; ++i) c += key[i] >= mid;
+            c = static_cast<int>(__reduce_add_sync(0xffffffffu, static_cast<unsigned>(c)));
+            if (c >= ks) {
+                klo = mid;
+                if (c <= enough) break;
+            } else {
+                khi = mid;
+            }
+        }
+        const float t0 = unordered(klo);
+
+        // (b) compact the candidates s[j] >= t0 in place; their ballots into cw.
+        unsigned cw[kFilterWords];
+        int n = 0;
+        float cmin = inf();
+#pragma unroll
+        for (int i = 0; i < kFilterWords; ++i) {
+            cw[i] = 0u;
+            if (32 * 32 * i < lk) {
+                for (int c = 0; c < 32; ++c) {
+                    const int j = 32 * (32 * i + c) + lane;
+                    const float v = j < lk ? s[j] : 0.0f;
+                    const bool in = j < lk && v >= t0;
+                    const unsigned ballot = __ballot_sync(0xffffffffu, in);
+                    if (lane == c) cw[i] = ballot;
+                    if (in) {
+                        s[n + __popc(ballot & ((1u << lane) - 1u))] = v;
+                        cmin = fminf(cmin, v);
+                    }
+                    n += __popc(ballot);
+                }
+            }
+        }
+        __syncwarp();
+        // (c) the selection among the candidates.
+        if (n >= keep) {
+            float t = -inf();
+            if (n > keep) {
+                t = select_kept(s, n, keep, warp_min(cmin), hi, hist, cand, cval, lane);
+            }
+            // (d) the words: lane l of round i holds word 32 i + l.
+            int base = 0;  // candidates in earlier words
+            const int nwords = (lk + 31) >> 5;
+#pragma unroll
+            for (int i = 0; i < kFilterWords; ++i) {
+                if (32 * i < nwords) {
+                    const int pc = __popc(cw[i]);
+                    int incl = pc;
+#pragma unroll
+                    for (int o = 1; o < 32; o <<= 1) {
+                        const int up = __shfl_up_sync(0xffffffffu, incl, o);
+                        if (lane >= o) incl += up;
+                    }
+                    int at = base + incl - pc;  // this word's first candidate
+                    unsigned word = 0u;
+                    for (unsigned rest = cw[i]; rest != 0u; rest &= rest - 1u, ++at) {
+                        if (n == keep || s[at] > t) word |= rest & (0u - rest);
+                    }
+                    if (32 * i + lane < nwords) out[32 * i + lane] = word;
+                    base += __shfl_sync(0xffffffffu, incl, 31);
+                }
+            }
+            __syncwarp();
+            return;
+        }
+        rescore();  // the sample overshot: the full selection on the recomputed row
+        __syncwarp();
+    }
+    const float t = select_kept(s, lk, keep, lo, hi, hist, cand, cval, lane);
+    write_words(s, lk, t, out, lane);
+    __syncwarp();
+}
+
 }  // namespace dsapredict
 
 // Dynamic shared memory: Lk floats (the scores) per warp.  The bucket counters and candidates
@@ -335,7 +484,8 @@ template <typename Code>
 __global__ void __launch_bounds__(512)
     dsa_predict_bits(const Code* __restrict__ q_codes, const Code* __restrict__ k_codes,
                      const float* __restrict__ k_scale, unsigned* __restrict__ bits, int lq,
-                     int lk, int rank, int keep, int rows_per_block, int blocks_per_slice) {
+                     int lk, int rank, int keep, int rows_per_block, int blocks_per_slice,
+                     int filter) {
     using namespace dsapredict;
     extern __shared__ __align__(16) unsigned char smem_bytes[];
     const int warps = blockDim.x >> 5, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
@@ -405,93 +555,84 @@ __global__ void __launch_bounds__(512)
         const long long row = static_cast<long long>(slice) * lq + i;
         const Code* q = q_codes + row * rank;
 
-        // The approximate scores, and their range.
-        float lo = inf(), hi = -inf();
-        if (sizeof(Code) == 1) {
-            // int8: 4-way byte dot products (|dot| <= 127^2 * 128 fits an int); the query's
-            // codes packed into words like the keys', zeros past r.
-            int qw[32];
-#pragma unroll
-            for (int c = 0; c < 32; ++c) {
-                unsigned w = 0u;
-                if (c < words) {
-#pragma unroll
-                    for (int b = 0; b < 4; ++b) {
-                        const int e = 4 * c + b;
-                        if (e < rank) w |= static_cast<unsigned>(static_cast<unsigned char>(q[e]))
-                                           << (8 * b);
-                    }
-                }
-                qw[c] = static_cast<int>(w);
-            }
-            const int* kw = reinterpret_cast<const int*>(skeys);
-            if ((words & 3) == 0) {
-                const int chunks = words >> 2;  // 16-byte loads
-                for (int j = lane; j < lk; j += 32) {
-                    const int4* kj = reinterpret_cast<const int4*>(kw + j * words);
-                    int dot = 0;
-#pragma unroll
-                    for (int c = 0; c < 8; ++c) {
-                        if (c < chunks) {
-                            const int4 w = kj[c];
-                            dot = __dp4a(w.x, qw[4 * c], dot);
-                            dot = __dp4a(w.y, qw[4 * c + 1], dot);
-                            dot = __dp4a(w.z, qw[4 * c + 2], dot);
-                            dot = __dp4a(w.w, qw[4 * c + 3], dot);
+        // The approximate scores and their range; again if the candidate filter overshoots.
+        auto score = [&]() -> float2 {
+            float lo = inf(), hi = -inf();
+            if (sizeof(Code) == 1) {
+                // int8: 4-way byte dot products (|dot| <= 127^2 * 128 fits an int); the query's
+                // codes packed into words like the keys', zeros past r.
+                int qw[32];
+    #pragma unroll
+                for (int c = 0; c < 32; ++c) {
+                    unsigned w = 0u;
+                    if (c < words) {
+    #pragma unroll
+                        for (int b = 0; b < 4; ++b) {
+                            const int e = 4 * c + b;
+                            if (e < rank) w |= static_cast<unsigned>(static_cast<unsigned char>(q[e]))
+                                               << (8 * b);
                         }
                     }
-                    const float v = small_int_to_float(dot) * sscale[j];
-                    s[j] = v;
-                    lo = fminf(lo, v);
-                    hi = fmaxf(hi, v);
+                    qw[c] = static_cast<int>(w);
+                }
+                const int* kw = reinterpret_cast<const int*>(skeys);
+                if ((words & 3) == 0) {
+                    const int chunks = words >> 2;  // 16-byte loads
+                    for (int j = lane; j < lk; j += 32) {
+                        const int4* kj = reinterpret_cast<const int4*>(kw + j * words);
+                        int dot = 0;
+    #pragma unroll
+                        for (int c = 0; c < 8; ++c) {
+                            if (c < chunks) {
+                                const int4 w = kj[c];
+                                dot = __dp4a(w.x, qw[4 * c], dot);
+                                dot = __dp4a(w.y, qw[4 * c + 1], dot);
+                                dot = __dp4a(w.z, qw[4 * c + 2], dot);
+                                dot = __dp4a(w.w, qw[4 * c + 3], dot);
+                            }
+                        }
+                        const float v = small_int_to_float(dot) * sscale[j];
+                        s[j] = v;
+                        lo = fminf(lo, v);
+                        hi = fmaxf(hi, v);
+                    }
+                } else {
+                    for (int j = lane; j < lk; j += 32) {
+                        const int* kj = kw + j * words;
+                        int dot = 0;
+    #pragma unroll
+                        for (int c = 0; c < 32; ++c) {
+                            if (c < words) dot = __dp4a(kj[c], qw[c], dot);
+                        }
+                        const float v = small_int_to_float(dot) * sscale[j];
+                        s[j] = v;
+                        lo = fminf(lo, v);
+                        hi = fmaxf(hi, v);
+                    }
                 }
             } else {
+                // int16: 64-bit sums, one rounding to float (as in dsa_predict).
+                const Code* kc = reinterpret_cast<const Code*>(skeys);
                 for (int j = lane; j < lk; j += 32) {
-                    const int* kj = kw + j * words;
-                    int dot = 0;
-#pragma unroll
-                    for (int c = 0; c < 32; ++c) {
-                        if (c < words) dot = __dp4a(kj[c], qw[c], dot);
+                    const Code* kj = kc + j * rank;
+                    long long dot = 0;
+                    for (int t = 0; t < rank; ++t) {
+                        dot += static_cast<long long>(q[t]) * static_cast<long long>(kj[t]);
                     }
-                    const float v = small_int_to_float(dot) * sscale[j];
+                    const float v = __ll2float_rn(dot) * sscale[j];
                     s[j] = v;
                     lo = fminf(lo, v);
                     hi = fmaxf(hi, v);
                 }
             }
-        } else {
-            // int16: 64-bit sums, one rounding to float (as in dsa_predict).
-            const Code* kc = reinterpret_cast<const Code*>(skeys);
-            for (int j = lane; j < lk; j += 32) {
-                const Code* kj = kc + j * rank;
-                long long dot = 0;
-                for (int t = 0; t < rank; ++t) {
-                    dot += static_cast<long long>(q[t]) * static_cast<long long>(kj[t]);
-                }
-                const float v = __ll2float_rn(dot) * sscale[j];
-                s[j] = v;
-                lo = fminf(lo, v);
-                hi = fmaxf(hi, v);
-            }
-        }
-        lo = warp_min(lo);
-        hi = warp_max(hi);
-        __syncwarp();
-        hi = select_kept(s, lk, keep, lo, hi, hist, cand, cval, lane);
-
-        // The bitmask: word w's ballot over keys 32w .. 32w + 31 (kept iff the score is above
-        // hi); lane w % 32 holds word w until 32 words are stored together.
-        unsigned* out = bits + row * nwords;
-        unsigned mine = 0u;
-        for (int w = 0; w < nwords; ++w) {
-            const int j = 32 * w + lane;
-            const unsigned word = __ballot_sync(0xffffffffu, j < lk && s[j] > hi);
-            if ((w & 31) == lane) mine = word;
-            if ((w & 31) == 31 || w == nwords - 1) {
-                if (lane <= (w & 31)) out[(w & ~31) + lane] = mine;
-            }
-        }
-        __syncwarp();
+            lo = warp_min(lo);
+            hi = warp_max(hi);
+            __syncwarp();
+            return make_float2(lo, hi);
+        };
+        const float2 range = score();
+        select_row(s, lk, keep, range.x, range.y, hist, cand, cval, filter != 0,
+                   bits + row * nwords, lane, [&]() { score(); });
     }
 }
 
@@ -512,7 +653,7 @@ __global__ void __launch_bounds__(512)
     dsa_predict_bits_mma(const Code* __restrict__ q_codes, const Code* __restrict__ k_codes,
                          const float* __restrict__ k_scale, unsigned* __restrict__ bits, int lq,
                          int lk, int rank, int keep, int rows_per_block, int blocks_per_slice,
-                         int group) {
+                         int group, int filter) {
     static_assert(sizeof(Code) == 1, "tensor-core scores take int8 codes");
     using namespace dsapredict;
     extern __shared__ __align__(16) unsigned char smem_mma[];
@@ -667,22 +808,132 @@ __global__ void __launch_bounds__(512)
         }
         for (int r = warp; r < rows; r += warps) {
             float* s = sbuf + r * stride;
-            const float lo = unordered(rmin[r]);
-            float hi = unordered(rmax[r]);
-            hi = select_kept(s, lk, keep, lo, hi, hist, cand, cval, lane);
-            unsigned* out = bits + (static_cast<long long>(slice) * lq + base + r) * nwords;
-            unsigned mine = 0u;
-            for (int w = 0; w < nwords; ++w) {
-                const int j = 32 * w + lane;
-                const unsigned word = __ballot_sync(0xffffffffu, j < lk && s[j] > hi);
-                if ((w & 31) == lane) mine = word;
-                if ((w & 31) == 31 || w == nwords - 1) {
-                    if (lane <= (w & 31)) out[(w & ~31) + lane] = mine;
+            const long long row = static_cast<long long>(slice) * lq + base + r;
+            // The filter's rare fallback recomputes the row with dp4a from the same codes:
+            // the same exact integer dot products, converted and scaled the same way.
+            auto rescore = [&]() {
+                const Code* q = q_codes + row * rank;
+                int qw[32];
+#pragma unroll
+                for (int c = 0; c < 32; ++c) {
+                    unsigned w = 0u;
+                    if (c < kwords) {
+#pragma unroll
+                        for (int b = 0; b < 4; ++b) {
+                            const int e = 4 * c + b;
+                            if (e < rank) {
+                                w |= static_cast<unsigned>(static_cast<unsigned char>(q[e]))
+                                     << (8 * b);
+                            }
+                        }
+                    }
+                    qw[c] = static_cast<int>(w);
                 }
-            }
+                for (int j = lane; j < lk; j += 32) {
+                    const int* kj = kw + j * kwords;
+                    int dot = 0;
+#pragma unroll
+                    for (int c = 0; c < 32; ++c) {
+                        if (c < kwords) dot = __dp4a(kj[c], qw[c], dot);
+                    }
+                    s[j] = small_int_to_float(dot) * sscale[j];
+                }
+            };
+            select_row(s, lk, keep, unordered(rmin[r]), unordered(rmax[r]), hist, cand, cval,
+                       filter != 0, bits + row * nwords, lane, rescore);
         }
         __syncthreads();
     }
+}
+
+// dsa_codes: DSA's codes and scales (toolkit/attention/dsa.py, steps 1-2) of `rows` rows of
+// x [rows, d] (float16, bfloat16 or float32) in one pass, instead of a dozen torch kernels:
+//   x_c = fl32(sum_t x_t P[t, c])   (float32 fma, t ascending; any summation order is a
+//                                    float32 matmul, as torch's is),
+//   bits >= 2: s = amax_c |x_c| / qmax, code_c = clamp(rint(x_c / s'), -qmax, qmax) with
+//              s' = s if s > 0 else 1 (a row with s == 0 has |x_c| < 2^-126: codes 0);
+//   bits == 1: code_c = x_c >= 0 ? 1 : -1, s = sum_c |x_c| / r;
+// exactly dsa.py's _quantize_unchecked on these projections.  One warp a row: the row's
+// d <= 256 inputs are held 8 a lane and broadcast by shuffles, lane l computes columns
+// l, l + 32, l + 64, l + 96 (r <= 128).  A row with a NaN or infinite x_c adds 1 to *bad and
+// gets codes 0 and scale 0 (the caller raises once it reads the count).
+template <typename In, typename Code>
+__global__ void dsa_codes(const In* __restrict__ x, const float* __restrict__ proj,
+                          Code* __restrict__ codes, float* __restrict__ scale,
+                          int* __restrict__ bad, long long rows, int d, int r, int bits) {
+    using namespace dsapredict;
+    const int lane = threadIdx.x & 31;
+    const long long row = static_cast<long long>(blockIdx.x) * (blockDim.x >> 5) +
+                          (threadIdx.x >> 5);
+    if (row >= rows) return;  // a whole warp leaves
+    const In* xr = x + row * d;
+    float xv[8];
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+        const int t = lane + 32 * i;
+        xv[i] = t < d ? tk_to_float(xr[t]) : 0.0f;
+    }
+    float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+        if (32 * i < d) {
+            const int end = min(32, d - 32 * i);
+            for (int b = 0; b < end; ++b) {
+                const float xt = __shfl_sync(0xffffffffu, xv[i], b);
+                const float* pt = proj + static_cast<long long>(32 * i + b) * r;
+#pragma unroll
+                for (int c4 = 0; c4 < 4; ++c4) {
+                    const int c = lane + 32 * c4;
+                    if (c < r) acc[c4] = fmaf(xt, pt[c], acc[c4]);
+                }
+            }
+        }
+    }
+    bool nonfinite = false;
+    float amax = 0.0f, asum = 0.0f;
+#pragma unroll
+    for (int c4 = 0; c4 < 4; ++c4) {
+        if (lane + 32 * c4 < r) {
+            nonfinite |= !isfinite(acc[c4]);
+            amax = fmaxf(amax, fabsf(acc[c4]));
+            asum += fabsf(acc[c4]);
+        }
+    }
+    Code* out = codes + row * r;
+    if (__any_sync(0xffffffffu, nonfinite)) {
+        // Counted, and written as a zero row (codes 0, scale 0): the prediction kernels may
+        // run on these codes before the caller reads the count and raises.
+        if (lane == 0) {
+            atomicAdd(bad, 1);
+            scale[row] = 0.0f;
+        }
+        for (int c = lane; c < r; c += 32) out[c] = static_cast<Code>(0);
+        return;
+    }
+    amax = warp_max(amax);
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) asum += __shfl_xor_sync(0xffffffffu, asum, o);
+    if (bits == 1) {
+#pragma unroll
+        for (int c4 = 0; c4 < 4; ++c4) {
+            const int c = lane + 32 * c4;
+            if (c < r) out[c] = static_cast<Code>(acc[c4] >= 0.0f ? 1 : -1);
+        }
+        if (lane == 0) scale[row] = asum / static_cast<float>(r);
+        return;
+    }
+    const float qmax = static_cast<float>((1 << (bits - 1)) - 1);
+    const float s = amax / qmax;
+    const float safe = s > 0.0f ? s : 1.0f;
+#pragma unroll
+    for (int c4 = 0; c4 < 4; ++c4) {
+        const int c = lane + 32 * c4;
+        if (c < r) {
+            const float v = fminf(fmaxf(rintf(acc[c4] / safe), -qmax), qmax);
+            out[c] = static_cast<Code>(static_cast<int>(v));
+        }
+    }
+    if (lane == 0) scale[row] = s;
 }
 
 #ifndef __CUDACC_RTC__
@@ -697,15 +948,39 @@ template __global__ void dsa_predict_bits<signed char>(const signed char* __rest
                                                        const signed char* __restrict__,
                                                        const float* __restrict__,
                                                        unsigned* __restrict__, int, int, int,
-                                                       int, int, int);
+                                                       int, int, int, int);
 template __global__ void dsa_predict_bits<short>(const short* __restrict__,
                                                  const short* __restrict__,
                                                  const float* __restrict__,
                                                  unsigned* __restrict__, int, int, int, int, int,
-                                                 int);
+                                                 int, int);
 template __global__ void dsa_predict_bits_mma<signed char>(const signed char* __restrict__,
                                                            const signed char* __restrict__,
                                                            const float* __restrict__,
                                                            unsigned* __restrict__, int, int, int,
-                                                           int, int, int, int);
+                                                           int, int, int, int, int);
+template __global__ void dsa_codes<float, signed char>(const float* __restrict__,
+                                                 const float* __restrict__, signed char* __restrict__,
+                                                 float* __restrict__, int* __restrict__,
+                                                 long long, int, int, int);
+template __global__ void dsa_codes<float, short>(const float* __restrict__,
+                                                 const float* __restrict__, short* __restrict__,
+                                                 float* __restrict__, int* __restrict__,
+                                                 long long, int, int, int);
+template __global__ void dsa_codes<tk_half, signed char>(const tk_half* __restrict__,
+                                                 const float* __restrict__, signed char* __restrict__,
+                                                 float* __restrict__, int* __restrict__,
+                                                 long long, int, int, int);
+template __global__ void dsa_codes<tk_half, short>(const tk_half* __restrict__,
+                                                 const float* __restrict__, short* __restrict__,
+                                                 float* __restrict__, int* __restrict__,
+                                                 long long, int, int, int);
+template __global__ void dsa_codes<tk_bfloat16, signed char>(const tk_bfloat16* __restrict__,
+                                                 const float* __restrict__, signed char* __restrict__,
+                                                 float* __restrict__, int* __restrict__,
+                                                 long long, int, int, int);
+template __global__ void dsa_codes<tk_bfloat16, short>(const tk_bfloat16* __restrict__,
+                                                 const float* __restrict__, short* __restrict__,
+                                                 float* __restrict__, int* __restrict__,
+                                                 long long, int, int, int);
 #endif

@@ -145,14 +145,21 @@ def test_pack_keep_bits_cuda_bit_equal(shape, density):
 def test_dsa_attention_end_to_end_takes_the_fused_kernel(dtype, lq, lk, d, monkeypatch):
     gen = generator("dsa e2e", dtype, lq, lk, d)
     q, k, v = (torch.randn(2, 4, L, d, generator=gen).to(dtype).cuda() for L in (lq, lk, lk))
-    calls = []
+    calls, masks = [], []
     real = dsa_mod.fused_dsa_attention
     monkeypatch.setattr(
-        dsa_mod, "fused_dsa_attention", lambda *a, **kw: calls.append(1) or real(*a, **kw)
+        dsa_mod, "fused_dsa_attention", lambda *a, **kw: calls.append(a[3]) or real(*a, **kw)
+    )
+    real_keep = dsa_mod._predict_keep
+    monkeypatch.setattr(
+        dsa_mod, "_predict_keep", lambda *a, **kw: masks.append(1) or real_keep(*a, **kw)
     )
     out = dsa_attention(q, k, v, sparsity=0.9, rank=16, bits=4, seed=5)
     assert calls, "dsa_attention did not take the fused kernel"
+    assert not masks, "dsa_attention built a boolean mask on the fused path"
     keep = dsa_mask(q, k, sparsity=0.9, rank=16, bits=4, seed=5)
+    # the prediction kernel's words are the boolean path's pattern, packed, bit for bit
+    assert_matches_reference(calls[0], _pack_keep_bits_op.reference(keep.cpu()), exact=True)
     scale = 1 / math.sqrt(d)
     ref = _dsa_attention_op.reference(q, k, v, keep, scale, None, False)
     assert_matches_reference(out, ref, dtype=dtype)

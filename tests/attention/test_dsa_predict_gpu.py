@@ -58,21 +58,24 @@ def _assert_bits_match(qc, kc, sc, keep, expected, kernel=None, plan=None):
     packed = pack_bits(expected)
     assert not (packed == -0x5A5A5A5B).any(), "the reference holds the poison word"
     if kernel is not None:
-        runs = [(kernel, plan)]
+        runs = [(kernel, plan, f) for f in (True, False)]
     else:
-        runs = [("dispatch", None), ("dp4a", _bits_plan(qc, kc)), ("mma", _mma_plan(qc, kc))]
-    for name, p in runs:
+        plans = {"dp4a": _bits_plan(qc, kc), "mma": _mma_plan(qc, kc)}
+        runs = [("dispatch", None, None)]
+        runs += [(name, p, f) for name, p in plans.items() for f in (True, False)]
+    for name, p, filtered in runs:
         if name != "dispatch" and p is None:
             continue  # this kernel's shared memory does not fit
         out = poisoned(packed.shape, torch.int32)
         if name == "dispatch":
             _bits_cuda(qc, kc, sc, keep, out=out)
         elif name == "dp4a":
-            _bits_launch(qc, kc, sc, keep, p, out=out)
+            _bits_launch(qc, kc, sc, keep, p, out=out, filter=filtered)
         else:
-            _mma_launch(qc, kc, sc, keep, p, out=out)
+            _mma_launch(qc, kc, sc, keep, p, out=out, filter=filtered)
         torch.cuda.synchronize()
-        assert_matches_reference(out, packed, exact=True, msg=f"bits {name}, plan {p}")
+        msg = f"bits {name}, plan {p}, candidate filter {filtered}"
+        assert_matches_reference(out, packed, exact=True, msg=msg)
         assert torch.equal(unpack_bits(out, expected.shape[-1]).cpu(), expected)
 
 
@@ -228,3 +231,140 @@ def test_bits_unaligned_views():
     assert k.data_ptr() % 16 and s.data_ptr() % 16
     expected = predict_topk_mask(q, k.cpu(), s.cpu(), 6, backend="cpu")
     _assert_bits_match(q.cuda(), k, s, 6, expected)
+
+
+def _filter_inputs(kind: str, lead: tuple, lq: int, lk: int, rank: int, gen):
+    """Codes and scales whose score distributions stress the candidate filter
+    (kernels/dsa_predict.cu, select_row), which runs where Lk >= 512 and 4 keep <= Lk."""
+    shape_q, shape_k = (*lead, lq, rank), (*lead, lk, rank)
+    q = torch.randint(-7, 8, shape_q, generator=gen).to(torch.int8)
+    k = torch.randint(-7, 8, shape_k, generator=gen).to(torch.int8)
+    scale = torch.rand(*lead, lk, generator=gen) + 0.25
+    if kind == "equal":  # every score equal: all keys are candidates, ties to the lowest index
+        q, k = torch.ones(shape_q, dtype=torch.int8), torch.ones(shape_k, dtype=torch.int8)
+        scale = torch.ones(*lead, lk)
+    elif kind == "zero-queries":  # q codes 0: every score 0 (mixed with normal rows)
+        q[..., ::2, :] = 0
+    elif kind == "coarse":  # codes in {-1, 0, 1}, equal scales: many exact ties at the cut
+        q = torch.randint(-1, 2, shape_q, generator=gen).to(torch.int8)
+        k = torch.randint(-1, 2, shape_k, generator=gen).to(torch.int8)
+        scale = torch.ones(*lead, lk)
+    elif kind == "outliers":  # a few huge scores
+        scale[..., torch.randint(0, lk, (5,), generator=gen)] = 1e20
+    elif kind == "huge-range":  # 60 decades
+        scale = torch.pow(10.0, torch.rand(*lead, lk, generator=gen) * 60 - 30)
+    elif kind == "overshoot":
+        # Positive scores, 1000x larger at the sampled keys (multiples of Lk // 256): the
+        # sample's threshold then leaves about 2 keep 256 / Lk candidates, fewer than keep,
+        # and the kernel must recompute the row and run the full selection.
+        q, k = q.abs() + 1, k.abs() + 1
+        scale = torch.ones(*lead, lk)
+        scale[..., :: lk // 256] = 1000.0
+    return q, k, scale
+
+
+@pytest.mark.parametrize(
+    "kind", ["uniform", "equal", "zero-queries", "coarse", "outliers", "huge-range", "overshoot"]
+)
+@pytest.mark.parametrize("lk", [512, 2048, 3000])
+def test_bits_candidate_filter(kind, lk):
+    """The candidate filter and its fallbacks bit for bit against the reference, with the
+    filter on and off, at keep = 1, ~Lk / 10, Lk / 4 (the largest with the filter) and just
+    above it (the full selection)."""
+    lead, lq, rank = (2,), 12, 16
+    gen = generator("candidate filter", kind, lk)
+    q, k, scale = _filter_inputs(kind, lead, lq, lk, rank, gen)
+    for keep in (1, lk // 10, lk // 4, lk // 4 + 1):
+        expected = predict_topk_mask(q, k, scale, keep, backend="cpu")
+        _assert_bits_match(q.cuda(), k.cuda(), scale.cuda(), keep, expected)
+
+
+@pytest.mark.parametrize("bits", [1, 4, 8, 12])
+@pytest.mark.parametrize(
+    ("dtype", "d", "rank"),
+    [
+        (torch.float16, 64, 16),
+        (torch.bfloat16, 128, 32),
+        (torch.float32, 48, 7),
+        (torch.float16, 256, 128),
+        (torch.float32, 1, 1),
+        (torch.float16, 33, 40),
+    ],
+)
+def test_codes_kernel_against_float64(bits, dtype, d, rank):
+    """dsa_codes (projection + per-row quantization in one kernel) against float64: the scale
+    within float32 rounding of max|x| / qmax (mean|x| for 1 bit), every code within 1 of the
+    float64 code and equal to it wherever x / s is not within 1e-3 of a rounding boundary,
+    zero rows with scale 0 and codes 0, and no row counted as bad."""
+    from toolkit.attention._dsa_predict import dsa_codes_cuda
+    from toolkit.attention.dsa import dsa_projection
+
+    gen = generator("codes", bits, dtype, d, rank)
+    x = torch.randn(3, 37, d, generator=gen).to(dtype)
+    x[1, 5] = 0  # a zero row
+    proj = dsa_projection(d, rank, seed=7)
+    bad = torch.zeros(2, dtype=torch.int32, device="cuda")
+    codes, scale = dsa_codes_cuda(x.cuda(), proj.cuda(), bits, bad, 1)
+    torch.cuda.synchronize()
+    assert bad.tolist() == [0, 0]
+    assert codes.dtype == (torch.int8 if bits <= 8 else torch.int16)
+    x64 = x.double() @ proj.double()
+    codes, scale = codes.cpu().double(), scale.cpu().double()
+    if bits == 1:
+        s64 = x64.abs().mean(-1)
+        torch.testing.assert_close(scale, s64, rtol=1e-5, atol=1e-30)
+        sure = x64.abs() > 1e-4 * x64.abs().amax(-1, keepdim=True)
+        assert torch.equal(codes[sure], torch.where(x64 >= 0, 1.0, -1.0)[sure])
+        return
+    qmax = 2 ** (bits - 1) - 1
+    s64 = x64.abs().amax(-1) / qmax
+    torch.testing.assert_close(scale, s64, rtol=1e-5, atol=0.0)
+    ratio = x64 / torch.where(s64 > 0, s64, 1.0)[..., None]
+    ref = ratio.round().clamp(-qmax, qmax)
+    assert (codes - ref).abs().max() <= 1
+    sure = ((ratio - ratio.floor() - 0.5).abs() > 1e-3) & (ratio.abs() < qmax - 1e-3)
+    assert torch.equal(codes[sure], ref[sure])
+    assert scale[1, 5] == 0 and (codes[1, 5] == 0).all()
+
+
+def test_codes_kernel_counts_bad_rows_and_dsa_mask_raises():
+    from toolkit.attention import dsa_mask
+    from toolkit.attention._dsa_predict import dsa_codes_cuda
+    from toolkit.attention.dsa import dsa_projection
+
+    x = torch.randn(2, 9, 64, dtype=torch.float16)
+    x[0, 3, 5] = float("nan")
+    x[1, 0, 0] = float("inf")
+    bad = torch.zeros(2, dtype=torch.int32, device="cuda")
+    codes, scale = dsa_codes_cuda(x.cuda(), dsa_projection(64, 16).cuda(), 4, bad, 0)
+    assert bad.tolist() == [2, 0]
+    # bad rows are written as zero rows (the prediction may run on them before the raise)
+    assert scale[0, 3].item() == 0 and scale[1, 0].item() == 0
+    assert (codes[0, 3] == 0).all() and (codes[1, 0] == 0).all()
+    assert torch.isfinite(scale).all()
+    with pytest.raises(ValueError, match="q must be finite, got 2 NaN or infinite"):
+        dsa_mask(x.cuda(), torch.randn(2, 9, 64, dtype=torch.float16).cuda())
+    with pytest.raises(ValueError, match="k must be finite"):
+        dsa_mask(torch.randn(2, 9, 64).cuda(), x.float().cuda())
+    # dsa_attention's fused path checks after its launches (deferred): the same errors
+    from toolkit.attention import dsa_attention
+
+    y = torch.randn(2, 9, 64, dtype=torch.float16).cuda()
+    with pytest.raises(ValueError, match="q must be finite, got 2 NaN or infinite"):
+        dsa_attention(x.cuda(), y, y, sparsity=0.9)
+    with pytest.raises(ValueError, match="k must be finite, got 2 NaN or infinite"):
+        dsa_attention(y, x.cuda(), y, sparsity=0.9)
+
+
+def test_dsa_mask_codes_kernel_agrees_with_torch_codes(monkeypatch):
+    """The codes kernel and the torch codes (the same rule, other float32 summation orders)
+    give nearly the same pattern; each pattern is exactly the reference top-k of its codes."""
+    from toolkit.attention import dsa as dsa_mod
+    from toolkit.attention import dsa_mask
+
+    gen = generator("codes vs torch")
+    q, k = (torch.randn(2, 4, 300, 64, generator=gen).half().cuda() for _ in range(2))
+    fast = dsa_mask(q, k, sparsity=0.9)
+    monkeypatch.setattr(dsa_mod, "_CODES_KERNEL", False)
+    slow = dsa_mask(q, k, sparsity=0.9)
+    assert (fast == slow).float().mean() > 0.995

@@ -23,7 +23,7 @@ import torch
 
 from .._checks import check_int, check_tensor
 from .._dispatch import operation
-from .._kernels import require_cuda_tensor
+from .._kernels import TEMPLATE_TYPES, require_cuda_tensor
 from .._launch import fast_launch
 from .masks import _row_topk_op  # ties to the lower index, like the kernel
 
@@ -45,9 +45,24 @@ _BITS_KERNEL_NAME = {
     torch.int16: "dsa_predict_bits<short>",
 }
 _MMA_KERNEL_NAME = "dsa_predict_bits_mma<signed char>"
-_EXPRS = (*_KERNEL_NAME.values(), *_BITS_KERNEL_NAME.values(), _MMA_KERNEL_NAME)
+_CODES_INPUTS = (torch.float16, torch.bfloat16, torch.float32)
+_CODES_KERNEL_NAME = {
+    (x, c): f"dsa_codes<{TEMPLATE_TYPES[x]}, {'signed char' if c == torch.int8 else 'short'}>"
+    for x in _CODES_INPUTS
+    for c in _CODE_DTYPES
+}
+_CODES_MAX_D = 256  # the row a warp of dsa_codes holds (8 inputs a lane)
+_EXPRS = (
+    *_KERNEL_NAME.values(),
+    *_BITS_KERNEL_NAME.values(),
+    _MMA_KERNEL_NAME,
+    *_CODES_KERNEL_NAME.values(),
+)
 #: int8 scores on tensor cores (dsa_predict_bits_mma) where they fit, else dp4a.
 _USE_TENSOR_CORES = True
+#: The bits kernels' candidate filter (kernels/dsa_predict.cu, select_row): rank only the
+#: scores above a sampled threshold where it applies; False forces the full selection.
+_FILTER = True
 _MMA_GROUPS = (16, 8)  # query rows a group of dsa_predict_bits_mma (the mma's M is 16)
 _SMEM_LIMIT = 200 * 1024  # the scores of a block's rows live in shared memory
 _WARPS = 4  # rows a block (one warp each; kMaxWarps in kernels/dsa_predict.cu)
@@ -162,6 +177,59 @@ def _predict_cuda_rowwise(q_codes, k_codes, k_scale, keep: int, out=None) -> tor
         shared_mem=warps * _warp_bytes(lk),
     )
     return out
+
+
+def codes_supported(x: torch.Tensor, rank: int) -> bool:
+    """Whether :func:`dsa_codes_cuda` takes ``x`` ``[..., d]`` with a rank-``rank`` projection."""
+    return (
+        x.is_cuda
+        and x.dtype in _CODES_INPUTS
+        and 1 <= x.shape[-1] <= _CODES_MAX_D
+        and 1 <= rank <= MAX_CODE_RANK
+    )
+
+
+def dsa_codes_cuda(
+    x: torch.Tensor, proj: torch.Tensor, bits: int, bad: torch.Tensor, index: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """DSA's codes and scales of ``x @ proj`` in one kernel (``dsa_codes`` in
+    ``kernels/dsa_predict.cu``; the rule of ``dsa.py``'s quantization), for inputs
+    :func:`codes_supported` takes.  ``proj`` is float32 ``[d, r]`` on ``x``'s device; the
+    number of rows with a NaN or infinite projection is added to int32 ``bad[index]``."""
+    x, proj = x.contiguous(), proj.contiguous()
+    d, rank = x.shape[-1], proj.shape[-1]
+    code_dtype = torch.int8 if bits <= 8 else torch.int16
+    codes = torch.empty((*x.shape[:-1], rank), dtype=code_dtype, device=x.device)
+    scale = torch.empty(x.shape[:-1], dtype=torch.float32, device=x.device)
+    require_cuda_tensor(proj, "proj", (torch.float32,), x.device)
+    require_cuda_tensor(bad, "bad", (torch.int32,), x.device)
+    if proj.shape[0] != d or not 0 <= index < bad.numel():
+        raise ValueError(f"proj {tuple(proj.shape)} must be [d={d}, r], index within bad")
+    rows = x.numel() // d
+    if rows == 0:
+        return codes, scale
+    warps = 8
+    fast_launch(
+        "dsa_predict",
+        _CODES_KERNEL_NAME[(x.dtype, code_dtype)],
+        (-(-rows // warps),),
+        (32 * warps,),
+        "pppppqiii",
+        (
+            x.data_ptr(),
+            proj.data_ptr(),
+            codes.data_ptr(),
+            scale.data_ptr(),
+            bad.data_ptr() + 4 * index,
+            rows,
+            d,
+            rank,
+            bits,
+        ),
+        x.device,
+        exprs=_EXPRS,
+    )
+    return codes, scale
 
 
 def pack_bits(mask: torch.Tensor) -> torch.Tensor:
@@ -356,8 +424,11 @@ def _bits_out(q_codes: torch.Tensor, lk: int, out) -> torch.Tensor:
     return out
 
 
-def _bits_launch(q_codes, k_codes, k_scale, keep: int, plan, out=None) -> torch.Tensor:
-    """Run ``dsa_predict_bits`` with ``plan`` from :func:`_bits_plan`."""
+def _bits_launch(
+    q_codes, k_codes, k_scale, keep: int, plan, out=None, filter: bool | None = None
+) -> torch.Tensor:
+    """Run ``dsa_predict_bits`` with ``plan`` from :func:`_bits_plan`; ``filter`` (default
+    ``_FILTER``) enables the candidate filter."""
     warps, per_block, per_slice = plan
     lq, rank = q_codes.shape[-2:]
     lk = k_codes.shape[-2]
@@ -378,7 +449,7 @@ def _bits_launch(q_codes, k_codes, k_scale, keep: int, plan, out=None) -> torch.
         _BITS_KERNEL_NAME[q_codes.dtype],
         (slices * per_slice,),
         (32 * warps,),
-        "ppppiiiiii",
+        "ppppiiiiiii",
         (
             q_codes.data_ptr(),
             k_codes.data_ptr(),
@@ -390,6 +461,7 @@ def _bits_launch(q_codes, k_codes, k_scale, keep: int, plan, out=None) -> torch.
             keep,
             per_block,
             per_slice,
+            int(_FILTER if filter is None else filter),
         ),
         device,
         exprs=_EXPRS,
@@ -398,8 +470,11 @@ def _bits_launch(q_codes, k_codes, k_scale, keep: int, plan, out=None) -> torch.
     return out
 
 
-def _mma_launch(q_codes, k_codes, k_scale, keep: int, plan, out=None) -> torch.Tensor:
-    """Run ``dsa_predict_bits_mma`` with ``plan`` from :func:`_mma_plan`."""
+def _mma_launch(
+    q_codes, k_codes, k_scale, keep: int, plan, out=None, filter: bool | None = None
+) -> torch.Tensor:
+    """Run ``dsa_predict_bits_mma`` with ``plan`` from :func:`_mma_plan`; ``filter`` as for
+    :func:`_bits_launch`."""
     warps, per_block, per_slice, group = plan
     lq, rank = q_codes.shape[-2:]
     lk = k_codes.shape[-2]
@@ -420,7 +495,7 @@ def _mma_launch(q_codes, k_codes, k_scale, keep: int, plan, out=None) -> torch.T
         _MMA_KERNEL_NAME,
         (slices * per_slice,),
         (32 * warps,),
-        "ppppiiiiiii",
+        "ppppiiiiiiii",
         (
             q_codes.data_ptr(),
             k_codes.data_ptr(),
@@ -433,6 +508,7 @@ def _mma_launch(q_codes, k_codes, k_scale, keep: int, plan, out=None) -> torch.T
             per_block,
             per_slice,
             group,
+            int(_FILTER if filter is None else filter),
         ),
         device,
         exprs=_EXPRS,

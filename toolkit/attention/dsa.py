@@ -50,7 +50,13 @@ from ..models._attention import (
     check_qkv,
     resolve_scale,
 )
-from ._dsa_predict import approximate_scores, predict_topk_mask
+from ._dsa_predict import (
+    approximate_scores,
+    codes_supported,
+    dsa_codes_cuda,
+    predict_topk_bits,
+    predict_topk_mask,
+)
 from ._fused import (
     _pack_keep_bits_op,
     dsa_fused_supported,
@@ -161,22 +167,90 @@ def quantize_rows(x: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Tenso
 
 
 def _quantize(x: torch.Tensor, bits: int, name: str) -> tuple[torch.Tensor, torch.Tensor]:
-    x = check_finite_tensor(name, x.to(torch.float32))
+    return _quantize_unchecked(check_finite_tensor(name, x.to(torch.float32)), bits)
+
+
+def _quantize_unchecked(x: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`quantize_rows` of float32 ``x`` without the finiteness check (a non-finite row
+    gets a NaN or infinite scale)."""
     dtype = torch.int8 if bits <= 8 else torch.int16
     if bits == 1:
         return torch.where(x >= 0, 1, -1).to(dtype), x.abs().mean(-1)
     qmax = float(2 ** (bits - 1) - 1)
     s = x.abs().amax(-1) / qmax
     safe = torch.where(s > 0, s, 1.0)
-    ints = torch.round(x / safe[..., None]).clamp(-qmax, qmax)
-    return torch.where(s[..., None] > 0, ints, 0.0).to(dtype), s
+    # A row with s == 0 has |x| / 1 < 2^-126 everywhere, which rounds to code 0 anyway.
+    return torch.round(x / safe[..., None]).clamp_(-qmax, qmax).to(dtype), s
 
 
-def _codes(q: torch.Tensor, k: torch.Tensor, proj: torch.Tensor, bits: int):
-    """Codes and scales of QP and KP, leading dims broadcast (module docstring, steps 1-2)."""
-    proj = proj.to(q.device)
-    qc, sq = _quantize(torch.matmul(q.to(torch.float32), proj), bits, "q @ P (q projected)")
-    kc, sk = _quantize(torch.matmul(k.to(torch.float32), proj), bits, "k @ P (k projected)")
+#: CUDA inputs take the one-pass codes kernel (False: the torch operations).
+_CODES_KERNEL = True
+
+#: Device copies of recent projections: a host-to-device copy of pageable memory would wait
+#: for the device at every call.
+_DEVICE_PROJ: dict[tuple[bytes, tuple[int, ...], torch.device], torch.Tensor] = {}
+_DEVICE_PROJ_MAX = 16
+
+
+def _on_device(proj: torch.Tensor, device: torch.device) -> torch.Tensor:
+    if proj.device.type != "cpu" or device.type == "cpu":
+        return proj.to(device)
+    key = (proj.numpy().tobytes(), tuple(proj.shape), device)
+    cached = _DEVICE_PROJ.get(key)
+    if cached is None:
+        if len(_DEVICE_PROJ) >= _DEVICE_PROJ_MAX:
+            _DEVICE_PROJ.pop(next(iter(_DEVICE_PROJ)))
+        cached = _DEVICE_PROJ[key] = proj.to(device)
+    return cached
+
+
+def _raise_if_bad(bad: torch.Tensor, q: torch.Tensor, k: torch.Tensor) -> None:
+    """The error for the rows ``dsa_codes`` counted as not finite (``bad`` = [q, k])."""
+    counts = bad.tolist()
+    if any(counts):
+        _check_finite_inputs(q, k)
+        name = "q @ P (q projected)" if counts[0] else "k @ P (k projected)"
+        raise ValueError(f"{name} must be finite, got {max(counts)} rows with NaN or infinity")
+
+
+def _codes(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    proj: torch.Tensor,
+    bits: int,
+    deferred: list | None = None,
+):
+    """Codes and scales of QP and KP, leading dims broadcast (module docstring, steps 1-2).
+
+    Raises the ValueError of :func:`_check_finite_inputs` for a non-finite ``q`` or ``k``, and
+    names the projection when only it is not finite (float32 overflow).  With ``deferred`` (a
+    list) the codes kernel's check is appended to it instead of run (its host sync waits for
+    the device): the caller runs it after launching the work that follows; meanwhile bad rows
+    have codes 0 and scale 0."""
+    proj = _on_device(proj, q.device)
+    rank = proj.shape[-1]
+    if _CODES_KERNEL and codes_supported(q, rank) and codes_supported(k, rank):
+        # One kernel a tensor (kernels/dsa_predict.cu, dsa_codes); it counts the rows whose
+        # projection is not finite, which a non-finite input entry always makes so.
+        bad = torch.zeros(2, dtype=torch.int32, device=q.device)
+        qc, sq = dsa_codes_cuda(q, proj, bits, bad, 0)
+        kc, sk = dsa_codes_cuda(k, proj, bits, bad, 1)
+        if deferred is None:
+            _raise_if_bad(bad, q, k)
+        else:
+            deferred.append(lambda: _raise_if_bad(bad, q, k))
+    else:
+        qp = torch.matmul(q.to(torch.float32), proj)
+        kp = torch.matmul(k.to(torch.float32), proj)
+        qc, sq = _quantize_unchecked(qp, bits)
+        kc, sk = _quantize_unchecked(kp, bits)
+        # A NaN or infinity in a row of q, k or their projections makes that row's scale NaN
+        # or infinite (amax and mean propagate them), so one host sync on the small scale
+        # tensors stands for the checks; only when it fails are they checked one by one.
+        if not bool(torch.isfinite(sq).all() & torch.isfinite(sk).all()):
+            _check_finite_inputs(q, k)
+            check_finite_tensor("q @ P (q projected)", qp)
+            check_finite_tensor("k @ P (k projected)", kp)
     lead = torch.broadcast_shapes(qc.shape[:-2], kc.shape[:-2])
     qc, sq = qc.expand(*lead, *qc.shape[-2:]), sq.expand(*lead, sq.shape[-1])
     kc, sk = kc.expand(*lead, *kc.shape[-2:]), sk.expand(*lead, sk.shape[-1])
@@ -263,10 +337,9 @@ def _predict_keep(
     lead = torch.broadcast_shapes(q.shape[:-2], k.shape[:-2])
     if 0 in (*lead, q.shape[-2], k.shape[-2]):
         return torch.zeros((*lead, q.shape[-2], k.shape[-2]), dtype=torch.bool, device=q.device)
-    _check_finite_inputs(q, k)
     proj = _projection(q.shape[-1], rank, generator)
     kk = keep_count(density, k.shape[-2])
-    qc, sq, kc, sk = _codes(q.detach(), k.detach(), proj, bits)
+    qc, sq, kc, sk = _codes(q.detach(), k.detach(), proj, bits)  # checks finiteness
     if attn_mask is None:
         return predict_topk_mask(qc.contiguous(), kc.contiguous(), sk.contiguous(), kk)
     pred = approximate_scores(qc, kc, sk)
@@ -275,6 +348,25 @@ def _predict_keep(
     else:
         pred = pred * sq.unsqueeze(-1) * scale + attn_mask.float()
     return _row_topk_op(pred, kk)
+
+
+def _predict_bits(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    density: float,
+    rank: int,
+    bits: int,
+    generator: torch.Generator,
+    deferred: list | None = None,
+) -> torch.Tensor:
+    """:func:`_predict_keep`'s pattern without a mask, as the packed words of
+    ``predict_topk_bits`` ``[..., Lq, ceil(Lk / 32)]`` (non-empty inputs, equal leading
+    shapes): the fused kernel's input, with no boolean mask in between.  ``deferred`` as for
+    :func:`_codes`."""
+    proj = _projection(q.shape[-1], rank, generator)
+    kk = keep_count(density, k.shape[-2])
+    qc, _, kc, sk = _codes(q.detach(), k.detach(), proj, bits, deferred)
+    return predict_topk_bits(qc.contiguous(), kc.contiguous(), sk.contiguous(), kk)
 
 
 def dsa_mask(
@@ -338,8 +430,10 @@ def _dsa_attention_op(q, k, v, keep, scale, attn_mask, return_probs):
 
 @_dsa_attention_op.cuda
 def _dsa_attention_cuda(q, k, v, keep, scale, attn_mask, return_probs):
-    # fp16/bf16, head dims 16-128, no mask, no probabilities, no autograd: the pattern packed
-    # into bits, then the fused tensor-core kernel (kernels/dsa_attention.cu).  Float32 and
+    # A given boolean pattern (dsa_attention itself sends fp16/bf16 without a mask through
+    # _predict_bits straight to the fused kernel).  fp16/bf16, head dims 16-128, no mask, no
+    # probabilities, no autograd: the pattern packed into bits, then the fused tensor-core
+    # kernel (kernels/dsa_attention.cu).  Float32 and
     # masks take the gather kernel (kernels/dsa_sparse.cu) where it supports them: exact
     # scores only at the kept entries, each query gathering its kept keys.
     if dsa_fused_supported(q, k, v, keep, return_probs, attn_mask):
@@ -378,8 +472,9 @@ def dsa_attention(
 
     On CUDA, after the prediction kernel, float16/bfloat16 inputs with head dim 16, 32, 64
     or 128 (``dv = d``), equal leading shapes, no ``attn_mask``, no ``return_probs`` and no
-    autograd take the fused kernel (``kernels/dsa_attention.cu``): the pattern packed into
-    bits (32 keys a word), then flash-style attention on the tensor cores: each 64 x 64 tile
+    autograd take the fused kernel (``kernels/dsa_attention.cu``): the prediction kernel
+    writes the pattern as packed bits (32 keys a word; no boolean mask), then flash-style
+    attention on the tensor cores: each 64 x 64 tile
     of :math:`QK^\top`, the entries outside the pattern set to :math:`-\infty` before an
     online softmax, :math:`PV` (a warp skips key tiles in which its queries keep nothing).
     With ~10% of the keys kept but spread over all keys, every tile holds kept entries, so
@@ -429,5 +524,17 @@ def dsa_attention(
     check_flag("return_probs", return_probs)
     s = resolve_scale(scale, q.shape[-1])
     gen = make_generator(seed, generator, default_seed=0)
+    if _dsa_attention_op.path_for(q) == "cuda" and dsa_fused_supported(
+        q, k, v, None, return_probs, attn_mask
+    ):
+        # The prediction kernel's packed words go straight to the fused kernel: no boolean
+        # mask, no packing (the same pattern as _predict_keep's).  The finiteness check
+        # waits for the device, so it runs after the launches.
+        deferred: list = []
+        words = _predict_bits(q, k, 1.0 - sparsity, rank, bits, gen, deferred)
+        out = fused_dsa_attention(q, k, v, words, s)
+        for check in deferred:
+            check()
+        return out
     keep = _predict_keep(q, k, 1.0 - sparsity, rank, bits, gen, s, attn_mask)
     return _dsa_attention_op(q, k, v, keep, s, attn_mask, return_probs)
