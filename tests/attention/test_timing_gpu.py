@@ -34,7 +34,7 @@ def _counting(monkeypatch, module, name):
 @pytest.mark.parametrize("head_dim", [64, 128])
 def test_time_attention_on_cuda_fp16_uses_the_kernels(monkeypatch, head_dim):
     fused = _counting(monkeypatch, sparse_mod, "fused_nm_attention")
-    sparse = _counting(monkeypatch, dsa_mod, "sparse_dsa_attention")
+    sparse = _counting(monkeypatch, dsa_mod, "fused_dsa_attention")
     t = time_attention(
         1024,
         patterns=("2:4", "1:2", "dsa@0.1"),
@@ -47,7 +47,7 @@ def test_time_attention_on_cuda_fp16_uses_the_kernels(monkeypatch, head_dim):
         warmup=1,
     )
     assert t.names == ("SDPA", "unfused", "2:4", "1:2", "dsa@0.1")
-    assert t.paths[2:] == ("fused kernel", "fused kernel", "sparse kernel")
+    assert t.paths[2:] == ("fused kernel", "fused kernel", "fused DSA kernel")
     assert t.dtype == torch.float16 and t.device == torch.cuda.get_device_name()
     assert all(ms > 0 and math.isfinite(ms) for ms in t.median_ms), t.rows()
     assert all(r > 0 and math.isfinite(r) for r in t.vs_sdpa + t.vs_unfused), t.rows()

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 
 from .._backend import resolve_device
 from .._checks import check_choice, check_int, make_generator
-from ._fused import fused_supported, sparse_supported
+from ._fused import dsa_fused_supported, fused_supported, sparse_supported
 from .dsa import _dsa_attention_op
 from .patterns import DSA, NM, Pattern, PatternLike, check_sequence, parse_pattern
 from .sparse import _nm_attention_op
@@ -81,8 +81,10 @@ class AttentionTiming:
         Speed-up against ``unfused``, likewise.
     paths : tuple of str
         What ran: ``"torch SDPA"``, ``"torch bmm-softmax-bmm"``, ``"fused kernel"``
-        (N:M, ``kernels/nm_attention.cu``), ``"sparse kernel"`` (DSA,
-        ``kernels/dsa_sparse.cu``) or ``"reference"`` (the torch reference path).
+        (N:M, ``kernels/nm_attention.cu``), ``"fused DSA kernel"`` (DSA in fp16/bf16:
+        the prediction's packed pattern, then ``kernels/dsa_attention.cu``), ``"sparse kernel"``
+        (DSA in float32, ``kernels/dsa_sparse.cu``) or ``"reference"`` (the torch reference
+        path).
     device : str
         The device's name (the GPU's model, or the CPU).
     dtype : torch.dtype
@@ -179,8 +181,11 @@ def _pattern_path(pattern: Pattern, q: torch.Tensor, k: torch.Tensor, v: torch.T
             return "fused kernel"
     elif isinstance(pattern, DSA) and pattern.density < 1:
         keep = torch.empty((*q.shape[:-1], k.shape[-2]), dtype=torch.bool, device="meta")
-        if _dsa_attention_op.path_for(q) == "cuda" and sparse_supported(q, k, v, keep, False, None):
-            return "sparse kernel"
+        if _dsa_attention_op.path_for(q) == "cuda":
+            if dsa_fused_supported(q, k, v, None, False, None):
+                return "fused DSA kernel"
+            if sparse_supported(q, k, v, keep, False, None):
+                return "sparse kernel"
     return "reference"
 
 
